@@ -1,0 +1,154 @@
+"""The syncQueue: sync tasks from the NginxController, coalesced, run one at a time.
+
+    NginxController --SyncTask(stamp, events, forced)--> SyncQueue --SyncBatch--> sync worker
+
+Coalescing, as ingress-nginx's task queue does it, with no fixed delay:
+
+- A task's ``stamp`` is the time of the newest change it stands for.  A sync reads a snapshot of
+  the whole Store taken after it starts, so a task stamped before the start of the last
+  *successful* sync is already covered: it is skipped.
+- When the worker picks a task, every task queued behind it joins the same batch: a burst of
+  1,000 events that arrives while one sync runs costs one more sync, not 1,000.
+- ``forced`` tasks (the controller's ConfigMap changed, nginx restarted) are never skipped.
+- A sync that fails with ``RetryableSyncError`` is retried after an exponential backoff (0.5 s
+  doubling up to 30 s), unless a later sync has succeeded meanwhile; success resets the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from ingressd.store.events import StoreEvent
+
+log = structlog.get_logger("ingressd.queueing")
+
+
+class RetryableSyncError(RuntimeError):
+    """The sync failed for a reason that may pass (nginx busy, Lua endpoint not answering)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncTask:
+    """A request for a sync: the changes it stands for and when the newest happened."""
+
+    stamp: float
+    events: tuple[StoreEvent, ...] = ()
+    forced: bool = False
+    #: Why the task exists: ``events``, ``retry``, ``initial``, ``nginx-restart``.
+    cause: str = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """The tasks one sync covers."""
+
+    tasks: tuple[SyncTask, ...]
+    started_at: float
+    #: Tasks dropped because an earlier successful sync already covered them.
+    skipped: int = 0
+    events: tuple[StoreEvent, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", tuple(e for t in self.tasks for e in t.events))
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        return tuple(sorted({t.cause for t in self.tasks}))
+
+
+class SyncHandler(Protocol):
+    async def __call__(self, batch: SyncBatch) -> None: ...
+
+
+class SyncQueue:
+    """Coalescing queue of sync tasks with one consumer."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self._queue: asyncio.Queue[SyncTask] = asyncio.Queue()
+        self._clock = clock
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._backoff = backoff_initial
+        #: Start time of the last sync that succeeded; tasks stamped earlier are covered.
+        self.last_success_started = float("-inf")
+        self.syncs = 0
+        self.skipped = 0
+        self.failures = 0
+        self._retry: asyncio.TimerHandle | None = None
+
+    def enqueue(
+        self,
+        events: Iterable[StoreEvent] = (),
+        *,
+        forced: bool = False,
+        cause: str = "events",
+        stamp: float | None = None,
+    ) -> None:
+        """Queue a sync for ``events``; never blocks."""
+        events = tuple(events)
+        if stamp is None:
+            stamp = max((e.received_at for e in events), default=self._clock())
+        self._queue.put_nowait(SyncTask(stamp=stamp, events=events, forced=forced, cause=cause))
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+    def _covered(self, task: SyncTask) -> bool:
+        return not task.forced and task.stamp < self.last_success_started
+
+    async def next_batch(self) -> SyncBatch:
+        """Wait for a task that is not covered yet; take every queued task with it."""
+        skipped = 0
+        while True:
+            first = await self._queue.get()
+            if self._covered(first):
+                skipped += 1
+                self.skipped += 1
+                continue
+            break
+        tasks = [first]
+        while not self._queue.empty():
+            task = self._queue.get_nowait()
+            if self._covered(task):
+                skipped += 1
+                self.skipped += 1
+            else:
+                tasks.append(task)
+        return SyncBatch(tasks=tuple(tasks), started_at=self._clock(), skipped=skipped)
+
+    async def run(self, handler: SyncHandler) -> None:
+        """Consume forever: one batch at a time through ``handler``."""
+        while True:
+            batch = await self.next_batch()
+            self.syncs += 1
+            try:
+                await handler(batch)
+            except RetryableSyncError as exc:
+                self.failures += 1
+                delay = self._backoff
+                self._backoff = min(self._backoff * 2, self.backoff_max)
+                log.warning("sync failed; retrying", error=str(exc), retry_in_s=delay)
+                self._schedule_retry(batch.started_at, delay)
+            else:
+                self.last_success_started = batch.started_at
+                self._backoff = self.backoff_initial
+
+    def _schedule_retry(self, stamp: float, delay: float) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        loop = asyncio.get_running_loop()
+        self._retry = loop.call_later(
+            delay, lambda: self.enqueue(cause="retry", stamp=stamp)
+        )
