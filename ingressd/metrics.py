@@ -1,0 +1,149 @@
+"""Metrics: what the sync worker did, in Prometheus form, served by the admin server.
+
+    sync worker --record_*()--> Metrics (own CollectorRegistry) --admin /metrics--> Prometheus
+
+Names follow ingress-nginx where it has one (``nginx_ingress_controller_success`` and
+``..._errors`` count successful and failed reloads; they are counters whose exposed name has no
+``_total`` suffix, so a small collector writes them exactly), so dashboards built for it keep
+working; ``ingressd_*`` names add what it lacks (dynamic updates, sync decisions).  Each
+controller has its own registry, so several can run in one process (tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _ExactCounters(Collector):
+    """Counters exposed under their exact ingress-nginx names (no ``_total``)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.docs: dict[str, str] = {}
+
+    def define(self, name: str, doc: str) -> None:
+        self.values[name] = 0.0
+        self.docs[name] = doc
+
+    def inc(self, name: str) -> None:
+        self.values[name] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in self.values.items():
+            metric = Metric(name, self.docs[name], "counter")
+            metric.add_sample(name, {}, value)
+            yield metric
+
+
+class Metrics:
+    """Every metric of one controller."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._exact = _ExactCounters()
+        self._exact.define(
+            "nginx_ingress_controller_success",
+            "Cumulative number of successful nginx reloads (ingress-nginx name)",
+        )
+        self._exact.define(
+            "nginx_ingress_controller_errors",
+            "Cumulative number of failed nginx reloads (ingress-nginx name)",
+        )
+        r.register(self._exact)
+        self.config_hash = Gauge(
+            "nginx_ingress_controller_config_hash",
+            "Hash of the running nginx.conf",
+            registry=r,
+        )
+        self.last_reload_successful = Gauge(
+            "nginx_ingress_controller_config_last_reload_successful",
+            "Whether the last reload attempt succeeded (1) or failed (0)",
+            registry=r,
+        )
+        self.last_reload_successful_timestamp = Gauge(
+            "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
+            "Unix time of the last successful reload",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "ingressd_reloads",
+            "nginx reloads by result (success, error) and by what made them necessary",
+            ["result", "reason"],
+            registry=r,
+        )
+        self.dynamic_updates = Counter(
+            "ingressd_dynamic_updates",
+            "Backend sets POSTed to the Lua endpoint without a reload, by result",
+            ["result"],
+            registry=r,
+        )
+        self.syncs = Counter(
+            "ingressd_syncs",
+            "Syncs by decision (nothing, dynamic, reload) and failed ones (error)",
+            ["decision"],
+            registry=r,
+        )
+        self.sync_duration = Histogram(
+            "ingressd_sync_duration_seconds",
+            "Duration of a sync, snapshot to applied, by decision",
+            ["decision"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_to_applied = Histogram(
+            "ingressd_event_to_applied_seconds",
+            "From an event entering the Store to nginx serving the change",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reload_duration = Histogram(
+            "ingressd_reload_duration_seconds",
+            "From nginx -t start to the new workers serving",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.nginx_restarts = Counter(
+            "ingressd_nginx_restarts",
+            "Times nginx died and was started again",
+            registry=r,
+        )
+        self.problems = Gauge(
+            "ingressd_configuration_problems",
+            "Rules or objects skipped by the last build (missing Service, invalid field, ...)",
+            registry=r,
+        )
+        self.update_channel_dropped = Counter(
+            "ingressd_update_channel_dropped_events",
+            "Events dropped from a full updateChannel (safe: syncs read the whole Store)",
+            registry=r,
+        )
+        for decision in ("nothing", "dynamic", "reload", "error"):
+            self.syncs.labels(decision=decision)
+        self.dynamic_updates.labels(result="success")
+        self.dynamic_updates.labels(result="error")
+
+    def reload_succeeded(self, *, reason: str, config_hash: int, seconds: float) -> None:
+        self._exact.inc("nginx_ingress_controller_success")
+        self.reloads.labels(result="success", reason=reason).inc()
+        self.last_reload_successful.set(1)
+        self.last_reload_successful_timestamp.set(time.time())
+        self.config_hash.set(config_hash)
+        self.reload_duration.observe(seconds)
+
+    def reload_failed(self, *, reason: str) -> None:
+        self._exact.inc("nginx_ingress_controller_errors")
+        self.reloads.labels(result="error", reason=reason).inc()
+        self.last_reload_successful.set(0)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value (0 when absent): for tests and the replay summary."""
+        got = self.registry.get_sample_value(name, labels or {})
+        return float(got) if got is not None else 0.0

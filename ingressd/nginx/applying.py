@@ -1,0 +1,212 @@
+"""Applying a Configuration to a running nginx: the two paths of the sync worker.
+
+    dynamic:    changed backends --POST--> Lua endpoint
+    structural: certificates -> work dir (0600)
+                Configuration --render--> text --nginx -t--> candidate --rename--> nginx.conf
+                new/changed backends --POST--> Lua (before the reload: the shared dict survives
+                    it, so new workers find their backends on their first request)
+                SIGHUP --> wait for the new generation --> PUT the whole backend set (prunes
+                    backends that no location uses any more)
+
+``Nginx`` owns the process, the Lua endpoint client and the files of one work dir.  The sync
+worker only sees the ``NginxDriver`` protocol, so a dry run can check configurations without
+serving anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ingressd.logs import debug_enabled
+from ingressd.model import Backend, Configuration
+from ingressd.nginx.dynamic import LuaEndpoint
+from ingressd.nginx.process import NginxProcess
+from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings, render
+
+log = structlog.get_logger("ingressd.nginx")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    config_hash: int
+    conf_bytes: int
+    render_seconds: float
+    test_seconds: float
+    reload_seconds: float
+
+
+class NginxDriver(Protocol):
+    """What the sync worker needs from nginx."""
+
+    async def apply_dynamic(self, backends: Sequence[Backend]) -> None: ...
+
+    async def apply_reload(self, config: Configuration) -> ReloadOutcome: ...
+
+    async def reapply(self, config: Configuration | None) -> None: ...
+
+
+def config_hash(text: str) -> int:
+    """A 52-bit hash of nginx.conf, exact as a Prometheus float."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:13], 16)
+
+
+def write_default_certificate(path: Path) -> None:
+    """A self-signed certificate for hosts without one (ingress-nginx's "fake certificate")."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ingressd default certificate")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ingress.local")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_private(path, pem)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Nginx:
+    """One real nginx, driven through reloads and its Lua endpoint."""
+
+    def __init__(
+        self,
+        *,
+        settings: RenderSettings,
+        paths: NginxPaths,
+        process: NginxProcess | None = None,
+        endpoint: LuaEndpoint | None = None,
+        template: Path = DEFAULT_TEMPLATE,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.template = template
+        self.process = process or NginxProcess(
+            paths=paths,
+            control_port=settings.control_port,
+            worker_user=_worker_user(settings),
+        )
+        self.endpoint = endpoint or LuaEndpoint(control_port=settings.control_port)
+        self.generation = 0
+        self.running_text = ""
+
+    def render(self, config: Configuration) -> str:
+        self.generation += 1
+        return render(
+            config,
+            settings=self.settings,
+            paths=self.paths,
+            generation=self.generation,
+            template=self.template,
+        )
+
+    async def start(self) -> None:
+        """Prepare the work dir and start nginx serving an empty configuration (404 for all)."""
+        self.process.prepare_work_dir()
+        default_cert = Path(self.paths.default_certificate)
+        if not default_cert.exists():
+            write_default_certificate(default_cert)
+        text = self.render(Configuration())
+        candidate = await self.process.test(text)
+        self.process.install(candidate, self.generation)
+        self.running_text = text
+        await self.process.start(self.generation)
+
+    async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
+        await self.endpoint.post_backends(backends)
+
+    async def apply_reload(self, config: Configuration) -> ReloadOutcome:
+        t0 = time.monotonic()
+        self._write_certificates(config)
+        text = self.render(config)
+        t1 = time.monotonic()
+        candidate = await self.process.test(text)
+        t2 = time.monotonic()
+        self.process.install(candidate, self.generation)
+        # New backends first: the shared dict outlives the reload, so the new workers serve
+        # their first request with endpoints already in place.
+        await self.endpoint.post_backends(config.backends)
+        await self.process.reload(self.generation)
+        await self.endpoint.put_backends(config.backends)
+        t3 = time.monotonic()
+        previous, self.running_text = self.running_text, text
+        self._remove_unused_certificates(config)
+        if previous and debug_enabled():
+            diff = "".join(
+                difflib.unified_diff(
+                    previous.splitlines(True), text.splitlines(True), "running", "new", n=2
+                )
+            )
+            log.debug("nginx.conf changed", diff=diff[:20000])
+        return ReloadOutcome(
+            config_hash=config_hash(text),
+            conf_bytes=len(text),
+            render_seconds=t1 - t0,
+            test_seconds=t2 - t1,
+            reload_seconds=t3 - t2,
+        )
+
+    async def reapply(self, config: Configuration | None) -> None:
+        """After nginx restarted: its shared dict is empty; send the running backends again."""
+        await self.endpoint.put_backends(config.backends if config else ())
+
+    async def stop(self) -> None:
+        await self.process.stop()
+        await self.endpoint.close()
+
+    def _write_certificates(self, config: Configuration) -> None:
+        certs = Path(self.paths.certs)
+        for server in config.servers:
+            cert = server.certificate
+            if cert is None:
+                continue
+            path = certs / cert.file_name
+            if not path.exists():
+                _write_private(path, cert.pem.encode())
+
+    def _remove_unused_certificates(self, config: Configuration) -> None:
+        used = {s.certificate.file_name for s in config.servers if s.certificate}
+        used.add(Path(self.paths.default_certificate).name)
+        for path in Path(self.paths.certs).glob("*.pem"):
+            if path.name not in used:
+                path.unlink(missing_ok=True)
+
+
+def _worker_user(settings: RenderSettings) -> tuple[str, str] | None:
+    if settings.worker_user is None:
+        return None
+    user, _, group = settings.worker_user.partition(" ")
+    return user, group or user

@@ -1,0 +1,240 @@
+"""The sync worker: one SyncBatch in, nginx brought in line with the Store.
+
+    SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure)
+              --decide(new, running)--> Decision (pure)
+                 NOTHING    -> done
+                 DYNAMIC    -> NginxDriver.apply_dynamic(changed backends)
+                 RELOAD     -> NginxDriver.apply_reload(new)
+              --success--> running = new; metrics; one log line with decision, reasons, timings
+
+The running model is replaced only after nginx has taken the change.  A configuration that
+``nginx -t`` rejects is an error that retrying cannot fix: it is counted and logged, the last good
+configuration keeps serving, and the next change to the Store triggers a fresh attempt.  Anything
+else that fails (nginx not answering, the Lua endpoint refusing) raises ``RetryableSyncError``
+and the syncQueue retries with backoff.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ingressd.building import BuildOptions, BuildResult, build_configuration
+from ingressd.diffing import Action, Decision, decide
+from ingressd.metrics import Metrics
+from ingressd.model import Configuration, Problem
+from ingressd.nginx.applying import NginxDriver
+from ingressd.nginx.dynamic import DynamicUpdateError
+from ingressd.nginx.process import ConfigTestError, NginxError
+from ingressd.nginx.rendering import RenderError
+from ingressd.queueing import RetryableSyncError, SyncBatch
+from ingressd.store.store import Store
+
+log = structlog.get_logger("ingressd.sync")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRecord:
+    """What one sync did: the line of the timeline."""
+
+    number: int
+    started_at: float
+    events: int
+    causes: tuple[str, ...]
+    action: str
+    reasons: tuple[str, ...]
+    result: str
+    build_seconds: float
+    diff_seconds: float
+    apply_seconds: float
+    error: str | None = None
+    backends_posted: int = 0
+    problems: int = 0
+    config_hash: int | None = None
+    event_latencies: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def total_seconds(self) -> float:
+        return self.build_seconds + self.diff_seconds + self.apply_seconds
+
+
+def reload_reason(decision: Decision) -> str:
+    """A low-cardinality label for why a reload happened (first word of the first reason)."""
+    if not decision.reasons:
+        return "other"
+    first = decision.reasons[0].split(" ", 1)[0]
+    return {
+        "first": "initial",
+        "server": "servers",
+        "location": "locations",
+        "backend": "backends",
+        "certificate": "certificates",
+    }.get(first, "other")
+
+
+class SyncWorker:
+    """Builds, diffs and applies; holds the running model."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        options: BuildOptions,
+        nginx: NginxDriver,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        history: int = 200,
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.nginx = nginx
+        self.metrics = metrics
+        self.clock = clock
+        self.running: Configuration | None = None
+        self.last_build: BuildResult | None = None
+        self.records: collections.deque[SyncRecord] = collections.deque(maxlen=history)
+        self.count = 0
+        self._known_problems: frozenset[Problem] = frozenset()
+        #: True while a sync runs.
+        self.busy = False
+        #: Set when nginx restarted: its Lua side is empty and needs the whole running set.
+        self.resend_all = False
+
+    @property
+    def first_sync_applied(self) -> bool:
+        return self.running is not None
+
+    async def __call__(self, batch: SyncBatch) -> None:
+        self.busy = True
+        try:
+            await self._sync(batch)
+        finally:
+            self.busy = False
+
+    async def _sync(self, batch: SyncBatch) -> None:
+        if self.resend_all:
+            self.resend_all = False
+            try:
+                await self.nginx.reapply(self.running)
+            except DynamicUpdateError as exc:
+                self.resend_all = True
+                raise RetryableSyncError(f"re-applying after nginx restart: {exc}") from exc
+            log.info("running configuration re-applied after nginx restart")
+        self.count += 1
+        t0 = self.clock()
+        result = build_configuration(self.store.snapshot(), self.options)
+        t1 = self.clock()
+        decision = decide(result.configuration, self.running)
+        t2 = self.clock()
+        self.last_build = result
+        self._report_problems(result.problems)
+        self.metrics.problems.set(len(result.problems))
+
+        posted = 0
+        error: str | None = None
+        outcome = "ok"
+        chash: int | None = None
+        retry: RetryableSyncError | None = None
+        try:
+            if decision.action is Action.DYNAMIC:
+                by_name = result.configuration.backend_map()
+                changed = [by_name[name] for name in decision.changed_backends]
+                try:
+                    await self.nginx.apply_dynamic(changed)
+                except DynamicUpdateError as exc:
+                    self.metrics.dynamic_updates.labels(result="error").inc()
+                    raise RetryableSyncError(str(exc)) from exc
+                self.metrics.dynamic_updates.labels(result="success").inc()
+                posted = len(changed)
+            elif decision.action is Action.RELOAD:
+                reason = reload_reason(decision)
+                try:
+                    reloaded = await self.nginx.apply_reload(result.configuration)
+                except (ConfigTestError, RenderError) as exc:
+                    self.metrics.reload_failed(reason=reason)
+                    outcome, error = "rejected", str(exc)
+                except (NginxError, DynamicUpdateError) as exc:
+                    self.metrics.reload_failed(reason=reason)
+                    raise RetryableSyncError(str(exc)) from exc
+                else:
+                    chash = reloaded.config_hash
+                    self.metrics.reload_succeeded(
+                        reason=reason,
+                        config_hash=reloaded.config_hash,
+                        seconds=reloaded.test_seconds + reloaded.reload_seconds,
+                    )
+                    posted = len(result.configuration.backends)
+        except RetryableSyncError as exc:
+            outcome, error, retry = "error", str(exc), exc
+        t3 = self.clock()
+
+        latencies: tuple[float, ...] = ()
+        if outcome == "ok":
+            self.running = result.configuration
+            latencies = tuple(t3 - e.received_at for e in batch.events)
+            for latency in latencies:
+                self.metrics.event_to_applied.observe(latency)
+        decision_label = decision.action.value if outcome == "ok" else "error"
+        self.metrics.syncs.labels(decision=decision_label).inc()
+        self.metrics.sync_duration.labels(decision=decision_label).observe(t3 - t0)
+        record = SyncRecord(
+            number=self.count,
+            started_at=batch.started_at,
+            events=len(batch.events),
+            causes=batch.causes,
+            action=decision.action.value,
+            reasons=decision.reasons,
+            result=outcome,
+            build_seconds=t1 - t0,
+            diff_seconds=t2 - t1,
+            apply_seconds=t3 - t2,
+            error=error,
+            backends_posted=posted,
+            problems=len(result.problems),
+            config_hash=chash,
+            event_latencies=latencies,
+        )
+        self.records.append(record)
+        self._log(record)
+        if retry is not None:
+            raise retry
+
+    def _report_problems(self, problems: tuple[Problem, ...]) -> None:
+        """Log each problem once, when it appears, and once more when it is gone."""
+        current = frozenset(problems)
+        for problem in sorted(current - self._known_problems, key=str):
+            log.warning(
+                "object skipped",
+                kind=problem.kind,
+                object=problem.key,
+                field=problem.field,
+                reason=problem.reason,
+            )
+        for problem in sorted(self._known_problems - current, key=str):
+            log.info("problem resolved", kind=problem.kind, object=problem.key, field=problem.field)
+        self._known_problems = current
+
+    @staticmethod
+    def _log(record: SyncRecord) -> None:
+        fields = dict(
+            sync=record.number,
+            decision=record.action,
+            result=record.result,
+            events=record.events,
+            reasons=list(record.reasons),
+            build_ms=round(record.build_seconds * 1000, 2),
+            diff_ms=round(record.diff_seconds * 1000, 2),
+            apply_ms=round(record.apply_seconds * 1000, 2),
+            backends_posted=record.backends_posted,
+        )
+        if record.result == "ok":
+            if record.action == "nothing":
+                log.debug("sync", **fields)
+            else:
+                log.info("sync", **fields)
+        else:
+            log.error("sync", error=record.error, **fields)
