@@ -1,0 +1,55 @@
+# ingressd: `make demo` serves the seed's example through a real nginx; `make test` runs the suite.
+# Both install what they need first (Debian packages as root, then .venv/ in the checkout).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson wrk openssl curl
+PYTEST_ARGS ?=
+
+.PHONY: install apt venv demo test lint typecheck unit lua bench clean
+
+install: apt venv
+
+# Debian packages: installed only when one is missing (apt-get update first).
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(PY) -m ingressd.demo
+
+lint: venv
+	$(VENV)/bin/ruff check ingressd tests benchmarks
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lua: install
+	$(VENV)/bin/pytest tests/test_lua.py $(PYTEST_ARGS)
+
+test: install lint typecheck unit
+
+bench: install
+	$(PY) -m benchmarks.burst
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

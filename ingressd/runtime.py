@@ -1,0 +1,173 @@
+"""Wiring: one ingressd instance, every stage connected, started and stopped in order.
+
+    Source --WatchEvent--> Store --StoreEvent--> updateChannel --> NginxController
+        --> syncQueue --> SyncWorker --> Nginx (process + Lua endpoint)
+    admin server reads SyncWorker, Metrics and Nginx
+
+Start order: nginx (serving an empty configuration, so the control port answers), the admin
+server, the source's first full load into the Store, then the loops.  The first sync is queued
+only after that first load, so it sees every object at once instead of building half a cluster.
+Stop order is the reverse; nginx quits gracefully last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from ingressd.admin import start_admin
+from ingressd.building import BuildOptions
+from ingressd.channel import UpdateChannel
+from ingressd.controller import NginxController
+from ingressd.metrics import Metrics
+from ingressd.model import ObjectKey
+from ingressd.nginx.applying import Nginx
+from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
+from ingressd.queueing import SyncQueue
+from ingressd.store.events import WatchEvent
+from ingressd.store.store import Store
+from ingressd.syncing import SyncWorker
+
+log = structlog.get_logger("ingressd")
+
+CONTROLLER_NAME = "ingressd.io/ingress-controller"
+
+
+class Source(Protocol):
+    """Anything that produces watch-shaped events: manifests directory, Kubernetes, a trace."""
+
+    def load_once(self, sink: Any) -> None: ...
+
+    async def run(self, sink: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything ``ingressd run`` takes."""
+
+    work_dir: Path
+    http_port: int = 80
+    https_port: int = 443
+    status_port: int = 10254
+    status_address: str = "0.0.0.0"
+    control_port: int = 10246
+    ingress_class: str = "ingressd"
+    controller: str = CONTROLLER_NAME
+    configmap: ObjectKey | None = None
+    worker_processes: str = "auto"
+    update_channel_size: int = 1024
+    template: Path = DEFAULT_TEMPLATE
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def render_settings(self) -> RenderSettings:
+        return RenderSettings(
+            http_port=self.http_port,
+            https_port=self.https_port,
+            control_port=self.control_port,
+            worker_processes=self.worker_processes,
+            worker_user="nobody nogroup" if os.geteuid() == 0 else None,
+        )
+
+    def build_options(self) -> BuildOptions:
+        return BuildOptions(ingress_class=self.ingress_class, controller=self.controller)
+
+
+class Ingressd:
+    """One controller: Store, channel, NginxController, syncQueue, sync worker, nginx, admin."""
+
+    def __init__(self, options: Options, *, source: Source) -> None:
+        self.options = options
+        self.source = source
+        self.metrics = Metrics()
+        self.channel = UpdateChannel(maxsize=options.update_channel_size)
+        self.store = Store(channel=self.channel, configmap=options.configmap)
+        self.queue = SyncQueue()
+        self.controller = NginxController(channel=self.channel, queue=self.queue)
+        self.nginx = Nginx(
+            settings=options.render_settings(),
+            paths=NginxPaths(options.work_dir),
+            template=options.template,
+        )
+        self.worker = SyncWorker(
+            store=self.store,
+            options=options.build_options(),
+            nginx=self.nginx,
+            metrics=self.metrics,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._admin: web.AppRunner | None = None
+        self._dropped_seen = 0
+
+    def _sink(self, event: WatchEvent) -> None:
+        self.store.apply(event)
+
+    async def start(self) -> None:
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        await self.nginx.start()
+        self._admin = await start_admin(
+            self, host=self.options.status_address, port=self.options.status_port
+        )
+        self.source.load_once(self._sink)
+        self.queue.enqueue(forced=True, cause="initial")
+        self._spawn(self.source.run(self._sink), "source")
+        self._spawn(self.controller.run(), "controller")
+        self._spawn(self.queue.run(self.worker), "sync-worker")
+        self._spawn(self.nginx.process.supervise(self._nginx_restarted), "nginx-supervisor")
+        log.info(
+            "ingressd started",
+            http_port=self.options.http_port,
+            https_port=self.options.https_port,
+            status_port=self.options.status_port,
+            control_port=self.options.control_port,
+            work_dir=str(self.options.work_dir),
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("internal task died", task=task.get_name(), error=repr(exc))
+
+    async def _nginx_restarted(self) -> None:
+        self.metrics.nginx_restarts.inc()
+        self.worker.resend_all = True
+        self.queue.enqueue(forced=True, cause="nginx-restart")
+
+    def refresh_gauges(self) -> None:
+        dropped = self.channel.dropped
+        if dropped > self._dropped_seen:
+            self.metrics.update_channel_dropped.inc(dropped - self._dropped_seen)
+            self._dropped_seen = dropped
+
+    async def wait_until_synced(self, timeout: float = 30.0) -> None:
+        """Wait for the first applied sync (tests, demo)."""
+        async with asyncio.timeout(timeout):
+            while not self.worker.first_sync_applied:
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._admin is not None:
+            await self._admin.cleanup()
+        await self.nginx.stop()
+        log.info("ingressd stopped")
