@@ -47,7 +47,9 @@ class WatchEvent:
         try:
             event_type = EventType(raw.get("type"))
         except ValueError:
-            raise ValueError(f"type: expected ADDED, MODIFIED or DELETED, got {raw.get('type')!r}")
+            raise ValueError(
+                f"type: expected ADDED, MODIFIED or DELETED, got {raw.get('type')!r}"
+            ) from None
         obj = raw.get("object")
         if not isinstance(obj, dict):
             raise ValueError("object: expected a mapping")

@@ -1,0 +1,475 @@
+"""The manifests-directory source: files on disk -> watch-shaped events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import structlog
+
+from ingressd.channel import UpdateChannel
+from ingressd.model import ObjectKey
+from ingressd.store import EventType, Kind, ManifestsSource, Store, WatchEvent
+
+ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
+
+INGRESS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {name}
+spec:
+  rules:
+  - host: {host}
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service: {{name: web, port: {{number: 80}}}}
+"""
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  ports: [{{port: {port}}}]
+"""
+
+
+class Recorder:
+    """A sink that keeps the events it is handed."""
+
+    def __init__(self) -> None:
+        self.events: list[WatchEvent] = []
+
+    def __call__(self, event: WatchEvent) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[tuple[str, str, str | None, str]]:
+        """``(type, kind, namespace, name)`` of the events since the last call."""
+        out = [
+            (
+                e.type.value,
+                e.object["kind"],
+                e.object["metadata"].get("namespace"),
+                e.object["metadata"]["name"],
+            )
+            for e in self.events
+        ]
+        self.events.clear()
+        return out
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    path = tmp_path / "manifests"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def source(manifests: Path) -> ManifestsSource:
+    return ManifestsSource(manifests, poll_interval=0.02, wall_clock=lambda: 1_795_633_200.0)
+
+
+@pytest.fixture
+def sink() -> Recorder:
+    return Recorder()
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def test_multi_document_yaml_yields_every_object(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(
+        manifests / "app.yaml",
+        "---\n"
+        + INGRESS.format(name="web", host="a.com")
+        + "---\n"
+        + SERVICE.format(name="web", namespace="shop", port=80)
+        + "---\n# only a comment\n---\n",
+    )
+    source.load_once(sink)
+    assert sorted(sink.take()) == [
+        ("ADDED", "Ingress", "default", "web"),
+        ("ADDED", "Service", "shop", "web"),
+    ]
+
+
+def test_list_kinds_are_expanded(manifests: Path, source: ManifestsSource, sink: Recorder) -> None:
+    write(
+        manifests / "list.yaml",
+        """\
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Service, metadata: {name: a}}
+- {apiVersion: v1, kind: Secret, metadata: {name: b}}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressList
+items:
+- metadata: {name: c}
+  spec: {}
+---
+kind: ServiceList
+items: []
+""",
+    )
+    source.load_once(sink)
+    events = {(e.object["kind"], e.object["metadata"]["name"]): e for e in sink.events}
+    assert set(events) == {("Service", "a"), ("Secret", "b"), ("Ingress", "c")}
+    assert events["Ingress", "c"].object["apiVersion"] == "networking.k8s.io/v1"
+
+
+def test_json_files_are_read(manifests: Path, source: ManifestsSource, sink: Recorder) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}}
+    write(manifests / "svc.json", json.dumps(service))
+    write(
+        manifests / "list.json",
+        json.dumps(
+            {
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "s", "namespace": "x"},
+                    }
+                ],
+            }
+        ),
+    )
+    source.load_once(sink)
+    assert sorted(sink.take()) == [
+        ("ADDED", "Secret", "x", "s"),
+        ("ADDED", "Service", "default", "api"),
+    ]
+
+
+def test_namespace_defaults_for_namespaced_kinds_only(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(
+        manifests / "a.yaml",
+        """\
+kind: ConfigMap
+apiVersion: v1
+metadata: {name: cm, namespace: null}
+---
+kind: IngressClass
+apiVersion: networking.k8s.io/v1
+metadata: {name: nginx, namespace: ignored}
+spec: {controller: k8s.io/ingress-nginx}
+""",
+    )
+    source.load_once(sink)
+    assert sorted(sink.take()) == [
+        ("ADDED", "ConfigMap", "default", "cm"),
+        ("ADDED", "IngressClass", None, "nginx"),
+    ]
+
+
+def test_recursive_and_hidden_files_are_skipped(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    svc = SERVICE.format(name="{}", namespace="default", port=80)
+    write(manifests / "deep" / "er" / "one.yml", svc.replace("{}", "one"))
+    write(manifests / ".hidden.yaml", svc.replace("{}", "hidden-file"))
+    write(manifests / ".git" / "x.yaml", svc.replace("{}", "hidden-dir"))
+    write(manifests / "notes.txt", svc.replace("{}", "text-file"))
+    write(manifests / "deep" / "two.yaml~", svc.replace("{}", "backup"))
+    source.load_once(sink)
+    assert sink.take() == [("ADDED", "Service", "default", "one")]
+
+
+def test_timestamps_in_yaml_stay_strings(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(
+        manifests / "a.yaml",
+        "kind: Ingress\nmetadata:\n  name: old\n  creationTimestamp: 2020-01-01T00:00:00Z\n"
+        "  annotations: {day: 2020-01-01}\n",
+    )
+    source.load_once(sink)
+    meta = sink.events[0].object["metadata"]
+    assert meta["creationTimestamp"] == "2020-01-01T00:00:00Z"
+    assert meta["annotations"] == {"day": "2020-01-01"}
+
+
+# -- synthetic metadata ------------------------------------------------------------------------
+
+
+def test_objects_get_resource_version_uid_and_first_seen_timestamp(
+    manifests: Path, sink: Recorder
+) -> None:
+    now = [1_795_633_200.0]
+    source = ManifestsSource(manifests, wall_clock=lambda: now[0])
+    write(manifests / "a.yaml", INGRESS.format(name="web", host="a.com"))
+    source.load_once(sink)
+    first = sink.events[0].object["metadata"]
+    assert first["creationTimestamp"] == "2026-11-25T19:00:00Z"
+    assert first["uid"]
+
+    now[0] += 3600
+    write(manifests / "a.yaml", INGRESS.format(name="web", host="changed.com"))
+    source.load_once(sink)
+    second = sink.events[1].object["metadata"]
+    assert sink.events[1].type is MODIFIED
+    assert second["creationTimestamp"] == first["creationTimestamp"]
+    assert second["uid"] == first["uid"]
+    assert int(second["resourceVersion"]) > int(first["resourceVersion"])
+
+
+def test_given_uid_and_creation_timestamp_are_kept(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(
+        manifests / "a.yaml",
+        "kind: Service\nmetadata: {name: s, uid: u-1, creationTimestamp: '2020-01-01T00:00:00Z'}\n",
+    )
+    source.load_once(sink)
+    meta = sink.events[0].object["metadata"]
+    assert (meta["uid"], meta["creationTimestamp"]) == ("u-1", "2020-01-01T00:00:00Z")
+
+
+# -- changes -----------------------------------------------------------------------------------
+
+
+def test_file_added_modified_and_removed(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    source.load_once(sink)
+    assert sink.events == []
+    write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+    source.load_once(sink)
+    assert sink.take() == [("ADDED", "Service", "default", "s")]
+
+    write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=81))
+    source.load_once(sink)
+    assert sink.take() == [("MODIFIED", "Service", "default", "s")]
+    assert sink.events == []
+
+    (manifests / "svc.yaml").unlink()
+    source.load_once(sink)
+    assert sink.take() == [("DELETED", "Service", "default", "s")]
+    source.load_once(sink)
+    assert sink.events == []
+
+
+def test_rewriting_a_file_unchanged_emits_nothing(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    text = SERVICE.format(name="s", namespace="default", port=80)
+    write(manifests / "svc.yaml", text)
+    source.load_once(sink)
+    sink.take()
+    write(manifests / "svc.yaml", "# reformatted\n" + text)
+    source.load_once(sink)
+    assert sink.events == []
+
+
+def test_single_documents_inside_a_file_are_diffed(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    def svc(name: str, port: int) -> str:
+        return "---\n" + SERVICE.format(name=name, namespace="default", port=port)
+
+    path = manifests / "all.yaml"
+    write(path, svc("a", 80) + svc("b", 80) + svc("c", 80))
+    source.load_once(sink)
+    sink.take()
+
+    write(path, svc("a", 80) + svc("b", 8080) + svc("d", 80))
+    source.load_once(sink)
+    assert sorted(sink.take()) == [
+        ("ADDED", "Service", "default", "d"),
+        ("DELETED", "Service", "default", "c"),
+        ("MODIFIED", "Service", "default", "b"),
+    ]
+
+
+def test_same_size_rewrite_right_after_a_read_is_seen(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    path = manifests / "svc.yaml"
+    write(path, SERVICE.format(name="s", namespace="default", port=80))
+    source.load_once(sink)
+    stat = path.stat()
+    write(path, SERVICE.format(name="s", namespace="default", port=81))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime, same inode
+    source.load_once(sink)
+    assert sink.take()[-1] == ("MODIFIED", "Service", "default", "s")
+
+
+# -- broken files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: Service\nmetadata: {name: s\n", "line 3"),
+        ("- just\n- a list\n", "document 1: expected a mapping"),
+        ("metadata: {name: s}\n", "document 1: missing kind"),
+        ("kind: Service\nmetadata: {}\n", "metadata.name"),
+        ("kind: List\nitems:\n- kind: Service\n  metadata: {namespace: x}\n", "items[0]"),
+    ],
+)
+def test_broken_file_keeps_last_good_objects_and_is_reported(
+    manifests: Path, source: ManifestsSource, sink: Recorder, text: str, message: str
+) -> None:
+    path = manifests / "svc.yaml"
+    write(path, SERVICE.format(name="good", namespace="default", port=80))
+    source.load_once(sink)
+    sink.take()
+
+    write(path, text)
+    with structlog.testing.capture_logs() as logs:
+        source.load_once(sink)
+    assert sink.events == []
+    assert message in source.errors[path]
+    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert [(w["path"], w["error"]) for w in warnings] == [(str(path), source.errors[path])]
+
+    # Fixed: the new version applies against the last good one.
+    write(path, SERVICE.format(name="fixed", namespace="default", port=80))
+    source.load_once(sink)
+    assert sorted(sink.take()) == [
+        ("ADDED", "Service", "default", "fixed"),
+        ("DELETED", "Service", "default", "good"),
+    ]
+    assert source.errors == {}
+
+
+def test_json_syntax_error_gives_line_and_column(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    path = manifests / "bad.json"
+    write(path, '{"kind": "Service",\n "metadata": {"name": "s",}}')
+    source.load_once(sink)
+    assert "line 2 column" in source.errors[path]
+    assert sink.events == []
+
+
+def test_broken_file_removed_clears_its_error_and_objects(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    path = manifests / "svc.yaml"
+    write(path, SERVICE.format(name="s", namespace="default", port=80))
+    source.load_once(sink)
+    write(path, "kind: [")
+    source.load_once(sink)
+    sink.take()
+    path.unlink()
+    source.load_once(sink)
+    assert sink.take() == [("DELETED", "Service", "default", "s")]
+    assert source.errors == {}
+
+
+def test_missing_directory_is_reported(tmp_path: Path, sink: Recorder) -> None:
+    source = ManifestsSource(tmp_path / "nope")
+    source.load_once(sink)
+    assert sink.events == []
+    assert source.errors == {tmp_path / "nope": "no such directory"}
+
+
+# -- duplicates --------------------------------------------------------------------------------
+
+
+def test_duplicate_object_first_file_in_sorted_order_wins(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(manifests / "b.yaml", SERVICE.format(name="s", namespace="default", port=2))
+    write(manifests / "a.yaml", SERVICE.format(name="s", namespace="default", port=1))
+    with structlog.testing.capture_logs() as logs:
+        source.load_once(sink)
+    assert [e.object["spec"]["ports"] for e in sink.events] == [[{"port": 1}]]
+    (warning,) = [entry for entry in logs if entry["event"] == "manifest_duplicate_object"]
+    assert warning["used"] == str(manifests / "a.yaml")
+    assert warning["ignored"] == [str(manifests / "b.yaml")]
+    sink.take()
+
+    # Editing the losing copy changes nothing; removing the winner hands over to it.
+    write(manifests / "b.yaml", SERVICE.format(name="s", namespace="default", port=3))
+    source.load_once(sink)
+    assert sink.events == []
+    (manifests / "a.yaml").unlink()
+    source.load_once(sink)
+    assert sink.events[0].type is MODIFIED
+    assert sink.events[0].object["spec"]["ports"] == [{"port": 3}]
+
+
+def test_duplicate_inside_one_file_keeps_the_first(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    write(
+        manifests / "a.yaml",
+        SERVICE.format(name="s", namespace="default", port=1)
+        + "---\n"
+        + SERVICE.format(name="s", namespace="default", port=2),
+    )
+    with structlog.testing.capture_logs() as logs:
+        source.load_once(sink)
+    assert [e.object["spec"]["ports"] for e in sink.events] == [[{"port": 1}]]
+    assert any(entry["event"] == "manifest_duplicate_object" for entry in logs)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+async def test_run_applies_a_file_write_within_one_second(manifests: Path) -> None:
+    channel = UpdateChannel()
+    store = Store(channel=channel)
+    source = ManifestsSource(manifests)  # default poll interval
+    write(manifests / "a.yaml", INGRESS.format(name="first", host="a.com"))
+    source.load_once(store.apply)
+    task = asyncio.create_task(source.run(store.apply))
+    try:
+        write(manifests / "b.yaml", INGRESS.format(name="second", host="b.com"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        key = ObjectKey("default/second")
+        while key not in store.snapshot().ingresses and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert key in store.snapshot().ingresses
+        events = channel.get_nowait_all()
+        assert [(e.kind, e.key) for e in events][-1] == (Kind.INGRESS, key)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_run_is_cancellable_and_hands_changes_in_order(
+    manifests: Path, source: ManifestsSource, sink: Recorder
+) -> None:
+    task = asyncio.create_task(source.run(sink))
+    write(manifests / "a.yaml", SERVICE.format(name="s", namespace="default", port=1))
+    for _ in range(200):
+        if sink.events:
+            break
+        await asyncio.sleep(0.01)
+    (manifests / "a.yaml").unlink()
+    for _ in range(200):
+        if len(sink.events) == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sink.take() == [
+        ("ADDED", "Service", "default", "s"),
+        ("DELETED", "Service", "default", "s"),
+    ]
