@@ -1,0 +1,644 @@
+"""The Lua side of ingressd (lua/ingressd) tested in a real nginx.
+
+Flow: `running_nginx()` makes a private prefix under /tmp (readable by the `nobody` workers that a
+root master starts), copies `lua/` into it, writes a harness nginx.conf (the production http block
+of the contract plus test locations), runs `nginx` in the foreground on free ports and stops it on
+exit. On top of it:
+
+- Lua unit tests: GET /lua-tests?file=test_x.lua runs lua/tests/test_x.lua inside a worker
+  (lua/tests/runner.lua); one pytest test per file, failing with each Lua case's message.
+- Protocol: POST/PUT/GET on /configuration/backends and /configuration/version.
+- Proxying to aiohttp backends on 127.0.1.1..4 (one port): round robin, the next request after a
+  POST in every worker, 503s, retries, reload.
+
+Servers in the harness conf:
+  http_port          "/" -> backend "svc-a", "/b/" -> "svc-b", "/unknown/" -> "svc-unknown",
+                     "/plain" (no backend), "/lua-tests" (runner); `reuseport` so that fresh
+                     connections spread over both workers; answers carry X-Worker-Pid
+  control_port       /configuration as in the contract (client_body_buffer_size 16m)
+  small_buffer_port  /configuration with a 1k body buffer (bodies go to a temp file)
+  small_dict_port    /configuration on a 32k shared dict (to fill it up)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+# ============================================================================ harness
+
+LUA_SRC = Path(__file__).resolve().parent.parent / "lua"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+MODULES = Path("/usr/share/nginx/modules")
+
+# Lines in error.log that mean our Lua code raised or misbehaved.
+LUA_ERROR_MARKERS = ("runtime error", "lua entry thread aborted", "failed to run balancer_by_lua",
+                     "ingressd: balancer error", "ingressd: failed to refresh")
+
+CONF = """
+load_module @MODULES@/ndk_http_module.so;
+load_module @MODULES@/ngx_http_lua_module.so;
+daemon off;
+master_process on;
+worker_processes 2;
+pid @ROOT@/nginx.pid;
+error_log @ROOT@/error.log notice;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path @ROOT@/tmp/client_body;
+    proxy_temp_path @ROOT@/tmp/proxy;
+    fastcgi_temp_path @ROOT@/tmp/fastcgi;
+    uwsgi_temp_path @ROOT@/tmp/uwsgi;
+    scgi_temp_path @ROOT@/tmp/scgi;
+
+    lua_package_path "@ROOT@/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_shared_dict ingressd_configuration 64m;
+    lua_shared_dict ingressd_test 4m;
+    lua_shared_dict ingressd_small 32k;
+    init_by_lua_block { require("ingressd.configuration"); require("ingressd.balancer") }
+    init_worker_by_lua_block { require("ingressd.balancer").init_worker() }
+    rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
+
+    upstream upstream_balancer {
+        server 0.0.0.1;
+        balancer_by_lua_block { require("ingressd.balancer").balance() }
+        keepalive 320;
+    }
+
+    proxy_next_upstream error timeout;
+    proxy_next_upstream_tries 3;
+    proxy_connect_timeout 2s;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+
+    server {
+        listen 127.0.0.1:@HTTP_PORT@ reuseport;
+        set $proxy_upstream_name "";
+        add_header X-Worker-Pid $pid always;
+        location / { set $proxy_upstream_name "svc-a"; proxy_pass http://upstream_balancer; }
+        location /b/ { set $proxy_upstream_name "svc-b"; proxy_pass http://upstream_balancer; }
+        location /unknown/ {
+            set $proxy_upstream_name "svc-unknown";
+            proxy_pass http://upstream_balancer;
+        }
+        location = /plain { content_by_lua_block { ngx.say("plain") } }
+        location = /lua-tests {
+            content_by_lua_block { require("tests.runner").http("@ROOT@/lua/tests") }
+        }
+    }
+    server {
+        listen 127.0.0.1:@CONTROL_PORT@;
+        client_max_body_size 0;
+        client_body_buffer_size 16m;
+        location /configuration {
+            content_by_lua_block { require("ingressd.configuration").call() }
+        }
+    }
+    server {
+        listen 127.0.0.1:@SMALL_BUFFER_PORT@;
+        client_max_body_size 0;
+        client_body_buffer_size 1k;
+        location /configuration {
+            content_by_lua_block { require("ingressd.configuration").call() }
+        }
+    }
+    server {
+        listen 127.0.0.1:@SMALL_DICT_PORT@;
+        client_max_body_size 0;
+        client_body_buffer_size 16m;
+        location /configuration {
+            content_by_lua_block {
+                require("ingressd.configuration").call(ngx.shared.ingressd_small)
+            }
+        }
+    }
+}
+"""
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` right now."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Nginx:
+    """One harness nginx: its prefix, ports and master process."""
+
+    root: Path
+    http_port: int
+    control_port: int
+    small_buffer_port: int
+    small_dict_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def control(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    @property
+    def small_buffer(self) -> str:
+        return f"http://127.0.0.1:{self.small_buffer_port}"
+
+    @property
+    def small_dict(self) -> str:
+        return f"http://127.0.0.1:{self.small_dict_port}"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.root / "error.log"
+
+    def error_log(self) -> str:
+        try:
+            return self.error_log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def lua_errors(self) -> list[str]:
+        return [line for line in self.error_log().splitlines()
+                if any(marker in line for marker in LUA_ERROR_MARKERS)]
+
+    def write_conf(self) -> Path:
+        text = CONF
+        for key, value in {
+            "@MODULES@": str(MODULES),
+            "@ROOT@": str(self.root),
+            "@HTTP_PORT@": str(self.http_port),
+            "@CONTROL_PORT@": str(self.control_port),
+            "@SMALL_BUFFER_PORT@": str(self.small_buffer_port),
+            "@SMALL_DICT_PORT@": str(self.small_dict_port),
+        }.items():
+            text = text.replace(key, value)
+        path = self.root / "nginx.conf"
+        path.write_text(text)
+        return path
+
+    def start(self, timeout: float = 10.0) -> None:
+        conf = self.write_conf()
+        with open(self.root / "nginx.out", "wb") as out:
+            self.process = subprocess.Popen(
+                [NGINX, "-p", str(self.root), "-c", str(conf), "-e", str(self.error_log_path)],
+                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        ports = [self.http_port, self.control_port, self.small_buffer_port, self.small_dict_port]
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n"
+                                   f"{self.error_log()}")
+            if all(_listening(port) for port in ports):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nginx did not listen in {timeout}s:\n{self.error_log()}")
+            time.sleep(0.02)
+
+    def reload(self) -> None:
+        """`nginx -s reload`: SIGHUP to the master."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _make_readable(root: Path) -> None:
+    """Workers run as `nobody` when the master is root: let them read and traverse `root`."""
+    os.chmod(root, 0o755)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o755)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+
+
+@contextlib.contextmanager
+def running_nginx() -> Iterator[Nginx]:
+    """A started harness nginx with a fresh shared dict; stopped and removed on exit."""
+    root = Path(tempfile.mkdtemp(prefix="ingressd-lua-"))
+    try:
+        shutil.copytree(LUA_SRC, root / "lua")
+        (root / "tmp").mkdir()
+        _make_readable(root)
+        os.chmod(root / "tmp", 0o777)  # nginx creates its *_temp_path dirs in here
+        http_port, control_port, small_buffer_port, small_dict_port = free_ports(4)
+        nginx = Nginx(root, http_port, control_port, small_buffer_port, small_dict_port)
+        nginx.start()
+        try:
+            yield nginx
+        finally:
+            nginx.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ============================================================================ test helpers
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    pid: str
+
+
+@dataclass
+class Backends:
+    """aiohttp servers on 127.0.1.1..N, one shared port, each answering with its address."""
+
+    port: int
+    addresses: list[str]
+    hits: Counter[str] = field(default_factory=Counter)
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    def backend(self, name: str, addresses: list[str] | None = None,
+                **extra: Any) -> dict[str, Any]:
+        """A backend object as the controller sends it (ports as strings)."""
+        chosen = self.addresses if addresses is None else addresses
+        return {
+            "name": name,
+            "service": {"namespace": "default", "name": name},
+            "port": "80",
+            "endpoints": [{"address": a, "port": str(self.port)} for a in chosen],
+            **extra,
+        }
+
+
+async def start_backends(count: int) -> Backends:
+    for _ in range(10):
+        port = free_ports(1, "127.0.1.1")[0]
+        backends = Backends(port, [f"127.0.1.{i}" for i in range(1, count + 1)])
+        try:
+            for address in backends.addresses:
+                await _serve(backends, address)
+            return backends
+        except OSError:
+            await stop_backends(backends)
+    raise RuntimeError("no free port shared by every backend address")
+
+
+async def _serve(backends: Backends, address: str) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        backends.hits[address] += 1
+        return web.Response(text=address)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    backends.runners.append(runner)
+    await web.TCPSite(runner, address, backends.port).start()
+
+
+async def stop_backends(backends: Backends) -> None:
+    for runner in backends.runners:
+        await runner.cleanup()
+
+
+def fresh_session() -> aiohttp.ClientSession:
+    """Every request on a new connection (so that requests spread over the workers)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                 timeout=aiohttp.ClientTimeout(total=15))
+
+
+async def fetch(session: aiohttp.ClientSession, method: str, url: str,
+                body: Any = None, data: bytes | None = None) -> Reply:
+    if body is not None:
+        data = json.dumps(body).encode()
+    async with session.request(method, url, data=data) as resp:
+        return Reply(resp.status, await resp.text(), resp.headers.get("X-Worker-Pid", ""))
+
+
+# ============================================================================ fixtures
+
+
+@pytest.fixture(scope="module")
+def lua_nginx() -> Iterator[Nginx]:
+    with running_nginx() as nginx:
+        yield nginx
+
+
+@pytest.fixture
+def nginx() -> Iterator[Nginx]:
+    with running_nginx() as nginx:
+        yield nginx
+        assert nginx.lua_errors() == []
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[Backends]:
+    backends = await start_backends(4)
+    yield backends
+    await stop_backends(backends)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with fresh_session() as session:
+        yield session
+
+
+# ============================================================================ Lua unit tests
+
+LUA_TEST_FILES = sorted(p.name for p in (LUA_SRC / "tests").glob("test_*.lua"))
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("lua_file", LUA_TEST_FILES)
+async def test_lua_unit(lua_nginx: Nginx, lua_file: str) -> None:
+    """Every case of one lua/tests/test_*.lua file passes inside nginx."""
+    async with fresh_session() as session:
+        reply = await fetch(session, "GET", f"{lua_nginx.http}/lua-tests?file={lua_file}")
+    assert reply.status == 200, reply.body + lua_nginx.error_log()[-3000:]
+    results: list[dict[str, Any]] = json.loads(reply.body)["results"] or []
+    assert results, f"{lua_file}: no test cases ran"
+    failures = [f"{r['name']}: {r.get('err')}" for r in results if not r["ok"]]
+    assert not failures, f"{lua_file}: {len(failures)}/{len(results)} Lua cases failed:\n" + (
+        "\n\n".join(failures))
+
+
+@pytest.mark.nginx
+async def test_lua_runner_finds_every_file(lua_nginx: Nginx) -> None:
+    async with fresh_session() as session:
+        reply = await fetch(session, "GET", f"{lua_nginx.http}/lua-tests")
+    data = json.loads(reply.body)
+    assert data["files"] == LUA_TEST_FILES
+    assert len(data["results"]) >= 40
+    assert all(r["ok"] for r in data["results"])
+
+
+# ============================================================================ protocol
+
+
+@pytest.mark.nginx
+async def test_empty_set_is_an_empty_array_at_version_0(
+        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/backends")
+    assert (reply.status, reply.body) == (200, "[]")
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/version")
+    assert (reply.status, reply.body) == (200, "0")
+
+
+@pytest.mark.nginx
+async def test_post_upserts_and_get_returns_everything_sorted_and_unchanged(
+        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    url = f"{nginx.control}/configuration/backends"
+    extra: dict[str, Any] = {
+        "load-balance": "round_robin",
+        "sessionAffinityConfig": {"name": "", "mode": "", "cookieSessionAffinity": {"name": ""}},
+        "upstreamHashByConfig": {"upstream-hash-by-subset-size": 3},
+        "trafficShapingPolicy": {"weight": 0, "weightTotal": 0, "header": "", "cookie": ""},
+        "alternativeBackends": [],
+    }
+    c = {"name": "c", "endpoints": [{"address": "10.0.0.1", "port": 8080}], **extra}
+    a = {"name": "a", "endpoints": [], "port": "80"}
+    reply = await fetch(session, "POST", url, [c, a])
+    assert reply.status == 201
+    assert json.loads(reply.body) == {"version": 1, "changed": 2}
+
+    b = {"name": "b", "endpoints": [{"address": "10.0.0.2", "port": "80"}]}
+    a2 = {**a, "endpoints": [{"address": "10.0.0.3", "port": "80"}]}
+    reply = await fetch(session, "POST", url, [b, a2])
+    assert json.loads(reply.body) == {"version": 2, "changed": 2}
+
+    reply = await fetch(session, "GET", url)
+    assert reply.status == 200
+    assert json.loads(reply.body) == [a2, b, c]
+
+    # the same backends again: nothing changes, the version stays
+    reply = await fetch(session, "POST", url, [c])
+    assert json.loads(reply.body) == {"version": 2, "changed": 0}
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/version")
+    assert reply.body == "2"
+
+
+@pytest.mark.nginx
+async def test_put_replaces_the_whole_set(nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    url = f"{nginx.control}/configuration/backends"
+    await fetch(session, "POST", url, [{"name": n} for n in ("a", "b", "c")])
+    reply = await fetch(session, "PUT", url, [{"name": "b"}, {"name": "d", "x": [1]}])
+    assert reply.status == 201
+    assert json.loads(reply.body) == {"version": 2, "changed": 3}
+    assert json.loads((await fetch(session, "GET", url)).body) == [
+        {"name": "b"}, {"name": "d", "x": [1]}]
+    reply = await fetch(session, "PUT", url, [])
+    assert reply.status == 201
+    assert (await fetch(session, "GET", url)).body == "[]"
+
+
+BAD_BODIES = [
+    ("not json", b"{oops", "must be a JSON array"),
+    ("empty", b"", "empty body"),
+    ("object", b'{"name": "a"}', "must be a JSON array"),
+    ("broken element", b'[{"name": "a"}, {"name": "b",}]', "backend #2: invalid JSON"),
+    ("no name", b'[{"name": "a"}, {"port": "80"}]', 'backend #2: "name" must be'),
+    ("name not string", b'[{"name": 7}]', 'backend #1: "name" must be'),
+    ("endpoints object", b'[{"name": "a", "endpoints": {"address": "x"}}]',
+     'backend #1 "a": "endpoints" must be an array'),
+    ("bad port", b'[{"name": "a", "endpoints": [{"address": "x", "port": "http"}]}]',
+     'backend #1 "a": endpoints[1].port "http" is not a port number'),
+    ("no address", b'[{"name": "a", "endpoints": [{"port": "80"}]}]',
+     'backend #1 "a": endpoints[1].address'),
+]
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_bad_bodies_are_rejected_and_nothing_is_stored(
+        nginx: Nginx, session: aiohttp.ClientSession, method: str) -> None:
+    url = f"{nginx.control}/configuration/backends"
+    await fetch(session, "POST", url, [{"name": "keep"}])
+    for label, body, message in BAD_BODIES:
+        reply = await fetch(session, method, url, data=body)
+        assert reply.status == 400, label
+        assert message in reply.body, label
+    assert json.loads((await fetch(session, "GET", url)).body) == [{"name": "keep"}]
+    assert (await fetch(session, "GET", f"{nginx.control}/configuration/version")).body == "1"
+
+
+@pytest.mark.nginx
+async def test_other_methods_and_paths(nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    for method in ("DELETE", "PATCH"):
+        async with session.request(method, f"{nginx.control}/configuration/backends") as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "GET, POST, PUT"
+    reply = await fetch(session, "POST", f"{nginx.control}/configuration/version", [])
+    assert reply.status == 405
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/nope")
+    assert reply.status == 404
+
+
+@pytest.mark.nginx
+async def test_body_buffered_to_a_file_is_read(
+        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    many = [{"name": f"default-svc-{i:04d}", "endpoints": [
+        {"address": f"10.1.{i // 250}.{i % 250}", "port": "8080"}]} for i in range(500)]
+    reply = await fetch(session, "POST", f"{nginx.small_buffer}/configuration/backends", many)
+    assert reply.status == 201, reply.body
+    assert "buffered to a temporary file" in nginx.error_log()
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/backends")
+    assert json.loads(reply.body) == many
+
+
+@pytest.mark.nginx
+async def test_full_shared_dict_is_a_500_and_keeps_the_old_set(
+        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    url = f"{nginx.small_dict}/configuration/backends"
+    assert (await fetch(session, "POST", url, [{"name": "keep"}])).status == 201
+    big = [{"name": f"big-{i}", "pad": "x" * 1000} for i in range(100)]
+    reply = await fetch(session, "POST", url, big)
+    assert reply.status == 500
+    assert "shared dict is full" in reply.body
+    assert json.loads((await fetch(session, "GET", url)).body) == [{"name": "keep"}]
+
+
+# ============================================================================ proxying
+
+
+@pytest.mark.nginx
+async def test_round_robin_spreads_over_every_endpoint(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    reply = await fetch(session, "POST", f"{nginx.control}/configuration/backends",
+                        [backends.backend("svc-a")])
+    assert reply.status == 201
+    replies = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(80)]
+    assert {r.status for r in replies} == {200}
+    served = Counter(r.body for r in replies)
+    assert set(served) == set(backends.addresses)
+    # round robin per worker: each worker is off by at most one per endpoint
+    assert max(served.values()) - min(served.values()) <= 2, served
+    assert len({r.pid for r in replies}) == 2
+
+
+@pytest.mark.nginx
+async def test_a_post_is_seen_by_the_next_request_in_every_worker(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    url = f"{nginx.control}/configuration/backends"
+    sets = [backends.addresses[:2], backends.addresses[2:]]
+    for round_ in range(12):
+        current = sets[round_ % 2]
+        method = "PUT" if round_ % 3 == 2 else "POST"
+        reply = await fetch(session, method, url, [backends.backend("svc-a", current)])
+        assert reply.status == 201
+        replies = await asyncio.gather(
+            *(fetch(session, "GET", f"{nginx.http}/r{round_}") for _ in range(40)))
+        assert {r.status for r in replies} == {200}
+        served = {r.body for r in replies}
+        assert served <= set(current), f"round {round_} ({method}): old endpoints in {served}"
+        assert len({r.pid for r in replies}) == 2, "every worker must have answered"
+
+
+@pytest.mark.nginx
+async def test_backends_are_independent_and_missing_ones_are_503(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    await fetch(session, "POST", f"{nginx.control}/configuration/backends", [
+        backends.backend("svc-a", backends.addresses[:1]),
+        backends.backend("svc-b", backends.addresses[1:2]),
+    ])
+    assert (await fetch(session, "GET", f"{nginx.http}/a")).body == "127.0.1.1"
+    assert (await fetch(session, "GET", f"{nginx.http}/b/x")).body == "127.0.1.2"
+    assert (await fetch(session, "GET", f"{nginx.http}/unknown/x")).status == 503
+    plain = await fetch(session, "GET", f"{nginx.http}/plain")
+    assert (plain.status, plain.body) == (200, "plain\n")
+    # zero endpoints -> 503 as well
+    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
+                [backends.backend("svc-b", [])])
+    for _ in range(6):
+        assert (await fetch(session, "GET", f"{nginx.http}/b/x")).status == 503
+        assert (await fetch(session, "GET", f"{nginx.http}/a")).status == 200
+
+
+@pytest.mark.nginx
+async def test_retries_skip_failed_endpoints(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    dead = ["127.0.1.200", "127.0.1.201"]  # nothing listens there: connection refused
+    await fetch(session, "POST", f"{nginx.control}/configuration/backends", [
+        backends.backend("svc-a", [dead[0], backends.addresses[0], dead[1],
+                                   backends.addresses[1]]),
+    ])
+    replies = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(40)]
+    assert {r.status for r in replies} == {200}
+    assert {r.body for r in replies} == set(backends.addresses[:2])
+
+
+@pytest.mark.nginx
+async def test_tries_are_bounded_and_go_to_distinct_endpoints(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    dead = [f"127.0.1.{i}" for i in range(200, 205)]
+    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
+                [backends.backend("svc-a", dead)])
+    for _ in range(4):
+        marker = uuid.uuid4().hex
+        reply = await fetch(session, "GET", f"{nginx.http}/{marker}")
+        assert reply.status == 502
+        tries = [line for line in nginx.error_log().splitlines()
+                 if marker in line and "connect() failed" in line]
+        peers = {line.split('upstream: "http://')[1].split("/")[0] for line in tries}
+        assert len(tries) == 3, tries
+        assert len(peers) == 3, peers
+
+
+@pytest.mark.nginx
+async def test_backends_survive_a_reload(
+        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
+                [backends.backend("svc-a", backends.addresses[:3])])
+    before = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(20)]
+    old_pids = {r.pid for r in before}
+    nginx.reload()
+    deadline = asyncio.get_running_loop().time() + 10
+    new_pids: set[str] = set()
+    while len(new_pids) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "new workers did not answer"
+        reply = await fetch(session, "GET", f"{nginx.http}/x")
+        assert reply.status == 200 and reply.body in backends.addresses[:3]
+        if reply.pid not in old_pids:
+            new_pids.add(reply.pid)
+    after = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(30)]
+    assert {r.status for r in after} == {200}
+    assert {r.body for r in after} == set(backends.addresses[:3])
+    assert (await fetch(session, "GET", f"{nginx.control}/configuration/version")).body == "1"
