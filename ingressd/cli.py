@@ -70,6 +70,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--worker-processes", default="auto", help="nginx worker_processes (default: auto)"
     )
+    parser.add_argument(
+        "--min-sync-interval", type=float, default=0.05, metavar="SECONDS",
+        help="under sustained change, start syncs at most this often; the first change after "
+        "a quiet period is applied at once (default: 0.05)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -122,6 +127,7 @@ def _options(args: argparse.Namespace) -> Options:
         ingress_class=args.ingress_class,
         configmap=args.configmap,
         worker_processes=args.worker_processes,
+        min_sync_interval=args.min_sync_interval,
         template=args.template,
     )
 

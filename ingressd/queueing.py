@@ -9,6 +9,10 @@ Coalescing, as ingress-nginx's task queue does it, with no fixed delay:
   *successful* sync is already covered: it is skipped.
 - When the worker picks a task, every task queued behind it joins the same batch: a burst of
   1,000 events that arrives while one sync runs costs one more sync, not 1,000.
+- Under sustained load, syncs start at most once per ``min_interval`` (default 50 ms in
+  ``ingressd run``): the first change after a quiet period is synced at once, but a stream of
+  1,000 events/s costs ~20 syncs a second instead of one per event, and no change waits more
+  than ``min_interval`` plus one sync.
 - ``forced`` tasks (the controller's ConfigMap changed, nginx restarted) are never skipped.
 - A sync that fails with ``RetryableSyncError`` is retried after an exponential backoff (0.5 s
   doubling up to 30 s), unless a later sync has succeeded meanwhile; success resets the backoff.
@@ -75,12 +79,15 @@ class SyncQueue:
         clock: Callable[[], float] = time.monotonic,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        min_interval: float = 0.0,
     ) -> None:
         self._queue: asyncio.Queue[SyncTask] = asyncio.Queue()
         self._clock = clock
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._backoff = backoff_initial
+        self.min_interval = min_interval
+        self._last_started = float("-inf")
         #: Start time of the last sync that succeeded; tasks stamped earlier are covered.
         self.last_success_started = float("-inf")
         self.syncs = 0
@@ -118,6 +125,9 @@ class SyncQueue:
                 self.skipped += 1
                 continue
             break
+        wait = self._last_started + self.min_interval - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
         tasks = [first]
         while not self._queue.empty():
             task = self._queue.get_nowait()
@@ -126,7 +136,8 @@ class SyncQueue:
                 self.skipped += 1
             else:
                 tasks.append(task)
-        return SyncBatch(tasks=tuple(tasks), started_at=self._clock(), skipped=skipped)
+        self._last_started = self._clock()
+        return SyncBatch(tasks=tuple(tasks), started_at=self._last_started, skipped=skipped)
 
     async def run(self, handler: SyncHandler) -> None:
         """Consume forever: one batch at a time through ``handler``."""

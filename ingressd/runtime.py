@@ -64,6 +64,7 @@ class Options:
     configmap: ObjectKey | None = None
     worker_processes: str = "auto"
     update_channel_size: int = 1024
+    min_sync_interval: float = 0.05
     template: Path = DEFAULT_TEMPLATE
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,7 +90,7 @@ class Ingressd:
         self.metrics = Metrics()
         self.channel = UpdateChannel(maxsize=options.update_channel_size)
         self.store = Store(channel=self.channel, configmap=options.configmap)
-        self.queue = SyncQueue()
+        self.queue = SyncQueue(min_interval=options.min_sync_interval)
         self.controller = NginxController(channel=self.channel, queue=self.queue)
         self.nginx = Nginx(
             settings=options.render_settings(),

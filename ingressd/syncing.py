@@ -62,18 +62,22 @@ class SyncRecord:
         return self.build_seconds + self.diff_seconds + self.apply_seconds
 
 
+_REASON_LABELS = (
+    ("first", "initial"),
+    ("server", "servers"),
+    ("location", "locations"),
+    ("certificate", "certificates"),
+    ("backend", "backends"),
+)
+
+
 def reload_reason(decision: Decision) -> str:
-    """A low-cardinality label for why a reload happened (first word of the first reason)."""
-    if not decision.reasons:
-        return "other"
-    first = decision.reasons[0].split(" ", 1)[0]
-    return {
-        "first": "initial",
-        "server": "servers",
-        "location": "locations",
-        "backend": "backends",
-        "certificate": "certificates",
-    }.get(first, "other")
+    """A low-cardinality label for why a reload happened: the weightiest kind of change."""
+    kinds = {reason.split(" ", 1)[0] for reason in decision.reasons}
+    for word, label in _REASON_LABELS:
+        if word in kinds:
+            return label
+    return "other"
 
 
 class SyncWorker:

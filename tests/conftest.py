@@ -184,12 +184,15 @@ class Harness:
     async def eventually(
         self, check: Callable[[], Awaitable[T]], *, timeout: float = 5.0, interval: float = 0.05
     ) -> T:
-        """Retry ``check`` until it returns without AssertionError; re-raise the last one."""
+        """Retry ``check`` until it returns without failing; re-raise the last failure.
+
+        Connection errors count as failures (nginx restarting, a pod going away).
+        """
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
                 return await check()
-            except AssertionError:
+            except (AssertionError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 if asyncio.get_running_loop().time() > deadline:
                     raise
             await asyncio.sleep(interval)

@@ -164,3 +164,27 @@ async def test_controller_forces_a_sync_only_for_its_configmap(kind: Kind, force
     task.cancel()
     batch = await queue.next_batch()
     assert batch.tasks[0].forced is forced
+
+
+async def test_sustained_stream_is_synced_at_most_once_per_min_interval() -> None:
+    queue = SyncQueue(min_interval=0.05)
+    starts: list[float] = []
+
+    async def handler(batch: SyncBatch) -> None:
+        starts.append(batch.started_at)
+
+    task = asyncio.create_task(queue.run(handler))
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    events = 0
+    while loop.time() - begin < 0.3:
+        queue.enqueue([event(loop.time(), name=f"s{events}")])
+        events += 1
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.06)
+    task.cancel()
+    assert events > 100
+    assert len(starts) <= 0.3 / 0.05 + 2
+    assert all(b - a >= 0.049 for a, b in zip(starts, starts[1:], strict=False))
+    # The first event of a quiet period is synced at once.
+    assert starts[0] - begin < 0.01

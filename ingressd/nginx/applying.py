@@ -68,7 +68,7 @@ def write_default_certificate(path: Path) -> None:
     """A self-signed certificate for hosts without one (ingress-nginx's "fake certificate")."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ingressd default certificate")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

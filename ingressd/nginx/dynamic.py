@@ -10,7 +10,6 @@ next request: the Lua side bumps a version in the shared dict that every request
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -63,7 +62,7 @@ class LuaEndpoint:
                     raise DynamicUpdateError(
                         f"{method} /configuration/backends answered {resp.status}: {text.strip()}"
                     )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DynamicUpdateError(f"{method} /configuration/backends failed: {exc!r}") from exc
 
     async def get_backends(self) -> list[dict[str, Any]]:
@@ -74,7 +73,7 @@ class LuaEndpoint:
                     raise DynamicUpdateError(f"GET /configuration/backends answered {resp.status}")
                 result: list[dict[str, Any]] = json.loads(await resp.text())
                 return result
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise DynamicUpdateError(f"GET /configuration/backends failed: {exc!r}") from exc
 
     async def close(self) -> None:

@@ -233,7 +233,7 @@ class NginxProcess:
                 if resp.status != 200:
                     return None
                 return await resp.text()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return None
 
     def _exit_message(self) -> str:
@@ -273,7 +273,7 @@ class NginxProcess:
                 os.kill(proc.pid, signal.SIGQUIT)
             try:
                 await asyncio.wait_for(proc.wait(), self.stop_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("nginx did not quit in time; killing it", pid=proc.pid)
             _kill_group(proc.pid)
             await proc.wait()
