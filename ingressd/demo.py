@@ -106,7 +106,7 @@ async def demo(args: argparse.Namespace) -> int:
         for proc in [ingressd, *pods]:
             try:
                 await asyncio.wait_for(proc.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
         print("demo stopped: ingressd, nginx and the three pods are gone")

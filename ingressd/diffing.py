@@ -1,0 +1,168 @@
+"""Diffing: the cheapest correct way to go from the running model to the new one.  Pure.
+
+    Configuration (new) + Configuration (running, or None before the first sync)
+        --decide()--> Decision(action, reasons, changed_backends)
+            NOTHING  the models are equal
+            DYNAMIC  only backends' endpoints differ: POST ``changed_backends`` to Lua
+            RELOAD   the structure differs (nginx.conf text changes): render, test, reload,
+                     then POST ``changed_backends``
+
+The rule is ingress-nginx's ``IsDynamicConfigurationEnough``: blank the dynamic part (endpoints,
+see ``Configuration.without_endpoints``) of both models and compare what is left.  Certificates
+are structural here: their hash is in the file names nginx.conf refers to.
+
+``reasons`` are short human strings for logs, metrics labels and ``/debug``: sorted, at most
+``MAX_REASONS`` of them plus ``"and N more"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
+
+__all__ = ["MAX_REASONS", "Action", "Decision", "decide"]
+
+#: Reasons kept in a Decision; the rest are counted in a final ``"and N more"``.
+MAX_REASONS = 20
+
+
+class Action(enum.Enum):
+    """What the sync worker must do to nginx."""
+
+    NOTHING = "nothing"
+    DYNAMIC = "dynamic"
+    RELOAD = "reload"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    #: Why, for humans: ``server www.zkj.com added``, ``backend default-web-80 endpoints 3 -> 5``.
+    reasons: tuple[str, ...]
+    #: Backends that are new or whose endpoints differ: the ones to POST to Lua, sorted.
+    changed_backends: tuple[BackendName, ...]
+
+
+def decide(new: Configuration, running: Configuration | None) -> Decision:
+    """Compare ``new`` with what nginx ``running`` serves and say what must be done."""
+    if running is None:
+        return Decision(Action.RELOAD, ("first sync",), tuple(sorted(b.name for b in new.backends)))
+    old_backends = running.backend_map()
+    changed = tuple(
+        sorted(
+            b.name
+            for b in new.backends
+            if b.name not in old_backends or old_backends[b.name].endpoints != b.endpoints
+        )
+    )
+    if not _same_structure(new, running):
+        reasons = _structural_reasons(new, running) or ["configuration changed"]
+        return Decision(Action.RELOAD, _cap(reasons), changed)
+    if changed:
+        new_backends = new.backend_map()
+        reasons = [_endpoint_reason(old_backends.get(n), new_backends[n]) for n in changed]
+        return Decision(Action.DYNAMIC, _cap(reasons), changed)
+    return Decision(Action.NOTHING, (), ())
+
+
+def _same_structure(new: Configuration, running: Configuration) -> bool:
+    """``new.without_endpoints() == running.without_endpoints()``, without copying every backend.
+
+    Everything but the backends is compared as is; backends pairwise, blanking endpoints only
+    for the pairs that differ (a rollout touches a few backends out of thousands).
+    """
+    if dataclasses.replace(new, backends=()) != dataclasses.replace(running, backends=()):
+        return False
+    if len(new.backends) != len(running.backends):
+        return False
+    return all(
+        a == b or dataclasses.replace(a, endpoints=()) == dataclasses.replace(b, endpoints=())
+        for a, b in zip(new.backends, running.backends, strict=True)
+    )
+
+
+def _cap(reasons: list[str]) -> tuple[str, ...]:
+    ordered = sorted(set(reasons))
+    if len(ordered) <= MAX_REASONS:
+        return tuple(ordered)
+    return (*ordered[:MAX_REASONS], f"and {len(ordered) - MAX_REASONS} more")
+
+
+def _endpoint_reason(old: Backend | None, new: Backend) -> str:
+    before, after = (len(old.endpoints) if old else 0), len(new.endpoints)
+    if before != after:
+        return f"backend {new.name} endpoints {before} -> {after}"
+    return f"backend {new.name} endpoints changed ({after})"
+
+
+def _structural_reasons(new: Configuration, running: Configuration) -> list[str]:
+    reasons: list[str] = []
+    new_servers = {s.hostname: s for s in new.servers}
+    old_servers = {s.hostname: s for s in running.servers}
+    for hostname in new_servers.keys() - old_servers.keys():
+        reasons.append(f"server {hostname} added")
+    for hostname in old_servers.keys() - new_servers.keys():
+        reasons.append(f"server {hostname} removed")
+    for hostname in new_servers.keys() & old_servers.keys():
+        if new_servers[hostname] != old_servers[hostname]:
+            reasons.extend(_server_reasons(new_servers[hostname], old_servers[hostname]))
+    new_backends = new.without_endpoints().backend_map()
+    old_backends = running.without_endpoints().backend_map()
+    for name in new_backends.keys() - old_backends.keys():
+        reasons.append(f"backend {name} added")
+    for name in old_backends.keys() - new_backends.keys():
+        reasons.append(f"backend {name} removed")
+    for name in new_backends.keys() & old_backends.keys():
+        if new_backends[name] != old_backends[name]:
+            reasons.append(f"backend {name} changed")
+    return reasons
+
+
+def _server_reasons(new: Server, old: Server) -> list[str]:
+    host = new.hostname
+    reasons: list[str] = []
+    if new.certificate != old.certificate:
+        if old.certificate is None:
+            reasons.append(f"certificate of {host} added")
+        elif new.certificate is None:
+            reasons.append(f"certificate of {host} removed")
+        else:
+            reasons.append(f"certificate of {host} changed")
+    if new.ssl_redirect != old.ssl_redirect:
+        state = "on" if new.ssl_redirect else "off"
+        reasons.append(f"ssl redirect of {host} turned {state}")
+    new_locations = {(loc.path, loc.path_type): loc for loc in new.locations}
+    old_locations = {(loc.path, loc.path_type): loc for loc in old.locations}
+    for key in new_locations.keys() - old_locations.keys():
+        reasons.append(f"location {_where(host, *key)} added")
+    for key in old_locations.keys() - new_locations.keys():
+        reasons.append(f"location {_where(host, *key)} removed")
+    for key in new_locations.keys() & old_locations.keys():
+        reasons.extend(_location_reasons(new_locations[key], old_locations[key], host))
+    if not reasons:
+        reasons.append(f"server {host} changed")
+    return reasons
+
+
+def _location_reasons(new: Location, old: Location, host: str) -> list[str]:
+    where = _where(host, new.path, new.path_type)
+    reasons: list[str] = []
+    if new.backend != old.backend or (new.backend is None and new.status != old.status):
+        reasons.append(f"location {where} changed backend {_target(old)} -> {_target(new)}")
+    if new.ingress != old.ingress:
+        owners = f"{old.ingress or '-'} -> {new.ingress or '-'}"
+        reasons.append(f"location {where} changed ingress {owners}")
+    if new != old and not reasons:
+        reasons.append(f"location {where} changed")
+    return reasons
+
+
+def _where(host: str, path: str, path_type: PathType) -> str:
+    return f"{host} {path} ({path_type.value})"
+
+
+def _target(location: Location) -> str:
+    return location.backend if location.backend is not None else f"status {location.status}"
