@@ -39,5 +39,5 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
 
 def debug_enabled() -> bool:
     """True when debug lines would be written (to skip building expensive debug fields)."""
-    level = structlog.get_logger().get_effective_level()  # type: ignore[attr-defined]
+    level = structlog.get_logger().get_effective_level()
     return int(level) <= logging.DEBUG

@@ -139,7 +139,10 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Configuration:
-    """Everything nginx must do.  Servers sorted by hostname, the catch-all first; backends by name."""
+    """Everything nginx must do.
+
+    Servers sorted by hostname, the catch-all first; backends by name.
+    """
 
     servers: tuple[Server, ...] = ()
     backends: tuple[Backend, ...] = ()

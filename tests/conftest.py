@@ -192,7 +192,7 @@ class Harness:
         while True:
             try:
                 return await check()
-            except (AssertionError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, AssertionError, aiohttp.ClientError, OSError):
                 if asyncio.get_running_loop().time() > deadline:
                     raise
             await asyncio.sleep(interval)

@@ -231,7 +231,7 @@ async def test_only_ready_endpoints_of_every_slice_get_traffic(harness: Harness)
     )
     h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
     await expect(h, "/", host="web.test", service="web")
-    seen = collections.Counter()
+    seen: collections.Counter[str | None] = collections.Counter()
     for _ in range(40):
         resp = await h.get("/", host="web.test")
         assert resp.status == 200
@@ -244,7 +244,7 @@ async def test_load_spreads_over_every_endpoint(harness: Harness) -> None:
     await deploy(h, "web", replicas=5)
     h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
     await expect(h, "/", host="web.test", service="web")
-    seen = collections.Counter()
+    seen: collections.Counter[str | None] = collections.Counter()
     for _ in range(100):
         resp = await h.get("/", host="web.test")
         seen[resp.pod] += 1

@@ -100,7 +100,7 @@ class NginxProcess:
         if lua_target.exists():
             shutil.rmtree(lua_target)
         shutil.copytree(self.lua_dir, lua_target, ignore=shutil.ignore_patterns("tests"))
-        for root, dirs, files in os.walk(lua_target):
+        for root, _dirs, files in os.walk(lua_target):
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
@@ -121,7 +121,8 @@ class NginxProcess:
         Returns the candidate's path (to ``install``); raises ``ConfigTestError`` with nginx's
         own message when the configuration is rejected.
         """
-        candidate = self.paths.work_dir / f"nginx.conf.candidate-{os.getpid()}-{time.monotonic_ns()}"
+        stamp = f"{os.getpid()}-{time.monotonic_ns()}"
+        candidate = self.paths.work_dir / f"nginx.conf.candidate-{stamp}"
         candidate.write_text(text)
         proc = await asyncio.create_subprocess_exec(
             self.binary,
