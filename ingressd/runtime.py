@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,11 +43,16 @@ CONTROLLER_NAME = "ingressd.io/ingress-controller"
 
 
 class Source(Protocol):
-    """Anything that produces watch-shaped events: manifests directory, Kubernetes, a trace."""
+    """Anything that produces watch-shaped events: manifests directory, Kubernetes, a trace.
 
-    def load_once(self, sink: Any) -> None: ...
+    ``load_once`` hands the first full state to the sink (it may be a coroutine function, as
+    for the Kubernetes source that lists every kind); it returns when every cache has listed
+    once.  ``run`` then follows changes until cancelled.
+    """
 
-    async def run(self, sink: Any) -> None: ...
+    def load_once(self, sink: Callable[[WatchEvent], object]) -> object: ...
+
+    async def run(self, sink: Callable[[WatchEvent], object]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,9 @@ class Ingressd:
         self._admin = await start_admin(
             self, host=self.options.status_address, port=self.options.status_port
         )
-        self.source.load_once(self._sink)
+        loaded = self.source.load_once(self._sink)
+        if inspect.isawaitable(loaded):
+            await loaded
         self.queue.enqueue(forced=True, cause="initial")
         self._spawn(self.source.run(self._sink), "source")
         self._spawn(self.controller.run(), "controller")
