@@ -9,7 +9,9 @@
 
 The running model is replaced only after nginx has taken the change.  A configuration that
 ``nginx -t`` rejects is an error that retrying cannot fix: it is counted and logged, the last good
-configuration keeps serving, and the next change to the Store triggers a fresh attempt.  Anything
+configuration keeps serving, and the next structural change to the Store triggers a fresh
+attempt.  Until then, endpoint changes still reach the running configuration's backends through
+Lua: one rejected Ingress never freezes the pods of every other one.  Anything
 else that fails (nginx not answering, the Lua endpoint refusing) raises ``RetryableSyncError``
 and the syncQueue retries with backoff.
 """
@@ -17,6 +19,7 @@ and the syncQueue retries with backoff.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +83,18 @@ def reload_reason(decision: Decision) -> str:
     return "other"
 
 
+def _with_endpoints_of(running: Configuration, new: Configuration) -> Configuration:
+    """``running`` with each backend's endpoints taken from ``new`` where it has that backend."""
+    fresh = new.backend_map()
+    return dataclasses.replace(
+        running,
+        backends=tuple(
+            dataclasses.replace(b, endpoints=fresh[b.name].endpoints) if b.name in fresh else b
+            for b in running.backends
+        ),
+    )
+
+
 class SyncWorker:
     """Builds, diffs and applies; holds the running model."""
 
@@ -107,6 +122,8 @@ class SyncWorker:
         self.busy = False
         #: Set when nginx restarted: its Lua side is empty and needs the whole running set.
         self.resend_all = False
+        #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
+        self._rejected: Configuration | None = None
 
     @property
     def first_sync_applied(self) -> bool:
@@ -132,7 +149,18 @@ class SyncWorker:
         t0 = self.clock()
         result = build_configuration(self.store.snapshot(), self.options)
         t1 = self.clock()
-        decision = decide(result.configuration, self.running)
+        target = result.configuration
+        decision = decide(target, self.running)
+        if (
+            decision.action is Action.RELOAD
+            and self.running is not None
+            and self._rejected is not None
+            and self._rejected == target.without_endpoints()
+        ):
+            # nginx -t already rejected this structure: keep serving the running one, and let
+            # its backends follow their pods until the objects change again.
+            target = _with_endpoints_of(self.running, target)
+            decision = decide(target, self.running)
         t2 = self.clock()
         self.last_build = result
         self._report_problems(result.problems)
@@ -145,7 +173,7 @@ class SyncWorker:
         retry: RetryableSyncError | None = None
         try:
             if decision.action is Action.DYNAMIC:
-                by_name = result.configuration.backend_map()
+                by_name = target.backend_map()
                 changed = [by_name[name] for name in decision.changed_backends]
                 try:
                     await self.nginx.apply_dynamic(changed)
@@ -157,10 +185,11 @@ class SyncWorker:
             elif decision.action is Action.RELOAD:
                 reason = reload_reason(decision)
                 try:
-                    reloaded = await self.nginx.apply_reload(result.configuration)
+                    reloaded = await self.nginx.apply_reload(target)
                 except (ConfigTestError, RenderError) as exc:
                     self.metrics.reload_failed(reason=reason)
                     outcome, error = "rejected", str(exc)
+                    self._rejected = target.without_endpoints()
                 except (NginxError, DynamicUpdateError) as exc:
                     self.metrics.reload_failed(reason=reason)
                     raise RetryableSyncError(str(exc)) from exc
@@ -171,14 +200,16 @@ class SyncWorker:
                         config_hash=reloaded.config_hash,
                         seconds=reloaded.test_seconds + reloaded.reload_seconds,
                     )
-                    posted = len(result.configuration.backends)
+                    posted = len(target.backends)
         except RetryableSyncError as exc:
             outcome, error, retry = "error", str(exc), exc
         t3 = self.clock()
 
         latencies: tuple[float, ...] = ()
         if outcome == "ok":
-            self.running = result.configuration
+            if target is result.configuration:
+                self._rejected = None
+            self.running = target
             latencies = tuple(t3 - e.received_at for e in batch.events)
             for latency in latencies:
                 self.metrics.event_to_applied.observe(latency)

@@ -197,11 +197,28 @@ async def test_config_rejected_by_nginx_test_keeps_the_last_good_one(harness: Ha
     await expect(h, "/api", host="web.test", service="web")  # still the old config
     assert "server_tokens maybe" not in (h.options.work_dir / "nginx.conf").read_text()
 
+    # Pods still follow through Lua while the rejected structure is pending, without
+    # another reload attempt.
+    addresses, port = await h.start_pods(1, prefix="web2")
+    h.write(
+        "svc-default-web.yaml",
+        service("web", ports=[service_port(80, "http", target_port=port)]),
+        endpoint_slice("web", endpoints=addresses, port=port, port_name="http"),
+    )
+    await expect(h, "/", host="web.test", service="web2")
+    assert h.metric("nginx_ingress_controller_errors") == errors + 1
+
+    # The next structural change is tried again, and this time nginx takes it.
     nginx.render = good_render  # type: ignore[method-assign]
-    h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"),
-                                                   path("/api", "api"))],
-                                resource_version="2", annotations={"touch": "1"}))
+    h.write(
+        "ing.yaml",
+        ingress(
+            "web",
+            rules=[rule("web.test", path("/", "web"), path("/api", "api"), path("/v2", "api"))],
+        ),
+    )
     await expect(h, "/api", host="web.test", service="api")
+    await expect(h, "/v2", host="web.test", service="api")
     assert h.metric("nginx_ingress_controller_config_last_reload_successful") == 1
 
 
