@@ -49,7 +49,7 @@ lua: install
 test: install lint typecheck unit
 
 bench: install
-	$(PY) -m benchmarks.burst
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ import structlog
 from ingressd import __version__
 from ingressd.building import build_configuration
 from ingressd.channel import UpdateChannel
+from ingressd.configmap import parse_configmap
 from ingressd.logs import configure
 from ingressd.model import ObjectKey
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderError, render
@@ -98,6 +99,11 @@ def parser() -> argparse.ArgumentParser:
         help="admin server port: /healthz, /metrics, /debug/* (default: 10254)",
     )
     run.add_argument(
+        "--reload-always", action="store_true",
+        help="apply every change, endpoint changes too, by a full nginx reload (as controllers "
+        "without a dynamic path do; for comparisons and benchmarks)",
+    )
+    run.add_argument(
         "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
     )
     run.add_argument(
@@ -128,6 +134,7 @@ def _options(args: argparse.Namespace) -> Options:
         configmap=args.configmap,
         worker_processes=args.worker_processes,
         min_sync_interval=args.min_sync_interval,
+        reload_always=getattr(args, "reload_always", False),
         template=args.template,
     )
 
@@ -157,13 +164,16 @@ def _render(args: argparse.Namespace) -> int:
     options = _options(args)
     store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
     ManifestsSource(args.manifests).load_once(store.apply)
-    result = build_configuration(store.snapshot(), options.build_options())
-    for problem in result.problems:
+    snapshot = store.snapshot()
+    configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
+    global_options, option_problems = parse_configmap(configmap)
+    result = build_configuration(snapshot, global_options.build_options(options.build_options()))
+    for problem in (*option_problems, *result.problems):
         print(f"# skipped: {problem}", file=sys.stderr)
     try:
         text = render(
             result.configuration,
-            settings=options.render_settings(),
+            settings=global_options.render_settings(options.render_settings()),
             paths=NginxPaths(options.work_dir),
             generation=1,
             template=args.template,

@@ -33,7 +33,7 @@ from ingressd.model import ObjectKey
 from ingressd.nginx.applying import Nginx
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 from ingressd.queueing import SyncQueue
-from ingressd.store.events import WatchEvent
+from ingressd.store.events import StoreEvent, WatchEvent
 from ingressd.store.store import Store
 from ingressd.syncing import SyncWorker
 
@@ -71,6 +71,7 @@ class Options:
     worker_processes: str = "auto"
     update_channel_size: int = 1024
     min_sync_interval: float = 0.05
+    reload_always: bool = False
     template: Path = DEFAULT_TEMPLATE
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,7 +91,7 @@ class Options:
 class Ingressd:
     """One controller: Store, channel, NginxController, syncQueue, sync worker, nginx, admin."""
 
-    def __init__(self, options: Options, *, source: Source) -> None:
+    def __init__(self, options: Options, *, source: Source, nginx: Nginx | None = None) -> None:
         self.options = options
         self.source = source
         self.metrics = Metrics()
@@ -98,7 +99,8 @@ class Ingressd:
         self.store = Store(channel=self.channel, configmap=options.configmap)
         self.queue = SyncQueue(min_interval=options.min_sync_interval)
         self.controller = NginxController(channel=self.channel, queue=self.queue)
-        self.nginx = Nginx(
+        # ``nginx``: another driver, e.g. ``DryRunNginx`` for ``ingressd replay --dry-run``.
+        self.nginx = nginx or Nginx(
             settings=options.render_settings(),
             paths=NginxPaths(options.work_dir),
             template=options.template,
@@ -108,13 +110,15 @@ class Ingressd:
             options=options.build_options(),
             nginx=self.nginx,
             metrics=self.metrics,
+            reload_always=options.reload_always,
+            configmap=options.configmap,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._admin: web.AppRunner | None = None
         self._dropped_seen = 0
 
-    def _sink(self, event: WatchEvent) -> None:
-        self.store.apply(event)
+    def _sink(self, event: WatchEvent) -> StoreEvent | None:
+        return self.store.apply(event)
 
     async def start(self) -> None:
         self.options.work_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +166,17 @@ class Ingressd:
         if dropped > self._dropped_seen:
             self.metrics.update_channel_dropped.inc(dropped - self._dropped_seen)
             self._dropped_seen = dropped
+        self.metrics.update_channel_depth.set(self.channel.qsize())
+        self.metrics.sync_queue_depth.set(self.queue.qsize())
+        running = self.worker.running
+        self.metrics.set_certificates(
+            (
+                (server.hostname, server.certificate.secret, server.certificate.not_after)
+                for server in (running.servers if running else ())
+                if server.certificate is not None
+            ),
+            ingress_class=self.options.ingress_class,
+        )
 
     async def wait_until_synced(self, timeout: float = 30.0) -> None:
         """Wait for the first applied sync (tests, demo)."""

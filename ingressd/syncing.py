@@ -1,6 +1,8 @@
 """The sync worker: one SyncBatch in, nginx brought in line with the Store.
 
     SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure)
+              (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options and
+               nginx.conf settings; settings that differ from the running ones force a reload)
               --decide(new, running)--> Decision (pure)
                  NOTHING    -> done
                  DYNAMIC    -> NginxDriver.apply_dynamic(changed backends)
@@ -27,13 +29,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from ingressd.building import BuildOptions, BuildResult, build_configuration
+from ingressd.configmap import parse_configmap, settings_changes
 from ingressd.diffing import Action, Decision, decide
 from ingressd.metrics import Metrics
-from ingressd.model import Configuration, Problem
+from ingressd.model import Configuration, ObjectKey, Problem
 from ingressd.nginx.applying import NginxDriver
 from ingressd.nginx.dynamic import DynamicUpdateError
 from ingressd.nginx.process import ConfigTestError, NginxError
-from ingressd.nginx.rendering import RenderError
+from ingressd.nginx.rendering import RenderError, RenderSettings
 from ingressd.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.store import Store
 
@@ -71,6 +74,7 @@ _REASON_LABELS = (
     ("location", "locations"),
     ("certificate", "certificates"),
     ("backend", "backends"),
+    ("global", "options"),
 )
 
 
@@ -107,9 +111,20 @@ class SyncWorker:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         history: int = 200,
+        reload_always: bool = False,
+        configmap: ObjectKey | None = None,
     ) -> None:
         self.store = store
         self.options = options
+        #: The controller's ConfigMap (``--configmap``): its options apply to every sync.
+        self.configmap = configmap
+        #: nginx.conf settings from the command line; the ConfigMap's options go on top.
+        self.base_settings: RenderSettings = nginx.settings
+        #: The settings the running nginx.conf was rendered with.
+        self.running_settings: RenderSettings | None = None
+        #: What the last sync refused in the ConfigMap.
+        self.option_problems: tuple[Problem, ...] = ()
+        self._configmap_seen: object = None
         self.nginx = nginx
         self.metrics = metrics
         self.clock = clock
@@ -118,8 +133,13 @@ class SyncWorker:
         self.records: collections.deque[SyncRecord] = collections.deque(maxlen=history)
         self.count = 0
         self._known_problems: frozenset[Problem] = frozenset()
+        #: Apply every change by a full reload, endpoint changes too (``--reload-always``: the
+        #: way controllers without a dynamic path work; for comparisons).
+        self.reload_always = reload_always
         #: True while a sync runs.
         self.busy = False
+        #: Called after every sync with its batch and record (``ingressd replay``'s timeline).
+        self.observers: list[Callable[[SyncBatch, SyncRecord], None]] = []
         #: Set when nginx restarted: its Lua side is empty and needs the whole running set.
         self.resend_all = False
         #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
@@ -147,7 +167,12 @@ class SyncWorker:
             log.info("running configuration re-applied after nginx restart")
         self.count += 1
         t0 = self.clock()
-        result = build_configuration(self.store.snapshot(), self.options)
+        snapshot = self.store.snapshot()
+        configmap = snapshot.config_maps.get(self.configmap) if self.configmap else None
+        global_options, option_problems = parse_configmap(configmap)
+        self._report_option_problems(configmap, option_problems)
+        settings = global_options.render_settings(self.base_settings)
+        result = build_configuration(snapshot, global_options.build_options(self.options))
         t1 = self.clock()
         target = result.configuration
         decision = decide(target, self.running)
@@ -161,6 +186,8 @@ class SyncWorker:
             # its backends follow their pods until the objects change again.
             target = _with_endpoints_of(self.running, target)
             decision = decide(target, self.running)
+        if self.running is not None and self.running_settings != settings:
+            decision = _with_settings_changes(decision, settings, self.running_settings)
         t2 = self.clock()
         self.last_build = result
         self._report_problems(result.problems)
@@ -172,6 +199,12 @@ class SyncWorker:
         chash: int | None = None
         retry: RetryableSyncError | None = None
         try:
+            if decision.action is Action.DYNAMIC and self.reload_always:
+                decision = dataclasses.replace(
+                    decision,
+                    action=Action.RELOAD,
+                    reasons=(*decision.reasons, "reload-always"),
+                )
             if decision.action is Action.DYNAMIC:
                 by_name = target.backend_map()
                 changed = [by_name[name] for name in decision.changed_backends]
@@ -184,6 +217,7 @@ class SyncWorker:
                 posted = len(changed)
             elif decision.action is Action.RELOAD:
                 reason = reload_reason(decision)
+                self.nginx.settings = settings
                 try:
                     reloaded = await self.nginx.apply_reload(target)
                 except (ConfigTestError, RenderError) as exc:
@@ -210,6 +244,7 @@ class SyncWorker:
             if target is result.configuration:
                 self._rejected = None
             self.running = target
+            self.running_settings = settings
             latencies = tuple(t3 - e.received_at for e in batch.events)
             for latency in latencies:
                 self.metrics.event_to_applied.observe(latency)
@@ -235,8 +270,25 @@ class SyncWorker:
         )
         self.records.append(record)
         self._log(record)
+        for observer in self.observers:
+            observer(batch, record)
         if retry is not None:
             raise retry
+
+    def _report_option_problems(self, configmap: object, problems: tuple[Problem, ...]) -> None:
+        """Log the ConfigMap's bad keys once per change of the ConfigMap, not once per sync."""
+        self.option_problems = problems
+        data = configmap.get("data") if isinstance(configmap, dict) else None
+        if data == self._configmap_seen:
+            return
+        self._configmap_seen = data
+        for problem in problems:
+            log.warning(
+                "configmap option ignored",
+                configmap=problem.key,
+                key=problem.field.partition(".")[2],
+                reason=problem.reason,
+            )
 
     def _report_problems(self, problems: tuple[Problem, ...]) -> None:
         """Log each problem once, when it appears, and once more when it is gone."""
@@ -273,3 +325,13 @@ class SyncWorker:
                 log.info("sync", **fields)
         else:
             log.error("sync", error=record.error, **fields)
+
+
+def _with_settings_changes(
+    decision: Decision, new: RenderSettings, old: RenderSettings | None
+) -> Decision:
+    """A changed nginx.conf setting is structural: the decision becomes a reload."""
+    reasons = settings_changes(new, old) if old is not None else ("global options changed",)
+    return Decision(
+        Action.RELOAD, tuple(sorted({*decision.reasons, *reasons})), decision.changed_backends
+    )

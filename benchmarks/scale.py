@@ -1,0 +1,188 @@
+"""Scale: model build, render, nginx.conf size, nginx -t, reload, RSS, incremental sync.
+
+    N Ingresses (one host, two paths each, TLS on 10%) + N Services + N EndpointSlices
+        --Store--> snapshot --build--> Configuration --render--> nginx.conf
+        --nginx -t--> --start + SIGHUP reload--> serving
+    then one Ingress changes (a path added): the sync worker's own time (build + diff + render,
+    nginx excluded) for that one change at that size
+
+Each size runs in a fresh subprocess, so the controller's RSS is that size's alone.
+Targets at 10k: build + render <= 1 s, conf <= 25 MB, RSS <= 200 MB, incremental <= 50 ms.
+
+    python -m benchmarks.scale [--sizes 1000,5000,10000] [--json FILE]
+    python -m benchmarks.scale --one N        (one size, JSON on stdout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import free_port, machine, temp_root
+from ingressd.building import BuildOptions, build_configuration
+from ingressd.channel import UpdateChannel
+from ingressd.diffing import decide
+from ingressd.nginx.applying import Nginx
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.store.events import EventType, WatchEvent
+from ingressd.store.store import Store
+from ingressd.testing.objects import (
+    endpoint_slice,
+    ingress,
+    path,
+    rule,
+    self_signed_certificate,
+    service,
+    service_port,
+    tls,
+    tls_secret,
+)
+
+
+@dataclass
+class ScaleResult:
+    ingresses: int
+    tls_hosts: int
+    build_seconds: float
+    render_seconds: float
+    conf_bytes: int
+    nginx_test_seconds: float
+    nginx_start_seconds: float
+    reload_seconds: float
+    rss_mb: float
+    incremental_sync_seconds: float
+    problems: int
+
+
+def objects(n: int) -> list[dict[str, Any]]:
+    certs = [self_signed_certificate(f"cert{i}.test") for i in range(4)]
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        out.append(service(f"svc{i}", ports=[service_port(80, "http", target_port=8080)]))
+        out.append(endpoint_slice(
+            f"svc{i}",
+            endpoints=[f"10.{i // 250 % 250}.{i % 250}.{k + 1}" for k in range(3)],
+            port=8080, port_name="http",
+        ))
+        host = f"host{i}.example.com"
+        tls_entries = []
+        if i % 10 == 0:
+            cert, key = certs[i // 10 % 4]
+            out.append(tls_secret(f"tls{i}", cert_pem=cert, key_pem=key))
+            tls_entries = [tls(host, secret_name=f"tls{i}")]
+        out.append(ingress(
+            f"ing{i}",
+            rules=[rule(host, path("/", f"svc{i}"), path("/api", f"svc{i}"))],
+            tls_entries=tls_entries,
+        ))
+    return out
+
+
+async def measure(n: int) -> ScaleResult:
+    root = temp_root(f"ingressd-scale-{n}-")
+    try:
+        store = Store(channel=UpdateChannel(maxsize=1 << 30))
+        for obj in objects(n):
+            store.apply(WatchEvent(EventType.ADDED, obj))
+        options = BuildOptions()
+        gc.collect()
+        t0 = time.perf_counter()
+        result = build_configuration(store.snapshot(), options)
+        t1 = time.perf_counter()
+        settings = RenderSettings(
+            http_port=free_port(), https_port=free_port(), control_port=free_port(),
+            worker_processes="2", worker_user="nobody nogroup",
+        )
+        paths = NginxPaths(root / "work")
+        text = render(result.configuration, settings=settings, paths=paths, generation=1)
+        t2 = time.perf_counter()
+
+        nginx = Nginx(settings=settings, paths=paths)
+        t_start = time.perf_counter()
+        await nginx.start()
+        nginx_start = time.perf_counter() - t_start
+        outcome = await nginx.apply_reload(result.configuration)
+        test_seconds = outcome.test_seconds
+        reload_seconds = outcome.reload_seconds
+
+        # One Ingress changes: the controller's own time for that sync.
+        changed = ingress("ing1", rules=[rule("host1.example.com", path("/", "svc1"),
+                                              path("/api", "svc1"), path("/new", "svc1"))])
+        store.apply(WatchEvent(EventType.MODIFIED, changed))
+        t3 = time.perf_counter()
+        new = build_configuration(store.snapshot(), options).configuration
+        decide(new, result.configuration)
+        render(new, settings=settings, paths=paths, generation=2)
+        incremental = time.perf_counter() - t3
+        await nginx.stop()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return ScaleResult(
+            ingresses=n,
+            tls_hosts=sum(1 for s in result.configuration.servers if s.certificate),
+            build_seconds=round(t1 - t0, 3),
+            render_seconds=round(t2 - t1, 3),
+            conf_bytes=len(text),
+            nginx_test_seconds=round(test_seconds, 3),
+            nginx_start_seconds=round(nginx_start, 3),
+            reload_seconds=round(reload_seconds, 3),
+            rss_mb=round(rss_mb, 1),
+            incremental_sync_seconds=round(incremental, 3),
+            problems=len(result.problems),
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_sizes(sizes: list[int]) -> list[ScaleResult]:
+    results = []
+    for n in sizes:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.scale", "--one", str(n)],
+            capture_output=True, text=True, check=True,
+        )
+        results.append(ScaleResult(**json.loads(proc.stdout.strip().splitlines()[-1])))
+    return results
+
+
+def describe(r: ScaleResult) -> str:
+    return (
+        f"{r.ingresses:>6} Ingresses ({r.tls_hosts} TLS): build {r.build_seconds:.3f}s + render "
+        f"{r.render_seconds:.3f}s = {r.build_seconds + r.render_seconds:.3f}s, conf "
+        f"{r.conf_bytes / 1e6:.1f} MB, nginx -t {r.nginx_test_seconds:.3f}s, reload "
+        f"{r.reload_seconds:.3f}s, RSS {r.rss_mb:.0f} MB, one-Ingress sync "
+        f"{r.incremental_sync_seconds * 1000:.0f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Scale figures at several Ingress counts.")
+    parser.add_argument("--sizes", default="1000,5000,10000")
+    parser.add_argument("--one", type=int)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.one:
+        from ingressd.logs import configure
+
+        configure(level="error")
+        print(json.dumps(asdict(asyncio.run(measure(args.one)))))
+        return
+    print(f"machine: {machine()}")
+    results = run_sizes([int(x) for x in args.sizes.split(",")])
+    for r in results:
+        print(describe(r))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()
