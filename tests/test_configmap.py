@@ -1,0 +1,358 @@
+"""The controller's ConfigMap: parsing and validation (pure), then what nginx does with it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from conftest import Harness
+from e2e import deploy, expect
+
+from ingressd.building import BuildOptions
+from ingressd.configmap import GlobalOptions, parse_configmap, settings_changes
+from ingressd.model import Configuration, ObjectKey
+from ingressd.nginx.rendering import NginxPaths, RenderError, RenderSettings, render
+from ingressd.testing.objects import (
+    ingress,
+    path,
+    rule,
+    self_signed_certificate,
+    tls,
+    tls_secret,
+)
+
+CONFIGMAP = ObjectKey("ingressd/ingressd-controller")
+
+
+def config_map(data: Mapping[str, Any] | None, name: str = "ingressd-controller") -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ingressd", "resourceVersion": "1"},
+    }
+    if data is not None:
+        obj["data"] = dict(data)
+    return obj
+
+
+def parse(**data: Any) -> tuple[GlobalOptions, list[str]]:
+    options, problems = parse_configmap(config_map(data))
+    return options, [f"{p.field}: {p.reason}" for p in problems]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def test_no_configmap_or_no_data_gives_ingress_nginx_defaults() -> None:
+    defaults = GlobalOptions(
+        worker_processes=None,
+        proxy_body_size="1m",
+        proxy_connect_timeout="5s",
+        proxy_read_timeout="60s",
+        proxy_send_timeout="60s",
+        ssl_redirect=True,
+        hsts=True,
+        hsts_max_age=31536000,
+        hsts_include_subdomains=True,
+        hsts_preload=False,
+        use_forwarded_headers=False,
+        upstream_keepalive_connections=320,
+        worker_shutdown_timeout="240s",
+        log_format_upstream=None,
+    )
+    assert parse_configmap(None) == (defaults, ())
+    assert parse_configmap(config_map(None)) == (defaults, ())
+    assert parse_configmap(config_map({})) == (defaults, ())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field", "expected"),
+    [
+        ("worker-processes", "auto", "worker_processes", "auto"),
+        ("worker-processes", "4", "worker_processes", "4"),
+        ("proxy-body-size", "8m", "proxy_body_size", "8m"),
+        ("proxy-body-size", "512k", "proxy_body_size", "512k"),
+        ("proxy-body-size", "0", "proxy_body_size", "0"),
+        ("proxy-body-size", "2G", "proxy_body_size", "2G"),
+        ("proxy-connect-timeout", "10", "proxy_connect_timeout", "10s"),
+        ("proxy-read-timeout", "3600", "proxy_read_timeout", "3600s"),
+        ("proxy-send-timeout", "1m30s", "proxy_send_timeout", "1m30s"),
+        ("proxy-connect-timeout", "500ms", "proxy_connect_timeout", "500ms"),
+        ("worker-shutdown-timeout", "10s", "worker_shutdown_timeout", "10s"),
+        ("worker-shutdown-timeout", "300", "worker_shutdown_timeout", "300s"),
+        ("ssl-redirect", "false", "ssl_redirect", False),
+        ("ssl-redirect", "True", "ssl_redirect", True),
+        ("hsts", "0", "hsts", False),
+        ("hsts-max-age", "600", "hsts_max_age", 600),
+        ("hsts-include-subdomains", "false", "hsts_include_subdomains", False),
+        ("hsts-preload", "true", "hsts_preload", True),
+        ("use-forwarded-headers", "true", "use_forwarded_headers", True),
+        ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
+        ("upstream-keepalive-connections", "64", "upstream_keepalive_connections", 64),
+        ("proxy-body-size", " 2m ", "proxy_body_size", "2m"),
+        (
+            "log-format-upstream",
+            "$remote_addr [$time_local] $status $http_x_request_id [$proxy_upstream_name]",
+            "log_format_upstream",
+            "$remote_addr [$time_local] $status $http_x_request_id [$proxy_upstream_name]",
+        ),
+    ],
+)
+def test_valid_values_are_taken_normalized(key: str, value: str, field: str, expected: Any) -> None:
+    options, problems = parse(**{key: value})
+    assert problems == []
+    assert getattr(options, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("worker-processes", "0", "whole number from 1 to 1024"),
+        ("worker-processes", "many", "whole number"),
+        ("proxy-body-size", "1q", "nginx size"),
+        ("proxy-body-size", "-1m", "nginx size"),
+        ("proxy-body-size", "1m;", "nginx size"),
+        ("proxy-connect-timeout", "0", "above 0"),
+        ("proxy-read-timeout", "30s1m", "decreasing order"),
+        ("proxy-read-timeout", "1m 30s", "decreasing order"),
+        ("proxy-read-timeout", "ten", "decreasing order"),
+        ("proxy-send-timeout", "100y", "at most"),
+        ("worker-shutdown-timeout", "240s; daemon on", "decreasing order"),
+        ("ssl-redirect", "yes", "boolean"),
+        ("hsts", "", "boolean"),
+        ("hsts-max-age", "-5", "whole number"),
+        ("upstream-keepalive-connections", "1e3", "whole number"),
+    ],
+)
+def test_a_bad_value_is_reported_and_the_default_kept(key: str, value: str, why: str) -> None:
+    options, problems = parse(**{key: value})
+    assert options == GlobalOptions()
+    assert len(problems) == 1
+    assert problems[0].startswith(f"data.{key}: invalid value {value!r}")
+    assert why in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("$remote_addr'; include /etc/passwd; '", "\"'\""),
+        ('$remote_addr "$request"', "'\"'"),
+        ("$remote_addr \\' x", "'\\\\'"),
+        ("$remote_addr } server { listen 1", "'}'"),
+        ("${remote_addr}", "'{'"),
+        ("$remote_addr; error_log /tmp/x", "';'"),
+        ("$remote_addr\nload_module x.so", "'\\n'"),
+        ("$remote_addr\x00", "'\\x00'"),
+        ("$ status", "'$' must start a variable name"),
+        ("$Remote_Addr", "'$' must start a variable name"),
+        ("$request_body_of_doom", "unknown variable $request_body_of_doom"),
+        ("$http_", "unknown variable $http_"),
+        ("$remote_addr \u00e9", "ASCII"),
+        ("   ", "empty"),
+        ("$status " * 400, "longer than"),
+    ],
+)
+def test_hostile_log_format_is_refused(value: str, why: str) -> None:
+    options, problems = parse(**{"log-format-upstream": value})
+    assert options.log_format_upstream is None
+    assert len(problems) == 1 and problems[0].startswith("data.log-format-upstream: invalid value")
+    assert why in problems[0]
+
+
+def test_unknown_keys_and_non_strings_are_reported_and_the_rest_applies() -> None:
+    options, problems = parse(
+        **{
+            "proxy-body-size": "8m",
+            "enable-brotli": "true",
+            "hsts": True,  # a YAML boolean: the API server would refuse it
+            "proxy-read-timeout": "120",
+        }
+    )
+    assert problems == [
+        "data.enable-brotli: unknown key (ignored)",
+        "data.hsts: invalid value 'True': ConfigMap values are strings",
+    ]
+    assert options == GlobalOptions(proxy_body_size="8m", proxy_read_timeout="120s")
+
+
+def test_options_go_into_render_settings_and_build_options() -> None:
+    options, _ = parse(**{"ssl-redirect": "false", "proxy-body-size": "8m", "hsts": "false"})
+    base = RenderSettings(http_port=8080, worker_processes="2")
+    settings = options.render_settings(base)
+    assert (settings.http_port, settings.worker_processes) == (8080, "2")
+    assert (settings.proxy_body_size, settings.hsts) == ("8m", False)
+    assert options.build_options(BuildOptions(ingress_class="x")) == BuildOptions(
+        ingress_class="x", default_ssl_redirect=False
+    )
+    four, _ = parse(**{"worker-processes": "4"})
+    assert four.render_settings(base).worker_processes == "4"
+
+
+def test_settings_changes_name_the_configmap_key_and_both_values() -> None:
+    old = RenderSettings()
+    new = dataclasses.replace(old, proxy_body_size="8m", log_format_upstream="$status")
+    assert settings_changes(new, old) == (
+        "global options changed: proxy-body-size 1m -> 8m",
+        "global options changed: log-format-upstream (default) -> $status",
+    )
+    assert settings_changes(old, old) == ()
+
+
+def test_renderer_refuses_a_log_format_that_skipped_validation() -> None:
+    settings = RenderSettings(log_format_upstream="$status'; daemon on; '")
+    with pytest.raises(RenderError, match="log format"):
+        render(Configuration(), settings=settings, paths=NginxPaths(Path("/w")), generation=1)
+
+
+# --- with nginx ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def h(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+    """A running ingressd reading its options from ConfigMap ingressd/ingressd-controller."""
+    harness = Harness(world_readable_tmp)
+    harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+async def post(h: Harness, host: str, size: int) -> int:
+    assert h.session is not None
+    async with h.session.post(
+        f"http://127.0.0.1:{h.http_port}/", data=b"x" * size, headers={"Host": host}
+    ) as resp:
+        return resp.status
+
+
+@pytest.mark.nginx
+async def test_proxy_body_size_limits_posts_and_a_change_reloads_once(h: Harness) -> None:
+    await deploy(h, "web")
+    h.write("cm.yaml", config_map({"proxy-body-size": "1k"}))
+    h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
+    await expect(h, "/", host="web.test", service="web")
+
+    async def too_large() -> None:
+        assert await post(h, "web.test", 2048) == 413
+
+    await h.eventually(too_large)
+    assert await post(h, "web.test", 512) == 200
+    await h.settled()
+    reloads = h.reloads
+
+    h.write("cm.yaml", config_map({"proxy-body-size": "8m"}))
+
+    async def accepted() -> None:
+        assert await post(h, "web.test", 2048) == 200
+
+    await h.eventually(accepted)
+    await h.settled()
+    assert h.reloads == reloads + 1
+    assert h.metric("ingressd_reloads_total", result="success", reason="options") == 1
+    reasons = [r.reasons for r in h.ingressd.worker.records if r.action == "reload"][-1]
+    assert reasons == ("global options changed: proxy-body-size 1k -> 8m",)
+
+    # The same options again (a new resourceVersion, an unknown key added): no reload.
+    h.write("cm.yaml", config_map({"proxy-body-size": "8m", "unknown-key": "1"}))
+    await h.settled()
+    await h.settled()
+    assert h.reloads == reloads + 1
+
+
+@pytest.mark.nginx
+async def test_bad_value_is_reported_once_and_ignored_while_the_rest_applies(h: Harness) -> None:
+    await deploy(h, "web")
+    h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
+    await expect(h, "/", host="web.test", service="web")
+    with structlog.testing.capture_logs() as logs:
+        h.write(
+            "cm.yaml",
+            config_map(
+                {
+                    "proxy-body-size": "1k",
+                    "proxy-read-timeout": "soon",
+                    "log-format-upstream": "$status'; } server { listen 81; '",
+                }
+            ),
+        )
+
+        async def too_large() -> None:
+            assert await post(h, "web.test", 2048) == 413
+
+        await h.eventually(too_large)
+        # More syncs with the same ConfigMap: no new warnings.
+        h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"),
+                                                       path("/x", "web"))]))
+        await expect(h, "/x", host="web.test", service="web")
+        await h.settled()
+    warnings = [e for e in logs if e["event"] == "configmap option ignored"]
+    assert sorted((e["key"], e["configmap"]) for e in warnings) == [
+        ("log-format-upstream", CONFIGMAP),
+        ("proxy-read-timeout", CONFIGMAP),
+    ]
+    timeout = next(e for e in warnings if e["key"] == "proxy-read-timeout")
+    assert "'soon'" in timeout["reason"] and "nginx time" in timeout["reason"]
+    conf = h.ingressd.nginx.paths.conf.read_text()
+    assert "client_max_body_size 1k;" in conf
+    assert "proxy_read_timeout 60s;" in conf
+    assert "listen 81" not in conf and "log-format-upstream" not in conf
+    assert h.metric("nginx_ingress_controller_config_last_reload_successful") == 1
+
+
+@pytest.mark.nginx
+async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
+    h: Harness,
+) -> None:
+    await deploy(h, "web")
+    cert, key = self_signed_certificate("secure.test")
+    h.write("secret.yaml", tls_secret("tls", cert_pem=cert, key_pem=key))
+    h.write(
+        "ing.yaml",
+        ingress(
+            "web",
+            rules=[rule("secure.test", path("/", "web")), rule("plain.test", path("/", "web"))],
+            tls_entries=[tls("secure.test", secret_name="tls")],
+        ),
+    )
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
+                 "X-Forwarded-Host": "public.example", "X-Forwarded-Port": "8443"}
+    resp = await expect(h, "/", host="secure.test", https=True, service="web",
+                        headers=forwarded)
+    assert resp.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    seen = {k.lower(): v for k, v in resp.json()["headers"].items()}
+    assert seen["x-forwarded-for"] == "127.0.0.1"  # not trusted by default
+    assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-host"] == "secure.test"
+    plain = await expect(h, "/", host="plain.test", https=True, service="web")
+    assert "Strict-Transport-Security" not in plain.headers
+    redirect = await h.get("/", host="secure.test")
+    assert redirect.status == 308 and "Strict-Transport-Security" not in redirect.headers
+
+    h.write("cm.yaml", config_map({"hsts-max-age": "600", "hsts-include-subdomains": "false",
+                                   "hsts-preload": "true", "use-forwarded-headers": "true"}))
+
+    async def trusted() -> None:
+        resp = await h.get("/", host="secure.test", https=True, headers=forwarded)
+        assert resp.headers.get("Strict-Transport-Security") == "max-age=600; preload"
+        seen = {k.lower(): v for k, v in resp.json()["headers"].items()}
+        assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+        assert seen["x-forwarded-proto"] == "https"
+        assert seen["x-forwarded-host"] == "public.example"
+        assert seen["host"] == "public.example"
+        assert seen["x-forwarded-port"] == "8443"
+
+    await h.eventually(trusted)
+
+    h.write("cm.yaml", config_map({"hsts": "false", "ssl-redirect": "false"}))
+
+    async def off() -> None:
+        resp = await h.get("/", host="secure.test", https=True)
+        assert "Strict-Transport-Security" not in resp.headers
+        assert (await h.get("/", host="secure.test")).status == 200
+
+    await h.eventually(off)
