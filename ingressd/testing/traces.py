@@ -1,0 +1,507 @@
+"""Event traces shaped like a real API server's watch streams, for tests and the sample traces.
+
+    Simulation.at(t, action) --run(), in time order--> actions change objects
+        --TraceBuilder.add(t, type, object)--> events --lines()/write()--> JSON lines
+    PodSet: the pods of one Service in one EndpointSlice, as the EndpointSlice controller
+        writes it: pod gets an IP -> endpoint added (ready=false); readiness -> ready=true;
+        deletion -> ready=false, serving=true, terminating=true; shutdown -> serving=false;
+        gone -> endpoint removed.  Changes within ``batch`` seconds make one MODIFIED.
+
+Objects carry the fields the API server sends (``metadata.uid``, ``resourceVersion``,
+``creationTimestamp``, ``generation``, labels, ``ownerReferences``; EndpointSlice ``targetRef``,
+``nodeName``, ``zone``, ``conditions``).  ``resourceVersion`` is assigned by ``lines()`` in event
+order, one increasing counter for the whole trace, as etcd's revision is.  Everything derives
+from the seed: the same calls give the same bytes.  Certificates come from fixed Ed25519 keys
+(``certificate()``), whose signatures are deterministic too.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import heapq
+import json
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+#: Wall-clock time of ``t = 0`` in the sample traces.
+EPOCH = datetime.datetime(2026, 3, 2, 10, 0, 0, tzinfo=datetime.UTC)
+
+_UID_NAMESPACE = uuid.UUID("6f0b8a52-3c1e-4c55-9d1f-1c7e2a5b9e10")
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated names
+
+Obj = dict[str, Any]
+
+
+def timestamp(t: float) -> str:
+    """RFC 3339 UTC, to the second, as the API server writes it: ``EPOCH + t``."""
+    moment = EPOCH + datetime.timedelta(seconds=t)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def uid(*parts: str) -> str:
+    return str(uuid.uuid5(_UID_NAMESPACE, "/".join(parts)))
+
+
+def suffix(rng: random.Random, length: int = 5) -> str:
+    return "".join(rng.choice(_NAME_ALPHABET) for _ in range(length))
+
+
+def metadata(
+    kind: str,
+    name: str,
+    namespace: str | None,
+    *,
+    created: float = -86400.0,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    generation: int | None = None,
+    owner: Obj | None = None,
+) -> Obj:
+    meta: Obj = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["uid"] = uid(kind, namespace or "", name)
+    meta["resourceVersion"] = "0"  # assigned by TraceBuilder.lines()
+    if generation is not None:
+        meta["generation"] = generation
+    meta["creationTimestamp"] = timestamp(created)
+    if labels:
+        meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owner is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+# -- objects ----------------------------------------------------------------------------------
+
+
+def ingress_class(
+    name: str = "ingressd", controller: str = "ingressd.io/ingress-controller"
+) -> Obj:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": metadata("IngressClass", name, None, generation=1),
+        "spec": {"controller": controller},
+    }
+
+
+def config_map(name: str, namespace: str, data: Mapping[str, str], **meta: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata("ConfigMap", name, namespace, **meta),
+        "data": dict(data),
+    }
+
+
+def service(name: str, namespace: str, *, port: int = 80, target_port: int = 8080) -> Obj:
+    digest = int(uid("Service", namespace, name)[:4], 16)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata("Service", name, namespace, labels={"app": name}),
+        "spec": {
+            "clusterIP": f"10.96.{digest % 250}.{digest // 250 % 250 + 1}",
+            "clusterIPs": [f"10.96.{digest % 250}.{digest // 250 % 250 + 1}"],
+            "internalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [
+                {"name": "http", "port": port, "protocol": "TCP", "targetPort": target_port}
+            ],
+            "selector": {"app": name},
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        },
+        "status": {"loadBalancer": {}},
+    }
+
+
+def ingress(
+    name: str,
+    namespace: str,
+    rules: Iterable[tuple[str, Iterable[tuple[str, str, str, int]]]],
+    *,
+    ingress_class_name: str = "ingressd",
+    tls_hosts: Iterable[str] = (),
+    tls_secret: str | None = None,
+    created: float = -86400.0,
+    generation: int = 1,
+) -> Obj:
+    """``rules``: ``(host, [(path, pathType, service, port), ...])``."""
+    spec: Obj = {"ingressClassName": ingress_class_name, "rules": []}
+    for host, paths in rules:
+        spec["rules"].append(
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "backend": {"service": {"name": svc, "port": {"number": port}}},
+                            "path": path,
+                            "pathType": path_type,
+                        }
+                        for path, path_type, svc, port in paths
+                    ]
+                },
+            }
+        )
+    hosts = list(tls_hosts)
+    if hosts:
+        spec["tls"] = [{"hosts": hosts, "secretName": tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata("Ingress", name, namespace, created=created, generation=generation),
+        "spec": spec,
+        "status": {"loadBalancer": {}},
+    }
+
+
+def deployment(name: str, namespace: str, replicas: int, *, image: str) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata("Deployment", name, namespace, labels={"app": name}, generation=1),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        },
+    }
+
+
+def tls_secret(
+    name: str, namespace: str, cert_pem: str, key_pem: str, *, ca_pem: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
+    data = {
+        "tls.crt": base64.b64encode(cert_pem.encode()).decode(),
+        "tls.key": base64.b64encode(key_pem.encode()).decode(),
+    }
+    if ca_pem is not None:
+        data = {"ca.crt": base64.b64encode(ca_pem.encode()).decode(), **data}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata("Secret", name, namespace, annotations=annotations),
+        "type": "kubernetes.io/tls",
+        "data": data,
+    }
+
+
+def _ed25519_key(seed: str) -> ed25519.Ed25519PrivateKey:
+    raw = uuid.uuid5(_UID_NAMESPACE, seed).bytes + uuid.uuid5(_UID_NAMESPACE, seed + "/2").bytes
+    return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def certificate(
+    *hosts: str,
+    key_seed: str,
+    not_before: datetime.datetime,
+    days: int,
+    issuer: tuple[str, str] | None = None,
+    serial: int = 1,
+) -> tuple[str, str]:
+    """A deterministic certificate (Ed25519) for ``hosts``: ``(cert_pem, key_pem)``.
+
+    ``issuer``: ``(common name, key seed)`` of the CA that signs it; self-signed when ``None``
+    (and then, with no hosts, a CA certificate).
+    """
+    key = _ed25519_key(key_seed)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0] if hosts else key_seed)])
+    if issuer is None:
+        issuer_name, signer = subject, key
+    else:
+        issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])])
+        signer = _ed25519_key(issuer[1])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + datetime.timedelta(days=days))
+    )
+    if hosts:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
+        )
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+    cert = builder.sign(signer, None)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return cert_pem, key_pem
+
+
+# -- building a trace -------------------------------------------------------------------------
+
+
+class TraceBuilder:
+    """Collects events, then writes them in time order with increasing resourceVersions."""
+
+    def __init__(self, *, first_resource_version: int = 4_812_000) -> None:
+        self._events: list[tuple[float, int, str, Obj]] = []
+        self._first = first_resource_version
+
+    def add(self, t: float, type_: str, obj: Obj) -> None:
+        """Record ``obj`` as it is now (a deep copy) as a ``type_`` event at ``t``."""
+        self._events.append((round(float(t), 3), len(self._events), type_, copy.deepcopy(obj)))
+
+    def added(self, t: float, obj: Obj) -> None:
+        self.add(t, "ADDED", obj)
+
+    def modified(self, t: float, obj: Obj) -> None:
+        self.add(t, "MODIFIED", obj)
+
+    def deleted(self, t: float, obj: Obj) -> None:
+        self.add(t, "DELETED", obj)
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        version = self._first
+        for t, _, type_, obj in sorted(self._events, key=lambda e: (e[0], e[1])):
+            version += 1
+            obj["metadata"]["resourceVersion"] = str(version)
+            out.append(json.dumps({"t": t, "type": type_, "object": obj}, separators=(",", ":")))
+        return out
+
+    def write(self, path: Path) -> int:
+        """Write the trace; returns its size in bytes."""
+        text = "\n".join(self.lines()) + "\n"
+        path.write_text(text)
+        return len(text.encode())
+
+
+class Simulation:
+    """Actions at times, run in time order (ties in the order they were scheduled)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[float], object]]] = []
+        self._seq = 0
+
+    def at(self, t: float, action: Callable[[float], object]) -> None:
+        heapq.heappush(self._heap, (t, self._seq, action))
+        self._seq += 1
+
+    def run(self) -> None:
+        while self._heap:
+            t, _, action = heapq.heappop(self._heap)
+            action(t)
+
+
+@dataclass(slots=True)
+class Pod:
+    name: str
+    ip: str
+    node: str
+    zone: str
+    #: The ReplicaSet hash in its name: which version of the Deployment it runs.
+    revision: str
+    #: created (no IP yet), pending (not ready), ready, terminating, gone
+    state: str = "created"
+    serving: bool = False
+
+
+@dataclass
+class PodSet:
+    """One Service's pods and the EndpointSlice that lists them."""
+
+    trace: TraceBuilder
+    sim: Simulation
+    rng: random.Random
+    namespace: str
+    service: str
+    port: int = 8080
+    nodes: tuple[str, ...] = ("worker-1", "worker-2", "worker-3", "worker-4")
+    #: The EndpointSlice controller's reaction time: changes closer than this make one update.
+    batch: float = 0.05
+    pods: list[Pod] = field(default_factory=list)
+    slice: Obj = field(init=False)
+    _next_ip: dict[str, int] = field(default_factory=dict)
+    _dirty: bool = False
+
+    def __post_init__(self) -> None:
+        name = f"{self.service}-{suffix(self.rng)}"
+        labels = {
+            "app": self.service,
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            "kubernetes.io/service-name": self.service,
+        }
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": self.service, "uid": uid("Service", self.namespace, self.service)},
+        }
+        self.slice = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": metadata(
+                "EndpointSlice", name, self.namespace, labels=labels, generation=1, owner=owner
+            ),
+            "addressType": "IPv4",
+            "endpoints": [],
+            "ports": [{"name": "http", "port": self.port, "protocol": "TCP"}],
+        }
+
+    # -- pods ---------------------------------------------------------------------------------
+
+    def new_pod(self, revision: str) -> Pod:
+        node_index = self.rng.randrange(len(self.nodes))
+        node = self.nodes[node_index]
+        host = self._next_ip.get(node, 2)
+        self._next_ip[node] = host + 1
+        digest = int(uid("Service", self.namespace, self.service)[:2], 16) % 32
+        ip = f"10.244.{node_index * 32 + digest}.{host}"
+        pod = Pod(
+            name=f"{self.service}-{revision}-{suffix(self.rng)}",
+            ip=ip,
+            node=node,
+            zone=f"zone-{'abc'[node_index % 3]}",
+            revision=revision,
+        )
+        self.pods.append(pod)
+        return pod
+
+    def initial(self, revision: str, count: int) -> list[Pod]:
+        """``count`` ready pods, in the slice before the trace starts."""
+        pods = [self.new_pod(revision) for _ in range(count)]
+        for pod in pods:
+            pod.state, pod.serving = "ready", True
+        self._render()
+        return pods
+
+    def set(self, t: float, pod: Pod, state: str) -> None:
+        """Change ``pod``'s state at ``t``; the slice follows ``batch`` seconds later."""
+        pod.state = state
+        if state == "ready":
+            pod.serving = True
+        elif state in ("pending", "gone"):
+            pod.serving = False
+        if state == "gone":
+            self.pods.remove(pod)
+        self._touch(t)
+
+    def unserve(self, t: float, pod: Pod) -> None:
+        """A terminating pod's readiness probe fails: ``serving`` turns false."""
+        if pod.state == "terminating":
+            pod.serving = False
+            self._touch(t)
+
+    def _touch(self, t: float) -> None:
+        if not self._dirty:
+            self._dirty = True
+            self.sim.at(t + self.batch, self._flush)
+
+    def _flush(self, t: float) -> None:
+        self._dirty = False
+        self._render()
+        self.slice["metadata"]["generation"] += 1
+        self.slice["metadata"]["annotations"] = {
+            "endpoints.kubernetes.io/last-change-trigger-time": timestamp(t)
+        }
+        self.trace.modified(t, self.slice)
+
+    def _render(self) -> None:
+        self.slice["endpoints"] = [self._endpoint(p) for p in self.pods if p.state != "created"]
+
+    def _endpoint(self, pod: Pod) -> Obj:
+        return {
+            "addresses": [pod.ip],
+            "conditions": {
+                "ready": pod.state == "ready",
+                "serving": pod.serving,
+                "terminating": pod.state == "terminating",
+            },
+            "nodeName": pod.node,
+            "targetRef": {
+                "kind": "Pod",
+                "name": pod.name,
+                "namespace": self.namespace,
+                "uid": uid("Pod", self.namespace, pod.name),
+            },
+            "zone": pod.zone,
+        }
+
+    # -- lifecycles ---------------------------------------------------------------------------
+
+    def start_pod(
+        self, t: float, revision: str, *, on_ready: Callable[[float], None] | None = None,
+        ip_after: tuple[float, float] = (0.8, 2.0), ready_after: tuple[float, float] = (3.0, 7.0),
+    ) -> Pod:
+        """Create a pod at ``t``: IP after ``ip_after`` s, ready ``ready_after`` s later."""
+        pod = self.new_pod(revision)
+        appear = t + self.rng.uniform(*ip_after)
+        ready = appear + self.rng.uniform(*ready_after)
+
+        def got_ip(now: float) -> None:
+            if pod.state == "created":
+                self.set(now, pod, "pending")
+
+        def became_ready(now: float) -> None:
+            if pod.state == "pending":
+                self.set(now, pod, "ready")
+                if on_ready is not None:
+                    on_ready(now)
+
+        self.sim.at(appear, got_ip)
+        self.sim.at(ready, became_ready)
+        return pod
+
+    def stop_pod(
+        self, t: float, pod: Pod, *, unserve_after: tuple[float, float] = (1.0, 3.0),
+        gone_after: tuple[float, float] = (4.0, 10.0),
+    ) -> None:
+        """Delete ``pod`` at ``t``: terminating at once, not serving, then gone."""
+        if pod.state == "created":
+            pod.state = "gone"
+            self.pods.remove(pod)
+            return
+        self.set(t, pod, "terminating")
+        gone = t + self.rng.uniform(*gone_after)
+        self.sim.at(min(gone - 0.01, t + self.rng.uniform(*unserve_after)),
+                    lambda now: self.unserve(now, pod))
+        self.sim.at(gone, lambda now: self.set(now, pod, "gone"))

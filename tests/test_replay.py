@@ -1,0 +1,385 @@
+"""Trace replay: determinism, timeline and summary, bad lines, unknown kinds, outputs, --live."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import free_port, pod_addresses
+
+from ingressd import replay_report
+from ingressd.cli import _options, parser
+from ingressd.nginx.dryrun import DryRunNginx
+from ingressd.replaying import Replay, ReplayResult, command, percentiles, replay
+from ingressd.runtime import Options
+from ingressd.store.sources.trace import TraceError, parse_line
+from ingressd.testing import objects, traces
+from ingressd.testing.backends import EchoPods
+from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
+
+SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "traces"
+ROLLING_UPDATE = SAMPLES / "rolling-update.jsonl"
+
+
+def dry_run_options(work_dir: Path) -> Options:
+    return Options(work_dir=work_dir, status_port=0, status_address="127.0.0.1")
+
+
+def small_trace(path: Path) -> Path:
+    """Initial state (one Ingress, 2 pods); t=1 a second Ingress; t=2 a third pod starts."""
+    trace, sim, rng = TraceBuilder(), Simulation(), random.Random(1)
+    trace.added(0, traces.ingress_class())
+    pods = PodSet(trace, sim, rng, "shop", "web")
+    pods.initial("5d8f7c9b6", 2)
+    trace.added(0, traces.service("web", "shop"))
+    trace.added(0, pods.slice)
+    trace.added(0, traces.ingress("a", "shop", [("a.example.com", [("/", "Prefix", "web", 80)])]))
+    trace.added(
+        1.0,
+        traces.ingress("b", "shop", [("b.example.com", [("/", "Prefix", "web", 80)])], created=1),
+    )
+    sim.at(2.0, lambda t: pods.start_pod(t, "5d8f7c9b6"))
+    sim.run()
+    trace.write(path)
+    return path
+
+
+def write_lines(path: Path, *lines: dict[str, Any] | str) -> Path:
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    )
+    return path
+
+
+def cli_replay(*argv: str) -> int:
+    args = parser().parse_args(["replay", *argv])
+    return asyncio.run(command(args, _options))
+
+
+# -- determinism --------------------------------------------------------------------------------
+
+
+async def test_fast_dry_run_replays_of_one_trace_make_the_same_decisions_and_hash(
+    tmp_path: Path,
+) -> None:
+    results: list[ReplayResult] = []
+    texts: list[str] = []
+    for name in ("first", "second-with-a-longer-work-dir-path"):
+        async with Replay(ROLLING_UPDATE, dry_run_options(tmp_path / name), speed=None) as run:
+            results.append(await run.wait())
+            assert isinstance(run.ingressd.nginx, DryRunNginx)
+            texts.append(run.ingressd.nginx.running_text)
+    first, second = results
+    assert len(first.syncs) > 20
+    assert first.decisions() == second.decisions()
+    assert first.final_config_hash is not None
+    assert first.final_config_hash == second.final_config_hash
+    assert first.final_model_sha256 == second.final_model_sha256
+    assert first.final_conf_sha256 == second.final_conf_sha256
+    # The nginx.conf each replay wrote names its own work dir: the hash does not depend on it.
+    assert texts[0] != texts[1]
+
+
+# -- timeline and summary ----------------------------------------------------------------------
+
+
+async def test_rolling_update_applies_all_endpoint_churn_without_a_reload(tmp_path: Path) -> None:
+    result = await replay(ROLLING_UPDATE, dry_run_options(tmp_path / "w"))
+    first, *rest = result.syncs
+    assert (first.decision, first.result, first.reasons) == ("reload", "ok", ("first sync",))
+    assert "initial" in first.causes
+    assert rest, "the rollout produced no sync"
+    assert {s.applied_as for s in rest} <= {"dynamic", "nothing"}
+    assert sum(s.applied_as == "dynamic" for s in rest) >= 10
+    assert all(set(s.kinds) == {"EndpointSlice"} for s in rest)
+    summary = result.summary()
+    assert summary["reloads"] == 1
+    assert summary["applied_without_reload_after_initial"] == 1.0
+    deployments = ROLLING_UPDATE.read_text().count('"kind":"Deployment"')
+    assert summary["skipped_kinds"] == {"Deployment": deployments}
+    assert summary["outcomes"]["pending"] == 0
+    assert summary["settled"] and summary["stopped_at"] is None
+
+
+async def test_timeline_names_each_syncs_events_decision_and_reasons(tmp_path: Path) -> None:
+    result = await replay(small_trace(tmp_path / "t.jsonl"), dry_run_options(tmp_path / "w"))
+    rows = [(s.t, s.decision, s.result, s.reasons) for s in result.syncs]
+    assert rows[0] == (0.0, "reload", "ok", ("first sync",))
+    assert rows[1][:3] == (1.0, "reload", "ok")
+    assert "server b.example.com added" in rows[1][3]
+    # The new pod first appears not ready (nothing to do), then ready (dynamic, no reload).
+    assert [r[1] for r in rows[2:]] == ["nothing", "dynamic"]
+    assert rows[3][3] == ("backend shop-web-80 endpoints 2 -> 3",)
+    assert result.syncs[1].keys == ("Ingress shop/b ADDED",)
+
+    lines = replay_report.timeline_lines(result)
+    assert len(lines) == 1 + len(result.syncs)
+    assert "Ingress shop/b ADDED" in lines[2] and "server b.example.com added" in lines[2]
+    assert "dynamic" in lines[4] and "endpoints 2 -> 3" in lines[4]
+
+
+async def test_summary_counts_decisions_and_gives_latency_percentiles(tmp_path: Path) -> None:
+    result = await replay(small_trace(tmp_path / "t.jsonl"), dry_run_options(tmp_path / "w"))
+    summary = result.summary()
+    assert summary["syncs"] == 4
+    assert summary["decisions"] == {
+        "reload": 2, "dynamic": 1, "nothing": 1, "rejected": 0, "error": 0
+    }
+    assert (summary["reloads"], summary["dynamic_updates"]) == (2, 1)
+    assert summary["applied_without_reload"] == pytest.approx(1 / 3)
+    assert summary["applied_without_reload_after_initial"] == pytest.approx(1 / 2)
+    latency = summary["event_to_applied_seconds"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert summary["outcomes"]["applied"] == summary["events"]
+    text = "\n".join(replay_report.summary_lines(result))
+    for needle in ("2 reload, 1 dynamic, 1 nothing", "33.3% of applied changes",
+                   "p50", "p99", "max", summary["final_config_hash"]):
+        assert needle in text
+
+
+def test_percentiles_use_the_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentiles(values) == {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    assert percentiles([]) == {"p50": None, "p90": None, "p99": None, "max": None}
+
+
+# -- bad lines and unknown kinds ---------------------------------------------------------------
+
+
+def _event(t: float, obj: dict[str, Any], type_: str = "ADDED") -> dict[str, Any]:
+    return {"t": t, "type": type_, "object": obj}
+
+
+async def test_a_line_that_does_not_parse_stops_the_replay_with_its_line_number(
+    tmp_path: Path,
+) -> None:
+    trace = write_lines(
+        tmp_path / "bad.jsonl",
+        _event(0, objects.ingress_class()),
+        _event(0, objects.service("web")),
+        "",
+        _event(0.5, objects.ingress("web", rules=[objects.rule("a.test", objects.path())])),
+        '{"t": 1.0, "type": "MODIFIED", "object": {"kind": "Service"',
+        _event(2.0, objects.ingress("other", rules=[objects.rule("b.test", objects.path())])),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    assert result.error is not None
+    assert result.error.line == 5
+    assert "invalid JSON" in result.error.reason
+    assert [e.line for e in result.events] == [1, 2, 4]
+    assert result.summary()["stopped_at"] == {"line": 5, "reason": result.error.reason}
+    assert any("server a.test added" in s.reasons for s in result.syncs)
+
+
+def test_the_command_exits_1_and_prints_the_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write_lines(tmp_path / "bad.jsonl", _event(0, objects.ingress_class()), "[1, 2]")
+    assert cli_replay(str(trace), "--fast") == 1
+    assert "at line 2: expected a JSON object, got list" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"type": "ADDED", "object": {"kind": "Service"}}', "t: expected seconds"),
+        ('{"t": -1, "type": "ADDED", "object": {"kind": "Service"}}', "t: expected a finite"),
+        ('{"t": true, "type": "ADDED", "object": {"kind": "Service"}}', "t: expected seconds"),
+        ('{"t": 1, "type": "CHANGED", "object": {"kind": "Service"}}', "type: expected ADDED"),
+        ('{"t": 1, "type": "ADDED", "object": []}', "object: expected a mapping"),
+        ('{"t": 1, "type": "ADDED", "object": {"metadata": {}}}', "object.kind"),
+        ("not json", "invalid JSON"),
+    ],
+)
+def test_parse_line_names_what_is_wrong(text: str, reason: str) -> None:
+    with pytest.raises(TraceError) as caught:
+        parse_line(7, text)
+    assert caught.value.line == 7
+    assert reason in caught.value.reason
+    assert str(caught.value).startswith("line 7: ")
+
+
+async def test_unknown_kinds_and_bookmarks_are_counted_and_skipped(tmp_path: Path) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop"}}
+    deployment = traces.deployment("web", "shop", 2, image="web:1")
+    trace = write_lines(
+        tmp_path / "kinds.jsonl",
+        _event(0, objects.ingress_class()),
+        _event(0, pod),
+        _event(0, objects.ingress("web", rules=[objects.rule("a.test", objects.path())])),
+        _event(1.0, pod, "MODIFIED"),
+        _event(1.5, deployment, "MODIFIED"),
+        {"t": 1.7, "type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                                                   "metadata": {"resourceVersion": "12"}}},
+        _event(2.0, pod, "DELETED"),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    summary = result.summary()
+    assert summary["skipped_kinds"] == {"Pod": 3, "Deployment": 1}
+    assert summary["skipped"] == 4
+    assert summary["watch_markers"] == 1
+    outcomes = {(e.line, e.kind): e.outcome for e in result.events}
+    assert outcomes[(4, "Pod")] == outcomes[(5, "Deployment")] == "skipped"
+    assert len(result.syncs) == 1, "skipped kinds must not cause syncs"
+    assert result.error is None
+
+
+async def test_redacted_tls_secrets_replay_with_a_placeholder_certificate(
+    tmp_path: Path,
+) -> None:
+    meta = {"name": "shop-tls", "namespace": "default", "resourceVersion": "5"}
+    secret: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": meta,
+        "data": {"tls.crt": "REDACTED", "tls.key": "REDACTED"},
+    }
+    trace = write_lines(
+        tmp_path / "redacted.jsonl",
+        _event(0, objects.ingress_class()),
+        _event(0, objects.service("web")),
+        _event(0, objects.endpoint_slice("web", endpoints=["10.0.0.1"])),
+        _event(0, secret),
+        _event(0, objects.ingress("web", rules=[objects.rule("shop.test", objects.path())],
+                                  tls_entries=[objects.tls("shop.test", secret_name="shop-tls")])),
+        _event(1.0, {**secret, "metadata": {**meta, "resourceVersion": "9"}}, "MODIFIED"),
+    )
+    async with Replay(trace, dry_run_options(tmp_path / "w"), speed=None) as run:
+        result = await run.wait()
+        running = run.ingressd.worker.running
+        build = run.ingressd.worker.last_build
+    assert running is not None and build is not None
+    (server,) = [s for s in running.servers if s.hostname == "shop.test"]
+    assert server.certificate is not None and server.ssl_redirect
+    assert build.problems == ()
+    assert result.summary()["placeholder_certificates"] == 2
+    # Both versions get the same placeholder: the redacted "rotation" changes nothing.
+    assert [e.outcome for e in result.events][-1] == "unchanged"
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+
+def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    assert cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--report",
+                      str(report)) == 0
+    data = json.loads(report.read_text())
+    assert set(data) == {"version", "trace", "mode", "pace", "summary", "timeline", "events"}
+    assert (data["version"], data["mode"], data["pace"]) == (1, "dry-run", "fast")
+    assert set(data["summary"]) == {
+        "events", "skipped", "skipped_kinds", "watch_markers", "placeholder_certificates",
+        "outcomes", "syncs", "decisions",
+        "reloads", "dynamic_updates", "applied_without_reload",
+        "applied_without_reload_after_initial", "sync_seconds", "event_to_applied_seconds",
+        "trace_seconds", "wall_seconds", "final_config_hash", "final_model_sha256",
+        "final_nginx_conf_sha256", "settled", "interrupted", "stopped_at",
+    }
+    assert set(data["summary"]["sync_seconds"]) == {"p50", "p90", "p99", "max"}
+    assert set(data["timeline"][0]) == {
+        "number", "t", "wall", "events", "kinds", "keys", "causes", "decision", "result",
+        "reasons", "build_seconds", "diff_seconds", "apply_seconds", "total_seconds",
+        "backends_posted", "error",
+    }
+    assert set(data["events"][0]) == {
+        "line", "t", "type", "kind", "name", "outcome", "sync", "latency"
+    }
+    assert [s["decision"] for s in data["timeline"]] == ["reload", "reload", "nothing", "dynamic"]
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    png = tmp_path / "replay.png"
+    assert cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--plot", str(png)) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 30_000
+
+
+def test_progress_bar_draws_only_on_a_terminal() -> None:
+    class Terminal(list[str]):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+        def write(self, text: str) -> int:
+            self.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    clock = iter(float(i) for i in range(100))
+    on_tty, piped = Terminal(True), Terminal(False)
+    for stream in (on_tty, piped):
+        bar = replay_report.ProgressBar(4, stream, width=4, clock=lambda: next(clock))  # type: ignore[arg-type]
+        bar(2, 1)
+        bar.close()
+    assert piped == []
+    assert on_tty[0] == "\rreplay [##..]  50%  2/4 events  1 syncs"
+    assert on_tty[-1] == "\n"
+
+
+# -- live ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.nginx
+async def test_live_replay_serves_traffic_during_and_after_the_replay(
+    world_readable_tmp: Path,
+) -> None:
+    addresses = pod_addresses(3)
+    port = free_port()
+    trace = TraceBuilder()
+    svc = objects.service("web", ports=[objects.service_port(80, "http", target_port=port)])
+    trace.added(0, objects.ingress_class())
+    trace.added(0, svc)
+    trace.added(0, objects.endpoint_slice("web", endpoints=addresses[:1], port=port,
+                                          port_name="http"))
+    trace.added(0, objects.ingress("web", rules=[objects.rule("live.test", objects.path())]))
+    trace.modified(1.5, objects.endpoint_slice("web", endpoints=addresses, port=port,
+                                               port_name="http"))
+    trace.write(world_readable_tmp / "live.jsonl")
+    options = Options(
+        work_dir=world_readable_tmp / "work",
+        http_port=free_port(),
+        https_port=free_port(),
+        control_port=free_port(),
+        status_port=free_port(),
+        status_address="127.0.0.1",
+        worker_processes="2",
+    )
+
+    async def pods_seen(session: aiohttp.ClientSession, requests: int) -> collections.Counter[str]:
+        seen: collections.Counter[str] = collections.Counter()
+        for _ in range(requests):
+            async with session.get(
+                f"http://127.0.0.1:{options.http_port}/", headers={"Host": "live.test"}
+            ) as resp:
+                assert resp.status == 200
+                seen[resp.headers["X-Pod"]] += 1
+        return seen
+
+    pods = EchoPods({a: f"web-{i}" for i, a in enumerate(addresses)}, port)
+    await pods.start()
+    try:
+        async with (
+            Replay(world_readable_tmp / "live.jsonl", options, live=True, speed=1.0) as run,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        ):
+            await run.ingressd.wait_until_synced()
+            during = await pods_seen(session, 5)
+            assert not run.source.done.is_set(), "the replay ended before the first request"
+            assert set(during) <= {"web-0", "web-1", "web-2"}
+            result = await run.wait()
+            after = await pods_seen(session, 30)
+    finally:
+        await pods.stop()
+    assert set(after) == {"web-0", "web-1", "web-2"}
+    assert result.mode == "live"
+    assert [s.applied_as for s in result.syncs] == ["reload", "dynamic"]
