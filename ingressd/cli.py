@@ -1,31 +1,44 @@
-"""The command line: ``ingressd run`` and ``ingressd render``.
+"""The command line: ``ingressd run``, ``ingressd render`` and ``ingressd record``.
 
     ingressd run --manifests DIR  -> ManifestsSource -> runtime.Ingressd, until SIGTERM/SIGINT
+    ingressd run --kubeconfig PATH (or in a pod) -> KubernetesSource -> runtime.Ingressd, same
+    ingressd record --kubeconfig PATH --out TRACE.jsonl -> KubernetesSource -> recording.record
     ingressd render --manifests DIR -> Store -> build -> render -> stdout (nothing runs)
+    ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
+        -> timeline + summary on stdout, --report JSON, --plot PNG (ingressd.replaying)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from ingressd import __version__
+from ingressd.annotations import DEFAULT_PREFIX
 from ingressd.building import build_configuration
 from ingressd.channel import UpdateChannel
+from ingressd.cluster import ClusterOptions
 from ingressd.configmap import parse_configmap
+from ingressd.election import DEFAULT_ELECTION_ID
+from ingressd.kubeclient import api_client, in_cluster
 from ingressd.logs import configure
 from ingressd.model import ObjectKey
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderError, render
-from ingressd.runtime import CONTROLLER_NAME, Ingressd, Options
+from ingressd.recording import record
+from ingressd.runtime import CONTROLLER_NAME, Ingressd, Options, Source
 from ingressd.store.sources.files import ManifestsSource
+from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
+from ingressd.validation import validate_dns1123_subdomain
 
 log = structlog.get_logger("ingressd")
 
@@ -46,8 +59,9 @@ def _configmap(text: str) -> ObjectKey:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--manifests", type=Path, required=True, metavar="DIR",
-        help="directory of YAML/JSON Kubernetes manifests, watched for changes",
+        "--manifests", type=Path, default=None, metavar="DIR",
+        help="directory of YAML/JSON Kubernetes manifests, watched for changes (run: instead "
+        "of --kubeconfig)",
     )
     parser.add_argument(
         "--ingress-class", default="ingressd", metavar="NAME",
@@ -76,6 +90,65 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="under sustained change, start syncs at most this often; the first change after "
         "a quiet period is applied at once (default: 0.05)",
     )
+    _annotation_flags(parser)
+
+
+def _annotation_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--annotations-prefix", type=_annotations_prefix, default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help=f"prefix of the ingress-nginx annotations read (default: {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--allow-snippet-annotations", action="store_true",
+        help="accept configuration-snippet and server-snippet: raw nginx directives from "
+        "whoever may edit an Ingress (off by default, see CVE-2021-25742)",
+    )
+
+
+def _annotations_prefix(text: str) -> str:
+    prefix = text.rstrip("/")
+    if validate_dns1123_subdomain(prefix) is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a DNS name such as {DEFAULT_PREFIX}")
+    return prefix
+
+
+def _kubernetes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, metavar="PATH",
+        help="watch the cluster of this kubeconfig (its current context); without it and "
+        "without --manifests, inside a pod: the in-cluster configuration",
+    )
+    parser.add_argument(
+        "--watch-namespace", default=None, metavar="NS",
+        help="watch namespaced objects in this namespace only (default: all namespaces)",
+    )
+    parser.add_argument(
+        "--resync-period", type=float, default=600.0, metavar="SECONDS",
+        help="relist every kind this often; only differences are applied (default: 600)",
+    )
+
+
+def _cluster(parser: argparse.ArgumentParser) -> None:
+    """Leader election and Ingress status (with a Kubernetes source only)."""
+    parser.add_argument(
+        "--election-id", default=DEFAULT_ELECTION_ID, metavar="NAME",
+        help="the coordination.k8s.io Lease replicas elect a leader through; only the leader "
+        f"writes Ingress status (default: {DEFAULT_ELECTION_ID})",
+    )
+    parser.add_argument(
+        "--election-namespace", default=None, metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument(
+        "--publish-service", type=_configmap, default=None, metavar="NAMESPACE/NAME",
+        help="write this Service's load balancer addresses (or external/cluster IPs) into "
+        "the status of the Ingresses served",
+    )
+    parser.add_argument(
+        "--publish-status-address", default=None, metavar="ADDR[,ADDR]",
+        help="write these addresses (IPs and host names) into the Ingress status instead",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,7 +158,10 @@ def parser() -> argparse.ArgumentParser:
         "Lua with no reload, validated reloads only when nginx.conf must change.",
     )
     top.add_argument("--version", action="version", version=f"ingressd {__version__}")
-    top.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    top.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=None,
+        help="default: info (replay: warning, its timeline shows every sync)",
+    )
     top.add_argument(
         "--log-format", choices=["auto", "json", "console"], default="auto",
         help="auto: JSON unless stderr is a terminal",
@@ -111,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
         help="nginx prefix: nginx.conf, certificates, logs, temp files "
         "(default: /tmp/ingressd-<http port>)",
     )
+    _kubernetes(run)
+    _cluster(run)
 
     rend = sub.add_parser("render", help="print the nginx.conf the manifests produce; runs nothing")
     _common(rend)
@@ -118,7 +196,69 @@ def parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=Path("/var/lib/ingressd"), metavar="DIR",
         help="work dir the printed paths refer to (default: /var/lib/ingressd)",
     )
+
+    rec = sub.add_parser(
+        "record", help="write every event the Kubernetes informers see to a trace (JSON lines)"
+    )
+    _kubernetes(rec)
+    rec.add_argument("--out", type=Path, required=True, metavar="TRACE.jsonl",
+                     help="the trace file (replaced); format: docs/trace-format.md")
+    rec.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="stop after this long (default: at SIGINT/SIGTERM)")
+    rec.add_argument("--keep-secret-data", action="store_true",
+                     help="keep Secret data values (default: replaced by \"REDACTED\")")
+    rec.add_argument("--configmap", type=_configmap, metavar="NAMESPACE/NAME",
+                     help="record this ConfigMap too")
+    _replay_parser(sub)
     return top
+
+
+def _replay_parser(sub: Any) -> None:
+    rep = sub.add_parser(
+        "replay",
+        help="feed a recorded trace through the pipeline; print every sync decision",
+        description="Replay a trace (docs/trace-format.md) through the Store, updateChannel, "
+        "NginxController, syncQueue and sync worker; print one line per sync and a summary "
+        "(docs/replay.md).",
+    )
+    rep.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="the recorded trace")
+    mode = rep.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", dest="live", action="store_false",
+        help="render and nginx -t every candidate configuration; serve nothing (default)",
+    )
+    mode.add_argument(
+        "--live", dest="live", action="store_true",
+        help="run nginx as `run` does, on the same ports: traffic can be sent during the replay",
+    )
+    pace = rep.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=float, default=1.0, metavar="X",
+        help="replay at X times the recorded pace (default: 1)",
+    )
+    pace.add_argument(
+        "--fast", action="store_true",
+        help="as fast as the pipeline takes it: each group of events sharing a time waits for "
+        "the previous one to be applied (deterministic)",
+    )
+    rep.add_argument("--report", type=Path, metavar="FILE.json", help="write everything as JSON")
+    rep.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw the timeline and latencies (PNG)"
+    )
+    _common(rep)
+    rep.add_argument(
+        "--status-port", type=lambda text: 0 if text == "0" else _port(text), default=None,
+        help="admin server port (default: 10254 with --live, any free port for a dry run)",
+    )
+    rep.add_argument(
+        "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
+    )
+    rep.add_argument(
+        "--work-dir", type=Path, default=None, metavar="DIR",
+        help="nginx prefix (default: --live /tmp/ingressd-<http port>; a dry run uses a "
+        "temporary directory, removed afterwards)",
+    )
+    rep.set_defaults(live=False)
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -136,20 +276,83 @@ def _options(args: argparse.Namespace) -> Options:
         min_sync_interval=args.min_sync_interval,
         reload_always=getattr(args, "reload_always", False),
         template=args.template,
+        annotations_prefix=getattr(args, "annotations_prefix", DEFAULT_PREFIX),
+        allow_snippet_annotations=getattr(args, "allow_snippet_annotations", False),
+        cluster=ClusterOptions(
+            election_id=getattr(args, "election_id", DEFAULT_ELECTION_ID),
+            election_namespace=getattr(args, "election_namespace", None),
+            publish_service=getattr(args, "publish_service", None),
+            publish_status_address=tuple(
+                a.strip() for a in (getattr(args, "publish_status_address", None) or "").split(",")
+                if a.strip()
+            ),
+        ),
+    )
+
+
+async def _kube_client(args: argparse.Namespace) -> Any:
+    """The ApiClient of ``--kubeconfig`` or of the pod; None (reported) when there is none."""
+    if args.kubeconfig is None and not in_cluster():
+        log.error("no source: give --manifests DIR or --kubeconfig PATH, or run in a pod")
+        return None
+    try:
+        return await api_client(args.kubeconfig)
+    except Exception as exc:
+        log.error("cannot load the Kubernetes configuration", path=str(args.kubeconfig),
+                  error=str(exc))
+        return None
+
+
+def _kube_source(args: argparse.Namespace, api: Any) -> KubernetesSource:
+    return KubernetesSource(
+        api,
+        watch_namespace=args.watch_namespace,
+        configmap=args.configmap,
+        resync_period=args.resync_period,
     )
 
 
 async def _run(args: argparse.Namespace) -> int:
-    if not args.manifests.is_dir():
-        log.error("manifests directory not found", path=str(args.manifests))
+    if args.manifests is not None:
+        if args.kubeconfig is not None:
+            log.error("give one source: --manifests or --kubeconfig, not both")
+            return 2
+        if not args.manifests.is_dir():
+            log.error("manifests directory not found", path=str(args.manifests))
+            return 2
+        if args.publish_service or args.publish_status_address:
+            log.warning("--publish-service / --publish-status-address need a Kubernetes source: "
+                        "no leader election, no Ingress status with --manifests")
+        return await _serve(args, ManifestsSource(args.manifests))
+    api = await _kube_client(args)
+    if api is None:
         return 2
-    controller = Ingressd(_options(args), source=ManifestsSource(args.manifests))
+    try:
+        return await _serve(args, _kube_source(args, api), api=api)
+    finally:
+        await api.close()
+
+
+async def _serve(args: argparse.Namespace, source: Source, api: Any = None) -> int:
+    controller = Ingressd(_options(args), source=source, api=api)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await controller.start()
+        # The first list may wait for an unreachable API server: a signal still stops us.
+        starting = asyncio.create_task(controller.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("stopped before the first sync")
+            await controller.stop()
+            return 0
+        starting.result()
     except Exception as exc:
         log.error("could not start", error=str(exc))
         await controller.stop()
@@ -160,7 +363,32 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _record(args: argparse.Namespace) -> int:
+    api = await _kube_client(args)
+    if api is None:
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        count = await record(
+            _kube_source(args, api),
+            args.out,
+            duration=args.duration,
+            keep_secret_data=args.keep_secret_data,
+            stop=stop,
+        )
+    finally:
+        await api.close()
+    log.info("trace recorded", path=str(args.out), events=count)
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
+    if args.manifests is None:
+        print("error: render needs --manifests DIR", file=sys.stderr)
+        return 2
     options = _options(args)
     store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
     ManifestsSource(args.manifests).load_once(store.apply)
@@ -188,11 +416,21 @@ def _render(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     fmt = args.log_format
-    configure(level=args.log_level, json=None if fmt == "auto" else fmt == "json")
+    level = args.log_level or ("warning" if args.command == "replay" else "info")
+    configure(level=level, json=None if fmt == "auto" else fmt == "json")
     if args.command == "run":
         return asyncio.run(_run(args))
     if args.command == "render":
         return _render(args)
+    if args.command == "record":
+        return asyncio.run(_record(args))
+    if args.command == "replay":
+        from ingressd.replaying import command as replay
+
+        if args.speed is not None and not args.speed > 0:
+            print("error: --speed must be > 0", file=sys.stderr)
+            return 2
+        return asyncio.run(replay(args, _options))
     return 2
 
 

@@ -5,14 +5,16 @@
 Names follow ingress-nginx where it has one (``nginx_ingress_controller_success`` and
 ``..._errors`` count successful and failed reloads; they are counters whose exposed name has no
 ``_total`` suffix, so a small collector writes them exactly), so dashboards built for it keep
-working; ``ingressd_*`` names add what it lacks (dynamic updates, sync decisions).  Each
-controller has its own registry, so several can run in one process (tests).
+working; NGINX Inc's controller's ``nginx_ingress_controller_nginx_*`` reload names are kept too;
+``ingressd_*`` names add what both lack (dynamic updates, sync decisions, queue depths).  Gauges
+read from the pipeline (queue depths, certificate expiry) are set by ``Ingressd.refresh_gauges``
+on each scrape.  Each controller has its own registry, so several can run in one process (tests).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -120,11 +122,65 @@ class Metrics:
             "Rules or objects skipped by the last build (missing Service, invalid field, ...)",
             registry=r,
         )
+        self.leader_election_status = Gauge(
+            "nginx_ingress_controller_leader_election_status",
+            "1 while this replica holds the leader-election Lease (ingress-nginx name)",
+            ["name"],
+            registry=r,
+        )
+        self.status_updates = Counter(
+            "ingressd_ingress_status_updates",
+            "Ingress .status.loadBalancer writes by the leader, by result",
+            ["result"],
+            registry=r,
+        )
         self.update_channel_dropped = Counter(
             "ingressd_update_channel_dropped_events",
             "Events dropped from a full updateChannel (safe: syncs read the whole Store)",
             registry=r,
         )
+        self.update_channel_depth = Gauge(
+            "ingressd_update_channel_depth",
+            "Store events waiting in the updateChannel",
+            registry=r,
+        )
+        self.sync_queue_depth = Gauge(
+            "ingressd_sync_queue_depth",
+            "Sync tasks waiting in the syncQueue",
+            registry=r,
+        )
+        self.ssl_expire_time = Gauge(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            "Unix time at which the certificate served for a host expires (ingress-nginx name)",
+            ["namespace", "class", "host", "secret_name"],
+            registry=r,
+        )
+        # NGINX Inc's controller names.  reason="endpoints" stays 0 by design: endpoint changes
+        # are applied through Lua; every reload is caused by something else ("other").
+        self.nginx_reloads = Counter(
+            "nginx_ingress_controller_nginx_reloads",
+            "nginx reloads by cause: endpoints or other (NGINX Inc name)",
+            ["reason"],
+            registry=r,
+        )
+        self.nginx_reload_errors = Counter(
+            "nginx_ingress_controller_nginx_reload_errors",
+            "Failed nginx reloads (NGINX Inc name)",
+            registry=r,
+        )
+        self.nginx_last_reload_status = Gauge(
+            "nginx_ingress_controller_nginx_last_reload_status",
+            "Whether the last reload succeeded (1) or failed (0) (NGINX Inc name)",
+            registry=r,
+        )
+        self.nginx_last_reload_milliseconds = Gauge(
+            "nginx_ingress_controller_nginx_last_reload_milliseconds",
+            "Duration of the last successful reload in ms, nginx -t to new workers serving "
+            "(NGINX Inc name)",
+            registry=r,
+        )
+        self.nginx_reloads.labels(reason="endpoints")
+        self.nginx_reloads.labels(reason="other")
         for decision in ("nothing", "dynamic", "reload", "error"):
             self.syncs.labels(decision=decision)
         self.dynamic_updates.labels(result="success")
@@ -137,11 +193,28 @@ class Metrics:
         self.last_reload_successful_timestamp.set(time.time())
         self.config_hash.set(config_hash)
         self.reload_duration.observe(seconds)
+        self.nginx_reloads.labels(reason="other").inc()
+        self.nginx_last_reload_status.set(1)
+        self.nginx_last_reload_milliseconds.set(round(seconds * 1000, 3))
 
     def reload_failed(self, *, reason: str) -> None:
         self._exact.inc("nginx_ingress_controller_errors")
         self.reloads.labels(result="error", reason=reason).inc()
         self.last_reload_successful.set(0)
+        self.nginx_reload_errors.inc()
+        self.nginx_last_reload_status.set(0)
+
+    def set_certificates(
+        self, certificates: Iterable[tuple[str, str, float]], *, ingress_class: str
+    ) -> None:
+        """``ssl_expire_time_seconds`` from ``(host, secret namespace/name, not_after)`` triples:
+        the certificates the running model serves, and only those."""
+        self.ssl_expire_time.clear()
+        for host, secret, not_after in certificates:
+            namespace, _, name = secret.partition("/")
+            self.ssl_expire_time.labels(
+                namespace=namespace, host=host, secret_name=name, **{"class": ingress_class}
+            ).set(not_after)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (0 when absent): for tests and the replay summary."""

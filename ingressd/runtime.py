@@ -3,6 +3,7 @@
     Source --WatchEvent--> Store --StoreEvent--> updateChannel --> NginxController
         --> syncQueue --> SyncWorker --> Nginx (process + Lua endpoint)
     admin server reads SyncWorker, Metrics and Nginx
+    with a Kubernetes ``api``: ClusterDuties (leader election, Ingress status, Events)
 
 Start order: nginx (serving an empty configuration, so the control port answers), the admin
 server, the source's first full load into the Store, then the loops.  The first sync is queued
@@ -25,8 +26,10 @@ import structlog
 from aiohttp import web
 
 from ingressd.admin import start_admin
+from ingressd.annotations import DEFAULT_PREFIX
 from ingressd.building import BuildOptions
 from ingressd.channel import UpdateChannel
+from ingressd.cluster import ClusterDuties, ClusterOptions
 from ingressd.controller import NginxController
 from ingressd.metrics import Metrics
 from ingressd.model import ObjectKey
@@ -73,6 +76,12 @@ class Options:
     min_sync_interval: float = 0.05
     reload_always: bool = False
     template: Path = DEFAULT_TEMPLATE
+    #: Prefix of the ingress-nginx annotations read (``--annotations-prefix``).
+    annotations_prefix: str = DEFAULT_PREFIX
+    #: Accept configuration-snippet / server-snippet (``--allow-snippet-annotations``).
+    allow_snippet_annotations: bool = False
+    #: Leader election, status and Events (used only when ``Ingressd`` gets an ``api``).
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def render_settings(self) -> RenderSettings:
@@ -85,13 +94,20 @@ class Options:
         )
 
     def build_options(self) -> BuildOptions:
-        return BuildOptions(ingress_class=self.ingress_class, controller=self.controller)
+        return BuildOptions(
+            ingress_class=self.ingress_class,
+            controller=self.controller,
+            annotations_prefix=self.annotations_prefix,
+            allow_snippet_annotations=self.allow_snippet_annotations,
+        )
 
 
 class Ingressd:
     """One controller: Store, channel, NginxController, syncQueue, sync worker, nginx, admin."""
 
-    def __init__(self, options: Options, *, source: Source, nginx: Nginx | None = None) -> None:
+    def __init__(
+        self, options: Options, *, source: Source, nginx: Nginx | None = None, api: Any = None
+    ) -> None:
         self.options = options
         self.source = source
         self.metrics = Metrics()
@@ -112,6 +128,13 @@ class Ingressd:
             metrics=self.metrics,
             reload_always=options.reload_always,
             configmap=options.configmap,
+        )
+        #: ``api`` (a kubernetes-asyncio ApiClient, the Kubernetes source's): in-cluster duties.
+        self.cluster = (
+            ClusterDuties(api=api, options=options.cluster, worker=self.worker,
+                          store=self.store, metrics=self.metrics)
+            if api is not None
+            else None
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._admin: web.AppRunner | None = None
@@ -134,6 +157,8 @@ class Ingressd:
         self._spawn(self.controller.run(), "controller")
         self._spawn(self.queue.run(self.worker), "sync-worker")
         self._spawn(self.nginx.process.supervise(self._nginx_restarted), "nginx-supervisor")
+        for coro, name in self.cluster.loops() if self.cluster is not None else ():
+            self._spawn(coro, name)
         log.info(
             "ingressd started",
             http_port=self.options.http_port,

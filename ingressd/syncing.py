@@ -38,6 +38,7 @@ from ingressd.nginx.dynamic import DynamicUpdateError
 from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.rendering import RenderError, RenderSettings
 from ingressd.queueing import RetryableSyncError, SyncBatch
+from ingressd.store.snapshot import Snapshot
 from ingressd.store.store import Store
 
 log = structlog.get_logger("ingressd.sync")
@@ -130,6 +131,8 @@ class SyncWorker:
         self.clock = clock
         self.running: Configuration | None = None
         self.last_build: BuildResult | None = None
+        #: The Store snapshot the last build was made from.
+        self.last_snapshot: Snapshot | None = None
         self.records: collections.deque[SyncRecord] = collections.deque(maxlen=history)
         self.count = 0
         self._known_problems: frozenset[Problem] = frozenset()
@@ -190,6 +193,7 @@ class SyncWorker:
             decision = _with_settings_changes(decision, settings, self.running_settings)
         t2 = self.clock()
         self.last_build = result
+        self.last_snapshot = snapshot
         self._report_problems(result.problems)
         self.metrics.problems.set(len(result.problems))
 

@@ -22,9 +22,10 @@ import pytest
 import yaml
 from cryptography import x509
 
-from ingressd.runtime import Ingressd, Options
+from ingressd.runtime import Ingressd, Options, Source
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.testing.backends import EchoPods
+from ingressd.testing.fakeapi import FakeApiServer
 
 T = TypeVar("T")
 
@@ -105,9 +106,12 @@ class Harness:
         assert self.controller is not None, "start() first"
         return self.controller
 
+    def make_source(self) -> Source:
+        """The source the controller reads; subclasses use another (``tests/kubeharness.py``)."""
+        return ManifestsSource(self.manifests, poll_interval=0.05)
+
     async def start(self) -> None:
-        source = ManifestsSource(self.manifests, poll_interval=0.05)
-        self.controller = Ingressd(self.options, source=source)
+        self.controller = Ingressd(self.options, source=self.make_source())
         await self.controller.start()
         await self.controller.wait_until_synced()
         self.session = aiohttp.ClientSession(
@@ -230,3 +234,14 @@ async def harness(world_readable_tmp: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeApiServer]:
+    """A started fake Kubernetes API server (``ingressd.testing.fakeapi``), empty."""
+    api = FakeApiServer(bookmark_interval=0.5)
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()

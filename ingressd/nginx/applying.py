@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 from ingressd.logs import debug_enabled
 from ingressd.model import Backend, Configuration
 from ingressd.nginx.dynamic import LuaEndpoint
-from ingressd.nginx.process import NginxProcess
+from ingressd.nginx.process import NginxProcess, _user_ids
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings, render
 
 log = structlog.get_logger("ingressd.nginx")
@@ -51,6 +51,9 @@ class ReloadOutcome:
 
 class NginxDriver(Protocol):
     """What the sync worker needs from nginx."""
+
+    #: Settings the next ``apply_reload`` renders with (the sync worker sets the ConfigMap's).
+    settings: RenderSettings
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None: ...
 
@@ -196,6 +199,26 @@ class Nginx:
             path = certs / cert.file_name
             if not path.exists():
                 _write_private(path, cert.pem.encode())
+        self._write_secret_files(config)
+
+    def _write_secret_files(self, config: Configuration) -> None:
+        """Files from Secrets that annotations name (htpasswd, CA bundles): 0600, owned by the
+        worker user, which reads htpasswd files at request time, in a 0700 directory."""
+        files = config.secret_files()
+        if not files:
+            return
+        directory = Path(self.paths.secrets)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        owner = None
+        if self.process.worker_user is not None and os.geteuid() == 0:
+            owner = _user_ids(*self.process.worker_user)
+            os.chown(directory, *owner)
+        for secret_file in files:
+            path = directory / secret_file.file_name
+            if not path.exists():
+                _write_private(path, secret_file.content.encode())
+                if owner is not None:
+                    os.chown(path, *owner)
 
     def _remove_unused_certificates(self, config: Configuration) -> None:
         used = {s.certificate.file_name for s in config.servers if s.certificate}
@@ -203,6 +226,12 @@ class Nginx:
         for path in Path(self.paths.certs).glob("*.pem"):
             if path.name not in used:
                 path.unlink(missing_ok=True)
+        kept = {f.file_name for f in config.secret_files()}
+        secrets = Path(self.paths.secrets)
+        if secrets.is_dir():
+            for path in secrets.iterdir():
+                if path.name not in kept:
+                    path.unlink(missing_ok=True)
 
 
 def _worker_user(settings: RenderSettings) -> tuple[str, str] | None:

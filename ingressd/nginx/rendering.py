@@ -21,12 +21,22 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from ingressd.model import Configuration, PathType, Server
+from ingressd.model import Backend, BackendName, Configuration, PathType, Server
+from ingressd.nginx.directives import (
+    DirectiveError,
+    LocationContext,
+    http_lines,
+    location_lines,
+    quote_regex,
+    server_lines,
+    server_redirects,
+)
 
 #: Where the repository keeps the template and the Lua code (an editable install or a checkout).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +62,14 @@ def _quote_path(value: str) -> str:
     if re.search(r'["\\$\x00-\x1f\x7f]', value):
         raise RenderError(f"refusing to write path {value!r} into nginx.conf")
     return f'"{value}"'
+
+
+def _quote_log_format(value: str) -> str:
+    """Single-quote a log format: ``$variables`` are its purpose, anything that ends it is not."""
+    match = re.search(r"['\"\\{};\x00-\x1f\x7f]", value)
+    if match:
+        raise RenderError(f"refusing to write log format {value!r}: {match.group()!r}")
+    return f"'{value}'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,11 @@ class NginxPaths:
     def default_certificate(self) -> str:
         return str(self.work_dir / "certs" / "default.pem")
 
+    @property
+    def secrets(self) -> str:
+        """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
+        return str(self.work_dir / "secrets")
+
 
 @dataclass(frozen=True, slots=True)
 class RenderSettings:
@@ -114,6 +137,14 @@ class RenderSettings:
     proxy_send_timeout: str = "60s"
     upstream_keepalive_connections: int = 320
     lua_shared_dict_size: str = "64m"
+    # ConfigMap options (ingressd.configmap validates them before they get here).
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    use_forwarded_headers: bool = False
+    #: ``None``: the template's built-in ``upstreaminfo`` format.
+    log_format_upstream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,26 +155,49 @@ class RenderedLocation:
     namespace: str
     ingress_name: str
     status: int
+    #: ``path`` quoted for the ``location`` line (a regex keeps its ``$`` anchors).
+    quoted_path: str = ""
+    #: Directives from annotations (``ingressd.nginx.directives``), after the ``set`` lines.
+    lines: tuple[str, ...] = ()
+    #: ``proxy_pass http://upstream_balancer`` or its HTTPS / gRPC form.
+    pass_line: str = "proxy_pass http://upstream_balancer"
+
+
+def _one_server_name(hostname: str) -> str:
+    if hostname.startswith("*."):
+        quote(hostname)  # refuses anything unsafe
+        suffix = re.escape(hostname[2:])
+        return f'"~^[^.]+\\.{suffix}$"'
+    return quote(hostname)
 
 
 def server_name(server: Server) -> str:
-    """The ``server_name`` value: ``_`` for the catch-all, a one-label regex for wildcards."""
+    """The ``server_name`` value: ``_`` for the catch-all, a one-label regex for wildcards;
+    then the ``server-alias`` names."""
     if server.is_catch_all:
         return "_"
-    if server.is_wildcard:
-        quote(server.hostname)  # refuses anything unsafe
-        suffix = re.escape(server.hostname[2:])
-        return f'"~^[^.]+\\.{suffix}$"'
-    return quote(server.hostname)
+    return " ".join(_one_server_name(h) for h in (server.hostname, *server.aliases))
 
 
-def locations(server: Server) -> list[RenderedLocation]:
-    """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first."""
+def locations(
+    server: Server,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    *,
+    backends: Mapping[BackendName, Backend] | None = None,
+    https_port_suffix: str = "",
+    hsts: bool = False,
+    secrets_dir: str = "",
+) -> list[RenderedLocation]:
+    """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first;
+    regex paths (``use-regex``) after them, longest first, as ingress-nginx orders them."""
     exact_paths = {loc.path for loc in server.locations if loc.path_type is PathType.EXACT}
     out: list[RenderedLocation] = []
+    regexes: list[RenderedLocation] = []
     for loc in server.locations:
         namespace, _, name = loc.ingress.partition("/")
-        if loc.path_type is PathType.EXACT:
+        if loc.path_type is PathType.REGEX:
+            forms = [("~* ", "^" + loc.path)]
+        elif loc.path_type is PathType.EXACT:
             forms = [("= ", loc.path)]
         elif loc.path == "/":
             forms = [("", "/")]
@@ -151,18 +205,49 @@ def locations(server: Server) -> list[RenderedLocation]:
             forms = [("", loc.path + "/")]
         else:
             forms = [("= ", loc.path), ("", loc.path + "/")]
+        context = LocationContext(
+            https_port_suffix=https_port_suffix,
+            server_ssl_redirect=server.ssl_redirect,
+            hsts=hsts and server.certificate is not None,
+            backend=(backends or {}).get(loc.backend) if loc.backend else None,
+            secrets_dir=secrets_dir,
+            proxy_headers=proxy_headers,
+        )
+        try:
+            body = location_lines(loc, context)
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
         for modifier, path in forms:
-            out.append(
-                RenderedLocation(
-                    modifier=modifier,
-                    path=path,
-                    backend=loc.backend,
-                    namespace=namespace,
-                    ingress_name=name,
-                    status=loc.status,
-                )
+            rendered = RenderedLocation(
+                modifier=modifier,
+                path=path,
+                backend=loc.backend,
+                namespace=namespace,
+                ingress_name=name,
+                status=loc.status,
+                quoted_path=_quote_location(path, regex=loc.path_type is PathType.REGEX),
+                lines=body.lines,
+                pass_line=body.pass_line,
             )
-    return out
+            (regexes if loc.path_type is PathType.REGEX else out).append(rendered)
+    regexes.sort(key=lambda r: (-len(r.path), r.path))
+    return out + regexes
+
+
+def _quote_location(path: str, *, regex: bool) -> str:
+    if not regex:
+        return quote(path)
+    try:
+        return quote_regex(path)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+
+
+def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+    try:
+        return server_lines(server, proxy_headers=proxy_headers)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
 
 
 def _hash_sizes(config: Configuration) -> tuple[int, int]:
@@ -200,14 +285,29 @@ def render(
     """The whole nginx.conf for ``config``; raises ``RenderError`` for an unsafe value."""
     max_size, bucket = _hash_sizes(config)
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    try:
+        annotation_http_lines = http_lines(config)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+    located = functools.partial(
+        locations,
+        backends=config.backend_map(),
+        https_port_suffix=https_suffix,
+        hsts=settings.hsts,
+        secrets_dir=paths.secrets,
+    )
     return _environment(template).render(
         servers=config.servers,
         settings=settings,
         paths=paths,
         q=quote,
         qp=_quote_path,
+        ql=_quote_log_format,
         server_name=server_name,
-        locations=locations,
+        locations=located,
+        server_lines=_server_lines,
+        server_redirects=server_redirects,
+        annotation_http_lines=annotation_http_lines,
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),
