@@ -19,6 +19,7 @@ import datetime
 import difflib
 import hashlib
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +61,18 @@ class NginxDriver(Protocol):
     async def apply_reload(self, config: Configuration) -> ReloadOutcome: ...
 
     async def reapply(self, config: Configuration | None) -> None: ...
+
+
+_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
+               "y": 31536000}
+
+
+def nginx_time_seconds(text: str) -> float:
+    """Seconds in an nginx time value (``240s``, ``1m30s``, ``500ms``, bare seconds)."""
+    total = 0.0
+    for number, unit in re.findall(r"(\d+)(ms|s|m|h|d|w|M|y)?", text):
+        total += int(number) * _TIME_UNITS[unit or "s"]
+    return total
 
 
 def config_hash(text: str) -> int:
@@ -187,6 +200,8 @@ class Nginx:
         await self.endpoint.put_backends(config.backends if config else ())
 
     async def stop(self) -> None:
+        """Graceful: nginx gets ``worker_shutdown_timeout`` (+5 s) to finish its requests."""
+        self.process.stop_timeout = nginx_time_seconds(self.settings.worker_shutdown_timeout) + 5
         await self.process.stop()
         await self.endpoint.close()
 
