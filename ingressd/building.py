@@ -6,23 +6,33 @@
                        the oldest Ingress wins every host + path + pathType conflict
         3. rules       each rule -> a server (by host, or the catch-all ``_``), each path ->
                        a Location; its backend resolved Service -> port -> EndpointSlices
+        3a. annotations ``ingressd.annotations.parse_annotations()`` -> LocationSettings on
+                       every Location of the Ingress (Secrets and Services they name resolved
+                       here), server aliases / snippet, the BackendPolicy of its backends
         4. tls         ``spec.tls`` hosts that this Ingress has rules for -> certificate from
                        the Secret (parsed once per build) + ssl redirect
         5. defaults    ``spec.defaultBackend`` -> ``/`` of the catch-all (oldest wins) and of
                        the Ingress's own hosts, where no rule defines Prefix ``/``
+        5a. canaries   Ingresses with ``canary: "true"``, after every other: each path's backend
+                       becomes an alternative (``alternativeBackends``) of the backend of the
+                       same host + path, with its ``trafficShapingPolicy``
         6. finish      every server without Prefix ``/`` answers it with 404; servers sorted
                        (catch-all first), locations by (path, pathType), backends by name
 
 Nothing is raised and nothing is logged: whatever is wrong in an object becomes a ``Problem``
 naming the object and the field, and only the offending rule, path or TLS entry is skipped (the
-whole Ingress only when its structure is broken).  Every value copied into the model has passed
-``ingressd.validation``.  Results depend only on the snapshot's content, never on dict order.
+whole Ingress only when its structure is broken).  An invalid annotation is left out (its default
+applies), except the security ones (access lists, authentication, backend TLS): their Ingress's
+locations then answer 503 (``LocationSettings.denied``) rather than serve unprotected.  Every
+value copied into the model has passed ``ingressd.validation`` or ``ingressd.annotations``.
+Results depend only on the snapshot's content, never on dict order.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -35,17 +45,31 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ingressd import kube
+from ingressd.annotations import (
+    DEFAULT_PREFIX,
+    AnnotationOptions,
+    IngressAnnotations,
+    parse_annotations,
+)
+from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
+from ingressd.annotations.values import InvalidValue, regex_path
 from ingressd.model import (
     CATCH_ALL,
+    DEFAULT_POLICY,
+    DEFAULT_SETTINGS,
     Backend,
     BackendName,
+    BackendPolicy,
+    BasicAuth,
     Certificate,
     Configuration,
     Endpoint,
     Location,
+    LocationSettings,
     ObjectKey,
     PathType,
     Problem,
+    SecretFile,
     Server,
 )
 from ingressd.store.snapshot import KubeObject, Snapshot
@@ -79,6 +103,10 @@ class BuildOptions:
     controller: str = "ingressd.io/ingress-controller"
     #: ssl redirect for hosts with a usable certificate (ingress-nginx ``ssl-redirect``).
     default_ssl_redirect: bool = True
+    #: Prefix of the ingress-nginx annotations read (``--annotations-prefix``).
+    annotations_prefix: str = DEFAULT_PREFIX
+    #: Accept ``configuration-snippet`` / ``server-snippet`` (``--allow-snippet-annotations``).
+    allow_snippet_annotations: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +134,11 @@ class _ServerDraft:
     certificate_from: ObjectKey = _NO_INGRESS
     tls_failed: bool = False
     tls_default_certificate: bool = False
+    #: ``server-alias`` names with the Ingress that asked for each.
+    aliases: dict[str, ObjectKey] = field(default_factory=dict)
+    snippet: str | None = None
+    snippet_from: ObjectKey = _NO_INGRESS
+    app_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +168,25 @@ class _Build:
         self.slices: dict[str, tuple[_SliceView, ...]] = {}
         self.endpoints: dict[tuple[str, str], tuple[Endpoint, ...]] = {}
         self.certificates: dict[str, Certificate | str] = {}
-        #: (ingress, namespace, defaultBackend, hosts with rules) in Ingress order.
-        self.defaults: list[tuple[ObjectKey, str, kube.IngressBackend, list[str]]] = []
+        #: (ingress, namespace, defaultBackend, hosts with rules, settings) in Ingress order.
+        self.defaults: list[
+            tuple[ObjectKey, str, kube.IngressBackend, list[str], IngressAnnotations]
+        ] = []
+        self.annotation_options = AnnotationOptions(
+            prefix=options.annotations_prefix,
+            allow_snippets=options.allow_snippet_annotations,
+        )
+        #: Balancing policy of each backend, with the (oldest) Ingress that set it.
+        self.policies: dict[BackendName, tuple[BackendPolicy, ObjectKey]] = {}
+        #: Canary backends, and the canaries of each main backend in Ingress order.
+        self.canaries: dict[BackendName, Backend] = {}
+        self.alternatives: dict[BackendName, list[BackendName]] = {}
+        self.alias_owners: dict[str, str] = {}
+        #: Resolved LocationSettings of each (non-canary) Ingress.
+        self.ingress_settings: dict[ObjectKey, LocationSettings] = {}
+        self.secret_files: dict[
+            tuple[str, str], SecretFile | tuple[SecretFile | None, SecretFile | None] | str
+        ] = {}
 
     def problem(self, kind: str, key: str, field: str, reason: str) -> None:
         self.problems.append(Problem(kind=kind, key=ObjectKey(key), field=field, reason=reason))
@@ -151,10 +201,22 @@ class _Build:
             else:
                 ignored.append(key)
         ours.sort(key=lambda item: item[0])
-        for _, key, raw in ours:
-            self.ingress(key, raw)
+        parsed = [(key, raw, self.annotations(key, raw)) for _, key, raw in ours]
+        for key, raw, anns in parsed:
+            if anns.canary is None:
+                self.ingress(key, raw, anns)
         self.apply_default_backends()
+        for key, raw, anns in parsed:
+            if anns.canary is not None:
+                self.canary(key, raw, anns)
         return BuildResult(self.finish(), tuple(self.problems), tuple(sorted(ignored)))
+
+    def annotations(self, key: ObjectKey, raw: KubeObject) -> IngressAnnotations:
+        meta = raw.get("metadata") if isinstance(raw, dict) else None
+        annotations = meta.get("annotations") if isinstance(meta, dict) else None
+        if not isinstance(annotations, dict):
+            annotations = {}
+        return parse_annotations(key, annotations, self.annotation_options)
 
     # 1. classes ---------------------------------------------------------------------------
 
@@ -191,7 +253,10 @@ class _Build:
 
     # 3./4. one Ingress ----------------------------------------------------------------------
 
-    def ingress(self, key: ObjectKey, raw: KubeObject) -> None:
+    def parse_ingress(
+        self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations
+    ) -> kube.IngressSpec | None:
+        """The spec of a well-formed Ingress (its annotation problems reported), else None."""
         namespace, _, name = key.partition("/")
         for field_name, reason in (
             ("metadata.namespace", validate_namespace(namespace)),
@@ -199,12 +264,22 @@ class _Build:
         ):
             if reason is not None:
                 self.problem("Ingress", key, field_name, reason)
-                return
+                return None
         parsed = kube.parse(kube.Ingress, raw)
         if isinstance(parsed, kube.ParseError):
             self.problem("Ingress", key, parsed.field, parsed.reason)
+            return None
+        for report in annotations.problems:
+            detail = f": {report.detail}" if report.detail else ""
+            self.problem("Ingress", key, report.field, f"{report.status.value}{detail}")
+        return parsed.spec or kube.IngressSpec.model_validate({})
+
+    def ingress(self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations) -> None:
+        namespace = key.partition("/")[0]
+        spec = self.parse_ingress(key, raw, annotations)
+        if spec is None:
             return
-        spec = parsed.spec or kube.IngressSpec.model_validate({})
+        settings = self.ingress_settings[key] = self.settings(key, namespace, annotations)
         hosts: list[str] = []
         for i, rule in enumerate(spec.rules or ()):
             host = rule.host or CATCH_ALL
@@ -219,28 +294,51 @@ class _Build:
                     hosts.append(host)
             paths = (rule.http.paths if rule.http else None) or ()
             for j, path in enumerate(paths):
-                self.path(key, namespace, host, path, f"spec.rules[{i}].http.paths[{j}]")
+                at = f"spec.rules[{i}].http.paths[{j}]"
+                self.path(key, namespace, host, path, at, annotations, settings)
         for i, tls in enumerate(spec.tls or ()):
             self.tls(key, namespace, tls, f"spec.tls[{i}]", hosts)
         if spec.default_backend is not None:
-            self.defaults.append((key, namespace, spec.default_backend, hosts))
+            self.defaults.append((key, namespace, spec.default_backend, hosts, annotations))
+        self.server_annotations(key, hosts, annotations)
 
-    def path(
-        self, key: ObjectKey, namespace: str, host: str, path: kube.HTTPIngressPath, at: str
-    ) -> None:
+    def location_key(
+        self, key: ObjectKey, path: kube.HTTPIngressPath, at: str, *, regex: bool
+    ) -> tuple[str, PathType] | None:
+        """``(path, PathType)`` of an Ingress path (a Problem and ``None`` when invalid)."""
         raw_path = path.path or "/"
+        path_type = path.path_type or "ImplementationSpecific"
+        reason: str | None
+        if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
+            reason = f"must be Exact, Prefix or ImplementationSpecific, not {path_type!r}"
+            self.problem("Ingress", key, f"{at}.pathType", reason)
+            return None
+        if regex and path_type != "Exact":
+            try:
+                return (regex_path(raw_path), PathType.REGEX)
+            except InvalidValue as exc:
+                self.problem("Ingress", key, f"{at}.path", f"as a regular expression: {exc}")
+                return None
         reason = validate_path(raw_path)
         if reason is not None:
             self.problem("Ingress", key, f"{at}.path", reason)
-            return
-        path_type = path.path_type or "ImplementationSpecific"
+            return None
         if path_type == "Exact":
-            location_key = (raw_path, PathType.EXACT)
-        elif path_type in ("Prefix", "ImplementationSpecific"):
-            location_key = (raw_path.rstrip("/") or "/", PathType.PREFIX)
-        else:
-            reason = f"must be Exact, Prefix or ImplementationSpecific, not {path_type!r}"
-            self.problem("Ingress", key, f"{at}.pathType", reason)
+            return (raw_path, PathType.EXACT)
+        return (raw_path.rstrip("/") or "/", PathType.PREFIX)
+
+    def path(
+        self,
+        key: ObjectKey,
+        namespace: str,
+        host: str,
+        path: kube.HTTPIngressPath,
+        at: str,
+        annotations: IngressAnnotations,
+        settings: LocationSettings,
+    ) -> None:
+        location_key = self.location_key(key, path, at, regex=annotations.use_regex)
+        if location_key is None:
             return
         server = self.servers[host]
         winner = server.locations.get(location_key)
@@ -254,7 +352,243 @@ class _Build:
             return
         backend = self.backend(key, namespace, path.backend, f"{at}.backend")
         if backend is not None:
-            server.locations[location_key] = Location(*location_key, backend=backend, ingress=key)
+            server.locations[location_key] = Location(
+                *location_key, backend=backend, ingress=key, settings=settings
+            )
+            self.set_policy(backend, annotations, location_key, key)
+
+    # 3a. annotations ---------------------------------------------------------------------
+
+    def annotation_field(self, name: str) -> str:
+        return f"metadata.annotations[{self.options.annotations_prefix.rstrip('/')}/{name}]"
+
+    def settings(
+        self, key: ObjectKey, namespace: str, annotations: IngressAnnotations
+    ) -> LocationSettings:
+        """The Ingress's LocationSettings with the Secrets and Services they name resolved.
+
+        A missing or unusable Secret denies the locations (503), as an invalid security
+        annotation does; a missing ``default-backend`` Service is only left out.
+        """
+        s = annotations.settings
+        if s.denied is not None:
+            return s
+        auth = annotations.auth_request
+        if auth is not None:
+            found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
+            if isinstance(found, str):
+                self.problem("Ingress", key, self.annotation_field("auth-secret"), found)
+                return LocationSettings(denied=f"auth-secret: {found}")
+            assert isinstance(found, SecretFile)
+            s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
+        ssl_ref = annotations.proxy_ssl_secret
+        if ssl_ref is not None and s.proxy_ssl is not None:
+            files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
+            if isinstance(files, str):
+                self.problem("Ingress", key, self.annotation_field("proxy-ssl-secret"), files)
+                return LocationSettings(denied=f"proxy-ssl-secret: {files}")
+            assert isinstance(files, tuple)
+            ca, client = files
+            s = dataclasses.replace(
+                s, proxy_ssl=dataclasses.replace(s.proxy_ssl, ca=ca, client_certificate=client)
+            )
+        if s.proxy_ssl is not None and s.proxy_ssl.verify and s.proxy_ssl.ca is None:
+            reason = "proxy-ssl-verify needs a proxy-ssl-secret holding ca.crt"
+            self.problem("Ingress", key, self.annotation_field("proxy-ssl-verify"), reason)
+            return LocationSettings(denied=reason)
+        if annotations.default_backend is not None:
+            name = self.annotation_backend(key, namespace, annotations.default_backend)
+            if name is not None:
+                s = dataclasses.replace(s, default_backend=name)
+            elif s.custom_http_errors:
+                s = dataclasses.replace(s, custom_http_errors=())
+        return s
+
+    def secret_file(
+        self, namespace: str, ref_namespace: str | None, name: str, kind: str
+    ) -> SecretFile | tuple[SecretFile | None, SecretFile | None] | str:
+        """The file(s) made from the Secret an annotation names, or why there are none.
+
+        ``kind``: ``auth-file`` / ``auth-map`` (htpasswd) or ``proxy-ssl`` (CA, client cert).
+        """
+        if ref_namespace is not None and ref_namespace != namespace:
+            return (
+                f"secret {ref_namespace}/{name} is in another namespace; ingressd reads only"
+                f" Secrets of the Ingress's namespace ({namespace})"
+            )
+        secret_key = f"{namespace}/{name}"
+        cache_key = (secret_key, kind)
+        if cache_key in self.secret_files:
+            return self.secret_files[cache_key]
+        raw = self.snapshot.secrets.get(ObjectKey(secret_key))
+        result: SecretFile | tuple[SecretFile | None, SecretFile | None] | str
+        if raw is None:
+            result = f"secret {secret_key} not found"
+        else:
+            found = (
+                proxy_ssl_files(ObjectKey(secret_key), raw)
+                if kind == "proxy-ssl"
+                else htpasswd_file(ObjectKey(secret_key), raw, kind)
+            )
+            if isinstance(found, tuple) and isinstance(found[0], str):
+                field_name, reason = str(found[0]), str(found[1])
+                self.problem("Secret", secret_key, field_name, reason)
+                result = f"secret {secret_key} is unusable: {field_name}: {reason}"
+            else:
+                result = found
+        self.secret_files[cache_key] = result
+        return result
+
+    def annotation_backend(
+        self, key: ObjectKey, namespace: str, service: str
+    ) -> BackendName | None:
+        """``default-backend``: the first port of a Service of the Ingress's namespace."""
+        at = self.annotation_field("default-backend")
+        found = self.service(f"{namespace}/{service}")
+        if found is None or isinstance(found, kube.ParseError) or not found.ports:
+            why = "not found" if found is None else "unusable (no port)"
+            self.problem("Ingress", key, at, f"service {namespace}/{service} {why}")
+            return None
+        number = found.ports[0][1]
+        port = kube.ServiceBackendPort(number=number)
+        backend = kube.IngressBackend(
+            service=kube.IngressServiceBackend(name=service, port=port)
+        )
+        return self.backend(key, namespace, backend, at)
+
+    def set_policy(
+        self,
+        backend: BackendName,
+        annotations: IngressAnnotations,
+        location_key: tuple[str, PathType],
+        key: ObjectKey,
+    ) -> None:
+        """Give ``backend`` the Ingress's balancing policy; the oldest Ingress that sets one
+        wins (ingress-nginx keeps the first too), a different one later is a Problem."""
+        policy = annotations.policy
+        if policy == DEFAULT_POLICY:
+            return
+        if policy.affinity is not None and policy.affinity.path is None:
+            path = "/" if location_key[1] is PathType.REGEX else location_key[0]
+            policy = dataclasses.replace(
+                policy, affinity=dataclasses.replace(policy.affinity, path=path)
+            )
+        taken = self.policies.get(backend)
+        if taken is None:
+            self.policies[backend] = (policy, key)
+        elif taken[1] != key and taken[0] != policy:
+            reason = (
+                f"backend {backend} already uses the load-balance / upstream-hash-by / affinity"
+                f" of Ingress {taken[1]}; these are ignored for it"
+            )
+            self.problem("Ingress", key, "metadata.annotations", reason)
+
+    def server_annotations(
+        self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
+    ) -> None:
+        """``server-alias``, ``server-snippet`` and ``app-root`` go to every host of the
+        Ingress (the oldest Ingress of a host wins its snippet and app-root)."""
+        for host in hosts:
+            draft = self.servers[host]
+            for alias in annotations.aliases:
+                draft.aliases.setdefault(alias, key)
+            if draft.app_root is None:
+                draft.app_root = annotations.app_root
+            if annotations.server_snippet is None:
+                continue
+            if draft.snippet is None:
+                draft.snippet, draft.snippet_from = annotations.server_snippet, key
+            elif draft.snippet_from != key:
+                reason = (
+                    f"host {host} already has the server-snippet of Ingress {draft.snippet_from}"
+                    " (one per host)"
+                )
+                self.problem("Ingress", key, self.annotation_field("server-snippet"), reason)
+
+    # 5a. canaries ------------------------------------------------------------------------
+
+    def canary(self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations) -> None:
+        """Each path of a canary Ingress: its backend becomes an alternative of the backend
+        that serves the same host and path (a main Ingress must define it)."""
+        namespace, _, name = key.partition("/")
+        spec = self.parse_ingress(key, raw, annotations)
+        if spec is None or annotations.canary is None:
+            return
+        for i, rule in enumerate(spec.rules or ()):
+            host = rule.host or CATCH_ALL
+            if rule.host:
+                reason = validate_host(rule.host)
+                if reason is not None:
+                    self.problem("Ingress", key, f"spec.rules[{i}].host", reason)
+                    continue
+            for j, path in enumerate((rule.http.paths if rule.http else None) or ()):
+                at = f"spec.rules[{i}].http.paths[{j}]"
+                main = self.main_location(key, host, path, at)
+                if main is None:
+                    continue
+                base = self.backend(key, namespace, path.backend, f"{at}.backend")
+                if base is None:
+                    continue
+                if base == main.backend:
+                    reason = f"the canary routes to {base}, the backend of its main Ingress"
+                    self.problem("Ingress", key, f"{at}.backend", reason)
+                    continue
+                canary_name = self.canary_backend(key, name, base, annotations, main)
+                if canary_name is None:
+                    continue
+                alternatives = self.alternatives.setdefault(BackendName(main.backend or ""), [])
+                if canary_name not in alternatives:
+                    alternatives.append(canary_name)
+
+    def main_location(
+        self, key: ObjectKey, host: str, path: kube.HTTPIngressPath, at: str
+    ) -> Location | None:
+        server = self.servers.get(host)
+        raw_path = path.path or "/"
+        candidates: list[tuple[str, PathType]] = []
+        if (path.path_type or "ImplementationSpecific") == "Exact":
+            candidates.append((raw_path, PathType.EXACT))
+        else:
+            candidates.append((raw_path, PathType.REGEX))
+            candidates.append((raw_path.rstrip("/") or "/", PathType.PREFIX))
+        for candidate in candidates:
+            location = server.locations.get(candidate) if server is not None else None
+            if location is not None and location.backend is not None and location.ingress:
+                return location
+        where = "the catch-all server" if host == CATCH_ALL else f"host {host}"
+        reason = f"no main Ingress serves {raw_path} on {where}; the canary is ignored"
+        self.problem("Ingress", key, f"{at}.path", reason)
+        return None
+
+    def canary_backend(
+        self,
+        key: ObjectKey,
+        ingress_name: str,
+        base: BackendName,
+        annotations: IngressAnnotations,
+        main: Location,
+    ) -> BackendName | None:
+        """The canary copy of ``base``, named for the canary Ingress, with its traffic policy."""
+        name = BackendName(f"canary-{ingress_name}-{base}")
+        if name in self.canaries:
+            return name
+        if name in self.backends:
+            reason = f"backend name {name} is already used by a Service"
+            self.problem("Ingress", key, "metadata.name", reason)
+            return None
+        source = self.backends[base]
+        policy = annotations.policy
+        if policy.affinity is not None and policy.affinity.path is None:
+            path = "/" if main.path_type is PathType.REGEX else main.path
+            policy = dataclasses.replace(
+                policy, affinity=dataclasses.replace(policy.affinity, path=path)
+            )
+        self.canaries[name] = dataclasses.replace(
+            source,
+            name=name,
+            policy=dataclasses.replace(policy, traffic_shaping=annotations.canary),
+        )
+        return name
 
     def tls(
         self, key: ObjectKey, namespace: str, tls: kube.IngressTLS, at: str, hosts: list[str]
@@ -440,13 +774,24 @@ class _Build:
     # 5./6. default backends and the result --------------------------------------------------
 
     def apply_default_backends(self) -> None:
-        for key, namespace, default_backend, hosts in self.defaults:
+        for key, namespace, default_backend, hosts, anns in self.defaults:
             backend = self.backend(key, namespace, default_backend, "spec.defaultBackend")
             if backend is None:
                 continue
+            # The Ingress's own hosts get its annotations; the catch-all serves everybody.
             location = Location("/", PathType.PREFIX, backend=backend, ingress=key)
-            for hostname in (CATCH_ALL, *hosts):
-                self.servers[hostname].locations.setdefault(_ROOT, location)
+            self.servers[CATCH_ALL].locations.setdefault(_ROOT, location)
+            own = Location(
+                "/",
+                PathType.PREFIX,
+                backend=backend,
+                ingress=key,
+                settings=self.ingress_settings.get(key, DEFAULT_SETTINGS),
+            )
+            for hostname in hosts:
+                if _ROOT not in self.servers[hostname].locations:
+                    self.servers[hostname].locations[_ROOT] = own
+                    self.set_policy(backend, anns, _ROOT, key)
 
     def finish(self) -> Configuration:
         servers: list[Server] = []
@@ -460,10 +805,52 @@ class _Build:
                 draft.certificate is not None
                 or (draft.tls_default_certificate and not draft.tls_failed)
             )
-            servers.append(Server(hostname, tuple(locations), draft.certificate, redirect))
-        used = {loc.backend for server in servers for loc in server.locations if loc.backend}
-        backends = tuple(self.backends[name] for name in sorted(used))
-        return Configuration(servers=tuple(servers), backends=backends)
+            servers.append(
+                Server(
+                    hostname,
+                    tuple(locations),
+                    draft.certificate,
+                    redirect,
+                    aliases=self.aliases(hostname, draft),
+                    snippet=draft.snippet,
+                    app_root=draft.app_root,
+                )
+            )
+        used: set[BackendName] = set()
+        for server in servers:
+            for loc in server.locations:
+                if loc.backend:
+                    used.add(loc.backend)
+                if loc.settings.default_backend and loc.settings.denied is None:
+                    used.add(loc.settings.default_backend)
+        for main in sorted(used):
+            used.update(self.alternatives.get(main, ()))
+        backends: list[Backend] = []
+        for name in sorted(used):
+            backend = self.backends.get(name) or self.canaries[name]
+            policy = self.policies.get(name, (backend.policy, _NO_INGRESS))[0]
+            alternatives = tuple(self.alternatives.get(name, ()))
+            if alternatives:
+                policy = dataclasses.replace(policy, alternatives=alternatives)
+            if policy != backend.policy:
+                backend = dataclasses.replace(backend, policy=policy)
+            backends.append(backend)
+        return Configuration(servers=tuple(servers), backends=tuple(backends))
+
+    def aliases(self, hostname: str, draft: _ServerDraft) -> tuple[str, ...]:
+        """``server-alias`` names that are not a server's own host name nor another's alias."""
+        kept: list[str] = []
+        for alias, key in draft.aliases.items():
+            owner = self.alias_owners.setdefault(alias, hostname)
+            if alias in self.servers:
+                reason = f"alias {alias} is the host of another server; ignored"
+            elif owner != hostname:
+                reason = f"alias {alias} is already an alias of {owner}; ignored"
+            else:
+                kept.append(alias)
+                continue
+            self.problem("Ingress", key, self.annotation_field("server-alias"), reason)
+        return tuple(sorted(kept))
 
 
 _IPV4 = re.compile(

@@ -4,6 +4,7 @@
     ingressd run --kubeconfig PATH (or in a pod) -> KubernetesSource -> runtime.Ingressd, same
     ingressd record --kubeconfig PATH --out TRACE.jsonl -> KubernetesSource -> recording.record
     ingressd render --manifests DIR -> Store -> build -> render -> stdout (nothing runs)
+    ingressd check --manifests DIR | --kubeconfig PATH -> Store -> checking.check -> report
     ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
         -> timeline + summary on stdout, --report JSON, --plot PNG (ingressd.replaying)
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from ingressd import __version__
 from ingressd.annotations import DEFAULT_PREFIX
 from ingressd.building import build_configuration
 from ingressd.channel import UpdateChannel
+from ingressd.checking import check
 from ingressd.cluster import ClusterOptions
 from ingressd.configmap import parse_configmap
 from ingressd.election import DEFAULT_ELECTION_ID
@@ -189,6 +192,17 @@ def parser() -> argparse.ArgumentParser:
     )
     _kubernetes(run)
     _cluster(run)
+
+    chk = sub.add_parser(
+        "check",
+        help="migration check: how ingressd would treat each Ingress's ingress-nginx "
+        "annotations, missing Services/Secrets, host/path conflicts; exit 1 when behaviour "
+        "would change",
+    )
+    _common(chk)
+    _kubernetes(chk)
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.set_defaults(work_dir=Path("/var/lib/ingressd"))
 
     rend = sub.add_parser("render", help="print the nginx.conf the manifests produce; runs nothing")
     _common(rend)
@@ -413,6 +427,36 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check(args: argparse.Namespace) -> int:
+    """``ingressd check``: load every object once, build, report; 1 when behaviour changes."""
+    store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
+    if args.manifests is not None:
+        if args.kubeconfig is not None:
+            print("error: give one source: --manifests or --kubeconfig", file=sys.stderr)
+            return 2
+        if not args.manifests.is_dir():
+            print(f"error: {args.manifests} is not a directory", file=sys.stderr)
+            return 2
+        ManifestsSource(args.manifests).load_once(store.apply)
+    else:
+        api = await _kube_client(args)
+        if api is None:
+            return 2
+        try:
+            await _kube_source(args, api).load_once(store.apply)
+        finally:
+            await api.close()
+    snapshot = store.snapshot()
+    configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
+    global_options, _ = parse_configmap(configmap)
+    report = check(snapshot, global_options.build_options(_options(args).build_options()))
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.format_table())
+    return 1 if report.changes_behaviour else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     fmt = args.log_format
@@ -422,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     if args.command == "render":
         return _render(args)
+    if args.command == "check":
+        return asyncio.run(_check(args))
     if args.command == "record":
         return asyncio.run(_record(args))
     if args.command == "replay":

@@ -3,13 +3,15 @@
     Configuration (new) + Configuration (running, or None before the first sync)
         --decide()--> Decision(action, reasons, changed_backends)
             NOTHING  the models are equal
-            DYNAMIC  only backends' endpoints differ: POST ``changed_backends`` to Lua
+            DYNAMIC  only backends' dynamic parts differ (endpoints; balancing policy:
+                     load-balance, upstream-hash-by, affinity, canary weights and rules):
+                     POST ``changed_backends`` to Lua
             RELOAD   the structure differs (nginx.conf text changes): render, test, reload,
                      then POST ``changed_backends``
 
-The rule is ingress-nginx's ``IsDynamicConfigurationEnough``: blank the dynamic part (endpoints,
-see ``Configuration.without_endpoints``) of both models and compare what is left.  Certificates
-are structural here: their hash is in the file names nginx.conf refers to.
+The rule is ingress-nginx's ``IsDynamicConfigurationEnough``: blank the dynamic part (endpoints
+and policy, see ``Configuration.without_endpoints``) of both models and compare what is left.
+Certificates are structural here: their hash is in the file names nginx.conf refers to.
 
 ``reasons`` are short human strings for logs, metrics labels and ``/debug``: sorted, at most
 ``MAX_REASONS`` of them plus ``"and N more"``.
@@ -42,7 +44,7 @@ class Decision:
     action: Action
     #: Why, for humans: ``server www.zkj.com added``, ``backend default-web-80 endpoints 3 -> 5``.
     reasons: tuple[str, ...]
-    #: Backends that are new or whose endpoints differ: the ones to POST to Lua, sorted.
+    #: Backends that are new or whose dynamic part differs: the ones to POST to Lua, sorted.
     changed_backends: tuple[BackendName, ...]
 
 
@@ -55,7 +57,7 @@ def decide(new: Configuration, running: Configuration | None) -> Decision:
         sorted(
             b.name
             for b in new.backends
-            if b.name not in old_backends or old_backends[b.name].endpoints != b.endpoints
+            if b.name not in old_backends or old_backends[b.name].dynamic() != b.dynamic()
         )
     )
     if not _same_structure(new, running):
@@ -79,7 +81,7 @@ def _same_structure(new: Configuration, running: Configuration) -> bool:
     if len(new.backends) != len(running.backends):
         return False
     return all(
-        a == b or dataclasses.replace(a, endpoints=()) == dataclasses.replace(b, endpoints=())
+        a == b or a.structure() == b.structure()
         for a, b in zip(new.backends, running.backends, strict=True)
     )
 
@@ -92,10 +94,25 @@ def _cap(reasons: list[str]) -> tuple[str, ...]:
 
 
 def _endpoint_reason(old: Backend | None, new: Backend) -> str:
+    if old is not None and old.policy != new.policy:
+        return f"backend {new.name} {_policy_change(old, new)}"
     before, after = (len(old.endpoints) if old else 0), len(new.endpoints)
     if before != after:
         return f"backend {new.name} endpoints {before} -> {after}"
     return f"backend {new.name} endpoints changed ({after})"
+
+
+def _policy_change(old: Backend, new: Backend) -> str:
+    a, b = old.policy, new.policy
+    if a.load_balance != b.load_balance:
+        return f"load-balance {a.load_balance.value} -> {b.load_balance.value}"
+    if a.traffic_shaping != b.traffic_shaping:
+        return "canary rules changed"
+    if a.alternatives != b.alternatives:
+        return f"canaries {len(a.alternatives)} -> {len(b.alternatives)}"
+    if a.hash_by != b.hash_by:
+        return "upstream-hash-by changed"
+    return "affinity changed"
 
 
 def _structural_reasons(new: Configuration, running: Configuration) -> list[str]:
@@ -155,6 +172,8 @@ def _location_reasons(new: Location, old: Location, host: str) -> list[str]:
     if new.ingress != old.ingress:
         owners = f"{old.ingress or '-'} -> {new.ingress or '-'}"
         reasons.append(f"location {where} changed ingress {owners}")
+    if new.settings != old.settings:
+        reasons.append(f"location {where} annotations changed")
     if new != old and not reasons:
         reasons.append(f"location {where} changed")
     return reasons

@@ -8,7 +8,11 @@
 Everything here is an immutable value: frozen, slotted dataclasses holding tuples, so that two
 models compare with ``==`` and a model can be shared between the sync worker, the admin server and
 the renderer without copies.  Every string in a model has already been validated by the builder
-(see ``ingressd.validation``); the renderer still quotes each one.
+(see ``ingressd.validation`` and ``ingressd.annotations``); the renderer still quotes each one.
+
+Structural versus dynamic: ``Location.settings`` and ``Server`` fields are written into nginx.conf
+(a change reloads); ``Backend.endpoints`` and ``Backend.policy`` (load-balance, upstream-hash-by,
+cookie affinity, canary rules) are only POSTed to Lua (a change is a dynamic update).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class PathType(enum.Enum):
 
     EXACT = "Exact"
     PREFIX = "Prefix"
+    #: A case-insensitive regular expression anchored at the start (``use-regex`` or
+    #: ``rewrite-target`` on a Prefix or ImplementationSpecific path): nginx ``location ~*``.
+    REGEX = "Regex"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +52,80 @@ class Endpoint:
     port: int
 
 
+# --- the dynamic part of a backend: applied through Lua, never written into nginx.conf -------
+
+
+class LoadBalance(enum.Enum):
+    """``load-balance``: the algorithm of the Lua balancer (ingress-nginx's names)."""
+
+    ROUND_ROBIN = "round_robin"
+    EWMA = "ewma"
+
+
+class AffinityMode(enum.Enum):
+    """``affinity-mode``: ``balanced`` moves some sessions when pods are added, ``persistent``
+    keeps every session on its pod for as long as the pod exists."""
+
+    BALANCED = "balanced"
+    PERSISTENT = "persistent"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieAffinity:
+    """``affinity: cookie`` and its ``session-cookie-*`` settings."""
+
+    name: str = "INGRESSCOOKIE"
+    mode: AffinityMode = AffinityMode.BALANCED
+    #: ``None``: the path of the location that set the affinity.
+    path: str | None = None
+    max_age: int | None = None
+    #: Seconds from now for the ``Expires`` attribute.
+    expires: int | None = None
+    samesite: str | None = None
+    secure: bool = False
+    change_on_failure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficShaping:
+    """Which requests a canary backend takes (its ``trafficShapingPolicy``).
+
+    Precedence as ingress-nginx: the header (``always``/``never``, or ``header_value`` /
+    ``header_pattern``), then the cookie (``always``/``never``), then ``weight`` out of
+    ``weight_total``.
+    """
+
+    weight: int = 0
+    weight_total: int = 100
+    header: str = ""
+    header_value: str = ""
+    header_pattern: str = ""
+    cookie: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPolicy:
+    """How the Lua side balances one backend; every field is dynamic (no reload to change)."""
+
+    load_balance: LoadBalance = LoadBalance.ROUND_ROBIN
+    #: ``upstream-hash-by``: nginx variables (and text) hashed onto the endpoints; ``""`` = off.
+    hash_by: str = ""
+    affinity: CookieAffinity | None = None
+    #: Set on a canary backend: which requests it takes from its main backend.
+    traffic_shaping: TrafficShaping | None = None
+    #: Canary backends tried first for this (main) backend's requests, in order.
+    alternatives: tuple[BackendName, ...] = ()
+
+
+DEFAULT_POLICY = BackendPolicy()
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
     """An upstream: a Service port and its ready endpoints.
 
-    ``endpoints`` is the dynamic part: a change there alone is applied through Lua with no reload.
+    ``endpoints`` and ``policy`` are the dynamic part: a change there alone is applied through
+    Lua with no reload.
     """
 
     name: BackendName
@@ -58,15 +134,244 @@ class Backend:
     #: The Service port as the Ingress named it (number or name), for display.
     service_port: str
     endpoints: tuple[Endpoint, ...] = ()
+    policy: BackendPolicy = DEFAULT_POLICY
+
+    def structure(self) -> Backend:
+        """This backend with its dynamic part blanked: what nginx.conf depends on."""
+        if not self.endpoints and self.policy is DEFAULT_POLICY:
+            return self
+        return dataclasses.replace(self, endpoints=(), policy=DEFAULT_POLICY)
+
+    def dynamic(self) -> tuple[tuple[Endpoint, ...], BackendPolicy]:
+        """The part applied through Lua."""
+        return self.endpoints, self.policy
 
     def to_lua(self) -> dict[str, Any]:
-        """The JSON object the Lua configuration endpoint takes for this backend."""
+        """The JSON object the Lua configuration endpoint takes for this backend.
+
+        The keys are ingress-nginx's: ``load-balance``, ``upstreamHashByConfig``,
+        ``sessionAffinityConfig``, ``trafficShapingPolicy``, ``alternativeBackends``, ``noServer``.
+        """
+        policy = self.policy
+        affinity = policy.affinity
+        shaping = policy.traffic_shaping or TrafficShaping()
         return {
             "name": self.name,
             "service": {"namespace": self.namespace, "name": self.service},
             "port": self.service_port,
             "endpoints": [{"address": e.address, "port": str(e.port)} for e in self.endpoints],
+            "load-balance": policy.load_balance.value,
+            "upstreamHashByConfig": {"upstream-hash-by": policy.hash_by},
+            "sessionAffinityConfig": {
+                "name": "cookie" if affinity else "",
+                "mode": affinity.mode.value if affinity else "",
+                "cookieSessionAffinity": (
+                    {
+                        "name": affinity.name,
+                        "path": affinity.path or "/",
+                        "maxage": affinity.max_age,
+                        "expires": affinity.expires,
+                        "samesite": affinity.samesite or "",
+                        "secure": affinity.secure,
+                        "changeonfailure": affinity.change_on_failure,
+                    }
+                    if affinity
+                    else {"name": ""}
+                ),
+            },
+            "trafficShapingPolicy": {
+                "weight": shaping.weight,
+                "weightTotal": shaping.weight_total,
+                "header": shaping.header,
+                "headerValue": shaping.header_value,
+                "headerPattern": shaping.header_pattern,
+                "cookie": shaping.cookie,
+            },
+            "alternativeBackends": list(policy.alternatives),
+            "noServer": policy.traffic_shaping is not None,
         }
+
+
+# --- per-location settings from annotations: structural (written into nginx.conf) ----------
+
+
+class BackendProtocol(enum.Enum):
+    """``backend-protocol``: how nginx talks to the pods."""
+
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+    GRPC = "GRPC"
+    GRPCS = "GRPCS"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFile:
+    """A file made from a Secret (htpasswd, CA bundle, client certificate), written 0600 into
+    the work dir; its name carries a hash of the content, so a change reloads nginx."""
+
+    secret: ObjectKey
+    #: What the file is for: ``auth``, ``ca``, ``client``; part of the file name.
+    purpose: str
+    sha256: str
+    content: str = field(repr=False)
+
+    @property
+    def file_name(self) -> str:
+        namespace, _, name = self.secret.partition("/")
+        return f"{namespace}_{name}-{self.purpose}-{self.sha256[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """``permanent-redirect`` / ``temporal-redirect``: answer every request with a redirect."""
+
+    code: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """``limit-rps``, ``limit-rpm``, ``limit-connections`` per client address.
+
+    ``zone`` names the nginx shared memory zones of the Ingress (its requests share them).
+    """
+
+    zone: str
+    rps: int | None = None
+    rpm: int | None = None
+    connections: int | None = None
+    burst_multiplier: int = 5
+    #: ``limit-rate`` (KB/s per connection, 0 = off) and ``limit-rate-after`` (KB).
+    rate: int | None = None
+    rate_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """``auth-type: basic`` with the htpasswd file from ``auth-secret``."""
+
+    realm: str
+    file: SecretFile
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """``enable-cors`` and ``cors-*``, with ingress-nginx's defaults."""
+
+    #: ``("*",)`` or origins such as ``https://a.com``, ``https://*.b.com:8443``.
+    origins: tuple[str, ...] = ("*",)
+    methods: str = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    headers: str = (
+        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,"
+        "Content-Type,Range,Authorization"
+    )
+    expose_headers: str = ""
+    credentials: bool = True
+    max_age: int = 1728000
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySSL:
+    """``proxy-ssl-*``: TLS towards HTTPS / GRPCS pods."""
+
+    verify: bool = False
+    #: Trusted CAs (``ca.crt`` of ``proxy-ssl-secret``).
+    ca: SecretFile | None = None
+    #: Client certificate + key (``tls.crt`` + ``tls.key`` of ``proxy-ssl-secret``).
+    client_certificate: SecretFile | None = None
+    #: Name checked against the pod's certificate and sent by SNI; ``None``: the Service's
+    #: cluster DNS name ``<service>.<namespace>.svc``.
+    name: str | None = None
+    server_name: bool = False
+    verify_depth: int = 1
+    ciphers: str | None = None
+    protocols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LocationSettings:
+    """Everything annotations change in one location's nginx block.  ``None`` = the default.
+
+    Shared by the locations of one Ingress; a change is structural (nginx.conf changes).
+    """
+
+    #: Why the location answers 503 instead of proxying: a security annotation (access lists,
+    #: authentication, backend TLS) was invalid, and failing open would expose the backend.
+    denied: str | None = None
+    body_size: str | None = None
+    client_body_buffer_size: str | None = None
+    connect_timeout: str | None = None
+    send_timeout: str | None = None
+    read_timeout: str | None = None
+    buffering: bool | None = None
+    request_buffering: bool | None = None
+    buffer_size: str | None = None
+    buffers_number: int | None = None
+    busy_buffers_size: str | None = None
+    max_temp_file_size: str | None = None
+    http_version: str | None = None
+    connection_header: str | None = None
+    next_upstream: tuple[str, ...] = ()
+    next_upstream_tries: int | None = None
+    next_upstream_timeout: str | None = None
+    rewrite_target: str | None = None
+    redirect: Redirect | None = None
+    custom_http_errors: tuple[int, ...] = ()
+    #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
+    default_backend: BackendName | None = None
+    upstream_vhost: str | None = None
+    x_forwarded_prefix: str | None = None
+    #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
+    ssl_redirect: bool | None = None
+    force_ssl_redirect: bool = False
+    backend_protocol: BackendProtocol = BackendProtocol.HTTP
+    proxy_ssl: ProxySSL | None = None
+    #: ``whitelist-source-range`` / ``allowlist-source-range`` (normalized CIDRs).
+    allow: tuple[str, ...] = ()
+    #: ``denylist-source-range``.
+    deny: tuple[str, ...] = ()
+    limits: RateLimits | None = None
+    auth: BasicAuth | None = None
+    satisfy_any: bool = False
+    cors: Cors | None = None
+    access_log: bool | None = None
+    rewrite_log: bool = False
+    #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
+    snippet: str | None = None
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        files: list[SecretFile] = []
+        if self.auth is not None:
+            files.append(self.auth.file)
+        if self.proxy_ssl is not None:
+            for f in (self.proxy_ssl.ca, self.proxy_ssl.client_certificate):
+                if f is not None:
+                    files.append(f)
+        return tuple(files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings that differ from the defaults, JSON-ready (secret contents left out)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = _jsonable(value)
+        return out
+
+
+DEFAULT_SETTINGS = LocationSettings()
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, SecretFile):
+        return {"secret": value.secret, "file": value.file_name}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +386,8 @@ class Location:
     ingress: ObjectKey
     #: Returned directly when ``backend`` is ``None`` (404 for the default server's ``/``).
     status: int = 503
+    #: What the owning Ingress's annotations change here.
+    settings: LocationSettings = DEFAULT_SETTINGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +418,15 @@ class Server:
     locations: tuple[Location, ...]
     #: The certificate served for this host by SNI; ``None`` means the default certificate.
     certificate: Certificate | None = None
-    #: Redirect plain HTTP to HTTPS with 308 (hosts listed in an Ingress's ``spec.tls``).
+    #: Redirect plain HTTP to HTTPS with 308 (hosts listed in an Ingress's ``spec.tls``);
+    #: a location's ``ssl-redirect`` / ``force-ssl-redirect`` annotations override it.
     ssl_redirect: bool = False
+    #: ``server-alias``: more names served by this server (exact or one-label wildcards).
+    aliases: tuple[str, ...] = ()
+    #: ``server-snippet`` (only with ``--allow-snippet-annotations``).
+    snippet: str | None = None
+    #: ``app-root``: ``/`` redirects (302) here; from the oldest Ingress of the host that sets it.
+    app_root: str | None = None
 
     @property
     def is_wildcard(self) -> bool:
@@ -151,10 +465,18 @@ class Configuration:
         return {b.name: b for b in self.backends}
 
     def without_endpoints(self) -> Configuration:
-        """The structural part: what is left when the dynamic parts are blanked."""
-        return dataclasses.replace(
-            self, backends=tuple(dataclasses.replace(b, endpoints=()) for b in self.backends)
-        )
+        """The structural part: what is left when the dynamic parts (each backend's endpoints
+        and balancing policy: algorithm, hashing, affinity, canary rules) are blanked."""
+        return dataclasses.replace(self, backends=tuple(b.structure() for b in self.backends))
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        """Every file made from a Secret that nginx.conf refers to, without duplicates."""
+        seen: dict[str, SecretFile] = {}
+        for server in self.servers:
+            for location in server.locations:
+                for f in location.settings.secret_files():
+                    seen.setdefault(f.file_name, f)
+        return tuple(seen[name] for name in sorted(seen))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dump for ``/debug/configuration``; certificates show only their hash."""
@@ -163,6 +485,9 @@ class Configuration:
                 {
                     "hostname": s.hostname,
                     "sslRedirect": s.ssl_redirect,
+                    **({"aliases": list(s.aliases)} if s.aliases else {}),
+                    **({"snippet": s.snippet} if s.snippet is not None else {}),
+                    **({"appRoot": s.app_root} if s.app_root is not None else {}),
                     "certificate": (
                         {
                             "secret": s.certificate.secret,
@@ -179,6 +504,11 @@ class Configuration:
                             "backend": loc.backend,
                             "ingress": loc.ingress,
                             **({} if loc.backend else {"status": loc.status}),
+                            **(
+                                {"settings": loc.settings.to_json()}
+                                if loc.settings != DEFAULT_SETTINGS
+                                else {}
+                            ),
                         }
                         for loc in s.locations
                     ],

@@ -103,13 +103,37 @@ def _backend_service(backend: Any, namespace: str) -> ObjectKey | None:
     return ObjectKey(f"{namespace}/{name}")
 
 
+#: Annotation names (after any prefix) whose value names a Secret / a Service of the Ingress's
+#: namespace (``auth-secret: name`` or ``namespace/name``); matched by suffix so that the index
+#: does not depend on ``--annotations-prefix`` (a spare entry costs at most a spare sync).
+SECRET_ANNOTATIONS = ("/auth-secret", "/proxy-ssl-secret", "/auth-tls-secret")
+SERVICE_ANNOTATIONS = ("/default-backend",)
+
+
+def _annotation_refs(
+    ingress: Mapping[str, Any], suffixes: tuple[str, ...], namespace: str
+) -> set[ObjectKey]:
+    meta = ingress.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    keys: set[ObjectKey] = set()
+    if not isinstance(annotations, dict):
+        return keys
+    for name, value in annotations.items():
+        if isinstance(name, str) and name.endswith(suffixes) and isinstance(value, str):
+            ref = value.strip()
+            if ref and ref.count("/") <= 1:
+                keys.add(ObjectKey(ref if "/" in ref else f"{namespace}/{ref}"))
+    return keys
+
+
 def ingress_service_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
-    """Services an Ingress routes to: its rules' path backends and its default backend."""
+    """Services an Ingress routes to: its rules' path backends, its default backend and the
+    ``default-backend`` annotation."""
     spec = ingress.get("spec")
     if not isinstance(spec, dict):
         return frozenset()
     namespace = namespace_of(ingress)
-    keys: set[ObjectKey] = set()
+    keys: set[ObjectKey] = _annotation_refs(ingress, SERVICE_ANNOTATIONS, namespace)
     default = _backend_service(spec.get("defaultBackend"), namespace)
     if default is not None:
         keys.add(default)
@@ -133,15 +157,16 @@ def ingress_service_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
 
 
 def ingress_secret_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
-    """TLS Secrets an Ingress serves certificates from (``spec.tls[].secretName``)."""
+    """Secrets an Ingress uses: TLS certificates (``spec.tls[].secretName``) and those its
+    annotations name (``auth-secret``, ``proxy-ssl-secret``)."""
+    namespace = namespace_of(ingress)
+    keys: set[ObjectKey] = _annotation_refs(ingress, SECRET_ANNOTATIONS, namespace)
     spec = ingress.get("spec")
     if not isinstance(spec, dict):
-        return frozenset()
+        return frozenset(keys)
     tls = spec.get("tls")
     if not isinstance(tls, list):
-        return frozenset()
-    namespace = namespace_of(ingress)
-    keys: set[ObjectKey] = set()
+        return frozenset(keys)
     for entry in tls:
         if isinstance(entry, dict):
             name = entry.get("secretName")

@@ -5,7 +5,9 @@
 Loopback is a whole /8, so each pod gets its own address on the same port, as in a cluster.
 Every answer is JSON: the pod's name and what it received (method, path with query, headers),
 so tests can check routing, rewriting and the forwarded headers; the ``X-Pod`` response header
-carries the name too.  Used by the test suite, the benchmarks and ``make demo``
+carries the name too.  Query parameters shape the answer: ``status=404`` (that status),
+``sleep=0.5`` (answer late), ``header_bytes=8000`` (a response header that long).  With an
+``ssl_context`` the pods speak HTTPS.  Used by the test suite, the benchmarks and ``make demo``
 (``python -m ingressd.testing.backends --pod NAME=ADDRESS:PORT ...``).
 """
 
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 from collections.abc import Mapping, Sequence
 
 from aiohttp import web
@@ -25,6 +28,13 @@ POD_NAME: web.AppKey[str] = web.AppKey("pod_name")
 async def _echo(request: web.Request) -> web.StreamResponse:
     name = request.app[POD_NAME]
     body = await request.read()
+    sleep = request.query.get("sleep")
+    if sleep:
+        await asyncio.sleep(min(float(sleep), 30.0))
+    headers = {"X-Pod": name}
+    header_bytes = request.query.get("header_bytes")
+    if header_bytes:
+        headers["X-Padding"] = "x" * min(int(header_bytes), 60000)
     payload = {
         "pod": name,
         "method": request.method,
@@ -33,9 +43,10 @@ async def _echo(request: web.Request) -> web.StreamResponse:
         "body_bytes": len(body),
     }
     return web.Response(
+        status=int(request.query.get("status", "200")),
         text=json.dumps(payload) + "\n",
         content_type="application/json",
-        headers={"X-Pod": name},
+        headers=headers,
     )
 
 
@@ -49,9 +60,12 @@ def _app(name: str) -> web.Application:
 class EchoPods:
     """A set of fake pods, ``{address: pod name}``, all on ``port``."""
 
-    def __init__(self, pods: Mapping[str, str], port: int) -> None:
+    def __init__(
+        self, pods: Mapping[str, str], port: int, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.pods = dict(pods)
         self.port = port
+        self.ssl_context = ssl_context
         self._runners: dict[str, web.AppRunner] = {}
 
     async def start(self) -> None:
@@ -62,7 +76,10 @@ class EchoPods:
         """Start one more pod."""
         runner = web.AppRunner(_app(name), handle_signals=False, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, address, self.port, reuse_address=True).start()
+        site = web.TCPSite(
+            runner, address, self.port, reuse_address=True, ssl_context=self.ssl_context
+        )
+        await site.start()
         self._runners[address] = runner
         self.pods[address] = name
 

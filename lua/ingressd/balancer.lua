@@ -6,12 +6,20 @@
 --     -> one shm get of "version"; equal to this worker's version -> nothing else (hot path)
 --     -> else sync(): apply store.changes(local, shm) (re-decode only the named backends), or a
 --        full load (worker start, full replace, too far behind); unchanged JSON text -> kept as is
---     -> unknown backend or zero endpoints -> 503
+--     -> canary: a backend with "alternativeBackends" tries each alternative's
+--        "trafficShapingPolicy" (header, then cookie, then weight); the first that matches
+--        replaces $proxy_upstream_name for this request
+--     -> unknown backend or zero endpoints -> the location's $ingressd_default_backend when it
+--        has endpoints (default-backend annotation), else 503
 --   balance()  (balancer_by_lua, each try)
 --     -> entry.impl:balance(tried) -> set_current_peer -> set_more_tries(1) while tries remain
+--        (proxy_next_upstream_tries caps them; MAX_TRIES bounds "0 = unlimited")
+--   log()  (log_by_lua) -> impl:after_balance(peer, seconds) for algorithms that learn (ewma)
 --
--- Algorithms are looked up per backend by its "load-balance" key in IMPLEMENTATIONS (only
--- round_robin now); each instance keeps its own state across updates through sync().
+-- Algorithms: IMPLEMENTATIONS[name] where name is, as ingress-nginx decides it,
+-- sticky_balanced / sticky_persistent (sessionAffinityConfig.name == "cookie"), else chash
+-- (upstreamHashByConfig["upstream-hash-by"] set), else the backend's "load-balance"
+-- (round_robin, ewma); each instance keeps its own state across updates through sync().
 --
 -- Hot path (nothing changed, first try): no JSON decode, no table, no string concatenation, no
 -- ngx.ctx. Retries are detected with get_last_failure(); the peers already tried are read
@@ -37,10 +45,18 @@ local port_number = backends_mod.port_number
 local _M = {}
 
 _M.DEFAULT_ALGORITHM = "round_robin"
+local sticky = require("ingressd.balancer.sticky")
+
 _M.IMPLEMENTATIONS = {
     round_robin = require("ingressd.balancer.round_robin"),
+    ewma = require("ingressd.balancer.ewma"),
+    chash = require("ingressd.balancer.chash"),
+    sticky_balanced = { new = function(entry) return sticky.new(entry, "balanced") end },
+    sticky_persistent = { new = function(entry) return sticky.new(entry, "persistent") end },
 }
-_M.MAX_TRIES = 3 -- must match proxy_next_upstream_tries in nginx.conf
+-- Upper bound of tries per request; nginx's proxy_next_upstream_tries (3 by default, the
+-- proxy-next-upstream-tries annotation per location) is the real limit.
+_M.MAX_TRIES = 100
 
 local IMPLEMENTATIONS = _M.IMPLEMENTATIONS
 
@@ -88,16 +104,15 @@ local function build(view, name, raw, old)
             end
         end
     end
-    local algorithm = backend["load-balance"]
-    if type(algorithm) ~= "string" or IMPLEMENTATIONS[algorithm] == nil then
-        if algorithm ~= nil and algorithm ~= "" then
-            ngx_log(WARN, "ingressd: backend ", name, ": load-balance \"", tostring(algorithm),
-                    "\" is not implemented, using ", _M.DEFAULT_ALGORITHM)
-        end
+    local algorithm = _M.algorithm_of(backend)
+    if IMPLEMENTATIONS[algorithm] == nil then
+        ngx_log(WARN, "ingressd: backend ", name, ": load-balance \"", tostring(algorithm),
+                "\" is not implemented, using ", _M.DEFAULT_ALGORITHM)
         algorithm = _M.DEFAULT_ALGORITHM
     end
     local entry = { name = name, raw = raw, backend = backend, endpoints = endpoints, n = n,
-                    algorithm = algorithm }
+                    algorithm = algorithm, alternatives = _M.alternatives_of(backend),
+                    shaping = _M.shaping_of(backend) }
     if old ~= nil and old.algorithm == algorithm then
         entry.impl = old.impl
         entry.impl:sync(entry)
@@ -105,6 +120,105 @@ local function build(view, name, raw, old)
         entry.impl = IMPLEMENTATIONS[algorithm].new(entry)
     end
     return entry
+end
+
+-- The IMPLEMENTATIONS key for a decoded backend (ingress-nginx's order of precedence).
+function _M.algorithm_of(backend)
+    local affinity = backend.sessionAffinityConfig
+    if type(affinity) == "table" and affinity.name == "cookie" then
+        if affinity.mode == "persistent" then
+            return "sticky_persistent"
+        end
+        return "sticky_balanced"
+    end
+    local hash = backend.upstreamHashByConfig
+    if type(hash) == "table" and type(hash["upstream-hash-by"]) == "string"
+            and hash["upstream-hash-by"] ~= "" then
+        return "chash"
+    end
+    local algorithm = backend["load-balance"]
+    if type(algorithm) ~= "string" or algorithm == "" then
+        return _M.DEFAULT_ALGORITHM
+    end
+    return algorithm
+end
+
+-- Names of the canary backends of a main backend, or nil when it has none (hot path: one
+-- field test per request).
+function _M.alternatives_of(backend)
+    local alternatives = backend.alternativeBackends
+    if type(alternatives) ~= "table" or #alternatives == 0 then
+        return nil
+    end
+    local names = {}
+    for i, alt in ipairs(alternatives) do
+        if type(alt) == "string" then
+            names[#names + 1] = alt
+        end
+        if i >= 16 then
+            break
+        end
+    end
+    return #names > 0 and names or nil
+end
+
+-- A canary backend's traffic shaping policy, pre-digested, or nil for a main backend.
+function _M.shaping_of(backend)
+    local p = backend.trafficShapingPolicy
+    if backend.noServer ~= true or type(p) ~= "table" then
+        return nil
+    end
+    local header = type(p.header) == "string" and p.header or ""
+    local cookie = type(p.cookie) == "string" and p.cookie or ""
+    local total = type(p.weightTotal) == "number" and p.weightTotal or 100
+    if total < 1 then
+        total = 100
+    end
+    return {
+        weight = type(p.weight) == "number" and p.weight or 0,
+        total = math.floor(total),
+        header_var = header ~= "" and ("http_" .. header:lower():gsub("-", "_")) or nil,
+        header_value = type(p.headerValue) == "string" and p.headerValue or "",
+        header_pattern = type(p.headerPattern) == "string" and p.headerPattern or "",
+        cookie_var = cookie ~= "" and ("cookie_" .. cookie) or nil,
+    }
+end
+
+-- Whether the current request goes to the canary with policy `p` (ingress-nginx's
+-- precedence: the header, then the cookie, then the weight). `random` is for the tests.
+function _M.canary_matches(p, vars, random)
+    if p.header_var then
+        local value = vars[p.header_var]
+        if value then
+            if p.header_value ~= "" then
+                if value == p.header_value then
+                    return true
+                end
+            elseif p.header_pattern ~= "" then
+                local from, _, err = ngx.re.find(value, p.header_pattern, "jo")
+                if from then
+                    return true
+                end
+                if err then
+                    ngx_log(WARN, "ingressd: canary-by-header-pattern failed: ", err)
+                    return false
+                end
+            elseif value == "always" then
+                return true
+            elseif value == "never" then
+                return false
+            end
+        end
+    end
+    if p.cookie_var then
+        local value = vars[p.cookie_var]
+        if value == "always" then
+            return true
+        elseif value == "never" then
+            return false
+        end
+    end
+    return p.weight > 0 and (random or math.random)(p.total) <= p.weight
 end
 
 local function full_load(view, version)
@@ -235,12 +349,61 @@ function _M.rewrite()
             ngx_log(ERR, "ingressd: failed to refresh backends: ", tostring(err))
         end
     end
-    local entry = view.backends[name]
+    local backends = view.backends
+    local entry = backends[name]
+    if entry ~= nil and entry.alternatives ~= nil then
+        for _, alt_name in ipairs(entry.alternatives) do
+            local alt = backends[alt_name]
+            if alt ~= nil and alt.n > 0 and alt.shaping ~= nil
+                    and _M.canary_matches(alt.shaping, var) then
+                var.proxy_upstream_name = alt_name
+                return
+            end
+        end
+    end
     if entry == nil or entry.n == 0 then
         if entry == nil then
             ngx_log(INFO, "ingressd: unknown backend ", name)
         end
+        local fallback = var.ingressd_default_backend
+        if fallback ~= nil and fallback ~= "" then
+            local other = backends[fallback]
+            if other ~= nil and other.n > 0 then
+                var.proxy_upstream_name = fallback
+                return
+            end
+        end
         return ngx_exit(503)
+    end
+end
+
+-- Last number of a "$upstream_*_time" value ("0.004, 0.012" after a retry), or nil ("-").
+local function last_time(value)
+    if type(value) ~= "string" then
+        return nil
+    end
+    local last = value:match("([%d.]+)%s*$")
+    return last and tonumber(last)
+end
+
+function _M.log()
+    local name = var.proxy_upstream_name
+    if name == nil or name == "" or name == "-" then
+        return
+    end
+    local entry = view.backends[name]
+    if entry == nil or entry.impl.after_balance == nil then
+        return
+    end
+    local connect = last_time(var.upstream_connect_time)
+    local header = last_time(var.upstream_header_time)
+    local peer = var.upstream_addr
+    if connect == nil or header == nil or type(peer) ~= "string" then
+        return
+    end
+    peer = peer:match("([^,%s]+)%s*$")
+    if peer then
+        entry.impl:after_balance(peer, connect + header)
     end
 end
 

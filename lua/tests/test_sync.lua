@@ -138,7 +138,7 @@ end
 cases["unknown load-balance falls back to round robin, extra keys kept"] = function()
     local dict = T.fresh_dict()
     store.write(dict, "upsert", {
-        b("a", { "10.0.0.1" }, ',"load-balance":"ewma","sessionAffinityConfig":{"name":"c"}'),
+        b("a", { "10.0.0.1" }, ',"load-balance":"least_conn","sessionAffinityConfig":{"name":"c"}'),
     })
     local view = balancer.new_view(dict)
     balancer.sync(view)

@@ -1,0 +1,133 @@
+"""Secrets that annotations refer to, read into the files nginx needs.  Pure.
+
+    auth-secret       Secret --htpasswd_file()-->  SecretFile("auth")   (auth_basic_user_file)
+    proxy-ssl-secret  Secret --proxy_ssl_files()--> SecretFile("ca") [+ SecretFile("client")]
+
+Each reader returns the file(s) or ``(field, reason)`` naming what is wrong.  Contents are
+checked line by line (htpasswd) or parsed (PEM), so a Secret cannot smuggle anything into nginx
+but a user list or certificates; the files are written 0600 by ``ingressd.nginx.applying``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ingressd.model import ObjectKey, SecretFile
+
+__all__ = ["htpasswd_file", "proxy_ssl_files"]
+
+#: ``user:hash``: a user name without ``:`` or spaces; a hash of printable characters.
+_HTPASSWD_LINE = re.compile(r"[^:\s#][^:\s]{0,255}:[\x21-\x7e]{1,512}\Z")
+_MAX_USERS = 10000
+
+
+def _decode(raw: object, name: str) -> str | tuple[str, str]:
+    if not isinstance(raw, dict):
+        return ("object", "must be a mapping")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return ("data", f"must be a mapping holding {name}")
+    value = data.get(name)
+    if value is None:
+        return (f"data.{name}", "missing")
+    if not isinstance(value, str):
+        return (f"data.{name}", "must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return (f"data.{name}", "is not base64 of UTF-8 text")
+
+
+def _file(key: ObjectKey, purpose: str, content: str) -> SecretFile:
+    return SecretFile(
+        secret=key,
+        purpose=purpose,
+        sha256=hashlib.sha256(content.encode()).hexdigest(),
+        content=content,
+    )
+
+
+def htpasswd_file(key: ObjectKey, raw: object, secret_type: str) -> SecretFile | tuple[str, str]:
+    """The htpasswd file of an ``auth-secret``.
+
+    ``auth-file``: key ``auth`` holds htpasswd lines.  ``auth-map``: every key is a user name
+    and its value the password hash.
+    """
+    lines: list[str] = []
+    if secret_type == "auth-map":
+        if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+            return ("data", "must be a mapping of user names to password hashes")
+        for user in sorted(raw["data"]):
+            value = _decode(raw, user)
+            if isinstance(value, tuple):
+                return value
+            lines.append(f"{user}:{value.strip()}")
+        where = "data"
+    else:
+        text = _decode(raw, "auth")
+        if isinstance(text, tuple):
+            return text
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        where = "data.auth"
+    if not lines:
+        return (where, "holds no user")
+    if len(lines) > _MAX_USERS:
+        return (where, f"holds more than {_MAX_USERS} users")
+    for i, line in enumerate(lines):
+        if not _HTPASSWD_LINE.match(line):
+            return (where, f"line {i + 1} is not 'user:password-hash'")
+    return _file(key, "auth", "\n".join(lines) + "\n")
+
+
+def proxy_ssl_files(
+    key: ObjectKey, raw: object
+) -> tuple[SecretFile | None, SecretFile | None] | tuple[str, str]:
+    """``(CA bundle, client certificate + key)`` of a ``proxy-ssl-secret``; either may be absent
+    (``None``) but not both."""
+    ca_file = client = None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return ("data", "must be a mapping holding ca.crt (and tls.crt, tls.key)")
+    if "ca.crt" in data:
+        text = _decode(raw, "ca.crt")
+        if isinstance(text, tuple):
+            return text
+        try:
+            certs = x509.load_pem_x509_certificates(text.encode())
+        except Exception as exc:  # untrusted input: any parser failure is a reason
+            return ("data.ca.crt", f"is not PEM certificates: {exc}")
+        pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+        ca_file = _file(key, "ca", pem)
+    if "tls.crt" in data or "tls.key" in data:
+        crt = _decode(raw, "tls.crt")
+        if isinstance(crt, tuple):
+            return crt
+        key_text = _decode(raw, "tls.key")
+        if isinstance(key_text, tuple):
+            return key_text
+        try:
+            chain = x509.load_pem_x509_certificates(crt.encode())
+        except Exception as exc:  # untrusted input
+            return ("data.tls.crt", f"is not PEM certificates: {exc}")
+        try:
+            private = serialization.load_pem_private_key(
+                key_text.encode(), password=None, unsafe_skip_rsa_key_validation=True
+            )
+        except Exception as exc:  # untrusted input
+            return ("data.tls.key", f"is not an unencrypted PEM private key: {exc}")
+        pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
+        pem += private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        client = _file(key, "client", pem)
+    if ca_file is None and client is None:
+        return ("data", "must hold ca.crt or tls.crt and tls.key")
+    return ca_file, client

@@ -1,0 +1,332 @@
+"""The table: every ingress-nginx annotation ingressd knows, how far it is supported, its parser.
+
+    ANNOTATIONS["proxy-body-size"] = Annotation(name, support, parser, difference, fail_closed)
+        parser: str -> typed value, or raises values.InvalidValue   (pure)
+        -> parsing.parse_annotations() runs the parsers of an Ingress's annotations
+        -> ``ingressd check`` prints each annotation's support
+
+Names are without the prefix (``--annotations-prefix``, default ``nginx.ingress.kubernetes.io``).
+``fail_closed``: when the value is invalid (or, for an unsupported one, present at all) the
+Ingress's locations answer 503 instead of proxying, because ignoring it would expose what it
+protects (access lists, authentication, backend TLS verification).  Everything else that is
+invalid is ignored with a Problem and its default applies.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ingressd.annotations import values as v
+from ingressd.validation import validate_service_name
+
+__all__ = ["ANNOTATIONS", "DEFAULT_PREFIX", "Annotation", "Group", "Support"]
+
+DEFAULT_PREFIX = "nginx.ingress.kubernetes.io"
+
+#: Longest snippet accepted.
+MAX_SNIPPET_LENGTH = 16384
+
+
+class Support(enum.Enum):
+    SUPPORTED = "supported"
+    DIFFERENT = "supported with a difference"
+    UNSUPPORTED = "unsupported"
+
+
+class Group(enum.Enum):
+    ROUTING = "routing"
+    TLS = "tls"
+    PROXY = "proxy"
+    ACCESS = "access"
+    BALANCING = "balancing"
+    CANARY = "canary"
+    SNIPPET = "snippet"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    name: str
+    group: Group
+    support: Support
+    #: ``None`` for unsupported annotations.
+    parser: Callable[[str], Any] | None = None
+    #: For ``DIFFERENT`` and ``UNSUPPORTED``: what a user migrating from ingress-nginx must know.
+    difference: str = ""
+    fail_closed: bool = False
+    #: Applies on a canary Ingress too (ingress-nginx ignores the others there).
+    on_canary: bool = False
+
+
+def _service_name(text: str) -> str:
+    value = text.strip()
+    reason = validate_service_name(value)
+    if reason is not None:
+        raise v.InvalidValue(f"must be a Service name in the Ingress's namespace: {reason}")
+    return value
+
+
+def _backend_protocol(text: str) -> str:
+    value = text.strip().upper()
+    if value in ("AJP", "FCGI", "AUTO_HTTP"):
+        raise v.InvalidValue(f"{value} is not supported by ingressd (HTTP, HTTPS, GRPC, GRPCS)")
+    return v.enumeration("HTTP", "HTTPS", "GRPC", "GRPCS")(text)
+
+
+def _auth_type(text: str) -> str:
+    if text.strip().lower() == "digest":
+        raise v.InvalidValue("digest is not supported by ingressd (basic only)")
+    return v.enumeration("basic")(text)
+
+
+def _header_value(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:/=+,@!*~-]{1,256}", value):
+        raise v.InvalidValue("must be 1-256 of letters, digits and '_.:/=+,@!*~-'")
+    return value
+
+
+def _snippet(text: str) -> str:
+    """nginx directives; only the block structure is checked (the whole text must stay inside
+    the block it is written into), ``nginx -t`` checks the rest."""
+    if len(text) > MAX_SNIPPET_LENGTH:
+        raise v.InvalidValue(f"must be at most {MAX_SNIPPET_LENGTH} characters")
+    if "\x00" in text:
+        raise v.InvalidValue("must not contain NUL")
+    depth = 0
+    quote: str | None = None
+    escaped = False
+    comment = False
+    for char in text:
+        if comment:
+            comment = char != "\n"
+            continue
+        if escaped:
+            escaped = False
+            continue
+        if char == "\\":
+            escaped = True
+        elif quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth < 0:
+                raise v.InvalidValue("closes a block it did not open")
+    if quote is not None:
+        raise v.InvalidValue("has an unterminated quoted string")
+    if depth != 0:
+        raise v.InvalidValue("leaves a block open")
+    return text
+
+
+_S, _D, _U = Support.SUPPORTED, Support.DIFFERENT, Support.UNSUPPORTED
+_MAX_INT = 2**31 - 1
+
+
+def _a(
+    name: str,
+    group: Group,
+    support: Support,
+    parser: Callable[[str], Any] | None = None,
+    difference: str = "",
+    *,
+    fail_closed: bool = False,
+    on_canary: bool = False,
+) -> Annotation:
+    return Annotation(name, group, support, parser, difference, fail_closed, on_canary)
+
+
+_R, _T, _P, _A, _B, _C, _N, _O = (
+    Group.ROUTING, Group.TLS, Group.PROXY, Group.ACCESS, Group.BALANCING, Group.CANARY,
+    Group.SNIPPET, Group.OTHER,
+)
+
+_TABLE: tuple[Annotation, ...] = (
+    # routing and rewriting
+    _a("rewrite-target", _R, _S, v.rewrite_target),
+    _a("use-regex", _R, _D, v.boolean,
+       "only the paths of the Ingress that sets it (or rewrite-target) become regular "
+       "expressions; ingress-nginx turns every path of the host into one"),
+    _a("app-root", _R, _S, v.path),
+    _a("permanent-redirect", _R, _S, v.redirect_url),
+    _a("permanent-redirect-code", _R, _S, v.integer(300, 308)),
+    _a("temporal-redirect", _R, _S, v.redirect_url),
+    _a("temporal-redirect-code", _R, _S, v.integer(300, 308)),
+    _a("server-alias", _R, _S, v.host_list),
+    _a("default-backend", _R, _S, _service_name),
+    _a("custom-http-errors", _R, _D, v.http_codes,
+       "needs default-backend on the same Ingress: ingressd has no global default backend"),
+    _a("upstream-vhost", _R, _S, v.upstream_vhost),
+    _a("x-forwarded-prefix", _R, _S, v.path),
+    _a("from-to-www-redirect", _R, _U),
+    _a("preserve-trailing-slash", _R, _U),
+    _a("use-port-in-redirects", _R, _U),
+    # TLS
+    _a("ssl-redirect", _T, _S, v.boolean),
+    _a("force-ssl-redirect", _T, _S, v.boolean),
+    _a("backend-protocol", _T, _S, _backend_protocol),
+    _a("proxy-ssl-secret", _T, _D, v.auth_secret_ref,
+       "only Secrets in the Ingress's own namespace", fail_closed=True),
+    _a("proxy-ssl-verify", _T, _D, v.on_off,
+       "without proxy-ssl-name the pod certificate is checked against "
+       "<service>.<namespace>.svc (ingress-nginx checks 'upstream_balancer')",
+       fail_closed=True),
+    _a("proxy-ssl-verify-depth", _T, _S, v.integer(1, 10), fail_closed=True),
+    _a("proxy-ssl-name", _T, _S, v.upstream_vhost, fail_closed=True),
+    _a("proxy-ssl-server-name", _T, _S, v.on_off),
+    _a("proxy-ssl-ciphers", _T, _S, v.ciphers, fail_closed=True),
+    _a("proxy-ssl-protocols", _T, _S, v.ssl_protocols, fail_closed=True),
+    _a("auth-tls-secret", _T, _U,
+       difference="client certificate authentication is not implemented: the Ingress's "
+       "paths answer 503 rather than serve without it", fail_closed=True),
+    _a("auth-tls-verify-client", _T, _U, fail_closed=True),
+    _a("auth-tls-verify-depth", _T, _U),
+    _a("auth-tls-error-page", _T, _U),
+    _a("auth-tls-pass-certificate-to-upstream", _T, _U),
+    _a("auth-tls-match-cn", _T, _U, fail_closed=True),
+    _a("ssl-passthrough", _T, _U),
+    _a("ssl-ciphers", _T, _U),
+    _a("ssl-prefer-server-ciphers", _T, _U),
+    # proxy tuning
+    _a("proxy-body-size", _P, _S, v.size),
+    _a("client-body-buffer-size", _P, _S, v.size),
+    _a("proxy-connect-timeout", _P, _S, v.seconds),
+    _a("proxy-send-timeout", _P, _S, v.seconds),
+    _a("proxy-read-timeout", _P, _S, v.seconds),
+    _a("proxy-next-upstream", _P, _S, v.next_upstream),
+    _a("proxy-next-upstream-tries", _P, _S, v.integer(0, 100)),
+    _a("proxy-next-upstream-timeout", _P, _S, v.seconds),
+    _a("proxy-request-buffering", _P, _S, v.on_off),
+    _a("proxy-buffering", _P, _S, v.on_off),
+    _a("proxy-buffers-number", _P, _S, v.integer(1, 64)),
+    _a("proxy-buffer-size", _P, _S, v.size),
+    _a("proxy-busy-buffers-size", _P, _S, v.size),
+    _a("proxy-max-temp-file-size", _P, _S, v.size),
+    _a("proxy-http-version", _P, _S, v.enumeration("1.0", "1.1")),
+    _a("connection-proxy-header", _P, _S, v.token),
+    _a("enable-access-log", _P, _S, v.boolean),
+    _a("enable-rewrite-log", _P, _S, v.boolean),
+    _a("proxy-redirect-from", _P, _U),
+    _a("proxy-redirect-to", _P, _U),
+    _a("proxy-cookie-domain", _P, _U),
+    _a("proxy-cookie-path", _P, _U),
+    _a("service-upstream", _P, _U,
+       difference="ingressd always balances over the pods' endpoints"),
+    _a("custom-headers", _P, _U),
+    _a("disable-proxy-intercept-errors", _P, _U),
+    # access
+    _a("whitelist-source-range", _A, _S, v.cidr_list, fail_closed=True),
+    _a("allowlist-source-range", _A, _S, v.cidr_list, fail_closed=True),
+    _a("denylist-source-range", _A, _S, v.cidr_list, fail_closed=True),
+    _a("limit-rps", _A, _S, v.integer(0, 1_000_000)),
+    _a("limit-rpm", _A, _S, v.integer(0, 60_000_000)),
+    _a("limit-connections", _A, _S, v.integer(0, 1_000_000)),
+    _a("limit-burst-multiplier", _A, _S, v.integer(1, 1000)),
+    _a("limit-rate", _A, _S, v.integer(0, 10_000_000)),
+    _a("limit-rate-after", _A, _S, v.integer(0, 10_000_000)),
+    _a("limit-whitelist", _A, _U),
+    _a("limit-allowlist", _A, _U),
+    _a("global-rate-limit", _A, _U),
+    _a("global-rate-limit-window", _A, _U),
+    _a("global-rate-limit-key", _A, _U),
+    _a("global-rate-limit-ignored-cidrs", _A, _U),
+    _a("auth-type", _A, _S, _auth_type, fail_closed=True),
+    _a("auth-secret", _A, _D, v.auth_secret_ref, "only Secrets in the Ingress's own namespace",
+       fail_closed=True),
+    _a("auth-secret-type", _A, _S, v.enumeration("auth-file", "auth-map"), fail_closed=True),
+    _a("auth-realm", _A, _S, v.realm, fail_closed=True),
+    _a("satisfy", _A, _S, v.enumeration("all", "any")),
+    _a("auth-url", _A, _U,
+       difference="external authentication is not implemented: the Ingress's paths answer "
+       "503 rather than serve without it", fail_closed=True),
+    _a("auth-method", _A, _U),
+    _a("auth-signin", _A, _U),
+    _a("auth-signin-redirect-param", _A, _U),
+    _a("auth-response-headers", _A, _U),
+    _a("auth-proxy-set-headers", _A, _U),
+    _a("auth-request-redirect", _A, _U),
+    _a("auth-cache-key", _A, _U),
+    _a("auth-cache-duration", _A, _U),
+    _a("auth-keepalive", _A, _U),
+    _a("auth-keepalive-share-vars", _A, _U),
+    _a("auth-keepalive-requests", _A, _U),
+    _a("auth-keepalive-timeout", _A, _U),
+    _a("auth-always-set-cookie", _A, _U),
+    _a("auth-snippet", _A, _U),
+    _a("enable-global-auth", _A, _U, difference="ingressd has no global external auth"),
+    _a("enable-cors", _A, _S, v.boolean),
+    _a("cors-allow-origin", _A, _S, v.cors_origins),
+    _a("cors-allow-methods", _A, _S, v.method_list),
+    _a("cors-allow-headers", _A, _S, v.header_list),
+    _a("cors-expose-headers", _A, _S, lambda t: v.header_list(t, star=True)),
+    _a("cors-allow-credentials", _A, _S, v.boolean),
+    _a("cors-max-age", _A, _S, v.integer(0, _MAX_INT)),
+    # balancing (Lua, dynamic)
+    _a("load-balance", _B, _S, v.enumeration("round_robin", "ewma"), on_canary=True),
+    _a("upstream-hash-by", _B, _S, v.hash_key, on_canary=True),
+    _a("upstream-hash-by-subset", _B, _U, on_canary=True),
+    _a("upstream-hash-by-subset-size", _B, _U, on_canary=True),
+    _a("affinity", _B, _S, v.enumeration("cookie"), on_canary=True),
+    _a("affinity-mode", _B, _S, v.enumeration("balanced", "persistent"), on_canary=True),
+    _a("affinity-canary-behavior", _B, _U,
+       difference="canaries ignore session affinity (ingress-nginx's 'legacy' behavior)",
+       on_canary=True),
+    _a("session-cookie-name", _B, _S, v.cookie_name, on_canary=True),
+    _a("session-cookie-path", _B, _S, v.path, on_canary=True),
+    _a("session-cookie-max-age", _B, _S, v.integer(0, _MAX_INT), on_canary=True),
+    _a("session-cookie-expires", _B, _S, v.integer(0, _MAX_INT), on_canary=True),
+    _a("session-cookie-samesite", _B, _S, v.enumeration("None", "Lax", "Strict"),
+       on_canary=True),
+    _a("session-cookie-secure", _B, _S, v.boolean, on_canary=True),
+    _a("session-cookie-change-on-failure", _B, _S, v.boolean, on_canary=True),
+    _a("session-cookie-conditional-samesite-none", _B, _U, on_canary=True),
+    _a("session-cookie-domain", _B, _U, on_canary=True),
+    # canary (Lua, dynamic)
+    _a("canary", _C, _S, v.boolean, on_canary=True),
+    _a("canary-by-header", _C, _S, v.header_name, on_canary=True),
+    _a("canary-by-header-value", _C, _S, _header_value, on_canary=True),
+    _a("canary-by-header-pattern", _C, _S, v.regex, on_canary=True),
+    _a("canary-by-cookie", _C, _S, v.cookie_name, on_canary=True),
+    _a("canary-weight", _C, _S, v.integer(0, 1_000_000), on_canary=True),
+    _a("canary-weight-total", _C, _S, v.integer(1, 1_000_000), on_canary=True),
+    # snippets
+    _a("configuration-snippet", _N, _D, _snippet,
+       "refused unless ingressd runs with --allow-snippet-annotations"),
+    _a("server-snippet", _N, _D, _snippet,
+       "refused unless ingressd runs with --allow-snippet-annotations"),
+    _a("stream-snippet", _N, _U),
+    _a("modsecurity-snippet", _N, _U),
+    # other modules nginx here does not have
+    _a("enable-modsecurity", _O, _U),
+    _a("enable-owasp-core-rules", _O, _U),
+    _a("modsecurity-transaction-id", _O, _U),
+    _a("enable-opentracing", _O, _U),
+    _a("opentracing-trust-incoming-span", _O, _U),
+    _a("enable-opentelemetry", _O, _U),
+    _a("opentelemetry-trust-incoming-span", _O, _U),
+    _a("opentelemetry-operation-name", _O, _U),
+    _a("enable-influxdb", _O, _U),
+    _a("influxdb-measurement", _O, _U),
+    _a("influxdb-port", _O, _U),
+    _a("influxdb-host", _O, _U),
+    _a("influxdb-server-name", _O, _U),
+    _a("mirror-target", _O, _U),
+    _a("mirror-request-body", _O, _U),
+    _a("mirror-host", _O, _U),
+    _a("http2-push-preload", _O, _U),
+)
+
+#: Every known annotation by name (without prefix).
+ANNOTATIONS: dict[str, Annotation] = {a.name: a for a in _TABLE}
+assert len(ANNOTATIONS) == len(_TABLE), "duplicate annotation in the table"

@@ -1,0 +1,532 @@
+"""Directives from annotations: LocationSettings / Server fields -> nginx.conf lines.  Pure.
+
+    Location + LocationContext --location_lines()--> LocationBody(lines, pass_line)
+    Server (+ its locations)   --server_lines()----> lines (server-snippet, custom error pages)
+    Configuration              --http_lines()------> lines (rate limit zones)
+        -> templates/nginx.conf.j2 prints them inside the location / server / http blocks
+
+Every value comes typed and validated from ``ingressd.annotations``; each is quoted again here by
+a function that refuses what its grammar forbids (``RenderError``), so a value that slipped past
+validation still cannot end a directive, open a block or start a variable.  Numbers are printed
+with ``int()``.  Snippets are the one exception: the operator opted in with
+``--allow-snippet-annotations`` and ``nginx -t`` judges them.
+
+Order inside a location matters: the rewrite-module directives (``set``, ``return``, ``if``,
+``rewrite ... break``) run in the order written, so redirects come before the rewrite (``break``
+ends them), and the template writes ``set $proxy_upstream_name`` before all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ingressd.model import (
+    Backend,
+    BackendProtocol,
+    Configuration,
+    Location,
+    LocationSettings,
+    Server,
+)
+
+__all__ = [
+    "DirectiveError",
+    "LocationBody",
+    "LocationContext",
+    "effective_ssl_redirect",
+    "http_lines",
+    "location_lines",
+    "quote_regex",
+    "server_lines",
+    "server_redirects",
+]
+
+
+class DirectiveError(ValueError):
+    """A value cannot be written safely (raised as ``RenderError`` by the renderer)."""
+
+
+_TEXT_UNSAFE = re.compile(r"[\"'\\$;{}#\x00-\x1f\x7f]")
+_WORD_UNSAFE = re.compile(r"[\"'\\$;{}#\s\x00-\x1f\x7f]")
+_REGEX_UNSAFE = re.compile(r"[\"';{}#\s\x00-\x1f\x7f]")
+_SIZE = re.compile(r"[0-9]{1,12}[kmg]?\Z")
+_TIME = re.compile(r"[0-9]{1,7}(ms|s|m|h)\Z")
+_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+
+
+def quote_text(value: str) -> str:
+    """Double-quote free text (spaces allowed); no quote, backslash, ``$``, ``;``, braces, ``#``."""
+    match = _TEXT_UNSAFE.search(value)
+    if match:
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf: {match.group()!r}")
+    return f'"{value}"'
+
+
+def quote_word(value: str) -> str:
+    """Double-quote a word (no whitespace either)."""
+    match = _WORD_UNSAFE.search(value)
+    if match or not value:
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
+    return f'"{value}"'
+
+
+def _check_dollars(value: str, *, captures: bool) -> None:
+    for match in re.finditer(r"\$", value):
+        nxt = value[match.end() : match.end() + 1]
+        if nxt in ("", ")", "|") or (captures and nxt in "123456789" and nxt):
+            continue
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf: '$' before {nxt!r}")
+
+
+def quote_regex(value: str) -> str:
+    """Double-quote a regular expression: ``$`` only as an end anchor; a backslash never before
+    a quote, a backslash, ``n``/``r``/``t`` (nginx would unescape them) or the end."""
+    match = _REGEX_UNSAFE.search(value)
+    if match or not value:
+        raise DirectiveError(f"refusing to write regex {value!r} into nginx.conf")
+    _check_dollars(value, captures=False)
+    for i, char in enumerate(value):
+        if char == "\\" and (i + 1 == len(value) or value[i + 1] in "\\\"'nrt"):
+            raise DirectiveError(f"refusing to write regex {value!r}: backslash escape")
+    return f'"{value}"'
+
+
+def quote_target(value: str) -> str:
+    """Double-quote a rewrite target: ``$1``-``$9`` are the only variables."""
+    match = _WORD_UNSAFE.search(value.replace("$", ""))
+    if match or not value.startswith("/"):
+        raise DirectiveError(f"refusing to write rewrite target {value!r} into nginx.conf")
+    _check_dollars(value, captures=True)
+    if value.endswith("$"):
+        raise DirectiveError(f"refusing to write rewrite target {value!r} into nginx.conf")
+    return f'"{value}"'
+
+
+def _size(value: str) -> str:
+    if not _SIZE.match(value):
+        raise DirectiveError(f"refusing to write size {value!r} into nginx.conf")
+    return value
+
+
+def _time(value: str) -> str:
+    if not _TIME.match(value):
+        raise DirectiveError(f"refusing to write time {value!r} into nginx.conf")
+    return value
+
+
+def _header(name: str) -> str:
+    if not _HEADER.match(name):
+        raise DirectiveError(f"refusing to write header name {name!r} into nginx.conf")
+    return name
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+@dataclass(frozen=True, slots=True)
+class LocationContext:
+    """What a location's directives need from around it."""
+
+    #: ``:8443`` when HTTPS is not on 443, for redirects.
+    https_port_suffix: str = ""
+    #: The server redirects HTTP to HTTPS by default (it has TLS and ``ssl-redirect`` is on).
+    server_ssl_redirect: bool = False
+    #: Add ``Strict-Transport-Security`` again where ``add_header`` is used (nginx would drop
+    #: the server's own when a location has ``add_header``).
+    hsts: bool = False
+    #: The backend of the location (for the default ``proxy_ssl_name``).
+    backend: Backend | None = None
+    #: Directory holding the files made from Secrets.
+    secrets_dir: str = ""
+    #: The http-level ``proxy_set_header`` pairs, re-stated where a location sets its own
+    #: (nginx drops inherited ``proxy_set_header`` when a location has one).
+    proxy_headers: Sequence[tuple[str, str]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LocationBody:
+    #: Directives after ``set $proxy_upstream_name`` (rewrite-phase ones first).
+    lines: tuple[str, ...]
+    #: ``proxy_pass http://upstream_balancer`` or its HTTPS / gRPC form.
+    pass_line: str
+
+
+def effective_ssl_redirect(settings: LocationSettings, server_default: bool) -> bool:
+    """Redirect HTTP to HTTPS here: forced, or the server's default unless turned off."""
+    return settings.force_ssl_redirect or (server_default and settings.ssl_redirect is not False)
+
+
+def server_redirects(server: Server) -> bool:
+    """Whether any location of ``server`` redirects HTTP to HTTPS."""
+    return any(
+        effective_ssl_redirect(loc.settings, server.ssl_redirect) for loc in server.locations
+    )
+
+
+_PASS = {
+    BackendProtocol.HTTP: "proxy_pass http://",
+    BackendProtocol.HTTPS: "proxy_pass https://",
+    BackendProtocol.GRPC: "grpc_pass grpc://",
+    BackendProtocol.GRPCS: "grpc_pass grpcs://",
+}
+
+
+def upstream_name(s: LocationSettings) -> str:
+    """The upstream block a location proxies through.
+
+    Plain HTTP shares ``upstream_balancer``.  Every other protocol, and every distinct set of
+    backend TLS settings, gets its own block (same Lua balancer): nginx's keepalive cache is
+    per block and matches connections by address only, so sharing one would hand a connection
+    opened without verification to a location that requires it, or an HTTP/1.1 connection to
+    gRPC.
+    """
+    if s.backend_protocol is BackendProtocol.HTTP and s.proxy_ssl is None:
+        return "upstream_balancer"
+    key = repr((s.backend_protocol.value, s.proxy_ssl))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"upstream_{s.backend_protocol.value.lower()}_{digest}"
+
+
+def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
+    """The directives of ``location`` that come from its annotations."""
+    s = location.settings
+    lines: list[str] = []
+    grpc = s.backend_protocol in (BackendProtocol.GRPC, BackendProtocol.GRPCS)
+    pass_line = _PASS[s.backend_protocol] + upstream_name(s)
+    if s.denied is not None:
+        # A security annotation could not be applied: refuse rather than serve without it.
+        return LocationBody(("return 503;",), pass_line)
+    if s.default_backend is not None:
+        lines.append(f"set $ingressd_default_backend {quote_word(s.default_backend)};")
+    if s.access_log is not None and not s.access_log:
+        lines.append("access_log off;")
+    if s.rewrite_log:
+        lines.append("rewrite_log on;")
+    if effective_ssl_redirect(s, ctx.server_ssl_redirect):
+        lines += [
+            "if ($redirect_to_https) {",
+            f"    return 308 https://$host{_port_suffix(ctx)}$request_uri;",
+            "}",
+        ]
+    if s.redirect is not None:
+        lines.append(f"return {int(s.redirect.code)} {quote_word(s.redirect.url)};")
+    add_headers: list[str] = []
+    if s.cors is not None:
+        cors_lines, add_headers = _cors(s)
+        lines += cors_lines
+    if s.rewrite_target is not None and location.path_type.value == "Regex":
+        lines.append(
+            f"rewrite {quote_regex('(?i)' + location.path)} {quote_target(s.rewrite_target)} break;"
+        )
+    elif s.rewrite_target is not None:
+        lines.append(
+            f"rewrite {quote_regex('(?i)' + re.escape(location.path))}"
+            f" {quote_target(s.rewrite_target)} break;"
+        )
+    # access phase
+    for cidr in s.deny:
+        lines.append(f"deny {_cidr(cidr)};")
+    for cidr in s.allow:
+        lines.append(f"allow {_cidr(cidr)};")
+    if s.allow:
+        lines.append("deny all;")
+    if s.satisfy_any:
+        lines.append("satisfy any;")
+    if s.auth is not None:
+        lines.append(f"auth_basic {quote_text(s.auth.realm)};")
+        lines.append(f"auth_basic_user_file {_secret_path(ctx, s.auth.file.file_name)};")
+    if s.limits is not None:
+        lines += _limits(s)
+    # proxying
+    if s.body_size is not None:
+        lines.append(f"client_max_body_size {_size(s.body_size)};")
+    if s.client_body_buffer_size is not None:
+        lines.append(f"client_body_buffer_size {_size(s.client_body_buffer_size)};")
+    prefix = "grpc" if grpc else "proxy"
+    for directive, value in (
+        ("connect_timeout", s.connect_timeout),
+        ("send_timeout", s.send_timeout),
+        ("read_timeout", s.read_timeout),
+        ("next_upstream_timeout", s.next_upstream_timeout),
+    ):
+        if value is not None:
+            lines.append(f"{prefix}_{directive} {_time(value)};")
+    if s.next_upstream:
+        conditions = " ".join(_word(c) for c in s.next_upstream)
+        lines.append(f"{prefix}_next_upstream {conditions};")
+    if s.next_upstream_tries is not None:
+        lines.append(f"{prefix}_next_upstream_tries {int(s.next_upstream_tries)};")
+    if not grpc:
+        lines += _proxy_buffers(s)
+    if s.proxy_ssl is not None:
+        lines += _proxy_ssl(s, ctx, prefix)
+    lines += _upstream_headers(s, ctx, grpc)
+    if add_headers and ctx.hsts:
+        add_headers.append("add_header Strict-Transport-Security $hsts_header always;")
+    lines += add_headers
+    if s.custom_http_errors and s.default_backend is not None:
+        lines.append(f"{prefix}_intercept_errors on;")
+        for code in s.custom_http_errors:
+            name = _error_location(s.default_backend, code)
+            lines.append(f"error_page {int(code)} = {name};")
+    if s.snippet is not None:
+        lines += s.snippet.splitlines()
+    return LocationBody(tuple(lines), pass_line)
+
+
+def _port_suffix(ctx: LocationContext) -> str:
+    suffix = ctx.https_port_suffix
+    if suffix and not re.fullmatch(r":[0-9]{1,5}", suffix):
+        raise DirectiveError(f"refusing port suffix {suffix!r}")
+    return suffix
+
+
+def _word(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", value):
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
+    return value
+
+
+def _cidr(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", value):
+        raise DirectiveError(f"refusing to write CIDR {value!r} into nginx.conf")
+    return value
+
+
+def _secret_path(ctx: LocationContext, file_name: str) -> str:
+    unsafe_dir = re.search(r'["\\$\x00-\x1f]', ctx.secrets_dir)
+    if not re.fullmatch(r"[a-z0-9._-]+", file_name) or unsafe_dir:
+        raise DirectiveError(f"refusing secret file {file_name!r}")
+    return f'"{ctx.secrets_dir}/{file_name}"'
+
+
+def _limits(s: LocationSettings) -> list[str]:
+    limits = s.limits
+    assert limits is not None
+    zone = _word(limits.zone)
+    lines: list[str] = []
+    if limits.connections:
+        lines.append(f"limit_conn {zone}_conn {int(limits.connections)};")
+    if limits.rpm:
+        burst = int(limits.rpm) * int(limits.burst_multiplier)
+        lines.append(f"limit_req zone={zone}_rpm burst={burst} nodelay;")
+    if limits.rps:
+        burst = int(limits.rps) * int(limits.burst_multiplier)
+        lines.append(f"limit_req zone={zone}_rps burst={burst} nodelay;")
+    if limits.rate is not None:
+        lines.append(f"limit_rate {int(limits.rate)}k;")
+    if limits.rate_after is not None:
+        lines.append(f"limit_rate_after {int(limits.rate_after)}k;")
+    return lines
+
+
+def _proxy_buffers(s: LocationSettings) -> list[str]:
+    lines: list[str] = []
+    if s.buffering is not None:
+        lines.append(f"proxy_buffering {_on(s.buffering)};")
+    if s.request_buffering is not None:
+        lines.append(f"proxy_request_buffering {_on(s.request_buffering)};")
+    if s.buffer_size is not None or s.buffers_number is not None:
+        size = _size(s.buffer_size or "4k")
+        lines.append(f"proxy_buffer_size {size};")
+        lines.append(f"proxy_buffers {int(s.buffers_number or 4)} {size};")
+    if s.busy_buffers_size is not None:
+        lines.append(f"proxy_busy_buffers_size {_size(s.busy_buffers_size)};")
+    if s.max_temp_file_size is not None:
+        lines.append(f"proxy_max_temp_file_size {_size(s.max_temp_file_size)};")
+    if s.http_version is not None:
+        lines.append(f"proxy_http_version {_word(s.http_version)};")
+    return lines
+
+
+def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[str]:
+    ssl = s.proxy_ssl
+    assert ssl is not None
+    lines = [f"{prefix}_ssl_verify {_on(ssl.verify)};"]
+    if ssl.ca is not None:
+        lines.append(f"{prefix}_ssl_trusted_certificate {_secret_path(ctx, ssl.ca.file_name)};")
+    if ssl.client_certificate is not None:
+        path = _secret_path(ctx, ssl.client_certificate.file_name)
+        lines.append(f"{prefix}_ssl_certificate {path};")
+        lines.append(f"{prefix}_ssl_certificate_key {path};")
+    name = ssl.name
+    if name is None and ctx.backend is not None:
+        name = f"{ctx.backend.service}.{ctx.backend.namespace}.svc"
+    if name is not None:
+        lines.append(f"{prefix}_ssl_name {quote_word(name)};")
+    lines.append(f"{prefix}_ssl_server_name {_on(ssl.server_name)};")
+    lines.append(f"{prefix}_ssl_verify_depth {int(ssl.verify_depth)};")
+    if ssl.ciphers is not None:
+        lines.append(f"{prefix}_ssl_ciphers {quote_word(ssl.ciphers)};")
+    if ssl.protocols:
+        lines.append(f"{prefix}_ssl_protocols {' '.join(_word(p) for p in ssl.protocols)};")
+    return lines
+
+
+def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> list[str]:
+    """Request headers to the pods: the http-level set with this location's overrides."""
+    overrides: dict[str, str] = {}
+    if s.upstream_vhost is not None:
+        overrides["Host"] = quote_word(s.upstream_vhost)
+    if s.connection_header is not None:
+        overrides["Connection"] = quote_word(s.connection_header)
+    extra: list[tuple[str, str]] = []
+    if s.x_forwarded_prefix is not None:
+        extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    if grpc:
+        pairs = [("Host", "$best_http_host"), ("X-Real-IP", "$remote_addr"),
+                 ("X-Request-ID", "$req_id")]
+        pairs = [(n, overrides.get(n, value)) for n, value in pairs] + extra
+        return [f"grpc_set_header {_header(n)} {value};" for n, value in pairs]
+    if not overrides and not extra:
+        return []
+    pairs = [(n, overrides.get(n, value)) for n, value in ctx.proxy_headers]
+    pairs += [(n, value) for n, value in overrides.items() if n not in dict(ctx.proxy_headers)]
+    pairs += extra
+    return [f"proxy_set_header {_header(n)} {value};" for n, value in pairs]
+
+
+def _cors(s: LocationSettings) -> tuple[list[str], list[str]]:
+    """Preflight answer (rewrite phase) and the headers of every answer."""
+    cors = s.cors
+    assert cors is not None
+    lines: list[str] = []
+    if cors.origins == ("*",):
+        origin = '"*"'
+    else:
+        alternatives = "|".join(_origin_regex(o) for o in cors.origins)
+        lines += [
+            'set $ingressd_cors_origin "";',
+            f"if ($http_origin ~* {quote_regex('^(' + alternatives + ')$')}) {{",
+            "    set $ingressd_cors_origin $http_origin;",
+            "}",
+        ]
+        origin = "$ingressd_cors_origin"
+    common = [f"add_header Access-Control-Allow-Origin {origin} always;"]
+    if cors.credentials:
+        common.append('add_header Access-Control-Allow-Credentials "true" always;')
+    preflight = [
+        *common,
+        f"add_header Access-Control-Allow-Methods {quote_text(cors.methods)} always;",
+        f"add_header Access-Control-Allow-Headers {quote_text(cors.headers)} always;",
+        f"add_header Access-Control-Max-Age {int(cors.max_age)} always;",
+    ]
+    lines += ["if ($request_method = OPTIONS) {"]
+    lines += [f"    {line}" for line in preflight]
+    lines += ["    return 204;", "}"]
+    headers = list(common)
+    if cors.expose_headers:
+        headers.append(
+            f"add_header Access-Control-Expose-Headers {quote_text(cors.expose_headers)} always;"
+        )
+    return lines, headers
+
+
+def _origin_regex(origin: str) -> str:
+    match = re.fullmatch(r"(https?)://(\*\.)?([a-z0-9.-]+)(:[0-9]{1,5})?", origin)
+    if not match:
+        raise DirectiveError(f"refusing CORS origin {origin!r}")
+    scheme, wildcard, host, port = match.groups()
+    out = f"{scheme}://"
+    if wildcard:
+        out += "[a-z0-9-]+\\."
+    out += host.replace(".", "\\.")
+    if port:
+        out += port
+    return out
+
+
+def _error_location(backend: str, code: int) -> str:
+    return f"@custom_{_word(backend.replace('-', '_'))}_{int(code)}"
+
+
+def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Directives of a server block from annotations: server-snippet, custom error pages."""
+    lines: list[str] = []
+    if server.app_root is not None:
+        if not re.fullmatch(r"/[A-Za-z0-9._~\-/!*(),:@+=&]*", server.app_root):
+            raise DirectiveError(f"refusing app-root {server.app_root!r}")
+        lines += [
+            "if ($uri = /) {",
+            f'    return 302 "$scheme://$http_host{server.app_root}";',
+            "}",
+        ]
+    if server.snippet is not None:
+        lines += server.snippet.splitlines()
+    seen: set[tuple[str, int]] = set()
+    for location in server.locations:
+        s = location.settings
+        if s.default_backend is None or s.denied is not None:
+            continue
+        for code in s.custom_http_errors:
+            if (s.default_backend, code) in seen:
+                continue
+            seen.add((s.default_backend, code))
+            headers = [
+                (n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")
+            ] + [
+                ("Host", "$best_http_host"),
+                ("X-Code", str(int(code))),
+                ("X-Format", "$http_accept"),
+                ("X-Original-URI", "$request_uri"),
+                ("X-Namespace", "$namespace"),
+                ("X-Ingress-Name", "$ingress_name"),
+            ]
+            lines += [
+                f"location {_error_location(s.default_backend, code)} {{",
+                "    internal;",
+                "    proxy_intercept_errors off;",
+                *(f"    proxy_set_header {_header(n)} {v};" for n, v in headers),
+                f"    set $proxy_upstream_name {quote_word(s.default_backend)};",
+                "    rewrite (.*) / break;",
+                "    proxy_pass http://upstream_balancer;",
+                "}",
+            ]
+    return lines
+
+
+def http_lines(config: Configuration) -> list[str]:
+    """http-level directives from annotations: the rate limit zones, one set per Ingress; the
+    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``)."""
+    zones: dict[str, list[str]] = {}
+    upstreams: set[str] = set()
+    for server in config.servers:
+        for location in server.locations:
+            if location.backend is not None and location.settings.denied is None:
+                upstreams.add(upstream_name(location.settings))
+            limits = location.settings.limits
+            if limits is None or limits.zone in zones or location.settings.denied is not None:
+                continue
+            zone = _word(limits.zone)
+            lines: list[str] = []
+            if limits.connections:
+                lines.append(f"limit_conn_zone $binary_remote_addr zone={zone}_conn:5m;")
+            if limits.rpm:
+                lines.append(
+                    f"limit_req_zone $binary_remote_addr zone={zone}_rpm:5m"
+                    f" rate={int(limits.rpm)}r/m;"
+                )
+            if limits.rps:
+                lines.append(
+                    f"limit_req_zone $binary_remote_addr zone={zone}_rps:5m"
+                    f" rate={int(limits.rps)}r/s;"
+                )
+            zones[limits.zone] = lines
+    out = [line for zone in sorted(zones) for line in zones[zone]]
+    for name in sorted(upstreams - {"upstream_balancer"}):
+        out += [
+            f"upstream {_word(name)} {{",
+            "    server 0.0.0.1; # placeholder: the Lua balancer picks every peer",
+            "    balancer_by_lua_block {",
+            '        require("ingressd.balancer").balance()',
+            "    }",
+            "    keepalive 32;",
+            "    keepalive_timeout 60s;",
+            "    keepalive_requests 10000;",
+            "}",
+        ]
+    return out

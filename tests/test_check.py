@@ -1,0 +1,120 @@
+"""``ingressd check``: the migration report over real-world-style ingress-nginx manifests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import yaml
+
+from ingressd import cli
+from ingressd.logs import configure
+from ingressd.testing.fakeapi import FakeApiServer
+from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "ingress-nginx"
+P = "nginx.ingress.kubernetes.io/"
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """``cli.main`` configures structlog for the process: put the test session's back."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def run_check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = cli.main(["--log-level", "error", "check", *args])
+    return code, capsys.readouterr().out
+
+
+def by_ingress(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["ingress"]: i for i in report["ingresses"]}
+
+
+def statuses(entry: dict[str, Any]) -> dict[str, str]:
+    return {a["annotation"].removeprefix(P): a["status"] for a in entry["annotations"]}
+
+
+def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = run_check(capsys, "--manifests", str(EXAMPLES), "--ingress-class", "nginx",
+                          "--json")
+    report = json.loads(out)
+    assert code == 1 and report["changesBehaviour"] is True
+    ingresses = by_ingress(report)
+    assert set(ingresses) == {"monitoring/grafana", "monitoring/grafana-legacy", "rpc/greeter",
+                              "shop/api", "shop/storefront", "web/web", "web/web-canary"}
+
+    storefront = ingresses["shop/storefront"]
+    assert statuses(storefront)["use-regex"] == "supported with a difference"
+    assert statuses(storefront)["rewrite-target"] == "supported"
+    missing = {f["reason"] for f in storefront["findings"] if f["kind"] == "missing"}
+    assert missing == {"service shop/cart not found", "secret shop/shop-tls not found"}
+
+    legacy = ingresses["monitoring/grafana-legacy"]
+    assert statuses(legacy) == {
+        "enable-modsecurity": "unsupported", "enable-owasp-core-rules": "unsupported",
+        "proxy-body-size": "invalid value", "ssl-redirectt": "unknown",
+    }
+    [conflict] = legacy["findings"]
+    assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
+    assert conflict["changesBehaviour"] is False
+
+    assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
+    assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "not allowed"
+    assert statuses(ingresses["web/web-canary"])["proxy-body-size"] == "ignored"
+    assert ingresses["web/web"]["changesBehaviour"] is False
+    assert report["summary"]["missing"] == 3
+
+
+def test_check_prints_a_table_and_snippets_pass_when_allowed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = run_check(capsys, "--manifests", str(EXAMPLES), "--ingress-class", "nginx",
+                          "--allow-snippet-annotations")
+    lines = out.splitlines()
+    assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
+    row = next(line for line in lines if "configuration-snippet" in line)
+    assert row.split() == ["configuration-snippet", "supported"]
+    assert any(line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity",
+                                    "unsupported"] for line in lines)
+    assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
+    assert code == 1
+
+
+def test_check_exits_0_when_nothing_would_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump_all([
+        service("web"), endpoint_slice("web", endpoints=["10.0.0.1"]),
+        ingress("web", rules=[rule("a.test", path("/", "web", 80))], ingress_class_name="nginx",
+                annotations={P + "proxy-body-size": "8m", P + "load-balance": "ewma"}),
+        ingress("other", rules=[rule("b.test", path("/", "web", 80))],
+                ingress_class_name="traefik"),
+    ]))
+    code, out = run_check(capsys, "--manifests", str(tmp_path), "--ingress-class", "nginx")
+    assert code == 0, out
+    assert out.splitlines()[-1] == "No behaviour change expected."
+    assert "1 Ingresses of other classes not checked (see --ingress-class): default/other" in out
+
+
+async def test_check_reads_a_cluster_through_kubeconfig(
+    fake_api: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_api.create(service("web"))
+    fake_api.create(ingress("web", rules=[rule("a.test", path("/", "web", 80))],
+                            annotations={P + "ssl-passthrough": "true"}))
+    kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
+    configure(level="error", json=True)  # what main() does before running the check
+    args = cli.parser().parse_args(["check", "--kubeconfig", str(kubeconfig), "--json"])
+    code = await cli._check(args)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert statuses(by_ingress(report)["default/web"]) == {"ssl-passthrough": "unsupported"}

@@ -1,0 +1,94 @@
+"""Snippet annotations: refused by default; with --allow-snippet-annotations they are written
+into nginx.conf, and one that fails ``nginx -t`` never replaces the running configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Harness
+from e2e import deploy, expect
+
+from ingressd.testing.objects import ingress, path, rule
+
+pytestmark = pytest.mark.nginx
+
+P = "nginx.ingress.kubernetes.io/"
+SERVER_SNIPPET = 'location = /from-snippet {\n    return 200 "server snippet\\n";\n}\n'
+
+
+def snippets(
+    name: str, host: str, configuration: str, server: str | None = None
+) -> dict[str, Any]:
+    annotations = {P + "configuration-snippet": configuration}
+    if server is not None:
+        annotations[P + "server-snippet"] = server
+    return ingress(name, rules=[rule(host, path("/", "web", 80))], annotations=annotations)
+
+
+@pytest.fixture
+async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+    """A harness whose ingressd runs with --allow-snippet-annotations."""
+    h = Harness(world_readable_tmp)
+    h.options = dataclasses.replace(h.options, allow_snippet_annotations=True)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+async def test_snippets_are_refused_by_default(harness: Harness) -> None:
+    h = harness
+    await deploy(h, "web")
+    h.write("ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "yes" always;',
+                                 SERVER_SNIPPET))
+    resp = await expect(h, "/", host="s.test", service="web")
+    assert "X-Snippet" not in resp.headers
+    await expect(h, "/from-snippet", host="s.test", service="web")
+    problems = {p.field: p.reason for p in h.ingressd.worker.last_build.problems}  # type: ignore[union-attr]
+    for name in ("configuration-snippet", "server-snippet"):
+        assert "--allow-snippet-annotations" in problems[f"metadata.annotations[{P}{name}]"]
+
+
+async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_running_config(
+    permissive: Harness,
+) -> None:
+    h = permissive
+    await deploy(h, "web")
+    h.write("ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "one" always;',
+                                 SERVER_SNIPPET))
+    resp = await expect(h, "/", host="s.test", service="web")
+    assert resp.headers["X-Snippet"] == "one"
+    resp = await expect(h, "/from-snippet", host="s.test")
+    assert resp.body == "server snippet\n"
+
+    errors = h.metric("nginx_ingress_controller_errors")
+    reloads = h.reloads
+    # nginx -t rejects this one: the running configuration stays, with the old snippet.
+    h.write("ing.yaml",
+            snippets("s", "s.test", "no_such_directive on;"),
+            ingress("new", rules=[rule("new.test", path("/", "web", 80))]))
+    await h.settled()
+
+    async def rejected() -> None:
+        assert h.metric("nginx_ingress_controller_errors") > errors
+
+    await h.eventually(rejected)
+    assert h.ingressd.worker.records[-1].result == "rejected"
+    assert "no_such_directive" in (h.ingressd.worker.records[-1].error or "")
+    resp = await expect(h, "/", host="s.test", service="web")
+    assert resp.headers["X-Snippet"] == "one"
+    await expect(h, "/", host="new.test", status=404)
+    assert h.reloads == reloads
+
+    # A snippet that would leave its block is refused before nginx sees it.
+    h.write("ing.yaml", snippets("s", "s.test", "} server { listen 1; "))
+    await h.settled()
+    problems = {p.field: p.reason for p in h.ingressd.worker.last_build.problems}  # type: ignore[union-attr]
+    assert "closes a block" in problems[f"metadata.annotations[{P}configuration-snippet]"]
+    resp = await expect(h, "/", host="s.test", service="web")
+    assert "X-Snippet" not in resp.headers
