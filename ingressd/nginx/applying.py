@@ -149,16 +149,22 @@ class Nginx:
             template=self.template,
         )
 
-    async def start(self) -> None:
-        """Prepare the work dir and start nginx serving an empty configuration (404 for all)."""
+    async def prepare(self) -> Path:
+        """Lay out the work dir and check an empty configuration (404 for all) with nginx -t.
+
+        Returns the tested candidate; ``running_text`` is its text.
+        """
         self.process.prepare_work_dir()
         default_cert = Path(self.paths.default_certificate)
         if not default_cert.exists():
             write_default_certificate(default_cert)
-        text = self.render(Configuration())
-        candidate = await self.process.test(text)
+        self.running_text = self.render(Configuration())
+        return await self.process.test(self.running_text)
+
+    async def start(self) -> None:
+        """Prepare the work dir and start nginx serving an empty configuration."""
+        candidate = await self.prepare()
         self.process.install(candidate, self.generation)
-        self.running_text = text
         await self.process.start(self.generation)
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:

@@ -23,7 +23,7 @@ import structlog
 
 from ingressd.logs import debug_enabled
 from ingressd.model import Backend, Configuration
-from ingressd.nginx.applying import Nginx, ReloadOutcome, config_hash, write_default_certificate
+from ingressd.nginx.applying import Nginx, ReloadOutcome, config_hash
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 
 log = structlog.get_logger("ingressd.nginx")
@@ -57,14 +57,7 @@ class DryRunNginx(Nginx):
 
     async def start(self) -> None:
         """Prepare the work dir and check that an empty configuration passes ``nginx -t``."""
-        self.process.prepare_work_dir()
-        default_cert = Path(self.paths.default_certificate)
-        if not default_cert.exists():
-            write_default_certificate(default_cert)
-        text = self.render(Configuration())
-        candidate = await self.process.test(text)
-        os.replace(candidate, self.paths.conf)
-        self.running_text = text
+        os.replace(await self.prepare(), self.paths.conf)
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
         self.dynamic_updates += 1
