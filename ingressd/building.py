@@ -1,23 +1,29 @@
-"""Building: a Store snapshot in, the model of what nginx must do out.  Pure and deterministic.
+"""Building: a Store snapshot in, the model of what nginx must do out.  Pure in behaviour.
 
     Snapshot --build_configuration(snapshot, options)--> BuildResult
-        1. classes     IngressClasses -> which Ingresses are ours (others go to ``ignored``)
-        2. order       ours sorted by creationTimestamp (missing last), then namespace/name:
-                       the oldest Ingress wins every host + path + pathType conflict
-        3. rules       each rule -> a server (by host, or the catch-all ``_``), each path ->
-                       a Location; its backend resolved Service -> port -> EndpointSlices
-        3a. annotations ``ingressd.annotations.parse_annotations()`` -> LocationSettings on
-                       every Location of the Ingress (Secrets and Services they name resolved
-                       here), server aliases / snippet, the BackendPolicy of its backends
-        4. tls         ``spec.tls`` hosts that this Ingress has rules for -> certificate from
-                       the Secret (parsed once per build) + ssl redirect
-        5. defaults    ``spec.defaultBackend`` -> ``/`` of the catch-all (oldest wins) and of
-                       the Ingress's own hosts, where no rule defines Prefix ``/``
-        5a. canaries   Ingresses with ``canary: "true"``, after every other: each path's backend
-                       becomes an alternative (``alternativeBackends``) of the backend of the
-                       same host + path, with its ``trafficShapingPolicy``
-        6. finish      every server without Prefix ``/`` answers it with 404; servers sorted
-                       (catch-all first), locations by (path, pathType), backends by name
+        BuildCache (the Store's, reached through the snapshot; or one given):
+        full         first build, options or IngressClasses changed, a change too wide, or
+                     a case below that needs the whole picture: every Ingress is assembled
+                     (``ingressd.assembling``, from per-object plans, ``ingressd.planning``)
+        incremental  1. diff     this snapshot against the last build's, by object identity
+                                 (the Store replaces an object on change, never edits one):
+                                 Ingresses, Services, EndpointSlices, Secrets
+                     2. seeds    changed Ingresses, and the Ingresses naming a changed
+                                 Service (or its slices) or Secret
+                     3. closure  + every Ingress sharing a server with one of those, + every
+                                 Ingress naming a Service they name when a balancing policy is
+                                 involved; repeated until closed (small, or a full build)
+                     4. assemble those Ingresses only: the same code as a full build
+                     5. splice   their servers, the backends those servers use and their
+                                 problems into the last result; every other Server and Backend
+                                 is the last result's object
+        Either way the result is the one a full build of the snapshot gives
+        (``tests/test_incremental.py`` checks it on random changes).
+
+A full build falls back on the incremental path's assumptions where they do not hold: two
+Services claiming one backend name (the oldest reference wins: global order), ``server-alias``
+(aliases are checked against every server), canaries (they read other Ingresses' locations and
+extend other backends).
 
 Nothing is raised and nothing is logged: whatever is wrong in an object becomes a ``Problem``
 naming the object and the field, and only the offending rule, path or TLS entry is skipped (the
@@ -30,933 +36,478 @@ Results depend only on the snapshot's content, never on dict order.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
-import hashlib
-import ipaddress
-import re
-from collections.abc import Callable
+import bisect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from ingressd import kube
-from ingressd.annotations import (
-    DEFAULT_PREFIX,
-    AnnotationOptions,
-    IngressAnnotations,
-    parse_annotations,
+from ingressd.assembling import (
+    Assembled,
+    Assembly,
+    BuildOptions,
+    ObjectBucket,
+    is_ours,
+    our_classes,
 )
-from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
-from ingressd.annotations.values import InvalidValue, regex_path
+from ingressd.memory import gc_paused
 from ingressd.model import (
     CATCH_ALL,
-    DEFAULT_POLICY,
-    DEFAULT_SETTINGS,
     Backend,
     BackendName,
-    BackendPolicy,
-    BasicAuth,
-    Certificate,
     Configuration,
-    Endpoint,
-    Location,
-    LocationSettings,
     ObjectKey,
-    PathType,
     Problem,
-    SecretFile,
     Server,
 )
-from ingressd.store.snapshot import KubeObject, Snapshot
-from ingressd.validation import (
-    validate_host,
-    validate_namespace,
-    validate_object_name,
-    validate_path,
-    validate_port_name,
-    validate_port_number,
-    validate_service_name,
-)
+from ingressd.planning import IngressPlan
+from ingressd.reading import Memo, parse_tls_secret
+from ingressd.store.snapshot import Snapshot
 
-__all__ = ["BuildOptions", "BuildResult", "build_configuration", "parse_tls_secret"]
-
-LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
-SECRET_TYPE_TLS = "kubernetes.io/tls"
-SECRET_TYPE_OPAQUE = "Opaque"
-_NO_INGRESS = ObjectKey("")
-_ROOT = ("/", PathType.PREFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class BuildOptions:
-    """What makes an Ingress ours, and defaults applied while building."""
-
-    #: ``spec.ingressClassName`` / legacy annotation value that selects this controller.
-    ingress_class: str = "ingressd"
-    #: ``IngressClass.spec.controller`` of the classes that select this controller.
-    controller: str = "ingressd.io/ingress-controller"
-    #: ssl redirect for hosts with a usable certificate (ingress-nginx ``ssl-redirect``).
-    default_ssl_redirect: bool = True
-    #: Prefix of the ingress-nginx annotations read (``--annotations-prefix``).
-    annotations_prefix: str = DEFAULT_PREFIX
-    #: Accept ``configuration-snippet`` / ``server-snippet`` (``--allow-snippet-annotations``).
-    allow_snippet_annotations: bool = False
+__all__ = [
+    "BuildCache",
+    "BuildOptions",
+    "BuildResult",
+    "build_configuration",
+    "gc_paused",
+    "parse_tls_secret",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class BuildResult:
     configuration: Configuration
-    #: Everything refused, in the order found (oldest Ingress first).
+    #: Everything refused: IngressClasses; EndpointSlices and Secrets (by kind and key); then
+    #: each Ingress's, oldest first (rules, then default backends, then canaries); aliases.
     problems: tuple[Problem, ...]
     #: Ingresses of other classes, sorted; not problems.
     ignored: tuple[ObjectKey, ...]
 
 
-def build_configuration(snapshot: Snapshot, options: BuildOptions) -> BuildResult:
-    """Turn the snapshot's objects into the ``Configuration`` nginx must serve."""
-    return _Build(snapshot, options).run()
+def build_configuration(
+    snapshot: Snapshot, options: BuildOptions, *, cache: BuildCache | None = None
+) -> BuildResult:
+    """Turn the snapshot's objects into the ``Configuration`` nginx must serve.
 
-
-# --- the build, one call's worth of state ----------------------------------------------------
+    ``cache``: where the last build is kept for the next one; by default the one of the Store
+    the snapshot comes from (none for a hand-made snapshot: a full build every time).
+    """
+    if cache is None:
+        cache = snapshot.derived.get(BuildCache) if snapshot.derived is not None else BuildCache()
+    with gc_paused():
+        return cache.build(snapshot, options)
 
 
 @dataclass(slots=True)
-class _ServerDraft:
-    hostname: str
-    locations: dict[tuple[str, PathType], Location] = field(default_factory=dict)
-    certificate: Certificate | None = None
-    certificate_from: ObjectKey = _NO_INGRESS
-    tls_failed: bool = False
-    tls_default_certificate: bool = False
-    #: ``server-alias`` names with the Ingress that asked for each.
-    aliases: dict[str, ObjectKey] = field(default_factory=dict)
-    snippet: str | None = None
-    snippet_from: ObjectKey = _NO_INGRESS
-    app_root: str | None = None
+class _State:
+    """The last build: its inputs, its result and the indexes an incremental build needs."""
 
+    options: BuildOptions
+    snapshot: Snapshot
+    result: BuildResult
+    our_classes: set[str]
+    have_default: bool
+    #: Our Ingresses' plans; the other Ingresses.
+    ours: dict[ObjectKey, IngressPlan]
+    ignored: set[ObjectKey]
+    #: Server host name -> our Ingresses that may change it (``IngressPlan.hosts``).
+    hosts: dict[str, _Keys] = field(default_factory=dict)
+    #: Service / Secret key -> our Ingresses naming it.
+    services: dict[ObjectKey, _Keys] = field(default_factory=dict)
+    secrets: dict[ObjectKey, _Keys] = field(default_factory=dict)
+    #: Service key -> how many of our Ingresses naming it set a balancing policy.
+    policies: dict[ObjectKey, int] = field(default_factory=dict)
+    #: Our Ingresses with ``server-alias``.
+    aliased: set[ObjectKey] = field(default_factory=set)
+    #: Problems in the buckets of ``Assembled``; who met each object bucket.
+    class_problems: tuple[Problem, ...] = ()
+    object_problems: dict[ObjectBucket, tuple[Problem, ...]] = field(default_factory=dict)
+    touched: dict[ObjectBucket, set[ObjectKey]] = field(default_factory=dict)
+    touched_by: dict[ObjectKey, set[ObjectBucket]] = field(default_factory=dict)
+    ingress_problems: tuple[dict[ObjectKey, tuple[Problem, ...]], ...] = ()
+    finish_problems: tuple[Problem, ...] = ()
+    collided: bool = False
 
-@dataclass(frozen=True, slots=True)
-class _Unresolved:
-    """A backend that cannot be resolved: the sub-field of ``...backend`` to blame and why."""
+    def index(self, plan: IngressPlan) -> None:
+        key = plan.key
+        for host in plan.hosts:
+            _add(self.hosts, host, key)
+        for service in plan.services:
+            _add(self.services, service, key)
+        for secret in plan.secrets:
+            _add(self.secrets, secret, key)
+        if plan.sets_policy:
+            for service in plan.services:
+                self.policies[service] = self.policies.get(service, 0) + 1
+        if plan.annotations.aliases:
+            self.aliased.add(key)
 
-    subfield: str
-    reason: str
-
-
-class _SliceView(NamedTuple):
-    """The part of one EndpointSlice the builder needs: ports by name, ready addresses."""
-
-    ports: dict[str, int]
-    addresses: tuple[str, ...]
-
-
-class _Build:
-    def __init__(self, snapshot: Snapshot, options: BuildOptions) -> None:
-        self.snapshot = snapshot
-        self.options = options
-        self.problems: list[Problem] = []
-        self.servers: dict[str, _ServerDraft] = {CATCH_ALL: _ServerDraft(CATCH_ALL)}
-        self.backends: dict[BackendName, Backend] = {}
-        self.resolved: dict[tuple[str, str, int | None, str | None], BackendName | _Unresolved] = {}
-        self.services: dict[str, kube.ServiceView | kube.ParseError | None] = {}
-        self.slices: dict[str, tuple[_SliceView, ...]] = {}
-        self.endpoints: dict[tuple[str, str], tuple[Endpoint, ...]] = {}
-        self.certificates: dict[str, Certificate | str] = {}
-        #: (ingress, namespace, defaultBackend, hosts with rules, settings) in Ingress order.
-        self.defaults: list[
-            tuple[ObjectKey, str, kube.IngressBackend, list[str], IngressAnnotations]
-        ] = []
-        self.annotation_options = AnnotationOptions(
-            prefix=options.annotations_prefix,
-            allow_snippets=options.allow_snippet_annotations,
-        )
-        #: Balancing policy of each backend, with the (oldest) Ingress that set it.
-        self.policies: dict[BackendName, tuple[BackendPolicy, ObjectKey]] = {}
-        #: Canary backends, and the canaries of each main backend in Ingress order.
-        self.canaries: dict[BackendName, Backend] = {}
-        self.alternatives: dict[BackendName, list[BackendName]] = {}
-        self.alias_owners: dict[str, str] = {}
-        #: Resolved LocationSettings of each (non-canary) Ingress.
-        self.ingress_settings: dict[ObjectKey, LocationSettings] = {}
-        self.secret_files: dict[
-            tuple[str, str], SecretFile | tuple[SecretFile | None, SecretFile | None] | str
-        ] = {}
-
-    def problem(self, kind: str, key: str, field: str, reason: str) -> None:
-        self.problems.append(Problem(kind=kind, key=ObjectKey(key), field=field, reason=reason))
-
-    def run(self) -> BuildResult:
-        our_classes, have_default = self.classes()
-        ours: list[tuple[tuple[int, float, str], ObjectKey, KubeObject]] = []
-        ignored: list[ObjectKey] = []
-        for key, raw in self.snapshot.ingresses.items():
-            if self.is_ours(raw, our_classes, have_default):
-                ours.append((_age(key, raw), key, raw))
-            else:
-                ignored.append(key)
-        ours.sort(key=lambda item: item[0])
-        parsed = [(key, raw, self.annotations(key, raw)) for _, key, raw in ours]
-        for key, raw, anns in parsed:
-            if anns.canary is None:
-                self.ingress(key, raw, anns)
-        self.apply_default_backends()
-        for key, raw, anns in parsed:
-            if anns.canary is not None:
-                self.canary(key, raw, anns)
-        return BuildResult(self.finish(), tuple(self.problems), tuple(sorted(ignored)))
-
-    def annotations(self, key: ObjectKey, raw: KubeObject) -> IngressAnnotations:
-        meta = raw.get("metadata") if isinstance(raw, dict) else None
-        annotations = meta.get("annotations") if isinstance(meta, dict) else None
-        if not isinstance(annotations, dict):
-            annotations = {}
-        return parse_annotations(key, annotations, self.annotation_options)
-
-    # 1. classes ---------------------------------------------------------------------------
-
-    def classes(self) -> tuple[set[str], bool]:
-        """Names of the IngressClasses of our controller; whether one of them is the default."""
-        ours: set[str] = set()
-        have_default = False
-        for name in sorted(self.snapshot.ingress_classes):
-            parsed = kube.parse(kube.IngressClass, self.snapshot.ingress_classes[name])
-            if isinstance(parsed, kube.ParseError):
-                self.problem("IngressClass", name, parsed.field, parsed.reason)
-                continue
-            if parsed.spec is None or parsed.spec.controller != self.options.controller:
-                continue
-            ours.add(name)
-            annotations = (parsed.metadata.annotations if parsed.metadata else None) or {}
-            have_default = have_default or annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
-        return ours, have_default
-
-    def is_ours(self, raw: object, our_classes: set[str], have_default: bool) -> bool:
-        """Class by ``spec.ingressClassName``, else the legacy annotation, else the default."""
-        spec = raw.get("spec") if isinstance(raw, dict) else None
-        class_name = spec.get("ingressClassName") if isinstance(spec, dict) else None
-        if class_name is not None and class_name != "":
-            if not isinstance(class_name, str):
-                return False
-            return class_name == self.options.ingress_class or class_name in our_classes
-        meta = raw.get("metadata") if isinstance(raw, dict) else None
-        annotations = meta.get("annotations") if isinstance(meta, dict) else None
-        legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, dict) else None
-        if legacy is not None and legacy != "":
-            return bool(legacy == self.options.ingress_class)
-        return have_default
-
-    # 3./4. one Ingress ----------------------------------------------------------------------
-
-    def parse_ingress(
-        self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations
-    ) -> kube.IngressSpec | None:
-        """The spec of a well-formed Ingress (its annotation problems reported), else None."""
-        namespace, _, name = key.partition("/")
-        for field_name, reason in (
-            ("metadata.namespace", validate_namespace(namespace)),
-            ("metadata.name", validate_object_name(name)),
-        ):
-            if reason is not None:
-                self.problem("Ingress", key, field_name, reason)
-                return None
-        parsed = kube.parse(kube.Ingress, raw)
-        if isinstance(parsed, kube.ParseError):
-            self.problem("Ingress", key, parsed.field, parsed.reason)
-            return None
-        for report in annotations.problems:
-            detail = f": {report.detail}" if report.detail else ""
-            self.problem("Ingress", key, report.field, f"{report.status.value}{detail}")
-        return parsed.spec or kube.IngressSpec.model_validate({})
-
-    def ingress(self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations) -> None:
-        namespace = key.partition("/")[0]
-        spec = self.parse_ingress(key, raw, annotations)
-        if spec is None:
-            return
-        settings = self.ingress_settings[key] = self.settings(key, namespace, annotations)
-        hosts: list[str] = []
-        for i, rule in enumerate(spec.rules or ()):
-            host = rule.host or CATCH_ALL
-            if rule.host:
-                reason = validate_host(rule.host)
-                if reason is not None:
-                    self.problem("Ingress", key, f"spec.rules[{i}].host", reason)
-                    continue
-                if rule.host not in self.servers:
-                    self.servers[host] = _ServerDraft(host)
-                if host not in hosts:
-                    hosts.append(host)
-            paths = (rule.http.paths if rule.http else None) or ()
-            for j, path in enumerate(paths):
-                at = f"spec.rules[{i}].http.paths[{j}]"
-                self.path(key, namespace, host, path, at, annotations, settings)
-        for i, tls in enumerate(spec.tls or ()):
-            self.tls(key, namespace, tls, f"spec.tls[{i}]", hosts)
-        if spec.default_backend is not None:
-            self.defaults.append((key, namespace, spec.default_backend, hosts, annotations))
-        self.server_annotations(key, hosts, annotations)
-
-    def location_key(
-        self, key: ObjectKey, path: kube.HTTPIngressPath, at: str, *, regex: bool
-    ) -> tuple[str, PathType] | None:
-        """``(path, PathType)`` of an Ingress path (a Problem and ``None`` when invalid)."""
-        raw_path = path.path or "/"
-        path_type = path.path_type or "ImplementationSpecific"
-        reason: str | None
-        if path_type not in ("Exact", "Prefix", "ImplementationSpecific"):
-            reason = f"must be Exact, Prefix or ImplementationSpecific, not {path_type!r}"
-            self.problem("Ingress", key, f"{at}.pathType", reason)
-            return None
-        if regex and path_type != "Exact":
-            try:
-                return (regex_path(raw_path), PathType.REGEX)
-            except InvalidValue as exc:
-                self.problem("Ingress", key, f"{at}.path", f"as a regular expression: {exc}")
-                return None
-        reason = validate_path(raw_path)
-        if reason is not None:
-            self.problem("Ingress", key, f"{at}.path", reason)
-            return None
-        if path_type == "Exact":
-            return (raw_path, PathType.EXACT)
-        return (raw_path.rstrip("/") or "/", PathType.PREFIX)
-
-    def path(
-        self,
-        key: ObjectKey,
-        namespace: str,
-        host: str,
-        path: kube.HTTPIngressPath,
-        at: str,
-        annotations: IngressAnnotations,
-        settings: LocationSettings,
-    ) -> None:
-        location_key = self.location_key(key, path, at, regex=annotations.use_regex)
-        if location_key is None:
-            return
-        server = self.servers[host]
-        winner = server.locations.get(location_key)
-        if winner is not None:
-            where = "the catch-all server" if host == CATCH_ALL else f"host {host}"
-            reason = (
-                f"{location_key[0]} ({location_key[1].value}) of {where} is already defined"
-                f" by Ingress {winner.ingress}"
-            )
-            self.problem("Ingress", key, f"{at}.path", reason)
-            return
-        backend = self.backend(key, namespace, path.backend, f"{at}.backend")
-        if backend is not None:
-            server.locations[location_key] = Location(
-                *location_key, backend=backend, ingress=key, settings=settings
-            )
-            self.set_policy(backend, annotations, location_key, key)
-
-    # 3a. annotations ---------------------------------------------------------------------
-
-    def annotation_field(self, name: str) -> str:
-        return f"metadata.annotations[{self.options.annotations_prefix.rstrip('/')}/{name}]"
-
-    def settings(
-        self, key: ObjectKey, namespace: str, annotations: IngressAnnotations
-    ) -> LocationSettings:
-        """The Ingress's LocationSettings with the Secrets and Services they name resolved.
-
-        A missing or unusable Secret denies the locations (503), as an invalid security
-        annotation does; a missing ``default-backend`` Service is only left out.
-        """
-        s = annotations.settings
-        if s.denied is not None:
-            return s
-        auth = annotations.auth_request
-        if auth is not None:
-            found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
-            if isinstance(found, str):
-                self.problem("Ingress", key, self.annotation_field("auth-secret"), found)
-                return LocationSettings(denied=f"auth-secret: {found}")
-            assert isinstance(found, SecretFile)
-            s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
-        ssl_ref = annotations.proxy_ssl_secret
-        if ssl_ref is not None and s.proxy_ssl is not None:
-            files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
-            if isinstance(files, str):
-                self.problem("Ingress", key, self.annotation_field("proxy-ssl-secret"), files)
-                return LocationSettings(denied=f"proxy-ssl-secret: {files}")
-            assert isinstance(files, tuple)
-            ca, client = files
-            s = dataclasses.replace(
-                s, proxy_ssl=dataclasses.replace(s.proxy_ssl, ca=ca, client_certificate=client)
-            )
-        if s.proxy_ssl is not None and s.proxy_ssl.verify and s.proxy_ssl.ca is None:
-            reason = "proxy-ssl-verify needs a proxy-ssl-secret holding ca.crt"
-            self.problem("Ingress", key, self.annotation_field("proxy-ssl-verify"), reason)
-            return LocationSettings(denied=reason)
-        if annotations.default_backend is not None:
-            name = self.annotation_backend(key, namespace, annotations.default_backend)
-            if name is not None:
-                s = dataclasses.replace(s, default_backend=name)
-            elif s.custom_http_errors:
-                s = dataclasses.replace(s, custom_http_errors=())
-        return s
-
-    def secret_file(
-        self, namespace: str, ref_namespace: str | None, name: str, kind: str
-    ) -> SecretFile | tuple[SecretFile | None, SecretFile | None] | str:
-        """The file(s) made from the Secret an annotation names, or why there are none.
-
-        ``kind``: ``auth-file`` / ``auth-map`` (htpasswd) or ``proxy-ssl`` (CA, client cert).
-        """
-        if ref_namespace is not None and ref_namespace != namespace:
-            return (
-                f"secret {ref_namespace}/{name} is in another namespace; ingressd reads only"
-                f" Secrets of the Ingress's namespace ({namespace})"
-            )
-        secret_key = f"{namespace}/{name}"
-        cache_key = (secret_key, kind)
-        if cache_key in self.secret_files:
-            return self.secret_files[cache_key]
-        raw = self.snapshot.secrets.get(ObjectKey(secret_key))
-        result: SecretFile | tuple[SecretFile | None, SecretFile | None] | str
-        if raw is None:
-            result = f"secret {secret_key} not found"
-        else:
-            found = (
-                proxy_ssl_files(ObjectKey(secret_key), raw)
-                if kind == "proxy-ssl"
-                else htpasswd_file(ObjectKey(secret_key), raw, kind)
-            )
-            if isinstance(found, tuple) and isinstance(found[0], str):
-                field_name, reason = str(found[0]), str(found[1])
-                self.problem("Secret", secret_key, field_name, reason)
-                result = f"secret {secret_key} is unusable: {field_name}: {reason}"
-            else:
-                result = found
-        self.secret_files[cache_key] = result
-        return result
-
-    def annotation_backend(
-        self, key: ObjectKey, namespace: str, service: str
-    ) -> BackendName | None:
-        """``default-backend``: the first port of a Service of the Ingress's namespace."""
-        at = self.annotation_field("default-backend")
-        found = self.service(f"{namespace}/{service}")
-        if found is None or isinstance(found, kube.ParseError) or not found.ports:
-            why = "not found" if found is None else "unusable (no port)"
-            self.problem("Ingress", key, at, f"service {namespace}/{service} {why}")
-            return None
-        number = found.ports[0][1]
-        port = kube.ServiceBackendPort(number=number)
-        backend = kube.IngressBackend(
-            service=kube.IngressServiceBackend(name=service, port=port)
-        )
-        return self.backend(key, namespace, backend, at)
-
-    def set_policy(
-        self,
-        backend: BackendName,
-        annotations: IngressAnnotations,
-        location_key: tuple[str, PathType],
-        key: ObjectKey,
-    ) -> None:
-        """Give ``backend`` the Ingress's balancing policy; the oldest Ingress that sets one
-        wins (ingress-nginx keeps the first too), a different one later is a Problem."""
-        policy = annotations.policy
-        if policy == DEFAULT_POLICY:
-            return
-        if policy.affinity is not None and policy.affinity.path is None:
-            path = "/" if location_key[1] is PathType.REGEX else location_key[0]
-            policy = dataclasses.replace(
-                policy, affinity=dataclasses.replace(policy.affinity, path=path)
-            )
-        taken = self.policies.get(backend)
-        if taken is None:
-            self.policies[backend] = (policy, key)
-        elif taken[1] != key and taken[0] != policy:
-            reason = (
-                f"backend {backend} already uses the load-balance / upstream-hash-by / affinity"
-                f" of Ingress {taken[1]}; these are ignored for it"
-            )
-            self.problem("Ingress", key, "metadata.annotations", reason)
-
-    def server_annotations(
-        self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
-    ) -> None:
-        """``server-alias``, ``server-snippet`` and ``app-root`` go to every host of the
-        Ingress (the oldest Ingress of a host wins its snippet and app-root)."""
-        for host in hosts:
-            draft = self.servers[host]
-            for alias in annotations.aliases:
-                draft.aliases.setdefault(alias, key)
-            if draft.app_root is None:
-                draft.app_root = annotations.app_root
-            if annotations.server_snippet is None:
-                continue
-            if draft.snippet is None:
-                draft.snippet, draft.snippet_from = annotations.server_snippet, key
-            elif draft.snippet_from != key:
-                reason = (
-                    f"host {host} already has the server-snippet of Ingress {draft.snippet_from}"
-                    " (one per host)"
-                )
-                self.problem("Ingress", key, self.annotation_field("server-snippet"), reason)
-
-    # 5a. canaries ------------------------------------------------------------------------
-
-    def canary(self, key: ObjectKey, raw: KubeObject, annotations: IngressAnnotations) -> None:
-        """Each path of a canary Ingress: its backend becomes an alternative of the backend
-        that serves the same host and path (a main Ingress must define it)."""
-        namespace, _, name = key.partition("/")
-        spec = self.parse_ingress(key, raw, annotations)
-        if spec is None or annotations.canary is None:
-            return
-        for i, rule in enumerate(spec.rules or ()):
-            host = rule.host or CATCH_ALL
-            if rule.host:
-                reason = validate_host(rule.host)
-                if reason is not None:
-                    self.problem("Ingress", key, f"spec.rules[{i}].host", reason)
-                    continue
-            for j, path in enumerate((rule.http.paths if rule.http else None) or ()):
-                at = f"spec.rules[{i}].http.paths[{j}]"
-                main = self.main_location(key, host, path, at)
-                if main is None:
-                    continue
-                base = self.backend(key, namespace, path.backend, f"{at}.backend")
-                if base is None:
-                    continue
-                if base == main.backend:
-                    reason = f"the canary routes to {base}, the backend of its main Ingress"
-                    self.problem("Ingress", key, f"{at}.backend", reason)
-                    continue
-                canary_name = self.canary_backend(key, name, base, annotations, main)
-                if canary_name is None:
-                    continue
-                alternatives = self.alternatives.setdefault(BackendName(main.backend or ""), [])
-                if canary_name not in alternatives:
-                    alternatives.append(canary_name)
-
-    def main_location(
-        self, key: ObjectKey, host: str, path: kube.HTTPIngressPath, at: str
-    ) -> Location | None:
-        server = self.servers.get(host)
-        raw_path = path.path or "/"
-        candidates: list[tuple[str, PathType]] = []
-        if (path.path_type or "ImplementationSpecific") == "Exact":
-            candidates.append((raw_path, PathType.EXACT))
-        else:
-            candidates.append((raw_path, PathType.REGEX))
-            candidates.append((raw_path.rstrip("/") or "/", PathType.PREFIX))
-        for candidate in candidates:
-            location = server.locations.get(candidate) if server is not None else None
-            if location is not None and location.backend is not None and location.ingress:
-                return location
-        where = "the catch-all server" if host == CATCH_ALL else f"host {host}"
-        reason = f"no main Ingress serves {raw_path} on {where}; the canary is ignored"
-        self.problem("Ingress", key, f"{at}.path", reason)
-        return None
-
-    def canary_backend(
-        self,
-        key: ObjectKey,
-        ingress_name: str,
-        base: BackendName,
-        annotations: IngressAnnotations,
-        main: Location,
-    ) -> BackendName | None:
-        """The canary copy of ``base``, named for the canary Ingress, with its traffic policy."""
-        name = BackendName(f"canary-{ingress_name}-{base}")
-        if name in self.canaries:
-            return name
-        if name in self.backends:
-            reason = f"backend name {name} is already used by a Service"
-            self.problem("Ingress", key, "metadata.name", reason)
-            return None
-        source = self.backends[base]
-        policy = annotations.policy
-        if policy.affinity is not None and policy.affinity.path is None:
-            path = "/" if main.path_type is PathType.REGEX else main.path
-            policy = dataclasses.replace(
-                policy, affinity=dataclasses.replace(policy.affinity, path=path)
-            )
-        self.canaries[name] = dataclasses.replace(
-            source,
-            name=name,
-            policy=dataclasses.replace(policy, traffic_shaping=annotations.canary),
-        )
-        return name
-
-    def tls(
-        self, key: ObjectKey, namespace: str, tls: kube.IngressTLS, at: str, hosts: list[str]
-    ) -> None:
-        targets: list[tuple[str, str]] = []
-        for k, host in enumerate(tls.hosts or ()):
-            reason = validate_host(host)
-            if reason is not None:
-                self.problem("Ingress", key, f"{at}.hosts[{k}]", reason)
-            elif host in hosts:
-                targets.append((f"{at}.hosts[{k}]", host))
-        certificate: Certificate | None = None
-        if tls.secret_name:
-            reason = validate_object_name(tls.secret_name)
-            if reason is not None:
-                self.problem("Ingress", key, f"{at}.secretName", reason)
-                return
-            found = self.certificate(f"{namespace}/{tls.secret_name}")
-            if isinstance(found, str):
-                self.problem("Ingress", key, f"{at}.secretName", found)
-            else:
-                certificate = found
-        for host_field, host in targets:
-            server = self.servers[host]
-            if not tls.secret_name:
-                server.tls_default_certificate = True
-            elif certificate is None:
-                server.tls_failed = True
-            elif server.certificate is None:
-                server.certificate, server.certificate_from = certificate, key
-            elif server.certificate.secret != certificate.secret:
-                reason = (
-                    f"host {host} already uses the certificate of secret"
-                    f" {server.certificate.secret} from Ingress {server.certificate_from}"
-                )
-                self.problem("Ingress", key, host_field, reason)
-
-    # backends -------------------------------------------------------------------------------
-
-    def backend(
-        self, key: ObjectKey, namespace: str, backend: kube.IngressBackend, at: str
-    ) -> BackendName | None:
-        """The name of the Backend a path or default backend routes to; ``None`` + a Problem."""
-        if backend.resource is not None:
-            self.problem("Ingress", key, f"{at}.resource", "resource backends are not supported")
-            return None
-        service = backend.service
-        if service is None:
-            self.problem("Ingress", key, f"{at}.service", "must be set")
-            return None
-        reason = validate_service_name(service.name)
-        if reason is not None:
-            self.problem("Ingress", key, f"{at}.service.name", reason)
-            return None
-        port = service.port or kube.ServiceBackendPort()
-        if (port.number is None) == (port.name is None):
-            self.problem("Ingress", key, f"{at}.service.port", "must set one of number and name")
-            return None
-        if port.number is not None:
-            port_field, reason = "number", validate_port_number(port.number)
-        else:
-            port_field, reason = "name", validate_port_name(port.name or "")
-        if reason is not None:
-            self.problem("Ingress", key, f"{at}.service.port.{port_field}", reason)
-            return None
-        cache_key = (namespace, service.name, port.number, port.name)
-        result = self.resolved.get(cache_key)
-        if result is None:
-            result = self.resolved[cache_key] = self.resolve(namespace, service.name, port)
-        if isinstance(result, _Unresolved):
-            self.problem("Ingress", key, f"{at}.service.{result.subfield}", result.reason)
-            return None
-        return result
-
-    def resolve(
-        self, namespace: str, name: str, port: kube.ServiceBackendPort
-    ) -> BackendName | _Unresolved:
-        service_key = f"{namespace}/{name}"
-        service = self.service(service_key)
-        if service is None:
-            return _Unresolved("name", f"service {service_key} not found")
-        if isinstance(service, kube.ParseError):
-            return _Unresolved(
-                "name", f"service {service_key} is malformed: {service.field}: {service.reason}"
-            )
-        if service.type == "ExternalName":
-            reason = f"service {service_key} is of type ExternalName, which is not supported"
-            return _Unresolved("name", reason)
-        if port.number is not None:
-            written = str(port.number)
-            match = next((p for p in service.ports if p[1] == port.number), None)
-            missing = _Unresolved("port.number", f"service {service_key} has no port {written}")
-        else:
-            written = port.name or ""
-            match = next((p for p in service.ports if p[0] == port.name), None)
-            missing = _Unresolved("port.name", f"service {service_key} has no port named {written}")
-        if match is None:
-            return missing
-        backend_name = BackendName(f"{namespace}-{name}-{written}")
-        taken = self.backends.get(backend_name)
-        if taken is not None:
-            return _Unresolved(
-                "name",
-                f"backend name {backend_name} is already used by service"
-                f" {taken.namespace}/{taken.service} port {taken.service_port}",
-            )
-        endpoints = self.service_endpoints(service_key, match[0])
-        self.backends[backend_name] = Backend(backend_name, namespace, name, written, endpoints)
-        return backend_name
-
-    def service(self, service_key: str) -> kube.ServiceView | kube.ParseError | None:
-        if service_key not in self.services:
-            raw = self.snapshot.services.get(ObjectKey(service_key))
-            self.services[service_key] = None if raw is None else kube.read_service(raw)
-        return self.services[service_key]
-
-    def service_endpoints(self, service_key: str, port_name: str) -> tuple[Endpoint, ...]:
-        """Ready endpoints of every slice of the Service, on the slice port named like ours."""
-        cache_key = (service_key, port_name)
-        if cache_key not in self.endpoints:
-            found: set[tuple[str, int]] = set()
-            for view in self.slice_views(service_key):
-                port = view.ports.get(port_name)
-                if port is not None:
-                    found.update((address, port) for address in view.addresses)
-            self.endpoints[cache_key] = tuple(Endpoint(a, p) for a, p in sorted(found))
-        return self.endpoints[cache_key]
-
-    def slice_views(self, service_key: str) -> tuple[_SliceView, ...]:
-        views = self.slices.get(service_key)
-        if views is None:
-            raws = self.snapshot.endpoint_slices.get(ObjectKey(service_key), ())
-            found = (self.slice_view(service_key, i, raw) for i, raw in enumerate(raws))
-            views = self.slices[service_key] = tuple(v for v in found if v is not None)
-        return views
-
-    def slice_view(self, service_key: str, index: int, raw: KubeObject) -> _SliceView | None:
-        """Ports by name and ready addresses of one slice; FQDN slices give nothing."""
-        parsed = kube.read_endpoint_slice(raw)
-        namespace = service_key.partition("/")[0]
-        if isinstance(parsed, kube.ParseError):
-            key = f"{namespace}/{_name_of(raw, index)}"
-            self.problem("EndpointSlice", key, parsed.field, parsed.reason)
-            return None
-        is_address = _ADDRESS_CHECKS.get(parsed.address_type)
-        if is_address is None:
-            return None
-        ports: dict[str, int] = {}
-        for name, port in parsed.ports:
-            if 0 < port < 65536:
-                ports.setdefault(name, port)
-        addresses: list[str] = []
-        for i, (candidates, ready, _, terminating) in enumerate(parsed.endpoints):
-            if ready is False or terminating is True:
-                continue
-            for j, address in enumerate(candidates):
-                if is_address(address):
-                    addresses.append(address)
+    def unindex(self, plan: IngressPlan) -> None:
+        key = plan.key
+        for host in plan.hosts:
+            _discard(self.hosts, host, key)
+        for service in plan.services:
+            _discard(self.services, service, key)
+        for secret in plan.secrets:
+            _discard(self.secrets, secret, key)
+        if plan.sets_policy:
+            for service in plan.services:
+                left = self.policies.get(service, 0) - 1
+                if left > 0:
+                    self.policies[service] = left
                 else:
-                    key = f"{namespace}/{parsed.name or f'[{index}]'}"
-                    at = f"endpoints[{i}].addresses[{j}]"
-                    reason = f"{address!r} is not an {parsed.address_type} address"
-                    self.problem("EndpointSlice", key, at, reason)
-        return _SliceView(ports, tuple(addresses))
+                    self.policies.pop(service, None)
+        self.aliased.discard(key)
 
-    def certificate(self, secret_key: str) -> Certificate | str:
-        """The Secret's certificate, or why it is unusable (a Secret Problem is added once)."""
-        if secret_key not in self.certificates:
-            raw = self.snapshot.secrets.get(ObjectKey(secret_key))
-            if raw is None:
-                self.certificates[secret_key] = f"secret {secret_key} not found"
-            else:
-                result = parse_tls_secret(ObjectKey(secret_key), raw)
-                if isinstance(result, Certificate):
-                    self.certificates[secret_key] = result
-                else:
-                    self.problem("Secret", secret_key, *result)
-                    self.certificates[secret_key] = (
-                        f"secret {secret_key} is unusable: {result[0]}: {result[1]}"
-                    )
-        return self.certificates[secret_key]
+    def take_problems(self, assembled: Assembled, keys: Iterable[ObjectKey]) -> None:
+        """Replace the problems of Ingresses ``keys`` with those ``assembled`` found."""
+        for key in keys:
+            for phase in self.ingress_problems:
+                phase.pop(key, None)
+            for bucket in self.touched_by.pop(key, ()):
+                users = self.touched[bucket]
+                users.discard(key)
+                if not users:
+                    del self.touched[bucket]
+                    del self.object_problems[bucket]
+        for phase, found in zip(self.ingress_problems, assembled.ingress_problems, strict=True):
+            for key, problems in found.items():
+                phase[key] = tuple(problems)
+        for bucket, users in assembled.touched.items():
+            self.object_problems[bucket] = assembled.object_problems[bucket]
+            self.touched.setdefault(bucket, set()).update(users)
+            for user in users:
+                self.touched_by.setdefault(user, set()).add(bucket)
 
-    # 5./6. default backends and the result --------------------------------------------------
-
-    def apply_default_backends(self) -> None:
-        for key, namespace, default_backend, hosts, anns in self.defaults:
-            backend = self.backend(key, namespace, default_backend, "spec.defaultBackend")
-            if backend is None:
-                continue
-            # The Ingress's own hosts get its annotations; the catch-all serves everybody.
-            location = Location("/", PathType.PREFIX, backend=backend, ingress=key)
-            self.servers[CATCH_ALL].locations.setdefault(_ROOT, location)
-            own = Location(
-                "/",
-                PathType.PREFIX,
-                backend=backend,
-                ingress=key,
-                settings=self.ingress_settings.get(key, DEFAULT_SETTINGS),
-            )
-            for hostname in hosts:
-                if _ROOT not in self.servers[hostname].locations:
-                    self.servers[hostname].locations[_ROOT] = own
-                    self.set_policy(backend, anns, _ROOT, key)
-
-    def finish(self) -> Configuration:
-        servers: list[Server] = []
-        for hostname in sorted(self.servers, key=lambda h: (h != CATCH_ALL, h)):
-            draft = self.servers[hostname]
-            draft.locations.setdefault(
-                _ROOT, Location("/", PathType.PREFIX, backend=None, ingress=_NO_INGRESS, status=404)
-            )
-            locations = sorted(draft.locations.values(), key=_location_order)
-            redirect = self.options.default_ssl_redirect and (
-                draft.certificate is not None
-                or (draft.tls_default_certificate and not draft.tls_failed)
-            )
-            servers.append(
-                Server(
-                    hostname,
-                    tuple(locations),
-                    draft.certificate,
-                    redirect,
-                    aliases=self.aliases(hostname, draft),
-                    snippet=draft.snippet,
-                    app_root=draft.app_root,
-                )
-            )
-        used: set[BackendName] = set()
-        for server in servers:
-            for loc in server.locations:
-                if loc.backend:
-                    used.add(loc.backend)
-                if loc.settings.default_backend and loc.settings.denied is None:
-                    used.add(loc.settings.default_backend)
-        for main in sorted(used):
-            used.update(self.alternatives.get(main, ()))
-        backends: list[Backend] = []
-        for name in sorted(used):
-            backend = self.backends.get(name) or self.canaries[name]
-            policy = self.policies.get(name, (backend.policy, _NO_INGRESS))[0]
-            alternatives = tuple(self.alternatives.get(name, ()))
-            if alternatives:
-                policy = dataclasses.replace(policy, alternatives=alternatives)
-            if policy != backend.policy:
-                backend = dataclasses.replace(backend, policy=policy)
-            backends.append(backend)
-        return Configuration(servers=tuple(servers), backends=tuple(backends))
-
-    def aliases(self, hostname: str, draft: _ServerDraft) -> tuple[str, ...]:
-        """``server-alias`` names that are not a server's own host name nor another's alias."""
-        kept: list[str] = []
-        for alias, key in draft.aliases.items():
-            owner = self.alias_owners.setdefault(alias, hostname)
-            if alias in self.servers:
-                reason = f"alias {alias} is the host of another server; ignored"
-            elif owner != hostname:
-                reason = f"alias {alias} is already an alias of {owner}; ignored"
-            else:
-                kept.append(alias)
-                continue
-            self.problem("Ingress", key, self.annotation_field("server-alias"), reason)
-        return tuple(sorted(kept))
+    def problems(self, *, ordered: bool) -> tuple[Problem, ...]:
+        """Every problem, in ``BuildResult.problems`` order (``ordered``: each phase's dict is
+        already oldest Ingress first)."""
+        out = list(self.class_problems)
+        for bucket in sorted(self.object_problems):
+            out.extend(self.object_problems[bucket])
+        for phase in self.ingress_problems:
+            keys: Iterable[ObjectKey] = phase
+            if not ordered and len(phase) > 1:
+                keys = sorted(phase, key=lambda k: self.ours[k].age)
+            for key in keys:
+                out.extend(phase[key])
+        out.extend(self.finish_problems)
+        return tuple(out)
 
 
-_IPV4 = re.compile(
-    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z"
-)
+#: An index entry: one key (most hosts and Services have one Ingress) or a set of them.
+_Keys = ObjectKey | set[ObjectKey]
 
 
-def _is_ipv6(address: str) -> object:
-    if "%" in address:  # a scoped (link-local) address is not routable from nginx
-        return False
-    try:
-        ipaddress.IPv6Address(address)
-    except ValueError:
-        return False
-    return True
+def _add(index: dict[Any, _Keys], target: Any, key: ObjectKey) -> None:
+    found = index.get(target)
+    if found is None:
+        index[target] = key
+    elif isinstance(found, set):
+        found.add(key)
+    elif found != key:
+        index[target] = {found, key}
 
 
-#: addressType -> check of one address (a regex for IPv4: ipaddress costs 2 us an address).
-_ADDRESS_CHECKS: dict[str, Callable[[str], object]] = {
-    "IPv4": _IPV4.match,
-    "IPv6": _is_ipv6,
-}
+def _discard(index: dict[Any, _Keys], target: Any, key: ObjectKey) -> None:
+    found = index.get(target)
+    if found is None:
+        return
+    if isinstance(found, set):
+        found.discard(key)
+        if len(found) == 1:
+            index[target] = next(iter(found))
+    elif found == key:
+        del index[target]
 
 
-def _name_of(raw: object, index: int) -> str:
-    """An EndpointSlice's name for a Problem, even when its metadata is broken."""
-    meta = raw.get("metadata") if isinstance(raw, dict) else None
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) else f"[{index}]"
+def _keys(index: dict[Any, _Keys], target: Any) -> Iterable[ObjectKey]:
+    found = index.get(target)
+    if found is None:
+        return ()
+    return found if isinstance(found, set) else (found,)
 
 
-def _location_order(location: Location) -> tuple[str, str]:
-    return (location.path, location.path_type.value)
+def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[ObjectKey]:
+    """Keys whose object was added, replaced or deleted between two snapshots."""
+    if old is new:
+        return set()
+    get = old.get
+    changed = {key for key, value in new.items() if get(key) is not value}
+    added = sum(1 for key in changed if key not in old)
+    if len(new) - added != len(old):
+        changed.update(key for key in old if key not in new)
+    return changed
 
 
-def _age(key: str, raw: object) -> tuple[int, float, str]:
-    """Sort key: creationTimestamp (RFC 3339; missing or unparsable last), then the key."""
-    meta = raw.get("metadata") if isinstance(raw, dict) else None
-    stamp = meta.get("creationTimestamp") if isinstance(meta, dict) else None
-    if isinstance(stamp, str):
-        try:
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            pass
-        else:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return (0, when.timestamp(), key)
-    return (1, 0.0, key)
+def _used(server: Server | None) -> set[BackendName]:
+    """Backends a server's locations use (as ``Assembly.finish`` counts them)."""
+    found: set[BackendName] = set()
+    if server is not None:
+        for location in server.locations:
+            if location.backend:
+                found.add(location.backend)
+            settings = location.settings
+            if settings.default_backend and settings.denied is None:
+                found.add(settings.default_backend)
+    return found
 
 
-# --- TLS Secrets ---------------------------------------------------------------------------
+def _server_order(server: Server) -> tuple[bool, str]:
+    return (server.hostname != CATCH_ALL, server.hostname)
 
 
-def parse_tls_secret(key: ObjectKey, raw: object) -> Certificate | tuple[str, str]:
-    """A TLS Secret -> ``Certificate``, or ``(field, reason)`` saying what is wrong with it.
+def _backend_order(backend: Backend) -> BackendName:
+    return backend.name
 
-    Accepts type ``kubernetes.io/tls`` or ``Opaque`` with ``data["tls.crt"]`` (PEM chain, leaf
-    first) and ``data["tls.key"]`` (unencrypted PEM key), both base64 as the API serves them.
-    The key must belong to the leaf certificate.  RSA keys are not re-validated (that costs
-    ~40 ms each); their public half is checked against the certificate instead.
+
+class BuildCache:
+    """The last build and what was derived from each object, for the next build.
+
+    One per Store (``Store.snapshot()`` hands it on) or per caller; never shared between
+    threads.  Holding it costs the memo of the objects' readings (plans, Service and slice
+    views, certificates) and the indexes of ``_State``, a few KB per Ingress.
     """
-    if not isinstance(raw, dict):
-        return ("object", "must be a mapping")
-    secret_type = raw.get("type") or SECRET_TYPE_OPAQUE
-    if secret_type not in (SECRET_TYPE_TLS, SECRET_TYPE_OPAQUE):
-        return ("type", f"must be {SECRET_TYPE_TLS}, not {secret_type!r}")
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return ("data", "must be a mapping holding tls.crt and tls.key")
-    texts: list[str] = []
-    for name in ("tls.crt", "tls.key"):
-        value = data.get(name)
-        if not isinstance(value, str) or not value:
-            return (f"data.{name}", "missing" if value is None else "must be a base64 string")
-        try:
-            texts.append(base64.b64decode(value, validate=True).decode("ascii"))
-        except (binascii.Error, ValueError):
-            return (f"data.{name}", "is not base64 of PEM text")
-    crt_text, key_text = texts
-    try:
-        chain = x509.load_pem_x509_certificates(crt_text.encode())
-    except Exception as exc:  # untrusted input: any parser failure is a reason
-        return ("data.tls.crt", f"is not a PEM certificate chain: {exc}")
-    try:
-        private_key = serialization.load_pem_private_key(
-            key_text.encode(), password=None, unsafe_skip_rsa_key_validation=True
+
+    #: The closure of a change stays below this share of our Ingresses (else: full build).
+    MAX_SHARE = 0.125
+
+    def __init__(self) -> None:
+        self.memo = Memo()
+        self._state: _State | None = None
+        #: How the last build went: ``full`` or ``incremental`` (and how many Ingresses).
+        self.last: tuple[str, int] = ("none", 0)
+
+    def build(self, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
+        state = self._state
+        if state is not None and state.options == options:
+            result = self._incremental(snapshot, state)
+            if result is not None:
+                return result
+        return self._full(snapshot, options)
+
+    # -- full -------------------------------------------------------------------------------
+
+    def _full(self, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
+        self._state = None
+        if self.memo.annotation_options != options.annotation_options:
+            self.memo = Memo(options.annotation_options)
+        memo = self.memo = self.memo.renewed()
+        assembled = Assembly(snapshot, options, memo).run()
+        memo.settle()
+        memo.settings = assembled.settings
+        memo.backends = dict(assembled.resolved)
+        memo.servers = {s.hostname: s for s in assembled.servers}
+        memo.final_backends = {b.name: b for b in assembled.backends}
+        our, have_default, _ = our_classes(snapshot, options)
+        state = _State(
+            options=options,
+            snapshot=snapshot,
+            result=BuildResult(Configuration(), (), ()),
+            our_classes=our,
+            have_default=have_default,
+            ours=memo.plans,
+            ignored=set(assembled.ignored),
+            class_problems=tuple(assembled.class_problems),
+            ingress_problems=({}, {}, {}),
+            finish_problems=tuple(assembled.finish_problems),
+            collided=assembled.collided,
         )
-    except Exception as exc:  # untrusted input: any parser failure is a reason
-        return ("data.tls.key", f"is not an unencrypted PEM private key: {exc}")
-    leaf = chain[0]
-    try:
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        der = serialization.Encoding.DER
-        matches = leaf.public_key().public_bytes(der, spki) == (
-            private_key.public_key().public_bytes(der, spki)
+        for plan in assembled.ours:
+            state.index(plan)
+        state.take_problems(assembled, ())
+        result = BuildResult(
+            Configuration(servers=tuple(assembled.servers), backends=tuple(assembled.backends)),
+            state.problems(ordered=True),
+            tuple(sorted(assembled.ignored)),
         )
-    except Exception as exc:  # untrusted input: unusual key types
-        return ("data.tls.key", f"cannot be compared with the certificate: {exc}")
-    if not matches:
-        return ("data.tls.key", "does not match the first certificate of tls.crt")
-    pem = crt_text.strip() + "\n" + key_text.strip() + "\n"
-    return Certificate(
-        secret=key,
-        sha256=hashlib.sha256(pem.encode()).hexdigest(),
-        pem=pem,
-        not_after=leaf.not_valid_after_utc.timestamp(),
-    )
+        state.result = result
+        self._state = state
+        self.last = ("full", len(assembled.ours))
+        return result
+
+    # -- incremental --------------------------------------------------------------------------
+
+    def _incremental(self, snapshot: Snapshot, state: _State) -> BuildResult | None:
+        """The build of ``snapshot`` from the last one, or ``None`` when a full build is due."""
+        old = state.snapshot
+        if _changes(old.ingress_classes, snapshot.ingress_classes):
+            return None
+        ingresses = _changes(old.ingresses, snapshot.ingresses)
+        services = _changes(old.services, snapshot.services)
+        slices = _changes(old.endpoint_slices, snapshot.endpoint_slices)
+        secrets = _changes(old.secrets, snapshot.secrets)
+        state.snapshot = snapshot
+        if not (ingresses or services or slices or secrets):
+            self.last = ("incremental", 0)
+            return state.result
+        memo = self.memo
+        for kind, keys in (("Service", services), ("EndpointSlice", slices), ("Secret", secrets)):
+            for key in keys:
+                memo.forget(kind, key)
+        seeds = set(ingresses)
+        for key in services | slices:
+            seeds.update(_keys(state.services, key))
+        for key in secrets:
+            seeds.update(_keys(state.secrets, key))
+        old_plans: dict[ObjectKey, IngressPlan] = {}
+        ignored_changed = False
+        for key in ingresses:
+            old_plan = state.ours.pop(key, None)  # state.ours is memo.plans
+            if old_plan is not None:
+                state.unindex(old_plan)
+                old_plans[key] = old_plan
+            elif key in state.ignored:
+                state.ignored.discard(key)
+                ignored_changed = True
+            raw = snapshot.ingresses.get(key)
+            if raw is None:
+                continue
+            if is_ours(raw, state.options, state.our_classes, state.have_default):
+                plan = state.ours[key] = memo.plan(key, raw)
+                state.index(plan)
+            else:
+                state.ignored.add(key)
+                ignored_changed = True
+        if state.collided or state.aliased:
+            return None
+        closed = self._closure(seeds, old_plans, state)
+        if closed is None:
+            return None
+        members, hosts = closed
+        assembled = Assembly(snapshot, state.options, memo).run(members)
+        if assembled.collided or assembled.finish_problems:
+            return None
+        resolved = memo.backends  # every backend resolved so far, by name
+        for name, backend in assembled.resolved.items():
+            known = resolved.get(name)
+            if known is not None and (
+                known.namespace != backend.namespace or known.service != backend.service
+            ):
+                return None  # two Services claim one name: the oldest reference decides
+        previous = state.result.configuration
+        made_servers = {s.hostname: s for s in assembled.servers if s.hostname in hosts}
+        made_backends = {b.name: b for b in assembled.backends}
+        final = memo.final_backends
+        names: set[BackendName] = set()
+        for host in hosts:
+            names |= _used(memo.servers.get(host))
+            names |= _used(made_servers.get(host))
+        for name in names:
+            for candidate in (final.get(name), made_backends.get(name)):
+                if candidate is not None and (
+                    candidate.policy.alternatives or candidate.policy.traffic_shaping is not None
+                ):
+                    return None  # canaries: their backends depend on other hosts
+        servers = self._splice_servers(previous, made_servers, hosts)
+        backends = self._splice_backends(previous, made_backends, names, hosts, state)
+        # Committed: from here on the state follows the new result.
+        memo.backends.update(assembled.resolved)
+        for key in members:
+            memo.settings.pop(key, None)
+        memo.settings.update(assembled.settings)
+        state.take_problems(assembled, members)
+        state.finish_problems = ()  # alias problems, and no Ingress has aliases any more
+        ignored = (
+            tuple(sorted(state.ignored)) if ignored_changed else state.result.ignored
+        )
+        result = BuildResult(
+            Configuration(servers=tuple(servers), backends=tuple(backends)),
+            state.problems(ordered=False),
+            ignored,
+        )
+        state.result = result
+        self.last = ("incremental", len(members))
+        return result
+
+    def _closure(
+        self, seeds: set[ObjectKey], old_plans: dict[ObjectKey, IngressPlan], state: _State
+    ) -> tuple[set[ObjectKey], set[str]] | None:
+        """The Ingresses to assemble again and the servers they may change, or ``None``."""
+        limit = max(64, int(len(state.ours) * self.MAX_SHARE))
+        members: set[ObjectKey] = set()
+        hosts: set[str] = set()
+        services: set[ObjectKey] = set()
+        stack = list(seeds)
+        while stack:
+            key = stack.pop()
+            if key in members:
+                continue
+            members.add(key)
+            if len(members) > limit:
+                return None
+            for plan in (state.ours.get(key), old_plans.get(key)):
+                if plan is None:
+                    continue
+                if plan.canary:
+                    return None
+                for host in plan.hosts:
+                    if host not in hosts:
+                        hosts.add(host)
+                        stack.extend(_keys(state.hosts, host))
+                policy = plan.sets_policy
+                for service in plan.services:
+                    if service not in services and (policy or service in state.policies):
+                        services.add(service)
+                        stack.extend(_keys(state.services, service))
+        return members, hosts
+
+    def _splice_servers(
+        self, previous: Configuration, made: dict[str, Server], hosts: set[str]
+    ) -> list[Server]:
+        """The servers of ``previous`` with those of ``hosts`` replaced, added or removed."""
+        by_host = self.memo.servers
+        servers = list(previous.servers)
+        for host in hosts:
+            at = bisect.bisect_left(servers, (host != CATCH_ALL, host), key=_server_order)
+            present = at < len(servers) and servers[at].hostname == host
+            new = made.get(host)
+            if new is not None:
+                if present:
+                    servers[at] = new
+                else:
+                    servers.insert(at, new)
+                by_host[host] = new
+            elif present:
+                del servers[at]
+                by_host.pop(host, None)
+        return servers
+
+    def _splice_backends(
+        self,
+        previous: Configuration,
+        made: dict[BackendName, Backend],
+        names: set[BackendName],
+        hosts: set[str],
+        state: _State,
+    ) -> list[Backend]:
+        """The backends of ``previous`` with ``names`` (those the rebuilt servers used or use)
+        as the assembly made them, kept when a server elsewhere still uses them, or dropped."""
+        final = self.memo.final_backends
+        backends = list(previous.backends)
+        for name in names:
+            new = made.get(name)
+            if new is None and name in final and self._used_elsewhere(final[name], hosts, state):
+                new = final[name]
+            at = bisect.bisect_left(backends, name, key=_backend_order)
+            present = at < len(backends) and backends[at].name == name
+            if new is not None:
+                if present:
+                    backends[at] = new
+                else:
+                    backends.insert(at, new)
+                final[name] = new
+            elif present:
+                del backends[at]
+                final.pop(name, None)
+        return backends
+
+    def _used_elsewhere(self, backend: Backend, hosts: set[str], state: _State) -> bool:
+        """Whether a server outside ``hosts`` uses ``backend`` (only Ingresses naming its
+        Service can)."""
+        service = ObjectKey(f"{backend.namespace}/{backend.service}")
+        by_host = self.memo.servers
+        for key in _keys(state.services, service):
+            for host in state.ours[key].hosts:
+                if host not in hosts and backend.name in _used(by_host.get(host)):
+                    return True
+        return False

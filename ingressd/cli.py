@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -348,7 +349,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, source: Source, api: Any = None) -> int:
-    controller = Ingressd(_options(args), source=source, api=api)
+    # A long-lived controller: the objects of the first sync leave the collector's generations.
+    options = dataclasses.replace(_options(args), freeze_gc=True)
+    controller = Ingressd(options, source=source, api=api)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

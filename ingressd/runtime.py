@@ -80,6 +80,8 @@ class Options:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept configuration-snippet / server-snippet (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: ``gc.freeze()`` once the first sync is applied (``ingressd run``; see ingressd.memory).
+    freeze_gc: bool = False
     #: Leader election, status and Events (used only when ``Ingressd`` gets an ``api``).
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +130,7 @@ class Ingressd:
             metrics=self.metrics,
             reload_always=options.reload_always,
             configmap=options.configmap,
+            freeze_gc=options.freeze_gc,
         )
         #: ``api`` (a kubernetes-asyncio ApiClient, the Kubernetes source's): in-cluster duties.
         self.cluster = (

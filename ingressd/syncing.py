@@ -1,6 +1,9 @@
 """The sync worker: one SyncBatch in, nginx brought in line with the Store.
 
-    SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure)
+    SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure;
+              incremental through the Store's BuildCache: a one-Ingress change at 10,000
+              Ingresses rebuilds one server, ~10 ms; unchanged Servers/Backends are the running
+              model's objects, so decide() and the render cache stop at identity checks)
               (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options and
                nginx.conf settings; settings that differ from the running ones force a reload)
               --decide(new, running)--> Decision (pure)
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +118,7 @@ class SyncWorker:
         history: int = 200,
         reload_always: bool = False,
         configmap: ObjectKey | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.store = store
         self.options = options
@@ -147,6 +152,10 @@ class SyncWorker:
         self.resend_all = False
         #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
         self._rejected: Configuration | None = None
+        #: ``gc.freeze()`` after the first successful sync (``ingressd.memory``): what the
+        #: start-up loaded (every Store object, the caches of the first build) is never walked
+        #: by a full collection again, which at 10,000 Ingresses costs 100+ ms each time.
+        self._freeze_gc = freeze_gc
 
     @property
     def first_sync_applied(self) -> bool:
@@ -247,6 +256,9 @@ class SyncWorker:
         if outcome == "ok":
             if target is result.configuration:
                 self._rejected = None
+            if self._freeze_gc and self.running is None:
+                gc.collect()
+                gc.freeze()
             self.running = target
             self.running_settings = settings
             latencies = tuple(t3 - e.received_at for e in batch.events)

@@ -6,6 +6,10 @@
 
 The endpoint listens on loopback only (the control port).  Workers pick a new set up on their
 next request: the Lua side bumps a version in the shared dict that every request checks.
+
+Bodies are made one backend at a time from JSON texts kept per Backend object (the builder hands
+on an unchanged backend as the same object): sending 10,000 backends after a reload costs a
+join, not 10,000 fresh encodings (~0.2 s) and their dicts (~25 MB at once).
 """
 
 from __future__ import annotations
@@ -23,6 +27,39 @@ class DynamicUpdateError(RuntimeError):
     """The Lua endpoint refused or did not answer."""
 
 
+class _BackendTexts:
+    """``json.dumps(backend.to_lua())`` of each Backend object sent lately, by identity.
+
+    The whole set sent last (``whole``) is what is kept; backends posted since come on top,
+    up to as many again before the rest is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Backend, bytes]] = {}
+        self._whole = 0
+
+    def body(self, backends: Iterable[Backend], *, whole: bool = False) -> tuple[int, bytes]:
+        """The number of backends and the JSON array of them (as ``json.dumps`` writes it
+        with ``separators=(",", ":")``, ASCII)."""
+        texts = self._texts
+        used: dict[int, tuple[Backend, bytes]] = {}
+        parts: list[bytes] = []
+        for backend in backends:
+            found = texts.get(id(backend))
+            if found is None or found[0] is not backend:
+                text = json.dumps(backend.to_lua(), separators=(",", ":"))
+                found = (backend, text.encode("ascii"))
+            used[id(backend)] = found
+            parts.append(found[1])
+        if whole:
+            self._texts, self._whole = used, len(used)
+        else:
+            if len(texts) + len(used) > 2 * self._whole + 1000:
+                texts.clear()
+            texts.update(used)
+        return len(parts), b"[" + b",".join(parts) + b"]"
+
+
 class LuaEndpoint:
     """HTTP client of one nginx's configuration endpoint."""
 
@@ -30,6 +67,7 @@ class LuaEndpoint:
         self.base = f"http://127.0.0.1:{control_port}/configuration"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._texts = _BackendTexts()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -38,18 +76,17 @@ class LuaEndpoint:
 
     async def post_backends(self, backends: Iterable[Backend]) -> int:
         """Upsert ``backends``; returns the number sent."""
-        body = [b.to_lua() for b in backends]
-        await self._send("POST", body)
-        return len(body)
+        count, data = self._texts.body(backends)
+        await self._send("POST", data)
+        return count
 
     async def put_backends(self, backends: Iterable[Backend]) -> int:
         """Replace the whole backend set with ``backends``; returns the number sent."""
-        body = [b.to_lua() for b in backends]
-        await self._send("PUT", body)
-        return len(body)
+        count, data = self._texts.body(backends, whole=True)
+        await self._send("PUT", data)
+        return count
 
-    async def _send(self, method: str, body: list[dict[str, Any]]) -> None:
-        data = json.dumps(body, separators=(",", ":"))
+    async def _send(self, method: str, data: bytes) -> None:
         try:
             async with self._client().request(
                 method,

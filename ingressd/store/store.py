@@ -7,7 +7,8 @@
                          service -> EndpointSlices (from each slice's service-name label)
         4. relevance: could this change alter what nginx does?  no -> return None
         5. StoreEvent --channel.put_nowait()--> updateChannel (and returned to the caller)
-    sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap)
+    sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap; with the Store's
+                                      ``Derived``, where the builder keeps its cache)
 
 Objects are stored as given, never copied: the caller hands the object over and must not mutate
 it afterwards.  The Store never mutates one either; it replaces it, so a Snapshot stays valid.
@@ -40,14 +41,13 @@ from typing import Any, Protocol
 from ingressd.model import ObjectKey
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
 from ingressd.store.references import (
-    SliceContent,
     ingress_secret_keys,
     ingress_service_keys,
     object_key,
     slice_content,
     slice_service_key,
 )
-from ingressd.store.snapshot import KubeObject, Snapshot
+from ingressd.store.snapshot import Derived, KubeObject, Snapshot
 
 _ADDED = EventType.ADDED
 _MODIFIED = EventType.MODIFIED
@@ -72,11 +72,10 @@ class EventChannel(Protocol):
 
 @dataclass(slots=True)
 class _CachedSlice:
-    """An EndpointSlice with what the Store derived from it once, at apply time."""
+    """An EndpointSlice with the Service it belongs to (derived once, at apply time)."""
 
     object: KubeObject
     service: ObjectKey | None
-    content: SliceContent
 
 
 def _meta(obj: KubeObject) -> dict[str, Any]:
@@ -84,20 +83,37 @@ def _meta(obj: KubeObject) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _add_ref(index: dict[ObjectKey, set[ObjectKey]], target: ObjectKey, user: ObjectKey) -> None:
+#: An index entry: the one Ingress using an object (the usual case), or a set of them.
+_Users = ObjectKey | set[ObjectKey]
+
+
+def _add_ref(index: dict[ObjectKey, _Users], target: ObjectKey, user: ObjectKey) -> None:
     users = index.get(target)
     if users is None:
-        index[target] = {user}
-    else:
+        index[target] = user
+    elif isinstance(users, set):
         users.add(user)
+    elif users != user:
+        index[target] = {users, user}
 
 
-def _remove_ref(index: dict[ObjectKey, set[ObjectKey]], target: ObjectKey, user: ObjectKey) -> None:
+def _remove_ref(index: dict[ObjectKey, _Users], target: ObjectKey, user: ObjectKey) -> None:
     users = index.get(target)
-    if users is not None:
+    if users is None:
+        return
+    if isinstance(users, set):
         users.discard(user)
-        if not users:
-            del index[target]
+        if len(users) == 1:
+            index[target] = next(iter(users))
+    elif users == user:
+        del index[target]
+
+
+def _users(index: dict[ObjectKey, _Users], target: ObjectKey) -> frozenset[ObjectKey]:
+    users = index.get(target)
+    if users is None:
+        return frozenset()
+    return frozenset(users) if isinstance(users, set) else frozenset((users,))
 
 
 class Store:
@@ -124,15 +140,20 @@ class Store:
         self._slices: dict[ObjectKey, _CachedSlice] = {}
         self._secrets: dict[ObjectKey, KubeObject] = {}
         self._config_maps: dict[ObjectKey, KubeObject] = {}
-        # Ingress key -> (Service keys, Secret keys) it referenced when last applied.
-        self._ingress_refs: dict[ObjectKey, tuple[frozenset[ObjectKey], frozenset[ObjectKey]]] = {}
-        self._service_users: dict[ObjectKey, set[ObjectKey]] = {}
-        self._secret_users: dict[ObjectKey, set[ObjectKey]] = {}
+        # Ingress key -> (Service keys, Secret keys) it referenced when last applied (tuples:
+        # a tenth of the memory of frozensets, and most hold one key).
+        self._ingress_refs: dict[
+            ObjectKey, tuple[tuple[ObjectKey, ...], tuple[ObjectKey, ...]]
+        ] = {}
+        self._service_users: dict[ObjectKey, _Users] = {}
+        self._secret_users: dict[ObjectKey, _Users] = {}
         # Service key -> slice key -> slice; the snapshot's sorted tuples, rebuilt lazily for
         # the services in ``_stale_services``.
         self._slices_by_service: dict[ObjectKey, dict[ObjectKey, KubeObject]] = {}
         self._slice_tuples: dict[ObjectKey, tuple[KubeObject, ...]] = {}
         self._stale_services: set[ObjectKey] = set()
+        #: Kept across snapshots for their consumers (the builder's cache).
+        self._derived = Derived()
         self._appliers: dict[Kind, Callable[[EventType, ObjectKey, KubeObject], EventType | None]]
         self._appliers = {
             Kind.INGRESS: self._apply_ingress,
@@ -200,7 +221,9 @@ class Store:
     def _set_ingress_refs(
         self, key: ObjectKey, services: frozenset[ObjectKey], secrets: frozenset[ObjectKey]
     ) -> None:
-        old_services, old_secrets = self._ingress_refs.get(key, (frozenset(), frozenset()))
+        old = self._ingress_refs.get(key)
+        old_services = frozenset(old[0]) if old else frozenset()
+        old_secrets = frozenset(old[1]) if old else frozenset()
         if old_services != services:
             for service in old_services - services:
                 _remove_ref(self._service_users, service, key)
@@ -212,7 +235,7 @@ class Store:
             for secret in secrets - old_secrets:
                 _add_ref(self._secret_users, secret, key)
         if services or secrets:
-            self._ingress_refs[key] = (services, secrets)
+            self._ingress_refs[key] = (tuple(services), tuple(secrets))
         else:
             self._ingress_refs.pop(key, None)
 
@@ -255,9 +278,8 @@ class Store:
             self._unindex_slice(gone.service, key)
             return _DELETED if gone.service in users else None
         service = slice_service_key(obj)
-        content = slice_content(obj)
         old = self._slices.get(key)
-        self._slices[key] = _CachedSlice(obj, service, content)
+        self._slices[key] = _CachedSlice(obj, service)
         if old is not None and old.service is not None and old.service != service:
             self._unindex_slice(old.service, key)
         if service is not None:
@@ -271,7 +293,9 @@ class Store:
             return _ADDED if service in users else None
         if old.service != service:
             return _MODIFIED if service in users or old.service in users else None
-        return _MODIFIED if service in users and content != old.content else None
+        if service not in users:
+            return None
+        return _MODIFIED if slice_content(obj) != slice_content(old.object) else None
 
     def _unindex_slice(self, service: ObjectKey, key: ObjectKey) -> None:
         by_service = self._slices_by_service.get(service)
@@ -334,15 +358,16 @@ class Store:
             endpoint_slices=dict(self._slice_tuples),
             secrets=dict(self._secrets),
             config_maps=dict(self._config_maps),
+            derived=self._derived,
         )
 
     def ingresses_using_service(self, key: ObjectKey) -> frozenset[ObjectKey]:
         """Keys of the cached Ingresses routing to Service ``key``."""
-        return frozenset(self._service_users.get(key, ()))
+        return _users(self._service_users, key)
 
     def ingresses_using_secret(self, key: ObjectKey) -> frozenset[ObjectKey]:
         """Keys of the cached Ingresses whose ``spec.tls`` names Secret ``key``."""
-        return frozenset(self._secret_users.get(key, ()))
+        return _users(self._secret_users, key)
 
     def counts(self) -> dict[Kind, int]:
         """Cached objects per kind."""

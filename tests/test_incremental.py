@@ -1,0 +1,340 @@
+"""Incremental building: the last build's objects are reused, and the result is always the one a
+full build of the same snapshot gives."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import random
+
+import pytest
+
+from ingressd.building import BuildCache, BuildOptions, BuildResult, build_configuration
+from ingressd.channel import UpdateChannel
+from ingressd.model import CATCH_ALL, Configuration, ObjectKey, Server
+from ingressd.store.events import EventType, WatchEvent
+from ingressd.store.snapshot import KubeObject, Snapshot
+from ingressd.store.store import Store
+from ingressd.testing import objects as o
+
+OPTIONS = BuildOptions()
+P = "nginx.ingress.kubernetes.io/"
+
+
+def store_of(*objects: KubeObject) -> Store:
+    store = Store(channel=UpdateChannel(maxsize=1 << 20))
+    for obj in objects:
+        store.apply(WatchEvent(EventType.ADDED, obj))
+    return store
+
+
+def full(snapshot: Snapshot) -> BuildResult:
+    """A build from scratch (no cache)."""
+    return build_configuration(dataclasses.replace(snapshot, derived=None), OPTIONS)
+
+
+def server(config: Configuration, host: str) -> Server:
+    return next(s for s in config.servers if s.hostname == host)
+
+
+def cache_of(store: Store) -> BuildCache:
+    derived = store.snapshot().derived
+    assert derived is not None
+    return derived.get(BuildCache)
+
+
+def web(i: int) -> list[KubeObject]:
+    return [o.service(f"svc{i}"), o.endpoint_slice(f"svc{i}", endpoints=[f"10.0.{i}.1"])]
+
+
+def site(i: int, *paths: str) -> KubeObject:
+    host = f"h{i}.test"
+    return o.ingress(f"ing{i}", rules=[o.rule(host, *(o.path(p, f"svc{i}") for p in paths))])
+
+
+def cluster(n: int = 20) -> Store:
+    objects: list[KubeObject] = []
+    for i in range(n):
+        objects += [*web(i), site(i, "/", "/api")]
+    return store_of(*objects)
+
+
+# --- reuse -----------------------------------------------------------------------------------
+
+
+def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() -> None:
+    store = cluster()
+    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    store.apply(WatchEvent(EventType.MODIFIED, site(3, "/", "/api", "/new")))
+    second = build_configuration(store.snapshot(), OPTIONS).configuration
+    assert cache_of(store).last == ("incremental", 1)
+    changed = server(second, "h3.test")
+    assert [loc.path for loc in changed.locations] == ["/", "/api", "/new"]
+    assert changed is not server(first, "h3.test")
+    for old, new in zip(first.servers, second.servers, strict=True):
+        if new.hostname != "h3.test":
+            assert new is old
+    assert all(a is b for a, b in zip(first.backends, second.backends, strict=True))
+    # The rebuilt server's unchanged locations are the old objects too.
+    assert changed.locations[0] is server(first, "h3.test").locations[0]
+
+
+def test_the_same_snapshot_twice_gives_the_same_result_object() -> None:
+    store = cluster()
+    snapshot = store.snapshot()
+    assert build_configuration(snapshot, OPTIONS) is build_configuration(snapshot, OPTIONS)
+
+
+def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
+    store = cluster()
+    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
+    second = build_configuration(store.snapshot(), OPTIONS).configuration
+    assert cache_of(store).last == ("incremental", 1)
+    changed = [b for b in second.backends if b not in first.backends]
+    assert [(b.name, [e.address for e in b.endpoints]) for b in changed] == [
+        ("default-svc5-80", ["10.9.9.9"])
+    ]
+    assert all(a is b for a, b in zip(first.servers, second.servers, strict=True))
+
+
+def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
+    store = cluster(3)
+    build_configuration(store.snapshot(), OPTIONS)
+    memo = cache_of(store).memo
+    plan = memo.plans[ObjectKey("default/ing1")]
+    store.apply(WatchEvent(EventType.MODIFIED, site(1, "/other")))
+    result = build_configuration(store.snapshot(), OPTIONS)
+    assert memo.plans[ObjectKey("default/ing1")] is not plan
+    assert [loc.path for loc in server(result.configuration, "h1.test").locations] == [
+        "/", "/other"]
+    store.apply(WatchEvent(EventType.DELETED, site(2)))
+    store.apply(WatchEvent(EventType.DELETED, o.service("svc2")))
+    store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc2")))
+    result = build_configuration(store.snapshot(), OPTIONS)
+    assert ObjectKey("default/ing2") not in memo.plans
+    assert ObjectKey("default/svc2") not in memo.slices
+    assert "h2.test" not in [s.hostname for s in result.configuration.servers]
+    assert result == full(store.snapshot())
+
+
+def test_a_full_build_keeps_readings_of_unchanged_objects_only() -> None:
+    store = cluster(3)
+    build_configuration(store.snapshot(), OPTIONS)
+    cache = cache_of(store)
+    plan = cache.memo.plans[ObjectKey("default/ing0")]
+    store.apply(WatchEvent(EventType.ADDED, o.ingress_class("other", "example.com/other")))
+    store.apply(WatchEvent(EventType.DELETED, site(2)))
+    build_configuration(store.snapshot(), OPTIONS)
+    assert cache.last[0] == "full"  # an IngressClass changed
+    assert cache.memo.plans[ObjectKey("default/ing0")] is plan
+    assert ObjectKey("default/ing2") not in cache.memo.plans
+
+
+def test_other_options_build_from_scratch() -> None:
+    store = cluster(3)
+    build_configuration(store.snapshot(), OPTIONS)
+    other = BuildOptions(ingress_class="other")
+    assert build_configuration(store.snapshot(), other).configuration.servers[0].hostname == "_"
+    assert cache_of(store).last[0] == "full"
+    assert build_configuration(store.snapshot(), other) == full_with(store.snapshot(), other)
+
+
+def full_with(snapshot: Snapshot, options: BuildOptions) -> BuildResult:
+    return build_configuration(dataclasses.replace(snapshot, derived=None), options)
+
+
+# --- equivalence with full builds on random changes ----------------------------------------
+
+
+HOSTS = [*(f"{c}.test" for c in "abcdefgh"), "*.w.test", None, "Bad_Host"]
+PATHS = ["/", "/api", "/api/", "/x", "/img(.*)", "/a b"]
+TYPES = ["Prefix", "Exact", "ImplementationSpecific", "Prefix", "Weird"]
+SERVICES = [f"s{i}" for i in range(6)]  # s5 never exists
+PORTS: list[int | str] = [80, 81, "http", 99]
+TIMES = ["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z", None]
+
+
+class World:
+    """A random cluster and random changes to it."""
+
+    def __init__(self, seed: int, pems: list[tuple[str, str]]) -> None:
+        self.rng = random.Random(seed)
+        #: Chance of what makes every build a full one (canaries, aliases).
+        self.rare = 0.05 if seed % 3 == 0 else 0.005
+        self.pems = pems
+        self.store = Store(channel=UpdateChannel(maxsize=1 << 20))
+        self.ingresses: set[str] = set()
+        for i in range(5):
+            self.apply(self.service(f"s{i}"))
+            self.apply(self.slice(f"s{i}"))
+        for i in range(3):
+            self.apply(self.secret(f"t{i}"))
+        self.apply(self.auth_secret("auth"))
+        for i in range(14):
+            self.apply(self.ingress(f"i{i}"))
+
+    def apply(self, obj: KubeObject, kind: EventType = EventType.MODIFIED) -> None:
+        self.store.apply(WatchEvent(kind, obj))
+
+    def service(self, name: str) -> KubeObject:
+        ports = [o.service_port(80, "http", target_port=8080)]
+        if self.rng.random() < 0.5:
+            ports.append(o.service_port(81, "admin", target_port=8081))
+        if self.rng.random() < 0.1:
+            return o.service(name, type="ExternalName")
+        return o.service(name, ports=ports)
+
+    def slice(self, service: str) -> KubeObject:
+        addresses: list[str] = [f"10.1.{self.rng.randrange(4)}.{k}" for k in range(3)]
+        if self.rng.random() < 0.15:
+            addresses.append("not-an-address")
+        return o.endpoint_slice(
+            service, endpoints=addresses, port_name="http", port=8080,
+            name=f"{service}-{self.rng.choice('ab')}",
+        )
+
+    def secret(self, name: str) -> KubeObject:
+        cert, key = self.rng.choice(self.pems)
+        secret = o.tls_secret(name, cert_pem=cert, key_pem=key)
+        if self.rng.random() < 0.2:
+            secret["data"]["tls.key"] = base64.b64encode(b"garbage").decode()
+        return secret
+
+    def auth_secret(self, name: str) -> KubeObject:
+        users = "alice:{PLAIN}secret" if self.rng.random() < 0.8 else "bad line"
+        return {
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"auth": base64.b64encode(users.encode()).decode()},
+        }
+
+    def annotations(self) -> dict[str, str]:
+        rng = self.rng
+        out: dict[str, str] = {}
+        choices: list[tuple[float, dict[str, str]]] = [
+            (0.15, {"load-balance": "ewma"}),
+            (0.1, {"use-regex": "true"}),
+            (0.05, {"rewrite-target": "/"}),
+            (0.1, {"ssl-redirect": "false"}),
+            (0.1, {"auth-type": "basic", "auth-secret": rng.choice(["auth", "nope"])}),
+            (0.1, {"default-backend": rng.choice(SERVICES)}),
+            (0.1, {"proxy-body-size": "8m"}),
+            (self.rare, {"canary": "true", "canary-weight": "30"}),
+            (self.rare, {"server-alias": "alias.test"}),
+            (0.05, {"app-root": "/app"}),
+            (0.05, {"affinity": "cookie"}),
+            (0.03, {"limit-rps": "not a number"}),
+        ]
+        for chance, values in choices:
+            if rng.random() < chance:
+                out.update(values)
+        return {P + k: v for k, v in out.items()}
+
+    def ingress(self, name: str) -> KubeObject:
+        rng = self.rng
+        rules = []
+        hosts: list[str] = []
+        for _ in range(rng.randint(1, 2)):
+            host = rng.choice(HOSTS)
+            if host:
+                hosts.append(host)
+            paths = [
+                o.path(rng.choice(PATHS), rng.choice(SERVICES), rng.choice(PORTS),
+                       path_type=rng.choice(TYPES))
+                for _ in range(rng.randint(1, 3))
+            ]
+            rules.append(o.rule(host, *paths))
+        tls_entries = []
+        if hosts and rng.random() < 0.4:
+            secret = rng.choice(["t0", "t1", "t2", "t9", None])
+            tls_entries.append(o.tls(*hosts, secret_name=secret))
+        default = None
+        if rng.random() < 0.1:
+            default = o.backend(rng.choice(SERVICES), 80)
+        self.ingresses.add(name)
+        return o.ingress(
+            name,
+            rules=rules,
+            tls_entries=tls_entries,
+            default_backend=default,
+            ingress_class_name=rng.choice(["ingressd"] * 8 + ["other", None]),
+            annotations=self.annotations(),
+            created=rng.choice(TIMES),
+        )
+
+    def change(self) -> None:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.45:
+            self.apply(self.ingress(f"i{rng.randrange(18)}"))
+        elif roll < 0.55 and self.ingresses:
+            name = rng.choice(sorted(self.ingresses))
+            self.ingresses.discard(name)
+            self.apply(o.ingress(name), EventType.DELETED)
+        elif roll < 0.7:
+            self.apply(self.slice(f"s{rng.randrange(5)}"))
+        elif roll < 0.8:
+            name = f"s{rng.randrange(5)}"
+            deleted = rng.random() < 0.3
+            self.apply(o.service(name) if deleted else self.service(name),
+                       EventType.DELETED if deleted else EventType.MODIFIED)
+        elif roll < 0.9:
+            name = f"t{rng.randrange(3)}"
+            deleted = rng.random() < 0.3
+            self.apply(o.tls_secret(name, cert_pem="", key_pem="") if deleted
+                       else self.secret(name), EventType.DELETED if deleted else EventType.MODIFIED)
+        elif roll < 0.95:
+            self.apply(self.auth_secret("auth"))
+        elif rng.random() < 0.8:
+            self.apply(self.ingress(f"i{rng.randrange(18)}"))
+        elif rng.random() < 0.5:
+            self.apply(o.ingress_class("ingressd", default=rng.random() < 0.5))
+        else:
+            self.apply(o.ingress_class("ingressd"), EventType.DELETED)
+
+
+@pytest.fixture(scope="module")
+def pems() -> list[tuple[str, str]]:
+    return [o.self_signed_certificate("a.test"), o.self_signed_certificate("b.test")]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_incremental_builds_equal_full_builds(seed: int, pems: list[tuple[str, str]]) -> None:
+    world = World(seed, pems)
+    cache = BuildCache()
+    ways: dict[str, int] = {}
+    previous: BuildResult | None = None
+    for step in range(60):
+        for _ in range(world.rng.choice([1, 1, 1, 2, 3])):
+            world.change()
+        snapshot = world.store.snapshot()
+        result = build_configuration(snapshot, OPTIONS, cache=cache)
+        ways[cache.last[0]] = ways.get(cache.last[0], 0) + 1
+        expected = full(snapshot)
+        assert result.configuration == expected.configuration, (step, cache.last)
+        assert result.problems == expected.problems, (step, cache.last)
+        assert result.ignored == expected.ignored, (step, cache.last)
+        if previous is not None:
+            # Whatever did not change is the previous object.
+            before = {s.hostname: s for s in previous.configuration.servers}
+            for s in result.configuration.servers:
+                if s == before.get(s.hostname):
+                    assert s is before[s.hostname] or cache.last[0] == "full"
+        previous = result
+    assert ways.get("incremental", 0) >= (5 if seed % 3 == 0 else 20), ways
+
+
+def test_catch_all_default_backends_follow_the_oldest_ingress() -> None:
+    objects = [*web(1), *web(2)]
+    young = o.ingress("young", default_backend=o.backend("svc2", 80),
+                      created="2024-06-01T00:00:00Z")
+    old = o.ingress("old", default_backend=o.backend("svc1", 80), created="2024-01-01T00:00:00Z")
+    store = store_of(*objects, young, old, site(1, "/"))
+    first = build_configuration(store.snapshot(), OPTIONS)
+    assert server(first.configuration, CATCH_ALL).locations[0].backend == "default-svc1-80"
+    store.apply(WatchEvent(EventType.DELETED, old))
+    second = build_configuration(store.snapshot(), OPTIONS)
+    assert cache_of(store).last[0] == "incremental"
+    assert server(second.configuration, CATCH_ALL).locations[0].backend == "default-svc2-80"
+    assert second == full(store.snapshot())
