@@ -6,6 +6,9 @@
 One run, one machine: comparisons are made within the run and reported as ratios or counts.
 
     python -m benchmarks [--quick]     (--quick: small sizes, a minute or so)
+
+Writes ``benchmarks/RESULTS.md`` and, in ``benchmarks/results/``, the JSON of each benchmark
+and PNG plots drawn from it (``benchmarks/plots.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import burst, churn, dataplane, pipeline, scale
+from benchmarks import burst, churn, dataplane, pipeline, plots, scale
 from benchmarks.common import machine, temp_root
 from ingressd.logs import configure
 
@@ -41,7 +44,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes")
     args = parser.parse_args()
     configure(level="error")
-    out = HERE / "out"
+    out = HERE / "results"
     out.mkdir(exist_ok=True)
     quick = args.quick
     lines = [
@@ -79,8 +82,7 @@ def main() -> None:
         wrk_seconds=2 if quick else 3,
     )
     churns = asyncio.run(churn.main_async(churn_args))
-    (out / "churn.json").write_text(json.dumps(
-        [{k: v for k, v in asdict(c).items() if k != "latencies_ms"} for c in churns], indent=2))
+    (out / "churn.json").write_text(json.dumps([asdict(c) for c in churns], indent=2))
     lines += ["## 1. Endpoint churn and 2. no request lost", "", "```"]
     lines += [churn.describe(c) for c in churns]
     lines += ["```", ""]
@@ -122,6 +124,8 @@ def main() -> None:
         f"{pl.dynamic_updates} dynamic updates, {pl.reloads} reloads",
         "",
     ]
+    pictures = plots.draw_all(out)
+    lines += ["## Plots", ""] + [f"![{p.stem}](results/{p.name})" for p in pictures] + [""]
     text = "\n".join(lines)
     (HERE / "RESULTS.md").write_text(text)
     print(text)

@@ -257,12 +257,7 @@ def main() -> None:
     for r in results:
         print(describe(r))
     if args.json:
-        data = []
-        for r in results:
-            item = asdict(r)
-            item.pop("latencies_ms")
-            data.append(item)
-        args.json.write_text(json.dumps(data, indent=2))
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
 
 
 if __name__ == "__main__":
