@@ -61,6 +61,7 @@ from ingressd.model import (
 )
 from ingressd.planning import IngressPlan
 from ingressd.reading import Memo, parse_tls_secret
+from ingressd.store import keyindex
 from ingressd.store.snapshot import Snapshot
 
 __all__ = [
@@ -194,37 +195,10 @@ class _State:
         return tuple(out)
 
 
-#: An index entry: one key (most hosts and Services have one Ingress) or a set of them.
-_Keys = ObjectKey | set[ObjectKey]
-
-
-def _add(index: dict[Any, _Keys], target: Any, key: ObjectKey) -> None:
-    found = index.get(target)
-    if found is None:
-        index[target] = key
-    elif isinstance(found, set):
-        found.add(key)
-    elif found != key:
-        index[target] = {found, key}
-
-
-def _discard(index: dict[Any, _Keys], target: Any, key: ObjectKey) -> None:
-    found = index.get(target)
-    if found is None:
-        return
-    if isinstance(found, set):
-        found.discard(key)
-        if len(found) == 1:
-            index[target] = next(iter(found))
-    elif found == key:
-        del index[target]
-
-
-def _keys(index: dict[Any, _Keys], target: Any) -> Iterable[ObjectKey]:
-    found = index.get(target)
-    if found is None:
-        return ()
-    return found if isinstance(found, set) else (found,)
+_Keys = keyindex.Entry
+_add = keyindex.add
+_discard = keyindex.discard
+_keys = keyindex.members
 
 
 def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[ObjectKey]:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingressd.model import ObjectKey
+from ingressd.store import keyindex
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
 from ingressd.store.references import (
     ingress_secret_keys,
@@ -83,37 +84,13 @@ def _meta(obj: KubeObject) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-#: An index entry: the one Ingress using an object (the usual case), or a set of them.
-_Users = ObjectKey | set[ObjectKey]
-
-
-def _add_ref(index: dict[ObjectKey, _Users], target: ObjectKey, user: ObjectKey) -> None:
-    users = index.get(target)
-    if users is None:
-        index[target] = user
-    elif isinstance(users, set):
-        users.add(user)
-    elif users != user:
-        index[target] = {users, user}
-
-
-def _remove_ref(index: dict[ObjectKey, _Users], target: ObjectKey, user: ObjectKey) -> None:
-    users = index.get(target)
-    if users is None:
-        return
-    if isinstance(users, set):
-        users.discard(user)
-        if len(users) == 1:
-            index[target] = next(iter(users))
-    elif users == user:
-        del index[target]
+_Users = keyindex.Entry
+_add_ref = keyindex.add
+_remove_ref = keyindex.discard
 
 
 def _users(index: dict[ObjectKey, _Users], target: ObjectKey) -> frozenset[ObjectKey]:
-    users = index.get(target)
-    if users is None:
-        return frozenset()
-    return frozenset(users) if isinstance(users, set) else frozenset((users,))
+    return frozenset(keyindex.members(index, target))
 
 
 class Store:
