@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ingressd.logs import debug_enabled
-from ingressd.model import Backend, Configuration
+from ingressd.model import Backend, BackendName, Configuration
 from ingressd.nginx.dynamic import LuaEndpoint
 from ingressd.nginx.process import NginxProcess, _user_ids
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings, render
@@ -138,6 +138,8 @@ class Nginx:
         self.endpoint = endpoint or LuaEndpoint(control_port=settings.control_port)
         self.generation = 0
         self.running_text = ""
+        #: What the Lua side holds now, as sent: backend name -> the Backend last POSTed/PUT.
+        self._sent: dict[BackendName, Backend] = {}
 
     def render(self, config: Configuration) -> str:
         self.generation += 1
@@ -169,6 +171,7 @@ class Nginx:
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
         await self.endpoint.post_backends(backends)
+        self._sent.update((b.name, b) for b in backends)
 
     async def apply_reload(self, config: Configuration) -> ReloadOutcome:
         t0 = time.monotonic()
@@ -178,11 +181,18 @@ class Nginx:
         candidate = await self.process.test(text)
         t2 = time.monotonic()
         self.process.install(candidate, self.generation)
-        # New backends first: the shared dict outlives the reload, so the new workers serve
-        # their first request with endpoints already in place.
-        await self.endpoint.post_backends(config.backends)
+        # New and changed backends first: the shared dict outlives the reload, so the new
+        # workers serve their first request with endpoints already in place. Only what Lua
+        # does not hold yet is sent; the whole set is PUT after the reload only when some
+        # backend is gone (to prune it).
+        wanted = config.backend_map()
+        changed = [b for b in config.backends if self._sent.get(b.name) != b]
+        if changed:
+            await self.apply_dynamic(changed)
         await self.process.reload(self.generation)
-        await self.endpoint.put_backends(config.backends)
+        if self._sent.keys() - wanted.keys():
+            await self.endpoint.put_backends(config.backends)
+            self._sent = wanted
         t3 = time.monotonic()
         previous, self.running_text = self.running_text, text
         self._remove_unused_certificates(config)
@@ -204,6 +214,7 @@ class Nginx:
     async def reapply(self, config: Configuration | None) -> None:
         """After nginx restarted: its shared dict is empty; send the running backends again."""
         await self.endpoint.put_backends(config.backends if config else ())
+        self._sent = config.backend_map() if config else {}
 
     async def stop(self) -> None:
         """Graceful: nginx gets ``worker_shutdown_timeout`` (+5 s) to finish its requests."""
