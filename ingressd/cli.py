@@ -54,7 +54,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _configmap(text: str) -> ObjectKey:
+def _namespaced_name(text: str) -> ObjectKey:
     namespace, sep, name = text.partition("/")
     if not sep or not namespace or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAMESPACE/NAME")
@@ -73,7 +73,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         f"with spec.controller {CONTROLLER_NAME} is served too",
     )
     parser.add_argument(
-        "--configmap", type=_configmap, metavar="NAMESPACE/NAME",
+        "--configmap", type=_namespaced_name, metavar="NAMESPACE/NAME",
         help="the controller's ConfigMap; changes to it force a sync",
     )
     parser.add_argument(
@@ -145,7 +145,7 @@ def _cluster(parser: argparse.ArgumentParser) -> None:
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     parser.add_argument(
-        "--publish-service", type=_configmap, default=None, metavar="NAMESPACE/NAME",
+        "--publish-service", type=_namespaced_name, default=None, metavar="NAMESPACE/NAME",
         help="write this Service's load balancer addresses (or external/cluster IPs) into "
         "the status of the Ingresses served",
     )
@@ -222,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
                      help="stop after this long (default: at SIGINT/SIGTERM)")
     rec.add_argument("--keep-secret-data", action="store_true",
                      help="keep Secret data values (default: replaced by \"REDACTED\")")
-    rec.add_argument("--configmap", type=_configmap, metavar="NAMESPACE/NAME",
+    rec.add_argument("--configmap", type=_namespaced_name, metavar="NAMESPACE/NAME",
                      help="record this ConfigMap too")
     _replay_parser(sub)
     return top

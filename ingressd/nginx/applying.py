@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from ingressd.logs import debug_enabled
 from ingressd.model import Backend, BackendName, Configuration
 from ingressd.nginx.dynamic import LuaEndpoint
-from ingressd.nginx.process import NginxProcess, _user_ids
+from ingressd.nginx.process import NginxProcess, user_ids
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings, render
 
 log = structlog.get_logger("ingressd.nginx")
@@ -243,7 +243,7 @@ class Nginx:
         directory.mkdir(mode=0o700, exist_ok=True)
         owner = None
         if self.process.worker_user is not None and os.geteuid() == 0:
-            owner = _user_ids(*self.process.worker_user)
+            owner = user_ids(*self.process.worker_user)
             os.chown(directory, *owner)
         for secret_file in files:
             path = directory / secret_file.file_name
