@@ -123,7 +123,7 @@ async def run_burst(*, events: int, pods: int, rate: float | None, root: Path) -
             if rate:
                 await asyncio.sleep(1 / rate)
         # Applied = the worker is idle and nothing is queued.
-        while controller.channel.qsize() or controller.queue.qsize() or controller.worker.busy:
+        while controller.channel.qsize() or not controller.queue.idle or controller.worker.busy:
             await asyncio.sleep(0.001)
         elapsed = time.monotonic() - t0
         expected = {f"web-{i}" for i in range(pods) if mask >> i & 1 or i == 0}

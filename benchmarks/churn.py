@@ -152,7 +152,7 @@ async def run(
                 timeouts += 1
             else:
                 latencies.append(result)
-        while controller.channel.qsize() or controller.queue.qsize() or controller.worker.busy:
+        while controller.channel.qsize() or not controller.queue.idle or controller.worker.busy:
             await asyncio.sleep(0.01)
         elapsed = time.monotonic() - start
         wrk_churn = await wrk_task

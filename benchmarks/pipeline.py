@@ -96,7 +96,7 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
         store.apply(WatchEvent(EventType.ADDED, ingress(
             f"ing{i}", rules=[rule(f"h{i}.test", path("/", f"svc{i}"))])))
     tasks = [asyncio.create_task(controller.run()), asyncio.create_task(queue.run(worker))]
-    while channel.qsize() or queue.qsize() or worker.busy or worker.running is None:
+    while channel.qsize() or not queue.idle or worker.busy or worker.running is None:
         await asyncio.sleep(0.01)
     syncs0 = queue.syncs
     start = time.perf_counter()
@@ -104,7 +104,7 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
         store.apply(WatchEvent(EventType.MODIFIED, _slice(n % services, n + 2)))
         if n % batch == batch - 1:
             await asyncio.sleep(0)
-    while channel.qsize() or queue.qsize() or worker.busy:
+    while channel.qsize() or not queue.idle or worker.busy:
         await asyncio.sleep(0.001)
     elapsed = time.perf_counter() - start
     for task in tasks:

@@ -94,6 +94,9 @@ class SyncQueue:
         self.skipped = 0
         self.failures = 0
         self._retry: asyncio.TimerHandle | None = None
+        #: True from taking a task off the queue until its sync has returned (it may be
+        #: waiting out ``min_interval`` with the queue already empty).
+        self._in_hand = False
 
     def enqueue(
         self,
@@ -112,6 +115,11 @@ class SyncQueue:
     def qsize(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def idle(self) -> bool:
+        """No task queued and none taken: every sync asked for so far has returned."""
+        return self._queue.empty() and not self._in_hand
+
     def _covered(self, task: SyncTask) -> bool:
         return not task.forced and task.stamp < self.last_success_started
 
@@ -125,6 +133,7 @@ class SyncQueue:
                 self.skipped += 1
                 continue
             break
+        self._in_hand = True
         wait = self._last_started + self.min_interval - self._clock()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -155,6 +164,8 @@ class SyncQueue:
             else:
                 self.last_success_started = batch.started_at
                 self._backoff = self.backoff_initial
+            finally:
+                self._in_hand = False
 
     def _schedule_retry(self, stamp: float, delay: float) -> None:
         if self._retry is not None:

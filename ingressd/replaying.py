@@ -368,12 +368,12 @@ class Replay:
         quiet = ing.queue.min_interval + 0.02 if ing.queue.min_interval > 0 else 0.0
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        last: tuple[int, int, bool, int] | None = None
+        last: tuple[int, bool, bool, int] | None = None
         since = loop.time()
         spins = 0
         while True:
-            state = (ing.channel.qsize(), ing.queue.qsize(), ing.worker.busy, ing.worker.count)
-            idle = state[0] == 0 and state[1] == 0 and not state[2]
+            state = (ing.channel.qsize(), ing.queue.idle, ing.worker.busy, ing.worker.count)
+            idle = state[0] == 0 and state[1] and not state[2]
             now = loop.time()
             if state != last:
                 last, since, spins = state, now, 0

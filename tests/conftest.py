@@ -206,7 +206,7 @@ class Harness:
         controller = self.ingressd
         await asyncio.sleep(0.2)  # > two polls of the manifests dir
         for _ in range(200):
-            busy = controller.channel.qsize() or controller.queue.qsize()
+            busy = controller.channel.qsize() or not controller.queue.idle
             if not busy and not controller.worker.busy:
                 return
             await asyncio.sleep(0.02)

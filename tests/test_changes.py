@@ -222,6 +222,9 @@ async def test_config_rejected_by_nginx_test_keeps_the_last_good_one(harness: Ha
     )
     await expect(h, "/api", host="web.test", service="api")
     await expect(h, "/v2", host="web.test", service="api")
+    # nginx serves the new config before the worker has seen the new generation answer
+    # and recorded the reload: wait for the worker, not for nginx.
+    await h.settled()
     assert h.metric("nginx_ingress_controller_config_last_reload_successful") == 1
 
 

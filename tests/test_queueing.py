@@ -189,3 +189,29 @@ async def test_sustained_stream_is_synced_at_most_once_per_min_interval() -> Non
     assert all(b - a >= 0.049 for a, b in itertools.pairwise(starts))
     # The first event of a quiet period is synced at once.
     assert starts[0] - begin < 0.01
+
+
+async def test_queue_is_not_idle_while_a_taken_task_waits_out_min_interval() -> None:
+    queue = SyncQueue(min_interval=0.2)
+    synced = asyncio.Event()
+
+    async def handler(batch: SyncBatch) -> None:
+        synced.set()
+
+    task = asyncio.create_task(queue.run(handler))
+    try:
+        assert queue.idle
+        queue.enqueue(cause="first")
+        await synced.wait()
+        await asyncio.sleep(0)
+        assert queue.idle
+        synced.clear()
+        queue.enqueue(cause="second")  # taken at once, then held for ~0.2 s
+        await asyncio.sleep(0.05)
+        assert queue.qsize() == 0 and not synced.is_set()
+        assert not queue.idle
+        await synced.wait()
+        await asyncio.sleep(0)
+        assert queue.idle
+    finally:
+        task.cancel()
