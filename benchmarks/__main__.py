@@ -79,7 +79,7 @@ def main() -> None:
     churn_args = argparse.Namespace(
         services=100 if quick else 1000, endpoints=10, changes=1000 if quick else 10_000,
         rate=1000, probe_every=20 if quick else 100, reloads=5 if quick else 20,
-        wrk_seconds=2 if quick else 3,
+        wrk_seconds=2 if quick else 3, modes="both",
     )
     churns = asyncio.run(churn.main_async(churn_args))
     (out / "churn.json").write_text(json.dumps([asdict(c) for c in churns], indent=2))

@@ -17,6 +17,8 @@
                      5. splice   their servers, the backends those servers use and their
                                  problems into the last result; every other Server and Backend
                                  is the last result's object
+        endpoints    only EndpointSlices changed, none with problems: the backends of their
+                     Services get the new endpoints, nothing is assembled
         Either way the result is the one a full build of the snapshot gives
         (``tests/test_incremental.py`` checks it on random changes).
 
@@ -38,9 +40,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ingressd import kube
 from ingressd.assembling import (
     Assembled,
     Assembly,
@@ -248,15 +251,22 @@ class BuildCache:
     def __init__(self) -> None:
         self.memo = Memo()
         self._state: _State | None = None
-        #: How the last build went: ``full`` or ``incremental`` (and how many Ingresses).
+        #: How the last build went: ``full`` or ``incremental`` (and how many Ingresses), or
+        #: ``endpoints`` (and how many backends got new endpoints).
         self.last: tuple[str, int] = ("none", 0)
+        #: Service key -> names of the backends of the last result made from it; built on the
+        #: first endpoint patch after a build that may have changed them.
+        self._by_service: dict[ObjectKey, list[BackendName]] | None = None
 
     def build(self, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
         state = self._state
         if state is not None and state.options == options:
             result = self._incremental(snapshot, state)
             if result is not None:
+                if self.last[0] != "endpoints":
+                    self._by_service = None
                 return result
+        self._by_service = None
         return self._full(snapshot, options)
 
     # -- full -------------------------------------------------------------------------------
@@ -318,6 +328,10 @@ class BuildCache:
         for kind, keys in (("Service", services), ("EndpointSlice", slices), ("Secret", secrets)):
             for key in keys:
                 memo.forget(kind, key)
+        if not (ingresses or services or secrets):
+            patched = self._patch_endpoints(snapshot, state, slices)
+            if patched is not None:
+                return patched
         seeds = set(ingresses)
         for key in services | slices:
             seeds.update(_keys(state.services, key))
@@ -391,6 +405,75 @@ class BuildCache:
         )
         state.result = result
         self.last = ("incremental", len(members))
+        return result
+
+    def _patch_endpoints(
+        self, snapshot: Snapshot, state: _State, services: set[ObjectKey]
+    ) -> BuildResult | None:
+        """Only EndpointSlices changed: the backends of their Services get the new endpoints,
+        everything else is the last result's.  ``None`` (the general path decides) when the
+        slices of one of them have or had problems: those are listed per Service and
+        Ingress, which this path does not redo.
+
+        An endpoint change cannot change which Ingress wins a path, which backend a location
+        uses or any problem but the slices' own, so no Ingress is assembled again: the cost
+        is that of reading the changed slices, not of the Ingresses naming their Service.
+        """
+        memo = self.memo
+        final = memo.final_backends
+        by_service = self._by_service
+        if by_service is None:
+            by_service = self._by_service = {}
+            for backend in final.values():
+                key = ObjectKey(f"{backend.namespace}/{backend.service}")
+                by_service.setdefault(key, []).append(backend.name)
+        replaced: dict[BackendName, Backend] = {}
+        for service_key in services:
+            if ("EndpointSlice", service_key, "") in state.object_problems:
+                return None
+            names = by_service.get(service_key)
+            if not names:
+                continue  # no location routes to this Service: nothing nginx holds changes
+            raws = snapshot.endpoint_slices.get(service_key, ())
+            slices = memo.service_slices(service_key, raws)
+            if slices.problems:
+                return None
+            raw_service = snapshot.services.get(service_key)
+            view = None if raw_service is None else kube.read_service(raw_service)
+            if not isinstance(view, kube.ServiceView):
+                return None
+            for name in names:
+                backend = final[name]
+                written = backend.service_port
+                number = int(written) if written.isdigit() else None
+                match = next(
+                    (p for p in view.ports if (p[1] == number if number is not None
+                                               else p[0] == written)),
+                    None,
+                )
+                if match is None:
+                    return None
+                endpoints = slices.endpoints_of(match[0])
+                if endpoints != backend.endpoints:
+                    replaced[name] = replace(backend, endpoints=endpoints)
+        self.last = ("endpoints", len(replaced))
+        if not replaced:
+            return state.result
+        backends = list(state.result.configuration.backends)
+        for name, backend in replaced.items():
+            at = bisect.bisect_left(backends, name, key=_backend_order)
+            backends[at] = backend
+            final[name] = backend
+            resolved = memo.backends.get(name)
+            if resolved is not None:
+                memo.backends[name] = replace(resolved, endpoints=backend.endpoints)
+        previous = state.result
+        result = BuildResult(
+            Configuration(servers=previous.configuration.servers, backends=tuple(backends)),
+            previous.problems,
+            previous.ignored,
+        )
+        state.result = result
         return result
 
     def _closure(

@@ -38,7 +38,13 @@ from ingressd.logs import configure
 from ingressd.model import ObjectKey
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderError, render
 from ingressd.recording import record
-from ingressd.runtime import CONTROLLER_NAME, Ingressd, Options, Source
+from ingressd.runtime import (
+    CONTROLLER_NAME,
+    DEFAULT_MIN_SYNC_INTERVAL,
+    Ingressd,
+    Options,
+    Source,
+)
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
@@ -90,9 +96,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--worker-processes", default="auto", help="nginx worker_processes (default: auto)"
     )
     parser.add_argument(
-        "--min-sync-interval", type=float, default=0.05, metavar="SECONDS",
+        "--min-sync-interval", type=float, default=DEFAULT_MIN_SYNC_INTERVAL, metavar="SECONDS",
         help="under sustained change, start syncs at most this often; the first change after "
-        "a quiet period is applied at once (default: 0.05)",
+        f"a quiet period is applied at once (default: {DEFAULT_MIN_SYNC_INTERVAL})",
     )
     _annotation_flags(parser)
 

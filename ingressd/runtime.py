@@ -58,6 +58,9 @@ class Source(Protocol):
     async def run(self, sink: Callable[[WatchEvent], object]) -> None: ...
 
 
+#: Under sustained change, syncs start at most this often (``--min-sync-interval``).
+DEFAULT_MIN_SYNC_INTERVAL = 0.05
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Everything ``ingressd run`` takes."""
@@ -73,7 +76,7 @@ class Options:
     configmap: ObjectKey | None = None
     worker_processes: str = "auto"
     update_channel_size: int = 1024
-    min_sync_interval: float = 0.05
+    min_sync_interval: float = DEFAULT_MIN_SYNC_INTERVAL
     reload_always: bool = False
     template: Path = DEFAULT_TEMPLATE
     #: Prefix of the ingress-nginx annotations read (``--annotations-prefix``).

@@ -90,12 +90,28 @@ def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
     first = build_configuration(store.snapshot(), OPTIONS).configuration
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
     second = build_configuration(store.snapshot(), OPTIONS).configuration
-    assert cache_of(store).last == ("incremental", 1)
+    assert cache_of(store).last == ("endpoints", 1)  # patched: no Ingress assembled again
     changed = [b for b in second.backends if b not in first.backends]
     assert [(b.name, [e.address for e in b.endpoints]) for b in changed] == [
         ("default-svc5-80", ["10.9.9.9"])
     ]
     assert all(a is b for a, b in zip(first.servers, second.servers, strict=True))
+
+
+def test_an_endpoint_change_with_slice_problems_takes_the_path_that_lists_them() -> None:
+    store = cluster()
+    build_configuration(store.snapshot(), OPTIONS)
+    bad = o.endpoint_slice("svc5", endpoints=["10.9.9.9", "not-an-address"])
+    store.apply(WatchEvent(EventType.MODIFIED, bad))
+    result = build_configuration(store.snapshot(), OPTIONS)
+    assert cache_of(store).last == ("incremental", 1)
+    assert [p.kind for p in result.problems] == ["EndpointSlice"]
+    assert result == full(store.snapshot())
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.8"])))
+    result = build_configuration(store.snapshot(), OPTIONS)
+    assert cache_of(store).last == ("incremental", 1)  # the problem must go too
+    assert result.problems == ()
+    assert result == full(store.snapshot())
 
 
 def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
