@@ -184,6 +184,35 @@ async def test_watch_namespace_restricts_the_namespaced_kinds(
 # -- watching ------------------------------------------------------------------------------------
 
 
+def with_managed_fields(obj: JSON) -> JSON:
+    obj["metadata"]["managedFields"] = [{
+        "manager": "kubectl-client-side-apply", "operation": "Update",
+        "apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:ports": {}}},
+    }]
+    return obj
+
+
+@pytest.mark.parametrize("keep", [False, True])
+async def test_managed_fields_are_dropped_on_arrival_unless_kept_for_a_recording(
+    fake_api: FakeApiServer, tmp_path: Path, keep: bool
+) -> None:
+    fake_api.create(with_managed_fields(service("web")))
+    events: list[WatchEvent] = []
+    async with source_for(fake_api, tmp_path, keep_managed_fields=keep) as source:
+        await source.load_once(events.append)
+        async with running(source, events):
+            await fake_api.wait_for_watches(len(source.informers))
+            fake_api.create(with_managed_fields(endpoint_slice("web")))  # over the watch
+            await until(lambda: len(events) == 2)
+        cached = [obj for informer in source.informers.values()
+                  for obj in informer.cache.values()]
+    assert [e.object["kind"] for e in events] == ["Service", "EndpointSlice"]
+    for obj in [e.object for e in events] + cached:
+        assert ("managedFields" in obj["metadata"]) is keep
+        assert obj["metadata"]["name"].startswith("web")
+
+
 async def test_bookmarks_move_the_resource_version_and_emit_nothing(
     fake_api: FakeApiServer, tmp_path: Path
 ) -> None:

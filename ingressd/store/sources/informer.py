@@ -123,6 +123,13 @@ async def _failure(response: Any) -> Exception:
     return _Expired(text) if response.status == 410 else _RequestFailed(text)
 
 
+def _drop_managed_fields(obj: JSON) -> None:
+    """Remove ``metadata.managedFields`` from an object just parsed (no one else holds it)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+
+
 class Informer:
     """List-then-watch of one kind, feeding a sink; ``run`` until cancelled."""
 
@@ -137,8 +144,13 @@ class Informer:
         resync_period: float = 600.0,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        keep_managed_fields: bool = False,
     ) -> None:
         self.kind = kind
+        #: ``metadata.managedFields`` (server-side apply bookkeeping, often half an object's
+        #: size, and never read by ingressd) are dropped on arrival unless this is set
+        #: (``ingressd record``: a trace keeps what the API server sent).
+        self.keep_managed_fields = keep_managed_fields
         self.api_version = api_version
         self._call = call
         self.page_size = page_size
@@ -243,6 +255,8 @@ class Informer:
             finally:
                 response.release()
             for item in body.get("items") or ():
+                if not self.keep_managed_fields:
+                    _drop_managed_fields(item)
                 items.append({"apiVersion": self.api_version, "kind": self.kind, **item})
             meta = body.get("metadata") or {}
             token = meta.get("continue") or None
@@ -327,6 +341,8 @@ class Informer:
             return None
         if "kind" not in obj or "apiVersion" not in obj:
             obj = {"apiVersion": self.api_version, "kind": self.kind, **obj}
+        if not self.keep_managed_fields:
+            _drop_managed_fields(obj)
         old = self.cache.get(key)
         if type_ == "DELETED":
             if old is None:

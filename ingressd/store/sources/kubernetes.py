@@ -77,8 +77,13 @@ class KubernetesSource:
         page_size: int = 500,
         watch_timeout: float = 300.0,
         backoff: tuple[float, float] = (0.2, 10.0),
+        keep_managed_fields: bool = False,
     ) -> None:
-        """``api`` is a ``kubernetes_asyncio.client.ApiClient`` (the caller closes it)."""
+        """``api`` is a ``kubernetes_asyncio.client.ApiClient`` (the caller closes it).
+
+        ``keep_managed_fields``: pass objects on with ``metadata.managedFields`` (dropped by
+        default: ingressd never reads them, and they are often half of an object's size).
+        """
         self.api = api
         self.watch_namespace = watch_namespace
         self.configmap = configmap
@@ -95,6 +100,7 @@ class KubernetesSource:
                 watch_timeout=watch_timeout,
                 resync_period=resync_period,
                 backoff=Backoff(*backoff),
+                keep_managed_fields=keep_managed_fields,
             )
 
     def _list_call(self, kind: Kind) -> Any:
