@@ -100,6 +100,8 @@ class Harness:
         self.controller: Ingressd | None = None
         self.session: aiohttp.ClientSession | None = None
         self.pods: list[EchoPods] = []
+        #: The manifests source, when ``make_source`` made one.
+        self.manifests_source: ManifestsSource | None = None
 
     @property
     def ingressd(self) -> Ingressd:
@@ -108,7 +110,8 @@ class Harness:
 
     def make_source(self) -> Source:
         """The source the controller reads; subclasses use another (``tests/kubeharness.py``)."""
-        return ManifestsSource(self.manifests, poll_interval=0.05)
+        self.manifests_source = ManifestsSource(self.manifests, poll_interval=0.05)
+        return self.manifests_source
 
     async def start(self) -> None:
         self.controller = Ingressd(self.options, source=self.make_source())
@@ -204,7 +207,15 @@ class Harness:
     async def settled(self) -> None:
         """Wait until the manifests dir has been read and every queued sync has run."""
         controller = self.ingressd
-        await asyncio.sleep(0.2)  # > two polls of the manifests dir
+        source = self.manifests_source
+        if source is not None:
+            # Two passes, however slow the machine: the second began after this call.
+            target = source.passes + 2
+            async with asyncio.timeout(10):
+                while source.passes < target:
+                    await asyncio.sleep(0.01)
+        else:
+            await asyncio.sleep(0.2)
         for _ in range(200):
             busy = controller.channel.qsize() or not controller.queue.idle
             if not busy and not controller.worker.busy:

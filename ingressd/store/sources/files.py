@@ -311,6 +311,9 @@ class ManifestsSource:
         self._current: dict[ObjectId, tuple[KubeObject, KubeObject]] = {}
         self._first_seen: dict[ObjectId, str] = {}
         self._version = 0
+        #: Passes of ``run`` completed (their changes handed on): a file written before pass
+        #: N started has been seen once ``passes`` reaches N.
+        self.passes = 0
 
     def load_once(self, sink: Sink) -> None:
         """One pass, synchronously: hand every change since the last pass to ``sink``.
@@ -331,6 +334,7 @@ class ManifestsSource:
             found = await asyncio.to_thread(self._scan)
             for event in self._merge(found):
                 sink(event)
+            self.passes += 1
             await asyncio.sleep(self.poll_interval)
 
     def _scan(self) -> _Pass:
