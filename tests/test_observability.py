@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from ingressd.metrics import Metrics
 from ingressd.model import Certificate, Configuration, ObjectKey, Server
-from ingressd.nginx.dryrun import conf_diff
+from ingressd.nginx.applying import conf_diff
 from ingressd.runtime import Ingressd, Options
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.sources.memory import MemorySource

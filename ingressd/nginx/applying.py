@@ -75,6 +75,20 @@ def nginx_time_seconds(text: str) -> float:
     return total
 
 
+#: Longest nginx.conf diff written to the debug log, in characters.
+DIFF_LIMIT = 20000
+
+
+def conf_diff(previous: str, text: str, *, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
+    """Unified diff of two nginx.conf texts, cut at ``limit`` characters: (diff, truncated)."""
+    diff = "".join(
+        difflib.unified_diff(
+            previous.splitlines(True), text.splitlines(True), "running", "new", n=2
+        )
+    )
+    return diff[:limit], len(diff) > limit
+
+
 def config_hash(text: str) -> int:
     """A 52-bit hash of nginx.conf, exact as a Prometheus float."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:13], 16)
@@ -137,7 +151,6 @@ class Nginx:
         )
         self.endpoint = endpoint or LuaEndpoint(control_port=settings.control_port)
         self.generation = 0
-        self.running_text = ""
         #: What the Lua side holds now, as sent: backend name -> the Backend last POSTed/PUT.
         self._sent: dict[BackendName, Backend] = {}
 
@@ -154,14 +167,13 @@ class Nginx:
     async def prepare(self) -> Path:
         """Lay out the work dir and check an empty configuration (404 for all) with nginx -t.
 
-        Returns the tested candidate; ``running_text`` is its text.
+        Returns the tested candidate.
         """
         self.process.prepare_work_dir()
         default_cert = Path(self.paths.default_certificate)
         if not default_cert.exists():
             write_default_certificate(default_cert)
-        self.running_text = self.render(Configuration())
-        return await self.process.test(self.running_text)
+        return await self.process.test(self.render(Configuration()))
 
     async def start(self) -> None:
         """Prepare the work dir and start nginx serving an empty configuration."""
@@ -180,6 +192,9 @@ class Nginx:
         t1 = time.monotonic()
         candidate = await self.process.test(text)
         t2 = time.monotonic()
+        # The running text is read back for the debug diff only: keeping it would hold a
+        # second copy of nginx.conf (9 MB at 10,000 Ingresses) for nothing.
+        previous = read_text(self.paths.conf) if debug_enabled() else ""
         self.process.install(candidate, self.generation)
         # New and changed backends first: the shared dict outlives the reload, so the new
         # workers serve their first request with endpoints already in place. Only what Lua
@@ -194,15 +209,10 @@ class Nginx:
             await self.endpoint.put_backends(config.backends)
             self._sent = wanted
         t3 = time.monotonic()
-        previous, self.running_text = self.running_text, text
         self._remove_unused_certificates(config)
         if previous and debug_enabled():
-            diff = "".join(
-                difflib.unified_diff(
-                    previous.splitlines(True), text.splitlines(True), "running", "new", n=2
-                )
-            )
-            log.debug("nginx.conf changed", diff=diff[:20000])
+            diff, truncated = conf_diff(previous, text)
+            log.debug("nginx.conf changed", diff=diff, truncated=truncated)
         return ReloadOutcome(
             config_hash=config_hash(text),
             conf_bytes=len(text),
@@ -264,6 +274,14 @@ class Nginx:
             for path in secrets.iterdir():
                 if path.name not in kept:
                     path.unlink(missing_ok=True)
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or "" when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 def _worker_user(settings: RenderSettings) -> tuple[str, str] | None:

@@ -13,7 +13,6 @@ bound, so a replay can run next to a live controller.  ``nginx -t`` opens no lis
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from collections.abc import Sequence
@@ -23,24 +22,10 @@ import structlog
 
 from ingressd.logs import debug_enabled
 from ingressd.model import Backend, Configuration
-from ingressd.nginx.applying import Nginx, ReloadOutcome, config_hash
+from ingressd.nginx.applying import Nginx, ReloadOutcome, conf_diff, config_hash, read_text
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 
 log = structlog.get_logger("ingressd.nginx")
-
-#: Longest nginx.conf diff written to the debug log, in characters.
-DIFF_LIMIT = 20000
-
-
-def conf_diff(previous: str, text: str, *, limit: int = DIFF_LIMIT) -> tuple[str, bool]:
-    """Unified diff of two nginx.conf texts, cut at ``limit`` characters: (diff, truncated)."""
-    diff = "".join(
-        difflib.unified_diff(
-            previous.splitlines(True), text.splitlines(True), "running", "new", n=2
-        )
-    )
-    return diff[:limit], len(diff) > limit
-
 
 class DryRunNginx(Nginx):
     """``Nginx`` without the process: renders and tests, never starts, reloads or POSTs."""
@@ -54,10 +39,13 @@ class DryRunNginx(Nginx):
         self.backends_posted = 0
         #: Candidates that passed ``nginx -t``.
         self.checks = 0
+        #: The last accepted nginx.conf (``ingressd replay`` compares runs by it).
+        self.running_text = ""
 
     async def start(self) -> None:
         """Prepare the work dir and check that an empty configuration passes ``nginx -t``."""
         os.replace(await self.prepare(), self.paths.conf)
+        self.running_text = read_text(self.paths.conf)
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
         self.dynamic_updates += 1
