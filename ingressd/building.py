@@ -22,6 +22,10 @@
         Either way the result is the one a full build of the snapshot gives
         (``tests/test_incremental.py`` checks it on random changes).
 
+The last build is a ``BuildState`` (``ingressd.buildstate``: inputs, result, the indexes of
+the seeds and the closure, problems in buckets); splicing and the endpoint patch are
+``ingressd.splicing``.
+
 A full build falls back on the incremental path's assumptions where they do not hold: two
 Services claiming one backend name (the oldest reference wins: global order), ``server-alias``
 (aliases are checked against every server), canaries (they read other Ingresses' locations and
@@ -38,32 +42,23 @@ Results depend only on the snapshot's content, never on dict order.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any
 
-from ingressd import kube
-from ingressd.assembling import (
-    Assembled,
-    Assembly,
-    BuildOptions,
-    ObjectBucket,
-    is_ours,
-    our_classes,
-)
+from ingressd.assembling import Assembly
+from ingressd.buildstate import BuildResult, BuildState
 from ingressd.memory import gc_paused
-from ingressd.model import (
-    CATCH_ALL,
-    Backend,
-    BackendName,
-    Configuration,
-    ObjectKey,
-    Problem,
-    Server,
-)
+from ingressd.model import BackendName, Configuration, ObjectKey
 from ingressd.planning import IngressPlan
 from ingressd.reading import Memo, parse_tls_secret
+from ingressd.selecting import BuildOptions, is_ours, our_classes
+from ingressd.splicing import (
+    backends_by_service,
+    patch_endpoints,
+    splice_backends,
+    splice_servers,
+    used_backends,
+)
 from ingressd.store import keyindex
 from ingressd.store.snapshot import Snapshot
 
@@ -75,16 +70,6 @@ __all__ = [
     "gc_paused",
     "parse_tls_secret",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class BuildResult:
-    configuration: Configuration
-    #: Everything refused: IngressClasses; EndpointSlices and Secrets (by kind and key); then
-    #: each Ingress's, oldest first (rules, then default backends, then canaries); aliases.
-    problems: tuple[Problem, ...]
-    #: Ingresses of other classes, sorted; not problems.
-    ignored: tuple[ObjectKey, ...]
 
 
 def build_configuration(
@@ -101,106 +86,6 @@ def build_configuration(
         return cache.build(snapshot, options)
 
 
-@dataclass(slots=True)
-class _State:
-    """The last build: its inputs, its result and the indexes an incremental build needs."""
-
-    options: BuildOptions
-    snapshot: Snapshot
-    result: BuildResult
-    our_classes: set[str]
-    have_default: bool
-    #: Our Ingresses' plans; the other Ingresses.
-    ours: dict[ObjectKey, IngressPlan]
-    ignored: set[ObjectKey]
-    #: Server host name -> our Ingresses that may change it (``IngressPlan.hosts``).
-    hosts: dict[str, _Keys] = field(default_factory=dict)
-    #: Service / Secret key -> our Ingresses naming it.
-    services: dict[ObjectKey, _Keys] = field(default_factory=dict)
-    secrets: dict[ObjectKey, _Keys] = field(default_factory=dict)
-    #: Service key -> how many of our Ingresses naming it set a balancing policy.
-    policies: dict[ObjectKey, int] = field(default_factory=dict)
-    #: Our Ingresses with ``server-alias``.
-    aliased: set[ObjectKey] = field(default_factory=set)
-    #: Problems in the buckets of ``Assembled``; who met each object bucket.
-    class_problems: tuple[Problem, ...] = ()
-    object_problems: dict[ObjectBucket, tuple[Problem, ...]] = field(default_factory=dict)
-    touched: dict[ObjectBucket, set[ObjectKey]] = field(default_factory=dict)
-    touched_by: dict[ObjectKey, set[ObjectBucket]] = field(default_factory=dict)
-    ingress_problems: tuple[dict[ObjectKey, tuple[Problem, ...]], ...] = ()
-    finish_problems: tuple[Problem, ...] = ()
-    collided: bool = False
-
-    def index(self, plan: IngressPlan) -> None:
-        key = plan.key
-        for host in plan.hosts:
-            _add(self.hosts, host, key)
-        for service in plan.services:
-            _add(self.services, service, key)
-        for secret in plan.secrets:
-            _add(self.secrets, secret, key)
-        if plan.sets_policy:
-            for service in plan.services:
-                self.policies[service] = self.policies.get(service, 0) + 1
-        if plan.annotations.aliases:
-            self.aliased.add(key)
-
-    def unindex(self, plan: IngressPlan) -> None:
-        key = plan.key
-        for host in plan.hosts:
-            _discard(self.hosts, host, key)
-        for service in plan.services:
-            _discard(self.services, service, key)
-        for secret in plan.secrets:
-            _discard(self.secrets, secret, key)
-        if plan.sets_policy:
-            for service in plan.services:
-                left = self.policies.get(service, 0) - 1
-                if left > 0:
-                    self.policies[service] = left
-                else:
-                    self.policies.pop(service, None)
-        self.aliased.discard(key)
-
-    def take_problems(self, assembled: Assembled, keys: Iterable[ObjectKey]) -> None:
-        """Replace the problems of Ingresses ``keys`` with those ``assembled`` found."""
-        for key in keys:
-            for phase in self.ingress_problems:
-                phase.pop(key, None)
-            for bucket in self.touched_by.pop(key, ()):
-                users = self.touched[bucket]
-                users.discard(key)
-                if not users:
-                    del self.touched[bucket]
-                    del self.object_problems[bucket]
-        for phase, found in zip(self.ingress_problems, assembled.ingress_problems, strict=True):
-            for key, problems in found.items():
-                phase[key] = tuple(problems)
-        for bucket, users in assembled.touched.items():
-            self.object_problems[bucket] = assembled.object_problems[bucket]
-            self.touched.setdefault(bucket, set()).update(users)
-            for user in users:
-                self.touched_by.setdefault(user, set()).add(bucket)
-
-    def problems(self, *, ordered: bool) -> tuple[Problem, ...]:
-        """Every problem, in ``BuildResult.problems`` order (``ordered``: each phase's dict is
-        already oldest Ingress first)."""
-        out = list(self.class_problems)
-        for bucket in sorted(self.object_problems):
-            out.extend(self.object_problems[bucket])
-        for phase in self.ingress_problems:
-            keys: Iterable[ObjectKey] = phase
-            if not ordered and len(phase) > 1:
-                keys = sorted(phase, key=lambda k: self.ours[k].age)
-            for key in keys:
-                out.extend(phase[key])
-        out.extend(self.finish_problems)
-        return tuple(out)
-
-
-_Keys = keyindex.Entry
-_add = keyindex.add
-_discard = keyindex.discard
 _keys = keyindex.members
 
 
@@ -216,33 +101,12 @@ def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[
     return changed
 
 
-def _used(server: Server | None) -> set[BackendName]:
-    """Backends a server's locations use (as ``Assembly.finish`` counts them)."""
-    found: set[BackendName] = set()
-    if server is not None:
-        for location in server.locations:
-            if location.backend:
-                found.add(location.backend)
-            settings = location.settings
-            if settings.default_backend and settings.denied is None:
-                found.add(settings.default_backend)
-    return found
-
-
-def _server_order(server: Server) -> tuple[bool, str]:
-    return (server.hostname != CATCH_ALL, server.hostname)
-
-
-def _backend_order(backend: Backend) -> BackendName:
-    return backend.name
-
-
 class BuildCache:
     """The last build and what was derived from each object, for the next build.
 
     One per Store (``Store.snapshot()`` hands it on) or per caller; never shared between
     threads.  Holding it costs the memo of the objects' readings (plans, Service and slice
-    views, certificates) and the indexes of ``_State``, a few KB per Ingress.
+    views, certificates) and the indexes of ``BuildState``, a few KB per Ingress.
     """
 
     #: The closure of a change stays below this share of our Ingresses (else: full build).
@@ -250,7 +114,7 @@ class BuildCache:
 
     def __init__(self) -> None:
         self.memo = Memo()
-        self._state: _State | None = None
+        self._state: BuildState | None = None
         #: How the last build went: ``full`` or ``incremental`` (and how many Ingresses), or
         #: ``endpoints`` (and how many backends got new endpoints).
         self.last: tuple[str, int] = ("none", 0)
@@ -283,7 +147,7 @@ class BuildCache:
         memo.servers = {s.hostname: s for s in assembled.servers}
         memo.final_backends = {b.name: b for b in assembled.backends}
         our, have_default, _ = our_classes(snapshot, options)
-        state = _State(
+        state = BuildState(
             options=options,
             snapshot=snapshot,
             result=BuildResult(Configuration(), (), ()),
@@ -311,7 +175,7 @@ class BuildCache:
 
     # -- incremental --------------------------------------------------------------------------
 
-    def _incremental(self, snapshot: Snapshot, state: _State) -> BuildResult | None:
+    def _incremental(self, snapshot: Snapshot, state: BuildState) -> BuildResult | None:
         """The build of ``snapshot`` from the last one, or ``None`` when a full build is due."""
         old = state.snapshot
         if _changes(old.ingress_classes, snapshot.ingress_classes):
@@ -329,9 +193,13 @@ class BuildCache:
             for key in keys:
                 memo.forget(kind, key)
         if not (ingresses or services or secrets):
-            patched = self._patch_endpoints(snapshot, state, slices)
+            if self._by_service is None:
+                self._by_service = backends_by_service(memo.final_backends.values())
+            patched = patch_endpoints(snapshot, state, memo, self._by_service, slices)
             if patched is not None:
-                return patched
+                result, replaced = patched
+                self.last = ("endpoints", replaced)
+                return result
         seeds = set(ingresses)
         for key in services | slices:
             seeds.update(_keys(state.services, key))
@@ -378,16 +246,16 @@ class BuildCache:
         final = memo.final_backends
         names: set[BackendName] = set()
         for host in hosts:
-            names |= _used(memo.servers.get(host))
-            names |= _used(made_servers.get(host))
+            names |= used_backends(memo.servers.get(host))
+            names |= used_backends(made_servers.get(host))
         for name in names:
             for candidate in (final.get(name), made_backends.get(name)):
                 if candidate is not None and (
                     candidate.policy.alternatives or candidate.policy.traffic_shaping is not None
                 ):
                     return None  # canaries: their backends depend on other hosts
-        servers = self._splice_servers(previous, made_servers, hosts)
-        backends = self._splice_backends(previous, made_backends, names, hosts, state)
+        servers = splice_servers(memo, previous, made_servers, hosts)
+        backends = splice_backends(memo, previous, made_backends, names, hosts, state)
         # Committed: from here on the state follows the new result.
         memo.backends.update(assembled.resolved)
         for key in members:
@@ -407,77 +275,8 @@ class BuildCache:
         self.last = ("incremental", len(members))
         return result
 
-    def _patch_endpoints(
-        self, snapshot: Snapshot, state: _State, services: set[ObjectKey]
-    ) -> BuildResult | None:
-        """Only EndpointSlices changed: the backends of their Services get the new endpoints,
-        everything else is the last result's.  ``None`` (the general path decides) when the
-        slices of one of them have or had problems: those are listed per Service and
-        Ingress, which this path does not redo.
-
-        An endpoint change cannot change which Ingress wins a path, which backend a location
-        uses or any problem but the slices' own, so no Ingress is assembled again: the cost
-        is that of reading the changed slices, not of the Ingresses naming their Service.
-        """
-        memo = self.memo
-        final = memo.final_backends
-        by_service = self._by_service
-        if by_service is None:
-            by_service = self._by_service = {}
-            for backend in final.values():
-                key = ObjectKey(f"{backend.namespace}/{backend.service}")
-                by_service.setdefault(key, []).append(backend.name)
-        replaced: dict[BackendName, Backend] = {}
-        for service_key in services:
-            if ("EndpointSlice", service_key, "") in state.object_problems:
-                return None
-            names = by_service.get(service_key)
-            if not names:
-                continue  # no location routes to this Service: nothing nginx holds changes
-            raws = snapshot.endpoint_slices.get(service_key, ())
-            slices = memo.service_slices(service_key, raws)
-            if slices.problems:
-                return None
-            raw_service = snapshot.services.get(service_key)
-            view = None if raw_service is None else kube.read_service(raw_service)
-            if not isinstance(view, kube.ServiceView):
-                return None
-            for name in names:
-                backend = final[name]
-                written = backend.service_port
-                number = int(written) if written.isdigit() else None
-                match = next(
-                    (p for p in view.ports if (p[1] == number if number is not None
-                                               else p[0] == written)),
-                    None,
-                )
-                if match is None:
-                    return None
-                endpoints = slices.endpoints_of(match[0])
-                if endpoints != backend.endpoints:
-                    replaced[name] = replace(backend, endpoints=endpoints)
-        self.last = ("endpoints", len(replaced))
-        if not replaced:
-            return state.result
-        backends = list(state.result.configuration.backends)
-        for name, backend in replaced.items():
-            at = bisect.bisect_left(backends, name, key=_backend_order)
-            backends[at] = backend
-            final[name] = backend
-            resolved = memo.backends.get(name)
-            if resolved is not None:
-                memo.backends[name] = replace(resolved, endpoints=backend.endpoints)
-        previous = state.result
-        result = BuildResult(
-            Configuration(servers=previous.configuration.servers, backends=tuple(backends)),
-            previous.problems,
-            previous.ignored,
-        )
-        state.result = result
-        return result
-
     def _closure(
-        self, seeds: set[ObjectKey], old_plans: dict[ObjectKey, IngressPlan], state: _State
+        self, seeds: set[ObjectKey], old_plans: dict[ObjectKey, IngressPlan], state: BuildState
     ) -> tuple[set[ObjectKey], set[str]] | None:
         """The Ingresses to assemble again and the servers they may change, or ``None``."""
         limit = max(64, int(len(state.ours) * self.MAX_SHARE))
@@ -507,64 +306,3 @@ class BuildCache:
                         services.add(service)
                         stack.extend(_keys(state.services, service))
         return members, hosts
-
-    def _splice_servers(
-        self, previous: Configuration, made: dict[str, Server], hosts: set[str]
-    ) -> list[Server]:
-        """The servers of ``previous`` with those of ``hosts`` replaced, added or removed."""
-        by_host = self.memo.servers
-        servers = list(previous.servers)
-        for host in hosts:
-            at = bisect.bisect_left(servers, (host != CATCH_ALL, host), key=_server_order)
-            present = at < len(servers) and servers[at].hostname == host
-            new = made.get(host)
-            if new is not None:
-                if present:
-                    servers[at] = new
-                else:
-                    servers.insert(at, new)
-                by_host[host] = new
-            elif present:
-                del servers[at]
-                by_host.pop(host, None)
-        return servers
-
-    def _splice_backends(
-        self,
-        previous: Configuration,
-        made: dict[BackendName, Backend],
-        names: set[BackendName],
-        hosts: set[str],
-        state: _State,
-    ) -> list[Backend]:
-        """The backends of ``previous`` with ``names`` (those the rebuilt servers used or use)
-        as the assembly made them, kept when a server elsewhere still uses them, or dropped."""
-        final = self.memo.final_backends
-        backends = list(previous.backends)
-        for name in names:
-            new = made.get(name)
-            if new is None and name in final and self._used_elsewhere(final[name], hosts, state):
-                new = final[name]
-            at = bisect.bisect_left(backends, name, key=_backend_order)
-            present = at < len(backends) and backends[at].name == name
-            if new is not None:
-                if present:
-                    backends[at] = new
-                else:
-                    backends.insert(at, new)
-                final[name] = new
-            elif present:
-                del backends[at]
-                final.pop(name, None)
-        return backends
-
-    def _used_elsewhere(self, backend: Backend, hosts: set[str], state: _State) -> bool:
-        """Whether a server outside ``hosts`` uses ``backend`` (only Ingresses naming its
-        Service can)."""
-        service = ObjectKey(f"{backend.namespace}/{backend.service}")
-        by_host = self.memo.servers
-        for key in _keys(state.services, service):
-            for host in state.ours[key].hosts:
-                if host not in hosts and backend.name in _used(by_host.get(host)):
-                    return True
-        return False

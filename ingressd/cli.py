@@ -36,7 +36,8 @@ from ingressd.election import DEFAULT_ELECTION_ID
 from ingressd.kubeclient import api_client, in_cluster
 from ingressd.logs import configure
 from ingressd.model import ObjectKey
-from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderError, render
+from ingressd.nginx.quoting import RenderError
+from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, render
 from ingressd.recording import record
 from ingressd.runtime import (
     CONTROLLER_NAME,
@@ -324,12 +325,16 @@ async def _kube_client(args: argparse.Namespace) -> Any:
         return None
 
 
-def _kube_source(args: argparse.Namespace, api: Any) -> KubernetesSource:
+def _kube_source(
+    args: argparse.Namespace, api: Any, *, as_sent: bool = False
+) -> KubernetesSource:
+    """``as_sent``: objects exactly as the API server sent them (``record``)."""
     return KubernetesSource(
         api,
         watch_namespace=args.watch_namespace,
         configmap=args.configmap,
         resync_period=args.resync_period,
+        keep_managed_fields=as_sent,
     )
 
 
@@ -396,7 +401,7 @@ async def _record(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         count = await record(
-            _kube_source(args, api),
+            _kube_source(args, api, as_sent=True),
             args.out,
             duration=args.duration,
             keep_secret_data=args.keep_secret_data,

@@ -12,7 +12,9 @@ the renderer without copies.  Every string in a model has already been validated
 
 Structural versus dynamic: ``Location.settings`` and ``Server`` fields are written into nginx.conf
 (a change reloads); ``Backend.endpoints`` and ``Backend.policy`` (load-balance, upstream-hash-by,
-cookie affinity, canary rules) are only POSTed to Lua (a change is a dynamic update).
+cookie affinity, canary rules) are only POSTed to Lua (a change is a dynamic update).  The parts
+that annotations set live in their own modules: ``LocationSettings`` and the files made from
+Secrets in ``ingressd.location_settings``, ``BackendPolicy`` in ``ingressd.backend_policy``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, NewType
+
+from ingressd.backend_policy import DEFAULT_POLICY, BackendPolicy, TrafficShaping
+from ingressd.location_settings import DEFAULT_SETTINGS, LocationSettings, SecretFile
 
 #: ``namespace/name`` of a Kubernetes object.
 ObjectKey = NewType("ObjectKey", str)
@@ -50,74 +55,6 @@ class Endpoint:
 
     address: str
     port: int
-
-
-# --- the dynamic part of a backend: applied through Lua, never written into nginx.conf -------
-
-
-class LoadBalance(enum.Enum):
-    """``load-balance``: the algorithm of the Lua balancer (ingress-nginx's names)."""
-
-    ROUND_ROBIN = "round_robin"
-    EWMA = "ewma"
-
-
-class AffinityMode(enum.Enum):
-    """``affinity-mode``: ``balanced`` moves some sessions when pods are added, ``persistent``
-    keeps every session on its pod for as long as the pod exists."""
-
-    BALANCED = "balanced"
-    PERSISTENT = "persistent"
-
-
-@dataclass(frozen=True, slots=True)
-class CookieAffinity:
-    """``affinity: cookie`` and its ``session-cookie-*`` settings."""
-
-    name: str = "INGRESSCOOKIE"
-    mode: AffinityMode = AffinityMode.BALANCED
-    #: ``None``: the path of the location that set the affinity.
-    path: str | None = None
-    max_age: int | None = None
-    #: Seconds from now for the ``Expires`` attribute.
-    expires: int | None = None
-    samesite: str | None = None
-    secure: bool = False
-    change_on_failure: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficShaping:
-    """Which requests a canary backend takes (its ``trafficShapingPolicy``).
-
-    Precedence as ingress-nginx: the header (``always``/``never``, or ``header_value`` /
-    ``header_pattern``), then the cookie (``always``/``never``), then ``weight`` out of
-    ``weight_total``.
-    """
-
-    weight: int = 0
-    weight_total: int = 100
-    header: str = ""
-    header_value: str = ""
-    header_pattern: str = ""
-    cookie: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class BackendPolicy:
-    """How the Lua side balances one backend; every field is dynamic (no reload to change)."""
-
-    load_balance: LoadBalance = LoadBalance.ROUND_ROBIN
-    #: ``upstream-hash-by``: nginx variables (and text) hashed onto the endpoints; ``""`` = off.
-    hash_by: str = ""
-    affinity: CookieAffinity | None = None
-    #: Set on a canary backend: which requests it takes from its main backend.
-    traffic_shaping: TrafficShaping | None = None
-    #: Canary backends tried first for this (main) backend's requests, in order.
-    alternatives: tuple[BackendName, ...] = ()
-
-
-DEFAULT_POLICY = BackendPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,188 +127,6 @@ class Backend:
             "alternativeBackends": list(policy.alternatives),
             "noServer": policy.traffic_shaping is not None,
         }
-
-
-# --- per-location settings from annotations: structural (written into nginx.conf) ----------
-
-
-class BackendProtocol(enum.Enum):
-    """``backend-protocol``: how nginx talks to the pods."""
-
-    HTTP = "HTTP"
-    HTTPS = "HTTPS"
-    GRPC = "GRPC"
-    GRPCS = "GRPCS"
-
-
-@dataclass(frozen=True, slots=True)
-class SecretFile:
-    """A file made from a Secret (htpasswd, CA bundle, client certificate), written 0600 into
-    the work dir; its name carries a hash of the content, so a change reloads nginx."""
-
-    secret: ObjectKey
-    #: What the file is for: ``auth``, ``ca``, ``client``; part of the file name.
-    purpose: str
-    sha256: str
-    content: str = field(repr=False)
-
-    @property
-    def file_name(self) -> str:
-        namespace, _, name = self.secret.partition("/")
-        return f"{namespace}_{name}-{self.purpose}-{self.sha256[:16]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Redirect:
-    """``permanent-redirect`` / ``temporal-redirect``: answer every request with a redirect."""
-
-    code: int
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimits:
-    """``limit-rps``, ``limit-rpm``, ``limit-connections`` per client address.
-
-    ``zone`` names the nginx shared memory zones of the Ingress (its requests share them).
-    """
-
-    zone: str
-    rps: int | None = None
-    rpm: int | None = None
-    connections: int | None = None
-    burst_multiplier: int = 5
-    #: ``limit-rate`` (KB/s per connection, 0 = off) and ``limit-rate-after`` (KB).
-    rate: int | None = None
-    rate_after: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BasicAuth:
-    """``auth-type: basic`` with the htpasswd file from ``auth-secret``."""
-
-    realm: str
-    file: SecretFile
-
-
-@dataclass(frozen=True, slots=True)
-class Cors:
-    """``enable-cors`` and ``cors-*``, with ingress-nginx's defaults."""
-
-    #: ``("*",)`` or origins such as ``https://a.com``, ``https://*.b.com:8443``.
-    origins: tuple[str, ...] = ("*",)
-    methods: str = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
-    headers: str = (
-        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,"
-        "Content-Type,Range,Authorization"
-    )
-    expose_headers: str = ""
-    credentials: bool = True
-    max_age: int = 1728000
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySSL:
-    """``proxy-ssl-*``: TLS towards HTTPS / GRPCS pods."""
-
-    verify: bool = False
-    #: Trusted CAs (``ca.crt`` of ``proxy-ssl-secret``).
-    ca: SecretFile | None = None
-    #: Client certificate + key (``tls.crt`` + ``tls.key`` of ``proxy-ssl-secret``).
-    client_certificate: SecretFile | None = None
-    #: Name checked against the pod's certificate and sent by SNI; ``None``: the Service's
-    #: cluster DNS name ``<service>.<namespace>.svc``.
-    name: str | None = None
-    server_name: bool = False
-    verify_depth: int = 1
-    ciphers: str | None = None
-    protocols: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class LocationSettings:
-    """Everything annotations change in one location's nginx block.  ``None`` = the default.
-
-    Shared by the locations of one Ingress; a change is structural (nginx.conf changes).
-    """
-
-    #: Why the location answers 503 instead of proxying: a security annotation (access lists,
-    #: authentication, backend TLS) was invalid, and failing open would expose the backend.
-    denied: str | None = None
-    body_size: str | None = None
-    client_body_buffer_size: str | None = None
-    connect_timeout: str | None = None
-    send_timeout: str | None = None
-    read_timeout: str | None = None
-    buffering: bool | None = None
-    request_buffering: bool | None = None
-    buffer_size: str | None = None
-    buffers_number: int | None = None
-    busy_buffers_size: str | None = None
-    max_temp_file_size: str | None = None
-    http_version: str | None = None
-    connection_header: str | None = None
-    next_upstream: tuple[str, ...] = ()
-    next_upstream_tries: int | None = None
-    next_upstream_timeout: str | None = None
-    rewrite_target: str | None = None
-    redirect: Redirect | None = None
-    custom_http_errors: tuple[int, ...] = ()
-    #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
-    default_backend: BackendName | None = None
-    upstream_vhost: str | None = None
-    x_forwarded_prefix: str | None = None
-    #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
-    ssl_redirect: bool | None = None
-    force_ssl_redirect: bool = False
-    backend_protocol: BackendProtocol = BackendProtocol.HTTP
-    proxy_ssl: ProxySSL | None = None
-    #: ``whitelist-source-range`` / ``allowlist-source-range`` (normalized CIDRs).
-    allow: tuple[str, ...] = ()
-    #: ``denylist-source-range``.
-    deny: tuple[str, ...] = ()
-    limits: RateLimits | None = None
-    auth: BasicAuth | None = None
-    satisfy_any: bool = False
-    cors: Cors | None = None
-    access_log: bool | None = None
-    rewrite_log: bool = False
-    #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
-    snippet: str | None = None
-
-    def secret_files(self) -> tuple[SecretFile, ...]:
-        files: list[SecretFile] = []
-        if self.auth is not None:
-            files.append(self.auth.file)
-        if self.proxy_ssl is not None:
-            for f in (self.proxy_ssl.ca, self.proxy_ssl.client_certificate):
-                if f is not None:
-                    files.append(f)
-        return tuple(files)
-
-    def to_json(self) -> dict[str, Any]:
-        """The settings that differ from the defaults, JSON-ready (secret contents left out)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value != f.default:
-                out[f.name] = _jsonable(value)
-        return out
-
-
-DEFAULT_SETTINGS = LocationSettings()
-
-
-def _jsonable(value: object) -> Any:
-    if isinstance(value, SecretFile):
-        return {"secret": value.secret, "file": value.file_name}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Planning: one Ingress object in, everything about it that depends on that object alone out.
 
     (key, raw Ingress, AnnotationOptions) --plan_ingress()--> IngressPlan   (pure)
-        metadata.namespace / name checked; the object parsed (``kube.Ingress``, pydantic);
+        metadata.namespace / name checked; the spec read as it is when plainly well-formed
+        (``ingressd.screening``), else parsed (``kube.Ingress``, pydantic);
         annotations parsed (``ingressd.annotations``); every host, path, pathType, backend
         reference and TLS entry checked, each failure kept as an ``Issue`` (field, reason)
         at the place the assembly meets it
@@ -24,15 +25,17 @@ from typing import Any, NamedTuple
 
 from ingressd import kube
 from ingressd.annotations import AnnotationOptions, IngressAnnotations, parse_annotations
-from ingressd.annotations.values import InvalidValue, regex_path
+from ingressd.annotations.patterns import regex_path
+from ingressd.annotations.values import InvalidValue
+from ingressd.backend_policy import DEFAULT_POLICY
+from ingressd.location_settings import DEFAULT_SETTINGS
 from ingressd.model import (
     CATCH_ALL,
-    DEFAULT_POLICY,
-    DEFAULT_SETTINGS,
     BackendName,
     ObjectKey,
     PathType,
 )
+from ingressd.screening import Irregular, plain_spec
 from ingressd.validation import (
     validate_host,
     validate_namespace,
@@ -227,8 +230,8 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
         if reason is not None:
             return IngressPlan(raw, key, plan_age, annotations, (field_name, reason))
     try:
-        spec = _checked(raw)
-    except _Irregular:
+        spec = plain_spec(raw)
+    except Irregular:
         # Something unusual: pydantic says what is wrong, or reads what is merely unusual.
         parsed = kube.parse(kube.Ingress, raw)
         if isinstance(parsed, kube.ParseError):
@@ -324,118 +327,6 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
         tuple(services),
         tuple(secrets),
     )
-
-
-# --- the structure, checked by hand -------------------------------------------------------
-
-
-class _Irregular(Exception):
-    """The object is not plainly well-formed: pydantic (``kube.Ingress``) decides."""
-
-
-def _list(value: object) -> list[Any]:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise _Irregular
-    return value
-
-
-def _str_map(value: object) -> None:
-    if value is None:
-        return
-    if type(value) is not dict:
-        raise _Irregular
-    for k, v in value.items():
-        if type(k) is not str or type(v) is not str:
-            raise _Irregular
-
-
-def _backend(value: object) -> None:
-    if type(value) is not dict:
-        raise _Irregular
-    service = value.get("service")
-    if service is not None:
-        if type(service) is not dict or type(service.get("name")) is not str:
-            raise _Irregular
-        port = service.get("port")
-        if port is not None:
-            if type(port) is not dict:
-                raise _Irregular
-            number, name = port.get("number"), port.get("name")
-            if (number is not None and type(number) is not int) or (
-                name is not None and type(name) is not str
-            ):
-                raise _Irregular
-    resource = value.get("resource")
-    if resource is not None:
-        if type(resource) is not dict:
-            raise _Irregular
-        for name in ("apiGroup", "kind", "name"):
-            field_value = resource.get(name)
-            if field_value is not None and type(field_value) is not str:
-                raise _Irregular
-
-
-_META_STRINGS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-
-
-def _checked(raw: object) -> dict[str, Any]:
-    """The spec of an Ingress that ``kube.Ingress`` would accept as it is (every field it
-    models has its type); raises ``_Irregular`` on anything else, accepted or not."""
-    if type(raw) is not dict:
-        raise _Irregular
-    meta = raw.get("metadata")
-    if meta is not None:
-        if type(meta) is not dict:
-            raise _Irregular
-        for name in _META_STRINGS:
-            value = meta.get(name)
-            if value is not None and type(value) is not str:
-                raise _Irregular
-        _str_map(meta.get("labels"))
-        _str_map(meta.get("annotations"))
-    spec = raw.get("spec")
-    if spec is None:
-        return {}
-    if type(spec) is not dict:
-        raise _Irregular
-    class_name = spec.get("ingressClassName")
-    if class_name is not None and type(class_name) is not str:
-        raise _Irregular
-    default = spec.get("defaultBackend")
-    if default is not None:
-        _backend(default)
-    for rule in _list(spec.get("rules")):
-        if type(rule) is not dict:
-            raise _Irregular
-        host = rule.get("host")
-        if host is not None and type(host) is not str:
-            raise _Irregular
-        http = rule.get("http")
-        if http is None:
-            continue
-        if type(http) is not dict:
-            raise _Irregular
-        for path in _list(http.get("paths")):
-            if type(path) is not dict:
-                raise _Irregular
-            path_value, path_type = path.get("path"), path.get("pathType")
-            if (path_value is not None and type(path_value) is not str) or (
-                path_type is not None and type(path_type) is not str
-            ):
-                raise _Irregular
-            _backend(path.get("backend"))
-    for entry in _list(spec.get("tls")):
-        if type(entry) is not dict:
-            raise _Irregular
-        for host in _list(entry.get("hosts")):
-            if type(host) is not str:
-                raise _Irregular
-        secret_name = entry.get("secretName")
-        if secret_name is not None and type(secret_name) is not str:
-            raise _Irregular
-    return spec
 
 
 def _location(

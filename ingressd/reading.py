@@ -29,15 +29,14 @@ from cryptography.hazmat.primitives import serialization
 from ingressd import kube
 from ingressd.annotations import AnnotationOptions
 from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
+from ingressd.location_settings import LocationSettings, SecretFile
 from ingressd.model import (
     Backend,
     BackendName,
     Certificate,
     Endpoint,
-    LocationSettings,
     ObjectKey,
     Problem,
-    SecretFile,
     Server,
 )
 from ingressd.planning import IngressPlan, Issue, plan_ingress

@@ -48,7 +48,8 @@ import structlog
 
 from ingressd.model import Configuration
 from ingressd.nginx.dryrun import DryRunNginx
-from ingressd.nginx.rendering import NginxPaths, RenderError, RenderSettings, render
+from ingressd.nginx.quoting import RenderError
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.queueing import SyncBatch
 from ingressd.runtime import Ingressd, Options
 from ingressd.store.events import StoreEvent

@@ -40,7 +40,8 @@ from ingressd.model import Configuration, ObjectKey, Problem
 from ingressd.nginx.applying import NginxDriver
 from ingressd.nginx.dynamic import DynamicUpdateError
 from ingressd.nginx.process import ConfigTestError, NginxError
-from ingressd.nginx.rendering import RenderError, RenderSettings
+from ingressd.nginx.quoting import RenderError
+from ingressd.nginx.rendering import RenderSettings
 from ingressd.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.snapshot import Snapshot
 from ingressd.store.store import Store

@@ -17,19 +17,14 @@ from ingressd.annotations import (
     Support,
     parse_annotations,
 )
+from ingressd.annotations import patterns as rx
+from ingressd.annotations import urls as u
 from ingressd.annotations import values as v
+from ingressd.backend_policy import AffinityMode, LoadBalance, TrafficShaping
 from ingressd.building import BuildOptions, BuildResult, build_configuration
 from ingressd.diffing import Action, decide
-from ingressd.model import (
-    AffinityMode,
-    BackendName,
-    BackendProtocol,
-    Configuration,
-    LoadBalance,
-    Location,
-    PathType,
-    TrafficShaping,
-)
+from ingressd.location_settings import BackendProtocol
+from ingressd.model import BackendName, Configuration, Location, PathType
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.store.snapshot import KubeObject
 from ingressd.testing import objects as o
@@ -118,18 +113,18 @@ def test_the_table_says_how_every_annotation_differs() -> None:
     (v.boolean, "True", True), (v.boolean, "0", False), (v.on_off, "off", False),
     (v.cidr_list, "10.0.0.0/8, 1.2.3.4,::1", ("10.0.0.0/8", "1.2.3.4/32", "::1/128")),
     (v.cidr_list, "10.1.2.3/8", ("10.0.0.0/8",)),
-    (v.redirect_url, "https://Example.com:8443/a/b?c=d&e=%20", "https://example.com:8443/a/b?c=d&e=%20"),
-    (v.redirect_url, "http://[::1]", "http://[::1]/"),
-    (v.rewrite_target, "/$2", "/$2"), (v.rewrite_target, "/app/$1?x=y", "/app/$1?x=y"),
-    (v.regex_path, "/something(/|$)(.*)", "/something(/|$)(.*)"),
-    (v.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
-    (v.hash_key, "$request_uri", "$request_uri"),
-    (v.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
+    (u.redirect_url, "https://Example.com:8443/a/b?c=d&e=%20", "https://example.com:8443/a/b?c=d&e=%20"),
+    (u.redirect_url, "http://[::1]", "http://[::1]/"),
+    (rx.rewrite_target, "/$2", "/$2"), (rx.rewrite_target, "/app/$1?x=y", "/app/$1?x=y"),
+    (rx.regex_path, "/something(/|$)(.*)", "/something(/|$)(.*)"),
+    (rx.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
+    (rx.hash_key, "$request_uri", "$request_uri"),
+    (rx.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
     (v.host_list, "a.com, *.b.com", ("a.com", "*.b.com")),
     (v.http_codes, "503,404, 404", (404, 503)),
     (v.next_upstream, "error timeout http_502", ("error", "timeout", "http_502")),
-    (v.cors_origins, "https://a.com, http://*.b.com:81", ("https://a.com", "http://*.b.com:81")),
-    (v.upstream_vhost, "Svc.NS.svc:8080", "svc.ns.svc:8080"),
+    (u.cors_origins, "https://a.com, http://*.b.com:81", ("https://a.com", "http://*.b.com:81")),
+    (u.upstream_vhost, "Svc.NS.svc:8080", "svc.ns.svc:8080"),
     (v.auth_secret_ref, "ns/name", ("ns", "name")), (v.auth_secret_ref, "name", (None, "name")),
     (v.realm, "Authentication Required - foo", "Authentication Required - foo"),
 ])
@@ -141,18 +136,18 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
     (v.size, "8 m", "size"), (v.size, "1t", "size"), (v.size, "-1", "size"),
     (v.seconds, "1d", "seconds"), (v.boolean, "yes", "true or false"),
     (v.cidr_list, "10.0.0.0/33", "not an IP"), (v.cidr_list, "10.0.0.0/8,,", "empty item"),
-    (v.redirect_url, "/relative", "absolute"), (v.redirect_url, "javascript:alert(1)", "absolute"),
-    (v.redirect_url, "https://user@host/", "user information"),
-    (v.redirect_url, "https://a.com/$host", "'$'"), (v.redirect_url, "https://a b/", "spaces"),
-    (v.rewrite_target, "/$host", "capture"), (v.rewrite_target, "relative", "starting with '/'"),
-    (v.regex_path, "/a$host", "'$'"), (v.regex_path, "/a(", "not a valid regular expression"),
-    (v.regex_path, "/a\\\\b", "backslash before '\\\\'"), (v.regex_path, "/a{2}", "'{'"),
-    (v.regex_path, "/a\\", "end with a backslash"),
-    (v.regex_path, "a/b", "start with '/'"),
-    (v.hash_key, "static-text", "nginx variables"), (v.hash_key, "$a;b", "nginx variables"),
+    (u.redirect_url, "/relative", "absolute"), (u.redirect_url, "javascript:alert(1)", "absolute"),
+    (u.redirect_url, "https://user@host/", "user information"),
+    (u.redirect_url, "https://a.com/$host", "'$'"), (u.redirect_url, "https://a b/", "spaces"),
+    (rx.rewrite_target, "/$host", "capture"), (rx.rewrite_target, "relative", "starting with '/'"),
+    (rx.regex_path, "/a$host", "'$'"), (rx.regex_path, "/a(", "not a valid regular expression"),
+    (rx.regex_path, "/a\\\\b", "backslash before '\\\\'"), (rx.regex_path, "/a{2}", "'{'"),
+    (rx.regex_path, "/a\\", "end with a backslash"),
+    (rx.regex_path, "a/b", "start with '/'"),
+    (rx.hash_key, "static-text", "nginx variables"), (rx.hash_key, "$a;b", "nginx variables"),
     (v.host_list, "a..com", "empty label"), (v.http_codes, "200", "between 300 and 599"),
     (v.next_upstream, "error off", "alone"), (v.next_upstream, "error bogus", "bogus"),
-    (v.cors_origins, "ftp://a.com", "http(s)"), (v.upstream_vhost, "$host", "variables"),
+    (u.cors_origins, "ftp://a.com", "http(s)"), (u.upstream_vhost, "$host", "variables"),
     (v.auth_secret_ref, "a/b/c", "namespace"), (v.realm, "a\\b", "'\\\\'"),
     (v.integer(1, 5), "6", "between 1 and 5"), (v.integer(1, 5), "1.5", "integer"),
 ])

@@ -15,7 +15,8 @@ from e2e import deploy, expect
 from ingressd.building import BuildOptions
 from ingressd.configmap import GlobalOptions, parse_configmap, settings_changes
 from ingressd.model import Configuration, ObjectKey
-from ingressd.nginx.rendering import NginxPaths, RenderError, RenderSettings, render
+from ingressd.nginx.quoting import RenderError
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.testing.objects import (
     ingress,
     path,

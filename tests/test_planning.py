@@ -12,7 +12,8 @@ import pytest
 from ingressd import kube
 from ingressd.annotations import AnnotationOptions
 from ingressd.model import ObjectKey
-from ingressd.planning import IngressPlan, _checked, _Irregular, plan_ingress
+from ingressd.planning import IngressPlan, plan_ingress
+from ingressd.screening import Irregular, plain_spec
 from ingressd.testing import objects as o
 
 ODD_VALUES: list[Any] = [None, 1, True, 1.5, "x", "", [], {}, ["x"], {"a": 1}, {"a": "b"}]
@@ -66,8 +67,8 @@ def test_what_planning_reads_by_hand_pydantic_accepts_too(seed: int) -> None:
     for _ in range(50):
         raw = mutated(rng)
         try:
-            _checked(raw)
-        except _Irregular:
+            plain_spec(raw)
+        except Irregular:
             continue
         assert not isinstance(kube.parse(kube.Ingress, raw), kube.ParseError), raw
 
@@ -79,8 +80,8 @@ def test_an_unusual_but_valid_ingress_is_planned_as_the_plain_one() -> None:
     plain = sample()
     unusual = sample()
     unusual["spec"]["rules"][0]["host"] = Text("a.test")  # not a plain str: pydantic reads it
-    with pytest.raises(_Irregular):
-        _checked(unusual)
+    with pytest.raises(Irregular):
+        plain_spec(unusual)
     key = ObjectKey("default/app")
     options = AnnotationOptions()
     assert shape(plan_ingress(key, unusual, options)) == shape(plan_ingress(key, plain, options))

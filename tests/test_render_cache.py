@@ -11,20 +11,20 @@ import pytest
 
 from ingressd.building import BuildOptions, build_configuration
 from ingressd.channel import UpdateChannel
+from ingressd.location_settings import LocationSettings, ProxySSL
 from ingressd.model import (
     Backend,
     BackendName,
     Configuration,
     Location,
-    LocationSettings,
     ObjectKey,
     PathType,
-    ProxySSL,
     Server,
 )
-from ingressd.nginx import rendering
+from ingressd.nginx import rendering, routing
+from ingressd.nginx.caching import clear_render_cache
 from ingressd.nginx.dynamic import _BackendTexts
-from ingressd.nginx.rendering import NginxPaths, RenderSettings, clear_render_cache, render
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.store import Store
@@ -39,9 +39,9 @@ def rendered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Host names of the server blocks rendered (not taken from the cache)."""
     clear_render_cache()
     seen: list[str] = []
-    real = rendering.locations
+    real = routing.locations
 
-    def counting(server: Server, *args: Any, **kwargs: Any) -> list[rendering.RenderedLocation]:
+    def counting(server: Server, *args: Any, **kwargs: Any) -> list[routing.RenderedLocation]:
         seen.append(server.hostname)
         return real(server, *args, **kwargs)
 

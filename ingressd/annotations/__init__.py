@@ -7,8 +7,8 @@
     -> building attaches the values to the model; ``ingressd check`` prints the report
 
 ``ANNOTATIONS`` (``table.py``) lists every ingress-nginx annotation ingressd knows, with its
-support and the difference from ingress-nginx; ``values.py`` holds the value grammars;
-``secrets.py`` reads the Secrets annotations refer to (htpasswd, CA bundles).
+support and the difference from ingress-nginx; ``values.py``, ``urls.py`` and ``patterns.py`` hold
+the value grammars; ``secrets.py`` reads the Secrets annotations refer to (htpasswd, CA bundles).
 """
 
 from ingressd.annotations.parsing import (

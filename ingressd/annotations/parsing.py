@@ -30,18 +30,20 @@ from typing import Any, TypeVar
 
 from ingressd.annotations import values as v
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
-from ingressd.model import (
+from ingressd.backend_policy import (
     AffinityMode,
     BackendPolicy,
-    BackendProtocol,
     CookieAffinity,
-    Cors,
     LoadBalance,
+    TrafficShaping,
+)
+from ingressd.location_settings import (
+    BackendProtocol,
+    Cors,
     LocationSettings,
     ProxySSL,
     RateLimits,
     Redirect,
-    TrafficShaping,
 )
 
 __all__ = [

@@ -18,7 +18,8 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ingressd.model import ObjectKey, SecretFile
+from ingressd.location_settings import SecretFile
+from ingressd.model import ObjectKey
 
 __all__ = ["htpasswd_file", "proxy_ssl_files"]
 

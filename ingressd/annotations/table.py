@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ingressd.annotations import patterns, urls
 from ingressd.annotations import values as v
 from ingressd.validation import validate_service_name
 
@@ -154,20 +155,20 @@ _R, _T, _P, _A, _B, _C, _N, _O = (
 
 _TABLE: tuple[Annotation, ...] = (
     # routing and rewriting
-    _a("rewrite-target", _R, _S, v.rewrite_target),
+    _a("rewrite-target", _R, _S, patterns.rewrite_target),
     _a("use-regex", _R, _D, v.boolean,
        "only the paths of the Ingress that sets it (or rewrite-target) become regular "
        "expressions; ingress-nginx turns every path of the host into one"),
     _a("app-root", _R, _S, v.path),
-    _a("permanent-redirect", _R, _S, v.redirect_url),
+    _a("permanent-redirect", _R, _S, urls.redirect_url),
     _a("permanent-redirect-code", _R, _S, v.integer(300, 308)),
-    _a("temporal-redirect", _R, _S, v.redirect_url),
+    _a("temporal-redirect", _R, _S, urls.redirect_url),
     _a("temporal-redirect-code", _R, _S, v.integer(300, 308)),
     _a("server-alias", _R, _S, v.host_list),
     _a("default-backend", _R, _S, _service_name),
     _a("custom-http-errors", _R, _D, v.http_codes,
        "needs default-backend on the same Ingress: ingressd has no global default backend"),
-    _a("upstream-vhost", _R, _S, v.upstream_vhost),
+    _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),
     _a("from-to-www-redirect", _R, _U),
     _a("preserve-trailing-slash", _R, _U),
@@ -183,7 +184,7 @@ _TABLE: tuple[Annotation, ...] = (
        "<service>.<namespace>.svc (ingress-nginx checks 'upstream_balancer')",
        fail_closed=True),
     _a("proxy-ssl-verify-depth", _T, _S, v.integer(1, 10), fail_closed=True),
-    _a("proxy-ssl-name", _T, _S, v.upstream_vhost, fail_closed=True),
+    _a("proxy-ssl-name", _T, _S, urls.upstream_vhost, fail_closed=True),
     _a("proxy-ssl-server-name", _T, _S, v.on_off),
     _a("proxy-ssl-ciphers", _T, _S, v.ciphers, fail_closed=True),
     _a("proxy-ssl-protocols", _T, _S, v.ssl_protocols, fail_closed=True),
@@ -266,7 +267,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-snippet", _A, _U),
     _a("enable-global-auth", _A, _U, difference="ingressd has no global external auth"),
     _a("enable-cors", _A, _S, v.boolean),
-    _a("cors-allow-origin", _A, _S, v.cors_origins),
+    _a("cors-allow-origin", _A, _S, urls.cors_origins),
     _a("cors-allow-methods", _A, _S, v.method_list),
     _a("cors-allow-headers", _A, _S, v.header_list),
     _a("cors-expose-headers", _A, _S, lambda t: v.header_list(t, star=True)),
@@ -274,7 +275,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("cors-max-age", _A, _S, v.integer(0, _MAX_INT)),
     # balancing (Lua, dynamic)
     _a("load-balance", _B, _S, v.enumeration("round_robin", "ewma"), on_canary=True),
-    _a("upstream-hash-by", _B, _S, v.hash_key, on_canary=True),
+    _a("upstream-hash-by", _B, _S, patterns.hash_key, on_canary=True),
     _a("upstream-hash-by-subset", _B, _U, on_canary=True),
     _a("upstream-hash-by-subset-size", _B, _U, on_canary=True),
     _a("affinity", _B, _S, v.enumeration("cookie"), on_canary=True),
@@ -296,7 +297,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("canary", _C, _S, v.boolean, on_canary=True),
     _a("canary-by-header", _C, _S, v.header_name, on_canary=True),
     _a("canary-by-header-value", _C, _S, _header_value, on_canary=True),
-    _a("canary-by-header-pattern", _C, _S, v.regex, on_canary=True),
+    _a("canary-by-header-pattern", _C, _S, patterns.regex, on_canary=True),
     _a("canary-by-cookie", _C, _S, v.cookie_name, on_canary=True),
     _a("canary-weight", _C, _S, v.integer(0, 1_000_000), on_canary=True),
     _a("canary-weight-total", _C, _S, v.integer(1, 1_000_000), on_canary=True),

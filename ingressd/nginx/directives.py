@@ -1,15 +1,17 @@
-"""Directives from annotations: LocationSettings / Server fields -> nginx.conf lines.  Pure.
+"""Location directives from annotations: LocationSettings -> lines of a location block.  Pure.
 
     Location + LocationContext --location_lines()--> LocationBody(lines, pass_line)
-    Server (+ its locations)   --server_lines()----> lines (server-snippet, custom error pages)
-    Configuration              --http_lines()------> lines (rate limit zones)
-        -> templates/nginx.conf.j2 prints them inside the location / server / http blocks
+        -> ingressd.nginx.routing puts them into RenderedLocation
+        -> templates/nginx.conf.j2 prints them inside the ``location`` block
+    LocationSettings --upstream_name()--> the upstream block it proxies through
 
-Every value comes typed and validated from ``ingressd.annotations``; each is quoted again here by
-a function that refuses what its grammar forbids (``RenderError``), so a value that slipped past
-validation still cannot end a directive, open a block or start a variable.  Numbers are printed
-with ``int()``.  Snippets are the one exception: the operator opted in with
-``--allow-snippet-annotations`` and ``nginx -t`` judges them.
+Every value comes typed and validated from ``ingressd.annotations``; each is quoted again by
+``ingressd.nginx.quoting``, which refuses what its grammar forbids (``DirectiveError``, raised
+again as ``RenderError``), so a value that slipped past validation still cannot end a directive,
+open a block or start a variable.  Numbers are printed with ``int()``.  Snippets are the one
+exception: the operator opted in with ``--allow-snippet-annotations`` and ``nginx -t`` judges
+them.  The server- and http-level directives (server-snippet, custom error pages, rate limit
+zones, upstream blocks) are in ``ingressd.nginx.server_directives``.
 
 Order inside a location matters: the rewrite-module directives (``set``, ``return``, ``if``,
 ``rewrite ... break``) run in the order written, so redirects come before the rewrite (``break``
@@ -23,108 +25,30 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingressd.model import (
-    Backend,
-    BackendProtocol,
-    Configuration,
-    Location,
-    LocationSettings,
-    Server,
+from ingressd.location_settings import BackendProtocol, LocationSettings
+from ingressd.model import Backend, Location
+from ingressd.nginx.quoting import (
+    DirectiveError,
+    bare_cidr,
+    bare_header,
+    bare_size,
+    bare_time,
+    bare_word,
+    on_off,
+    quote_regex,
+    quote_target,
+    quote_text,
+    quote_word,
 )
 
 __all__ = [
-    "DirectiveError",
     "LocationBody",
     "LocationContext",
     "effective_ssl_redirect",
-    "http_lines",
+    "error_location",
     "location_lines",
-    "quote_regex",
-    "server_lines",
-    "server_redirects",
+    "upstream_name",
 ]
-
-
-class DirectiveError(ValueError):
-    """A value cannot be written safely (raised as ``RenderError`` by the renderer)."""
-
-
-_TEXT_UNSAFE = re.compile(r"[\"'\\$;{}#\x00-\x1f\x7f]")
-_WORD_UNSAFE = re.compile(r"[\"'\\$;{}#\s\x00-\x1f\x7f]")
-_REGEX_UNSAFE = re.compile(r"[\"';{}#\s\x00-\x1f\x7f]")
-_SIZE = re.compile(r"[0-9]{1,12}[kmg]?\Z")
-_TIME = re.compile(r"[0-9]{1,7}(ms|s|m|h)\Z")
-_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
-
-
-def quote_text(value: str) -> str:
-    """Double-quote free text (spaces allowed); no quote, backslash, ``$``, ``;``, braces, ``#``."""
-    match = _TEXT_UNSAFE.search(value)
-    if match:
-        raise DirectiveError(f"refusing to write {value!r} into nginx.conf: {match.group()!r}")
-    return f'"{value}"'
-
-
-def quote_word(value: str) -> str:
-    """Double-quote a word (no whitespace either)."""
-    match = _WORD_UNSAFE.search(value)
-    if match or not value:
-        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
-    return f'"{value}"'
-
-
-def _check_dollars(value: str, *, captures: bool) -> None:
-    for match in re.finditer(r"\$", value):
-        nxt = value[match.end() : match.end() + 1]
-        if nxt in ("", ")", "|") or (captures and nxt in "123456789" and nxt):
-            continue
-        raise DirectiveError(f"refusing to write {value!r} into nginx.conf: '$' before {nxt!r}")
-
-
-def quote_regex(value: str) -> str:
-    """Double-quote a regular expression: ``$`` only as an end anchor; a backslash never before
-    a quote, a backslash, ``n``/``r``/``t`` (nginx would unescape them) or the end."""
-    match = _REGEX_UNSAFE.search(value)
-    if match or not value:
-        raise DirectiveError(f"refusing to write regex {value!r} into nginx.conf")
-    _check_dollars(value, captures=False)
-    for i, char in enumerate(value):
-        if char == "\\" and (i + 1 == len(value) or value[i + 1] in "\\\"'nrt"):
-            raise DirectiveError(f"refusing to write regex {value!r}: backslash escape")
-    return f'"{value}"'
-
-
-def quote_target(value: str) -> str:
-    """Double-quote a rewrite target: ``$1``-``$9`` are the only variables."""
-    match = _WORD_UNSAFE.search(value.replace("$", ""))
-    if match or not value.startswith("/"):
-        raise DirectiveError(f"refusing to write rewrite target {value!r} into nginx.conf")
-    _check_dollars(value, captures=True)
-    if value.endswith("$"):
-        raise DirectiveError(f"refusing to write rewrite target {value!r} into nginx.conf")
-    return f'"{value}"'
-
-
-def _size(value: str) -> str:
-    if not _SIZE.match(value):
-        raise DirectiveError(f"refusing to write size {value!r} into nginx.conf")
-    return value
-
-
-def _time(value: str) -> str:
-    if not _TIME.match(value):
-        raise DirectiveError(f"refusing to write time {value!r} into nginx.conf")
-    return value
-
-
-def _header(name: str) -> str:
-    if not _HEADER.match(name):
-        raise DirectiveError(f"refusing to write header name {name!r} into nginx.conf")
-    return name
-
-
-def _on(flag: bool) -> str:
-    return "on" if flag else "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +82,6 @@ class LocationBody:
 def effective_ssl_redirect(settings: LocationSettings, server_default: bool) -> bool:
     """Redirect HTTP to HTTPS here: forced, or the server's default unless turned off."""
     return settings.force_ssl_redirect or (server_default and settings.ssl_redirect is not False)
-
-
-def server_redirects(server: Server) -> bool:
-    """Whether any location of ``server`` redirects HTTP to HTTPS."""
-    return any(
-        effective_ssl_redirect(loc.settings, server.ssl_redirect) for loc in server.locations
-    )
 
 
 _PASS = {
@@ -229,9 +146,9 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         )
     # access phase
     for cidr in s.deny:
-        lines.append(f"deny {_cidr(cidr)};")
+        lines.append(f"deny {bare_cidr(cidr)};")
     for cidr in s.allow:
-        lines.append(f"allow {_cidr(cidr)};")
+        lines.append(f"allow {bare_cidr(cidr)};")
     if s.allow:
         lines.append("deny all;")
     if s.satisfy_any:
@@ -243,9 +160,9 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _limits(s)
     # proxying
     if s.body_size is not None:
-        lines.append(f"client_max_body_size {_size(s.body_size)};")
+        lines.append(f"client_max_body_size {bare_size(s.body_size)};")
     if s.client_body_buffer_size is not None:
-        lines.append(f"client_body_buffer_size {_size(s.client_body_buffer_size)};")
+        lines.append(f"client_body_buffer_size {bare_size(s.client_body_buffer_size)};")
     prefix = "grpc" if grpc else "proxy"
     for directive, value in (
         ("connect_timeout", s.connect_timeout),
@@ -254,9 +171,9 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         ("next_upstream_timeout", s.next_upstream_timeout),
     ):
         if value is not None:
-            lines.append(f"{prefix}_{directive} {_time(value)};")
+            lines.append(f"{prefix}_{directive} {bare_time(value)};")
     if s.next_upstream:
-        conditions = " ".join(_word(c) for c in s.next_upstream)
+        conditions = " ".join(bare_word(c) for c in s.next_upstream)
         lines.append(f"{prefix}_next_upstream {conditions};")
     if s.next_upstream_tries is not None:
         lines.append(f"{prefix}_next_upstream_tries {int(s.next_upstream_tries)};")
@@ -271,7 +188,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.custom_http_errors and s.default_backend is not None:
         lines.append(f"{prefix}_intercept_errors on;")
         for code in s.custom_http_errors:
-            name = _error_location(s.default_backend, code)
+            name = error_location(s.default_backend, code)
             lines.append(f"error_page {int(code)} = {name};")
     if s.snippet is not None:
         lines += s.snippet.splitlines()
@@ -285,18 +202,6 @@ def _port_suffix(ctx: LocationContext) -> str:
     return suffix
 
 
-def _word(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.]+", value):
-        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
-    return value
-
-
-def _cidr(value: str) -> str:
-    if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", value):
-        raise DirectiveError(f"refusing to write CIDR {value!r} into nginx.conf")
-    return value
-
-
 def _secret_path(ctx: LocationContext, file_name: str) -> str:
     unsafe_dir = re.search(r'["\\$\x00-\x1f]', ctx.secrets_dir)
     if not re.fullmatch(r"[a-z0-9._-]+", file_name) or unsafe_dir:
@@ -307,7 +212,7 @@ def _secret_path(ctx: LocationContext, file_name: str) -> str:
 def _limits(s: LocationSettings) -> list[str]:
     limits = s.limits
     assert limits is not None
-    zone = _word(limits.zone)
+    zone = bare_word(limits.zone)
     lines: list[str] = []
     if limits.connections:
         lines.append(f"limit_conn {zone}_conn {int(limits.connections)};")
@@ -327,26 +232,26 @@ def _limits(s: LocationSettings) -> list[str]:
 def _proxy_buffers(s: LocationSettings) -> list[str]:
     lines: list[str] = []
     if s.buffering is not None:
-        lines.append(f"proxy_buffering {_on(s.buffering)};")
+        lines.append(f"proxy_buffering {on_off(s.buffering)};")
     if s.request_buffering is not None:
-        lines.append(f"proxy_request_buffering {_on(s.request_buffering)};")
+        lines.append(f"proxy_request_buffering {on_off(s.request_buffering)};")
     if s.buffer_size is not None or s.buffers_number is not None:
-        size = _size(s.buffer_size or "4k")
+        size = bare_size(s.buffer_size or "4k")
         lines.append(f"proxy_buffer_size {size};")
         lines.append(f"proxy_buffers {int(s.buffers_number or 4)} {size};")
     if s.busy_buffers_size is not None:
-        lines.append(f"proxy_busy_buffers_size {_size(s.busy_buffers_size)};")
+        lines.append(f"proxy_busy_buffers_size {bare_size(s.busy_buffers_size)};")
     if s.max_temp_file_size is not None:
-        lines.append(f"proxy_max_temp_file_size {_size(s.max_temp_file_size)};")
+        lines.append(f"proxy_max_temp_file_size {bare_size(s.max_temp_file_size)};")
     if s.http_version is not None:
-        lines.append(f"proxy_http_version {_word(s.http_version)};")
+        lines.append(f"proxy_http_version {bare_word(s.http_version)};")
     return lines
 
 
 def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[str]:
     ssl = s.proxy_ssl
     assert ssl is not None
-    lines = [f"{prefix}_ssl_verify {_on(ssl.verify)};"]
+    lines = [f"{prefix}_ssl_verify {on_off(ssl.verify)};"]
     if ssl.ca is not None:
         lines.append(f"{prefix}_ssl_trusted_certificate {_secret_path(ctx, ssl.ca.file_name)};")
     if ssl.client_certificate is not None:
@@ -358,12 +263,12 @@ def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[s
         name = f"{ctx.backend.service}.{ctx.backend.namespace}.svc"
     if name is not None:
         lines.append(f"{prefix}_ssl_name {quote_word(name)};")
-    lines.append(f"{prefix}_ssl_server_name {_on(ssl.server_name)};")
+    lines.append(f"{prefix}_ssl_server_name {on_off(ssl.server_name)};")
     lines.append(f"{prefix}_ssl_verify_depth {int(ssl.verify_depth)};")
     if ssl.ciphers is not None:
         lines.append(f"{prefix}_ssl_ciphers {quote_word(ssl.ciphers)};")
     if ssl.protocols:
-        lines.append(f"{prefix}_ssl_protocols {' '.join(_word(p) for p in ssl.protocols)};")
+        lines.append(f"{prefix}_ssl_protocols {' '.join(bare_word(p) for p in ssl.protocols)};")
     return lines
 
 
@@ -381,13 +286,13 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         pairs = [("Host", "$best_http_host"), ("X-Real-IP", "$remote_addr"),
                  ("X-Request-ID", "$req_id")]
         pairs = [(n, overrides.get(n, value)) for n, value in pairs] + extra
-        return [f"grpc_set_header {_header(n)} {value};" for n, value in pairs]
+        return [f"grpc_set_header {bare_header(n)} {value};" for n, value in pairs]
     if not overrides and not extra:
         return []
     pairs = [(n, overrides.get(n, value)) for n, value in ctx.proxy_headers]
     pairs += [(n, value) for n, value in overrides.items() if n not in dict(ctx.proxy_headers)]
     pairs += extra
-    return [f"proxy_set_header {_header(n)} {value};" for n, value in pairs]
+    return [f"proxy_set_header {bare_header(n)} {value};" for n, value in pairs]
 
 
 def _cors(s: LocationSettings) -> tuple[list[str], list[str]]:
@@ -440,93 +345,6 @@ def _origin_regex(origin: str) -> str:
     return out
 
 
-def _error_location(backend: str, code: int) -> str:
-    return f"@custom_{_word(backend.replace('-', '_'))}_{int(code)}"
-
-
-def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """Directives of a server block from annotations: server-snippet, custom error pages."""
-    lines: list[str] = []
-    if server.app_root is not None:
-        if not re.fullmatch(r"/[A-Za-z0-9._~\-/!*(),:@+=&]*", server.app_root):
-            raise DirectiveError(f"refusing app-root {server.app_root!r}")
-        lines += [
-            "if ($uri = /) {",
-            f'    return 302 "$scheme://$http_host{server.app_root}";',
-            "}",
-        ]
-    if server.snippet is not None:
-        lines += server.snippet.splitlines()
-    seen: set[tuple[str, int]] = set()
-    for location in server.locations:
-        s = location.settings
-        if s.default_backend is None or s.denied is not None:
-            continue
-        for code in s.custom_http_errors:
-            if (s.default_backend, code) in seen:
-                continue
-            seen.add((s.default_backend, code))
-            headers = [
-                (n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")
-            ] + [
-                ("Host", "$best_http_host"),
-                ("X-Code", str(int(code))),
-                ("X-Format", "$http_accept"),
-                ("X-Original-URI", "$request_uri"),
-                ("X-Namespace", "$namespace"),
-                ("X-Ingress-Name", "$ingress_name"),
-            ]
-            lines += [
-                f"location {_error_location(s.default_backend, code)} {{",
-                "    internal;",
-                "    proxy_intercept_errors off;",
-                *(f"    proxy_set_header {_header(n)} {v};" for n, v in headers),
-                f"    set $proxy_upstream_name {quote_word(s.default_backend)};",
-                "    rewrite (.*) / break;",
-                "    proxy_pass http://upstream_balancer;",
-                "}",
-            ]
-    return lines
-
-
-def http_lines(config: Configuration) -> list[str]:
-    """http-level directives from annotations: the rate limit zones, one set per Ingress; the
-    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``)."""
-    zones: dict[str, list[str]] = {}
-    upstreams: set[str] = set()
-    for server in config.servers:
-        for location in server.locations:
-            if location.backend is not None and location.settings.denied is None:
-                upstreams.add(upstream_name(location.settings))
-            limits = location.settings.limits
-            if limits is None or limits.zone in zones or location.settings.denied is not None:
-                continue
-            zone = _word(limits.zone)
-            lines: list[str] = []
-            if limits.connections:
-                lines.append(f"limit_conn_zone $binary_remote_addr zone={zone}_conn:5m;")
-            if limits.rpm:
-                lines.append(
-                    f"limit_req_zone $binary_remote_addr zone={zone}_rpm:5m"
-                    f" rate={int(limits.rpm)}r/m;"
-                )
-            if limits.rps:
-                lines.append(
-                    f"limit_req_zone $binary_remote_addr zone={zone}_rps:5m"
-                    f" rate={int(limits.rps)}r/s;"
-                )
-            zones[limits.zone] = lines
-    out = [line for zone in sorted(zones) for line in zones[zone]]
-    for name in sorted(upstreams - {"upstream_balancer"}):
-        out += [
-            f"upstream {_word(name)} {{",
-            "    server 0.0.0.1; # placeholder: the Lua balancer picks every peer",
-            "    balancer_by_lua_block {",
-            '        require("ingressd.balancer").balance()',
-            "    }",
-            "    keepalive 32;",
-            "    keepalive_timeout 60s;",
-            "    keepalive_requests 10000;",
-            "}",
-        ]
-    return out
+def error_location(backend: str, code: int) -> str:
+    """The named location that serves ``code`` from the ``default-backend`` ``backend``."""
+    return f"@custom_{bare_word(backend.replace('-', '_'))}_{int(code)}"

@@ -1,0 +1,104 @@
+"""Pattern grammars: the values in which ``$`` means something (regexes, targets, hash keys).  Pure.
+
+    "/api/v[0-9]+/(.*)" --regex_path()--> "/api/v[0-9]+/(.*)"
+    "/app/$1?x=y" --rewrite_target()--> "/app/$1?x=y"
+    "${http_x_user}-a" --hash_key()--> "${http_x_user}-a"
+    anything else --> raise InvalidValue (``values.py``)
+
+Regular expressions are compiled with Python's ``re`` (close to PCRE for the subset accepted) and
+may use ``$`` only as an end anchor; a rewrite target only as ``$1``-``$9``, the path's capture
+groups; a hash key holds nginx variables, evaluated in Lua, never by nginx.conf.  A backslash
+never escapes a quote, itself or the end.  Like every grammar in ``values.py``, narrower than
+nginx's: a value that passes can be written inside double quotes in nginx.conf.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ingressd.annotations.values import InvalidValue, clean
+
+__all__ = ["hash_key", "regex", "regex_path", "rewrite_target"]
+
+_HASH_KEY = re.compile(
+    r"(?:\$[a-z_][a-z0-9_]{0,63}|\$\{[a-z_][a-z0-9_]{0,63}\}|[A-Za-z0-9_.:/-])+\Z"
+)
+_HAS_VARIABLE = re.compile(r"\$")
+_REWRITE = re.compile(r"/(?:[A-Za-z0-9._~!*(),:@+=&%/?-]|\$[1-9])*\Z")
+_REGEX_CHARS = re.compile(r"[A-Za-z0-9._~!*(),:@+=&%/?^|\[\]\\$<>-]*\Z")
+
+
+def hash_key(text: str) -> str:
+    """``upstream-hash-by``: nginx variables and literal text, e.g. ``$request_uri``,
+    ``$http_x_user``, ``${remote_addr}-x``.  Evaluated in Lua, never by nginx.conf."""
+    if len(text) > 256:
+        raise InvalidValue("must be at most 256 characters")
+    value = text.strip()
+    if not value or not _HASH_KEY.match(value) or not _HAS_VARIABLE.search(value):
+        raise InvalidValue(
+            "must be nginx variables and text such as $request_uri or ${http_x_user}-a"
+        )
+    return value
+
+
+def _check_dollars(value: str, *, allow_captures: bool) -> None:
+    """``$`` only as a regex end anchor (before ``)``, ``|`` or at the end), or ``$1``-``$9``."""
+    for match in re.finditer(r"\$", value):
+        nxt = value[match.end() : match.end() + 1]
+        if nxt in ("", ")", "|"):
+            continue
+        if allow_captures and nxt.isdigit() and nxt != "0":
+            continue
+        raise InvalidValue("must not use '$' except as an end anchor ('$', '$)' or '$|')")
+
+
+def _check_backslashes(value: str) -> None:
+    """A backslash must escape a regex character, never a quote, itself or the end."""
+    i = value.find("\\")
+    while i >= 0:
+        nxt = value[i + 1 : i + 2]
+        if nxt == "":
+            raise InvalidValue("must not end with a backslash")
+        if nxt in "\\\"'nrt":
+            raise InvalidValue(f"must not contain a backslash before {nxt!r}")
+        i = value.find("\\", i + 2)
+
+
+def regex(text: str) -> str:
+    """A regular expression (PCRE subset): compiled to check it; no quotes, braces,
+    semicolons, whitespace or ``$`` other than an end anchor."""
+    value = clean(text, max_length=512)
+    if not value:
+        raise InvalidValue("must not be empty")
+    if not _REGEX_CHARS.match(value):
+        bad = re.search(r"[^A-Za-z0-9._~!*(),:@+=&%/?^|\[\]\\$<>-]", value)
+        raise InvalidValue(f"must not contain {bad.group() if bad else value!r}")
+    _check_dollars(value, allow_captures=False)
+    _check_backslashes(value)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise InvalidValue(f"is not a valid regular expression: {exc}") from None
+    return value
+
+
+def regex_path(text: str) -> str:
+    """An Ingress path used as a regular expression (``use-regex``): starts with ``/``."""
+    value = regex(text)
+    if not value.startswith("/"):
+        raise InvalidValue("must start with '/'")
+    if value.count("(") > 9 + value.count("(?"):
+        raise InvalidValue("must have at most 9 capture groups")
+    return value
+
+
+def rewrite_target(text: str) -> str:
+    """``rewrite-target``: a path that may use the path's capture groups ``$1``-``$9``."""
+    value = clean(text)
+    if not _REWRITE.match(value):
+        raise InvalidValue(
+            "must be a path starting with '/' that uses only capture references $1-$9"
+        )
+    if "//" in value.split("?")[0]:
+        raise InvalidValue("must not contain '//'")
+    return value
