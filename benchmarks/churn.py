@@ -74,10 +74,11 @@ def _slice(i: int, generations: range, port: int, version: int) -> dict[str, Any
 
 
 async def _probe(
-    session: aiohttp.ClientSession, url: str, host: str, wanted: str, since: float,
+    session: aiohttp.ClientSession, url: str, host: str, wanted: frozenset[str], since: float,
     timeout: float, fanout: int,
 ) -> float | None:
-    """Milliseconds from ``since`` until ``host`` is answered by ``wanted``; None on timeout.
+    """Milliseconds from ``since`` until ``host`` is answered by a pod in ``wanted`` (the one
+    added, or one added after it: a later change applied implies this one was); None on timeout.
 
     Each try is ``fanout`` requests at once: the balancer spreads requests over all the
     Service's endpoints (round robin in each nginx worker), so one request at a time would
@@ -95,7 +96,7 @@ async def _probe(
 
     while time.monotonic() < deadline:
         bodies = await asyncio.gather(*(one() for _ in range(fanout)))
-        if wanted in bodies:
+        if not wanted.isdisjoint(bodies):
             return (time.monotonic() - since) * 1000
         # The probes share the controller's event loop: spinning here would starve the very
         # sync being measured. 2 ms between tries bounds the error of each figure to ~2 ms.
@@ -166,8 +167,9 @@ async def run(
                 source.modify(obj)
                 if sent % probe_every == 0:
                     probes.append(asyncio.create_task(
-                        _probe(session, url, f"h{i}.test", address(i, g), time.monotonic(), 10.0,
-                               2 * endpoints)
+                        _probe(session, url, f"h{i}.test",
+                               frozenset(address(i, h) for h in range(g, g + endpoints)),
+                               time.monotonic(), 10.0, 2 * endpoints)
                     ))
                 sent += 1
             await asyncio.sleep(0.001)
