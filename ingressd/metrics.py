@@ -8,13 +8,15 @@ Names follow ingress-nginx where it has one (``nginx_ingress_controller_success`
 working; NGINX Inc's controller's ``nginx_ingress_controller_nginx_*`` reload names are kept too;
 ``ingressd_*`` names add what both lack (dynamic updates, sync decisions, queue depths).  Gauges
 read from the pipeline (queue depths, certificate expiry) are set by ``Ingressd.refresh_gauges``
-on each scrape.  Each controller has its own registry, so several can run in one process (tests).
+on each scrape; the Kubernetes source's informer counters (lists, relists after 410,
+reconnects, errors, per kind) are read from it at scrape time.  Each controller has its own
+registry, so several can run in one process (tests).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -41,6 +43,35 @@ class _ExactCounters(Collector):
         for name, value in self.values.items():
             metric = Metric(name, self.docs[name], "counter")
             metric.add_sample(name, {}, value)
+            yield metric
+
+
+#: The counters of each informer (``InformerStats`` fields) exposed as
+#: ``ingressd_informer_<field>_total{kind}``, with their help text.
+INFORMER_COUNTERS = {
+    "events": "Watch events the informer handed to the Store",
+    "lists": "Completed lists, the first one included",
+    "relists": "Lists after 410 Gone (the watch's resourceVersion was too old)",
+    "resyncs": "Periodic lists (resync period)",
+    "reconnects": "Watches started again after a cut, a refusal or a server error",
+    "bookmarks": "Watch bookmarks received",
+    "errors": "Failed list and watch requests",
+}
+
+
+class _InformerCounters(Collector):
+    """The Kubernetes source's informer counters, read at scrape time."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, object]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = sorted(self._stats().items())
+        for field, doc in INFORMER_COUNTERS.items():
+            name = f"ingressd_informer_{field}"
+            metric = Metric(name, doc, "counter")
+            for kind, counters in stats:
+                metric.add_sample(f"{name}_total", {"kind": kind}, float(getattr(counters, field)))
             yield metric
 
 
@@ -185,6 +216,10 @@ class Metrics:
             self.syncs.labels(decision=decision)
         self.dynamic_updates.labels(result="success")
         self.dynamic_updates.labels(result="error")
+
+    def follow_informers(self, stats: Callable[[], Mapping[str, object]]) -> None:
+        """Expose ``stats()`` (kind -> ``InformerStats``) on every scrape."""
+        self.registry.register(_InformerCounters(stats))
 
     def reload_succeeded(self, *, reason: str, config_hash: int, seconds: float) -> None:
         self._exact.inc("nginx_ingress_controller_success")

@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import inspect
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from aiohttp import web
@@ -56,6 +56,13 @@ class Source(Protocol):
     def load_once(self, sink: Callable[[WatchEvent], object]) -> object: ...
 
     async def run(self, sink: Callable[[WatchEvent], object]) -> None: ...
+
+
+@runtime_checkable
+class InformerSource(Protocol):
+    """A source made of informers (the Kubernetes one): their counters go on /metrics."""
+
+    def stats(self) -> Mapping[str, object]: ...
 
 
 #: Under sustained change, syncs start at most this often (``--min-sync-interval``).
@@ -116,6 +123,8 @@ class Ingressd:
         self.options = options
         self.source = source
         self.metrics = Metrics()
+        if isinstance(source, InformerSource):
+            self.metrics.follow_informers(source.stats)
         self.channel = UpdateChannel(maxsize=options.update_channel_size)
         self.store = Store(channel=self.channel, configmap=options.configmap)
         self.queue = SyncQueue(min_interval=options.min_sync_interval)

@@ -21,6 +21,7 @@ from conftest import Harness
 from ingressd.kubeclient import api_client
 from ingressd.runtime import Source
 from ingressd.store.events import WatchEvent
+from ingressd.store.sources.informer import InformerStats
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.testing.fakeapi import FakeApiServer
 
@@ -46,6 +47,9 @@ class Tap:
 
     async def run(self, sink: Sink) -> None:
         await self.source.run(self._tap(sink))
+
+    def stats(self) -> dict[str, InformerStats]:
+        return self.source.stats()
 
 
 def event_key(event: WatchEvent) -> tuple[str, str, str, str]:

@@ -403,8 +403,13 @@ async def test_a_watch_dropped_mid_stream_loses_and_doubles_nothing(
     print(f"\nFAULT watch-dropped x5: changes={len(expected)} events={len(got)} lost={lost} "
           f"doubled={doubled}; requests ok={sent.ok} failed={sent.failed}")
     assert got == expected
-    assert h.kube_source.stats()["EndpointSlice"].reconnects >= 1
+    reconnects = h.kube_source.stats()["EndpointSlice"].reconnects
+    assert reconnects >= 1
     assert sent.failed == 0 and sent.ok > 0
+    # Operators see the same counters on /metrics, per kind.
+    assert h.metric("ingressd_informer_reconnects_total", kind="EndpointSlice") == reconnects
+    assert h.metric("ingressd_informer_lists_total", kind="Ingress") >= 1
+    assert h.metric("ingressd_informer_events_total", kind="EndpointSlice") >= 30
 
 
 @pytest.mark.nginx
