@@ -30,7 +30,7 @@ from ingressd.model import (
     PathType,
 )
 from ingressd.planning import backend_ref
-from ingressd.resolving import AssemblyState
+from ingressd.resolving import AssemblyState, Refused
 
 __all__ = ["AnnotationStage"]
 
@@ -63,17 +63,19 @@ class AnnotationStage(AssemblyState):
         auth = annotations.auth_request
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
-            if isinstance(found, str):
-                self.problem(key, self.annotation_field("auth-secret"), found)
-                return LocationSettings(denied=f"auth-secret: {found}")
+            if isinstance(found, Refused):
+                self.problem(key, self.annotation_field("auth-secret"), found.reason,
+                             missing=found.missing)
+                return LocationSettings(denied=f"auth-secret: {found.reason}")
             assert isinstance(found, SecretFile)
             s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
         ssl_ref = annotations.proxy_ssl_secret
         if ssl_ref is not None and s.proxy_ssl is not None:
             files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
-            if isinstance(files, str):
-                self.problem(key, self.annotation_field("proxy-ssl-secret"), files)
-                return LocationSettings(denied=f"proxy-ssl-secret: {files}")
+            if isinstance(files, Refused):
+                self.problem(key, self.annotation_field("proxy-ssl-secret"), files.reason,
+                             missing=files.missing)
+                return LocationSettings(denied=f"proxy-ssl-secret: {files.reason}")
             assert isinstance(files, tuple)
             ca, client = files
             s = dataclasses.replace(
@@ -100,7 +102,8 @@ class AnnotationStage(AssemblyState):
         found = self.service(ObjectKey(f"{namespace}/{service}"))
         if found is None or isinstance(found, kube.ParseError) or not found.ports:
             why = "not found" if found is None else "unusable (no port)"
-            self.problem(key, at, f"service {namespace}/{service} {why}")
+            self.problem(key, at, f"service {namespace}/{service} {why}",
+                         missing="" if found is not None else f"Service {namespace}/{service}")
             return None
         number = found.ports[0][1]
         backend = {"service": {"name": service, "port": {"number": number}}}

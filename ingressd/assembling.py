@@ -65,7 +65,7 @@ from ingressd.model import (
     Server,
 )
 from ingressd.planning import IngressPlan, PathPlan, TlsPlan
-from ingressd.resolving import NO_INGRESS, ObjectBucket, Phase, ServerDraft
+from ingressd.resolving import NO_INGRESS, ObjectBucket, Phase, Refused, ServerDraft
 from ingressd.selecting import is_ours, our_classes
 
 __all__ = ["Assembled", "Assembly"]
@@ -214,7 +214,8 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
                 f"{location_key[0]} ({location_key[1].value}) of {where} is already defined"
                 f" by Ingress {winner.ingress}"
             )
-            self.problem(key, f"spec.rules[{rule_index}].http.paths[{path.position}].path", reason)
+            self.problem(key, f"spec.rules[{rule_index}].http.paths[{path.position}].path", reason,
+                         winner=winner.ingress)
             return
         backend = self.backend(key, path.backend, path.backend_issue, (rule_index, path.position))
         if backend is not None:
@@ -257,8 +258,9 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
         certificate: Certificate | None = None
         if tls.secret_name:
             found = self.certificate(ObjectKey(f"{namespace}/{tls.secret_name}"))
-            if isinstance(found, str):
-                self.problem(key, f"spec.tls[{tls.position}].secretName", found)
+            if isinstance(found, Refused):
+                self.problem(key, f"spec.tls[{tls.position}].secretName", found.reason,
+                             missing=found.missing)
             else:
                 certificate = found
         for host_field, host in tls.targets:

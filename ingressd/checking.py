@@ -18,7 +18,6 @@ too), nor do host/path conflicts (the oldest Ingress wins in both).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,6 @@ __all__ = ["AnnotationCheck", "CheckReport", "Finding", "IngressCheck", "check"]
 BEHAVIOUR_CHANGING = frozenset(
     {Status.DIFFERENT, Status.UNSUPPORTED, Status.INVALID, Status.NOT_ALLOWED}
 )
-_WINNER = re.compile(r"already defined by Ingress (\S+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +186,9 @@ def _row(cells: Iterable[str], widths: list[int]) -> str:
 
 
 def _finding(problem: Problem) -> Finding:
-    winner = _WINNER.search(problem.reason)
-    if winner is not None:
-        return Finding("conflict", problem.field, problem.reason, winner.group(1))
-    if "not found" in problem.reason:
+    if problem.winner:
+        return Finding("conflict", problem.field, problem.reason, problem.winner)
+    if problem.missing:
         return Finding("missing", problem.field, problem.reason)
     return Finding("problem", problem.field, problem.reason)
 

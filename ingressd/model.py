@@ -201,6 +201,10 @@ class Problem:
     #: JSON-path-like location of the offending field, e.g. ``spec.rules[0].http.paths[1].path``.
     field: str
     reason: str
+    #: The object the field names that does not exist, as ``Kind namespace/name``.
+    missing: str = ""
+    #: The Ingress that keeps what this one asked for (a host and path defined twice).
+    winner: str = ""
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key}: {self.field}: {self.reason}"

@@ -83,6 +83,15 @@ class _Unresolved:
 
     subfield: str
     reason: str
+    missing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a Secret an Ingress names cannot be used; ``missing`` when it does not exist."""
+
+    reason: str
+    missing: str = ""
 
 
 class AssemblyState:
@@ -119,9 +128,11 @@ class AssemblyState:
 
     # problems -------------------------------------------------------------------------------
 
-    def problem(self, key: str, field_name: str, reason: str) -> None:
-        """A problem of Ingress ``key``."""
-        found = Problem(kind="Ingress", key=ObjectKey(key), field=field_name, reason=reason)
+    def problem(
+        self, key: str, field_name: str, reason: str, *, missing: str = "", winner: str = ""
+    ) -> None:
+        """A problem of Ingress ``key`` (``missing``, ``winner``: see ``Problem``)."""
+        found = Problem("Ingress", ObjectKey(key), field_name, reason, missing, winner)
         if self.phase is None:
             self.finish_problems.append(found)
         else:
@@ -168,7 +179,8 @@ class AssemblyState:
         if bucket is not None:
             self.touch(bucket, self.object_problems[bucket])
         if isinstance(result, _Unresolved):
-            self.problem(key, f"{at_field(at)}.service.{result.subfield}", result.reason)
+            self.problem(key, f"{at_field(at)}.service.{result.subfield}", result.reason,
+                         missing=result.missing)
             return None
         return result
 
@@ -179,7 +191,9 @@ class AssemblyState:
         service_key = ref.service_key
         service = self.service(service_key)
         if service is None:
-            return _Unresolved("name", f"service {service_key} not found"), None
+            return _Unresolved(
+                "name", f"service {service_key} not found", f"Service {service_key}"
+            ), None
         if isinstance(service, kube.ParseError):
             return _Unresolved(
                 "name", f"service {service_key} is malformed: {service.field}: {service.reason}"
@@ -230,39 +244,39 @@ class AssemblyState:
         raws = self.snapshot.endpoint_slices.get(service_key, ())
         return self.memo.service_slices(service_key, raws)
 
-    def certificate(self, secret_key: ObjectKey) -> Certificate | str:
+    def certificate(self, secret_key: ObjectKey) -> Certificate | Refused:
         """The Secret's certificate, or why it is unusable (the Secret's problem is listed)."""
         raw = self.snapshot.secrets.get(secret_key)
         if raw is None:
-            return f"secret {secret_key} not found"
+            return Refused(f"secret {secret_key} not found", f"Secret {secret_key}")
         result = self.memo.certificate(secret_key, raw)
         if isinstance(result, Certificate):
             return result
         self.touch(("Secret", secret_key, "tls"), (Problem("Secret", secret_key, *result),))
-        return f"secret {secret_key} is unusable: {result[0]}: {result[1]}"
+        return Refused(f"secret {secret_key} is unusable: {result[0]}: {result[1]}")
 
     # Secrets of annotations -----------------------------------------------------------------
 
     def secret_file(
         self, namespace: str, ref_namespace: str | None, name: str, kind: str
-    ) -> SecretFiles | str:
+    ) -> SecretFiles | Refused:
         """The file(s) made from the Secret an annotation names, or why there are none.
 
         ``kind``: ``auth-file`` / ``auth-map`` (htpasswd) or ``proxy-ssl`` (CA, client cert).
         """
         if ref_namespace is not None and ref_namespace != namespace:
-            return (
+            return Refused(
                 f"secret {ref_namespace}/{name} is in another namespace; ingressd reads only"
                 f" Secrets of the Ingress's namespace ({namespace})"
             )
         secret_key = ObjectKey(f"{namespace}/{name}")
         raw = self.snapshot.secrets.get(secret_key)
         if raw is None:
-            return f"secret {secret_key} not found"
+            return Refused(f"secret {secret_key} not found", f"Secret {secret_key}")
         found = self.memo.secret_file(secret_key, raw, kind)
         if isinstance(found, tuple) and isinstance(found[0], str):
             field_name, reason = str(found[0]), str(found[1])
             problem = Problem("Secret", secret_key, field_name, reason)
             self.touch(("Secret", secret_key, kind), (problem,))
-            return f"secret {secret_key} is unusable: {field_name}: {reason}"
+            return Refused(f"secret {secret_key} is unusable: {field_name}: {reason}")
         return found

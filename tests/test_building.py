@@ -304,6 +304,7 @@ def test_oldest_ingress_wins_a_conflict(
             ObjectKey(loser),
             "spec.rules[0].http.paths[0].path",
             f"/api (Prefix) of host a.com is already defined by Ingress {winner}",
+            winner=winner,
         ),
     )
 
@@ -775,6 +776,23 @@ def test_unresolvable_default_backend_falls_to_next_oldest() -> None:
 
 
 # --- TLS ----------------------------------------------------------------------------------
+
+
+def test_problems_name_the_missing_object_so_check_needs_no_text_matching() -> None:
+    result = build(
+        o.ingress("app", rules=[o.rule("a.com", o.path("/", "nope"))],
+                  tls_entries=[o.tls("a.com", secret_name="gone")],
+                  annotations={"nginx.ingress.kubernetes.io/auth-type": "basic",
+                               "nginx.ingress.kubernetes.io/auth-secret": "htpasswd"}),
+        *web(),
+    )
+    assert sorted((p.field, p.missing) for p in result.problems) == [
+        ("metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]",
+         "Secret default/htpasswd"),
+        ("spec.rules[0].http.paths[0].backend.service.name", "Service default/nope"),
+        ("spec.tls[0].secretName", "Secret default/gone"),
+    ]
+    assert all(p.winner == "" for p in result.problems)
 
 
 def tls_ingress(
