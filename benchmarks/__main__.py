@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import datetime
 import json
-import statistics
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -106,13 +105,7 @@ def main() -> None:
     print("dataplane ...", flush=True)
     dp = asyncio.run(dataplane.run(10, 2 if quick else 5, 2 if quick else 3, 32))
     (out / "dataplane.json").write_text(json.dumps(asdict(dp), indent=2))
-    lines += [
-        "## 4. Data plane (wrk, 32 connections, 10 pods)", "",
-        f"- Lua balancer {statistics.median(dp.lua_rps):.0f} req/s, static upstream "
-        f"{statistics.median(dp.static_rps):.0f} req/s (medians of {dp.rounds} alternating "
-        f"rounds): ratio {dp.ratio} (target >= 0.97); errors {dp.errors}",
-        "",
-    ]
+    lines += ["## 4. Data plane (wrk, 32 connections, 10 pods)", "", dataplane.describe(dp), ""]
 
     print("pipeline ...", flush=True)
     pl = asyncio.run(pipeline.run(1000, 20_000 if quick else 100_000, 256))

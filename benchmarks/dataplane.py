@@ -1,10 +1,16 @@
-"""Data plane: requests/s through the Lua balancer against a static upstream block.
+"""Data plane: requests/s through the Lua balancer against static upstream blocks.
 
-    wrk -> nginx (ingressd's nginx.conf) --balancer_by_lua, round robin--> PodNginx (N pods)
-    wrk -> the same nginx, extra server --static `upstream { server ...; keepalive }`--> same pods
+    wrk -> nginx (ingressd's nginx.conf) --balancer_by_lua--> PodNginx (N pods)
+             bench.test  round robin
+             ewma.test   load-balance: ewma
+             hash.test   upstream-hash-by: $request_uri (consistent hashing)
+    wrk -> the same nginx, extra servers --static `upstream { server ...; keepalive }`--> same pods
+             round robin, and `hash $request_uri consistent`
 
-Same nginx process, same workers, same pods, same wrk settings; the two are measured in
-alternating rounds and compared by the ratio of their median requests/s (target >= 0.97).
+Same nginx process, same workers, same pods, same wrk settings; all are measured in alternating
+rounds and compared by the ratio of their median requests/s: Lua round robin / static round
+robin (target >= 0.97), Lua EWMA / static round robin (nginx has no EWMA), Lua consistent hash /
+static consistent hash.  wrk asks one URI, so both hashing setups send every request to one pod.
 The static server is added through a derived template (``--template`` is a real option of
 ``ingressd run``); it inherits the http-level ``rewrite_by_lua`` like every server, which returns
 at once there because no backend is set.
@@ -19,10 +25,12 @@ import asyncio
 import json
 import shutil
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import PodNginx, WrkResult, free_port, machine, run_wrk, temp_root
+from ingressd.annotations import DEFAULT_PREFIX as PREFIX
 from ingressd.logs import configure
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE
 from ingressd.runtime import Ingressd, Options
@@ -42,12 +50,25 @@ class DataplaneResult:
     static_p99_ms: list[float]
     errors: int
     ratio: float
+    ewma_rps: list[float] = field(default_factory=list)
+    chash_rps: list[float] = field(default_factory=list)
+    static_hash_rps: list[float] = field(default_factory=list)
+    #: Lua EWMA / static round robin; Lua consistent hash / static consistent hash.
+    ewma_ratio: float = 0.0
+    chash_ratio: float = 0.0
 
 
-def _derived_template(root: Path, addresses: list[str], port: int, static_port: int) -> Path:
+def _derived_template(
+    root: Path, addresses: list[str], port: int, static_port: int, hash_port: int
+) -> Path:
     servers = "\n".join(f"        server {a}:{port};" for a in addresses)
     block = f"""
     upstream static_backend {{
+{servers}
+        keepalive 320;
+    }}
+    upstream static_hash_backend {{
+        hash $request_uri consistent;
 {servers}
         keepalive 320;
     }}
@@ -56,6 +77,13 @@ def _derived_template(root: Path, addresses: list[str], port: int, static_port: 
         server_name _;
         location / {{
             proxy_pass http://static_backend;
+        }}
+    }}
+    server {{
+        listen {hash_port};
+        server_name _;
+        location / {{
+            proxy_pass http://static_hash_backend;
         }}
     }}
 
@@ -73,14 +101,20 @@ async def run(pods: int, seconds: float, rounds: int, connections: int) -> Datap
     pod_port = free_port()
     pod_nginx = PodNginx(addresses, pod_port, root)
     pod_nginx.start()
-    static_port = free_port()
-    source = MemorySource(
-        [
-            service("bench", ports=[service_port(80, "http", target_port=pod_port)]),
-            endpoint_slice("bench", endpoints=addresses, port=pod_port, port_name="http"),
-            ingress("bench", rules=[rule("bench.test", path("/", "bench"))]),
+    static_port, hash_port = free_port(), free_port()
+    objects: list[dict[str, Any]] = []
+    # One Service per balancer: balancing annotations apply per backend (Service port).
+    for name, extra in (
+        ("bench", {}),
+        ("ewma", {f"{PREFIX}/load-balance": "ewma"}),
+        ("hash", {f"{PREFIX}/upstream-hash-by": "$request_uri"}),
+    ):
+        objects += [
+            service(name, ports=[service_port(80, "http", target_port=pod_port)]),
+            endpoint_slice(name, endpoints=addresses, port=pod_port, port_name="http"),
+            ingress(name, rules=[rule(f"{name}.test", path("/", name))], annotations=extra),
         ]
-    )
+    source = MemorySource(objects)
     options = Options(
         work_dir=root / "work",
         http_port=free_port(),
@@ -89,27 +123,34 @@ async def run(pods: int, seconds: float, rounds: int, connections: int) -> Datap
         status_address="127.0.0.1",
         control_port=free_port(),
         worker_processes="2",
-        template=_derived_template(root, addresses, pod_port, static_port),
+        template=_derived_template(root, addresses, pod_port, static_port, hash_port),
     )
     controller = Ingressd(options, source=source)
     await controller.start()
-    lua: list[WrkResult] = []
-    static: list[WrkResult] = []
+    lua_url = f"http://127.0.0.1:{options.http_port}/"
+    setups = {  # name -> (url, Host)
+        "lua": (lua_url, "bench.test"),
+        "static": (f"http://127.0.0.1:{static_port}/", "bench.test"),
+        "ewma": (lua_url, "ewma.test"),
+        "chash": (lua_url, "hash.test"),
+        "static_hash": (f"http://127.0.0.1:{hash_port}/", "bench.test"),
+    }
+    runs: dict[str, list[WrkResult]] = {name: [] for name in setups}
     try:
         await controller.wait_until_synced()
-        await run_wrk(f"http://127.0.0.1:{options.http_port}/", host="bench.test", seconds=1)
-        await run_wrk(f"http://127.0.0.1:{static_port}/", host="bench.test", seconds=1)
+        for url, host in setups.values():  # warm-up: connections, Lua caches
+            await run_wrk(url, host=host, seconds=1)
         for _ in range(rounds):
-            lua.append(await run_wrk(f"http://127.0.0.1:{options.http_port}/", host="bench.test",
-                                     seconds=seconds, connections=connections))
-            static.append(await run_wrk(f"http://127.0.0.1:{static_port}/", host="bench.test",
-                                        seconds=seconds, connections=connections))
+            for name, (url, host) in setups.items():
+                runs[name].append(await run_wrk(url, host=host, seconds=seconds,
+                                                connections=connections))
     finally:
         await controller.stop()
         pod_nginx.stop()
         shutil.rmtree(root, ignore_errors=True)
-    lua_rps = [r.requests_per_second for r in lua]
-    static_rps = [r.requests_per_second for r in static]
+    rps = {name: [r.requests_per_second for r in found] for name, found in runs.items()}
+    lua, static = runs["lua"], runs["static"]
+    lua_rps, static_rps = rps["lua"], rps["static"]
     return DataplaneResult(
         pods=pods,
         rounds=rounds,
@@ -119,9 +160,32 @@ async def run(pods: int, seconds: float, rounds: int, connections: int) -> Datap
         static_rps=static_rps,
         lua_p99_ms=[r.latency_p99_ms for r in lua],
         static_p99_ms=[r.latency_p99_ms for r in static],
-        errors=sum(r.non_2xx + r.socket_errors for r in lua + static),
-        ratio=round(statistics.median(lua_rps) / statistics.median(static_rps), 3),
+        errors=sum(r.non_2xx + r.socket_errors for found in runs.values() for r in found),
+        ratio=_ratio(lua_rps, static_rps),
+        ewma_rps=rps["ewma"],
+        chash_rps=rps["chash"],
+        static_hash_rps=rps["static_hash"],
+        ewma_ratio=_ratio(rps["ewma"], static_rps),
+        chash_ratio=_ratio(rps["chash"], rps["static_hash"]),
     )
+
+
+def _ratio(a: list[float], b: list[float]) -> float:
+    return round(statistics.median(a) / statistics.median(b), 3)
+
+
+def describe(r: DataplaneResult) -> str:
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.0f} req/s" if values else "n/a"
+
+    return "\n".join([
+        f"- round robin: Lua balancer {med(r.lua_rps)}, static upstream {med(r.static_rps)} "
+        f"(medians of {r.rounds} alternating rounds): ratio {r.ratio} (target >= 0.97)",
+        f"- EWMA: Lua {med(r.ewma_rps)}, against static round robin: ratio {r.ewma_ratio}",
+        f"- consistent hashing on $request_uri: Lua {med(r.chash_rps)}, static "
+        f"`hash $request_uri consistent` {med(r.static_hash_rps)}: ratio {r.chash_ratio}",
+        f"- errors (non-2xx and socket errors, all runs): {r.errors}",
+    ])
 
 
 def main() -> None:
@@ -135,15 +199,9 @@ def main() -> None:
     configure(level="warning")
     print(f"machine: {machine()}")
     result = asyncio.run(run(args.pods, args.seconds, args.rounds, args.connections))
-    print(
-        f"data plane, {result.pods} pods, {result.rounds} alternating rounds of "
-        f"{result.seconds:g}s, {result.connections} connections:\n"
-        f"  Lua balancer   {statistics.median(result.lua_rps):9.0f} req/s (median; "
-        f"{', '.join(f'{x:.0f}' for x in result.lua_rps)})\n"
-        f"  static upstream {statistics.median(result.static_rps):8.0f} req/s (median; "
-        f"{', '.join(f'{x:.0f}' for x in result.static_rps)})\n"
-        f"  ratio Lua/static = {result.ratio} (target >= 0.97); errors {result.errors}"
-    )
+    print(f"data plane, {result.pods} pods, {result.rounds} alternating rounds of "
+          f"{result.seconds:g}s, {result.connections} connections:")
+    print(describe(result))
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))
 

@@ -93,8 +93,11 @@ def plot_dataplane(data: dict[str, list[float]], target: Path) -> None:
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     rounds = range(1, len(data["lua_rps"]) + 1)
-    ax.plot(rounds, data["lua_rps"], "o-", label="Lua balancer")
-    ax.plot(rounds, data["static_rps"], "o-", label="static upstream")
+    for key, label in (("lua_rps", "Lua round robin"), ("static_rps", "static round robin"),
+                       ("ewma_rps", "Lua EWMA"), ("chash_rps", "Lua consistent hash"),
+                       ("static_hash_rps", "static consistent hash")):
+        if data.get(key):
+            ax.plot(rounds, data[key], "o-", label=label)
     ax.set_xlabel("round")
     ax.set_ylabel("requests/s")
     ax.set_ylim(bottom=0)

@@ -46,6 +46,8 @@ async def test_dataplane_smoke_compares_lua_and_static() -> None:
     result = await dataplane.run(pods=2, seconds=1, rounds=1, connections=4)
     assert result.errors == 0
     assert result.lua_rps[0] > 0 and result.static_rps[0] > 0
+    assert result.ewma_rps[0] > 0 and result.chash_rps[0] > 0 and result.static_hash_rps[0] > 0
+    assert "EWMA" in dataplane.describe(result)
 
 
 async def test_pipeline_smoke_moves_every_event_through() -> None:
