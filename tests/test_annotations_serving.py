@@ -344,6 +344,43 @@ async def test_tls_annotations_redirects_and_https_pods_verified_against_a_secre
     assert any("unverifiable" in p and "proxy-ssl-verify" in p for p in problems), problems
 
 
+async def test_proxy_ssl_secret_client_certificate_is_presented_to_a_pod_that_requires_one(
+    harness: Harness, world_readable_tmp: Path
+) -> None:
+    h = harness
+    ca_pem, leaf_pem, key_pem = _ca_and_leaf("mtls.default.svc")
+    client_ca, client_pem, client_key = _ca_and_leaf("ingressd-client")
+    cert_file = world_readable_tmp / "mtls-pod.pem"
+    cert_file.write_text(leaf_pem + key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file)
+    context.verify_mode = ssl.CERT_REQUIRED  # the pod refuses clients without a certificate
+    context.load_verify_locations(cadata=client_ca)
+    port, address = free_port(), "127.0.77.2"
+    pods = EchoPods({address: "mtls-0"}, port, ssl_context=context)
+    await pods.start()
+    h.pods.append(pods)
+    h.write(
+        "svc.yaml",
+        service("mtls", ports=[service_port(443, "https", target_port=port)]),
+        endpoint_slice("mtls", endpoints=[address], port=port, port_name="https"),
+        secret("with-client", {"ca.crt": ca_pem.encode(), "tls.crt": client_pem.encode(),
+                               "tls.key": client_key.encode()}),
+        secret("ca-only", {"ca.crt": ca_pem.encode()}),
+    )
+
+    def mtls(name: str, secret_name: str) -> dict[str, Any]:
+        return ingress(name, rules=[rule(f"{name}.test", path("/", "mtls", 443))],
+                       annotations={P + "backend-protocol": "HTTPS",
+                                    P + "proxy-ssl-verify": "on",
+                                    P + "proxy-ssl-secret": secret_name})
+
+    h.write("ing.yaml", mtls("client", "with-client"), mtls("anonymous", "ca-only"))
+    await expect(h, "/", host="client.test", service="mtls")
+    # Same pod, same CA, no client certificate: the pod ends the handshake, nginx answers 502.
+    await expect(h, "/", host="anonymous.test", status=502)
+
+
 # --- access ----------------------------------------------------------------------------------
 
 
@@ -451,15 +488,22 @@ async def test_access_annotations_source_ranges_rate_limits_basic_auth_and_cors(
 # --- gRPC ------------------------------------------------------------------------------------
 
 
-async def _h2c_pod(root: Path, address: str, port: int) -> asyncio.subprocess.Process:
-    """A pod that speaks only HTTP/2 without TLS (h2c), as gRPC servers do: a tiny nginx."""
+async def _h2c_pod(
+    root: Path, address: str, port: int, *, certificate: str | None = None
+) -> asyncio.subprocess.Process:
+    """A pod that speaks only HTTP/2, as gRPC servers do: a tiny nginx; without TLS (h2c), or
+    with TLS when given a ``certificate`` (PEM chain + key)."""
     root.mkdir()
     conf = root / "nginx.conf"
+    tls = ""
+    if certificate is not None:
+        (root / "pod.pem").write_text(certificate)
+        tls = f" ssl; ssl_certificate {root}/pod.pem; ssl_certificate_key {root}/pod.pem"
     conf.write_text(
         f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
         "events {}\n"
         "http { access_log off;\n"
-        f"  server {{ listen {address}:{port} http2;\n"
+        f"  server {{ listen {address}:{port} http2{tls};\n"
         '    location / { add_header X-Pod "grpc-0" always; return 200 "h2c pod\\n"; } } }\n'
     )
     process = await asyncio.create_subprocess_exec(
@@ -475,6 +519,18 @@ async def _h2c_pod(root: Path, address: str, port: int) -> asyncio.subprocess.Pr
         return process
     process.kill()
     raise AssertionError("the h2c pod did not start")
+
+
+async def _curl_h2(h: Harness, host: str) -> tuple[str, str]:
+    """``curl --http2`` through nginx's HTTPS port: (status line, response head)."""
+    process = await asyncio.create_subprocess_exec(
+        "curl", "-sk", "--http2", "--resolve", f"{host}:{h.https_port}:127.0.0.1",
+        "-D", "-", "-o", "/dev/null", f"https://{host}:{h.https_port}/helloworld.Greeter/Hi",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    head = out.decode()
+    return head.split("\r\n", 1)[0].strip(), head
 
 
 async def test_grpc_backend_protocol_speaks_http2_to_the_pods(
@@ -494,25 +550,63 @@ async def test_grpc_backend_protocol_speaks_http2_to_the_pods(
                     "backend-protocol": "GRPC"}),
                 ingress("plain", rules=[rule("plain.test", path("/", "greeter", 50051))]))
 
-        async def curl(host: str) -> tuple[str, str]:
-            process = await asyncio.create_subprocess_exec(
-                "curl", "-sk", "--http2", "--resolve", f"{host}:{h.https_port}:127.0.0.1",
-                "-D", "-", "-o", "/dev/null",
-                f"https://{host}:{h.https_port}/helloworld.Greeter/Hi",
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await process.communicate()
-            head = out.decode()
-            return head.split("\r\n", 1)[0].strip(), head
-
         async def served() -> None:
-            status, head = await curl("grpc.test")
+            status, head = await _curl_h2(h, "grpc.test")
             assert status == "HTTP/2 200", head
             assert "x-pod: grpc-0" in head.lower()
 
         await h.eventually(served)
         # Without the annotation nginx speaks HTTP/1.1 to a pod that only knows HTTP/2.
-        status, head = await curl("plain.test")
+        status, head = await _curl_h2(h, "plain.test")
+        assert status != "HTTP/2 200" and "x-pod" not in head.lower(), head
+    finally:
+        pod.terminate()
+        await pod.wait()
+
+
+async def test_grpcs_backend_protocol_speaks_http2_over_tls_verified_against_the_secret_ca(
+    harness: Harness, world_readable_tmp: Path
+) -> None:
+    h = harness
+    address, port = "127.0.78.2", free_port()
+    ca_pem, leaf_pem, key_pem = _ca_and_leaf("greeter.default.svc")
+    other_ca, _, _ = _ca_and_leaf("greeter.default.svc")
+    pod = await _h2c_pod(world_readable_tmp / "h2tls", address, port,
+                         certificate=leaf_pem + key_pem)
+    try:
+        h.write(
+            "svc.yaml",
+            service("greeter", ports=[service_port(50051, "grpcs", target_port=port)]),
+            endpoint_slice("greeter", endpoints=[address], port=port, port_name="grpcs"),
+            secret("greeter-ca", {"ca.crt": ca_pem.encode()}),
+            secret("other-ca", {"ca.crt": other_ca.encode()}),
+        )
+
+        def grpcs(name: str, **more: str) -> dict[str, Any]:
+            return annotated(name, f"{name}.test", "greeter", port=50051,
+                             annotations={"backend-protocol": "GRPCS", **more})
+
+        h.write(
+            "ing.yaml",
+            grpcs("grpcs"),
+            grpcs("verified", **{"proxy-ssl-verify": "on", "proxy-ssl-secret": "greeter-ca"}),
+            grpcs("mistrusted", **{"proxy-ssl-verify": "on", "proxy-ssl-secret": "other-ca"}),
+            annotated("grpc-plain", "grpc-plain.test", "greeter", port=50051,
+                      annotations={"backend-protocol": "GRPC"}),
+        )
+
+        async def served(host: str) -> None:
+            status, head = await _curl_h2(h, host)
+            assert status == "HTTP/2 200", head
+            assert "x-pod: grpc-0" in head.lower()
+
+        await h.eventually(lambda: served("grpcs.test"))
+        await h.eventually(lambda: served("verified.test"))
+        # Not signed by that CA: nginx refuses the pod's certificate (502, nothing from the pod).
+        status, head = await _curl_h2(h, "mistrusted.test")
+        assert status == "HTTP/2 502" and "x-pod" not in head.lower(), head
+        # h2c to a pod that only speaks TLS: no answer from the pod.
+        status, head = await _curl_h2(h, "grpc-plain.test")
         assert status != "HTTP/2 200" and "x-pod" not in head.lower(), head
     finally:
         pod.terminate()
