@@ -27,16 +27,20 @@ RUN groupadd --system --gid 101 ingressd \
         --shell /usr/sbin/nologin ingressd \
     && install -d -o 101 -g 101 -m 0755 /var/lib/ingressd
 
-# The package finds templates/ and lua/ next to itself (ingressd.nginx.rendering.PROJECT_ROOT),
-# so it is installed editable from /opt/ingressd, which stays root-owned and read-only.
-COPY pyproject.toml /opt/ingressd/
-COPY ingressd /opt/ingressd/ingressd
-COPY templates /opt/ingressd/templates
-COPY lua /opt/ingressd/lua
+# A regular install: the template, the Lua code and the demo's manifests go to
+# /opt/venv/share/ingressd (pyproject's data-files), where the package looks for them
+# (ingressd.nginx.rendering.resource_root); everything stays root-owned and read-only.
+COPY pyproject.toml /tmp/ingressd/
+COPY ingressd /tmp/ingressd/ingressd
+COPY templates /tmp/ingressd/templates
+COPY lua /tmp/ingressd/lua
+COPY manifests/demo /tmp/ingressd/manifests/demo
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir -e /opt/ingressd \
-    && /opt/venv/bin/ingressd --version
+    && /opt/venv/bin/pip install --no-cache-dir /tmp/ingressd \
+    && rm -rf /tmp/ingressd \
+    && /opt/venv/bin/ingressd --version \
+    && test -f /opt/venv/share/ingressd/templates/nginx.conf.j2
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

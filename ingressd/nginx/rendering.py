@@ -23,6 +23,7 @@ behind the builder's validation.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,20 @@ from ingressd.nginx.quoting import (
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import http_lines, server_lines, server_redirects
 
-#: Where the repository keeps the template and the Lua code (an editable install or a checkout).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+def resource_root(package_file: Path, prefix: Path) -> Path:
+    """Where ``templates/``, ``lua/`` and ``manifests/demo/`` are.
+
+    In a checkout or an editable install, beside the ``ingressd`` package; in an installed
+    wheel, under ``<prefix>/share/ingressd`` (``[tool.setuptools.data-files]``).
+    """
+    checkout = package_file.resolve().parents[2]
+    if (checkout / "templates" / "nginx.conf.j2").is_file():
+        return checkout
+    return prefix / "share" / "ingressd"
+
+
+#: Where the template, the Lua code and the demo's manifests are.
+PROJECT_ROOT = resource_root(Path(__file__), Path(sys.prefix))
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx.conf.j2"
 
 
