@@ -49,6 +49,7 @@ from ingressd.nginx.quoting import (
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import http_lines, server_lines, server_redirects
 
+
 def resource_root(package_file: Path, prefix: Path) -> Path:
     """Where ``templates/``, ``lua/`` and ``manifests/demo/`` are.
 
