@@ -17,6 +17,9 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     hsts-include-subdomains         bool                                             true
     hsts-preload                    bool                                             false
     use-forwarded-headers           bool: trust X-Forwarded-* from the client        false
+    forwarded-for-header            the header with the client's address             X-Forwarded-For
+    proxy-real-ip-cidr              CIDRs (comma-separated) whose forwarded address  0.0.0.0/0
+                                    is believed (both: with use-forwarded-headers)
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
@@ -30,6 +33,7 @@ and is ignored: the option keeps its default and every other key still applies.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -123,6 +127,8 @@ class GlobalOptions:
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
     use_forwarded_headers: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
     upstream_keepalive_connections: int = 320
     worker_shutdown_timeout: str = "240s"
     #: ``None``: the template's built-in format (ingress-nginx's ``upstreaminfo``).
@@ -142,6 +148,8 @@ class GlobalOptions:
             hsts_include_subdomains=self.hsts_include_subdomains,
             hsts_preload=self.hsts_preload,
             use_forwarded_headers=self.use_forwarded_headers,
+            forwarded_for_header=self.forwarded_for_header,
+            proxy_real_ip_cidr=self.proxy_real_ip_cidr,
             upstream_keepalive_connections=self.upstream_keepalive_connections,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
@@ -179,6 +187,26 @@ def _worker_processes(text: str) -> str:
     if text == "auto":
         return text
     return str(_int(1, 1024)(text))
+
+
+def _header_name(text: str) -> str:
+    if not _HEADER_NAME.fullmatch(text):
+        raise ValueError("not a header name (letters, digits and dashes)")
+    return text
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+
+
+def _cidrs(text: str) -> tuple[str, ...]:
+    found = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or CIDR") from None
+    return tuple(found)
 
 
 def _size(text: str) -> str:
@@ -247,6 +275,8 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "hsts-include-subdomains": ("hsts_include_subdomains", _bool),
     "hsts-preload": ("hsts_preload", _bool),
     "use-forwarded-headers": ("use_forwarded_headers", _bool),
+    "forwarded-for-header": ("forwarded_for_header", _header_name),
+    "proxy-real-ip-cidr": ("proxy_real_ip_cidr", _cidrs),
     "upstream-keepalive-connections": ("upstream_keepalive_connections", _int(0, 100000)),
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),

@@ -61,6 +61,8 @@ def test_no_configmap_or_no_data_gives_ingress_nginx_defaults() -> None:
         hsts_include_subdomains=True,
         hsts_preload=False,
         use_forwarded_headers=False,
+        forwarded_for_header="X-Forwarded-For",
+        proxy_real_ip_cidr=("0.0.0.0/0",),
         upstream_keepalive_connections=320,
         worker_shutdown_timeout="240s",
         log_format_upstream=None,
@@ -92,6 +94,10 @@ def test_no_configmap_or_no_data_gives_ingress_nginx_defaults() -> None:
         ("hsts-include-subdomains", "false", "hsts_include_subdomains", False),
         ("hsts-preload", "true", "hsts_preload", True),
         ("use-forwarded-headers", "true", "use_forwarded_headers", True),
+        ("forwarded-for-header", "X-Client-IP", "forwarded_for_header", "X-Client-IP"),
+        ("proxy-real-ip-cidr", "10.0.0.0/8, 192.168.1.7,fd00::/8", "proxy_real_ip_cidr",
+         ("10.0.0.0/8", "192.168.1.7/32", "fd00::/8")),
+        ("proxy-real-ip-cidr", "10.1.2.3/8", "proxy_real_ip_cidr", ("10.0.0.0/8",)),
         ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
         ("upstream-keepalive-connections", "64", "upstream_keepalive_connections", 64),
         ("proxy-body-size", " 2m ", "proxy_body_size", "2m"),
@@ -127,6 +133,10 @@ def test_valid_values_are_taken_normalized(key: str, value: str, field: str, exp
         ("hsts", "", "boolean"),
         ("hsts-max-age", "-5", "whole number"),
         ("upstream-keepalive-connections", "1e3", "whole number"),
+        ("forwarded-for-header", "X-Forwarded-For; deny all", "not a header name"),
+        ("forwarded-for-header", "", "not a header name"),
+        ("proxy-real-ip-cidr", "10.0.0.0/8, unix:", "'unix:' is not an IP address"),
+        ("proxy-real-ip-cidr", "0.0.0.0/0; allow all", "is not an IP address"),
     ],
 )
 def test_a_bad_value_is_reported_and_the_default_kept(key: str, value: str, why: str) -> None:
@@ -346,8 +356,22 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
         assert seen["x-forwarded-host"] == "public.example"
         assert seen["host"] == "public.example"
         assert seen["x-forwarded-port"] == "8443"
+        # The client's address, from the trusted header, is nginx's $remote_addr now.
+        assert seen["x-real-ip"] == "203.0.113.7"
 
     await h.eventually(trusted)
+
+    # Only peers in proxy-real-ip-cidr are believed: 127.0.0.1 is not in 10.0.0.0/8.
+    h.write("cm.yaml", config_map({"use-forwarded-headers": "true",
+                                   "proxy-real-ip-cidr": "10.0.0.0/8"}))
+
+    async def not_from_that_peer() -> None:
+        resp = await h.get("/", host="secure.test", https=True, headers=forwarded)
+        seen = {k.lower(): v for k, v in resp.json()["headers"].items()}
+        assert seen["x-real-ip"] == "127.0.0.1"
+        assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+
+    await h.eventually(not_from_that_peer)
 
     h.write("cm.yaml", config_map({"hsts": "false", "ssl-redirect": "false"}))
 

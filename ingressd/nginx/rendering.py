@@ -138,6 +138,8 @@ class RenderSettings:
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
     use_forwarded_headers: bool = False
+    forwarded_for_header: str = "X-Forwarded-For"
+    proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
     #: ``None``: the template's built-in ``upstreaminfo`` format.
     log_format_upstream: str | None = None
 
