@@ -69,21 +69,21 @@ def plot_churn(data: list[dict[str, object]], target: Path) -> None:
         left.axhline(100, color="grey", lw=0.8, ls=":")
     left.set_title("endpoint change -> nginx routes to the new pod (dotted: 100 ms)")
     left.legend(fontsize=8)
-    width = 0.35
+    width = 0.27
     xs = range(len(modes))
-    right.bar([x - width / 2 for x in xs], [float(d["reloads"]) for d in data],  # type: ignore[arg-type]
-              width, label="reloads")
-    errors = []
-    for d in data:
-        total = 0
-        for key in ("wrk_churn", "wrk_reloads"):
-            w = d.get(key)
-            if isinstance(w, dict):
-                total += int(w["non_2xx"]) + int(w["socket_errors"])
-        errors.append(total)
-    right.bar([x + width / 2 for x in xs], errors, width, label="failed requests (wrk)")
+    right.bar([x - width for x in xs], [float(d["reloads"]) for d in data],  # type: ignore[arg-type]
+              width, label="reloads during the churn")
+
+    def failed(d: dict[str, object], key: str) -> int:
+        w = d.get(key)
+        return int(w["non_2xx"]) + int(w["socket_errors"]) if isinstance(w, dict) else 0
+
+    right.bar(list(xs), [failed(d, "wrk_churn") for d in data], width,
+              label="failed requests during the churn")
+    right.bar([x + width for x in xs], [failed(d, "wrk_reloads") for d in data], width,
+              label="failed requests during 20 forced reloads")
     right.set_xticks(list(xs), modes)
-    right.set_title("reloads and failed requests")
+    right.set_title("reloads and failed requests (wrk)")
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(target, dpi=110)
