@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ingressd.replaying import ReplayResult
+from ingressd.replay_result import ReplayResult
 
 COLORS = {
     "reload": "#d62728",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from ingressd.replaying import ReplayResult, SyncLine
+    from ingressd.replay_result import ReplayResult, SyncLine
 
 REPORT_VERSION = 1
 

@@ -11,7 +11,7 @@ import pytest
 import structlog
 import yaml
 
-from ingressd import cli
+from ingressd import arguments, cli
 from ingressd.logs import configure
 from ingressd.testing.fakeapi import FakeApiServer
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
@@ -113,7 +113,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
                             annotations={P + "ssl-passthrough": "true"}))
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     configure(level="error", json=True)  # what main() does before running the check
-    args = cli.parser().parse_args(["check", "--kubeconfig", str(kubeconfig), "--json"])
+    args = arguments.parser().parse_args(["check", "--kubeconfig", str(kubeconfig), "--json"])
     code = await cli._check(args)
     report = json.loads(capsys.readouterr().out)
     assert code == 1

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from ingressd import rbac
+from ingressd.arguments import parser
 from ingressd.building import BuildOptions, build_configuration
 from ingressd.channel import UpdateChannel
-from ingressd.cli import parser
 from ingressd.configmap import parse_configmap
 from ingressd.election import LeaderElector
 from ingressd.eventing import EventRecorder, IngressEvents, involved_ingress

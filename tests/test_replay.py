@@ -14,12 +14,13 @@ import pytest
 from conftest import free_port, pod_addresses
 
 from ingressd import replay_report
-from ingressd.cli import _options, parser
+from ingressd.arguments import options_from, parser
 from ingressd.nginx.dryrun import DryRunNginx
-from ingressd.replaying import Replay, ReplayResult, command, percentiles, replay
+from ingressd.replay_result import ReplayResult, percentiles
+from ingressd.replaying import Replay, command, replay
 from ingressd.runtime import Options
 from ingressd.store.sources.trace import TraceError, parse_line
-from ingressd.testing import objects, traces
+from ingressd.testing import objects, traceobjects
 from ingressd.testing.backends import EchoPods
 from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
 
@@ -34,16 +35,15 @@ def dry_run_options(work_dir: Path) -> Options:
 def small_trace(path: Path) -> Path:
     """Initial state (one Ingress, 2 pods); t=1 a second Ingress; t=2 a third pod starts."""
     trace, sim, rng = TraceBuilder(), Simulation(), random.Random(1)
-    trace.added(0, traces.ingress_class())
+    trace.added(0, traceobjects.ingress_class())
     pods = PodSet(trace, sim, rng, "shop", "web")
     pods.initial("5d8f7c9b6", 2)
-    trace.added(0, traces.service("web", "shop"))
+    trace.added(0, traceobjects.service("web", "shop"))
     trace.added(0, pods.slice)
-    trace.added(0, traces.ingress("a", "shop", [("a.example.com", [("/", "Prefix", "web", 80)])]))
-    trace.added(
-        1.0,
-        traces.ingress("b", "shop", [("b.example.com", [("/", "Prefix", "web", 80)])], created=1),
-    )
+    a_rules = [("a.example.com", [("/", "Prefix", "web", 80)])]
+    trace.added(0, traceobjects.ingress("a", "shop", a_rules))
+    b_rules = [("b.example.com", [("/", "Prefix", "web", 80)])]
+    trace.added(1.0, traceobjects.ingress("b", "shop", b_rules, created=1))
     sim.at(2.0, lambda t: pods.start_pod(t, "5d8f7c9b6"))
     sim.run()
     trace.write(path)
@@ -59,7 +59,7 @@ def write_lines(path: Path, *lines: dict[str, Any] | str) -> Path:
 
 def cli_replay(*argv: str) -> int:
     args = parser().parse_args(["replay", *argv])
-    return asyncio.run(command(args, _options))
+    return asyncio.run(command(args, options_from))
 
 
 # -- determinism --------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_parse_line_names_what_is_wrong(text: str, reason: str) -> None:
 
 async def test_unknown_kinds_and_bookmarks_are_counted_and_skipped(tmp_path: Path) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1", "namespace": "shop"}}
-    deployment = traces.deployment("web", "shop", 2, image="web:1")
+    deployment = traceobjects.deployment("web", "shop", 2, image="web:1")
     trace = write_lines(
         tmp_path / "kinds.jsonl",
         _event(0, objects.ingress_class()),

@@ -17,10 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ingressd.testing.traces import (
-    PodSet,
-    Simulation,
-    TraceBuilder,
+from ingressd.testing.traceobjects import (
     certificate,
     config_map,
     deployment,
@@ -30,6 +27,7 @@ from ingressd.testing.traces import (
     timestamp,
     tls_secret,
 )
+from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
 
 CONTROLLER_CONFIGMAP = ("ingressd-controller", "ingressd")
 CA = ("Example Internal CA", "ca-2025")

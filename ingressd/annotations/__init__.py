@@ -11,10 +11,10 @@ support and the difference from ingress-nginx; ``values.py``, ``urls.py`` and ``
 the value grammars; ``secrets.py`` reads the Secrets annotations refer to (htpasswd, CA bundles).
 """
 
+from ingressd.annotations.combining import AuthRequest
 from ingressd.annotations.parsing import (
     AnnotationOptions,
     AnnotationReport,
-    AuthRequest,
     IngressAnnotations,
     Status,
     parse_annotations,

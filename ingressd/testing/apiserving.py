@@ -4,7 +4,8 @@
         down? -> connection aborted (what a dead server looks like to a client)
         auth: ``Authorization: Bearer <token>`` or 401
         discovery (/api, /apis, /api/v1, /apis/G, /apis/G/V) -> answered from ``RESOURCES``
-        resource path -> _route() -> (Resource, namespace, name, subresource)
+        resource path -> route() -> (Resource, namespace, name, subresource)
+            (both in ``apirouting.py``: what a path addresses)
             -> ``requests`` += ApiRequest(verb, resource, subresource)
             -> get | list (paged) | create | update | patch | delete  (ApiStore)
             -> watch: a chunked stream, one JSON event per line, from the store's history:
@@ -39,18 +40,17 @@ from ingressd.testing.apimachinery import (
     parse_label_selector,
     status,
 )
-from ingressd.testing.apistore import RESOURCES, ApiStore, Change, Resource
+from ingressd.testing.apirouting import discovery, route
+from ingressd.testing.apistore import ApiStore, Change, Resource
 
 __all__ = ["ApiHandler", "ApiRequest", "RequestLog"]
 
 JSON = dict[str, Any]
-_Strings = list[str]
 _Objects = list[JSON]
 _Selectors = list[Selector]
 
 _MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 _JSON_PATCH_TYPE = "application/json-patch+json"
-_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
 class ApiRequest(NamedTuple):
@@ -148,77 +148,14 @@ class ApiHandler:
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise ApiError(status(401, "Unauthorized", "Unauthorized"))
             segments = path.split("/") if path else []
-            discovery = self._discovery(segments)
-            if discovery is not None:
-                return web.json_response(discovery)
-            resource, namespace, name, subresource = self._route(segments)
+            document = discovery(segments, self.address)
+            if document is not None:
+                return web.json_response(document)
+            resource, namespace, name, subresource = route(segments)
             return await self._serve(request, resource, namespace, name, subresource)
         except ApiError as exc:
             return web.json_response(exc.status, status=exc.code)
 
-    def _discovery(self, segments: _Strings) -> JSON | None:
-        if segments == ["api"]:
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": self.address}]}
-        groups: dict[str, _Strings] = {}
-        for r in RESOURCES:
-            if r.group and r.version not in groups.setdefault(r.group, []):
-                groups[r.group].append(r.version)
-
-        def group_info(group: str) -> JSON:
-            versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in groups[group]]
-            return {"name": group, "versions": versions, "preferredVersion": versions[0]}
-
-        if segments == ["apis"]:
-            return {"kind": "APIGroupList", "apiVersion": "v1",
-                    "groups": [group_info(g) for g in groups]}
-        if len(segments) == 2 and segments[0] == "apis" and segments[1] in groups:
-            return {"kind": "APIGroup", "apiVersion": "v1", **group_info(segments[1])}
-        if segments == ["api", "v1"] or (len(segments) == 3 and segments[0] == "apis"):
-            group_version = "/".join(segments[1:])
-            listed: _Objects = []
-            for r in RESOURCES:
-                if r.api_version != group_version:
-                    continue
-                listed.append({"name": r.plural, "singularName": r.kind.lower(),
-                               "namespaced": r.namespaced, "kind": r.kind, "verbs": _VERBS})
-                for sub in sorted(r.subresources):
-                    listed.append({"name": f"{r.plural}/{sub}", "singularName": "",
-                                   "namespaced": r.namespaced, "kind": r.kind,
-                                   "verbs": ["get", "patch", "update"]})
-            if not listed:
-                return None
-            return {"kind": "APIResourceList", "apiVersion": "v1",
-                    "groupVersion": group_version, "resources": listed}
-        return None
-
-    @staticmethod
-    def _route(segments: _Strings) -> tuple[Resource, str | None, str | None, str]:
-        """``(resource, namespace, name, subresource)`` of a resource path; 404 otherwise."""
-        not_found = ApiError(status(404, "NotFound",
-                                    "the server could not find the requested resource"))
-        if len(segments) >= 2 and segments[0] == "api":
-            group_version, rest = segments[1], segments[2:]
-        elif len(segments) >= 3 and segments[0] == "apis":
-            group_version, rest = f"{segments[1]}/{segments[2]}", segments[3:]
-        else:
-            raise not_found
-        by_plural = {r.plural: r for r in RESOURCES if r.api_version == group_version}
-        namespace: str | None = None
-        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in by_plural:
-            namespace, rest = rest[1], rest[2:]
-        if not rest or rest[0] not in by_plural or len(rest) > 3:
-            raise not_found
-        resource = by_plural[rest[0]]
-        if namespace is not None and not resource.namespaced:
-            raise not_found
-        name = rest[1] if len(rest) >= 2 else None
-        subresource = rest[2] if len(rest) == 3 else ""
-        if subresource and subresource not in resource.subresources:
-            raise not_found
-        if name is not None and resource.namespaced and namespace is None:
-            raise not_found
-        return resource, namespace, name, subresource
 
     def _record(self, verb: str, resource: Resource, subresource: str) -> None:
         self.requests.append(ApiRequest(verb, resource.qualified, subresource))
