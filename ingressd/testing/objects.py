@@ -24,6 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from ingressd.model import ObjectKey
@@ -37,6 +38,7 @@ __all__ = [
     "ingress",
     "ingress_class",
     "path",
+    "pem_pair",
     "rule",
     "self_signed_certificate",
     "service",
@@ -301,6 +303,11 @@ def self_signed_certificate(
             x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False
         )
     cert = builder.sign(key, hashes.SHA256())
+    return pem_pair(cert, key)
+
+
+def pem_pair(cert: x509.Certificate, key: PrivateKeyTypes) -> tuple[str, str]:
+    """``(certificate PEM, unencrypted PKCS#8 key PEM)``, as a TLS Secret holds them."""
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,

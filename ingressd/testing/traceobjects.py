@@ -28,9 +28,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
+
+from ingressd.testing.objects import pem_pair
 
 __all__ = [
     "EPOCH",
@@ -282,10 +283,4 @@ def certificate(
     else:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
     cert = builder.sign(signer, None)
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return cert_pem, key_pem
+    return pem_pair(cert, key)
