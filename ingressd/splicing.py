@@ -178,9 +178,11 @@ def patch_endpoints(
     if not replaced:
         return state.result, 0
     backends = list(state.result.configuration.backends)
+    places = {name: bisect.bisect_left(backends, name, key=_backend_order) for name in replaced}
+    if any(at >= len(backends) or backends[at].name != name for name, at in places.items()):
+        return None  # the memo's map and the result disagree: let a build decide
     for name, backend in replaced.items():
-        at = bisect.bisect_left(backends, name, key=_backend_order)
-        backends[at] = backend
+        backends[places[name]] = backend
         final[name] = backend
         resolved = memo.backends.get(name)
         if resolved is not None:
