@@ -95,7 +95,9 @@ async def test_deleting_an_ingress_stops_serving_it(harness: Harness) -> None:
     h.remove("web.yaml")
     await expect(h, "/", host="web.test", status=404)
     await expect(h, "/", host="keep.test", service="keep")
-    # Its backend is pruned from the Lua side too; the other one stays.
+    # Its backend is pruned from the Lua side too (after the reload: wait for the worker, not
+    # for nginx); the other one stays.
+    await h.settled()
     held = await h.ingressd.nginx.endpoint.get_backends()
     assert {b["name"] for b in held} == {"default-keep-80"}
 

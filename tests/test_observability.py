@@ -183,6 +183,7 @@ async def test_debug_backends_returns_what_the_lua_side_holds(harness: Harness) 
 
     assert endpoints(await held()) == {(a, str(port)) for a in addresses[:2]}
     # A dynamic update (no reload) changes what Lua holds, and /debug/backends shows it.
+    await h.settled()  # the Ingress's reload is counted once the worker has seen it through
     reloads = h.reloads
     h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[1:], port=port,
                                              port_name="http"))

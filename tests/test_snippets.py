@@ -66,6 +66,7 @@ async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_runnin
     resp = await expect(h, "/from-snippet", host="s.test")
     assert resp.body == "server snippet\n"
 
+    await h.settled()  # nginx serves the reload before the worker has counted it
     errors = h.metric("nginx_ingress_controller_errors")
     reloads = h.reloads
     # nginx -t rejects this one: the running configuration stays, with the old snippet.
