@@ -74,7 +74,7 @@ async def test_fast_dry_run_replays_of_one_trace_make_the_same_decisions_and_has
         async with Replay(ROLLING_UPDATE, dry_run_options(tmp_path / name), speed=None) as run:
             results.append(await run.wait())
             assert isinstance(run.ingressd.nginx, DryRunNginx)
-            texts.append(run.ingressd.nginx.running_text)
+            texts.append(run.ingressd.nginx.paths.conf.read_text())
     first, second = results
     assert len(first.syncs) > 20
     assert first.decisions() == second.decisions()

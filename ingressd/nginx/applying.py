@@ -195,19 +195,7 @@ class Nginx:
         # The running text is read back for the debug diff only: keeping it would hold a
         # second copy of nginx.conf (9 MB at 10,000 Ingresses) for nothing.
         previous = read_text(self.paths.conf) if debug_enabled() else ""
-        self.process.install(candidate, self.generation)
-        # New and changed backends first: the shared dict outlives the reload, so the new
-        # workers serve their first request with endpoints already in place. Only what Lua
-        # does not hold yet is sent; the whole set is PUT after the reload only when some
-        # backend is gone (to prune it).
-        wanted = config.backend_map()
-        changed = [b for b in config.backends if self._sent.get(b.name) != b]
-        if changed:
-            await self.apply_dynamic(changed)
-        await self.process.reload(self.generation)
-        if self._sent.keys() - wanted.keys():
-            await self.endpoint.put_backends(config.backends)
-            self._sent = wanted
+        await self._switch_to(candidate, config)
         t3 = time.monotonic()
         self._remove_unused_certificates(config)
         if previous and debug_enabled():
@@ -220,6 +208,24 @@ class Nginx:
             test_seconds=t2 - t1,
             reload_seconds=t3 - t2,
         )
+
+    async def _switch_to(self, candidate: Path, config: Configuration) -> None:
+        """Make the tested ``candidate`` what nginx serves, with ``config``'s backends in Lua.
+
+        New and changed backends go first: the shared dict outlives the reload, so the new
+        workers serve their first request with endpoints already in place. Only what Lua
+        does not hold yet is sent; the whole set is PUT after the reload only when some
+        backend is gone (to prune it).
+        """
+        self.process.install(candidate, self.generation)
+        wanted = config.backend_map()
+        changed = [b for b in config.backends if self._sent.get(b.name) != b]
+        if changed:
+            await self.apply_dynamic(changed)
+        await self.process.reload(self.generation)
+        if self._sent.keys() - wanted.keys():
+            await self.endpoint.put_backends(config.backends)
+            self._sent = wanted
 
     async def reapply(self, config: Configuration | None) -> None:
         """After nginx restarted: its shared dict is empty; send the running backends again."""
