@@ -33,12 +33,12 @@ and is ignored: the option keeps its default and every other key still applies.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ingressd.annotations import values
 from ingressd.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
 from ingressd.nginx.rendering import RenderSettings
@@ -189,26 +189,6 @@ def _worker_processes(text: str) -> str:
     return str(_int(1, 1024)(text))
 
 
-def _header_name(text: str) -> str:
-    if not _HEADER_NAME.fullmatch(text):
-        raise ValueError("not a header name (letters, digits and dashes)")
-    return text
-
-
-_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
-
-
-def _cidrs(text: str) -> tuple[str, ...]:
-    found = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            found.append(str(ipaddress.ip_network(part, strict=False)))
-        except ValueError:
-            raise ValueError(f"{part!r} is not an IP address or CIDR") from None
-    return tuple(found)
-
-
 def _size(text: str) -> str:
     if not _SIZE.match(text):
         raise ValueError("expected an nginx size: a number with an optional k, m or g (0: none)")
@@ -275,8 +255,8 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "hsts-include-subdomains": ("hsts_include_subdomains", _bool),
     "hsts-preload": ("hsts_preload", _bool),
     "use-forwarded-headers": ("use_forwarded_headers", _bool),
-    "forwarded-for-header": ("forwarded_for_header", _header_name),
-    "proxy-real-ip-cidr": ("proxy_real_ip_cidr", _cidrs),
+    "forwarded-for-header": ("forwarded_for_header", values.header_name),
+    "proxy-real-ip-cidr": ("proxy_real_ip_cidr", values.cidr_list),
     "upstream-keepalive-connections": ("upstream_keepalive_connections", _int(0, 100000)),
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),

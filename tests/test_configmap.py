@@ -133,10 +133,10 @@ def test_valid_values_are_taken_normalized(key: str, value: str, field: str, exp
         ("hsts", "", "boolean"),
         ("hsts-max-age", "-5", "whole number"),
         ("upstream-keepalive-connections", "1e3", "whole number"),
-        ("forwarded-for-header", "X-Forwarded-For; deny all", "not a header name"),
-        ("forwarded-for-header", "", "not a header name"),
+        ("forwarded-for-header", "X-Forwarded-For; deny all", "must not contain ';'"),
+        ("forwarded-for-header", "", "must be a header name"),
         ("proxy-real-ip-cidr", "10.0.0.0/8, unix:", "'unix:' is not an IP address"),
-        ("proxy-real-ip-cidr", "0.0.0.0/0; allow all", "is not an IP address"),
+        ("proxy-real-ip-cidr", "0.0.0.0/0; allow all", "must not contain ';'"),
     ],
 )
 def test_a_bad_value_is_reported_and_the_default_kept(key: str, value: str, why: str) -> None:
