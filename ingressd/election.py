@@ -218,12 +218,7 @@ class LeaderElector:
         return True
 
     async def _create(self, now: datetime) -> bool:
-        body: Any = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": self._record(now, previous={}),
-        }
+        body = self._body(self._record(now, previous={}))
         try:
             created = await self._api.create_namespaced_lease(self.namespace, body)
         except ApiException as exc:
@@ -234,19 +229,18 @@ class LeaderElector:
         return True
 
     async def _update(self, lease: dict[str, Any], now: datetime) -> None:
-        meta = lease.get("metadata") or {}
-        body: Any = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "spec": self._record(now, previous=_spec(lease)),
-        }
+        body = self._body(self._record(now, previous=_spec(lease)), of=lease)
         replaced = await self._api.replace_namespaced_lease(self.name, self.namespace, body)
         self._took(self._sanitize(replaced))
+
+    def _body(self, spec: dict[str, Any], *, of: dict[str, Any] | None = None) -> Any:
+        """Our Lease with ``spec``; ``of``: the Lease it replaces (its resourceVersion, so a
+        concurrent write gets a 409)."""
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if of is not None:
+            metadata["resourceVersion"] = (of.get("metadata") or {}).get("resourceVersion")
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": metadata, "spec": spec}
 
     def _record(self, now: datetime, *, previous: dict[str, Any]) -> dict[str, Any]:
         ours = previous.get("holderIdentity") == self.identity
@@ -289,21 +283,15 @@ class LeaderElector:
             return
         now = _micro_time(datetime.now(UTC))
         previous = _spec(self._lease)
-        body: Any = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": (self._lease.get("metadata") or {}).get("resourceVersion"),
-            },
-            "spec": {
+        body = self._body(
+            {
                 "leaseDurationSeconds": 1,
                 "acquireTime": now,
                 "renewTime": now,
                 "leaseTransitions": previous.get("leaseTransitions") or 0,
             },
-        }
+            of=self._lease,
+        )
         await self._api.replace_namespaced_lease(self.name, self.namespace, body)
         self._lease = None
         log.info("lease released", lease=f"{self.namespace}/{self.name}")
