@@ -220,8 +220,7 @@ class SyncWorker:
                     reasons=(*decision.reasons, "reload-always"),
                 )
             if decision.action is Action.DYNAMIC:
-                by_name = target.backend_map()
-                changed = [by_name[name] for name in decision.changed_backends]
+                changed = target.backends_named(decision.changed_backends)
                 try:
                     await self.nginx.apply_dynamic(changed)
                 except DynamicUpdateError as exc:
@@ -248,7 +247,7 @@ class SyncWorker:
                         config_hash=reloaded.config_hash,
                         seconds=reloaded.test_seconds + reloaded.reload_seconds,
                     )
-                    posted = len(target.backends)
+                    posted = reloaded.backends_sent
         except RetryableSyncError as exc:
             outcome, error, retry = "error", str(exc), exc
         t3 = self.clock()

@@ -82,6 +82,9 @@ async def test_adding_a_path_reloads_once_and_serves_it(harness: Harness) -> Non
     await expect(h, "/api/users", host="web.test", service="api")
     await h.settled()
     assert h.reloads == reloads + 1
+    # Lua already held web's backend: the reload sent only the new one.
+    last = h.ingressd.worker.records[-1]
+    assert (last.action, last.backends_posted) == ("reload", 1)
     assert h.metric("ingressd_reloads_total", result="success", reason="locations") >= 1
 
 

@@ -272,3 +272,14 @@ def test_reasons_are_sorted_and_capped() -> None:
 def test_removed_backend_is_not_posted() -> None:
     decision = decide(dataclasses.replace(BASE, backends=BASE.backends[1:]), BASE)
     assert decision.changed_backends == ()
+
+
+def test_backends_named_finds_each_by_bisection_and_refuses_an_unknown_name() -> None:
+    config = Configuration(backends=tuple(
+        Backend(BackendName(f"default-svc{i:03}-80"), "default", f"svc{i:03}", "80")
+        for i in range(100)
+    ))
+    names = [BackendName("default-svc042-80"), BackendName("default-svc000-80")]
+    assert [b.name for b in config.backends_named(names)] == names
+    with pytest.raises(KeyError):
+        config.backends_named([BackendName("default-svc042-81")])

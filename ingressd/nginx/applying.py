@@ -48,6 +48,8 @@ class ReloadOutcome:
     render_seconds: float
     test_seconds: float
     reload_seconds: float
+    #: Backends sent to Lua with the reload (only those it did not hold, or all to prune).
+    backends_sent: int = 0
 
 
 class NginxDriver(Protocol):
@@ -195,7 +197,7 @@ class Nginx:
         # The running text is read back for the debug diff only: keeping it would hold a
         # second copy of nginx.conf (9 MB at 10,000 Ingresses) for nothing.
         previous = read_text(self.paths.conf) if debug_enabled() else ""
-        await self._switch_to(candidate, config)
+        sent = await self._switch_to(candidate, config)
         t3 = time.monotonic()
         self._remove_unused_certificates(config)
         if previous and debug_enabled():
@@ -207,15 +209,16 @@ class Nginx:
             render_seconds=t1 - t0,
             test_seconds=t2 - t1,
             reload_seconds=t3 - t2,
+            backends_sent=sent,
         )
 
-    async def _switch_to(self, candidate: Path, config: Configuration) -> None:
+    async def _switch_to(self, candidate: Path, config: Configuration) -> int:
         """Make the tested ``candidate`` what nginx serves, with ``config``'s backends in Lua.
 
         New and changed backends go first: the shared dict outlives the reload, so the new
         workers serve their first request with endpoints already in place. Only what Lua
         does not hold yet is sent; the whole set is PUT after the reload only when some
-        backend is gone (to prune it).
+        backend is gone (to prune it). Returns how many backends were sent.
         """
         self.process.install(candidate, self.generation)
         wanted = config.backend_map()
@@ -226,6 +229,8 @@ class Nginx:
         if self._sent.keys() - wanted.keys():
             await self.endpoint.put_backends(config.backends)
             self._sent = wanted
+            return len(changed) + len(config.backends)
+        return len(changed)
 
     async def reapply(self, config: Configuration | None) -> None:
         """After nginx restarted: its shared dict is empty; send the running backends again."""

@@ -31,8 +31,9 @@ class DryRunNginx(Nginx):
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
         return None  # no Lua side: the sync worker's records count what a live run would send
 
-    async def _switch_to(self, candidate: Path, config: Configuration) -> None:
+    async def _switch_to(self, candidate: Path, config: Configuration) -> int:
         os.replace(candidate, self.paths.conf)  # kept for inspection; no process reads it
+        return len(config.backends)  # what a live nginx's empty Lua side would be sent
 
     async def reapply(self, config: Configuration | None) -> None:
         return None
