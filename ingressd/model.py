@@ -230,7 +230,7 @@ class Configuration:
         update of a few backends out of 10,000 does not build a map of all of them."""
         found = []
         for name in names:
-            at = bisect.bisect_left(self.backends, name, key=_backend_name)
+            at = bisect.bisect_left(self.backends, name, key=backend_order)
             if at == len(self.backends) or self.backends[at].name != name:
                 raise KeyError(name)
             found.append(self.backends[at])
@@ -296,5 +296,6 @@ class Configuration:
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _backend_name(backend: Backend) -> BackendName:
+def backend_order(backend: Backend) -> BackendName:
+    """The sort key of ``Configuration.backends`` (for bisection)."""
     return backend.name

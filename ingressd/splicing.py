@@ -24,7 +24,15 @@ from dataclasses import replace
 
 from ingressd import kube
 from ingressd.buildstate import BuildResult, BuildState
-from ingressd.model import CATCH_ALL, Backend, BackendName, Configuration, ObjectKey, Server
+from ingressd.model import (
+    CATCH_ALL,
+    Backend,
+    BackendName,
+    Configuration,
+    ObjectKey,
+    Server,
+    backend_order,
+)
 from ingressd.reading import Memo
 from ingressd.store import keyindex
 from ingressd.store.snapshot import Snapshot
@@ -91,7 +99,7 @@ def splice_backends(
         new = made.get(name)
         if new is None and name in final and _used_elsewhere(memo, final[name], hosts, state):
             new = final[name]
-        at = bisect.bisect_left(backends, name, key=_backend_order)
+        at = bisect.bisect_left(backends, name, key=backend_order)
         present = at < len(backends) and backends[at].name == name
         if new is not None:
             if present:
@@ -178,7 +186,7 @@ def patch_endpoints(
     if not replaced:
         return state.result, 0
     backends = list(state.result.configuration.backends)
-    places = {name: bisect.bisect_left(backends, name, key=_backend_order) for name in replaced}
+    places = {name: bisect.bisect_left(backends, name, key=backend_order) for name in replaced}
     if any(at >= len(backends) or backends[at].name != name for name, at in places.items()):
         return None  # the memo's map and the result disagree: let a build decide
     for name, backend in replaced.items():
@@ -199,7 +207,3 @@ def patch_endpoints(
 
 def _server_order(server: Server) -> tuple[bool, str]:
     return (server.hostname != CATCH_ALL, server.hostname)
-
-
-def _backend_order(backend: Backend) -> BackendName:
-    return backend.name

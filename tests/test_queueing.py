@@ -192,7 +192,7 @@ async def test_sustained_stream_is_synced_at_most_once_per_min_interval() -> Non
 
 
 async def test_queue_is_not_idle_while_a_taken_task_waits_out_min_interval() -> None:
-    queue = SyncQueue(min_interval=0.2)
+    queue = SyncQueue(min_interval=0.5)
     synced = asyncio.Event()
 
     async def handler(batch: SyncBatch) -> None:
@@ -206,7 +206,7 @@ async def test_queue_is_not_idle_while_a_taken_task_waits_out_min_interval() -> 
         await asyncio.sleep(0)
         assert queue.idle
         synced.clear()
-        queue.enqueue(cause="second")  # taken at once, then held for ~0.2 s
+        queue.enqueue(cause="second")  # taken at once, then held for ~0.5 s
         await asyncio.sleep(0.05)
         assert queue.qsize() == 0 and not synced.is_set()
         assert not queue.idle
