@@ -1,6 +1,8 @@
 """The admin server (aiohttp, ``--status-port``): health, metrics, debug views.
 
-    GET /healthz              200 when nginx answers and the first sync has been applied
+    GET /healthz              200 when nginx answers, the first sync has been applied, every
+                              background task runs and no change waits longer than the stall
+                              limit for a successful sync
     GET /metrics              Prometheus text from the controller's own registry
     GET /debug/configuration  the running model as JSON
     GET /debug/problems       what the last build skipped, and why
@@ -33,6 +35,9 @@ async def healthz(request: web.Request) -> web.Response:
         return web.Response(status=503, text="waiting for the first sync\n")
     if not await controller.nginx.process.healthy():
         return web.Response(status=503, text="nginx is not answering\n")
+    why = controller.unhealthy()
+    if why is not None:
+        return web.Response(status=503, text=why + "\n")
     return web.Response(text="ok\n")
 
 

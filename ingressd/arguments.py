@@ -170,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
         "without a dynamic path do; for comparisons and benchmarks)",
     )
     run.add_argument(
+        "--sync-stall-timeout", type=float, default=300.0, metavar="SECONDS",
+        help="/healthz fails once a change has waited this long with no sync succeeding, so "
+        "Kubernetes restarts a controller that stopped applying changes (default: 300)",
+    )
+    run.add_argument(
         "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
     )
     run.add_argument(
@@ -278,6 +283,7 @@ def options_from(args: argparse.Namespace) -> Options:
         worker_processes=args.worker_processes,
         min_sync_interval=args.min_sync_interval,
         reload_always=getattr(args, "reload_always", False),
+        sync_stall_timeout=getattr(args, "sync_stall_timeout", 300.0),
         template=args.template,
         annotations_prefix=getattr(args, "annotations_prefix", DEFAULT_PREFIX),
         allow_snippet_annotations=getattr(args, "allow_snippet_annotations", False),

@@ -14,7 +14,7 @@ directory there is no API server to elect through or write to, and ``runtime.Ing
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,13 +94,14 @@ class ClusterDuties:
         if self.options.events:
             self.events.observe(build, snapshot, ok=record.result == "ok")
 
-    def loops(self) -> list[tuple[Coroutine[Any, Any, None], str]]:
-        """The background loops to run until the controller stops, with their names."""
-        loops: list[tuple[Coroutine[Any, Any, None], str]] = [
-            (self.elector.run(), "leader-election"),
+    def loops(self) -> list[tuple[Callable[[], Coroutine[Any, Any, None]], str]]:
+        """The background loops to run until the controller stops (each a function that starts
+        one run of it), with their names."""
+        loops: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = [
+            (self.elector.run, "leader-election"),
         ]
         if self.status.enabled:
-            loops.append((self.status.run(), "ingress-status"))
+            loops.append((self.status.run, "ingress-status"))
         if self.options.events:
-            loops.append((self.recorder.run(), "events"))
+            loops.append((self.recorder.run, "events"))
         return loops

@@ -148,6 +148,12 @@ class Metrics:
             "Times nginx died and was started again",
             registry=r,
         )
+        self.task_restarts = Counter(
+            "ingressd_task_restarts",
+            "Times a background task of the controller died and was started again",
+            ["task"],
+            registry=r,
+        )
         self.problems = Gauge(
             "ingressd_configuration_problems",
             "Rules or objects skipped by the last build (missing Service, invalid field, ...)",

@@ -16,6 +16,9 @@ Coalescing, as ingress-nginx's task queue does it, with no fixed delay:
 - ``forced`` tasks (the controller's ConfigMap changed, nginx restarted) are never skipped.
 - A sync that fails with ``RetryableSyncError`` is retried after an exponential backoff (0.5 s
   doubling up to 30 s), unless a later sync has succeeded meanwhile; success resets the backoff.
+  A sync that raises anything else (a defect) is logged with its traceback and retried the same
+  way: the worker never dies of it.  ``stalled_for()`` tells how long changes have waited
+  without a successful sync (``/healthz`` fails past a limit).
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class SyncQueue:
         #: True from taking a task off the queue until its sync has returned (it may be
         #: waiting out ``min_interval`` with the queue already empty).
         self._in_hand = False
+        #: When the oldest change not yet applied by a successful sync was asked for.
+        self._waiting_since: float | None = None
 
     def enqueue(
         self,
@@ -110,6 +115,8 @@ class SyncQueue:
         events = tuple(events)
         if stamp is None:
             stamp = max((e.received_at for e in events), default=self._clock())
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
         self._queue.put_nowait(SyncTask(stamp=stamp, events=events, forced=forced, cause=cause))
 
     def qsize(self) -> int:
@@ -119,6 +126,15 @@ class SyncQueue:
     def idle(self) -> bool:
         """No task queued and none taken: every sync asked for so far has returned."""
         return self._queue.empty() and not self._in_hand
+
+    def stalled_for(self) -> float:
+        """Seconds a change has waited without any sync succeeding; 0 when nothing waits.
+
+        A sync that keeps failing (or hangs) makes this grow; ``/healthz`` fails past a limit.
+        """
+        if self._waiting_since is None:
+            return 0.0
+        return max(0.0, self._clock() - self._waiting_since)
 
     def _covered(self, task: SyncTask) -> bool:
         return not task.forced and task.stamp < self.last_success_started
@@ -131,6 +147,8 @@ class SyncQueue:
             if self._covered(first):
                 skipped += 1
                 self.skipped += 1
+                if self._queue.empty() and self._retry is None:
+                    self._waiting_since = None
                 continue
             break
         self._in_hand = True
@@ -156,21 +174,35 @@ class SyncQueue:
             try:
                 await handler(batch)
             except RetryableSyncError as exc:
-                self.failures += 1
-                delay = self._backoff
-                self._backoff = min(self._backoff * 2, self.backoff_max)
+                delay = self._fail()
                 log.warning("sync failed; retrying", error=str(exc), retry_in_s=delay)
+                self._schedule_retry(batch.started_at, delay)
+            except Exception:  # a defect, not an input: keep syncing, retry the same batch later
+                delay = self._fail()
+                log.exception("sync crashed; retrying", retry_in_s=delay)
                 self._schedule_retry(batch.started_at, delay)
             else:
                 self.last_success_started = batch.started_at
                 self._backoff = self.backoff_initial
+                if self._queue.empty() and self._retry is None:
+                    self._waiting_since = None
             finally:
                 self._in_hand = False
+
+    def _fail(self) -> float:
+        """Count a failed sync; the delay before its retry."""
+        self.failures += 1
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.backoff_max)
+        return delay
 
     def _schedule_retry(self, stamp: float, delay: float) -> None:
         if self._retry is not None:
             self._retry.cancel()
         loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(
-            delay, lambda: self.enqueue(cause="retry", stamp=stamp)
-        )
+
+        def retry() -> None:
+            self._retry = None
+            self.enqueue(cause="retry", stamp=stamp)
+
+        self._retry = loop.call_later(delay, retry)

@@ -14,10 +14,9 @@ Stop order is the reverse; nginx quits gracefully last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import os
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -38,6 +37,7 @@ from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSetting
 from ingressd.queueing import SyncQueue
 from ingressd.store.events import StoreEvent, WatchEvent
 from ingressd.store.store import Store
+from ingressd.supervision import Supervisor
 from ingressd.syncing import SyncWorker
 
 log = structlog.get_logger("ingressd")
@@ -92,6 +92,8 @@ class Options:
     allow_snippet_annotations: bool = False
     #: ``gc.freeze()`` once the first sync is applied (``ingressd run``; see ingressd.memory).
     freeze_gc: bool = False
+    #: ``/healthz`` fails once changes have waited this long with no sync succeeding.
+    sync_stall_timeout: float = 300.0
     #: Leader election, status and Events (used only when ``Ingressd`` gets an ``api``).
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -151,7 +153,9 @@ class Ingressd:
             if api is not None
             else None
         )
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(
+            on_restart=lambda name: self.metrics.task_restarts.labels(task=name).inc()
+        )
         self._admin: web.AppRunner | None = None
         self._dropped_seen = 0
 
@@ -168,12 +172,13 @@ class Ingressd:
         if inspect.isawaitable(loaded):
             await loaded
         self.queue.enqueue(forced=True, cause="initial")
-        self._spawn(self.source.run(self._sink), "source")
-        self._spawn(self.controller.run(), "controller")
-        self._spawn(self.queue.run(self.worker), "sync-worker")
-        self._spawn(self.nginx.process.supervise(self._nginx_restarted), "nginx-supervisor")
-        for coro, name in self.cluster.loops() if self.cluster is not None else ():
-            self._spawn(coro, name)
+        spawn = self.supervisor.spawn
+        spawn("source", lambda: self.source.run(self._sink))
+        spawn("controller", self.controller.run)
+        spawn("sync-worker", lambda: self.queue.run(self.worker))
+        spawn("nginx-supervisor", lambda: self.nginx.process.supervise(self._nginx_restarted))
+        for factory, name in self.cluster.loops() if self.cluster is not None else ():
+            spawn(name, factory)
         log.info(
             "ingressd started",
             http_port=self.options.http_port,
@@ -183,18 +188,14 @@ class Ingressd:
             work_dir=str(self.options.work_dir),
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    @staticmethod
-    def _task_done(task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("internal task died", task=task.get_name(), error=repr(exc))
+    def unhealthy(self) -> str | None:
+        """Why the controller cannot be trusted to apply changes now, or None (``/healthz``)."""
+        if self.supervisor.down:
+            return f"task down: {', '.join(sorted(self.supervisor.down))}"
+        stalled = self.queue.stalled_for()
+        if stalled > self.options.sync_stall_timeout:
+            return f"no sync has succeeded for {stalled:.0f}s with changes pending"
+        return None
 
     async def _nginx_restarted(self) -> None:
         self.metrics.nginx_restarts.inc()
@@ -225,12 +226,7 @@ class Ingressd:
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
         if self._admin is not None:
             await self._admin.cleanup()
         await self.nginx.stop()

@@ -473,3 +473,40 @@ async def test_run_is_cancellable_and_hands_changes_in_order(
         ("ADDED", "Service", "default", "s"),
         ("DELETED", "Service", "default", "s"),
     ]
+
+
+_DEEP = 1_000
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "deep.json",
+            '{"kind": "Service", "metadata": {"name": "s"}, "spec": '
+            + "[" * _DEEP + "]" * _DEEP + "}",
+            "",
+        ),
+        ("deep.yaml", "kind: Service\nmetadata: {name: s}\nspec: " + "[" * _DEEP + "]" * _DEEP,
+         ""),
+        ("shallow-but-over-limit.json",
+         '{"kind": "Service", "metadata": {"name": "s"}, "spec": ' + "[" * 150 + "]" * 150 + "}",
+         "nested deeper than 100 levels"),
+        ("digits.json", '{"kind": "Service", "metadata": {"name": "s"}, "port": '
+         + "9" * 5_000 + "}", "digits"),
+        ("digits.yaml", "kind: Service\nmetadata: {name: s}\nport: " + "9" * 5_000 + "\n",
+         "digits"),
+    ],
+)
+def test_hostile_file_is_reported_and_the_source_keeps_reading(
+    manifests: Path, source: ManifestsSource, sink: Recorder, name: str, text: str, message: str
+) -> None:
+    bad = manifests / name
+    write(bad, text)
+    source.load_once(sink)
+    assert sink.events == []
+    assert message in source.errors[bad]
+
+    write(manifests / "svc.yaml", SERVICE.format(name="later", namespace="default", port=80))
+    source.load_once(sink)
+    assert sink.take() == [("ADDED", "Service", "default", "later")]

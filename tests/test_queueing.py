@@ -6,6 +6,7 @@ import asyncio
 import itertools
 
 import pytest
+import structlog
 
 from ingressd.channel import UpdateChannel
 from ingressd.controller import NginxController
@@ -29,11 +30,19 @@ def event(at: float, kind: Kind = Kind.ENDPOINT_SLICE, name: str = "s") -> Store
 class RecordingHandler:
     """A sync handler that records batches; each sync takes ``duration`` of the fake clock."""
 
-    def __init__(self, clock: FakeClock, *, fail: int = 0, hold: asyncio.Event | None = None):
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        fail: int = 0,
+        hold: asyncio.Event | None = None,
+        error: Exception | None = None,
+    ):
         self.clock = clock
         self.batches: list[SyncBatch] = []
         self.fail = fail
         self.hold = hold
+        self.error = error or RetryableSyncError("nginx busy")
 
     async def __call__(self, batch: SyncBatch) -> None:
         self.batches.append(batch)
@@ -43,7 +52,7 @@ class RecordingHandler:
         self.clock.now += 1.0
         if self.fail:
             self.fail -= 1
-            raise RetryableSyncError("nginx busy")
+            raise self.error
 
 
 async def run_until(queue: SyncQueue, handler: RecordingHandler, syncs: int) -> None:
@@ -120,6 +129,39 @@ async def test_failed_sync_is_retried_with_backoff_until_it_succeeds() -> None:
     await run_until(queue, handler, 3)
     assert [b.causes for b in handler.batches] == [("events",), ("retry",), ("retry",)]
     assert queue.failures == 2
+
+
+async def test_a_sync_that_crashes_is_logged_and_retried_and_the_worker_lives_on() -> None:
+    clock = FakeClock()
+    queue = SyncQueue(clock=clock, backoff_initial=0.01)
+    handler = RecordingHandler(clock, fail=1, error=ValueError("Invalid IPv6 URL"))
+    queue.enqueue([event(clock.now)])
+    with structlog.testing.capture_logs() as logs:
+        await run_until(queue, handler, 2)
+    assert [b.causes for b in handler.batches] == [("events",), ("retry",)]
+    assert queue.failures == 1
+    crashed = [e for e in logs if e["event"] == "sync crashed; retrying"]
+    assert len(crashed) == 1 and crashed[0]["exc_info"] is True
+
+
+async def test_stalled_for_grows_while_syncs_fail_and_resets_on_success() -> None:
+    clock = FakeClock()
+    queue = SyncQueue(clock=clock, backoff_initial=0.01, backoff_max=0.01)
+    assert queue.stalled_for() == 0.0
+    handler = RecordingHandler(clock, fail=3)
+    queue.enqueue([event(clock.now)])
+    task = asyncio.create_task(queue.run(handler))
+    try:
+        async with asyncio.timeout(5):
+            while len(handler.batches) < 3:
+                await asyncio.sleep(0)
+        assert queue.stalled_for() >= 2.0  # three failed syncs of 1 s each (fake clock)
+        async with asyncio.timeout(5):
+            while len(handler.batches) < 4 or not queue.idle:
+                await asyncio.sleep(0.001)
+        assert queue.stalled_for() == 0.0
+    finally:
+        task.cancel()
 
 
 async def test_retry_is_dropped_when_a_later_sync_succeeded() -> None:

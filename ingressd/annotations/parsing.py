@@ -145,6 +145,13 @@ def parse_annotations(
             if spec.fail_closed:
                 denied.append(f"{full} is invalid")
             continue
+        except Exception as exc:  # untrusted input: a grammar's slip is this value's problem
+            report[name] = AnnotationReport(
+                full, Status.INVALID, f"could not be parsed ({type(exc).__name__}: {exc})"
+            )
+            if spec.fail_closed:
+                denied.append(f"{full} is invalid")
+            continue
         report[name] = _ok(full, spec)
 
     namespace = key.partition("/")[0]

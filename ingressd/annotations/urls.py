@@ -69,7 +69,10 @@ def redirect_url(text: str) -> str:
     value = clean(text, max_length=2048)
     if " " in value or "\\" in value or "$" in value:
         raise InvalidValue("must not contain spaces, '\\\\' or '$'")
-    parts = urllib.parse.urlsplit(value)
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL", bracketed hosts urlsplit cannot read
+        raise InvalidValue(f"is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidValue("must be an absolute http:// or https:// URL")
     authority = _authority(parts.netloc)

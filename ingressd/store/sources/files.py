@@ -38,7 +38,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,9 @@ ObjectId = tuple[str, str, str]
 Signature = tuple[int, int, int] | None
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+#: Deepest nesting of mappings and lists a document may have (a real object nests ~15 deep).
+MAX_DEPTH = 100
 
 #: Files modified less than this long before a pass are read again on the next pass.
 _RACY_NS = 100_000_000
@@ -188,6 +191,8 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
     for number, doc in enumerate(_documents(path, text), start=1):
         if doc is None:
             continue
+        if _depth_exceeds(doc, MAX_DEPTH):
+            raise ManifestError(f"document {number}: nested deeper than {MAX_DEPTH} levels")
         for where, raw in _expand(doc, f"document {number}"):
             oid, obj = _normalize(raw, where)
             if oid in objects:
@@ -195,6 +200,23 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
                 continue
             objects[oid] = obj
     return objects, warnings
+
+
+def _depth_exceeds(doc: Any, limit: int) -> bool:
+    """True when ``doc`` nests mappings and lists deeper than ``limit`` (no recursion)."""
+    pending: list[tuple[Any, int]] = [(doc, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _describe(oid: ObjectId) -> str:
@@ -265,6 +287,8 @@ def _read(path: Path, signature: Signature, last_digest: bytes | None) -> _Read 
         return _Read(signature, digest, error=str(exc))
     except ManifestError as exc:
         return _Read(signature, digest, error=str(exc))
+    except Exception as exc:  # untrusted input (RecursionError, a 5,000-digit number, ...)
+        return _Read(signature, digest, error=f"cannot be parsed ({type(exc).__name__}: {exc})")
     return _Read(signature, digest, objects=objects, warnings=warnings)
 
 
