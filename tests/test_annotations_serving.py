@@ -449,6 +449,11 @@ async def test_access_annotations_source_ranges_rate_limits_basic_auth_and_cors(
     good = ("alice", "s3cret")
     resp = await request(h, "GET", "/", host="auth.test", auth=good)
     assert (resp.status, resp.pod) == (200, "web-0")
+    # The password stays at nginx: the pod gets no Authorization header, and the rest of the
+    # usual request headers still.
+    received = {k.lower(): v for k, v in resp.json()["headers"].items()}
+    assert "authorization" not in received
+    assert received["x-forwarded-host"] == "auth.test" and "x-real-ip" in received
     assert (await request(h, "GET", "/", host="authmap.test")).status == 401
     bob = ("bob", "hunter2")
     assert (await request(h, "GET", "/", host="authmap.test", auth=bob)).status == 200

@@ -280,6 +280,9 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
     if s.connection_header is not None:
         overrides["Connection"] = quote_word(s.connection_header)
     extra: list[tuple[str, str]] = []
+    if s.auth is not None:
+        # nginx checked the credentials; the pods never see them (as ingress-nginx does).
+        extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
     if grpc:
