@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m ingressd.demo
+	$(PY) -m ingressd.tools.demo
 
 lint: venv
 	$(VENV)/bin/ruff check ingressd tests benchmarks

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
+from ingressd.app.runtime import Ingressd, Options
 from ingressd.logs import configure
-from ingressd.runtime import Ingressd, Options
 from ingressd.store.sources.memory import MemorySource
 from ingressd.testing.backends import EchoPods
 from ingressd.testing.objects import (

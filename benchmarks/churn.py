@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 
 from benchmarks.common import PodNginx, WrkResult, free_port, machine, run_wrk, temp_root
+from ingressd.app.runtime import DEFAULT_MIN_SYNC_INTERVAL, Ingressd, Options
 from ingressd.logs import configure
-from ingressd.runtime import DEFAULT_MIN_SYNC_INTERVAL, Ingressd, Options
 from ingressd.store.sources.memory import MemorySource
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from benchmarks.common import PodNginx, WrkResult, free_port, machine, run_wrk, temp_root
 from ingressd.annotations import DEFAULT_PREFIX as PREFIX
+from ingressd.app.runtime import Ingressd, Options
 from ingressd.logs import configure
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE
-from ingressd.runtime import Ingressd, Options
 from ingressd.store.sources.memory import MemorySource
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
 

@@ -22,18 +22,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.common import machine
-from ingressd.building import BuildOptions
-from ingressd.channel import UpdateChannel
-from ingressd.controller import NginxController
+from ingressd.build.building import BuildOptions
 from ingressd.logs import configure
-from ingressd.metrics import Metrics
 from ingressd.model import Backend, Configuration
 from ingressd.nginx.applying import ReloadOutcome
 from ingressd.nginx.rendering import RenderSettings
-from ingressd.queueing import SyncQueue
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.controller import NginxController
+from ingressd.pipeline.metrics import Metrics
+from ingressd.pipeline.queueing import SyncQueue
+from ingressd.pipeline.syncing import SyncWorker
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.store import Store
-from ingressd.syncing import SyncWorker
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import free_port, machine, temp_root
-from ingressd.building import BuildOptions, build_configuration
-from ingressd.channel import UpdateChannel
-from ingressd.diffing import decide
+from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.nginx.applying import Nginx
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.diffing import decide
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.store import Store
 from ingressd.testing.objects import (
@@ -107,7 +107,7 @@ def proc_rss_mb(field: str = "VmRSS") -> float:
 async def measure(n: int) -> ScaleResult:
     root = temp_root(f"ingressd-scale-{n}-")
     # The RSS target is the controller's: load what ``ingressd run`` loads before measuring.
-    importlib.import_module("ingressd.cli")
+    importlib.import_module("ingressd.app.cli")
 
     rss_code_mb = proc_rss_mb()
     try:

@@ -1,6 +1,7 @@
 """Memory: keeping the cyclic garbage collector out of the way of big, cycle-free computations.
 
-    gc_paused()   around a build (``ingressd.building``) or a render (``ingressd.nginx.rendering``)
+    gc_paused()   around a build (``ingressd.build.building``) or a render
+                  (``ingressd.nginx.rendering``)
     SyncWorker    ``gc.freeze()`` once the first sync is applied (``freeze_after_first_sync``):
                   the Store's objects loaded at start-up leave the collector's generations
 

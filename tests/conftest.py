@@ -22,7 +22,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from ingressd.runtime import Ingressd, Options, Source
+from ingressd.app.runtime import Ingressd, Options, Source
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.testing.backends import EchoPods
 from ingressd.testing.fakeapi import FakeApiServer

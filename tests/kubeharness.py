@@ -18,8 +18,8 @@ from typing import Any
 
 from conftest import Harness
 
-from ingressd.kubeclient import api_client
-from ingressd.runtime import Source
+from ingressd.app.runtime import Source
+from ingressd.cluster.client import api_client
 from ingressd.store.events import WatchEvent
 from ingressd.store.sources.informer import InformerStats
 from ingressd.store.sources.kubernetes import KubernetesSource

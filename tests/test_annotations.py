@@ -20,12 +20,12 @@ from ingressd.annotations import (
 from ingressd.annotations import patterns as rx
 from ingressd.annotations import urls as u
 from ingressd.annotations import values as v
-from ingressd.backend_policy import AffinityMode, LoadBalance, TrafficShaping
-from ingressd.building import BuildOptions, BuildResult, build_configuration
-from ingressd.diffing import Action, decide
-from ingressd.location_settings import BackendProtocol
+from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import BackendName, Configuration, Location, PathType
+from ingressd.model.policy import AffinityMode, LoadBalance, TrafficShaping
+from ingressd.model.settings import BackendProtocol
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.pipeline.diffing import Action, decide
 from ingressd.store.snapshot import KubeObject
 from ingressd.testing import objects as o
 

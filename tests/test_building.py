@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ingressd.building import BuildOptions, BuildResult, build_configuration
+from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import (
     CATCH_ALL,
     Backend,

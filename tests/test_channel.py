@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ingressd.channel import UpdateChannel
 from ingressd.model import ObjectKey
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, Kind, StoreEvent
 
 

@@ -12,11 +12,11 @@ import structlog
 from conftest import Harness
 from e2e import deploy, expect
 
-from ingressd.building import BuildOptions
-from ingressd.configmap import GlobalOptions, parse_configmap, settings_changes
+from ingressd.build.building import BuildOptions
 from ingressd.model import Configuration, ObjectKey
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.pipeline.configmap import GlobalOptions, parse_configmap, settings_changes
 from ingressd.testing.objects import (
     ingress,
     path,

@@ -1,7 +1,7 @@
 """The deploy manifests: valid Kubernetes objects, wired to each other, RBAC exactly as needed.
 
     manifests/{deploy,demo}/*.yaml --kubernetes-validate (1.30 schemas, strict, offline)
-    manifests/deploy RBAC rules == ingressd.rbac.REQUIRED
+    manifests/deploy RBAC rules == ingressd.cluster.rbac.REQUIRED
                                == the calls the code makes against the fake API server
                                   (Kubernetes source, leader election, status, Events)
 """
@@ -18,16 +18,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ingressd import rbac
-from ingressd.arguments import parser
-from ingressd.building import BuildOptions, build_configuration
-from ingressd.channel import UpdateChannel
-from ingressd.configmap import parse_configmap
-from ingressd.election import LeaderElector
-from ingressd.eventing import EventRecorder, IngressEvents, involved_ingress
-from ingressd.kubeclient import api_client
+from ingressd.app.arguments import parser
+from ingressd.build.building import BuildOptions, build_configuration
+from ingressd.cluster import rbac
+from ingressd.cluster.client import api_client
+from ingressd.cluster.election import LeaderElector
+from ingressd.cluster.events import EventRecorder, IngressEvents, involved_ingress
+from ingressd.cluster.status import StatusUpdater
 from ingressd.model import ObjectKey
-from ingressd.status import StatusUpdater
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.configmap import parse_configmap
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
 from ingressd.testing.fakeapi import FakeApiServer

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from ingressd.diffing import MAX_REASONS, Action, Decision, decide
 from ingressd.model import (
     CATCH_ALL,
     Backend,
@@ -19,6 +18,7 @@ from ingressd.model import (
     PathType,
     Server,
 )
+from ingressd.pipeline.diffing import MAX_REASONS, Action, Decision, decide
 
 
 def backend(name: str, *addresses: str, port: str = "80") -> Backend:

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from ingressd import rbac
-from ingressd.election import LeaderElector
-from ingressd.kubeclient import api_client
-from ingressd.metrics import Metrics
+from ingressd.cluster import rbac
+from ingressd.cluster.client import api_client
+from ingressd.cluster.election import LeaderElector
+from ingressd.pipeline.metrics import Metrics
 from ingressd.testing.fakeapi import FakeApiServer
 
 LEASE = ("Lease", "ingressd-leader", "ingressd")

@@ -16,7 +16,7 @@ import kubernetes_asyncio.client
 import pytest
 from kubernetes_asyncio.client import ApiException
 
-from ingressd.kubeclient import api_client
+from ingressd.cluster.client import api_client
 from ingressd.testing.fakeapi import ApiError, ApiRequest, FakeApiServer
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ingressd.channel import UpdateChannel
 from ingressd.model import ObjectKey
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store import EventType, Kind, ManifestsSource, Store, WatchEvent
 
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from ingressd.building import BuildCache, BuildOptions, BuildResult, build_configuration
-from ingressd.channel import UpdateChannel
+from ingressd.build.building import BuildCache, BuildOptions, BuildResult, build_configuration
 from ingressd.model import CATCH_ALL, Configuration, ObjectKey, Server
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject, Snapshot
 from ingressd.store.store import Store

@@ -20,10 +20,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from ingressd.metrics import Metrics
+from ingressd.app.runtime import Ingressd, Options
 from ingressd.model import Certificate, Configuration, ObjectKey, Server
 from ingressd.nginx.applying import conf_diff
-from ingressd.runtime import Ingressd, Options
+from ingressd.pipeline.metrics import Metrics
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.sources.memory import MemorySource
 from ingressd.testing.objects import (

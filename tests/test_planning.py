@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ingressd import kube
 from ingressd.annotations import AnnotationOptions
+from ingressd.build import kube
+from ingressd.build._screen import Irregular, plain_spec
+from ingressd.build.plan import IngressPlan, plan_ingress
 from ingressd.model import ObjectKey
-from ingressd.planning import IngressPlan, plan_ingress
-from ingressd.screening import Irregular, plain_spec
 from ingressd.testing import objects as o
 
 ODD_VALUES: list[Any] = [None, 1, True, 1.5, "x", "", [], {}, ["x"], {"a": 1}, {"a": "b"}]

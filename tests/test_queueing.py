@@ -8,10 +8,10 @@ import itertools
 import pytest
 import structlog
 
-from ingressd.channel import UpdateChannel
-from ingressd.controller import NginxController
 from ingressd.model import ObjectKey
-from ingressd.queueing import RetryableSyncError, SyncBatch, SyncQueue
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.controller import NginxController
+from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch, SyncQueue
 from ingressd.store.events import EventType, Kind, StoreEvent
 
 

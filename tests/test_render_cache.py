@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from ingressd.building import BuildOptions, build_configuration
-from ingressd.channel import UpdateChannel
-from ingressd.location_settings import LocationSettings, ProxySSL
+from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.model import (
     Backend,
     BackendName,
@@ -21,10 +19,12 @@ from ingressd.model import (
     PathType,
     Server,
 )
+from ingressd.model.settings import LocationSettings, ProxySSL
 from ingressd.nginx import rendering, routing
 from ingressd.nginx.caching import clear_render_cache
 from ingressd.nginx.dynamic import _BackendTexts
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.store import Store

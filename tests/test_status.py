@@ -20,15 +20,15 @@ import pytest
 from e2e import deploy, expect
 from kubeharness import KubeHarness
 
-from ingressd import rbac
-from ingressd.building import BuildOptions, BuildResult, build_configuration
-from ingressd.channel import UpdateChannel
-from ingressd.cluster import ClusterOptions
-from ingressd.eventing import EventRecorder, IngressEvents
-from ingressd.kubeclient import api_client
+from ingressd.app.runtime import Ingressd
+from ingressd.build.building import BuildOptions, BuildResult, build_configuration
+from ingressd.cluster import rbac
+from ingressd.cluster.client import api_client
+from ingressd.cluster.duties import ClusterOptions
+from ingressd.cluster.events import EventRecorder, IngressEvents
+from ingressd.cluster.status import StatusUpdater, addresses_from_flags, service_addresses
 from ingressd.model import ObjectKey
-from ingressd.runtime import Ingressd
-from ingressd.status import StatusUpdater, addresses_from_flags, service_addresses
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.snapshot import Snapshot
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store

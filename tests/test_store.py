@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ingressd.channel import UpdateChannel
 from ingressd.model import ObjectKey
+from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store import EventType, Kind, Store, StoreEvent, WatchEvent
 from ingressd.store.references import (
     ingress_secret_keys,

@@ -14,8 +14,8 @@ from conftest import Harness
 from e2e import deploy, expect
 
 from ingressd.annotations import AnnotationOptions, Status, parse_annotations
+from ingressd.app.supervision import Supervisor
 from ingressd.store.events import WatchEvent
-from ingressd.supervision import Supervisor
 from ingressd.testing.objects import ingress, path, rule
 
 P = "nginx.ingress.kubernetes.io/"

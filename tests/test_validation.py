@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ingressd import validation as v
+from ingressd.model import validation as v
 
 Validator = Callable[[str], str | None]
 

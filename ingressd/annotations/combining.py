@@ -22,14 +22,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ingressd.backend_policy import (
+from ingressd.model.policy import (
     AffinityMode,
     BackendPolicy,
     CookieAffinity,
     LoadBalance,
     TrafficShaping,
 )
-from ingressd.location_settings import (
+from ingressd.model.settings import (
     BackendProtocol,
     Cors,
     LocationSettings,

@@ -31,8 +31,8 @@ from ingressd.annotations import combining
 from ingressd.annotations import values as v
 from ingressd.annotations.combining import AuthRequest
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
-from ingressd.backend_policy import BackendPolicy, TrafficShaping
-from ingressd.location_settings import LocationSettings
+from ingressd.model.policy import BackendPolicy, TrafficShaping
+from ingressd.model.settings import LocationSettings
 
 __all__ = [
     "AnnotationOptions",

@@ -18,8 +18,8 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ingressd.location_settings import SecretFile
 from ingressd.model import ObjectKey
+from ingressd.model.settings import SecretFile
 
 __all__ = ["htpasswd_file", "proxy_ssl_files"]
 

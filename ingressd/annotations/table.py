@@ -22,7 +22,7 @@ from typing import Any
 
 from ingressd.annotations import patterns, urls
 from ingressd.annotations import values as v
-from ingressd.validation import validate_service_name
+from ingressd.model.validation import validate_service_name
 
 __all__ = ["ANNOTATIONS", "DEFAULT_PREFIX", "Annotation", "Group", "Support"]
 

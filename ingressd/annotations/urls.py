@@ -5,10 +5,10 @@
     "https://a.com, http://*.b.com:81" --cors_origins()--> ("https://a.com", "http://*.b.com:81")
     anything else --> raise InvalidValue (``values.py``)
 
-The host in each is a DNS name (``ingressd.validation``) or an IP address, the port 1-65535; no
-user information, spaces, backslashes or ``$`` (nginx would expand a variable).  Like every
-grammar in ``values.py``, narrower than nginx's: a value that passes can be written inside double
-quotes in nginx.conf.
+The host in each is a DNS name (``ingressd.model.validation``) or an IP address, the port
+1-65535; no user information, spaces, backslashes or ``$`` (nginx would expand a variable).
+Like every grammar in ``values.py``, narrower than nginx's: a value that passes can be written
+inside double quotes in nginx.conf.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 import urllib.parse
 
 from ingressd.annotations.values import InvalidValue, clean, comma_list
-from ingressd.validation import validate_host, validate_hostname
+from ingressd.model.validation import validate_host, validate_hostname
 
 __all__ = ["cors_origins", "redirect_url", "upstream_vhost"]
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from ingressd.validation import (
+from ingressd.model.validation import (
     validate_host,
     validate_namespace,
     validate_object_name,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import jinja2
 
-from ingressd.location_settings import DEFAULT_SETTINGS
 from ingressd.model import Backend, BackendName, Configuration, Server
+from ingressd.model.settings import DEFAULT_SETTINGS
 from ingressd.nginx.quoting import DirectiveError, RenderError
 from ingressd.nginx.server_directives import http_lines
 

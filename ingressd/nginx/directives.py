@@ -25,8 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ingressd.location_settings import BackendProtocol, LocationSettings
 from ingressd.model import Backend, Location
+from ingressd.model.settings import BackendProtocol, LocationSettings
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,

@@ -8,7 +8,7 @@
         --quote / quote_path / quote_log_format--> "value" / 'format'
         or raise RenderError
 
-Every value has been validated before it gets here (``ingressd.validation``,
+Every value has been validated before it gets here (``ingressd.model.validation``,
 ``ingressd.annotations``); each function here still refuses what its grammar forbids, so a value
 that slipped past validation cannot end a directive, open a block, start a variable or a comment.
 Numbers are printed with ``int()`` by the callers.

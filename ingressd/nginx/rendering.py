@@ -132,7 +132,7 @@ class RenderSettings:
     proxy_send_timeout: str = "60s"
     upstream_keepalive_connections: int = 320
     lua_shared_dict_size: str = "64m"
-    # ConfigMap options (ingressd.configmap validates them before they get here).
+    # ConfigMap options (ingressd.pipeline.configmap validates them before they get here).
     hsts: bool = True
     hsts_max_age: int = 31536000
     hsts_include_subdomains: bool = True

@@ -27,8 +27,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ingressd.location_settings import DEFAULT_SETTINGS
 from ingressd.model import Backend, BackendName, PathType, Server
+from ingressd.model.settings import DEFAULT_SETTINGS
 from ingressd.nginx.directives import LocationBody, LocationContext, location_lines
 from ingressd.nginx.quoting import DirectiveError, RenderError, quote, quote_regex
 

@@ -1,7 +1,7 @@
 """The Store and its sources: Kubernetes objects in, typed events and snapshots out.
 
     sources (``ManifestsSource``, ...) --WatchEvent--> ``Store.apply``
-        --StoreEvent--> updateChannel (``ingressd.channel``)
+        --StoreEvent--> updateChannel (``ingressd.pipeline.channel``)
     sync worker --``Store.snapshot()``--> ``Snapshot``
 
 Public surface: ``Store``, ``Snapshot``, the event types and ``ManifestsSource``; the rest of the

@@ -66,7 +66,7 @@ _KINDS: dict[str, tuple[Kind, str, bool]] = {
 
 
 class EventChannel(Protocol):
-    """Where the Store puts its events; ``ingressd.channel.UpdateChannel`` in production."""
+    """Where the Store puts its events (``ingressd.pipeline.channel.UpdateChannel``)."""
 
     def put_nowait(self, event: StoreEvent) -> None: ...
 

@@ -1,6 +1,6 @@
 """The Kubernetes source: one informer per kind, through kubernetes-asyncio, into the Store.
 
-    ApiClient (``ingressd.kubeclient.api_client``)
+    ApiClient (``ingressd.cluster.client.api_client``)
       --CoreV1Api / DiscoveryV1Api / NetworkingV1Api list_* (_preload_content=False)-->
     Informer per kind (``informer.py``: list, watch, 410 -> relist, backoff, resync)
       Service, EndpointSlice, Secret (not Helm's release secrets), the controller's ConfigMap

@@ -50,8 +50,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
-from ingressd.recording import REDACTED
 from ingressd.store.events import WatchEvent
+
+#: What ``ingressd record`` writes in place of each Secret value it redacts.
+REDACTED = "REDACTED"
 
 #: Takes each event, in order; ``Store.apply`` in production (returns the StoreEvent or None).
 Sink = Callable[[WatchEvent], object]

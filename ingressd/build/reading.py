@@ -1,0 +1,443 @@
+"""Reading: single Services' EndpointSlices and Secrets in, what building needs of them out.
+
+    EndpointSlices of a Service --read_slices()--> ServiceSlices (ports, ready addresses, the
+                                                   problems of each slice) --> endpoints by port
+    TLS Secret --parse_tls_secret()--> Certificate | (field, reason)
+    auth / proxy-ssl Secret --ingressd.annotations.secrets--> SecretFile(s) | (field, reason)
+    Memo: what was read of each object, kept while the Store holds that very object, and the
+          model values of the last build (reused by ``ingressd.build.assembly`` when equal)
+
+Readers are pure and never raise: what is wrong becomes a Problem (slices) or a reason.  A
+plainly well-formed IPv4 slice is read in one pass (``_plain_slice_view``); anything else goes
+through ``kube.read_endpoint_slice`` and its exact messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ingressd.annotations import AnnotationOptions
+from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
+from ingressd.build import kube
+from ingressd.build.plan import IngressPlan, Issue, plan_ingress
+from ingressd.model import (
+    Backend,
+    BackendName,
+    Certificate,
+    Endpoint,
+    ObjectKey,
+    Problem,
+    Server,
+)
+from ingressd.model.settings import LocationSettings, SecretFile
+from ingressd.store.snapshot import KubeObject
+
+__all__ = [
+    "Memo",
+    "SecretFiles",
+    "ServiceSlices",
+    "parse_tls_secret",
+    "read_slices",
+]
+
+SECRET_TYPE_TLS = "kubernetes.io/tls"
+SECRET_TYPE_OPAQUE = "Opaque"
+
+
+class _SliceView(NamedTuple):
+    """The part of one EndpointSlice the builder needs: ports by name, ready addresses."""
+
+    #: ``(name, port)``, the first of each name.
+    ports: tuple[tuple[str, int], ...]
+    addresses: tuple[str, ...]
+
+
+@dataclass(slots=True, eq=False)
+class ServiceSlices:
+    """The EndpointSlices of one Service, read once per tuple of slice objects."""
+
+    key: ObjectKey
+    raws: tuple[KubeObject, ...]
+    problems: tuple[Problem, ...]
+    #: What was read of each slice: kept only until the endpoints are taken from it.
+    views: tuple[_SliceView, ...] | None
+    #: ``(port name, ready endpoints)`` of the target ports asked for so far.
+    endpoints: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
+
+    def endpoints_of(self, port_name: str) -> tuple[Endpoint, ...]:
+        """Ready endpoints of every slice, on the slice port named ``port_name``."""
+        for name, found in self.endpoints:
+            if name == port_name:
+                return found
+        views = self.views if self.views is not None else read_slices(self.key, self.raws).views
+        assert views is not None
+        made = _endpoints(views, port_name)
+        self.endpoints = (*self.endpoints, (port_name, made))
+        self.views = None
+        return made
+
+
+SecretFiles = SecretFile | tuple[SecretFile | None, SecretFile | None]
+
+
+class _TlsMaterial(NamedTuple):
+    """What a usable TLS Secret holds (``Certificate`` without the Secret's name)."""
+
+    sha256: str
+    pem: str
+    not_after: float
+
+
+class Memo:
+    """What building derived from single objects and made last time, kept across builds.
+
+    Every entry keeps the object it was derived from and is used only while the snapshot holds
+    that very object (compared by identity: the Store replaces objects, it never edits one).
+    ``renewed()`` starts a full build: entries are carried over only when the new snapshot
+    still holds their object, so deleted objects' entries go.
+    """
+
+    def __init__(self, options: AnnotationOptions | None = None) -> None:
+        self.annotation_options = options or AnnotationOptions()
+        self.plans: dict[ObjectKey, IngressPlan] = {}
+        self.slices: dict[ObjectKey, ServiceSlices] = {}
+        self.certificates: dict[ObjectKey, tuple[KubeObject, Certificate | Issue]] = {}
+        #: (type, tls.crt, tls.key) -> what the Secret holds, or why it is unusable.
+        self.tls_contents: dict[tuple[object, object, object], _TlsMaterial | Issue] = {}
+        self.secret_files: dict[tuple[ObjectKey, str], tuple[KubeObject, SecretFiles | Issue]]
+        self.secret_files = {}
+        #: Model values of the last build, reused when equal.
+        self.backends: dict[BackendName, Backend] = {}
+        self.final_backends: dict[BackendName, Backend] = {}
+        #: LocationSettings resolved from Secrets / Services (the others are the plan's).
+        self.settings: dict[ObjectKey, LocationSettings] = {}
+        self.servers: dict[str, Server] = {}
+        self._old: Memo | None = None
+
+    def renewed(self) -> Memo:
+        """A Memo for a full build: same entries, but only those the build looks up survive."""
+        fresh = Memo(self.annotation_options)
+        fresh._old = self
+        # Model values are only compared with, never trusted: keep them all until replaced.
+        fresh.backends = self.backends
+        fresh.final_backends = self.final_backends
+        fresh.settings = self.settings
+        fresh.servers = self.servers
+        return fresh
+
+    def settle(self) -> None:
+        """End of a full build: drop the previous generation."""
+        self._old = None
+
+    def plan(self, key: ObjectKey, raw: KubeObject) -> IngressPlan:
+        found = self.plans.get(key)
+        if found is None or found.raw is not raw:
+            old = self._old.plans.get(key) if self._old is not None else None
+            if old is not None and old.raw is raw:
+                found = old
+            else:
+                found = plan_ingress(key, raw, self.annotation_options)
+            self.plans[key] = found
+        return found
+
+    def service_slices(self, key: ObjectKey, raws: tuple[KubeObject, ...]) -> ServiceSlices:
+        """The slices ``raws`` of Service ``key``, read."""
+        found = self.slices.get(key)
+        if found is None or found.raws is not raws:
+            old = self._old.slices.get(key) if self._old is not None else None
+            found = old if old is not None and old.raws is raws else read_slices(key, raws)
+            self.slices[key] = found
+        return found
+
+    def certificate(self, key: ObjectKey, raw: KubeObject) -> Certificate | Issue:
+        found = self.certificates.get(key)
+        if found is None or found[0] is not raw:
+            old = self._old.certificates.get(key) if self._old is not None else None
+            found = old if old is not None and old[0] is raw else (raw, self._certificate(key, raw))
+            self.certificates[key] = found
+        return found[1]
+
+    def _certificate(self, key: ObjectKey, raw: KubeObject) -> Certificate | Issue:
+        """``parse_tls_secret``, parsed once per content: a wildcard certificate copied into
+        many namespaces is one parse, not one per Secret."""
+        content = _tls_content(raw)
+        if content is None:
+            return parse_tls_secret(key, raw)
+        material = self.tls_contents.get(content)
+        if material is None and self._old is not None:
+            material = self._old.tls_contents.get(content)
+        if material is None:
+            parsed = parse_tls_secret(key, raw)
+            material = (
+                _TlsMaterial(parsed.sha256, parsed.pem, parsed.not_after)
+                if isinstance(parsed, Certificate)
+                else parsed
+            )
+        self.tls_contents[content] = material
+        if len(self.tls_contents) > 2 * len(self.certificates) + 64:
+            self._prune_tls_contents()
+        if not isinstance(material, _TlsMaterial):
+            return material
+        return Certificate(
+            secret=key, sha256=material.sha256, pem=material.pem, not_after=material.not_after
+        )
+
+    def _prune_tls_contents(self) -> None:
+        """Keep the contents of the Secrets read lately only (rotations add new ones)."""
+        kept = {_tls_content(raw) for raw, _ in self.certificates.values()}
+        self.tls_contents = {k: v for k, v in self.tls_contents.items() if k in kept}
+
+    def secret_file(self, key: ObjectKey, raw: KubeObject, kind: str) -> SecretFiles | Issue:
+        """The file(s) ``kind`` (``auth-file``, ``auth-map``, ``proxy-ssl``) made from Secret
+        ``key``, or ``(field, reason)``."""
+        found = self.secret_files.get((key, kind))
+        if found is None or found[0] is not raw:
+            old = self._old.secret_files.get((key, kind)) if self._old is not None else None
+            if old is not None and old[0] is raw:
+                found = old
+            else:
+                read: SecretFiles | Issue
+                if kind == "proxy-ssl":
+                    read = proxy_ssl_files(key, raw)
+                else:
+                    read = htpasswd_file(key, raw, kind)
+                found = (raw, read)
+            self.secret_files[(key, kind)] = found
+        return found[1]
+
+    def forget(self, kind: str, key: ObjectKey) -> None:
+        """Drop what was derived from object ``key`` of ``kind`` (it changed or is gone)."""
+        if kind == "Ingress":
+            self.plans.pop(key, None)
+        elif kind == "EndpointSlice":
+            self.slices.pop(key, None)
+        elif kind == "Secret":
+            self.certificates.pop(key, None)
+            for purpose in ("auth-file", "auth-map", "proxy-ssl"):
+                self.secret_files.pop((key, purpose), None)
+
+
+def _endpoints(views: tuple[_SliceView, ...], port_name: str) -> tuple[Endpoint, ...]:
+    """Ready endpoints of every slice of a Service, on the slice port named like ours."""
+    found: set[tuple[str, int]] = set()
+    for view in views:
+        port = next((p for name, p in view.ports if name == port_name), None)
+        if port is not None:
+            found.update((address, port) for address in view.addresses)
+    return tuple(Endpoint(a, p) for a, p in sorted(found))
+
+
+def _tls_content(raw: object) -> tuple[object, object, object] | None:
+    """What ``parse_tls_secret`` reads of a Secret, when it is plain strings."""
+    if not isinstance(raw, dict):
+        return None
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return None
+    content = (raw.get("type"), data.get("tls.crt"), data.get("tls.key"))
+    if not all(part is None or type(part) is str for part in content):
+        return None
+    return content
+
+
+def read_slices(service_key: ObjectKey, raws: tuple[KubeObject, ...]) -> ServiceSlices:
+    """The slices of one Service: what each says, and what is wrong with them."""
+    problems: list[Problem] = []
+    views: list[_SliceView] = []
+    for index, raw in enumerate(raws):
+        view = _plain_slice_view(raw)
+        if view is None:
+            view = _slice_view(service_key, index, raw, problems)
+        if view is not None:
+            views.append(view)
+    return ServiceSlices(service_key, raws, tuple(problems), tuple(views))
+
+
+def _plain_slice_view(raw: object) -> _SliceView | None:
+    """``_slice_view`` of a plainly well-formed IPv4 slice with valid addresses, read in one
+    pass; ``None`` for anything else (``_slice_view`` then reads it and says what is wrong)."""
+    if type(raw) is not dict or raw.get("addressType") != "IPv4":
+        return None
+    meta = raw.get("metadata")
+    if meta is not None and (type(meta) is not dict or type(meta.get("name")) not in _STR_OR_NONE):
+        return None
+    ports: dict[str, int] = {}
+    raw_ports = raw.get("ports")
+    if raw_ports is not None:
+        if type(raw_ports) is not list:
+            return None
+        for port in raw_ports:
+            if type(port) is not dict:
+                return None
+            number, name = port.get("port"), port.get("name")
+            if type(name) not in _STR_OR_NONE:
+                return None
+            if number is None:
+                continue
+            if type(number) is not int:
+                return None
+            if 0 < number < 65536:
+                ports.setdefault(name or "", number)
+    addresses: list[str] = []
+    raw_endpoints = raw.get("endpoints")
+    if raw_endpoints is not None:
+        if type(raw_endpoints) is not list:
+            return None
+        check = _IPV4.match
+        for endpoint in raw_endpoints:
+            if type(endpoint) is not dict:
+                return None
+            candidates = endpoint.get("addresses")
+            if type(candidates) is not list:
+                return None
+            conditions = endpoint.get("conditions")
+            ready = terminating = None
+            if conditions is not None:
+                if type(conditions) is not dict:
+                    return None
+                ready = conditions.get("ready")
+                terminating = conditions.get("terminating")
+                serving = conditions.get("serving")
+                for flag in (ready, terminating, serving):
+                    if flag is not None and flag is not True and flag is not False:
+                        return None
+            for address in candidates:
+                if type(address) is not str or not check(address):
+                    return None
+            if ready is not False and terminating is not True:
+                addresses.extend(candidates)
+    return _SliceView(tuple(ports.items()), tuple(addresses))
+
+
+_STR_OR_NONE = (str, type(None))
+
+
+def _slice_view(
+    service_key: str, index: int, raw: KubeObject, problems: list[Problem]
+) -> _SliceView | None:
+    """Ports by name and ready addresses of one slice; FQDN slices give nothing."""
+    parsed = kube.read_endpoint_slice(raw)
+    namespace = service_key.partition("/")[0]
+    if isinstance(parsed, kube.ParseError):
+        key = ObjectKey(f"{namespace}/{_name_of(raw, index)}")
+        problems.append(Problem("EndpointSlice", key, parsed.field, parsed.reason))
+        return None
+    is_address = _ADDRESS_CHECKS.get(parsed.address_type)
+    if is_address is None:
+        return None
+    ports: dict[str, int] = {}
+    for name, port in parsed.ports:
+        if 0 < port < 65536:
+            ports.setdefault(name, port)
+    addresses: list[str] = []
+    for i, (candidates, ready, _, terminating) in enumerate(parsed.endpoints):
+        if ready is False or terminating is True:
+            continue
+        for j, address in enumerate(candidates):
+            if is_address(address):
+                addresses.append(address)
+            else:
+                key = ObjectKey(f"{namespace}/{parsed.name or f'[{index}]'}")
+                at = f"endpoints[{i}].addresses[{j}]"
+                reason = f"{address!r} is not an {parsed.address_type} address"
+                problems.append(Problem("EndpointSlice", key, at, reason))
+    return _SliceView(tuple(ports.items()), tuple(addresses))
+
+
+_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z"
+)
+
+
+def _is_ipv6(address: str) -> object:
+    if "%" in address:  # a scoped (link-local) address is not routable from nginx
+        return False
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return False
+    return True
+
+
+#: addressType -> check of one address (a regex for IPv4: ipaddress costs 2 us an address).
+_ADDRESS_CHECKS: dict[str, Callable[[str], object]] = {
+    "IPv4": _IPV4.match,
+    "IPv6": _is_ipv6,
+}
+
+
+def _name_of(raw: object, index: int) -> str:
+    """An EndpointSlice's name for a Problem, even when its metadata is broken."""
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else f"[{index}]"
+
+
+# --- TLS Secrets ---------------------------------------------------------------------------
+
+
+def parse_tls_secret(key: ObjectKey, raw: object) -> Certificate | tuple[str, str]:
+    """A TLS Secret -> ``Certificate``, or ``(field, reason)`` saying what is wrong with it.
+
+    Accepts type ``kubernetes.io/tls`` or ``Opaque`` with ``data["tls.crt"]`` (PEM chain, leaf
+    first) and ``data["tls.key"]`` (unencrypted PEM key), both base64 as the API serves them.
+    The key must belong to the leaf certificate.  RSA keys are not re-validated (that costs
+    ~40 ms each); their public half is checked against the certificate instead.
+    """
+    if not isinstance(raw, dict):
+        return ("object", "must be a mapping")
+    secret_type = raw.get("type") or SECRET_TYPE_OPAQUE
+    if secret_type not in (SECRET_TYPE_TLS, SECRET_TYPE_OPAQUE):
+        return ("type", f"must be {SECRET_TYPE_TLS}, not {secret_type!r}")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return ("data", "must be a mapping holding tls.crt and tls.key")
+    texts: list[str] = []
+    for name in ("tls.crt", "tls.key"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value:
+            return (f"data.{name}", "missing" if value is None else "must be a base64 string")
+        try:
+            texts.append(base64.b64decode(value, validate=True).decode("ascii"))
+        except (binascii.Error, ValueError):
+            return (f"data.{name}", "is not base64 of PEM text")
+    crt_text, key_text = texts
+    try:
+        chain = x509.load_pem_x509_certificates(crt_text.encode())
+    except Exception as exc:  # untrusted input: any parser failure is a reason
+        return ("data.tls.crt", f"is not a PEM certificate chain: {exc}")
+    try:
+        private_key = serialization.load_pem_private_key(
+            key_text.encode(), password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except Exception as exc:  # untrusted input: any parser failure is a reason
+        return ("data.tls.key", f"is not an unencrypted PEM private key: {exc}")
+    leaf = chain[0]
+    try:
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        der = serialization.Encoding.DER
+        matches = leaf.public_key().public_bytes(der, spki) == (
+            private_key.public_key().public_bytes(der, spki)
+        )
+    except Exception as exc:  # untrusted input: any parser failure is a reason
+        return ("data.tls.key", f"cannot be compared with the certificate: {exc}")
+    if not matches:
+        return ("data.tls.key", "does not match the first certificate of tls.crt")
+    pem = crt_text.strip() + "\n" + key_text.strip() + "\n"
+    return Certificate(
+        secret=key,
+        sha256=hashlib.sha256(pem.encode()).hexdigest(),
+        pem=pem,
+        not_after=leaf.not_valid_after_utc.timestamp(),
+    )

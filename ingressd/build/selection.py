@@ -1,0 +1,87 @@
+"""Selecting: IngressClasses + BuildOptions -> which Ingresses are ours.
+
+    Snapshot.ingress_classes --our_classes(snapshot, options)--> names of our classes,
+                                                                 whether one is the default,
+                                                                 Problems of those that do not parse
+    raw Ingress --is_ours(raw, options, classes, have_default)--> ours or not
+        ``spec.ingressClassName`` (ours: ``BuildOptions.ingress_class`` or one of our classes),
+        else the legacy ``kubernetes.io/ingress.class`` annotation, else the default class
+
+Stage 1 of the assembly (``ingressd.build.assembly``); building (``ingressd.build.building``) asks
+again for the Ingresses one change touches.  ``BuildOptions`` lives here because it says first
+what makes an Ingress ours; the rest of it (ssl redirect, annotation options) is read by the
+later stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
+from ingressd.build import kube
+from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
+from ingressd.model import Problem
+from ingressd.store.snapshot import Snapshot
+
+__all__ = ["BuildOptions", "is_ours", "our_classes"]
+
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """What makes an Ingress ours, and defaults applied while building."""
+
+    #: ``spec.ingressClassName`` / legacy annotation value that selects this controller.
+    ingress_class: str = "ingressd"
+    #: ``IngressClass.spec.controller`` of the classes that select this controller.
+    controller: str = "ingressd.io/ingress-controller"
+    #: ssl redirect for hosts with a usable certificate (ingress-nginx ``ssl-redirect``).
+    default_ssl_redirect: bool = True
+    #: Prefix of the ingress-nginx annotations read (``--annotations-prefix``).
+    annotations_prefix: str = DEFAULT_PREFIX
+    #: Accept ``configuration-snippet`` / ``server-snippet`` (``--allow-snippet-annotations``).
+    allow_snippet_annotations: bool = False
+
+    @property
+    def annotation_options(self) -> AnnotationOptions:
+        return AnnotationOptions(
+            prefix=self.annotations_prefix, allow_snippets=self.allow_snippet_annotations
+        )
+
+
+def is_ours(raw: object, options: BuildOptions, our_classes: set[str], have_default: bool) -> bool:
+    """Class by ``spec.ingressClassName``, else the legacy annotation, else the default."""
+    spec = raw.get("spec") if isinstance(raw, dict) else None
+    class_name = spec.get("ingressClassName") if isinstance(spec, dict) else None
+    if class_name is not None and class_name != "":
+        if not isinstance(class_name, str):
+            return False
+        return class_name == options.ingress_class or class_name in our_classes
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    legacy = annotations.get(LEGACY_CLASS_ANNOTATION) if isinstance(annotations, dict) else None
+    if legacy is not None and legacy != "":
+        return bool(legacy == options.ingress_class)
+    return have_default
+
+
+def our_classes(
+    snapshot: Snapshot, options: BuildOptions
+) -> tuple[set[str], bool, list[Problem]]:
+    """Names of the IngressClasses of our controller; whether one of them is the default; the
+    IngressClasses that do not parse."""
+    ours: set[str] = set()
+    have_default = False
+    problems: list[Problem] = []
+    for name in sorted(snapshot.ingress_classes):
+        parsed = kube.parse(kube.IngressClass, snapshot.ingress_classes[name])
+        if isinstance(parsed, kube.ParseError):
+            problems.append(Problem("IngressClass", name, parsed.field, parsed.reason))
+            continue
+        if parsed.spec is None or parsed.spec.controller != options.controller:
+            continue
+        ours.add(name)
+        annotations = (parsed.metadata.annotations if parsed.metadata else None) or {}
+        have_default = have_default or annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"
+    return ours, have_default, problems

@@ -1,0 +1,201 @@
+"""Location settings: what annotations change in one location's nginx block.  Structural.
+
+    annotations (proxy-*, rewrite-target, *-redirect, cors-*, auth-*, limit-*, ...)
+        --annotations.parse_annotations()--> LocationSettings
+    Secrets named by auth-secret, proxy-ssl-secret --annotations.secrets--> SecretFile
+        --building--> Location.settings (shared by the locations of one Ingress)
+        --nginx.directives--> lines inside the ``location`` block of nginx.conf
+
+Everything here is written into nginx.conf, so a change reloads nginx; the files made from
+Secrets (``SecretFile``) are written into the work dir and named by a hash of their content.
+``None`` (or an empty tuple) means the default; ``LocationSettings.to_json()`` shows only what
+differs from it.  Immutable values, like the rest of ``ingressd.model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingressd.model.keys import BackendName, ObjectKey
+
+
+class BackendProtocol(enum.Enum):
+    """``backend-protocol``: how nginx talks to the pods."""
+
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+    GRPC = "GRPC"
+    GRPCS = "GRPCS"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFile:
+    """A file made from a Secret (htpasswd, CA bundle, client certificate), written 0600 into
+    the work dir; its name carries a hash of the content, so a change reloads nginx."""
+
+    secret: ObjectKey
+    #: What the file is for: ``auth``, ``ca``, ``client``; part of the file name.
+    purpose: str
+    sha256: str
+    content: str = field(repr=False)
+
+    @property
+    def file_name(self) -> str:
+        namespace, _, name = self.secret.partition("/")
+        return f"{namespace}_{name}-{self.purpose}-{self.sha256[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """``permanent-redirect`` / ``temporal-redirect``: answer every request with a redirect."""
+
+    code: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """``limit-rps``, ``limit-rpm``, ``limit-connections`` per client address.
+
+    ``zone`` names the nginx shared memory zones of the Ingress (its requests share them).
+    """
+
+    zone: str
+    rps: int | None = None
+    rpm: int | None = None
+    connections: int | None = None
+    burst_multiplier: int = 5
+    #: ``limit-rate`` (KB/s per connection, 0 = off) and ``limit-rate-after`` (KB).
+    rate: int | None = None
+    rate_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """``auth-type: basic`` with the htpasswd file from ``auth-secret``."""
+
+    realm: str
+    file: SecretFile
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """``enable-cors`` and ``cors-*``, with ingress-nginx's defaults."""
+
+    #: ``("*",)`` or origins such as ``https://a.com``, ``https://*.b.com:8443``.
+    origins: tuple[str, ...] = ("*",)
+    methods: str = "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    headers: str = (
+        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,"
+        "Content-Type,Range,Authorization"
+    )
+    expose_headers: str = ""
+    credentials: bool = True
+    max_age: int = 1728000
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySSL:
+    """``proxy-ssl-*``: TLS towards HTTPS / GRPCS pods."""
+
+    verify: bool = False
+    #: Trusted CAs (``ca.crt`` of ``proxy-ssl-secret``).
+    ca: SecretFile | None = None
+    #: Client certificate + key (``tls.crt`` + ``tls.key`` of ``proxy-ssl-secret``).
+    client_certificate: SecretFile | None = None
+    #: Name checked against the pod's certificate and sent by SNI; ``None``: the Service's
+    #: cluster DNS name ``<service>.<namespace>.svc``.
+    name: str | None = None
+    server_name: bool = False
+    verify_depth: int = 1
+    ciphers: str | None = None
+    protocols: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LocationSettings:
+    """Everything annotations change in one location's nginx block.  ``None`` = the default.
+
+    Shared by the locations of one Ingress; a change is structural (nginx.conf changes).
+    """
+
+    #: Why the location answers 503 instead of proxying: a security annotation (access lists,
+    #: authentication, backend TLS) was invalid, and failing open would expose the backend.
+    denied: str | None = None
+    body_size: str | None = None
+    client_body_buffer_size: str | None = None
+    connect_timeout: str | None = None
+    send_timeout: str | None = None
+    read_timeout: str | None = None
+    buffering: bool | None = None
+    request_buffering: bool | None = None
+    buffer_size: str | None = None
+    buffers_number: int | None = None
+    busy_buffers_size: str | None = None
+    max_temp_file_size: str | None = None
+    http_version: str | None = None
+    connection_header: str | None = None
+    next_upstream: tuple[str, ...] = ()
+    next_upstream_tries: int | None = None
+    next_upstream_timeout: str | None = None
+    rewrite_target: str | None = None
+    redirect: Redirect | None = None
+    custom_http_errors: tuple[int, ...] = ()
+    #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
+    default_backend: BackendName | None = None
+    upstream_vhost: str | None = None
+    x_forwarded_prefix: str | None = None
+    #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
+    ssl_redirect: bool | None = None
+    force_ssl_redirect: bool = False
+    backend_protocol: BackendProtocol = BackendProtocol.HTTP
+    proxy_ssl: ProxySSL | None = None
+    #: ``whitelist-source-range`` / ``allowlist-source-range`` (normalized CIDRs).
+    allow: tuple[str, ...] = ()
+    #: ``denylist-source-range``.
+    deny: tuple[str, ...] = ()
+    limits: RateLimits | None = None
+    auth: BasicAuth | None = None
+    satisfy_any: bool = False
+    cors: Cors | None = None
+    access_log: bool | None = None
+    rewrite_log: bool = False
+    #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
+    snippet: str | None = None
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        files: list[SecretFile] = []
+        if self.auth is not None:
+            files.append(self.auth.file)
+        if self.proxy_ssl is not None:
+            for f in (self.proxy_ssl.ca, self.proxy_ssl.client_certificate):
+                if f is not None:
+                    files.append(f)
+        return tuple(files)
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings that differ from the defaults, JSON-ready (secret contents left out)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[f.name] = _jsonable(value)
+        return out
+
+
+DEFAULT_SETTINGS = LocationSettings()
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, SecretFile):
+        return {"secret": value.secret, "file": value.file_name}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
