@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson wrk openssl curl
+APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-check wrk openssl curl
 PYTEST_ARGS ?=
 
 .PHONY: install apt venv demo test lint typecheck unit lua bench clean
@@ -34,8 +34,12 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m ingressd.tools.demo
 
-lint: venv
+# ruff (lint and format), the layers of ARCHITECTURE.md (import-linter), luacheck over lua/.
+lint: install
 	$(VENV)/bin/ruff check ingressd tests benchmarks
+	$(VENV)/bin/ruff format --check ingressd tests benchmarks
+	$(VENV)/bin/lint-imports
+	luacheck --no-color --quiet lua/
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -107,7 +107,7 @@ def proc_rss_mb(field: str = "VmRSS") -> float:
 async def measure(n: int) -> ScaleResult:
     root = temp_root(f"ingressd-scale-{n}-")
     # The RSS target is the controller's: load what ``ingressd run`` loads before measuring.
-    importlib.import_module("ingressd.app.cli")
+    importlib.import_module("ingressd.cli.commands")
 
     rss_code_mb = proc_rss_mb()
     try:

@@ -11,7 +11,7 @@ import pytest
 import structlog
 import yaml
 
-from ingressd.app import arguments, cli
+from ingressd.cli import arguments, commands as cli
 from ingressd.logs import configure
 from ingressd.testing.fakeapi import FakeApiServer
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service

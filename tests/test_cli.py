@@ -19,7 +19,7 @@ from ingressd.testing.objects import endpoint_slice, ingress, path, rule, servic
 
 pytestmark = pytest.mark.nginx
 
-INGRESSD = [sys.executable, "-m", "ingressd.app.cli"]
+INGRESSD = [sys.executable, "-m", "ingressd.cli.commands"]
 
 
 async def test_render_prints_the_demo_configuration() -> None:

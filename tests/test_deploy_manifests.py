@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ingressd.app.arguments import parser
+from ingressd.cli.arguments import parser
 from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.cluster import rbac
 from ingressd.cluster.client import api_client

@@ -518,7 +518,7 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
         fake_api.create(ingress("web", rules=[rule("web.example", path("/", "web"))]))
         kubeconfig = fake_api.write_kubeconfig(world_readable_tmp / "kubeconfig")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingressd.app.cli", "--log-format", "json", "run",
+            sys.executable, "-m", "ingressd.cli.commands", "--log-format", "json", "run",
             "--kubeconfig", str(kubeconfig), "--http-port", str(http_port),
             "--https-port", str(free_port()), "--status-port", str(free_port()),
             "--status-address", "127.0.0.1", "--control-port", str(free_port()),

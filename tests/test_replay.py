@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from conftest import free_port, pod_addresses
 
-from ingressd.app.arguments import options_from, parser
+from ingressd.cli.arguments import options_from, parser
 from ingressd.app.runtime import Options
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.store.sources.trace import TraceError, parse_line

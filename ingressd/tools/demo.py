@@ -61,7 +61,7 @@ async def demo(args: argparse.Namespace) -> int:
             )
         )
     ingressd = await asyncio.create_subprocess_exec(
-        python, "-m", "ingressd.app.cli", "--log-format", "console", "run",
+        python, "-m", "ingressd.cli.commands", "--log-format", "console", "run",
         "--manifests", str(args.manifests),
         "--http-port", str(args.http_port), "--https-port", str(args.https_port),
         "--status-port", str(args.status_port), "--control-port", str(args.control_port),

@@ -8,8 +8,9 @@ local function entry(addresses, hash_by)
     for i, a in ipairs(addresses) do
         endpoints[i] = { address = a, port = 8000, key = a .. ":8000" }
     end
+    local config = { ["upstream-hash-by"] = hash_by or "$request_uri" }
     return { name = "b", endpoints = endpoints, n = #endpoints,
-             backend = { upstreamHashByConfig = { ["upstream-hash-by"] = hash_by or "$request_uri" } } }
+             backend = { upstreamHashByConfig = config } }
 end
 
 local function range(n)

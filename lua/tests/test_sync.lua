@@ -170,8 +170,10 @@ cases["parse_tried reads the peers of the current upstream group"] = function()
     T.eq(tried, { ["[::1]:80"] = true, ["[::2]:80"] = true })
     T.eq(count, 2)
     tried, count = balancer.parse_tried("")
+    T.eq(tried, {})
     T.eq(count, 0)
     tried, count = balancer.parse_tried(nil)
+    T.eq(tried, {})
     T.eq(count, 0)
 end
 

@@ -12,7 +12,7 @@
 
 local crc32 = ngx.crc32_long
 local setmetatable, type, sort, floor = setmetatable, type, table.sort, math.floor
-local gsub, gmatch, sub, find = string.gsub, string.gmatch, string.sub, string.find
+local sub, find = string.sub, string.find
 local concat = table.concat
 
 local _M = {}

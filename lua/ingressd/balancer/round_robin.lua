@@ -3,8 +3,9 @@
 -- The interface every balancing algorithm implements (see ingressd.balancer):
 --   new(entry[, start]) -> instance      entry = {name, backend (decoded JSON), endpoints, n}
 --   instance:sync(entry)                 the backend changed: take the new endpoints, keep state
---   instance:balance(tried) -> endpoint  tried = nil on a first try, else a set {["addr:port"]=true}
---                                        of the peers this request already failed on
+--   instance:balance(tried) -> endpoint  tried = nil on a first try, else a set
+--                                        {["addr:port"]=true} of the peers this request
+--                                        already failed on
 --                                        (first tries rotate; retries do not move the rotation)
 -- Endpoints are {address = string, port = number, key = "addr:port" as nginx names the peer}.
 -- balance() allocates nothing.

@@ -8,10 +8,10 @@
             _cluster            leader election, published status addresses (run only)
         typed values checked as they are read: TCP ports, NAMESPACE/NAME, annotation prefix
     Namespace --options_from()--> Options (work dir, ports, class, ClusterOptions, ...)
-        --> ingressd.app.cli runs the subcommand with them
+        --> ingressd.cli.commands runs the subcommand with them
 
 Every flag and its default is defined here, once; the commands themselves (serving, rendering,
-checking, recording, replaying) are in ``ingressd.app.cli`` and ``ingressd.tools.replay.replaying``.
+checking, recording, replaying) are in ``ingressd.cli.commands`` and ``ingressd.tools.replay.replaying``.
 """
 
 from __future__ import annotations

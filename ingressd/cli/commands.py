@@ -8,7 +8,7 @@
     ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
         -> timeline + summary on stdout, --report JSON, --plot PNG (ingressd.tools.replay.replaying)
 
-``main`` parses the command line (``ingressd.app.arguments``: every flag, and the Namespace ->
+``main`` parses the command line (``ingressd.cli.arguments``: every flag, and the Namespace ->
 ``Options`` step), sets up logging and runs one subcommand; the functions below are the
 subcommands, each returning the exit status.
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from ingressd.app.arguments import options_from, parser
+from ingressd.cli.arguments import options_from, parser
 from ingressd.app.runtime import Ingressd, Source
 from ingressd.build.building import build_configuration
 from ingressd.cluster.client import api_client, in_cluster
