@@ -3,7 +3,7 @@
     argv --parser().parse_args()--> Namespace (one subcommand: run, check, render, record, replay)
         flag groups shared by the subcommands:
             _common             manifests, IngressClass, ConfigMap, template, ports, sync pace,
-                                annotation prefix and snippets
+                                loopback endpoints, annotation prefix and snippets
             _kubernetes         kubeconfig, watched namespace, resync period
             _cluster            leader election, published status addresses (run only)
         typed values checked as they are read: TCP ports, NAMESPACE/NAME, annotation prefix
@@ -79,6 +79,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--min-sync-interval", type=float, default=DEFAULT_MIN_SYNC_INTERVAL, metavar="SECONDS",
         help="under sustained change, start syncs at most this often; the first change after "
         f"a quiet period is applied at once (default: {DEFAULT_MIN_SYNC_INTERVAL})",
+    )
+    parser.add_argument(
+        "--allow-loopback-endpoints", action="store_true",
+        help="accept EndpointSlice addresses in 127.0.0.0/8 and ::1, for pods on loopback in "
+        "a local demo or tests (off by default: in a cluster they point nginx at its own host; "
+        "link-local and unspecified addresses are refused regardless)",
     )
     _annotation_flags(parser)
 
@@ -281,6 +287,7 @@ def options_from(args: argparse.Namespace) -> Options:
         template=args.template,
         annotations_prefix=getattr(args, "annotations_prefix", DEFAULT_PREFIX),
         allow_snippet_annotations=getattr(args, "allow_snippet_annotations", False),
+        allow_loopback_endpoints=args.allow_loopback_endpoints,
         cluster=ClusterOptions(
             election_id=getattr(args, "election_id", DEFAULT_ELECTION_ID),
             election_namespace=getattr(args, "election_namespace", None),

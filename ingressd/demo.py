@@ -66,6 +66,7 @@ async def demo(args: argparse.Namespace) -> int:
         "--http-port", str(args.http_port), "--https-port", str(args.https_port),
         "--status-port", str(args.status_port), "--control-port", str(args.control_port),
         "--work-dir", str(args.work_dir),
+        "--allow-loopback-endpoints",  # the pods are on 127.0.1.1-3
         start_new_session=True,
     )
     stop = asyncio.Event()

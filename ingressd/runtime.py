@@ -90,6 +90,8 @@ class Options:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept configuration-snippet / server-snippet (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: Accept loopback EndpointSlice addresses (``--allow-loopback-endpoints``; demo, tests).
+    allow_loopback_endpoints: bool = False
     #: ``gc.freeze()`` once the first sync is applied (``ingressd run``; see ingressd.memory).
     freeze_gc: bool = False
     #: Leader election, status and Events (used only when ``Ingressd`` gets an ``api``).
@@ -111,6 +113,7 @@ class Options:
             controller=self.controller,
             annotations_prefix=self.annotations_prefix,
             allow_snippet_annotations=self.allow_snippet_annotations,
+            allow_loopback_endpoints=self.allow_loopback_endpoints,
         )
 
 

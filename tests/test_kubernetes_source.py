@@ -523,6 +523,7 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
             "--https-port", str(free_port()), "--status-port", str(free_port()),
             "--status-address", "127.0.0.1", "--control-port", str(free_port()),
             "--work-dir", str(world_readable_tmp / "work"), "--worker-processes", "1",
+            "--allow-loopback-endpoints",
             env=ingressd_env, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -353,6 +353,7 @@ async def test_live_replay_serves_traffic_during_and_after_the_replay(
         status_port=free_port(),
         status_address="127.0.0.1",
         worker_processes="2",
+        allow_loopback_endpoints=True,  # the pods are on 127.x addresses
     )
 
     async def pods_seen(session: aiohttp.ClientSession, requests: int) -> collections.Counter[str]:
