@@ -69,10 +69,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=_port, default=80, help="HTTP port (default: 80)")
     parser.add_argument("--https-port", type=_port, default=443, help="HTTPS port (default: 443)")
     parser.add_argument(
-        "--control-port", type=_port, default=10246,
-        help="loopback port of nginx's Lua configuration endpoint (default: 10246)",
-    )
-    parser.add_argument(
         "--worker-processes", default="auto", help="nginx worker_processes (default: auto)"
     )
     parser.add_argument(
@@ -278,7 +274,6 @@ def options_from(args: argparse.Namespace) -> Options:
         https_port=args.https_port,
         status_port=getattr(args, "status_port", 10254),
         status_address=getattr(args, "status_address", "0.0.0.0"),
-        control_port=args.control_port,
         ingress_class=args.ingress_class,
         configmap=args.configmap,
         worker_processes=args.worker_processes,

@@ -65,7 +65,6 @@ class Instance:
         self.root = root
         self.http_port = free_port()
         self.status_port = free_port()
-        self.control_port = free_port()
         manifests = root / "manifests"
         manifests.mkdir(parents=True)
         objects = [
@@ -78,7 +77,7 @@ class Instance:
             *INGRESSD, "--log-format", "json", "run", "--manifests", str(manifests),
             "--http-port", str(self.http_port), "--https-port", str(free_port()),
             "--status-port", str(self.status_port), "--status-address", "127.0.0.1",
-            "--control-port", str(self.control_port), "--work-dir", str(root / "work"),
+            "--work-dir", str(root / "work"),
             "--worker-processes", "1", "--allow-loopback-endpoints",
         ]
         self.proc: asyncio.subprocess.Process | None = None

@@ -521,7 +521,7 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
             sys.executable, "-m", "ingressd.cli", "--log-format", "json", "run",
             "--kubeconfig", str(kubeconfig), "--http-port", str(http_port),
             "--https-port", str(free_port()), "--status-port", str(free_port()),
-            "--status-address", "127.0.0.1", "--control-port", str(free_port()),
+            "--status-address", "127.0.0.1",
             "--work-dir", str(world_readable_tmp / "work"), "--worker-processes", "1",
             "--allow-loopback-endpoints",
             env=ingressd_env, stdout=asyncio.subprocess.DEVNULL,
