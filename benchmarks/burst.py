@@ -103,8 +103,8 @@ async def run_burst(*, events: int, pods: int, rate: float | None, root: Path) -
         https_port=_free_port(),
         status_port=_free_port(),
         status_address="127.0.0.1",
-        control_port=_free_port(),
         worker_processes="2",
+        allow_loopback_endpoints=True,  # the pods are on 127.0.200.x
     )
     controller = Ingressd(options, source=source)
     await controller.start()

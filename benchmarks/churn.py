@@ -125,8 +125,8 @@ async def run(
         https_port=free_port(),
         status_port=free_port(),
         status_address="127.0.0.1",
-        control_port=free_port(),
         worker_processes="2",
+        allow_loopback_endpoints=True,  # the pods are on 127.x addresses
         reload_always=reload_always,
         min_sync_interval=min_sync_interval,
     )

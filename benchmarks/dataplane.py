@@ -121,8 +121,8 @@ async def run(pods: int, seconds: float, rounds: int, connections: int) -> Datap
         https_port=free_port(),
         status_port=free_port(),
         status_address="127.0.0.1",
-        control_port=free_port(),
         worker_processes="2",
+        allow_loopback_endpoints=True,  # the pods are on 127.0.60.x
         template=_derived_template(root, addresses, pod_port, static_port, hash_port),
     )
     controller = Ingressd(options, source=source)

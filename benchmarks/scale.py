@@ -120,7 +120,7 @@ async def measure(n: int) -> ScaleResult:
         result = build_configuration(store.snapshot(), options)
         t1 = time.perf_counter()
         settings = RenderSettings(
-            http_port=free_port(), https_port=free_port(), control_port=free_port(),
+            http_port=free_port(), https_port=free_port(),
             worker_processes="2", worker_user="nobody nogroup",
         )
         paths = NginxPaths(root / "work")

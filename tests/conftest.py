@@ -94,8 +94,8 @@ class Harness:
             https_port=self.https_port,
             status_port=free_port(),
             status_address="127.0.0.1",
-            control_port=free_port(),
             worker_processes="2",
+            allow_loopback_endpoints=True,  # the pods are on 127.x addresses
         )
         self.controller: Ingressd | None = None
         self.session: aiohttp.ClientSession | None = None

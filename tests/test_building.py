@@ -647,6 +647,109 @@ def test_bad_slice_address_is_a_slice_problem() -> None:
     ]
 
 
+def refused(result: BuildResult) -> list[tuple[str, str, str, str]]:
+    """(key, field, address, why) of each EndpointSlice problem."""
+    return [
+        (p.key, p.field, p.reason.split(" ", 1)[0], p.reason.split(" ", 1)[1])
+        for p in result.problems
+        if p.kind == "EndpointSlice"
+    ]
+
+
+LOOPBACK = "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+LINK_LOCAL = "may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+UNSPECIFIED = "may not be unspecified (0.0.0.0, ::)"
+LINK_LOCAL_MULTICAST = "may not be in the link-local multicast range (224.0.0.0/24, ff02::/16)"
+
+
+def test_loopback_link_local_and_unspecified_endpoints_are_refused_the_rest_served() -> None:
+    result = build(
+        simple("app", "a.com"),
+        o.service("web"),
+        o.endpoint_slice("web", name="web-x", endpoints=[
+            o.endpoint("10.0.0.1", "127.0.0.1"),
+            o.endpoint("169.254.169.254"),
+            o.endpoint("0.0.0.0", "10.0.0.2", "127.255.0.9", "224.0.0.251"),
+        ]),
+    )
+    assert result.configuration.backends[0].endpoints == (
+        Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)
+    )
+    assert refused(result) == [
+        ("default/web-x", "endpoints[0].addresses[1]", "'127.0.0.1'", LOOPBACK),
+        ("default/web-x", "endpoints[1].addresses[0]", "'169.254.169.254'", LINK_LOCAL),
+        ("default/web-x", "endpoints[2].addresses[0]", "'0.0.0.0'", UNSPECIFIED),
+        ("default/web-x", "endpoints[2].addresses[2]", "'127.255.0.9'", LOOPBACK),
+        ("default/web-x", "endpoints[2].addresses[3]", "'224.0.0.251'", LINK_LOCAL_MULTICAST),
+    ]
+    # The Ingress itself still routes to the Service: only the addresses are refused.
+    assert routes(result, "a.com") == [("/", "Prefix", "default-web-80")]
+
+
+def test_addresses_next_to_the_refused_ranges_are_served() -> None:
+    near = ["126.255.255.255", "128.0.0.1", "169.253.0.1", "169.255.0.1", "0.0.0.1",
+            "224.0.1.1", "10.127.0.1", "1.27.0.1"]
+    result = build(simple("app", "a.com"), o.service("web"), o.endpoint_slice(
+        "web", endpoints=near))
+    assert result.problems == ()
+    assert {e.address for e in result.configuration.backends[0].endpoints} == set(near)
+
+
+def test_ipv6_loopback_link_local_unspecified_and_mapped_loopback_are_refused() -> None:
+    result = build(
+        simple("app", "a.com"),
+        o.service("web"),
+        o.endpoint_slice("web", name="web-6", address_type="IPv6", endpoints=[
+            o.endpoint("::1", "fe80::1", "::", "::ffff:127.0.0.1", "ff02::fb", "fd00::1"),
+        ]),
+    )
+    assert result.configuration.backends[0].endpoints == (Endpoint("fd00::1", 8080),)
+    assert [(f, a, why) for _, f, a, why in refused(result)] == [
+        ("endpoints[0].addresses[0]", "'::1'", LOOPBACK),
+        ("endpoints[0].addresses[1]", "'fe80::1'", LINK_LOCAL),
+        ("endpoints[0].addresses[2]", "'::'", UNSPECIFIED),
+        ("endpoints[0].addresses[3]", "'::ffff:127.0.0.1'", LOOPBACK),
+        ("endpoints[0].addresses[4]", "'ff02::fb'", LINK_LOCAL_MULTICAST),
+    ]
+
+
+def test_allow_loopback_endpoints_accepts_loopback_only() -> None:
+    options = BuildOptions(allow_loopback_endpoints=True)
+    result = build(
+        simple("app", "a.com"),
+        o.service("web"),
+        o.endpoint_slice("web", name="web-x", endpoints=[
+            "127.0.1.1", "127.0.1.2", "169.254.1.1", "0.0.0.0", "10.0.0.1",
+        ]),
+        o.service("web6"),
+        o.endpoint_slice("web6", name="web6-x", address_type="IPv6",
+                         endpoints=["::1", "fe80::1", "::"]),
+        o.ingress("app6", rules=[o.rule("b.com", o.path("/", "web6"))]),
+        options=options,
+    )
+    endpoints = {str(b.name): b.endpoints for b in result.configuration.backends}
+    assert endpoints["default-web-80"] == (
+        Endpoint("10.0.0.1", 8080), Endpoint("127.0.1.1", 8080), Endpoint("127.0.1.2", 8080)
+    )
+    assert endpoints["default-web6-80"] == (Endpoint("::1", 8080),)
+    assert [(k, f, why) for k, f, _, why in refused(result)] == [
+        ("default/web-x", "endpoints[2].addresses[0]", LINK_LOCAL),
+        ("default/web-x", "endpoints[3].addresses[0]", UNSPECIFIED),
+        ("default/web6-x", "endpoints[1].addresses[0]", LINK_LOCAL),
+        ("default/web6-x", "endpoints[2].addresses[0]", UNSPECIFIED),
+    ]
+
+
+def test_refused_address_of_an_endpoint_that_is_not_ready_is_no_problem() -> None:
+    result = build(
+        simple("app", "a.com"),
+        o.service("web"),
+        o.endpoint_slice("web", endpoints=[o.endpoint("127.0.0.1", ready=False), "10.0.0.1"]),
+    )
+    assert result.configuration.backends[0].endpoints == (Endpoint("10.0.0.1", 8080),)
+    assert result.problems == ()
+
+
 def test_malformed_slice_is_skipped_with_a_problem() -> None:
     bad = o.endpoint_slice("web", name="web-bad", endpoints=["10.0.0.9"])
     bad["endpoints"][0]["conditions"]["ready"] = "yes"

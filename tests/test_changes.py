@@ -6,6 +6,7 @@ import asyncio
 import collections
 import os
 import signal
+import stat
 
 import pytest
 from conftest import Harness
@@ -166,6 +167,8 @@ async def test_nginx_killed_is_restarted_and_serves_again(harness: Harness) -> N
     await expect(h, "/", host="web.test", service="web", timeout=15)
     assert h.ingressd.nginx.process.pid != pid
     assert h.metric("ingressd_nginx_restarts_total") == 1
+    # The killed master left its control socket behind: the new one made its own, 0600 too.
+    assert stat.S_IMODE(os.stat(h.ingressd.nginx.paths.control_socket).st_mode) == 0o600
     # Endpoints came back through the Lua endpoint: both pods serve.
 
     async def both() -> None:

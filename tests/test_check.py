@@ -11,7 +11,8 @@ import pytest
 import structlog
 import yaml
 
-from ingressd.cli import arguments, commands as cli
+from ingressd.cli import arguments
+from ingressd.cli import commands as cli
 from ingressd.logs import configure
 from ingressd.testing.fakeapi import FakeApiServer
 from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service

@@ -19,20 +19,33 @@ from ingressd.testing.objects import endpoint_slice, ingress, path, rule, servic
 
 pytestmark = pytest.mark.nginx
 
-INGRESSD = [sys.executable, "-m", "ingressd.cli.commands"]
+INGRESSD = [sys.executable, "-m", "ingressd.cli"]
 
 
-async def test_render_prints_the_demo_configuration() -> None:
+async def render_demo(*flags: str) -> tuple[str, str]:
+    """``ingressd render`` of the demo's manifests: (stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        *INGRESSD, "render", "--manifests", str(PROJECT_ROOT / "manifests" / "demo"),
+        *INGRESSD, "render", "--manifests", str(PROJECT_ROOT / "manifests" / "demo"), *flags,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    text = out.decode()
+    return out.decode(), err.decode()
+
+
+async def test_render_prints_the_demo_configuration() -> None:
+    text, err = await render_demo("--allow-loopback-endpoints")
     assert 'server_name "www.zkj.com";' in text
     assert 'location = "/backend"' in text and 'location "/backend/"' in text
     assert '"default-nginx-svc-80"' in text
+    assert "skipped" not in err
+
+
+async def test_render_refuses_the_demo_loopback_pods_without_the_flag() -> None:
+    _, err = await render_demo()
+    skipped = [line for line in err.splitlines() if line.startswith("# skipped: EndpointSlice")]
+    assert len(skipped) == 3, err
+    assert all("may not be in the loopback range" in line for line in skipped), err
 
 
 async def test_run_reports_a_missing_manifests_directory() -> None:
@@ -52,7 +65,6 @@ class Instance:
         self.root = root
         self.http_port = free_port()
         self.status_port = free_port()
-        self.control_port = free_port()
         manifests = root / "manifests"
         manifests.mkdir(parents=True)
         objects = [
@@ -65,8 +77,8 @@ class Instance:
             *INGRESSD, "--log-format", "json", "run", "--manifests", str(manifests),
             "--http-port", str(self.http_port), "--https-port", str(free_port()),
             "--status-port", str(self.status_port), "--status-address", "127.0.0.1",
-            "--control-port", str(self.control_port), "--work-dir", str(root / "work"),
-            "--worker-processes", "1",
+            "--work-dir", str(root / "work"),
+            "--worker-processes", "1", "--allow-loopback-endpoints",
         ]
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -18,8 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ingressd.cli.arguments import parser
 from ingressd.build.building import BuildOptions, build_configuration
+from ingressd.cli.arguments import parser
 from ingressd.cluster import rbac
 from ingressd.cluster.client import api_client
 from ingressd.cluster.election import LeaderElector
@@ -112,6 +112,7 @@ def test_the_deployment_runs_the_controller_as_documented() -> None:
     # The image's entrypoint is `ingressd run`: the args must parse as its flags.
     args = [re.sub(r"\$\(POD_NAMESPACE\)", "ingressd", a) for a in container["args"]]
     parsed = parser().parse_args(["run", *args])
+    assert not parsed.allow_loopback_endpoints  # pods in a cluster are never on loopback
     assert parsed.configmap == "ingressd/ingressd-controller"
     assert ("ConfigMap", parsed.configmap.split("/")[1]) in objects
     assert parsed.publish_service == "ingressd/ingressd-controller"

@@ -156,6 +156,31 @@ def test_other_options_build_from_scratch() -> None:
     assert build_configuration(store.snapshot(), other) == full_with(store.snapshot(), other)
 
 
+def test_allowing_loopback_endpoints_reads_the_cached_slices_again() -> None:
+    store = store_of(o.service("svc0"), o.endpoint_slice("svc0", endpoints=["127.0.1.1"]),
+                     site(0, "/"))
+    allowed = BuildOptions(allow_loopback_endpoints=True)
+
+    def served(options: BuildOptions) -> tuple[tuple[str, ...], int]:
+        result = build_configuration(store.snapshot(), options)
+        (backend,) = result.configuration.backends
+        return tuple(e.address for e in backend.endpoints), len(result.problems)
+
+    assert served(OPTIONS) == ((), 1)
+    assert served(allowed) == (("127.0.1.1",), 0)
+    assert cache_of(store).last[0] == "full"
+    assert served(OPTIONS) == ((), 1)
+    # Endpoint-only changes take the patch path; it must read with the options of the build.
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
+        "127.0.1.2", "10.0.0.1"])))
+    assert served(OPTIONS) == (("10.0.0.1",), 1)
+    assert served(allowed) == (("10.0.0.1", "127.0.1.2"), 0)
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
+        "127.0.1.3", "10.0.0.1"])))
+    assert served(allowed) == (("10.0.0.1", "127.0.1.3"), 0)
+    assert cache_of(store).last[0] == "endpoints"
+
+
 def full_with(snapshot: Snapshot, options: BuildOptions) -> BuildResult:
     return build_configuration(dataclasses.replace(snapshot, derived=None), options)
 

@@ -518,11 +518,12 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
         fake_api.create(ingress("web", rules=[rule("web.example", path("/", "web"))]))
         kubeconfig = fake_api.write_kubeconfig(world_readable_tmp / "kubeconfig")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingressd.cli.commands", "--log-format", "json", "run",
+            sys.executable, "-m", "ingressd.cli", "--log-format", "json", "run",
             "--kubeconfig", str(kubeconfig), "--http-port", str(http_port),
             "--https-port", str(free_port()), "--status-port", str(free_port()),
-            "--status-address", "127.0.0.1", "--control-port", str(free_port()),
+            "--status-address", "127.0.0.1",
             "--work-dir", str(world_readable_tmp / "work"), "--worker-processes", "1",
+            "--allow-loopback-endpoints",
             env=ingressd_env, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -11,13 +11,13 @@ exit. On top of it:
 - Proxying to aiohttp backends on 127.0.1.1..4 (one port): round robin, the next request after a
   POST in every worker, 503s, retries, reload.
 
-Servers in the harness conf:
+Servers in the harness conf (the /configuration ones on Unix sockets, as in production):
   http_port          "/" -> backend "svc-a", "/b/" -> "svc-b", "/unknown/" -> "svc-unknown",
                      "/plain" (no backend), "/lua-tests" (runner); `reuseport` so that fresh
                      connections spread over both workers; answers carry X-Worker-Pid
-  control_port       /configuration as in the contract (client_body_buffer_size 16m)
-  small_buffer_port  /configuration with a 1k body buffer (bodies go to a temp file)
-  small_dict_port    /configuration on a 32k shared dict (to fill it up)
+  control.sock       /configuration as in the contract (client_body_buffer_size 16m)
+  small-buffer.sock  /configuration with a 1k body buffer (bodies go to a temp file)
+  small-dict.sock    /configuration on a 32k shared dict (to fill it up)
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ http {
         }
     }
     server {
-        listen 127.0.0.1:@CONTROL_PORT@;
+        listen unix:@ROOT@/control.sock;
         client_max_body_size 0;
         client_body_buffer_size 16m;
         location /configuration {
@@ -114,7 +114,7 @@ http {
         }
     }
     server {
-        listen 127.0.0.1:@SMALL_BUFFER_PORT@;
+        listen unix:@ROOT@/small-buffer.sock;
         client_max_body_size 0;
         client_body_buffer_size 1k;
         location /configuration {
@@ -122,7 +122,7 @@ http {
         }
     }
     server {
-        listen 127.0.0.1:@SMALL_DICT_PORT@;
+        listen unix:@ROOT@/small-dict.sock;
         client_max_body_size 0;
         client_body_buffer_size 16m;
         location /configuration {
@@ -149,15 +149,15 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+SOCKETS = ("control.sock", "small-buffer.sock", "small-dict.sock")
+
+
 @dataclass
 class Nginx:
-    """One harness nginx: its prefix, ports and master process."""
+    """One harness nginx: its prefix, HTTP port, control sockets and master process."""
 
     root: Path
     http_port: int
-    control_port: int
-    small_buffer_port: int
-    small_dict_port: int
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -166,15 +166,15 @@ class Nginx:
 
     @property
     def control(self) -> str:
-        return f"http://127.0.0.1:{self.control_port}"
+        return unix_url(self.root / "control.sock")
 
     @property
     def small_buffer(self) -> str:
-        return f"http://127.0.0.1:{self.small_buffer_port}"
+        return unix_url(self.root / "small-buffer.sock")
 
     @property
     def small_dict(self) -> str:
-        return f"http://127.0.0.1:{self.small_dict_port}"
+        return unix_url(self.root / "small-dict.sock")
 
     @property
     def error_log_path(self) -> Path:
@@ -196,9 +196,6 @@ class Nginx:
             "@MODULES@": str(MODULES),
             "@ROOT@": str(self.root),
             "@HTTP_PORT@": str(self.http_port),
-            "@CONTROL_PORT@": str(self.control_port),
-            "@SMALL_BUFFER_PORT@": str(self.small_buffer_port),
-            "@SMALL_DICT_PORT@": str(self.small_dict_port),
         }.items():
             text = text.replace(key, value)
         path = self.root / "nginx.conf"
@@ -212,12 +209,11 @@ class Nginx:
                 [NGINX, "-p", str(self.root), "-c", str(conf), "-e", str(self.error_log_path)],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        ports = [self.http_port, self.control_port, self.small_buffer_port, self.small_dict_port]
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited with {self.process.returncode}:\n"
                                    f"{self.error_log()}")
-            if all(_listening(port) for port in ports):
+            if _listening(self.http_port) and all(_answers(self.root / s) for s in SOCKETS):
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -246,6 +242,12 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(str(path)) == 0
+
+
 def _make_readable(root: Path) -> None:
     """Workers run as `nobody` when the master is root: let them read and traverse `root`."""
     os.chmod(root, 0o755)
@@ -265,8 +267,8 @@ def running_nginx() -> Iterator[Nginx]:
         (root / "tmp").mkdir()
         _make_readable(root)
         os.chmod(root / "tmp", 0o777)  # nginx creates its *_temp_path dirs in here
-        http_port, control_port, small_buffer_port, small_dict_port = free_ports(4)
-        nginx = Nginx(root, http_port, control_port, small_buffer_port, small_dict_port)
+        (http_port,) = free_ports(1)
+        nginx = Nginx(root, http_port)
         nginx.start()
         try:
             yield nginx
@@ -284,6 +286,7 @@ class Reply:
     status: int
     body: str
     pid: str
+    allow: str | None = None
 
 
 @dataclass
@@ -345,12 +348,29 @@ def fresh_session() -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=15))
 
 
+def unix_url(path: Path) -> str:
+    """The base URL of a Unix socket in nginx's notation, ``http://unix:/path.sock:``;
+    ``fetch`` sends ``<base>/uri`` over that socket."""
+    return f"http://unix:{path}:"
+
+
 async def fetch(session: aiohttp.ClientSession, method: str, url: str,
                 body: Any = None, data: bytes | None = None) -> Reply:
+    """``session`` for TCP URLs; a ``unix_url`` target gets a fresh connection of its own."""
     if body is not None:
         data = json.dumps(body).encode()
-    async with session.request(method, url, data=data) as resp:
-        return Reply(resp.status, await resp.text(), resp.headers.get("X-Worker-Pid", ""))
+    if url.startswith("http://unix:"):
+        path, _, uri = url.removeprefix("http://unix:").partition(":")
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path),
+                                         timeout=aiohttp.ClientTimeout(total=15)) as unix:
+            return await _reply(unix.request(method, f"http://localhost{uri}", data=data))
+    return await _reply(session.request(method, url, data=data))
+
+
+async def _reply(request: Any) -> Reply:
+    async with request as resp:
+        return Reply(resp.status, await resp.text(), resp.headers.get("X-Worker-Pid", ""),
+                     resp.headers.get("Allow"))
 
 
 # ============================================================================ fixtures
@@ -503,9 +523,9 @@ async def test_bad_bodies_are_rejected_and_nothing_is_stored(
 @pytest.mark.nginx
 async def test_other_methods_and_paths(nginx: Nginx, session: aiohttp.ClientSession) -> None:
     for method in ("DELETE", "PATCH"):
-        async with session.request(method, f"{nginx.control}/configuration/backends") as resp:
-            assert resp.status == 405
-            assert resp.headers["Allow"] == "GET, POST, PUT"
+        reply = await fetch(session, method, f"{nginx.control}/configuration/backends")
+        assert reply.status == 405
+        assert reply.allow == "GET, POST, PUT"
     reply = await fetch(session, "POST", f"{nginx.control}/configuration/version", [])
     assert reply.status == 405
     reply = await fetch(session, "GET", f"{nginx.control}/configuration/nope")

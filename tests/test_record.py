@@ -144,7 +144,7 @@ async def test_ingressd_record_writes_until_sigint_and_flushes_every_line(
     fake_api.create(service("web"))
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli.commands", "--log-format", "json", "record",
+        sys.executable, "-m", "ingressd.cli", "--log-format", "json", "record",
         "--kubeconfig", str(kubeconfig), "--out", str(out),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -169,7 +169,7 @@ async def test_ingressd_record_stops_after_its_duration(
     fake_api.create(service("web"))
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli.commands", "record", "--kubeconfig", str(kubeconfig),
+        sys.executable, "-m", "ingressd.cli", "record", "--kubeconfig", str(kubeconfig),
         "--out", str(out), "--duration", "1", "--watch-namespace", "default",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )

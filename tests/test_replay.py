@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from conftest import free_port, pod_addresses
 
-from ingressd.cli.arguments import options_from, parser
 from ingressd.app.runtime import Options
+from ingressd.cli.arguments import options_from, parser
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.store.sources.trace import TraceError, parse_line
 from ingressd.testing import objects, traceobjects
@@ -70,7 +70,7 @@ async def test_fast_dry_run_replays_of_one_trace_make_the_same_decisions_and_has
 ) -> None:
     results: list[ReplayResult] = []
     texts: list[str] = []
-    for name in ("first", "second-with-a-longer-work-dir-path"):
+    for name in ("first", "second-in-a-longer-dir"):
         async with Replay(ROLLING_UPDATE, dry_run_options(tmp_path / name), speed=None) as run:
             results.append(await run.wait())
             assert isinstance(run.ingressd.nginx, DryRunNginx)
@@ -349,10 +349,10 @@ async def test_live_replay_serves_traffic_during_and_after_the_replay(
         work_dir=world_readable_tmp / "work",
         http_port=free_port(),
         https_port=free_port(),
-        control_port=free_port(),
         status_port=free_port(),
         status_address="127.0.0.1",
         worker_processes="2",
+        allow_loopback_endpoints=True,  # the pods are on 127.x addresses
     )
 
     async def pods_seen(session: aiohttp.ClientSession, requests: int) -> collections.Counter[str]:

@@ -5,7 +5,7 @@
     admin server reads SyncWorker, Metrics and Nginx
     with a Kubernetes ``api``: ClusterDuties (leader election, Ingress status, Events)
 
-Start order: nginx (serving an empty configuration, so the control port answers), the admin
+Start order: nginx (serving an empty configuration, so the control socket answers), the admin
 server, the source's first full load into the Store, then the loops.  The first sync is queued
 only after that first load, so it sees every object at once instead of building half a cluster.
 Stop order is the reverse; nginx quits gracefully last.
@@ -77,7 +77,6 @@ class Options:
     https_port: int = 443
     status_port: int = 10254
     status_address: str = "0.0.0.0"
-    control_port: int = 10246
     ingress_class: str = "ingressd"
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None
@@ -90,6 +89,8 @@ class Options:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept configuration-snippet / server-snippet (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: Accept loopback EndpointSlice addresses (``--allow-loopback-endpoints``; demo, tests).
+    allow_loopback_endpoints: bool = False
     #: ``gc.freeze()`` once the first sync is applied (``ingressd run``; see ingressd.memory).
     freeze_gc: bool = False
     #: ``/healthz`` fails once changes have waited this long with no sync succeeding.
@@ -102,7 +103,6 @@ class Options:
         return RenderSettings(
             http_port=self.http_port,
             https_port=self.https_port,
-            control_port=self.control_port,
             worker_processes=self.worker_processes,
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
         )
@@ -113,6 +113,7 @@ class Options:
             controller=self.controller,
             annotations_prefix=self.annotations_prefix,
             allow_snippet_annotations=self.allow_snippet_annotations,
+            allow_loopback_endpoints=self.allow_loopback_endpoints,
         )
 
 
@@ -184,7 +185,7 @@ class Ingressd:
             http_port=self.options.http_port,
             https_port=self.options.https_port,
             status_port=self.options.status_port,
-            control_port=self.options.control_port,
+            control_socket=self.nginx.paths.control_socket,
             work_dir=str(self.options.work_dir),
         )
 

@@ -137,8 +137,11 @@ class BuildCache:
 
     def _full(self, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
         self._state = None
-        if self.memo.annotation_options != options.annotation_options:
-            self.memo = Memo(options.annotation_options)
+        if not self.memo.fits(options.annotation_options, options.allow_loopback_endpoints):
+            self.memo = Memo(
+                options.annotation_options,
+                allow_loopback_endpoints=options.allow_loopback_endpoints,
+            )
         memo = self.memo = self.memo.renewed()
         assembled = Assembly(snapshot, options, memo).run()
         memo.settle()

@@ -10,6 +10,12 @@
 Readers are pure and never raise: what is wrong becomes a Problem (slices) or a reason.  A
 plainly well-formed IPv4 slice is read in one pass (``_plain_slice_view``); anything else goes
 through ``kube.read_endpoint_slice`` and its exact messages.
+
+Endpoint addresses nginx must never proxy to are refused as the API server refuses them
+(``_refused_range``): unspecified, loopback, link-local and link-local multicast.  A loopback
+endpoint reaches nginx's own host: its listeners and anything bound to 127.0.0.1 there.  The
+demo and the tests run their pods on 127.x addresses, so ``allow_loopback`` (BuildOptions
+``allow_loopback_endpoints``) lets loopback through; the other ranges stay refused.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class ServiceSlices:
     problems: tuple[Problem, ...]
     #: What was read of each slice: kept only until the endpoints are taken from it.
     views: tuple[_SliceView, ...] | None
+    #: Whether loopback addresses were accepted (read again the same way when needed).
+    allow_loopback: bool = False
     #: ``(port name, ready endpoints)`` of the target ports asked for so far.
     endpoints: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
 
@@ -79,7 +87,9 @@ class ServiceSlices:
         for name, found in self.endpoints:
             if name == port_name:
                 return found
-        views = self.views if self.views is not None else read_slices(self.key, self.raws).views
+        views = self.views
+        if views is None:
+            views = read_slices(self.key, self.raws, allow_loopback=self.allow_loopback).views
         assert views is not None
         made = _endpoints(views, port_name)
         self.endpoints = (*self.endpoints, (port_name, made))
@@ -104,11 +114,16 @@ class Memo:
     Every entry keeps the object it was derived from and is used only while the snapshot holds
     that very object (compared by identity: the Store replaces objects, it never edits one).
     ``renewed()`` starts a full build: entries are carried over only when the new snapshot
-    still holds their object, so deleted objects' entries go.
+    still holds their object, so deleted objects' entries go.  What the entries were read with
+    (annotation options, ``allow_loopback_endpoints``) is the Memo's own: other options need
+    another Memo (``fits``).
     """
 
-    def __init__(self, options: AnnotationOptions | None = None) -> None:
+    def __init__(
+        self, options: AnnotationOptions | None = None, *, allow_loopback_endpoints: bool = False
+    ) -> None:
         self.annotation_options = options or AnnotationOptions()
+        self.allow_loopback_endpoints = allow_loopback_endpoints
         self.plans: dict[ObjectKey, IngressPlan] = {}
         self.slices: dict[ObjectKey, ServiceSlices] = {}
         self.certificates: dict[ObjectKey, tuple[KubeObject, Certificate | Issue]] = {}
@@ -126,7 +141,9 @@ class Memo:
 
     def renewed(self) -> Memo:
         """A Memo for a full build: same entries, but only those the build looks up survive."""
-        fresh = Memo(self.annotation_options)
+        fresh = Memo(
+            self.annotation_options, allow_loopback_endpoints=self.allow_loopback_endpoints
+        )
         fresh._old = self
         # Model values are only compared with, never trusted: keep them all until replaced.
         fresh.backends = self.backends
@@ -134,6 +151,13 @@ class Memo:
         fresh.settings = self.settings
         fresh.servers = self.servers
         return fresh
+
+    def fits(self, annotation_options: AnnotationOptions, allow_loopback_endpoints: bool) -> bool:
+        """Whether this Memo's entries were read with these options."""
+        return (
+            self.annotation_options == annotation_options
+            and self.allow_loopback_endpoints == allow_loopback_endpoints
+        )
 
     def settle(self) -> None:
         """End of a full build: drop the previous generation."""
@@ -155,7 +179,9 @@ class Memo:
         found = self.slices.get(key)
         if found is None or found.raws is not raws:
             old = self._old.slices.get(key) if self._old is not None else None
-            found = old if old is not None and old.raws is raws else read_slices(key, raws)
+            if old is None or old.raws is not raws:
+                old = read_slices(key, raws, allow_loopback=self.allow_loopback_endpoints)
+            found = old
             self.slices[key] = found
         return found
 
@@ -250,22 +276,35 @@ def _tls_content(raw: object) -> tuple[object, object, object] | None:
     return content
 
 
-def read_slices(service_key: ObjectKey, raws: tuple[KubeObject, ...]) -> ServiceSlices:
-    """The slices of one Service: what each says, and what is wrong with them."""
+def read_slices(
+    service_key: ObjectKey, raws: tuple[KubeObject, ...], *, allow_loopback: bool = False
+) -> ServiceSlices:
+    """The slices of one Service: what each says, and what is wrong with them.
+
+    ``allow_loopback``: accept loopback endpoint addresses (local demo and tests only).
+    """
     problems: list[Problem] = []
     views: list[_SliceView] = []
+    refused = _REFUSED_IPV4_LOOPBACK_ALLOWED if allow_loopback else _REFUSED_IPV4
     for index, raw in enumerate(raws):
-        view = _plain_slice_view(raw)
+        view = _plain_slice_view(raw, refused)
         if view is None:
-            view = _slice_view(service_key, index, raw, problems)
+            view = _slice_view(service_key, index, raw, problems, allow_loopback)
         if view is not None:
             views.append(view)
-    return ServiceSlices(service_key, raws, tuple(problems), tuple(views))
+    return ServiceSlices(service_key, raws, tuple(problems), tuple(views), allow_loopback)
 
 
-def _plain_slice_view(raw: object) -> _SliceView | None:
-    """``_slice_view`` of a plainly well-formed IPv4 slice with valid addresses, read in one
-    pass; ``None`` for anything else (``_slice_view`` then reads it and says what is wrong)."""
+#: Starts of the IPv4 addresses ``_refused_range`` refuses, as ``_IPV4`` accepts them (no
+#: leading zeros): 0.0.0.0, 169.254.0.0/16, 224.0.0.0/24, and 127.0.0.0/8 unless allowed.
+_REFUSED_IPV4_LOOPBACK_ALLOWED = ("0.0.0.0", "169.254.", "224.0.0.")
+_REFUSED_IPV4 = (*_REFUSED_IPV4_LOOPBACK_ALLOWED, "127.")
+
+
+def _plain_slice_view(raw: object, refused: tuple[str, ...]) -> _SliceView | None:
+    """``_slice_view`` of a plainly well-formed IPv4 slice with valid addresses, none of them
+    starting with one of ``refused``, read in one pass; ``None`` for anything else
+    (``_slice_view`` then reads it and says what is wrong)."""
     if type(raw) is not dict or raw.get("addressType") != "IPv4":
         return None
     meta = raw.get("metadata")
@@ -312,7 +351,7 @@ def _plain_slice_view(raw: object) -> _SliceView | None:
                     if flag is not None and flag is not True and flag is not False:
                         return None
             for address in candidates:
-                if type(address) is not str or not check(address):
+                if type(address) is not str or not check(address) or address.startswith(refused):
                     return None
             if ready is not False and terminating is not True:
                 addresses.extend(candidates)
@@ -323,9 +362,10 @@ _STR_OR_NONE = (str, type(None))
 
 
 def _slice_view(
-    service_key: str, index: int, raw: KubeObject, problems: list[Problem]
+    service_key: str, index: int, raw: KubeObject, problems: list[Problem], allow_loopback: bool
 ) -> _SliceView | None:
-    """Ports by name and ready addresses of one slice; FQDN slices give nothing."""
+    """Ports by name and ready addresses of one slice; FQDN slices give nothing.  An address
+    that is not of the slice's type, or in a range ``_refused_range`` names, is a Problem."""
     parsed = kube.read_endpoint_slice(raw)
     namespace = service_key.partition("/")[0]
     if isinstance(parsed, kube.ParseError):
@@ -344,14 +384,45 @@ def _slice_view(
         if ready is False or terminating is True:
             continue
         for j, address in enumerate(candidates):
-            if is_address(address):
-                addresses.append(address)
-            else:
-                key = ObjectKey(f"{namespace}/{parsed.name or f'[{index}]'}")
-                at = f"endpoints[{i}].addresses[{j}]"
+            if not is_address(address):
                 reason = f"{address!r} is not an {parsed.address_type} address"
-                problems.append(Problem("EndpointSlice", key, at, reason))
+            else:
+                refused = _refused_range(address)
+                if refused is None or (refused == _LOOPBACK and allow_loopback):
+                    addresses.append(address)
+                    continue
+                reason = f"{address!r} {refused}"
+            key = ObjectKey(f"{namespace}/{parsed.name or f'[{index}]'}")
+            at = f"endpoints[{i}].addresses[{j}]"
+            problems.append(Problem("EndpointSlice", key, at, reason))
     return _SliceView(tuple(ports.items()), tuple(addresses))
+
+
+_LOOPBACK = "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+_LINK_LOCAL_MULTICAST = "may not be in the link-local multicast range (224.0.0.0/24, ff02::/16)"
+_V4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")
+
+
+def _refused_range(address: str) -> str | None:
+    """Why a valid IP address may not be an endpoint, in the words of the API server's
+    validation (which refuses these in every EndpointSlice it stores), or ``None``.
+
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is judged as the IPv4 address it
+    reaches (the API server refuses those outright).
+    """
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "may not be unspecified (0.0.0.0, ::)"
+    if ip.is_loopback:
+        return _LOOPBACK
+    if ip.is_link_local:
+        return "may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _LINK_LOCAL_MULTICAST if ip in _V4_LINK_LOCAL_MULTICAST else None
+    # Multicast with link-local scope: ff02::/16, and ff12::, ff32:: ... (as Go's net.IP).
+    return _LINK_LOCAL_MULTICAST if ip.is_multicast and ip.packed[1] & 0x0F == 2 else None
 
 
 _IPV4 = re.compile(

@@ -9,8 +9,8 @@
 
 Stage 1 of the assembly (``ingressd.build.assembly``); building (``ingressd.build.building``) asks
 again for the Ingresses one change touches.  ``BuildOptions`` lives here because it says first
-what makes an Ingress ours; the rest of it (ssl redirect, annotation options) is read by the
-later stages.
+what makes an Ingress ours; the rest of it (ssl redirect, annotation options, loopback
+endpoints) is read by the later stages.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class BuildOptions:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept ``configuration-snippet`` / ``server-snippet`` (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: Accept EndpointSlice addresses in 127.0.0.0/8 and ::1 (``--allow-loopback-endpoints``):
+    #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
+    #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.
+    allow_loopback_endpoints: bool = False
 
     @property
     def annotation_options(self) -> AnnotationOptions:

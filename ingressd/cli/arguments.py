@@ -3,7 +3,7 @@
     argv --parser().parse_args()--> Namespace (one subcommand: run, check, render, record, replay)
         flag groups shared by the subcommands:
             _common             manifests, IngressClass, ConfigMap, template, ports, sync pace,
-                                annotation prefix and snippets
+                                loopback endpoints, annotation prefix and snippets
             _kubernetes         kubeconfig, watched namespace, resync period
             _cluster            leader election, published status addresses (run only)
         typed values checked as they are read: TCP ports, NAMESPACE/NAME, annotation prefix
@@ -11,7 +11,8 @@
         --> ingressd.cli.commands runs the subcommand with them
 
 Every flag and its default is defined here, once; the commands themselves (serving, rendering,
-checking, recording, replaying) are in ``ingressd.cli.commands`` and ``ingressd.tools.replay.replaying``.
+checking, recording, replaying) are in ``ingressd.cli.commands`` and
+``ingressd.tools.replay.replaying``.
 """
 
 from __future__ import annotations
@@ -69,16 +70,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=_port, default=80, help="HTTP port (default: 80)")
     parser.add_argument("--https-port", type=_port, default=443, help="HTTPS port (default: 443)")
     parser.add_argument(
-        "--control-port", type=_port, default=10246,
-        help="loopback port of nginx's Lua configuration endpoint (default: 10246)",
-    )
-    parser.add_argument(
         "--worker-processes", default="auto", help="nginx worker_processes (default: auto)"
     )
     parser.add_argument(
         "--min-sync-interval", type=float, default=DEFAULT_MIN_SYNC_INTERVAL, metavar="SECONDS",
         help="under sustained change, start syncs at most this often; the first change after "
         f"a quiet period is applied at once (default: {DEFAULT_MIN_SYNC_INTERVAL})",
+    )
+    parser.add_argument(
+        "--allow-loopback-endpoints", action="store_true",
+        help="accept EndpointSlice addresses in 127.0.0.0/8 and ::1, for pods on loopback in "
+        "a local demo or tests (off by default: in a cluster they point nginx at its own host; "
+        "link-local and unspecified addresses are refused regardless)",
     )
     _annotation_flags(parser)
 
@@ -277,7 +280,6 @@ def options_from(args: argparse.Namespace) -> Options:
         https_port=args.https_port,
         status_port=getattr(args, "status_port", 10254),
         status_address=getattr(args, "status_address", "0.0.0.0"),
-        control_port=args.control_port,
         ingress_class=args.ingress_class,
         configmap=args.configmap,
         worker_processes=args.worker_processes,
@@ -287,6 +289,7 @@ def options_from(args: argparse.Namespace) -> Options:
         template=args.template,
         annotations_prefix=getattr(args, "annotations_prefix", DEFAULT_PREFIX),
         allow_snippet_annotations=getattr(args, "allow_snippet_annotations", False),
+        allow_loopback_endpoints=args.allow_loopback_endpoints,
         cluster=ClusterOptions(
             election_id=getattr(args, "election_id", DEFAULT_ELECTION_ID),
             election_namespace=getattr(args, "election_namespace", None),

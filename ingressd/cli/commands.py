@@ -27,13 +27,13 @@ from typing import Any
 
 import structlog
 
-from ingressd.cli.arguments import options_from, parser
 from ingressd.app.runtime import Ingressd, Source
 from ingressd.build.building import build_configuration
+from ingressd.cli.arguments import options_from, parser
 from ingressd.cluster.client import api_client, in_cluster
 from ingressd.logs import configure
 from ingressd.nginx.quoting import RenderError
-from ingressd.nginx.rendering import NginxPaths, render
+from ingressd.nginx.rendering import NginxPaths, WorkDirError, render
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.configmap import parse_configmap
 from ingressd.store.sources.files import ManifestsSource
@@ -151,6 +151,7 @@ def _render(args: argparse.Namespace) -> int:
         print("error: render needs --manifests DIR", file=sys.stderr)
         return 2
     options = options_from(args)
+    paths = NginxPaths(options.work_dir)  # first: a work dir it refuses wastes no build
     store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
     ManifestsSource(args.manifests).load_once(store.apply)
     snapshot = store.snapshot()
@@ -163,7 +164,7 @@ def _render(args: argparse.Namespace) -> int:
         text = render(
             result.configuration,
             settings=global_options.render_settings(options.render_settings()),
-            paths=NginxPaths(options.work_dir),
+            paths=paths,
             generation=1,
             template=args.template,
         )
@@ -209,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = args.log_format
     level = args.log_level or ("warning" if args.command == "replay" else "info")
     configure(level=level, json=None if fmt == "auto" else fmt == "json")
+    try:
+        return _command(args)
+    except WorkDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         return asyncio.run(_run(args))
     if args.command == "render":

@@ -1,6 +1,6 @@
 """Applying a Configuration to a running nginx: the two paths of the sync worker.
 
-    dynamic:    changed backends --POST--> Lua endpoint
+    dynamic:    changed backends --POST--> Lua endpoint (Unix socket in the work dir)
     structural: certificates -> work dir (0600)
                 Configuration --render--> text --nginx -t--> candidate --rename--> nginx.conf
                 new/changed backends --POST--> Lua (before the reload: the shared dict survives
@@ -146,12 +146,8 @@ class Nginx:
         self.settings = settings
         self.paths = paths
         self.template = template
-        self.process = process or NginxProcess(
-            paths=paths,
-            control_port=settings.control_port,
-            worker_user=_worker_user(settings),
-        )
-        self.endpoint = endpoint or LuaEndpoint(control_port=settings.control_port)
+        self.process = process or NginxProcess(paths=paths, worker_user=_worker_user(settings))
+        self.endpoint = endpoint or LuaEndpoint(socket_path=paths.control_socket)
         self.generation = 0
         #: What the Lua side holds now, as sent: backend name -> the Backend last POSTed/PUT.
         self._sent: dict[BackendName, Backend] = {}

@@ -4,8 +4,9 @@
                 --whole set--------> PUT  /configuration/backends   (replace, answer 201)
     admin / tests <------------------ GET  /configuration/backends
 
-The endpoint listens on loopback only (the control port).  Workers pick a new set up on their
-next request: the Lua side bumps a version in the shared dict that every request checks.
+The endpoint listens on a Unix socket only (``NginxPaths.control_socket``): no request nginx
+proxies can reach it.  Workers pick a new set up on their next request: the Lua side bumps a
+version in the shared dict that every request checks.
 
 Bodies are made one backend at a time from JSON texts kept per Backend object (the builder hands
 on an unchanged backend as the same object): sending 10,000 backends after a reload costs a
@@ -61,17 +62,20 @@ class _BackendTexts:
 
 
 class LuaEndpoint:
-    """HTTP client of one nginx's configuration endpoint."""
+    """HTTP client of one nginx's configuration endpoint, over its Unix socket ``socket_path``."""
 
-    def __init__(self, *, control_port: int, timeout: float = 10.0) -> None:
-        self.base = f"http://127.0.0.1:{control_port}/configuration"
+    def __init__(self, *, socket_path: str, timeout: float = 10.0) -> None:
+        self.socket_path = socket_path
+        self.base = "http://localhost/configuration"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._texts = _BackendTexts()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(self.socket_path), timeout=self._timeout
+            )
         return self._session
 
     async def post_backends(self, backends: Iterable[Backend]) -> int:

@@ -2,7 +2,7 @@
 
     sync worker --test(text)--> ``nginx -t`` on a candidate file next to nginx.conf
                 --install(text)--> atomic rename over nginx.conf
-                --reload(generation)--> SIGHUP, then poll the control port until the new
+                --reload(generation)--> SIGHUP, then poll the control socket until the new
                                         workers answer with the new generation
     supervise() --nginx died--> kill what is left of its process group, start again, call
                                 ``on_restart`` so the sync worker re-applies the running model
@@ -11,6 +11,11 @@
 nginx runs in its own session (``start_new_session``), so that Ctrl-C on a terminal reaches
 ingressd only, and so that the master's process group still names the workers if the master is
 killed: leftover workers would otherwise keep the listening sockets.
+
+The control endpoint is the Unix socket ``NginxPaths.control_socket``, in a directory only
+ingressd's user may enter (0700); nginx creates the socket 0666, and ingressd makes it 0600
+once nginx has started.  A master that was killed leaves its socket file behind: ``start``
+removes it when nothing answers on it (nginx cannot bind over it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -61,7 +68,6 @@ class NginxProcess:
         self,
         *,
         paths: NginxPaths,
-        control_port: int,
         binary: str = NGINX_BINARY,
         lua_dir: Path = DEFAULT_LUA_DIR,
         worker_user: tuple[str, str] | None = None,
@@ -70,7 +76,6 @@ class NginxProcess:
         stop_timeout: float = 10.0,
     ) -> None:
         self.paths = paths
-        self.control_port = control_port
         self.binary = binary
         self.lua_dir = lua_dir
         self.worker_user = worker_user
@@ -93,9 +98,10 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
-        for sub in ("logs", "temp", "certs"):
+        for sub in ("logs", "temp", "certs", "control"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(work / "certs", 0o700)
+        os.chmod(self.paths.control_dir, 0o700)
         lua_target = Path(self.paths.lua)
         if lua_target.exists():
             shutil.rmtree(lua_target)
@@ -165,6 +171,7 @@ class NginxProcess:
     async def start(self, generation: int) -> None:
         """Start nginx on the installed nginx.conf and wait until it serves ``generation``."""
         self._stopping = False
+        self._remove_stale_socket()
         self._proc = await asyncio.create_subprocess_exec(
             self.binary,
             "-p",
@@ -184,6 +191,36 @@ class NginxProcess:
         except NginxError:
             await self.kill()
             raise
+        # nginx binds it 0666; the directory already keeps others out, this is belt and braces.
+        try:
+            os.chmod(self.paths.control_socket, 0o600)
+        except OSError as exc:
+            log.warning("cannot chmod the control socket", path=self.paths.control_socket,
+                        error=str(exc))
+
+    def _remove_stale_socket(self) -> None:
+        """Remove the control socket a killed nginx left; refuse to start when one answers."""
+        path = self.paths.control_socket
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                return  # not ours to remove: nginx will say it cannot bind
+        except FileNotFoundError:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass  # nobody listens: left by a killed master
+            except OSError as exc:
+                raise NginxError(f"cannot check the control socket {path}: {exc}") from exc
+            else:
+                raise NginxError(
+                    f"another process answers on the control socket {path}: is another "
+                    "ingressd running with this work dir?"
+                )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
     async def reload(self, generation: int) -> None:
         """SIGHUP the master and wait until new workers answer with ``generation``."""
@@ -224,17 +261,17 @@ class NginxProcess:
             pause = min(pause * 1.5, 0.1)
 
     async def healthy(self) -> bool:
-        """True when nginx answers on its control port."""
+        """True when nginx answers on its control socket."""
         return self.pid is not None and (await self._get("/healthz")) == "ok\n"
 
     async def _get(self, path: str) -> str | None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True),
+                connector=aiohttp.UnixConnector(self.paths.control_socket, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=2),
             )
         try:
-            async with self._session.get(f"http://127.0.0.1:{self.control_port}{path}") as resp:
+            async with self._session.get(f"http://localhost{path}") as resp:
                 if resp.status != 200:
                     return None
                 return await resp.text()

@@ -23,6 +23,7 @@ behind the builder's validation.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,11 +68,42 @@ PROJECT_ROOT = resource_root(Path(__file__), Path(sys.prefix))
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx.conf.j2"
 
 
+#: Longest path a Unix socket takes (``sun_path`` is 108 bytes with the terminating NUL).
+MAX_SOCKET_PATH = 107
+
+
+class WorkDirError(ValueError):
+    """The work dir cannot hold nginx's files (its control socket path would be too long)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NginxPaths:
-    """Files and directories of one nginx instance, all inside its work dir."""
+    """Files and directories of one nginx instance, all inside its work dir.
+
+    Raises ``WorkDirError`` when the control socket's path would not fit a Unix socket.
+    """
 
     work_dir: Path
+
+    def __post_init__(self) -> None:
+        size = len(os.fsencode(self.control_socket))
+        if size > MAX_SOCKET_PATH:
+            raise WorkDirError(
+                f"work dir {str(self.work_dir)!r} is too long: the control socket "
+                f"{self.control_socket} would be {size} bytes, a Unix socket path takes at "
+                f"most {MAX_SOCKET_PATH}; choose a shorter --work-dir"
+            )
+
+    @property
+    def control_dir(self) -> Path:
+        """The control socket's directory, 0700: only the controller's user may connect."""
+        return self.work_dir / "control"
+
+    @property
+    def control_socket(self) -> str:
+        """nginx's control endpoint (Lua configuration, health, generation): a Unix socket,
+        never a TCP port, so that no request nginx proxies can reach it."""
+        return str(self.control_dir / "nginx.sock")
 
     @property
     def conf(self) -> Path:
@@ -121,7 +153,6 @@ class RenderSettings:
 
     http_port: int = 80
     https_port: int = 443
-    control_port: int = 10246
     worker_processes: str = "auto"
     worker_shutdown_timeout: str = "240s"
     worker_user: str | None = None
@@ -265,7 +296,6 @@ def _render(
         listen_http=int(settings.http_port),
         listen_https=int(settings.https_port),
         https_port_suffix=https_suffix,
-        control_port=int(settings.control_port),
         server_names_hash_max_size=max_size,
         server_names_hash_bucket_size=bucket,
     )

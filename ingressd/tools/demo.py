@@ -64,8 +64,9 @@ async def demo(args: argparse.Namespace) -> int:
         python, "-m", "ingressd.cli.commands", "--log-format", "console", "run",
         "--manifests", str(args.manifests),
         "--http-port", str(args.http_port), "--https-port", str(args.https_port),
-        "--status-port", str(args.status_port), "--control-port", str(args.control_port),
+        "--status-port", str(args.status_port),
         "--work-dir", str(args.work_dir),
+        "--allow-loopback-endpoints",  # the pods are on 127.0.1.1-3
         start_new_session=True,
     )
     stop = asyncio.Event()
@@ -119,7 +120,6 @@ def main() -> int:
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--https-port", type=int, default=8443)
     parser.add_argument("--status-port", type=int, default=10254)
-    parser.add_argument("--control-port", type=int, default=10246)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/ingressd-demo"))
     return asyncio.run(demo(parser.parse_args()))
 
