@@ -69,6 +69,9 @@ class LocationContext:
     #: The http-level ``proxy_set_header`` pairs, re-stated where a location sets its own
     #: (nginx drops inherited ``proxy_set_header`` when a location has one).
     proxy_headers: Sequence[tuple[str, str]] = ()
+    #: A settings class of ``--routing lua`` (``ingressd.nginx.routes``): the router sets
+    #: ``$ingressd_default_backend`` and the HSTS header's variable per route.
+    lua_routed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.denied is not None:
         # A security annotation could not be applied: refuse rather than serve without it.
         return LocationBody(("return 503;",), pass_line)
-    if s.default_backend is not None:
+    if s.default_backend is not None and not ctx.lua_routed:
         lines.append(f"set $ingressd_default_backend {quote_word(s.default_backend)};")
     if s.access_log is not None and not s.access_log:
         lines.append("access_log off;")
@@ -183,7 +186,8 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_ssl(s, ctx, prefix)
     lines += _upstream_headers(s, ctx, grpc)
     if add_headers and ctx.hsts:
-        add_headers.append("add_header Strict-Transport-Security $hsts_header always;")
+        header = "$ingressd_hsts_header" if ctx.lua_routed else "$hsts_header"
+        add_headers.append(f"add_header Strict-Transport-Security {header} always;")
     lines += add_headers
     if s.custom_http_errors and s.default_backend is not None:
         lines.append(f"{prefix}_intercept_errors on;")

@@ -47,8 +47,14 @@ from ingressd.nginx.quoting import (
     quote_log_format,
     quote_path,
 )
+from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
 from ingressd.nginx.routing import locations, server_name
-from ingressd.nginx.server_directives import http_lines, server_lines, server_redirects
+from ingressd.nginx.server_directives import (
+    error_locations,
+    http_lines,
+    server_lines,
+    server_redirects,
+)
 
 
 def resource_root(package_file: Path, prefix: Path) -> Path:
@@ -173,6 +179,9 @@ class RenderSettings:
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
     #: ``None``: the template's built-in ``upstreaminfo`` format.
     log_format_upstream: str | None = None
+    #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
+    #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
+    routing: str = "nginx"
 
 
 def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
@@ -238,7 +247,17 @@ def _render(
     backends = LazyBackends(config)
     blocks: dict[int, ServerBlock] = {}
     contributing: list[Server] = []
-    for server in config.servers:
+    lua_routed = settings.routing == "lua"
+    table = (
+        route_table(
+            config,
+            RouteContext(hsts=settings.hsts, proxy_body_size=settings.proxy_body_size),
+        )
+        if lua_routed
+        else None
+    )
+    block_servers = table.own_blocks if table is not None else config.servers
+    for server in block_servers:
         block = cache.get(server)
         if block is not None and block.backends and block.backends != backend_facts(
             server, backends
@@ -252,7 +271,9 @@ def _render(
     max_size, bucket = _hash_sizes(config)
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
     try:
-        annotation_http_lines = http_lines(Configuration(servers=tuple(contributing)))
+        annotation_http_lines = http_lines(
+            config if lua_routed else Configuration(servers=tuple(contributing))
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
@@ -270,7 +291,7 @@ def _render(
         """Render the blocks not cached; the template gets a placeholder, replaced by the
         blocks below (one copy of a 10 MB text instead of two)."""
         if not parts:
-            for server in config.servers:
+            for server in block_servers:
                 block = blocks[id(server)]
                 if block.text is None:
                     block.text = str(macro(server))
@@ -278,8 +299,29 @@ def _render(
                 parts.append(block.text)
         return _BLOCKS_PLACEHOLDER
 
+    def class_lines(
+        settings_class: SettingsClass, proxy_headers: Sequence[tuple[str, str]]
+    ) -> tuple[tuple[str, ...], str]:
+        return class_body(
+            settings_class,
+            proxy_headers=proxy_headers,
+            https_port_suffix=https_suffix,
+            hsts=settings.hsts,
+            secrets_dir=paths.secrets,
+        )
+
+    def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
+        try:
+            return error_locations(config.servers, proxy_headers=proxy_headers)
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     text = compiled.render(
-        servers=config.servers,
+        servers=block_servers,
+        routing=settings.routing,
+        settings_classes=table.classes if table is not None else (),
+        class_lines=class_lines,
+        error_locations=all_error_locations,
         server_blocks=server_blocks,
         settings=settings,
         paths=paths,

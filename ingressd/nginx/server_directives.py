@@ -21,7 +21,7 @@ from ingressd.model import Configuration, Server
 from ingressd.nginx.directives import effective_ssl_redirect, error_location, upstream_name
 from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
 
-__all__ = ["http_lines", "server_lines", "server_redirects"]
+__all__ = ["error_locations", "http_lines", "server_lines", "server_redirects"]
 
 
 def server_redirects(server: Server) -> bool:
@@ -44,8 +44,18 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
         ]
     if server.snippet is not None:
         lines += server.snippet.splitlines()
+    lines += error_locations((server,), proxy_headers=proxy_headers)
+    return lines
+
+
+def error_locations(
+    servers: Sequence[Server], *, proxy_headers: Sequence[tuple[str, str]] = ()
+) -> list[str]:
+    """The internal locations that answer ``custom-http-errors`` from the ``default-backend``
+    of the locations of ``servers``, one per backend and status code."""
+    lines: list[str] = []
     seen: set[tuple[str, int]] = set()
-    for location in server.locations:
+    for location in (loc for server in servers for loc in server.locations):
         s = location.settings
         if s.default_backend is None or s.denied is not None:
             continue

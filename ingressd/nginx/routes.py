@@ -1,0 +1,206 @@
+"""Routes: Configuration -> the route table Lua matches and the settings classes nginx.conf keeps.
+Pure.  Used by ``--routing lua`` (docs/routing.md).
+
+    Configuration + RouteContext --route_table()--> RouteTable
+        entries      host -> its entry's JSON text (POST /configuration/routes)
+        classes      one SettingsClass per distinct set of location settings
+        own_blocks   servers that keep a server block of their own (``server-snippet``)
+    SettingsClass + the template's proxy headers --class_body()--> the ``location @c<id>``
+        block's directives (the template renders them)
+
+A settings class is what a location's block depends on once the route's own values are taken
+out: the backend, the Ingress's namespace and name and the ``default-backend`` name go to Lua
+as variables, so every location with the same annotations (and the same HTTPS redirect) shares
+one named location.  A new Ingress of an existing class changes only the route table.  The id is
+a digest of what the block depends on (settings, the server's redirect default, the status of a
+route without backend, the path of a rewrite), so the same class has the same id in any build.
+
+Each location's directives come from ``ingressd.nginx.directives``, as for ``--routing nginx``,
+with two differences: ``$ingressd_hsts_header`` (set from the route's ``hsts``) replaces the
+per-server HSTS header, and ``default-backend`` is not ``set`` in the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
+from ingressd.nginx.directives import LocationContext, location_lines
+from ingressd.nginx.quoting import DirectiveError, RenderError
+
+__all__ = [
+    "RouteContext",
+    "RouteTable",
+    "SettingsClass",
+    "class_body",
+    "keeps_own_block",
+    "route_table",
+    "size_bytes",
+]
+
+_TYPES = {PathType.EXACT: "exact", PathType.PREFIX: "prefix", PathType.REGEX: "regex"}
+_SIZE = re.compile(r"([0-9]{1,12})([kKmMgG]?)\Z")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(text: str) -> int:
+    """An nginx size (``1m``, ``512k``, ``0``) in bytes; 0 means no limit."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise RenderError(f"refusing size {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsClass:
+    """One named location: the directives many routes share.
+
+    ``location`` stands for every route of the class (its path, backend and Ingress are not
+    written into the block; a backend matters only for the default ``proxy_ssl_name``).
+    """
+
+    id: str
+    location: Location
+    #: The server's HTTPS redirect default (``ssl-redirect`` of its TLS hosts).
+    server_ssl_redirect: bool
+    backend: Backend | None
+    #: Largest request body in bytes (0: no limit); the router answers 413 above it.
+    max_body: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """What the route table needs from the controller's settings."""
+
+    #: ``hsts`` of the ConfigMap: HSTS on HTTPS of hosts with a certificate.
+    hsts: bool = True
+    #: ``proxy-body-size`` of the ConfigMap, the limit of locations that set none.
+    proxy_body_size: str = "1m"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    #: Host name (``_`` for the catch-all) -> the JSON text of its entry.
+    entries: Mapping[str, str]
+    #: Every class a route names, sorted by id.
+    classes: tuple[SettingsClass, ...]
+    #: Servers rendered as their own server block (nginx picks them by name before Lua).
+    own_blocks: tuple[Server, ...]
+
+
+def keeps_own_block(server: Server) -> bool:
+    """A server that needs server-level directives of its own (``server-snippet``)."""
+    return server.snippet is not None and not server.is_catch_all
+
+
+def route_table(config: Configuration, context: RouteContext) -> RouteTable:
+    """The route table and settings classes of ``config``."""
+    backends = {b.name: b for b in config.backends}
+    classes: dict[str, SettingsClass] = {}
+    entries: dict[str, str] = {}
+    own: list[Server] = []
+    default_limit = size_bytes(context.proxy_body_size)
+    for server in config.servers:
+        if keeps_own_block(server):
+            own.append(server)
+            continue
+        routes = []
+        for location in server.locations:
+            settings_class = _settings_class(location, server, backends, default_limit)
+            classes.setdefault(settings_class.id, settings_class)
+            namespace, _, name = location.ingress.partition("/")
+            routes.append({
+                "path": location.path,
+                "type": _TYPES[location.path_type],
+                "class": settings_class.id,
+                "backend": location.backend,
+                "status": location.status,
+                "namespace": namespace,
+                "ingress": name,
+                "defaultBackend": location.settings.default_backend,
+                "maxBody": settings_class.max_body,
+            })
+        entry = {
+            "host": server.hostname,
+            "aliases": list(server.aliases),
+            "hsts": context.hsts and server.certificate is not None,
+            "appRoot": server.app_root,
+            "locations": routes,
+        }
+        entries[server.hostname] = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+    return RouteTable(
+        entries=entries,
+        classes=tuple(classes[k] for k in sorted(classes)),
+        own_blocks=tuple(own),
+    )
+
+
+def _settings_class(
+    location: Location,
+    server: Server,
+    backends: Mapping[BackendName, Backend],
+    default_limit: int,
+) -> SettingsClass:
+    settings = location.settings
+    size = settings.body_size
+    limit = size_bytes(size) if size is not None else default_limit
+    # What the block's text depends on, and nothing else: routes that agree share a class.
+    backend = backends.get(location.backend) if location.backend else None
+    if settings.default_backend is not None and not settings.custom_http_errors:
+        # only custom-http-errors writes the default backend's name into the block
+        settings = dataclasses.replace(settings, default_backend=None)
+    key = (
+        settings,
+        server.ssl_redirect,
+        location.backend is None and location.status,
+        backend if settings.proxy_ssl is not None else None,
+        location.path if settings.rewrite_target is not None else None,
+        location.path_type if settings.rewrite_target is not None else None,
+        limit,
+    )
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+    return SettingsClass(
+        id=f"c{digest}",
+        location=location,
+        server_ssl_redirect=server.ssl_redirect,
+        backend=backend,
+        max_body=limit,
+    )
+
+
+def class_body(
+    settings_class: SettingsClass,
+    *,
+    proxy_headers: Sequence[tuple[str, str]],
+    https_port_suffix: str,
+    hsts: bool,
+    secrets_dir: str,
+) -> tuple[tuple[str, ...], str]:
+    """The directives of a class's named location and its last one (``proxy_pass ...``, or
+    ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
+    location = settings_class.location
+    context = LocationContext(
+        https_port_suffix=https_port_suffix,
+        server_ssl_redirect=settings_class.server_ssl_redirect,
+        # Every class repeats the header where it sets its own; its variable is empty for
+        # hosts without a certificate, so hosts with and without one share classes.
+        hsts=hsts,
+        backend=settings_class.backend,
+        secrets_dir=secrets_dir,
+        proxy_headers=proxy_headers,
+        lua_routed=True,
+    )
+    try:
+        body = location_lines(location, context)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+    if location.settings.denied is not None:
+        return (), "return 503"
+    if location.backend is None:
+        return body.lines, f"return {int(location.status)}"
+    return body.lines, body.pass_line
