@@ -39,7 +39,7 @@ stops at an identity check.
 Problems are collected in buckets so that a partial assembly can be spliced into a whole:
 IngressClass problems; problems of EndpointSlices and Secrets, per object, with the Ingresses
 whose lookups met them; problems of each Ingress per phase (rules, default backends, canaries);
-alias problems of the finish.  ``Assembled.problems()`` lists them in that order.
+alias problems of the finish.  ``BuildState.problems`` lists them in that order.
 """
 
 from __future__ import annotations
@@ -96,19 +96,6 @@ class Assembled:
     collided: bool
     #: LocationSettings resolved from Secrets and Services, per Ingress.
     settings: dict[ObjectKey, LocationSettings]
-
-    def problems(self) -> tuple[Problem, ...]:
-        """Every problem: IngressClasses; EndpointSlices and Secrets (by kind and key); each
-        Ingress's (oldest first) while reading its rules, then its default backend, then as a
-        canary; aliases."""
-        out = list(self.class_problems)
-        for bucket in sorted(self.object_problems):
-            out.extend(self.object_problems[bucket])
-        for phase in self.ingress_problems:
-            for found in phase.values():
-                out.extend(found)
-        out.extend(self.finish_problems)
-        return tuple(out)
 
 
 class Assembly(AnnotationStage, CanaryStage, FinishStage):
