@@ -51,7 +51,7 @@ from ingressd.annotations import IngressAnnotations
 from ingressd.build.annotating import AnnotationStage
 from ingressd.build.canarying import CanaryStage
 from ingressd.build.finishing import FinishStage
-from ingressd.build.plan import IngressPlan, PathPlan, TlsPlan
+from ingressd.build.plan import ROOT, IngressPlan, PathPlan, TlsPlan
 from ingressd.build.resolving import NO_INGRESS, ObjectBucket, Phase, Refused, ServerDraft
 from ingressd.build.selection import is_ours, our_classes
 from ingressd.model import (
@@ -69,8 +69,6 @@ from ingressd.model.policy import DEFAULT_POLICY
 from ingressd.model.settings import DEFAULT_SETTINGS, LocationSettings
 
 __all__ = ["Assembled", "Assembly"]
-
-_ROOT = ("/", PathType.PREFIX)
 
 
 @dataclass(slots=True)
@@ -277,15 +275,15 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
             if backend is None:
                 continue
             # The Ingress's own hosts get its annotations; the catch-all serves everybody.
-            if _ROOT not in catch_all.locations:
-                catch_all.locations[_ROOT] = self.location(
-                    key, CATCH_ALL, _ROOT, backend, DEFAULT_SETTINGS
+            if ROOT not in catch_all.locations:
+                catch_all.locations[ROOT] = self.location(
+                    key, CATCH_ALL, ROOT, backend, DEFAULT_SETTINGS
                 )
             settings = self.ingress_settings.get(key, DEFAULT_SETTINGS)
             for hostname in hosts:
-                if _ROOT not in self.servers[hostname].locations:
-                    self.servers[hostname].locations[_ROOT] = self.location(
-                        key, hostname, _ROOT, backend, settings
+                if ROOT not in self.servers[hostname].locations:
+                    self.servers[hostname].locations[ROOT] = self.location(
+                        key, hostname, ROOT, backend, settings
                     )
                     if plan.annotations.policy is not DEFAULT_POLICY:
-                        self.set_policy(backend, plan.annotations, _ROOT, key)
+                        self.set_policy(backend, plan.annotations, ROOT, key)

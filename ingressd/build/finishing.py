@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from ingressd.build.plan import ROOT
 from ingressd.build.resolving import NO_INGRESS, AssemblyState, ServerDraft
 from ingressd.model import CATCH_ALL, Backend, BackendName, Location, PathType, Server
 
 __all__ = ["FinishStage"]
 
-_ROOT = ("/", PathType.PREFIX)
 _NOT_FOUND = Location("/", PathType.PREFIX, backend=None, ingress=NO_INGRESS, status=404)
 
 
@@ -37,8 +37,8 @@ class FinishStage(AssemblyState):
         for hostname in sorted(self.servers, key=_server_order):
             draft = self.servers[hostname]
             locations = draft.locations
-            if _ROOT not in locations:
-                locations[_ROOT] = _NOT_FOUND
+            if ROOT not in locations:
+                locations[ROOT] = _NOT_FOUND
             ordered = (
                 tuple(sorted(locations.values(), key=_location_order))
                 if len(locations) > 1
