@@ -38,8 +38,9 @@ extends their backends, so building assembles everything again when one is invol
 What an object says on its own is computed once per object and kept in the ``Memo``
 (``ingressd.build.reading``) while the Store holds that object (EndpointSlices, TLS and
 annotation Secrets, plans), and the model values made from them (Location, Backend,
-LocationSettings, Server) are the previous build's objects whenever they are equal, so that
-comparing and rendering an unchanged part stops at an identity check.
+LocationSettings, Server) are the previous build's objects whenever they are equal
+(``_reuse``; a Location is looked up on its server), so that comparing and rendering an
+unchanged part stops at an identity check.
 
 Problems are collected in buckets so that a partial assembly can be spliced into a whole:
 IngressClass problems; problems of EndpointSlices and Secrets, per object (``ObjectBucket``),
@@ -54,6 +55,7 @@ import dataclasses
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ingressd.annotations import IngressAnnotations
 from ingressd.build import kube
@@ -138,6 +140,9 @@ class Refused:
     reason: str
     missing: str = ""
 
+
+#: A model value the last build made and the ``Memo`` keeps, to be reused when equal.
+_Model = TypeVar("_Model", Backend, LocationSettings, Server)
 
 _NOT_FOUND = Location("/", PathType.PREFIX, backend=None, ingress=NO_INGRESS, status=404)
 
@@ -440,16 +445,10 @@ class Assembly:
             ), None
         slices = self.service_slices(service_key)
         endpoints = slices.endpoints_of(match[0])
-        backend = self.memo.backends.get(backend_name)
-        if (
-            backend is None
-            or (backend.endpoints is not endpoints and backend.endpoints != endpoints)
-            or backend.namespace != namespace
-            or backend.service != name
-            or backend.service_port != written
-        ):
-            backend = Backend(backend_name, namespace, name, written, endpoints)
-        self.backends[backend_name] = backend
+        self.backends[backend_name] = _reuse(
+            Backend(backend_name, namespace, name, written, endpoints),
+            self.memo.backends.get(backend_name),
+        )
         bucket = ("EndpointSlice", service_key, "") if slices.problems else None
         if bucket is not None:
             self.object_problems[bucket] = slices.problems
@@ -472,10 +471,7 @@ class Assembly:
         (the last build's object when equal)."""
         s = self.resolve_settings(key, namespace, annotations)
         if s is not annotations.settings:
-            previous = self.memo.settings.get(key)
-            if previous is not None and previous == s:
-                s = previous
-            self.resolved_settings[key] = s
+            s = self.resolved_settings[key] = _reuse(s, self.memo.settings.get(key))
         return s
 
     def resolve_settings(
@@ -789,10 +785,7 @@ class Assembly:
                 snippet=draft.snippet,
                 app_root=draft.app_root,
             )
-            previous = previous_servers.get(hostname)
-            if previous is not None and previous == server:
-                server = previous
-            servers.append(server)
+            servers.append(_reuse(server, previous_servers.get(hostname)))
         used: set[BackendName] = set()
         for server in servers:
             for loc in server.locations:
@@ -811,10 +804,9 @@ class Assembly:
             if alternatives:
                 policy = dataclasses.replace(policy, alternatives=alternatives)
             if policy != backend.policy:
-                backend = dataclasses.replace(backend, policy=policy)
-                previous_backend = previous_backends.get(name)
-                if previous_backend is not None and previous_backend == backend:
-                    backend = previous_backend
+                backend = _reuse(
+                    dataclasses.replace(backend, policy=policy), previous_backends.get(name)
+                )
             backends.append(backend)
         return servers, backends
 
@@ -832,6 +824,14 @@ class Assembly:
                 continue
             self.problem(key, self.annotation_field("server-alias"), reason)
         return tuple(sorted(kept))
+
+
+def _reuse(made: _Model, previous: _Model | None) -> _Model:
+    """The last build's object (``previous``, from the ``Memo``) when it equals ``made``, else
+    ``made``: comparing and rendering an unchanged part then stops at an identity check."""
+    if previous is not None and previous == made:
+        return previous
+    return made
 
 
 def _server_order(hostname: str) -> tuple[bool, str]:
