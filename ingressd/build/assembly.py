@@ -206,6 +206,7 @@ class Assembly:
         self.finish_problems: list[Problem] = []
 
     def run(self, keys: Iterable[ObjectKey] | None = None) -> Assembled:
+        """Assemble the Ingresses ``keys`` (every one of the snapshot's when ``None``)."""
         ours, ignored = self.select(keys)
         for plan in ours:
             if plan.annotations.canary is None:
@@ -298,6 +299,8 @@ class Assembly:
     # 3. rules -------------------------------------------------------------------------------
 
     def ingress(self, plan: IngressPlan) -> None:
+        """A main Ingress: its rules, TLS and server annotations (its default backend waits
+        for stage 5)."""
         if not self.checked(plan):
             return
         key = plan.key
