@@ -1,59 +1,77 @@
 """Assembling: Ingress plans + Services, EndpointSlices, Secrets -> servers, backends, problems.
 
     Snapshot + BuildOptions + Memo --Assembly(...).run(keys)--> Assembled
-        1. classes     IngressClasses -> which Ingresses are ours (others: ``ignored``)
+        1. classes     IngressClasses -> which Ingresses are ours (``ingressd.build.selection``;
+                       the others are ``ignored``)
         2. order       ours planned (``ingressd.build.plan``, one plan per object, memoized) and
                        sorted by creationTimestamp (missing last), then namespace/name: the
                        oldest Ingress wins every host + path + pathType conflict
-        3. rules       each rule -> a server (by host, or the catch-all ``_``), each path ->
-                       a Location; its backend resolved Service -> port -> EndpointSlices
-        3a. annotations LocationSettings on every Location of the Ingress (Secrets and Services
-                       they name resolved here), server aliases / snippet / app-root, the
-                       BackendPolicy of its backends
+        3. rules       each rule -> a server draft (by host, or the catch-all ``_``), each path
+                       -> a Location; its backend: Service (not ExternalName) -> port, by
+                       number or name -> the Service's EndpointSlices -> Backend
+                       ``<namespace>-<service>-<port>``, each reference resolved once
+        3a. annotations LocationSettings on every Location of the Ingress, with the Secrets
+                       (``auth-secret``, ``proxy-ssl-secret``) and the Service
+                       (``default-backend``) they name resolved: a missing or unusable Secret
+                       denies the locations (503); the BackendPolicy of its backends and the
+                       ``server-alias`` / ``server-snippet`` / ``app-root`` of its hosts: the
+                       oldest Ingress that sets one wins
         4. tls         ``spec.tls`` hosts that this Ingress has rules for -> certificate from
                        the Secret + ssl redirect
         5. defaults    ``spec.defaultBackend`` -> ``/`` of the catch-all (oldest wins) and of
                        the Ingress's own hosts, where no rule defines Prefix ``/``
-        5a. canaries   Ingresses with ``canary: "true"``, after every other: each path's backend
-                       becomes an alternative (``alternativeBackends``) of the backend of the
-                       same host + path, with its ``trafficShapingPolicy``
+        5a. canaries   Ingresses with ``canary: "true"``, after every other: each path's backend,
+                       copied as ``canary-<ingress>-<backend>`` with its ``trafficShapingPolicy``,
+                       becomes an alternative (``alternativeBackends``) of the backend a main
+                       Ingress serves the same host + path with; a canary adds no location
         6. finish      every server without Prefix ``/`` answers it with 404; servers sorted
-                       (catch-all first), locations by (path, pathType), backends by name
+                       (catch-all first), locations by (path, pathType); ``server-alias`` names
+                       kept unless a server's host or another's alias; the backends the
+                       locations use (and their canaries) by name, with policy and alternatives
 
-This module drives the stages and holds 2 to 5; the others are modules of their own, each a
-class that ``Assembly`` inherits from, all on the shared state of ``ingressd.build.resolving``
-(server drafts, backends, problem buckets, and the lookups of Services, EndpointSlices and
-Secrets): 1 ``ingressd.build.selection``, 3a ``ingressd.build.annotating``,
-5a ``ingressd.build.canarying``, 6 ``ingressd.build.finishing``.
-
-``run(keys)`` assembles only the Ingresses ``keys`` (all of the snapshot's when ``None``):
-building uses that to rebuild the servers one change touches (see ``ingressd.build.building``).
+``Assembly`` owns what the stages fill: the server drafts, the backends, the problem buckets,
+and the lookups of the Services, EndpointSlices and Secrets an Ingress names.  ``run(keys)``
+assembles only the Ingresses ``keys`` (all of the snapshot's when ``None``): building uses that
+to rebuild the servers one change touches; a canary reads other Ingresses' locations and
+extends their backends, so building assembles everything again when one is involved.
 
 What an object says on its own is computed once per object and kept in the ``Memo``
-(``ingressd.build.reading``) while the Store holds that object (EndpointSlices, TLS and annotation
-Secrets, plans), and the
-model values made from them (Location, Backend, LocationSettings, Server) are the previous
-build's objects whenever they are equal, so that comparing and rendering an unchanged part
-stops at an identity check.
+(``ingressd.build.reading``) while the Store holds that object (EndpointSlices, TLS and
+annotation Secrets, plans), and the model values made from them (Location, Backend,
+LocationSettings, Server) are the previous build's objects whenever they are equal
+(``_reuse``; a Location is looked up on its server), so that comparing and rendering an
+unchanged part stops at an identity check.
 
 Problems are collected in buckets so that a partial assembly can be spliced into a whole:
-IngressClass problems; problems of EndpointSlices and Secrets, per object, with the Ingresses
-whose lookups met them; problems of each Ingress per phase (rules, default backends, canaries);
-alias problems of the finish.  ``Assembled.problems()`` lists them in that order.
+IngressClass problems; problems of EndpointSlices and Secrets, per object (``ObjectBucket``),
+with the Ingresses whose lookups met them (``touched``); problems of each Ingress per ``Phase``
+(rules, default backends, canaries); alias problems of the finish.  ``BuildState.problems``
+lists them in that order.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ingressd.annotations import IngressAnnotations
-from ingressd.build.annotating import AnnotationStage
-from ingressd.build.canarying import CanaryStage
-from ingressd.build.finishing import FinishStage
-from ingressd.build.plan import IngressPlan, PathPlan, TlsPlan
-from ingressd.build.resolving import NO_INGRESS, ObjectBucket, Phase, Refused, ServerDraft
-from ingressd.build.selection import is_ours, our_classes
+from ingressd.build import kube
+from ingressd.build.plan import (
+    ROOT,
+    At,
+    BackendRef,
+    IngressPlan,
+    Issue,
+    PathPlan,
+    TlsPlan,
+    at_field,
+    backend_ref,
+)
+from ingressd.build.reading import Memo, SecretFiles, ServiceSlices
+from ingressd.build.selection import BuildOptions, is_ours, our_classes
 from ingressd.model import (
     CATCH_ALL,
     Backend,
@@ -65,12 +83,68 @@ from ingressd.model import (
     Problem,
     Server,
 )
-from ingressd.model.policy import DEFAULT_POLICY
-from ingressd.model.settings import DEFAULT_SETTINGS, LocationSettings
+from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy
+from ingressd.model.settings import DEFAULT_SETTINGS, BasicAuth, LocationSettings, SecretFile
+from ingressd.store.snapshot import Snapshot
 
-__all__ = ["Assembled", "Assembly"]
+__all__ = ["NO_INGRESS", "Assembled", "Assembly", "ObjectBucket", "Phase", "ServerDraft"]
 
-_ROOT = ("/", PathType.PREFIX)
+#: No Ingress: the owner of what no Ingress made (the 404 of a server without ``/``).
+NO_INGRESS = ObjectKey("")
+
+
+class Phase(enum.IntEnum):
+    """When an Ingress problem was found; problems are listed phase by phase."""
+
+    RULES = 0
+    DEFAULTS = 1
+    CANARIES = 2
+
+
+#: ``(kind, key, purpose)`` of an object with problems of its own: ``("EndpointSlice",
+#: Service key, "")`` for the slices of a Service, ``("Secret", key, "tls" | "auth-file" |
+#: "auth-map" | "proxy-ssl")`` for a Secret read for one purpose.
+ObjectBucket = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class ServerDraft:
+    """A server while the stages fill it."""
+
+    hostname: str
+    locations: dict[tuple[str, PathType], Location] = field(default_factory=dict)
+    certificate: Certificate | None = None
+    certificate_from: ObjectKey = NO_INGRESS
+    tls_failed: bool = False
+    tls_default_certificate: bool = False
+    #: ``server-alias`` names with the Ingress that asked for each.
+    aliases: dict[str, ObjectKey] = field(default_factory=dict)
+    snippet: str | None = None
+    snippet_from: ObjectKey = NO_INGRESS
+    app_root: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Unresolved:
+    """A backend that cannot be resolved: the sub-field of ``...backend`` to blame and why."""
+
+    subfield: str
+    reason: str
+    missing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a Secret an Ingress names cannot be used; ``missing`` when it does not exist."""
+
+    reason: str
+    missing: str = ""
+
+
+#: A model value the last build made and the ``Memo`` keeps, to be reused when equal.
+_Model = TypeVar("_Model", Backend, LocationSettings, Server)
+
+_NOT_FOUND = Location("/", PathType.PREFIX, backend=None, ingress=NO_INGRESS, status=404)
 
 
 @dataclass(slots=True)
@@ -97,38 +171,43 @@ class Assembled:
     #: LocationSettings resolved from Secrets and Services, per Ingress.
     settings: dict[ObjectKey, LocationSettings]
 
-    def problems(self) -> tuple[Problem, ...]:
-        """Every problem: IngressClasses; EndpointSlices and Secrets (by kind and key); each
-        Ingress's (oldest first) while reading its rules, then its default backend, then as a
-        canary; aliases."""
-        out = list(self.class_problems)
-        for bucket in sorted(self.object_problems):
-            out.extend(self.object_problems[bucket])
-        for phase in self.ingress_problems:
-            for found in phase.values():
-                out.extend(found)
-        out.extend(self.finish_problems)
-        return tuple(out)
 
+class Assembly:
+    """One assembly: the stages run in order on the state they fill (see the module)."""
 
-class Assembly(AnnotationStage, CanaryStage, FinishStage):
-    """One assembly: the stages run in order on one ``AssemblyState``."""
+    def __init__(self, snapshot: Snapshot, options: BuildOptions, memo: Memo) -> None:
+        self.snapshot = snapshot
+        self.options = options
+        self.memo = memo
+        # server drafts, and the backends resolved (each BackendRef once)
+        self.servers: dict[str, ServerDraft] = {CATCH_ALL: ServerDraft(CATCH_ALL)}
+        self.backends: dict[BackendName, Backend] = {}
+        self.resolved: dict[BackendRef, tuple[BackendName | _Unresolved, ObjectBucket | None]] = {}
+        #: (ingress, namespace, plan, hosts with rules) of each default backend, in order.
+        self.defaults: list[tuple[ObjectKey, str, IngressPlan, list[str]]] = []
+        #: Balancing policy of each backend, with the (oldest) Ingress that set it.
+        self.policies: dict[BackendName, tuple[BackendPolicy, ObjectKey]] = {}
+        #: Canary backends, and the canaries of each main backend in Ingress order.
+        self.canaries: dict[BackendName, Backend] = {}
+        self.alternatives: dict[BackendName, list[BackendName]] = {}
+        self.alias_owners: dict[str, str] = {}
+        #: Resolved LocationSettings of each (non-canary) Ingress.
+        self.ingress_settings: dict[ObjectKey, LocationSettings] = {}
+        #: Those resolved from Secrets and Services.
+        self.resolved_settings: dict[ObjectKey, LocationSettings] = {}
+        self.collided = False
+        # problems, in buckets
+        self.current: ObjectKey = NO_INGRESS
+        self.phase: Phase | None = Phase.RULES
+        self.class_problems: list[Problem] = []
+        self.object_problems: dict[ObjectBucket, tuple[Problem, ...]] = {}
+        self.touched: dict[ObjectBucket, set[ObjectKey]] = {}
+        self.ingress_problems: tuple[dict[ObjectKey, list[Problem]], ...] = ({}, {}, {})
+        self.finish_problems: list[Problem] = []
 
     def run(self, keys: Iterable[ObjectKey] | None = None) -> Assembled:
-        our, have_default, self.class_problems = our_classes(self.snapshot, self.options)
-        ingresses = self.snapshot.ingresses
-        ours: list[IngressPlan] = []
-        ignored: list[ObjectKey] = []
-        memo = self.memo
-        for key in ingresses if keys is None else keys:
-            raw = ingresses.get(key)
-            if raw is None:
-                continue
-            if is_ours(raw, self.options, our, have_default):
-                ours.append(memo.plan(key, raw))
-            else:
-                ignored.append(key)
-        ours.sort(key=lambda plan: plan.age)
+        """Assemble the Ingresses ``keys`` (every one of the snapshot's when ``None``)."""
+        ours, ignored = self.select(keys)
         for plan in ours:
             if plan.annotations.canary is None:
                 self.current = plan.key
@@ -158,9 +237,70 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
             settings=self.resolved_settings,
         )
 
-    # 3./4. one Ingress ----------------------------------------------------------------------
+    # problems -------------------------------------------------------------------------------
+
+    def problem(
+        self, key: str, field_name: str, reason: str, *, missing: str = "", winner: str = ""
+    ) -> None:
+        """A problem of Ingress ``key`` (``missing``, ``winner``: see ``Problem``)."""
+        found = Problem("Ingress", ObjectKey(key), field_name, reason, missing, winner)
+        if self.phase is None:
+            self.finish_problems.append(found)
+        else:
+            self.ingress_problems[self.phase].setdefault(ObjectKey(key), []).append(found)
+
+    def issue(self, key: str, issue: Issue) -> None:
+        self.problem(key, issue[0], issue[1])
+
+    def touch(self, bucket: ObjectBucket, problems: tuple[Problem, ...]) -> None:
+        """The current Ingress met an object with problems of its own."""
+        self.object_problems[bucket] = problems
+        users = self.touched.get(bucket)
+        if users is None:
+            self.touched[bucket] = {self.current}
+        else:
+            users.add(self.current)
+
+    def checked(self, plan: IngressPlan) -> bool:
+        """Report what makes the Ingress unusable (then False), else its annotation problems."""
+        if plan.invalid is not None:
+            self.issue(plan.key, plan.invalid)
+            return False
+        for note in plan.notes:
+            self.issue(plan.key, note)
+        return True
+
+    def annotation_field(self, name: str) -> str:
+        return f"metadata.annotations[{self.options.annotations_prefix.rstrip('/')}/{name}]"
+
+    # 1./2. classes, order -------------------------------------------------------------------
+
+    def select(
+        self, keys: Iterable[ObjectKey] | None
+    ) -> tuple[list[IngressPlan], list[ObjectKey]]:
+        """Our Ingresses among ``keys`` (every one when ``None``), planned, oldest first; the
+        others' keys."""
+        our, have_default, self.class_problems = our_classes(self.snapshot, self.options)
+        ingresses = self.snapshot.ingresses
+        ours: list[IngressPlan] = []
+        ignored: list[ObjectKey] = []
+        memo = self.memo
+        for key in ingresses if keys is None else keys:
+            raw = ingresses.get(key)
+            if raw is None:
+                continue
+            if is_ours(raw, self.options, our, have_default):
+                ours.append(memo.plan(key, raw))
+            else:
+                ignored.append(key)
+        ours.sort(key=lambda plan: plan.age)
+        return ours, ignored
+
+    # 3. rules -------------------------------------------------------------------------------
 
     def ingress(self, plan: IngressPlan) -> None:
+        """A main Ingress: its rules, TLS and server annotations (its default backend waits
+        for stage 5)."""
         if not self.checked(plan):
             return
         key = plan.key
@@ -249,6 +389,226 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
                     return found
         return Location(*location_key, backend=backend, ingress=key, settings=settings)
 
+    # 3. rules: backends, also those of annotations, defaults and canaries -------------------
+
+    def backend(
+        self, key: ObjectKey, ref: BackendRef | None, issue: Issue | None, at: At
+    ) -> BackendName | None:
+        """The name of the Backend a path or default backend routes to; ``None`` + a Problem."""
+        if ref is None:
+            assert issue is not None
+            self.issue(key, issue)
+            return None
+        found = self.resolved.get(ref)
+        if found is None:
+            found = self.resolved[ref] = self.resolve(ref)
+        result, bucket = found
+        if bucket is not None:
+            self.touch(bucket, self.object_problems[bucket])
+        if isinstance(result, _Unresolved):
+            self.problem(key, f"{at_field(at)}.service.{result.subfield}", result.reason,
+                         missing=result.missing)
+            return None
+        return result
+
+    def resolve(self, ref: BackendRef) -> tuple[BackendName | _Unresolved, ObjectBucket | None]:
+        """The backend of ``ref``, and the bucket of the slices it read when they have
+        problems."""
+        namespace, name = ref.namespace, ref.service
+        service_key = ref.service_key
+        service = self.service(service_key)
+        if service is None:
+            return _Unresolved(
+                "name", f"service {service_key} not found", f"Service {service_key}"
+            ), None
+        if isinstance(service, kube.ParseError):
+            return _Unresolved(
+                "name", f"service {service_key} is malformed: {service.field}: {service.reason}"
+            ), None
+        if service.type == "ExternalName":
+            reason = f"service {service_key} is of type ExternalName, which is not supported"
+            return _Unresolved("name", reason), None
+        written = ref.written
+        if ref.number is not None:
+            match = next((p for p in service.ports if p[1] == ref.number), None)
+            missing = _Unresolved("port.number", f"service {service_key} has no port {written}")
+        else:
+            match = next((p for p in service.ports if p[0] == ref.port_name), None)
+            missing = _Unresolved("port.name", f"service {service_key} has no port named {written}")
+        if match is None:
+            return missing, None
+        backend_name = BackendName(f"{namespace}-{name}-{written}")
+        taken = self.backends.get(backend_name)
+        if taken is not None:
+            self.collided = True
+            return _Unresolved(
+                "name",
+                f"backend name {backend_name} is already used by service"
+                f" {taken.namespace}/{taken.service} port {taken.service_port}",
+            ), None
+        slices = self.service_slices(service_key)
+        endpoints = slices.endpoints_of(match[0])
+        self.backends[backend_name] = _reuse(
+            Backend(backend_name, namespace, name, written, endpoints),
+            self.memo.backends.get(backend_name),
+        )
+        bucket = ("EndpointSlice", service_key, "") if slices.problems else None
+        if bucket is not None:
+            self.object_problems[bucket] = slices.problems
+        return backend_name, bucket
+
+    def service(self, service_key: ObjectKey) -> kube.ServiceView | kube.ParseError | None:
+        raw = self.snapshot.services.get(service_key)
+        return None if raw is None else kube.read_service(raw)
+
+    def service_slices(self, service_key: ObjectKey) -> ServiceSlices:
+        raws = self.snapshot.endpoint_slices.get(service_key, ())
+        return self.memo.service_slices(service_key, raws)
+
+    # 3a. annotations ------------------------------------------------------------------------
+
+    def settings(
+        self, key: ObjectKey, namespace: str, annotations: IngressAnnotations
+    ) -> LocationSettings:
+        """The Ingress's LocationSettings with the Secrets and Services they name resolved
+        (the last build's object when equal)."""
+        s = self.resolve_settings(key, namespace, annotations)
+        if s is not annotations.settings:
+            s = self.resolved_settings[key] = _reuse(s, self.memo.settings.get(key))
+        return s
+
+    def resolve_settings(
+        self, key: ObjectKey, namespace: str, annotations: IngressAnnotations
+    ) -> LocationSettings:
+        """A missing or unusable Secret denies the locations (503), as an invalid security
+        annotation does; a missing ``default-backend`` Service is only left out."""
+        s = annotations.settings
+        if s.denied is not None:
+            return s
+        auth = annotations.auth_request
+        if auth is not None:
+            found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
+            if isinstance(found, Refused):
+                self.problem(key, self.annotation_field("auth-secret"), found.reason,
+                             missing=found.missing)
+                return LocationSettings(denied=f"auth-secret: {found.reason}")
+            assert isinstance(found, SecretFile)
+            s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
+        ssl_ref = annotations.proxy_ssl_secret
+        if ssl_ref is not None and s.proxy_ssl is not None:
+            files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
+            if isinstance(files, Refused):
+                self.problem(key, self.annotation_field("proxy-ssl-secret"), files.reason,
+                             missing=files.missing)
+                return LocationSettings(denied=f"proxy-ssl-secret: {files.reason}")
+            assert isinstance(files, tuple)
+            ca, client = files
+            s = dataclasses.replace(
+                s, proxy_ssl=dataclasses.replace(s.proxy_ssl, ca=ca, client_certificate=client)
+            )
+        if s.proxy_ssl is not None and s.proxy_ssl.verify and s.proxy_ssl.ca is None:
+            reason = "proxy-ssl-verify needs a proxy-ssl-secret holding ca.crt"
+            self.problem(key, self.annotation_field("proxy-ssl-verify"), reason)
+            return LocationSettings(denied=reason)
+        if annotations.default_backend is not None:
+            name = self.annotation_backend(key, namespace, annotations.default_backend)
+            if name is not None:
+                s = dataclasses.replace(s, default_backend=name)
+            elif s.custom_http_errors:
+                s = dataclasses.replace(s, custom_http_errors=())
+        return s
+
+    def annotation_backend(
+        self, key: ObjectKey, namespace: str, service: str
+    ) -> BackendName | None:
+        """``default-backend``: the first port of a Service of the Ingress's namespace."""
+        at = self.annotation_field("default-backend")
+        found = self.service(ObjectKey(f"{namespace}/{service}"))
+        if found is None or isinstance(found, kube.ParseError) or not found.ports:
+            why = "not found" if found is None else "unusable (no port)"
+            self.problem(key, at, f"service {namespace}/{service} {why}",
+                         missing="" if found is not None else f"Service {namespace}/{service}")
+            return None
+        number = found.ports[0][1]
+        backend = {"service": {"name": service, "port": {"number": number}}}
+        ref, issue = backend_ref(namespace, backend, at)
+        return self.backend(key, ref, issue, at)
+
+    def secret_file(
+        self, namespace: str, ref_namespace: str | None, name: str, kind: str
+    ) -> SecretFiles | Refused:
+        """The file(s) made from the Secret an annotation names, or why there are none.
+
+        ``kind``: ``auth-file`` / ``auth-map`` (htpasswd) or ``proxy-ssl`` (CA, client cert).
+        """
+        if ref_namespace is not None and ref_namespace != namespace:
+            return Refused(
+                f"secret {ref_namespace}/{name} is in another namespace; ingressd reads only"
+                f" Secrets of the Ingress's namespace ({namespace})"
+            )
+        secret_key = ObjectKey(f"{namespace}/{name}")
+        raw = self.snapshot.secrets.get(secret_key)
+        if raw is None:
+            return Refused(f"secret {secret_key} not found", f"Secret {secret_key}")
+        found = self.memo.secret_file(secret_key, raw, kind)
+        if isinstance(found, tuple) and isinstance(found[0], str):
+            field_name, reason = str(found[0]), str(found[1])
+            problem = Problem("Secret", secret_key, field_name, reason)
+            self.touch(("Secret", secret_key, kind), (problem,))
+            return Refused(f"secret {secret_key} is unusable: {field_name}: {reason}")
+        return found
+
+    def set_policy(
+        self,
+        backend: BackendName,
+        annotations: IngressAnnotations,
+        location_key: tuple[str, PathType],
+        key: ObjectKey,
+    ) -> None:
+        """Give ``backend`` the Ingress's balancing policy; the oldest Ingress that sets one
+        wins (ingress-nginx keeps the first too), a different one later is a Problem."""
+        policy = annotations.policy
+        if policy == DEFAULT_POLICY:
+            return
+        if policy.affinity is not None and policy.affinity.path is None:
+            path = "/" if location_key[1] is PathType.REGEX else location_key[0]
+            policy = dataclasses.replace(
+                policy, affinity=dataclasses.replace(policy.affinity, path=path)
+            )
+        taken = self.policies.get(backend)
+        if taken is None:
+            self.policies[backend] = (policy, key)
+        elif taken[1] != key and taken[0] != policy:
+            reason = (
+                f"backend {backend} already uses the load-balance / upstream-hash-by / affinity"
+                f" of Ingress {taken[1]}; these are ignored for it"
+            )
+            self.problem(key, "metadata.annotations", reason)
+
+    def server_annotations(
+        self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
+    ) -> None:
+        """``server-alias``, ``server-snippet`` and ``app-root`` go to every host of the
+        Ingress (the oldest Ingress of a host wins its snippet and app-root)."""
+        for host in hosts:
+            draft = self.servers[host]
+            for alias in annotations.aliases:
+                draft.aliases.setdefault(alias, key)
+            if draft.app_root is None:
+                draft.app_root = annotations.app_root
+            if annotations.server_snippet is None:
+                continue
+            if draft.snippet is None:
+                draft.snippet, draft.snippet_from = annotations.server_snippet, key
+            elif draft.snippet_from != key:
+                reason = (
+                    f"host {host} already has the server-snippet of Ingress {draft.snippet_from}"
+                    " (one per host)"
+                )
+                self.problem(key, self.annotation_field("server-snippet"), reason)
+
+    # 4. tls ---------------------------------------------------------------------------------
+
     def tls(self, key: ObjectKey, namespace: str, tls: TlsPlan) -> None:
         for issue in tls.issues:
             self.issue(key, issue)
@@ -278,7 +638,18 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
                 )
                 self.problem(key, host_field, reason)
 
-    # 5. default backends ---------------------------------------------------------------------
+    def certificate(self, secret_key: ObjectKey) -> Certificate | Refused:
+        """The Secret's certificate, or why it is unusable (the Secret's problem is listed)."""
+        raw = self.snapshot.secrets.get(secret_key)
+        if raw is None:
+            return Refused(f"secret {secret_key} not found", f"Secret {secret_key}")
+        result = self.memo.certificate(secret_key, raw)
+        if isinstance(result, Certificate):
+            return result
+        self.touch(("Secret", secret_key, "tls"), (Problem("Secret", secret_key, *result),))
+        return Refused(f"secret {secret_key} is unusable: {result[0]}: {result[1]}")
+
+    # 5. defaults ----------------------------------------------------------------------------
 
     def apply_default_backends(self) -> None:
         catch_all = self.servers[CATCH_ALL]
@@ -290,15 +661,185 @@ class Assembly(AnnotationStage, CanaryStage, FinishStage):
             if backend is None:
                 continue
             # The Ingress's own hosts get its annotations; the catch-all serves everybody.
-            if _ROOT not in catch_all.locations:
-                catch_all.locations[_ROOT] = self.location(
-                    key, CATCH_ALL, _ROOT, backend, DEFAULT_SETTINGS
+            if ROOT not in catch_all.locations:
+                catch_all.locations[ROOT] = self.location(
+                    key, CATCH_ALL, ROOT, backend, DEFAULT_SETTINGS
                 )
             settings = self.ingress_settings.get(key, DEFAULT_SETTINGS)
             for hostname in hosts:
-                if _ROOT not in self.servers[hostname].locations:
-                    self.servers[hostname].locations[_ROOT] = self.location(
-                        key, hostname, _ROOT, backend, settings
+                if ROOT not in self.servers[hostname].locations:
+                    self.servers[hostname].locations[ROOT] = self.location(
+                        key, hostname, ROOT, backend, settings
                     )
                     if plan.annotations.policy is not DEFAULT_POLICY:
-                        self.set_policy(backend, plan.annotations, _ROOT, key)
+                        self.set_policy(backend, plan.annotations, ROOT, key)
+
+    # 5a. canaries ---------------------------------------------------------------------------
+
+    def canary(self, plan: IngressPlan) -> None:
+        """Each path of a canary Ingress: its backend becomes an alternative of the backend
+        that serves the same host and path (a main Ingress must define it)."""
+        key = plan.key
+        name = key.partition("/")[2]
+        annotations = plan.annotations
+        if not self.checked(plan) or annotations.canary is None:
+            return
+        for rule in plan.rules:
+            if rule.host_issue is not None:
+                self.issue(key, rule.host_issue)
+                continue
+            host = rule.host or CATCH_ALL
+            for path in rule.paths:
+                at = f"spec.rules[{rule.position}].http.paths[{path.position}]"
+                main = self.main_location(key, host, path, at)
+                if main is None:
+                    continue
+                base = self.backend(key, path.backend, path.backend_issue, f"{at}.backend")
+                if base is None:
+                    continue
+                if base == main.backend:
+                    reason = f"the canary routes to {base}, the backend of its main Ingress"
+                    self.problem(key, f"{at}.backend", reason)
+                    continue
+                canary_name = self.canary_backend(key, name, base, annotations, main)
+                if canary_name is None:
+                    continue
+                alternatives = self.alternatives.setdefault(BackendName(main.backend or ""), [])
+                if canary_name not in alternatives:
+                    alternatives.append(canary_name)
+
+    def main_location(
+        self, key: ObjectKey, host: str, path: PathPlan, at: str
+    ) -> Location | None:
+        server = self.servers.get(host)
+        raw_path = path.raw_path
+        candidates: list[tuple[str, PathType]] = []
+        if path.raw_type == "Exact":
+            candidates.append((raw_path, PathType.EXACT))
+        else:
+            candidates.append((raw_path, PathType.REGEX))
+            candidates.append((raw_path.rstrip("/") or "/", PathType.PREFIX))
+        for candidate in candidates:
+            location = server.locations.get(candidate) if server is not None else None
+            if location is not None and location.backend is not None and location.ingress:
+                return location
+        where = "the catch-all server" if host == CATCH_ALL else f"host {host}"
+        reason = f"no main Ingress serves {raw_path} on {where}; the canary is ignored"
+        self.problem(key, f"{at}.path", reason)
+        return None
+
+    def canary_backend(
+        self,
+        key: ObjectKey,
+        ingress_name: str,
+        base: BackendName,
+        annotations: IngressAnnotations,
+        main: Location,
+    ) -> BackendName | None:
+        """The canary copy of ``base``, named for the canary Ingress, with its traffic policy."""
+        name = BackendName(f"canary-{ingress_name}-{base}")
+        if name in self.canaries:
+            return name
+        if name in self.backends:
+            self.collided = True
+            reason = f"backend name {name} is already used by a Service"
+            self.problem(key, "metadata.name", reason)
+            return None
+        source = self.backends[base]
+        policy = annotations.policy
+        if policy.affinity is not None and policy.affinity.path is None:
+            path = "/" if main.path_type is PathType.REGEX else main.path
+            policy = dataclasses.replace(
+                policy, affinity=dataclasses.replace(policy.affinity, path=path)
+            )
+        self.canaries[name] = dataclasses.replace(
+            source,
+            name=name,
+            policy=dataclasses.replace(policy, traffic_shaping=annotations.canary),
+        )
+        return name
+
+    # 6. finish ------------------------------------------------------------------------------
+
+    def finish(self) -> tuple[list[Server], list[Backend]]:
+        servers: list[Server] = []
+        previous_servers = self.memo.servers
+        redirect_default = self.options.default_ssl_redirect
+        for hostname in sorted(self.servers, key=_server_order):
+            draft = self.servers[hostname]
+            locations = draft.locations
+            if ROOT not in locations:
+                locations[ROOT] = _NOT_FOUND
+            ordered = (
+                tuple(sorted(locations.values(), key=_location_order))
+                if len(locations) > 1
+                else tuple(locations.values())
+            )
+            redirect = redirect_default and (
+                draft.certificate is not None
+                or (draft.tls_default_certificate and not draft.tls_failed)
+            )
+            server = Server(
+                hostname,
+                ordered,
+                draft.certificate,
+                redirect,
+                aliases=self.aliases(hostname, draft) if draft.aliases else (),
+                snippet=draft.snippet,
+                app_root=draft.app_root,
+            )
+            servers.append(_reuse(server, previous_servers.get(hostname)))
+        used: set[BackendName] = set()
+        for server in servers:
+            for loc in server.locations:
+                if loc.backend:
+                    used.add(loc.backend)
+                if loc.settings.default_backend and loc.settings.denied is None:
+                    used.add(loc.settings.default_backend)
+        for main in sorted(used):
+            used.update(self.alternatives.get(main, ()))
+        backends: list[Backend] = []
+        previous_backends = self.memo.final_backends
+        for name in sorted(used):
+            backend = self.backends.get(name) or self.canaries[name]
+            policy = self.policies.get(name, (backend.policy, NO_INGRESS))[0]
+            alternatives = tuple(self.alternatives.get(name, ()))
+            if alternatives:
+                policy = dataclasses.replace(policy, alternatives=alternatives)
+            if policy != backend.policy:
+                backend = _reuse(
+                    dataclasses.replace(backend, policy=policy), previous_backends.get(name)
+                )
+            backends.append(backend)
+        return servers, backends
+
+    def aliases(self, hostname: str, draft: ServerDraft) -> tuple[str, ...]:
+        """``server-alias`` names that are not a server's own host name nor another's alias."""
+        kept: list[str] = []
+        for alias, key in draft.aliases.items():
+            owner = self.alias_owners.setdefault(alias, hostname)
+            if alias in self.servers:
+                reason = f"alias {alias} is the host of another server; ignored"
+            elif owner != hostname:
+                reason = f"alias {alias} is already an alias of {owner}; ignored"
+            else:
+                kept.append(alias)
+                continue
+            self.problem(key, self.annotation_field("server-alias"), reason)
+        return tuple(sorted(kept))
+
+
+def _reuse(made: _Model, previous: _Model | None) -> _Model:
+    """The last build's object (``previous``, from the ``Memo``) when it equals ``made``, else
+    ``made``: comparing and rendering an unchanged part then stops at an identity check."""
+    if previous is not None and previous == made:
+        return previous
+    return made
+
+
+def _server_order(hostname: str) -> tuple[bool, str]:
+    return (hostname != CATCH_ALL, hostname)
+
+
+def _location_order(location: Location) -> tuple[str, str]:
+    return (location.path, location.path_type.value)

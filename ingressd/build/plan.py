@@ -49,6 +49,7 @@ from ingressd.model.validation import (
 
 __all__ = [
     "LEGACY_CLASS_ANNOTATION",
+    "ROOT",
     "At",
     "BackendRef",
     "IngressPlan",
@@ -68,6 +69,9 @@ Issue = tuple[str, str]
 
 #: Sort key of an Ingress: creationTimestamp (missing or unparsable last), then its key.
 Age = tuple[int, float, str]
+
+#: The location key of Prefix ``/``, which every server answers (404 when no Ingress does).
+ROOT = ("/", PathType.PREFIX)
 
 
 class BackendRef(NamedTuple):
@@ -349,11 +353,8 @@ def _location(
     if path_type == "Exact":
         return (raw_path, PathType.EXACT), None
     if raw_path == "/":
-        return _ROOT, None
+        return ROOT, None
     return (raw_path.rstrip("/") or "/", PathType.PREFIX), None
-
-
-_ROOT = ("/", PathType.PREFIX)
 
 
 #: Where a backend reference is: its field, or ``(i, j)`` for ``spec.rules[i].http.paths[j]

@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ingressd.build.assembly import Assembled
+from ingressd.build.assembly import Assembled, ObjectBucket
 from ingressd.build.plan import IngressPlan
-from ingressd.build.resolving import ObjectBucket
 from ingressd.build.selection import BuildOptions
 from ingressd.model import Configuration, ObjectKey, Problem
 from ingressd.store import keyindex
