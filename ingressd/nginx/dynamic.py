@@ -2,7 +2,10 @@
 
     sync worker --changed backends--> POST /configuration/backends   (upsert, answer 201)
                 --whole set--------> PUT  /configuration/backends   (replace, answer 201)
-    admin / tests <------------------ GET  /configuration/backends
+                --changed routes---> POST /configuration/routes     (--routing lua, by host)
+                --whole table------> PUT  /configuration/routes
+                --certificates-----> POST|PUT /configuration/certificates
+    admin / tests <------------------ GET  /configuration/backends, /configuration/routes
 
 The endpoint listens on a Unix socket only (``NginxPaths.control_socket``): no request nginx
 proxies can reach it.  Workers pick a new set up on their next request: the Lua side bumps a
@@ -61,6 +64,10 @@ class _BackendTexts:
         return len(parts), b"[" + b",".join(parts) + b"]"
 
 
+def _array(texts: list[str]) -> bytes:
+    return ("[" + ",".join(texts) + "]").encode()
+
+
 class LuaEndpoint:
     """HTTP client of one nginx's configuration endpoint, over its Unix socket ``socket_path``."""
 
@@ -90,32 +97,61 @@ class LuaEndpoint:
         await self._send("PUT", data)
         return count
 
-    async def _send(self, method: str, data: bytes) -> None:
+    async def post_routes(self, entries: Iterable[str]) -> int:
+        """Upsert route entries (their JSON texts, ``ingressd.nginx.routes``) by host; returns
+        the number sent."""
+        texts = list(entries)
+        await self._send("POST", _array(texts), "routes")
+        return len(texts)
+
+    async def put_routes(self, entries: Iterable[str]) -> int:
+        """Replace the whole route table with ``entries``; returns the number sent."""
+        texts = list(entries)
+        await self._send("PUT", _array(texts), "routes")
+        return len(texts)
+
+    async def send_certificates(
+        self, certificates: dict[str, str], servers: dict[str, str], *, whole: bool
+    ) -> None:
+        """``certificates`` (uid -> PEM chain and key) and ``servers`` (host -> uid): upserted,
+        or replacing what Lua holds when ``whole``."""
+        data = json.dumps({"certificates": certificates, "servers": servers}).encode()
+        await self._send("PUT" if whole else "POST", data, "certificates")
+
+    async def _send(self, method: str, data: bytes, what: str = "backends") -> None:
+        path = f"/configuration/{what}"
         try:
             async with self._client().request(
                 method,
-                f"{self.base}/backends",
+                f"{self.base}/{what}",
                 data=data,
                 headers={"Content-Type": "application/json"},
             ) as resp:
                 text = await resp.text()
                 if resp.status != 201:
                     raise DynamicUpdateError(
-                        f"{method} /configuration/backends answered {resp.status}: {text.strip()}"
+                        f"{method} {path} answered {resp.status}: {text.strip()}"
                     )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise DynamicUpdateError(f"{method} /configuration/backends failed: {exc!r}") from exc
+            raise DynamicUpdateError(f"{method} {path} failed: {exc!r}") from exc
 
     async def get_backends(self) -> list[dict[str, Any]]:
         """What the Lua side holds now."""
+        return await self._get("backends")
+
+    async def get_routes(self) -> list[dict[str, Any]]:
+        """The route table the Lua side holds now."""
+        return await self._get("routes")
+
+    async def _get(self, what: str) -> list[dict[str, Any]]:
         try:
-            async with self._client().get(f"{self.base}/backends") as resp:
+            async with self._client().get(f"{self.base}/{what}") as resp:
                 if resp.status != 200:
-                    raise DynamicUpdateError(f"GET /configuration/backends answered {resp.status}")
+                    raise DynamicUpdateError(f"GET /configuration/{what} answered {resp.status}")
                 result: list[dict[str, Any]] = json.loads(await resp.text())
                 return result
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise DynamicUpdateError(f"GET /configuration/backends failed: {exc!r}") from exc
+            raise DynamicUpdateError(f"GET /configuration/{what} failed: {exc!r}") from exc
 
     async def close(self) -> None:
         if self._session is not None:
