@@ -13,8 +13,8 @@ import yaml
 
 from ingressd.app import arguments, cli
 from ingressd.logs import configure
-from ingressd.testing.fakeapi import FakeApiServer
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
+from tests.support.fakeapi import FakeApiServer
+from tests.support.objects import endpoint_slice, ingress, path, rule, service
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "ingress-nginx"
 P = "nginx.ingress.kubernetes.io/"

@@ -11,18 +11,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import free_port, pod_addresses
 
 from ingressd.app.arguments import options_from, parser
 from ingressd.app.runtime import Options
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.store.sources.trace import TraceError, parse_line
-from ingressd.testing import objects, traceobjects
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
 from ingressd.tools.replay import report as replay_report
 from ingressd.tools.replay.replaying import Replay, command, replay
 from ingressd.tools.replay.result import ReplayResult, percentiles
+from tests.support import objects, traceobjects
+from tests.support.backends import EchoPods
+from tests.support.harness import free_port, pod_addresses
+from tests.support.traces import PodSet, Simulation, TraceBuilder
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "traces"
 ROLLING_UPDATE = SAMPLES / "rolling-update.jsonl"
