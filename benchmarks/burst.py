@@ -30,8 +30,8 @@ import aiohttp
 from ingressd.app.runtime import Ingressd, Options
 from ingressd.logs import configure
 from ingressd.store.sources.memory import MemorySource
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.objects import (
+from tests.support.backends import EchoPods
+from tests.support.objects import (
     endpoint,
     endpoint_slice,
     ingress,

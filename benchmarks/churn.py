@@ -35,7 +35,7 @@ from benchmarks.common import PodNginx, WrkResult, free_port, machine, run_wrk, 
 from ingressd.app.runtime import DEFAULT_MIN_SYNC_INTERVAL, Ingressd, Options
 from ingressd.logs import configure
 from ingressd.store.sources.memory import MemorySource
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
+from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 
 def address(service_index: int, generation: int) -> str:

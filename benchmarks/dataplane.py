@@ -35,7 +35,7 @@ from ingressd.app.runtime import Ingressd, Options
 from ingressd.logs import configure
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE
 from ingressd.store.sources.memory import MemorySource
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
+from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 
 @dataclass

@@ -34,7 +34,7 @@ from ingressd.pipeline.queueing import SyncQueue
 from ingressd.pipeline.syncing import SyncWorker
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.store import Store
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
+from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 
 class RecordingDriver:

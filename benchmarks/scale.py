@@ -36,7 +36,7 @@ from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.diffing import decide
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.store import Store
-from ingressd.testing.objects import (
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     path,

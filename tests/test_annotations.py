@@ -27,7 +27,7 @@ from ingressd.model.settings import BackendProtocol
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.pipeline.diffing import Action, decide
 from ingressd.store.snapshot import KubeObject
-from ingressd.testing import objects as o
+from tests.support import objects as o
 
 P = "nginx.ingress.kubernetes.io/"
 

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Harness, Response, free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from e2e import deploy, expect
 
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.objects import (
+from tests.support.backends import EchoPods
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness, Response, free_port
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     path,

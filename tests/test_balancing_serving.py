@@ -8,10 +8,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import Harness, Response
-from e2e import deploy, expect
 
-from ingressd.testing.objects import ingress, path, rule
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness, Response
+from tests.support.objects import ingress, path, rule
 
 pytestmark = pytest.mark.nginx
 

@@ -24,7 +24,7 @@ from ingressd.model import (
     Server,
 )
 from ingressd.store.snapshot import KubeObject, Snapshot
-from ingressd.testing import objects as o
+from tests.support import objects as o
 
 OPTIONS = BuildOptions()
 

@@ -9,11 +9,11 @@ import signal
 import stat
 
 import pytest
-from conftest import Harness
-from e2e import deploy, expect
 
 from ingressd.model import Configuration
-from ingressd.testing.objects import (
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     path,

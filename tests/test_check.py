@@ -14,8 +14,8 @@ import yaml
 from ingressd.cli import arguments
 from ingressd.cli import commands as cli
 from ingressd.logs import configure
-from ingressd.testing.fakeapi import FakeApiServer
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
+from tests.support.fakeapi import FakeApiServer
+from tests.support.objects import endpoint_slice, ingress, path, rule, service
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "ingress-nginx"
 P = "nginx.ingress.kubernetes.io/"

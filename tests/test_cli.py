@@ -11,11 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from conftest import free_port, pod_addresses
 
 from ingressd.nginx.rendering import PROJECT_ROOT
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
+from tests.support.backends import EchoPods
+from tests.support.harness import free_port, pod_addresses
+from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 pytestmark = pytest.mark.nginx
 

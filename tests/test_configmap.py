@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import Harness
-from e2e import deploy, expect
 
 from ingressd.build.building import BuildOptions
 from ingressd.model import Configuration, ObjectKey
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.pipeline.configmap import GlobalOptions, parse_configmap, settings_changes
-from ingressd.testing.objects import (
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness
+from tests.support.objects import (
     ingress,
     path,
     rule,

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Harness
 
 from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.nginx.process import NGINX_BINARY
@@ -27,8 +26,9 @@ from ingressd.nginx.rendering import (
     WorkDirError,
     render,
 )
-from ingressd.testing import objects as o
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service, service_port
+from tests.support import objects as o
+from tests.support.harness import Harness
+from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 UPSTREAM_VHOST = "nginx.ingress.kubernetes.io/upstream-vhost"
 

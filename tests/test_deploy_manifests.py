@@ -1,7 +1,7 @@
 """The deploy manifests: valid Kubernetes objects, wired to each other, RBAC exactly as needed.
 
     manifests/{deploy,demo}/*.yaml --kubernetes-validate (1.30 schemas, strict, offline)
-    manifests/deploy RBAC rules == ingressd.cluster.rbac.REQUIRED
+    manifests/deploy RBAC rules == tests.support.rbac.REQUIRED
                                == the calls the code makes against the fake API server
                                   (Kubernetes source, leader election, status, Events)
 """
@@ -20,7 +20,6 @@ import yaml
 
 from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.cli.arguments import parser
-from ingressd.cluster import rbac
 from ingressd.cluster.client import api_client
 from ingressd.cluster.election import LeaderElector
 from ingressd.cluster.events import EventRecorder, IngressEvents, involved_ingress
@@ -30,8 +29,9 @@ from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.configmap import parse_configmap
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
-from ingressd.testing.fakeapi import FakeApiServer
-from ingressd.testing.objects import ingress, path, rule, service
+from tests.support import rbac
+from tests.support.fakeapi import FakeApiServer
+from tests.support.objects import ingress, path, rule, service
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "manifests" / "deploy"

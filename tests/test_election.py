@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from ingressd.cluster import rbac
 from ingressd.cluster.client import api_client
 from ingressd.cluster.election import LeaderElector
 from ingressd.pipeline.metrics import Metrics
-from ingressd.testing.fakeapi import FakeApiServer
+from tests.support import rbac
+from tests.support.fakeapi import FakeApiServer
 
 LEASE = ("Lease", "ingressd-leader", "ingressd")
 #: Short timings: takeover within ~1 s instead of 30.

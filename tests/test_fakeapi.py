@@ -17,8 +17,8 @@ import pytest
 from kubernetes_asyncio.client import ApiException
 
 from ingressd.cluster.client import api_client
-from ingressd.testing.fakeapi import ApiError, ApiRequest, FakeApiServer
-from ingressd.testing.objects import endpoint_slice, ingress, path, rule, service
+from tests.support.fakeapi import ApiError, ApiRequest, FakeApiServer
+from tests.support.objects import endpoint_slice, ingress, path, rule, service
 
 JSON = dict[str, Any]
 #: The typed API classes want model objects; these tests hand them dicts, as callers may.

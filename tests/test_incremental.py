@@ -15,7 +15,7 @@ from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject, Snapshot
 from ingressd.store.store import Store
-from ingressd.testing import objects as o
+from tests.support import objects as o
 
 OPTIONS = BuildOptions()
 P = "nginx.ingress.kubernetes.io/"

@@ -24,17 +24,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import free_port, pod_addresses
-from e2e import deploy, expect
-from kubeharness import KubeHarness, event_key
 
 from ingressd.cluster.client import api_client
 from ingressd.model import ObjectKey
 from ingressd.store.events import WatchEvent
 from ingressd.store.sources.kubernetes import KubernetesSource
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.fakeapi import ApiRequest, FakeApiServer
-from ingressd.testing.objects import (
+from tests.support.backends import EchoPods
+from tests.support.e2e import deploy, expect
+from tests.support.fakeapi import ApiRequest, FakeApiServer
+from tests.support.harness import free_port, pod_addresses
+from tests.support.kubeharness import KubeHarness, event_key
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     ingress_class,

@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import Harness
 from cryptography import x509
-from e2e import deploy, expect
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
@@ -26,7 +24,9 @@ from ingressd.nginx.applying import conf_diff
 from ingressd.pipeline.metrics import Metrics
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.sources.memory import MemorySource
-from ingressd.testing.objects import (
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     ingress_class,

@@ -14,7 +14,7 @@ from ingressd.build import kube
 from ingressd.build._screen import Irregular, plain_spec
 from ingressd.build.plan import IngressPlan, plan_ingress
 from ingressd.model import ObjectKey
-from ingressd.testing import objects as o
+from tests.support import objects as o
 
 ODD_VALUES: list[Any] = [None, 1, True, 1.5, "x", "", [], {}, ["x"], {"a": 1}, {"a": "b"}]
 

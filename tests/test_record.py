@@ -19,8 +19,9 @@ from typing import Any
 
 from ingressd.cluster.client import api_client
 from ingressd.store.sources.kubernetes import KubernetesSource
-from ingressd.testing.fakeapi import FakeApiServer
-from ingressd.testing.objects import (
+from ingressd.tools.record import REDACTED, record
+from tests.support.fakeapi import FakeApiServer
+from tests.support.objects import (
     endpoint_slice,
     ingress,
     path,
@@ -29,7 +30,6 @@ from ingressd.testing.objects import (
     service,
     tls_secret,
 )
-from ingressd.tools.record import REDACTED, record
 
 JSON = dict[str, Any]
 LINE = re.compile(r'^\{"t":\d+\.\d{6},"type":"(ADDED|MODIFIED|DELETED)","object":\{.*\}\}$')

@@ -28,7 +28,7 @@ from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.store import Store
-from ingressd.testing import objects as o
+from tests.support import objects as o
 
 SETTINGS = RenderSettings()
 PATHS = NginxPaths(Path("/var/lib/ingressd"))

@@ -6,23 +6,24 @@ import asyncio
 import collections
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import free_port, pod_addresses
 
 from ingressd.app.runtime import Options
 from ingressd.cli.arguments import options_from, parser
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.store.sources.trace import TraceError, parse_line
-from ingressd.testing import objects, traceobjects
-from ingressd.testing.backends import EchoPods
-from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
 from ingressd.tools.replay import report as replay_report
 from ingressd.tools.replay.replaying import Replay, command, replay
 from ingressd.tools.replay.result import ReplayResult, percentiles
+from tests.support import objects, traceobjects
+from tests.support.backends import EchoPods
+from tests.support.harness import free_port, pod_addresses
+from tests.support.traces import PodSet, Simulation, TraceBuilder
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "traces"
 ROLLING_UPDATE = SAMPLES / "rolling-update.jsonl"
@@ -297,6 +298,21 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 30_000
+
+
+def test_plot_without_matplotlib_says_what_to_install_before_replaying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in sys.modules if n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "ingressd.tools.replay.plot", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # ``import matplotlib`` now fails
+    png = tmp_path / "replay.png"
+    assert cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--plot", str(png)) == 2
+    out, err = capsys.readouterr()
+    assert "--plot needs matplotlib: pip install 'ingressd[plot]'" in err
+    assert out == ""  # nothing replayed
+    assert not png.exists()
 
 
 def test_progress_bar_draws_only_on_a_terminal() -> None:

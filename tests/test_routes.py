@@ -183,7 +183,7 @@ def test_lua_routed_nginx_conf_keeps_one_server_and_a_location_per_class(
 
 
 def _default_certificate(path: Path) -> None:
-    from ingressd.testing.objects import self_signed_certificate
+    from tests.support.objects import self_signed_certificate
 
     cert_pem, key_pem = self_signed_certificate("default.invalid")
     path.write_text(cert_pem + key_pem)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 
 import pytest
-from conftest import Harness, free_port
-from e2e import deploy, expect
 
-from ingressd.testing.objects import (
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness, free_port
+from tests.support.objects import (
     backend,
     endpoint,
     endpoint_slice,

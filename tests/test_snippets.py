@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Harness
-from e2e import deploy, expect
 
-from ingressd.testing.objects import ingress, path, rule
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness
+from tests.support.objects import ingress, path, rule
 
 pytestmark = pytest.mark.nginx
 

@@ -17,12 +17,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e import deploy, expect
-from kubeharness import KubeHarness
 
 from ingressd.app.runtime import Ingressd
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
-from ingressd.cluster import rbac
 from ingressd.cluster.client import api_client
 from ingressd.cluster.duties import ClusterOptions
 from ingressd.cluster.events import EventRecorder, IngressEvents
@@ -32,8 +29,11 @@ from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.snapshot import Snapshot
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
-from ingressd.testing.fakeapi import FakeApiServer
-from ingressd.testing.objects import (
+from tests.support import rbac
+from tests.support.e2e import deploy, expect
+from tests.support.fakeapi import FakeApiServer
+from tests.support.kubeharness import KubeHarness
+from tests.support.objects import (
     ingress,
     ingress_class,
     path,

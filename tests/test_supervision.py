@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import Harness
-from e2e import deploy, expect
 
 from ingressd.annotations import AnnotationOptions, Status, parse_annotations
 from ingressd.app.supervision import Supervisor
 from ingressd.store.events import WatchEvent
-from ingressd.testing.objects import ingress, path, rule
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness
+from tests.support.objects import ingress, path, rule
 
 P = "nginx.ingress.kubernetes.io/"
 

@@ -7,11 +7,11 @@ import os
 import stat
 
 import pytest
-from conftest import Harness, peer_certificate
 from cryptography.x509.oid import NameOID
-from e2e import deploy, expect
 
-from ingressd.testing.objects import (
+from tests.support.e2e import deploy, expect
+from tests.support.harness import Harness, peer_certificate
+from tests.support.objects import (
     ingress,
     path,
     rule,

@@ -1,6 +1,6 @@
 """Generate the sample traces in this directory (deterministic: fixed seeds, fixed keys).
 
-    python examples/traces/generate.py [OUT_DIR]
+    python -m examples.traces.generate [OUT_DIR]     (from the checkout: it uses tests.support)
 
     scenario() --Simulation + PodSet (pods -> EndpointSlice)--> TraceBuilder --> NAME.jsonl
 
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ingressd.testing.traceobjects import (
+from tests.support.traceobjects import (
     certificate,
     config_map,
     deployment,
@@ -27,7 +27,7 @@ from ingressd.testing.traceobjects import (
     timestamp,
     tls_secret,
 )
-from ingressd.testing.traces import PodSet, Simulation, TraceBuilder
+from tests.support.traces import PodSet, Simulation, TraceBuilder
 
 CONTROLLER_CONFIGMAP = ("ingressd-controller", "ingressd")
 CA = ("Example Internal CA", "ca-2025")

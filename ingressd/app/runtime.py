@@ -97,7 +97,6 @@ class Options:
     sync_stall_timeout: float = 300.0
     #: Leader election, status and Events (used only when ``Ingressd`` gets an ``api``).
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def render_settings(self) -> RenderSettings:
         return RenderSettings(

@@ -252,7 +252,8 @@ def _replay_parser(sub: Any) -> None:
     )
     rep.add_argument("--report", type=Path, metavar="FILE.json", help="write everything as JSON")
     rep.add_argument(
-        "--plot", type=Path, metavar="FILE.png", help="draw the timeline and latencies (PNG)"
+        "--plot", type=Path, metavar="FILE.png",
+        help="draw the timeline and latencies (PNG; needs matplotlib: the plot extra)",
     )
     _common(rep)
     rep.add_argument(

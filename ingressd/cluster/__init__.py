@@ -5,5 +5,4 @@
     status      the leader publishes .status.loadBalancer of our Ingresses
     events      Kubernetes Events on Ingresses
     duties      the three above tied to one controller
-    rbac        every API call ingressd makes, as the permissions it needs
 """

@@ -1,11 +1,12 @@
 """``make demo``: the seed's example served for real, no cluster needed.
 
-    3 backend processes (the pods of nginx-svc: 127.0.1.1-3:8000, each answering with its name)
+    3 pods of nginx-svc (127.0.1.1-3:8000, aiohttp servers in this process: JSON with their name)
     ingressd run --manifests manifests/demo --http-port 8080 ...   (a real nginx as its child)
     curl -H 'Host: www.zkj.com' http://127.0.0.1:8080/backend       -> the three pods in turn
 
 Runs until Ctrl-C (or SIGTERM), then stops everything it started, ingressd (and its nginx)
-first, then the pods.
+first, then the pods.  Self-contained: an installed package runs it too (the tests' fake pods,
+``tests.support.backends``, are not shipped).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import signal
 import sys
 import urllib.request
 from pathlib import Path
+
+from aiohttp import web
 
 from ingressd.nginx.rendering import PROJECT_ROOT
 
@@ -50,18 +53,40 @@ async def _wait_healthy(status_port: int, proc: asyncio.subprocess.Process) -> b
     return False
 
 
-async def demo(args: argparse.Namespace) -> int:
-    python = sys.executable
-    pods = []
-    for name, address in PODS.items():
-        pods.append(
-            await asyncio.create_subprocess_exec(
-                python, "-m", "ingressd.testing.backends", "--pod", f"{name}={address}:{POD_PORT}",
-                start_new_session=True,
-            )
+def _pod(name: str) -> web.Application:
+    """One pod: answers every request with its name and what it received, as JSON."""
+
+    async def answer(request: web.Request) -> web.Response:
+        payload = {
+            "pod": name,
+            "method": request.method,
+            "path": request.path_qs,
+            "headers": dict(request.headers),
+        }
+        return web.Response(
+            text=json.dumps(payload) + "\n", content_type="application/json",
+            headers={"X-Pod": name},
         )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+async def _start_pods() -> list[web.AppRunner]:
+    runners: list[web.AppRunner] = []
+    for name, address in PODS.items():
+        runner = web.AppRunner(_pod(name), handle_signals=False, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, address, POD_PORT, reuse_address=True).start()
+    return runners
+
+
+async def demo(args: argparse.Namespace) -> int:
+    pods = await _start_pods()
     ingressd = await asyncio.create_subprocess_exec(
-        python, "-m", "ingressd.cli.commands", "--log-format", "console", "run",
+        sys.executable, "-m", "ingressd.cli", "--log-format", "console", "run",
         "--manifests", str(args.manifests),
         "--http-port", str(args.http_port), "--https-port", str(args.https_port),
         "--status-port", str(args.status_port),
@@ -101,15 +126,15 @@ async def demo(args: argparse.Namespace) -> int:
         waiter.cancel()
         died.cancel()
     finally:
-        for proc in [ingressd, *pods]:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [ingressd, *pods]:
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        if ingressd.returncode is None:
+            ingressd.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(ingressd.wait(), 30)
+        except TimeoutError:
+            ingressd.kill()
+            await ingressd.wait()
+        for runner in pods:
+            await runner.cleanup()
         print("demo stopped: ingressd, nginx and the three pods are gone")
     return code
 

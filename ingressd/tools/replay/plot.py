@@ -6,6 +6,8 @@
         bottom: event-to-applied latency, and sync duration, by the decision that applied them
 
 Uses ``matplotlib.figure.Figure`` directly (no pyplot, no global state, no display needed).
+matplotlib is the ``plot`` extra: ``ingressd replay --plot`` checks that this module imports
+before it replays anything (``replaying.PLOT_NEEDS_MATPLOTLIB``), and nothing else imports it.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -58,6 +59,9 @@ log = structlog.get_logger("ingressd.replay")
 
 #: How many event keys a SyncLine keeps (the count is always exact).
 MAX_KEYS = 5
+
+#: What ``--plot`` says, before replaying anything, when the ``plot`` extra is not installed.
+PLOT_NEEDS_MATPLOTLIB = "--plot needs matplotlib: pip install 'ingressd[plot]'"
 
 
 class Replay:
@@ -305,12 +309,16 @@ async def command(
     """``ingressd replay``: replay, print the timeline and summary, write the report and plot.
 
     Exit status: 0 replayed to the end; 1 stopped at a line that does not parse, or could not
-    start; 130 interrupted (SIGINT/SIGTERM; the summary so far is still printed).
+    start; 2 no such trace, or --plot without matplotlib; 130 interrupted (SIGINT/SIGTERM; the
+    summary so far is still printed).
     """
     from ingressd.tools.replay import report as replay_report
 
     if not args.trace.is_file():
         log.error("trace not found", path=str(args.trace))
+        return 2
+    if args.plot is not None and not _can_plot():
+        print(f"error: {PLOT_NEEDS_MATPLOTLIB}", file=sys.stderr)
         return 2
     if args.status_port is None:
         args.status_port = 10254 if args.live else 0
@@ -355,6 +363,17 @@ async def command(
     if result.interrupted:
         return 130
     return 1 if result.error is not None else 0
+
+
+def _can_plot() -> bool:
+    """Whether ``ingressd.tools.replay.plot`` imports: matplotlib is an extra (``plot``)."""
+    try:
+        importlib.import_module("ingressd.tools.replay.plot")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "matplotlib":
+            raise
+        return False
+    return True
 
 
 def _write_outputs(result: ReplayResult, report_path: Path | None, plot_path: Path | None) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from ingressd.testing.apimachinery import ApiError, Selector, status
+from tests.support.fakeapi.machinery import ApiError, Selector, status
 
 __all__ = ["RESOURCES", "ApiStore", "Change", "Resource", "find_resource"]
 

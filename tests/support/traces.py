@@ -7,7 +7,7 @@
         deletion -> ready=false, serving=true, terminating=true; shutdown -> serving=false;
         gone -> endpoint removed.  Changes within ``batch`` seconds make one MODIFIED.
 
-The objects themselves (Ingress, Service, Secret, ...) come from ``ingressd.testing.traceobjects``;
+The objects themselves (Ingress, Service, Secret, ...) come from ``tests.support.traceobjects``;
 the EndpointSlice is made here, by ``PodSet``, with what the EndpointSlice controller writes
 (``targetRef``, ``nodeName``, ``zone``, ``conditions``).  ``resourceVersion`` is assigned by
 ``lines()`` in event order, one increasing counter for the whole trace, as etcd's revision is.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingressd.testing.traceobjects import Obj, metadata, suffix, timestamp, uid
+from tests.support.traceobjects import Obj, metadata, suffix, timestamp, uid
 
 # -- building a trace -------------------------------------------------------------------------
 

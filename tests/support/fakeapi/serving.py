@@ -5,7 +5,7 @@
         auth: ``Authorization: Bearer <token>`` or 401
         discovery (/api, /apis, /api/v1, /apis/G, /apis/G/V) -> answered from ``RESOURCES``
         resource path -> route() -> (Resource, namespace, name, subresource)
-            (both in ``apirouting.py``: what a path addresses)
+            (both in ``routing.py``: what a path addresses)
             -> ``requests`` += ApiRequest(verb, resource, subresource)
             -> get | list (paged) | create | update | patch | delete  (ApiStore)
             -> watch: a chunked stream, one JSON event per line, from the store's history:
@@ -14,7 +14,7 @@
                longer reaches back, a clean end after ``timeoutSeconds``
         ApiError -> its Status object with its code
 
-``FakeApiServer`` (``fakeapi.py``) owns the handler, the listening socket and the faults.
+``FakeApiServer`` (``server.py``) owns the handler, the listening socket and the faults.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from ingressd.testing.apimachinery import (
+from tests.support.fakeapi.machinery import (
     ApiError,
     Selector,
     bad_request,
@@ -40,8 +40,8 @@ from ingressd.testing.apimachinery import (
     parse_label_selector,
     status,
 )
-from ingressd.testing.apirouting import discovery, route
-from ingressd.testing.apistore import ApiStore, Change, Resource
+from tests.support.fakeapi.routing import discovery, route
+from tests.support.fakeapi.store import ApiStore, Change, Resource
 
 __all__ = ["ApiHandler", "ApiRequest", "RequestLog"]
 

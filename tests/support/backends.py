@@ -7,18 +7,16 @@ Every answer is JSON: the pod's name and what it received (method, path with que
 so tests can check routing, rewriting and the forwarded headers; the ``X-Pod`` response header
 carries the name too.  Query parameters shape the answer: ``status=404`` (that status),
 ``sleep=0.5`` (answer late), ``header_bytes=8000`` (a response header that long).  With an
-``ssl_context`` the pods speak HTTPS.  Used by the test suite, the benchmarks and ``make demo``
-(``python -m ingressd.testing.backends --pod NAME=ADDRESS:PORT ...``).
+``ssl_context`` the pods speak HTTPS.  Used by the test suite and the benchmarks
+(``make demo`` has its own three pods, in ``ingressd.tools.demo``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import signal
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -100,38 +98,3 @@ class EchoPods:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-
-def _parse_pod(text: str) -> tuple[str, str, int]:
-    name, sep, where = text.partition("=")
-    address, colon, port = where.rpartition(":")
-    if not sep or not colon or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=ADDRESS:PORT")
-    return name, address, int(port)
-
-
-async def _serve(pods: Sequence[tuple[str, str, int]]) -> None:
-    groups: dict[int, dict[str, str]] = {}
-    for name, address, port in pods:
-        groups.setdefault(port, {})[address] = name
-    started = [EchoPods(group, port) for port, group in groups.items()]
-    for pod_set in started:
-        await pod_set.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    for pod_set in started:
-        await pod_set.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fake pods that answer with their name.")
-    parser.add_argument("--pod", type=_parse_pod, action="append", required=True,
-                        metavar="NAME=ADDRESS:PORT")
-    args = parser.parse_args(argv)
-    asyncio.run(_serve(args.pod))
-
-
-if __name__ == "__main__":
-    main()

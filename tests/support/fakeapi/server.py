@@ -1,8 +1,8 @@
-"""A fake Kubernetes API server speaking the real protocol over HTTP, for tests (a shipped fake).
+"""A fake Kubernetes API server speaking the real protocol over HTTP, for tests.
 
-    kubernetes-asyncio (or any client) --HTTP on 127.0.0.1:<port>--> ApiHandler (apiserving.py)
+    kubernetes-asyncio (or any client) --HTTP on 127.0.0.1:<port>--> ApiHandler (serving.py)
         path -> (Resource, namespace, name, subresource)   (discovery paths answered directly)
-        verb -> ApiStore (apistore.py): get | list | create | update | patch | delete; every
+        verb -> ApiStore (store.py): get | list | create | update | patch | delete; every
                 request appended to ``requests`` as ApiRequest(verb, resource, subresource)
         watch -> a chunked stream: one JSON event per line from the store's change history,
                  BOOKMARKs every ``bookmark_interval`` s, ``ERROR`` + Status 410 when the history
@@ -14,7 +14,7 @@ Python-side addressing: an object by its own ``kind`` and ``apiVersion`` (``crea
 ``apply``, ``delete(obj)``), or ``kind`` + ``name`` + ``namespace`` (``get``, ``delete``,
 ``list``); ``namespace`` defaults to ``default`` for namespaced kinds and is ignored for
 cluster-scoped ones; ``api_version`` picks between kinds served twice (``Event``: core ``v1``
-unless told ``events.k8s.io/v1``).  ``apistore.RESOURCES`` lists what is served.  Python-side
+unless told ``events.k8s.io/v1``).  ``store.RESOURCES`` lists what is served.  Python-side
 writes may set ``.status`` directly (they are "the cluster"); over HTTP a create clears the
 status of kinds with a ``status`` subresource and only ``/status`` changes it, as the real server.
 
@@ -33,9 +33,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ingressd.testing.apimachinery import ApiError
-from ingressd.testing.apiserving import ApiHandler, ApiRequest, RequestLog
-from ingressd.testing.apistore import ApiStore, Resource, find_resource
+from tests.support.fakeapi.machinery import ApiError
+from tests.support.fakeapi.serving import ApiHandler, ApiRequest, RequestLog
+from tests.support.fakeapi.store import ApiStore, Resource, find_resource
 
 __all__ = ["ApiError", "ApiRequest", "FakeApiServer", "RequestLog"]
 

@@ -1,4 +1,4 @@
-"""Factories for Kubernetes objects shaped exactly like the API server's, for tests and demos.
+"""Factories for Kubernetes objects shaped exactly like the API server's, for tests and benchmarks.
 
     ingress(...), service(...), endpoint_slice(...), tls_secret(...), ingress_class(...)
         -> dicts as a watch would deliver them --snapshot(*objects)--> Snapshot

@@ -6,7 +6,7 @@
     test --HTTP requests--> nginx
 
 ``write``/``remove`` keep the manifests harness's meaning (the objects "in a file" are applied,
-objects no longer in it deleted), so ``tests/e2e.py``'s ``deploy`` and ``expect`` work unchanged.
+objects no longer in it deleted), so ``e2e.py``'s ``deploy`` and ``expect`` work unchanged.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import Harness
-
 from ingressd.app.runtime import Source
 from ingressd.cluster.client import api_client
 from ingressd.store.events import WatchEvent
 from ingressd.store.sources.informer import InformerStats
 from ingressd.store.sources.kubernetes import KubernetesSource
-from ingressd.testing.fakeapi import FakeApiServer
+from tests.support.fakeapi import FakeApiServer
+from tests.support.harness import Harness
 
 Sink = Callable[[WatchEvent], object]
 

@@ -6,7 +6,7 @@
         /api/v1[/namespaces/NS]/PLURAL[/NAME[/SUBRESOURCE]]
         /apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME[/SUBRESOURCE]]
 
-``ApiHandler`` (``apiserving.py``) asks ``discovery`` first, then ``route``, and serves the
+``ApiHandler`` (``serving.py``) asks ``discovery`` first, then ``route``, and serves the
 resource path it gets.  A path is refused as the real API server does: a namespaced path for a
 cluster-scoped resource, a named namespaced object without a namespace, an unknown subresource.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingressd.testing.apimachinery import ApiError, status
-from ingressd.testing.apistore import RESOURCES, Resource
+from tests.support.fakeapi.machinery import ApiError, status
+from tests.support.fakeapi.store import RESOURCES, Resource
 
 __all__ = ["discovery", "route"]
 

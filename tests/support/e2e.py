@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Harness, Response
-
-from ingressd.testing.objects import endpoint_slice, service, service_port
+from tests.support.harness import Harness, Response
+from tests.support.objects import endpoint_slice, service, service_port
 
 
 async def deploy(

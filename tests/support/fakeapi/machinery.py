@@ -1,4 +1,4 @@
-"""Pure pieces of Kubernetes API machinery, for the fake API server (``ingressd.testing.fakeapi``).
+"""Pure pieces of Kubernetes API machinery, for the fake API server (``tests.support.fakeapi``).
 
     query ``labelSelector`` --parse_label_selector()--> Selector --matches(labels)--> bool
     query ``fieldSelector`` --parse_field_selector()--> Selector --matches(fields of obj)--> bool

@@ -2,7 +2,7 @@
 
     names, hosts, ports, seeds --ingress_class / config_map / service / ingress / deployment /
         tls_secret (+ certificate: PEM cert and key)--> Obj, a dict as a watch delivers it
-        --> TraceBuilder.add(t, type, obj) (``ingressd.testing.traces``) --> JSON lines
+        --> TraceBuilder.add(t, type, obj) (``tests.support.traces``) --> JSON lines
     metadata(kind, name, namespace, ...) -> the ``metadata`` every one of them carries
     timestamp(t), uid(...), suffix(rng) -> creationTimestamp, metadata.uid, generated names
 
@@ -13,7 +13,7 @@ value derives from the arguments (uids from kind + key, timestamps from ``EPOCH`
 from the caller's seeded ``random.Random``): the same calls give the same objects.  Certificates
 come from fixed Ed25519 keys, whose signatures are deterministic too.
 
-``ingressd.testing.objects`` makes objects of the same kinds for snapshots and the fake API
+``tests.support.objects`` makes objects of the same kinds for snapshots and the fake API
 server; these are the traces' own, dated against ``EPOCH`` (``examples/traces/generate.py``
 makes the sample traces from them).
 """
@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
-from ingressd.testing.objects import pem_pair
+from tests.support.objects import pem_pair
 
 __all__ = [
     "EPOCH",

@@ -1,6 +1,6 @@
 """RBAC: every Kubernetes API call ingressd makes, as the permissions it needs.  Pure.
 
-    REQUIRED (this table) --tests--> == the rules of manifests/deploy/rbac.yaml (no more, no less)
+    REQUIRED (this table) --tests--> == the rules of manifests/deploy/10-rbac.yaml (exactly)
                           --tests--> >= every call the fake API server saw the code make
                                      (Kubernetes source, leader election, status, Events)
 
@@ -47,11 +47,6 @@ class Permission:
     def qualified(self) -> str:
         """``plural`` or ``plural.group``: the fake API server's ``ApiRequest.resource``."""
         return f"{self.resource}.{self.group}" if self.group else self.resource
-
-    @property
-    def rule_resource(self) -> str:
-        """The resource as an RBAC rule spells it: ``ingresses/status``."""
-        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
 
     def call(self) -> tuple[str, str, str]:
         """``(verb, resource, subresource)`` as ``FakeApiServer.requests`` records a call."""

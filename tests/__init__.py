@@ -1,0 +1,1 @@
+"""The test suite: one module per code area; shared helpers in ``tests.support``."""
