@@ -40,7 +40,7 @@ from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import RenderSettings
 from ingressd.pipeline.configmap import parse_configmap, settings_changes
-from ingressd.pipeline.diffing import Action, Decision, decide
+from ingressd.pipeline.diffing import Action, decide, with_options_changes
 from ingressd.pipeline.metrics import Metrics
 from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.snapshot import Snapshot
@@ -72,25 +72,6 @@ class SyncRecord:
     @property
     def total_seconds(self) -> float:
         return self.build_seconds + self.diff_seconds + self.apply_seconds
-
-
-_REASON_LABELS = (
-    ("first", "initial"),
-    ("server", "servers"),
-    ("location", "locations"),
-    ("certificate", "certificates"),
-    ("backend", "backends"),
-    ("global", "options"),
-)
-
-
-def reload_reason(decision: Decision) -> str:
-    """A low-cardinality label for why a reload happened: the weightiest kind of change."""
-    kinds = {reason.split(" ", 1)[0] for reason in decision.reasons}
-    for word, label in _REASON_LABELS:
-        if word in kinds:
-            return label
-    return "other"
 
 
 def _with_endpoints_of(running: Configuration, new: Configuration) -> Configuration:
@@ -200,7 +181,12 @@ class SyncWorker:
             target = _with_endpoints_of(self.running, target)
             decision = decide(target, self.running)
         if self.running is not None and self.running_settings != settings:
-            decision = _with_settings_changes(decision, settings, self.running_settings)
+            reasons = (
+                settings_changes(settings, self.running_settings)
+                if self.running_settings is not None
+                else ("global options changed",)
+            )
+            decision = with_options_changes(decision, reasons)
         t2 = self.clock()
         self.last_build = result
         self.last_snapshot = snapshot
@@ -229,7 +215,7 @@ class SyncWorker:
                 self.metrics.dynamic_updates.labels(result="success").inc()
                 posted = len(changed)
             elif decision.action is Action.RELOAD:
-                reason = reload_reason(decision)
+                reason = decision.change.value
                 self.nginx.settings = settings
                 try:
                     reloaded = await self.nginx.apply_reload(target)
@@ -342,12 +328,3 @@ class SyncWorker:
         else:
             log.error("sync", error=record.error, **fields)
 
-
-def _with_settings_changes(
-    decision: Decision, new: RenderSettings, old: RenderSettings | None
-) -> Decision:
-    """A changed nginx.conf setting is structural: the decision becomes a reload."""
-    reasons = settings_changes(new, old) if old is not None else ("global options changed",)
-    return Decision(
-        Action.RELOAD, tuple(sorted({*decision.reasons, *reasons})), decision.changed_backends
-    )
