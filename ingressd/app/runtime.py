@@ -142,6 +142,7 @@ class Ingressd:
             options=options.build_options(),
             nginx=self.nginx,
             metrics=self.metrics,
+            settings=self.nginx.settings,
             reload_always=options.reload_always,
             configmap=options.configmap,
             freeze_gc=options.freeze_gc,

@@ -9,7 +9,7 @@
               --decide(new, running)--> Decision (pure)
                  NOTHING    -> done
                  DYNAMIC    -> NginxDriver.apply_dynamic(changed backends)
-                 RELOAD     -> NginxDriver.apply_reload(new)
+                 RELOAD     -> NginxDriver.apply_reload(new, settings)
               --success--> running = new; metrics; one log line with decision, reasons, timings
 
 The running model is replaced only after nginx has taken the change.  A configuration that
@@ -96,6 +96,7 @@ class SyncWorker:
         options: BuildOptions,
         nginx: NginxDriver,
         metrics: Metrics,
+        settings: RenderSettings,
         clock: Callable[[], float] = time.monotonic,
         history: int = 200,
         reload_always: bool = False,
@@ -107,7 +108,7 @@ class SyncWorker:
         #: The controller's ConfigMap (``--configmap``): its options apply to every sync.
         self.configmap = configmap
         #: nginx.conf settings from the command line; the ConfigMap's options go on top.
-        self.base_settings: RenderSettings = nginx.settings
+        self.base_settings = settings
         #: The settings the running nginx.conf was rendered with.
         self.running_settings: RenderSettings | None = None
         #: What the last sync refused in the ConfigMap.
@@ -216,9 +217,8 @@ class SyncWorker:
                 posted = len(changed)
             elif decision.action is Action.RELOAD:
                 reason = decision.change.value
-                self.nginx.settings = settings
                 try:
-                    reloaded = await self.nginx.apply_reload(target)
+                    reloaded = await self.nginx.apply_reload(target, settings)
                 except (ConfigTestError, RenderError) as exc:
                     self.metrics.reload_failed(reason=reason)
                     outcome, error = "rejected", str(exc)
