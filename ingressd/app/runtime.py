@@ -200,7 +200,7 @@ class Ingressd:
 
     async def _nginx_restarted(self) -> None:
         self.metrics.nginx_restarts.inc()
-        self.worker.resend_all = True
+        self.worker.nginx_restarted()
         self.queue.enqueue(forced=True, cause="nginx-restart")
 
     def refresh_gauges(self) -> None:
