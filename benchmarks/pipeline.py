@@ -41,7 +41,6 @@ class RecordingDriver:
     """Dry run: counts what would be applied, serves nothing."""
 
     def __init__(self) -> None:
-        self.settings = RenderSettings()
         self.dynamic = 0
         self.reloads = 0
         self.backends_posted = 0
@@ -50,7 +49,7 @@ class RecordingDriver:
         self.dynamic += 1
         self.backends_posted += len(backends)
 
-    async def apply_reload(self, config: Configuration) -> ReloadOutcome:
+    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
         self.reloads += 1
         return ReloadOutcome(0, 0, 0.0, 0.0, 0.0)
 
@@ -88,7 +87,10 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
     queue = SyncQueue(min_interval=0.05)
     controller = NginxController(channel=channel, queue=queue)
     driver = RecordingDriver()
-    worker = SyncWorker(store=store, options=BuildOptions(), nginx=driver, metrics=Metrics())
+    worker = SyncWorker(
+        store=store, options=BuildOptions(), nginx=driver, metrics=Metrics(),
+        settings=RenderSettings(),
+    )
     for i in range(services):
         store.apply(WatchEvent(EventType.ADDED, service(
             f"svc{i}", ports=[service_port(80, "http", target_port=8080)])))

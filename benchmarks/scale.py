@@ -132,7 +132,7 @@ async def measure(n: int) -> ScaleResult:
         t_start = time.perf_counter()
         await nginx.start()
         nginx_start = time.perf_counter() - t_start
-        outcome = await nginx.apply_reload(result.configuration)
+        outcome = await nginx.apply_reload(result.configuration, settings)
         test_seconds = outcome.test_seconds
         reload_seconds = outcome.reload_seconds
 

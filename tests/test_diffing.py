@@ -18,7 +18,14 @@ from ingressd.model import (
     PathType,
     Server,
 )
-from ingressd.pipeline.diffing import MAX_REASONS, Action, Decision, decide
+from ingressd.pipeline.diffing import (
+    MAX_REASONS,
+    Action,
+    Change,
+    Decision,
+    decide,
+    with_options_changes,
+)
 
 
 def backend(name: str, *addresses: str, port: str = "80") -> Backend:
@@ -79,11 +86,12 @@ def test_first_sync_reloads_and_posts_every_backend() -> None:
         Action.RELOAD,
         ("first sync",),
         (BackendName("default-api-80"), BackendName("default-web-80")),
+        frozenset({Change.INITIAL}),
     )
 
 
 def test_equal_configurations_need_nothing() -> None:
-    assert decide(BASE, dataclasses.replace(BASE)) == Decision(Action.NOTHING, (), ())
+    assert decide(BASE, dataclasses.replace(BASE)) == Decision(Action.NOTHING, (), (), frozenset())
 
 
 DYNAMIC_CASES: list[tuple[str, Configuration, tuple[str, ...], tuple[str, ...]]] = [
@@ -120,7 +128,9 @@ DYNAMIC_CASES: list[tuple[str, Configuration, tuple[str, ...], tuple[str, ...]]]
 def test_endpoint_changes_alone_are_dynamic(
     new: Configuration, reasons: tuple[str, ...], changed: tuple[str, ...]
 ) -> None:
-    assert decide(new, BASE) == Decision(Action.DYNAMIC, reasons, changed)  # type: ignore[arg-type]
+    assert decide(new, BASE) == Decision(
+        Action.DYNAMIC, reasons, changed, frozenset({Change.BACKENDS})  # type: ignore[arg-type]
+    )
 
 
 RELOAD_CASES: list[tuple[str, Configuration, tuple[str, ...]]] = [
@@ -283,3 +293,110 @@ def test_backends_named_finds_each_by_bisection_and_refuses_an_unknown_name() ->
     assert [b.name for b in config.backends_named(names)] == names
     with pytest.raises(KeyError):
         config.backends_named([BackendName("default-svc042-81")])
+
+
+# -- the kind of change: what a reload is counted under ---------------------------------------
+
+RELOADING = {name: new for name, new, _ in RELOAD_CASES}
+MANY_HOSTS = [f"h{i:03d}.com" for i in range(MAX_REASONS)]
+
+CHANGE_CASES: list[tuple[str, Configuration, Configuration | None, Change]] = [
+    ("first-sync", BASE, None, Change.INITIAL),
+    ("endpoints", with_endpoints(BASE, "default-web-80", "10.0.0.9"), BASE, Change.BACKENDS),
+    *((name, RELOADING[name], BASE, kind) for name, kind in [
+        ("server-added", Change.SERVERS),
+        ("server-removed", Change.SERVERS),
+        ("location-added", Change.LOCATIONS),
+        ("location-removed", Change.LOCATIONS),
+        ("location-backend-changed", Change.LOCATIONS),
+        ("location-changed-owner", Change.LOCATIONS),
+        ("certificate-added", Change.CERTIFICATES),  # with its ssl redirect: OTHER
+        ("ssl-redirect-only", Change.OTHER),
+        ("backend-added", Change.BACKENDS),
+        ("backend-removed", Change.BACKENDS),
+        ("backend-points-elsewhere-under-the-same-name", Change.BACKENDS),
+        ("servers-reordered", Change.OTHER),
+    ]),
+    (
+        "certificate-rotated",
+        with_server(BASE, "www.zkj.com", certificate=cert(digest="bb")),
+        with_server(BASE, "www.zkj.com", certificate=cert(digest="aa")),
+        Change.CERTIFICATES,
+    ),
+    (
+        "server-outweighs-location-and-backend",
+        dataclasses.replace(
+            BASE,
+            servers=(
+                CATCH,
+                Server("a.com", (loc("/", None),)),
+                dataclasses.replace(WWW, locations=WWW.locations[:1]),
+            ),
+            backends=BASE.backends[1:],
+        ),
+        BASE,
+        Change.SERVERS,
+    ),
+    (
+        "location-outweighs-backend",
+        dataclasses.replace(
+            with_server(BASE, "www.zkj.com", locations=WWW.locations[:1]),
+            backends=BASE.backends[1:],
+        ),
+        BASE,
+        Change.LOCATIONS,
+    ),
+    (
+        # Reasons sort "backend ..." before "server ...": past MAX_REASONS only backends are
+        # kept, and a reason that is cut adds no kind (the label follows the reasons shown).
+        "reasons-beyond-the-cap-count-no-kind",
+        dataclasses.replace(
+            BASE,
+            servers=(*BASE.servers, *(Server(h, (loc("/", None),)) for h in MANY_HOSTS)),
+            backends=(*BASE.backends, *(backend(f"default-{h}", "10.0.0.7") for h in MANY_HOSTS)),
+        ),
+        BASE,
+        Change.BACKENDS,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("new", "running", "kind"), [c[1:] for c in CHANGE_CASES], ids=[c[0] for c in CHANGE_CASES]
+)
+def test_each_change_has_its_kind(
+    new: Configuration, running: Configuration | None, kind: Change
+) -> None:
+    assert decide(new, running).change is kind
+
+
+def test_kinds_name_every_reason_kept() -> None:
+    certificate_added = decide(RELOADING["certificate-added"], BASE)
+    assert certificate_added.changes == {Change.CERTIFICATES, Change.OTHER}
+    assert decide(BASE, dataclasses.replace(BASE)).changes == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("new", "kind"),
+    [
+        (BASE, Change.OPTIONS),
+        (RELOADING["ssl-redirect-only"], Change.OPTIONS),
+        (RELOADING["server-added"], Change.SERVERS),
+    ],
+    ids=["options-alone", "options-outweigh-other", "servers-outweigh-options"],
+)
+def test_changed_options_make_a_reload_of_kind_options_unless_outweighed(
+    new: Configuration, kind: Change
+) -> None:
+    decision = with_options_changes(
+        decide(new, BASE), ("global options changed: proxy-body-size 1m -> 8m",)
+    )
+    assert decision.action is Action.RELOAD
+    assert "global options changed: proxy-body-size 1m -> 8m" in decision.reasons
+    assert decision.change is kind
+
+
+def test_kinds_are_the_reload_metric_labels() -> None:
+    assert [c.value for c in Change] == [
+        "initial", "servers", "locations", "certificates", "backends", "options", "other"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -19,9 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from ingressd.app.runtime import Ingressd, Options
-from ingressd.model import Certificate, Configuration, ObjectKey, Server
-from ingressd.nginx.applying import conf_diff
+from ingressd.model import Configuration
+from ingressd.nginx.applying import ReloadOutcome, conf_diff
+from ingressd.nginx.dryrun import DryRunNginx
+from ingressd.nginx.rendering import NginxPaths, RenderSettings
 from ingressd.pipeline.metrics import Metrics
+from ingressd.pipeline.queueing import SyncBatch
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.sources.memory import MemorySource
 from tests.support.e2e import deploy, expect
@@ -244,24 +248,44 @@ def test_conf_diff_is_capped_and_says_so() -> None:
 # -- gauges and counters, without nginx ---------------------------------------------------------
 
 
+class _UncheckedNginx(DryRunNginx):
+    """Takes every configuration without rendering or testing it: no nginx involved."""
+
+    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+        return ReloadOutcome(0, 0, 0.0, 0.0, 0.0)
+
+
 async def test_refresh_gauges_reports_queue_depths_and_certificate_expiry(tmp_path: Path) -> None:
-    controller = Ingressd(Options(work_dir=tmp_path), source=MemorySource())
+    options = Options(work_dir=tmp_path)
+    nginx = _UncheckedNginx(settings=options.render_settings(), paths=NginxPaths(tmp_path))
+    controller = Ingressd(options, source=MemorySource(), nginx=nginx)
     controller.store.apply(WatchEvent(EventType.ADDED, ingress_class("a")))
     controller.store.apply(WatchEvent(EventType.ADDED, ingress_class("b")))
     controller.queue.enqueue(cause="test")
-    cert = Certificate(secret=ObjectKey("shop/a-tls"), sha256="0" * 64, pem="", not_after=1.8e9)
-    controller.worker.running = Configuration(
-        servers=(Server("a.test", (), certificate=cert), Server("b.test", ()))
-    )
     controller.refresh_gauges()
     registry = controller.metrics.registry
     assert registry.get_sample_value("ingressd_update_channel_depth") == 2
     assert registry.get_sample_value("ingressd_sync_queue_depth") == 1
+
+    cert_pem, key_pem = self_signed_certificate("a.test", days=10)
+    served = ingress(
+        "a",
+        "shop",
+        rules=[rule("a.test", path("/", "web")), rule("b.test", path("/", "web"))],
+        tls_entries=[tls("a.test", secret_name="a-tls")],
+    )
+    for obj in (ingress_class(), tls_secret("a-tls", "shop", cert_pem=cert_pem, key_pem=key_pem),
+                served):
+        controller.store.apply(WatchEvent(EventType.ADDED, obj))
+    await controller.worker(SyncBatch((), started_at=0.0))
+    controller.refresh_gauges()
     labels = {"namespace": "shop", "secret_name": "a-tls", "host": "a.test", "class": "ingressd"}
+    not_after = datetime.datetime(2024, 1, 11, tzinfo=datetime.UTC).timestamp()
     assert registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds",
-                                     labels) == 1.8e9
+                                     labels) == not_after
     # A certificate no longer served disappears from the gauge.
-    controller.worker.running = Configuration()
+    controller.store.apply(WatchEvent(EventType.DELETED, served))
+    await controller.worker(SyncBatch((), started_at=0.0))
     controller.refresh_gauges()
     assert registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds",
                                      labels) is None

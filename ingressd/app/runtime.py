@@ -142,6 +142,7 @@ class Ingressd:
             options=options.build_options(),
             nginx=self.nginx,
             metrics=self.metrics,
+            settings=self.nginx.settings,
             reload_always=options.reload_always,
             configmap=options.configmap,
             freeze_gc=options.freeze_gc,
@@ -199,7 +200,7 @@ class Ingressd:
 
     async def _nginx_restarted(self) -> None:
         self.metrics.nginx_restarts.inc()
-        self.worker.resend_all = True
+        self.worker.nginx_restarted()
         self.queue.enqueue(forced=True, cause="nginx-restart")
 
     def refresh_gauges(self) -> None:

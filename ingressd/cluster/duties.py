@@ -3,8 +3,8 @@
     ApiClient (the Kubernetes source's) --+--> LeaderElector.run()     Lease --election-id
                                           +--> StatusUpdater.run()     only while leading
                                           +--> EventRecorder.run()     every replica
-    SyncWorker.observers --after each sync--> StatusUpdater.notify(build, snapshot)
-                                          --> IngressEvents.observe(build, snapshot, ok)
+    SyncWorker --SyncOutcome after each sync--> StatusUpdater.notify(build, snapshot)
+                                            --> IngressEvents.observe(build, snapshot, ok)
     LeaderElector.listeners --became leader--> StatusUpdater.notify()
 
 Only with a Kubernetes source (``ingressd run --kubeconfig`` or in a pod): with a manifests
@@ -25,8 +25,7 @@ from ingressd.cluster.events import EventRecorder, IngressEvents
 from ingressd.cluster.status import StatusUpdater
 from ingressd.model import ObjectKey
 from ingressd.pipeline.metrics import Metrics
-from ingressd.pipeline.queueing import SyncBatch
-from ingressd.pipeline.syncing import SyncRecord, SyncWorker
+from ingressd.pipeline.syncing import SyncOutcome, SyncWorker
 from ingressd.store.store import Store
 
 __all__ = ["ClusterDuties", "ClusterOptions"]
@@ -63,7 +62,6 @@ class ClusterDuties:
         metrics: Metrics,
     ) -> None:
         self.options = options
-        self.worker = worker
         self.elector = LeaderElector(
             api=api,
             name=options.election_id,
@@ -86,13 +84,12 @@ class ClusterDuties:
         self.recorder = EventRecorder(api=api, instance=self.elector.identity)
         self.events = IngressEvents(self.recorder)
         self.elector.listeners.append(lambda leading: self.status.notify())
-        worker.observers.append(self._after_sync)
+        worker.add_listener(self._after_sync)
 
-    def _after_sync(self, batch: SyncBatch, record: SyncRecord) -> None:
-        build, snapshot = self.worker.last_build, self.worker.last_snapshot
-        self.status.notify(build, snapshot)
+    def _after_sync(self, outcome: SyncOutcome) -> None:
+        self.status.notify(outcome.build, outcome.snapshot)
         if self.options.events:
-            self.events.observe(build, snapshot, ok=record.result == "ok")
+            self.events.observe(outcome.build, outcome.snapshot, ok=outcome.applied)
 
     def loops(self) -> list[tuple[Callable[[], Coroutine[Any, Any, None]], str]]:
         """The background loops to run until the controller stops (each a function that starts

@@ -2,7 +2,8 @@
 
     dynamic:    changed backends --POST--> Lua endpoint (Unix socket in the work dir)
     structural: certificates -> work dir (0600)
-                Configuration --render--> text --nginx -t--> candidate --rename--> nginx.conf
+                Configuration + RenderSettings --render--> text --nginx -t--> candidate
+                    --rename--> nginx.conf
                 new/changed backends --POST--> Lua (before the reload: the shared dict survives
                     it, so new workers find their backends on their first request)
                 SIGHUP --> wait for the new generation --> PUT the whole backend set (prunes
@@ -55,12 +56,12 @@ class ReloadOutcome:
 class NginxDriver(Protocol):
     """What the sync worker needs from nginx."""
 
-    #: Settings the next ``apply_reload`` renders with (the sync worker sets the ConfigMap's).
-    settings: RenderSettings
-
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None: ...
 
-    async def apply_reload(self, config: Configuration) -> ReloadOutcome: ...
+    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+        """Render ``config`` with ``settings`` (the command line's, the ConfigMap's on top),
+        test it, make it what nginx serves."""
+        ...
 
     async def reapply(self, config: Configuration | None) -> None: ...
 
@@ -143,6 +144,8 @@ class Nginx:
         endpoint: LuaEndpoint | None = None,
         template: Path = DEFAULT_TEMPLATE,
     ) -> None:
+        #: The settings of the newest nginx.conf: the command line's until ``apply_reload``
+        #: renders with others (its ``worker_shutdown_timeout`` bounds ``stop``).
         self.settings = settings
         self.paths = paths
         self.template = template
@@ -183,7 +186,8 @@ class Nginx:
         await self.endpoint.post_backends(backends)
         self._sent.update((b.name, b) for b in backends)
 
-    async def apply_reload(self, config: Configuration) -> ReloadOutcome:
+    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+        self.settings = settings
         t0 = time.monotonic()
         self._write_certificates(config)
         text = self.render(config)

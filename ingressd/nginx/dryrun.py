@@ -1,10 +1,11 @@
 """A dry-run NginxDriver: every candidate rendered and checked by ``nginx -t``; nothing served.
 
-    sync worker --apply_reload(config)--> certificates -> work dir
-                                          render -> nginx -t on a candidate -> nginx.conf (kept
-                                          for inspection; no process reads it)
-                --apply_dynamic(backends)--> nothing (there is no Lua side to POST to)
-                --reapply(config)----------> nothing (no process can restart)
+    sync worker --apply_reload(config, settings)--> certificates -> work dir
+                                                    render -> nginx -t on a candidate
+                                                    -> nginx.conf (kept for inspection;
+                                                    no process reads it)
+                --apply_dynamic(backends)-----------> nothing (there is no Lua side to POST to)
+                --reapply(config)-------------------> nothing (no process can restart)
 
 Used by ``ingressd replay --dry-run``: the sync worker makes exactly the decisions of a live run
 and a configuration nginx would refuse is refused here too (``ConfigTestError``), but no port is

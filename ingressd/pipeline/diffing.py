@@ -1,7 +1,7 @@
 """Diffing: the cheapest correct way to go from the running model to the new one.  Pure.
 
     Configuration (new) + Configuration (running, or None before the first sync)
-        --decide()--> Decision(action, reasons, changed_backends)
+        --decide()--> Decision(action, reasons, changed_backends, changes)
             NOTHING  the models are equal
             DYNAMIC  only backends' dynamic parts differ (endpoints; balancing policy:
                      load-balance, upstream-hash-by, affinity, canary weights and rules):
@@ -13,8 +13,10 @@ The rule is ingress-nginx's ``IsDynamicConfigurationEnough``: blank the dynamic 
 and policy, see ``Configuration.without_endpoints``) of both models and compare what is left.
 Certificates are structural here: their hash is in the file names nginx.conf refers to.
 
-``reasons`` are short human strings for logs, metrics labels and ``/debug``: sorted, at most
-``MAX_REASONS`` of them plus ``"and N more"``.
+``reasons`` are short human strings for logs and ``/debug``: sorted, at most ``MAX_REASONS`` of
+them plus ``"and N more"``.  Each one is made with its ``Change`` kind; ``changes`` holds the kinds
+of the reasons kept, and ``Decision.change``, the weightiest of them, is what a reload is counted
+under (``ingressd_reloads_total{reason}``), so rewording a reason never moves a metric.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
 
-__all__ = ["MAX_REASONS", "Action", "Decision", "decide"]
+__all__ = ["MAX_REASONS", "Action", "Change", "Decision", "decide", "with_options_changes"]
 
 _N = TypeVar("_N", Server, Backend)
 
@@ -42,6 +44,26 @@ class Action(enum.Enum):
     RELOAD = "reload"
 
 
+class Change(enum.Enum):
+    """The kind of change a reason reports, weightiest first; the value is the reload label."""
+
+    INITIAL = "initial"
+    SERVERS = "servers"
+    LOCATIONS = "locations"
+    CERTIFICATES = "certificates"
+    BACKENDS = "backends"
+    #: The controller's ConfigMap changed nginx.conf settings (``with_options_changes``).
+    OPTIONS = "options"
+    #: What no other kind names: a server's ssl redirect, servers in another order.
+    OTHER = "other"
+
+
+_WEIGHT = {change: weight for weight, change in enumerate(Change)}
+
+#: One reason: its kind and its text for humans.
+_Reason: TypeAlias = tuple[Change, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
@@ -49,12 +71,21 @@ class Decision:
     reasons: tuple[str, ...]
     #: Backends that are new or whose dynamic part differs: the ones to POST to Lua, sorted.
     changed_backends: tuple[BackendName, ...]
+    #: The kinds of change ``reasons`` report (a reason cut by ``MAX_REASONS`` adds none).
+    changes: frozenset[Change]
+
+    @property
+    def change(self) -> Change:
+        """The weightiest kind of change, ``OTHER`` when there is none: what a reload is
+        counted under."""
+        return min(self.changes, key=_WEIGHT.__getitem__, default=Change.OTHER)
 
 
 def decide(new: Configuration, running: Configuration | None) -> Decision:
     """Compare ``new`` with what nginx ``running`` serves and say what must be done."""
     if running is None:
-        return Decision(Action.RELOAD, ("first sync",), tuple(sorted(b.name for b in new.backends)))
+        everything = tuple(sorted(b.name for b in new.backends))
+        return _decision(Action.RELOAD, [(Change.INITIAL, "first sync")], everything)
     backends = _Differing(new.backends, running.backends)
     changed = tuple(
         sorted(
@@ -64,12 +95,27 @@ def decide(new: Configuration, running: Configuration | None) -> Decision:
         )
     )
     if not _same_structure(new, running):
-        reasons = _structural_reasons(new, running, backends) or ["configuration changed"]
-        return Decision(Action.RELOAD, _cap(reasons), changed)
+        reasons = _structural_reasons(new, running, backends) or [
+            (Change.OTHER, "configuration changed")
+        ]
+        return _decision(Action.RELOAD, reasons, changed)
     if changed:
-        reasons = [_endpoint_reason(backends.old.get(n), backends.new[n]) for n in changed]
-        return Decision(Action.DYNAMIC, _cap(reasons), changed)
-    return Decision(Action.NOTHING, (), ())
+        endpoints = [
+            (Change.BACKENDS, _endpoint_reason(backends.old.get(n), backends.new[n]))
+            for n in changed
+        ]
+        return _decision(Action.DYNAMIC, endpoints, changed)
+    return Decision(Action.NOTHING, (), (), frozenset())
+
+
+def with_options_changes(decision: Decision, reasons: Sequence[str]) -> Decision:
+    """``decision`` when nginx.conf settings changed too (``reasons`` says which): a reload."""
+    return Decision(
+        Action.RELOAD,
+        tuple(sorted({*decision.reasons, *reasons})),
+        decision.changed_backends,
+        decision.changes | {Change.OPTIONS},
+    )
 
 
 class _Differing(Generic[_N]):
@@ -127,11 +173,17 @@ def _same_structure(new: Configuration, running: Configuration) -> bool:
     )
 
 
-def _cap(reasons: list[str]) -> tuple[str, ...]:
-    ordered = sorted(set(reasons))
-    if len(ordered) <= MAX_REASONS:
-        return tuple(ordered)
-    return (*ordered[:MAX_REASONS], f"and {len(ordered) - MAX_REASONS} more")
+def _decision(
+    action: Action, reasons: list[_Reason], changed: tuple[BackendName, ...]
+) -> Decision:
+    """The Decision with ``reasons`` sorted by text and capped, and the kinds of those kept."""
+    kinds = {text: change for change, text in reasons}
+    ordered = sorted(kinds)
+    kept = ordered[:MAX_REASONS]
+    texts = tuple(kept)
+    if len(ordered) > MAX_REASONS:
+        texts += (f"and {len(ordered) - MAX_REASONS} more",)
+    return Decision(action, texts, changed, frozenset(kinds[text] for text in kept))
 
 
 def _endpoint_reason(old: Backend | None, new: Backend) -> str:
@@ -158,57 +210,57 @@ def _policy_change(old: Backend, new: Backend) -> str:
 
 def _structural_reasons(
     new: Configuration, running: Configuration, backends: _Differing[Backend]
-) -> list[str]:
+) -> list[_Reason]:
     """Why the structures differ; only the servers and backends that are not the running
     model's very objects are looked at."""
-    reasons: list[str] = []
+    reasons: list[_Reason] = []
     servers = _Differing(new.servers, running.servers)
     new_servers, old_servers = servers.new, servers.old
     for hostname in new_servers.keys() - old_servers.keys():
-        reasons.append(f"server {hostname} added")
+        reasons.append((Change.SERVERS, f"server {hostname} added"))
     for hostname in old_servers.keys() - new_servers.keys():
-        reasons.append(f"server {hostname} removed")
+        reasons.append((Change.SERVERS, f"server {hostname} removed"))
     for hostname in new_servers.keys() & old_servers.keys():
         if new_servers[hostname] != old_servers[hostname]:
             reasons.extend(_server_reasons(new_servers[hostname], old_servers[hostname]))
     new_backends, old_backends = backends.new, backends.old
     for name in new_backends.keys() - old_backends.keys():
-        reasons.append(f"backend {name} added")
+        reasons.append((Change.BACKENDS, f"backend {name} added"))
     for name in old_backends.keys() - new_backends.keys():
-        reasons.append(f"backend {name} removed")
+        reasons.append((Change.BACKENDS, f"backend {name} removed"))
     for name in new_backends.keys() & old_backends.keys():
         if new_backends[name].structure() != old_backends[name].structure():
-            reasons.append(f"backend {name} changed")
+            reasons.append((Change.BACKENDS, f"backend {name} changed"))
     return reasons
 
 
-def _server_reasons(new: Server, old: Server) -> list[str]:
+def _server_reasons(new: Server, old: Server) -> list[_Reason]:
     host = new.hostname
-    reasons: list[str] = []
+    reasons: list[_Reason] = []
     if new.certificate != old.certificate:
         if old.certificate is None:
-            reasons.append(f"certificate of {host} added")
+            reasons.append((Change.CERTIFICATES, f"certificate of {host} added"))
         elif new.certificate is None:
-            reasons.append(f"certificate of {host} removed")
+            reasons.append((Change.CERTIFICATES, f"certificate of {host} removed"))
         else:
-            reasons.append(f"certificate of {host} changed")
+            reasons.append((Change.CERTIFICATES, f"certificate of {host} changed"))
     if new.ssl_redirect != old.ssl_redirect:
         state = "on" if new.ssl_redirect else "off"
-        reasons.append(f"ssl redirect of {host} turned {state}")
+        reasons.append((Change.OTHER, f"ssl redirect of {host} turned {state}"))
     new_locations = {(loc.path, loc.path_type): loc for loc in new.locations}
     old_locations = {(loc.path, loc.path_type): loc for loc in old.locations}
     for key in new_locations.keys() - old_locations.keys():
-        reasons.append(f"location {_where(host, *key)} added")
+        reasons.append((Change.LOCATIONS, f"location {_where(host, *key)} added"))
     for key in old_locations.keys() - new_locations.keys():
-        reasons.append(f"location {_where(host, *key)} removed")
+        reasons.append((Change.LOCATIONS, f"location {_where(host, *key)} removed"))
     for key in new_locations.keys() & old_locations.keys():
         reasons.extend(_location_reasons(new_locations[key], old_locations[key], host))
     if not reasons:
-        reasons.append(f"server {host} changed")
+        reasons.append((Change.SERVERS, f"server {host} changed"))
     return reasons
 
 
-def _location_reasons(new: Location, old: Location, host: str) -> list[str]:
+def _location_reasons(new: Location, old: Location, host: str) -> list[_Reason]:
     where = _where(host, new.path, new.path_type)
     reasons: list[str] = []
     if new.backend != old.backend or (new.backend is None and new.status != old.status):
@@ -220,7 +272,7 @@ def _location_reasons(new: Location, old: Location, host: str) -> list[str]:
         reasons.append(f"location {where} annotations changed")
     if new != old and not reasons:
         reasons.append(f"location {where} changed")
-    return reasons
+    return [(Change.LOCATIONS, reason) for reason in reasons]
 
 
 def _where(host: str, path: str, path_type: PathType) -> str:

@@ -1,16 +1,19 @@
 """The sync worker: one SyncBatch in, nginx brought in line with the Store.
 
-    SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure;
-              incremental through the Store's BuildCache: a one-Ingress change at 10,000
-              Ingresses rebuilds one server, ~10 ms; unchanged Servers/Backends are the running
-              model's objects, so decide() and the render cache stop at identity checks)
-              (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options and
-               nginx.conf settings; settings that differ from the running ones force a reload)
-              --decide(new, running)--> Decision (pure)
-                 NOTHING    -> done
-                 DYNAMIC    -> NginxDriver.apply_dynamic(changed backends)
-                 RELOAD     -> NginxDriver.apply_reload(new)
-              --success--> running = new; metrics; one log line with decision, reasons, timings
+    SyncBatch
+      prepare  --Store.snapshot()--> Snapshot --build_configuration()--> BuildResult (pure;
+               incremental through the Store's BuildCache: unchanged Servers/Backends are the
+               running model's objects, so decide() and the render cache stop at identity checks)
+               (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options
+                and nginx.conf settings)
+      decide   --decide(new, running)--> Decision (pure); a structure nginx -t already rejected
+               keeps the running one; settings that differ from the running ones force a reload
+      apply    NOTHING  -> done
+               DYNAMIC  -> NginxDriver.apply_dynamic(changed backends)
+               RELOAD   -> NginxDriver.apply_reload(new, settings)
+               --success--> running = new
+      record   metrics; one log line with decision, reasons, timings; SyncRecord
+               --SyncOutcome(batch, record, decision, build, snapshot)--> listeners
 
 The running model is replaced only after nginx has taken the change.  A configuration that
 ``nginx -t`` rejects is an error that retrying cannot fix: it is counted and logged, the last good
@@ -19,6 +22,10 @@ attempt.  Until then, endpoint changes still reach the running configuration's b
 Lua: one rejected Ingress never freezes the pods of every other one.  Anything
 else that fails (nginx not answering, the Lua endpoint refusing) raises ``RetryableSyncError``
 and the syncQueue retries with backoff.
+
+The worker owns the running model and what the last sync saw; others read them through
+properties or get a ``SyncOutcome`` after each sync (``add_listener``).  After nginx restarted,
+``nginx_restarted()`` makes the next sync send the running backends to its empty Lua side first.
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import RenderSettings
 from ingressd.pipeline.configmap import parse_configmap, settings_changes
-from ingressd.pipeline.diffing import Action, Decision, decide
+from ingressd.pipeline.diffing import Action, Decision, decide, with_options_changes
 from ingressd.pipeline.metrics import Metrics
 from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.snapshot import Snapshot
 from ingressd.store.store import Store
+
+__all__ = ["SyncListener", "SyncOutcome", "SyncRecord", "SyncWorker"]
 
 log = structlog.get_logger("ingressd.sync")
 
@@ -74,23 +83,53 @@ class SyncRecord:
         return self.build_seconds + self.diff_seconds + self.apply_seconds
 
 
-_REASON_LABELS = (
-    ("first", "initial"),
-    ("server", "servers"),
-    ("location", "locations"),
-    ("certificate", "certificates"),
-    ("backend", "backends"),
-    ("global", "options"),
-)
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """One sync, for those who follow the worker: what it covered, saw, decided and did."""
+
+    batch: SyncBatch
+    record: SyncRecord
+    #: What was applied (or attempted): ``record.result`` says how it went.
+    decision: Decision
+    build: BuildResult
+    #: The Store snapshot ``build`` was made from.
+    snapshot: Snapshot
+
+    @property
+    def applied(self) -> bool:
+        return self.record.result == "ok"
 
 
-def reload_reason(decision: Decision) -> str:
-    """A low-cardinality label for why a reload happened: the weightiest kind of change."""
-    kinds = {reason.split(" ", 1)[0] for reason in decision.reasons}
-    for word, label in _REASON_LABELS:
-        if word in kinds:
-            return label
-    return "other"
+#: Called after every sync that got as far as building (status, Events, ``ingressd replay``).
+SyncListener = Callable[[SyncOutcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What one sync builds from: the Store's snapshot, its model and the nginx.conf settings."""
+
+    snapshot: Snapshot
+    build: BuildResult
+    settings: RenderSettings
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """How applying went: ``ok``, ``rejected`` (nginx -t refused) or ``error`` (``retry``)."""
+
+    result: str = "ok"
+    error: str | None = None
+    backends_posted: int = 0
+    config_hash: int | None = None
+    retry: RetryableSyncError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Times:
+    started: float
+    built: float
+    decided: float
+    applied: float
 
 
 def _with_endpoints_of(running: Configuration, new: Configuration) -> Configuration:
@@ -106,7 +145,7 @@ def _with_endpoints_of(running: Configuration, new: Configuration) -> Configurat
 
 
 class SyncWorker:
-    """Builds, diffs and applies; holds the running model."""
+    """Builds, diffs and applies; owns the running model."""
 
     def __init__(
         self,
@@ -115,185 +154,267 @@ class SyncWorker:
         options: BuildOptions,
         nginx: NginxDriver,
         metrics: Metrics,
+        settings: RenderSettings,
         clock: Callable[[], float] = time.monotonic,
         history: int = 200,
         reload_always: bool = False,
         configmap: ObjectKey | None = None,
         freeze_gc: bool = False,
     ) -> None:
-        self.store = store
-        self.options = options
-        #: The controller's ConfigMap (``--configmap``): its options apply to every sync.
-        self.configmap = configmap
+        self._store = store
+        self._options = options
+        self._nginx = nginx
+        self._metrics = metrics
         #: nginx.conf settings from the command line; the ConfigMap's options go on top.
-        self.base_settings: RenderSettings = nginx.settings
-        #: The settings the running nginx.conf was rendered with.
-        self.running_settings: RenderSettings | None = None
-        #: What the last sync refused in the ConfigMap.
-        self.option_problems: tuple[Problem, ...] = ()
-        self._configmap_seen: object = None
-        self.nginx = nginx
-        self.metrics = metrics
-        self.clock = clock
-        self.running: Configuration | None = None
-        self.last_build: BuildResult | None = None
-        #: The Store snapshot the last build was made from.
-        self.last_snapshot: Snapshot | None = None
-        self.records: collections.deque[SyncRecord] = collections.deque(maxlen=history)
-        self.count = 0
-        self._known_problems: frozenset[Problem] = frozenset()
+        self._base_settings = settings
+        self._clock = clock
         #: Apply every change by a full reload, endpoint changes too (``--reload-always``: the
         #: way controllers without a dynamic path work; for comparisons).
-        self.reload_always = reload_always
-        #: True while a sync runs.
-        self.busy = False
-        #: Called after every sync with its batch and record (``ingressd replay``'s timeline).
-        self.observers: list[Callable[[SyncBatch, SyncRecord], None]] = []
-        #: Set when nginx restarted: its Lua side is empty and needs the whole running set.
-        self.resend_all = False
-        #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
-        self._rejected: Configuration | None = None
+        self._reload_always = reload_always
+        #: The controller's ConfigMap (``--configmap``): its options apply to every sync.
+        self._configmap = configmap
         #: ``gc.freeze()`` after the first successful sync (``ingressd.memory``): what the
         #: start-up loaded (every Store object, the caches of the first build) is never walked
         #: by a full collection again, which at 10,000 Ingresses costs 100+ ms each time.
         self._freeze_gc = freeze_gc
+        self._listeners: list[SyncListener] = []
+        self._running: Configuration | None = None
+        #: The settings the running nginx.conf was rendered with.
+        self._running_settings: RenderSettings | None = None
+        self._last_build: BuildResult | None = None
+        self._records: collections.deque[SyncRecord] = collections.deque(maxlen=history)
+        self._count = 0
+        self._busy = False
+        #: Set when nginx restarted: its Lua side is empty and needs the whole running set.
+        self._resend_all = False
+        #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
+        self._rejected: Configuration | None = None
+        self._known_problems: frozenset[Problem] = frozenset()
+        self._configmap_seen: object = None
+
+    # -- what others read ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> Configuration | None:
+        """The model nginx serves now; None before the first sync is applied."""
+        return self._running
+
+    @property
+    def running_settings(self) -> RenderSettings | None:
+        """The settings the running nginx.conf was rendered with."""
+        return self._running_settings
 
     @property
     def first_sync_applied(self) -> bool:
-        return self.running is not None
+        return self._running is not None
+
+    @property
+    def last_build(self) -> BuildResult | None:
+        """The newest build, applied or not (``/debug/problems``)."""
+        return self._last_build
+
+    @property
+    def records(self) -> tuple[SyncRecord, ...]:
+        """The recent syncs, oldest first (``/debug/syncs``)."""
+        return tuple(self._records)
+
+    @property
+    def count(self) -> int:
+        """Syncs started so far."""
+        return self._count
+
+    @property
+    def busy(self) -> bool:
+        """True while a sync runs."""
+        return self._busy
+
+    # -- what others tell it ---------------------------------------------------------------------
+
+    def add_listener(self, listener: SyncListener) -> None:
+        """Call ``listener`` with the outcome of every sync from now on."""
+        self._listeners.append(listener)
+
+    def nginx_restarted(self) -> None:
+        """nginx restarted: the next sync first sends the running backends to its Lua side."""
+        self._resend_all = True
+
+    # -- one sync --------------------------------------------------------------------------------
 
     async def __call__(self, batch: SyncBatch) -> None:
-        self.busy = True
+        self._busy = True
         try:
+            await self._resend_after_restart()
             await self._sync(batch)
         finally:
-            self.busy = False
+            self._busy = False
+
+    async def _resend_after_restart(self) -> None:
+        if not self._resend_all:
+            return
+        self._resend_all = False
+        try:
+            await self._nginx.reapply(self._running)
+        except DynamicUpdateError as exc:
+            self._resend_all = True
+            raise RetryableSyncError(f"re-applying after nginx restart: {exc}") from exc
+        log.info("running configuration re-applied after nginx restart")
 
     async def _sync(self, batch: SyncBatch) -> None:
-        if self.resend_all:
-            self.resend_all = False
-            try:
-                await self.nginx.reapply(self.running)
-            except DynamicUpdateError as exc:
-                self.resend_all = True
-                raise RetryableSyncError(f"re-applying after nginx restart: {exc}") from exc
-            log.info("running configuration re-applied after nginx restart")
-        self.count += 1
-        t0 = self.clock()
-        snapshot = self.store.snapshot()
-        configmap = snapshot.config_maps.get(self.configmap) if self.configmap else None
+        self._count += 1
+        started = self._clock()
+        prepared = self._prepare()
+        built = self._clock()
+        target, decision = self._decide(prepared)
+        decided = self._clock()
+        build = prepared.build
+        self._last_build = build
+        self._report_problems(build.problems)
+        self._metrics.problems.set(len(build.problems))
+        applied = await self._apply(decision, target, prepared.settings)
+        times = _Times(started, built, decided, self._clock())
+        if applied.result == "ok":
+            self._commit(target, prepared)
+        record = self._record(batch, decision, applied, build, times)
+        outcome = SyncOutcome(batch, record, decision, build, prepared.snapshot)
+        for listener in self._listeners:
+            listener(outcome)
+        if applied.retry is not None:
+            raise applied.retry
+
+    def _prepare(self) -> _Prepared:
+        """Snapshot the Store, read the ConfigMap's options, build the model."""
+        snapshot = self._store.snapshot()
+        configmap = snapshot.config_maps.get(self._configmap) if self._configmap else None
         global_options, option_problems = parse_configmap(configmap)
         self._report_option_problems(configmap, option_problems)
-        settings = global_options.render_settings(self.base_settings)
-        result = build_configuration(snapshot, global_options.build_options(self.options))
-        t1 = self.clock()
-        target = result.configuration
-        decision = decide(target, self.running)
+        settings = global_options.render_settings(self._base_settings)
+        build = build_configuration(snapshot, global_options.build_options(self._options))
+        return _Prepared(snapshot, build, settings)
+
+    def _decide(self, prepared: _Prepared) -> tuple[Configuration, Decision]:
+        """What to bring nginx to, and how: the new model, or the running one with the new
+        endpoints when nginx -t already rejected the new structure."""
+        running = self._running
+        target = prepared.build.configuration
+        decision = decide(target, running)
         if (
             decision.action is Action.RELOAD
-            and self.running is not None
+            and running is not None
             and self._rejected is not None
             and self._rejected == target.without_endpoints()
         ):
             # nginx -t already rejected this structure: keep serving the running one, and let
             # its backends follow their pods until the objects change again.
-            target = _with_endpoints_of(self.running, target)
-            decision = decide(target, self.running)
-        if self.running is not None and self.running_settings != settings:
-            decision = _with_settings_changes(decision, settings, self.running_settings)
-        t2 = self.clock()
-        self.last_build = result
-        self.last_snapshot = snapshot
-        self._report_problems(result.problems)
-        self.metrics.problems.set(len(result.problems))
+            target = _with_endpoints_of(running, target)
+            decision = decide(target, running)
+        old_settings = self._running_settings
+        if running is not None and old_settings != prepared.settings:
+            reasons = (
+                settings_changes(prepared.settings, old_settings)
+                if old_settings is not None
+                else ("global options changed",)
+            )
+            decision = with_options_changes(decision, reasons)
+        if decision.action is Action.DYNAMIC and self._reload_always:
+            decision = dataclasses.replace(
+                decision, action=Action.RELOAD, reasons=(*decision.reasons, "reload-always")
+            )
+        return target, decision
 
-        posted = 0
-        error: str | None = None
-        outcome = "ok"
-        chash: int | None = None
-        retry: RetryableSyncError | None = None
+    async def _apply(
+        self, decision: Decision, target: Configuration, settings: RenderSettings
+    ) -> _Applied:
+        """Bring nginx to ``target`` as ``decision`` says; a retryable failure is returned."""
         try:
-            if decision.action is Action.DYNAMIC and self.reload_always:
-                decision = dataclasses.replace(
-                    decision,
-                    action=Action.RELOAD,
-                    reasons=(*decision.reasons, "reload-always"),
-                )
             if decision.action is Action.DYNAMIC:
-                changed = target.backends_named(decision.changed_backends)
-                try:
-                    await self.nginx.apply_dynamic(changed)
-                except DynamicUpdateError as exc:
-                    self.metrics.dynamic_updates.labels(result="error").inc()
-                    raise RetryableSyncError(str(exc)) from exc
-                self.metrics.dynamic_updates.labels(result="success").inc()
-                posted = len(changed)
-            elif decision.action is Action.RELOAD:
-                reason = reload_reason(decision)
-                self.nginx.settings = settings
-                try:
-                    reloaded = await self.nginx.apply_reload(target)
-                except (ConfigTestError, RenderError) as exc:
-                    self.metrics.reload_failed(reason=reason)
-                    outcome, error = "rejected", str(exc)
-                    self._rejected = target.without_endpoints()
-                except (NginxError, DynamicUpdateError) as exc:
-                    self.metrics.reload_failed(reason=reason)
-                    raise RetryableSyncError(str(exc)) from exc
-                else:
-                    chash = reloaded.config_hash
-                    self.metrics.reload_succeeded(
-                        reason=reason,
-                        config_hash=reloaded.config_hash,
-                        seconds=reloaded.test_seconds + reloaded.reload_seconds,
-                    )
-                    posted = reloaded.backends_sent
+                return await self._apply_dynamic(target, decision)
+            if decision.action is Action.RELOAD:
+                return await self._apply_reload(target, decision, settings)
         except RetryableSyncError as exc:
-            outcome, error, retry = "error", str(exc), exc
-        t3 = self.clock()
+            return _Applied("error", error=str(exc), retry=exc)
+        return _Applied()
 
-        latencies: tuple[float, ...] = ()
-        if outcome == "ok":
-            if target is result.configuration:
-                self._rejected = None
-            if self._freeze_gc and self.running is None:
-                gc.collect()
-                gc.freeze()
-            self.running = target
-            self.running_settings = settings
-            latencies = tuple(t3 - e.received_at for e in batch.events)
-            for latency in latencies:
-                self.metrics.event_to_applied.observe(latency)
-        decision_label = decision.action.value if outcome == "ok" else "error"
-        self.metrics.syncs.labels(decision=decision_label).inc()
-        self.metrics.sync_duration.labels(decision=decision_label).observe(t3 - t0)
+    async def _apply_dynamic(self, target: Configuration, decision: Decision) -> _Applied:
+        changed = target.backends_named(decision.changed_backends)
+        try:
+            await self._nginx.apply_dynamic(changed)
+        except DynamicUpdateError as exc:
+            self._metrics.dynamic_updates.labels(result="error").inc()
+            raise RetryableSyncError(str(exc)) from exc
+        self._metrics.dynamic_updates.labels(result="success").inc()
+        return _Applied(backends_posted=len(changed))
+
+    async def _apply_reload(
+        self, target: Configuration, decision: Decision, settings: RenderSettings
+    ) -> _Applied:
+        reason = decision.change.value
+        try:
+            reloaded = await self._nginx.apply_reload(target, settings)
+        except (ConfigTestError, RenderError) as exc:
+            self._metrics.reload_failed(reason=reason)
+            self._rejected = target.without_endpoints()
+            return _Applied("rejected", error=str(exc))
+        except (NginxError, DynamicUpdateError) as exc:
+            self._metrics.reload_failed(reason=reason)
+            raise RetryableSyncError(str(exc)) from exc
+        self._metrics.reload_succeeded(
+            reason=reason,
+            config_hash=reloaded.config_hash,
+            seconds=reloaded.test_seconds + reloaded.reload_seconds,
+        )
+        return _Applied(backends_posted=reloaded.backends_sent, config_hash=reloaded.config_hash)
+
+    def _commit(self, target: Configuration, prepared: _Prepared) -> None:
+        """nginx took ``target``: it is the running model now."""
+        if target is prepared.build.configuration:
+            self._rejected = None
+        if self._freeze_gc and self._running is None:
+            gc.collect()
+            gc.freeze()
+        self._running = target
+        self._running_settings = prepared.settings
+
+    def _record(
+        self,
+        batch: SyncBatch,
+        decision: Decision,
+        applied: _Applied,
+        build: BuildResult,
+        times: _Times,
+    ) -> SyncRecord:
+        """Count the sync in the metrics, log its line, keep its record."""
+        ok = applied.result == "ok"
+        latencies = tuple(times.applied - e.received_at for e in batch.events) if ok else ()
+        for latency in latencies:
+            self._metrics.event_to_applied.observe(latency)
+        label = decision.action.value if ok else "error"
+        self._metrics.syncs.labels(decision=label).inc()
+        self._metrics.sync_duration.labels(decision=label).observe(times.applied - times.started)
         record = SyncRecord(
-            number=self.count,
+            number=self._count,
             started_at=batch.started_at,
             events=len(batch.events),
             causes=batch.causes,
             action=decision.action.value,
             reasons=decision.reasons,
-            result=outcome,
-            build_seconds=t1 - t0,
-            diff_seconds=t2 - t1,
-            apply_seconds=t3 - t2,
-            error=error,
-            backends_posted=posted,
-            problems=len(result.problems),
-            config_hash=chash,
+            result=applied.result,
+            build_seconds=times.built - times.started,
+            diff_seconds=times.decided - times.built,
+            apply_seconds=times.applied - times.decided,
+            error=applied.error,
+            backends_posted=applied.backends_posted,
+            problems=len(build.problems),
+            config_hash=applied.config_hash,
             event_latencies=latencies,
         )
-        self.records.append(record)
-        self._log(record)
-        for observer in self.observers:
-            observer(batch, record)
-        if retry is not None:
-            raise retry
+        self._records.append(record)
+        _log(record)
+        return record
+
+    # -- logging what changed --------------------------------------------------------------------
 
     def _report_option_problems(self, configmap: object, problems: tuple[Problem, ...]) -> None:
         """Log the ConfigMap's bad keys once per change of the ConfigMap, not once per sync."""
-        self.option_problems = problems
         data = configmap.get("data") if isinstance(configmap, dict) else None
         if data == self._configmap_seen:
             return
@@ -321,33 +442,23 @@ class SyncWorker:
             log.info("problem resolved", kind=problem.kind, object=problem.key, field=problem.field)
         self._known_problems = current
 
-    @staticmethod
-    def _log(record: SyncRecord) -> None:
-        fields = dict(
-            sync=record.number,
-            decision=record.action,
-            result=record.result,
-            events=record.events,
-            reasons=list(record.reasons),
-            build_ms=round(record.build_seconds * 1000, 2),
-            diff_ms=round(record.diff_seconds * 1000, 2),
-            apply_ms=round(record.apply_seconds * 1000, 2),
-            backends_posted=record.backends_posted,
-        )
-        if record.result == "ok":
-            if record.action == "nothing":
-                log.debug("sync", **fields)
-            else:
-                log.info("sync", **fields)
-        else:
-            log.error("sync", error=record.error, **fields)
 
-
-def _with_settings_changes(
-    decision: Decision, new: RenderSettings, old: RenderSettings | None
-) -> Decision:
-    """A changed nginx.conf setting is structural: the decision becomes a reload."""
-    reasons = settings_changes(new, old) if old is not None else ("global options changed",)
-    return Decision(
-        Action.RELOAD, tuple(sorted({*decision.reasons, *reasons})), decision.changed_backends
+def _log(record: SyncRecord) -> None:
+    fields = dict(
+        sync=record.number,
+        decision=record.action,
+        result=record.result,
+        events=record.events,
+        reasons=list(record.reasons),
+        build_ms=round(record.build_seconds * 1000, 2),
+        diff_ms=round(record.diff_seconds * 1000, 2),
+        apply_ms=round(record.apply_seconds * 1000, 2),
+        backends_posted=record.backends_posted,
     )
+    if record.result == "ok":
+        if record.action == "nothing":
+            log.debug("sync", **fields)
+        else:
+            log.info("sync", **fields)
+    else:
+        log.error("sync", error=record.error, **fields)

@@ -4,7 +4,7 @@
         --> SyncWorker --> DryRunNginx (render + nginx -t; serves nothing)   (--dry-run)
                        --> Nginx (the real one, serving on the run ports)     (--live)
     TraceSource.on_event --> EventLine per trace event (what the Store made of it)
-    SyncWorker.observers --> SyncLine per sync (events covered, decision, reasons, durations)
+    SyncWorker --SyncOutcome--> SyncLine per sync (events covered, decision, reasons, durations)
     end of trace + pipeline idle --> ReplayResult: timeline, summary, final config hash
 
 The assembly is ``runtime.Ingressd`` itself, with the trace as its source and, for a dry run, a
@@ -49,8 +49,7 @@ import structlog
 from ingressd.app.runtime import Ingressd, Options
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.nginx.rendering import NginxPaths
-from ingressd.pipeline.queueing import SyncBatch
-from ingressd.pipeline.syncing import SyncRecord
+from ingressd.pipeline.syncing import SyncOutcome
 from ingressd.store.events import StoreEvent
 from ingressd.store.sources.trace import TraceEvent, TraceSource, count_events
 from ingressd.tools.replay.result import EventLine, ReplayResult, SyncLine, conf_sha256, config_hash
@@ -97,7 +96,7 @@ class Replay:
                 template=options.template,
             )
         self.ingressd = Ingressd(options, source=self.source, nginx=driver)
-        self.ingressd.worker.observers.append(self._on_sync)
+        self.ingressd.worker.add_listener(self._on_sync)
         self.events: list[EventLine] = []
         self.syncs: list[SyncLine] = []
         # StoreEvent (by identity) -> (the StoreEvent, index into ``events``)
@@ -137,9 +136,10 @@ class Replay:
         if self.progress is not None:
             self.progress(len(self.events), len(self.syncs))
 
-    def _on_sync(self, batch: SyncBatch, record: SyncRecord) -> None:
+    def _on_sync(self, outcome: SyncOutcome) -> None:
+        batch, record = outcome.batch, outcome.record
         end = time.monotonic()
-        ok = record.result == "ok"
+        ok = outcome.applied
         kinds: collections.Counter[str] = collections.Counter()
         keys: list[str] = []
         newest: float | None = None
