@@ -27,8 +27,8 @@ from ingressd.pipeline.syncing import SyncOutcome, SyncWorker
 from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.store import Store
-from ingressd.testing.objects import endpoint_slice, ingress, ingress_class, path, rule, service
-from ingressd.testing.traceobjects import config_map
+from tests.support.objects import endpoint_slice, ingress, ingress_class, path, rule, service
+from tests.support.traceobjects import config_map
 
 WEB = BackendName("default-web-80")
 API = BackendName("default-api-80")
