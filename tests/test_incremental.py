@@ -4,12 +4,11 @@ full build of the same snapshot gives."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import random
 
 import pytest
 
-from ingressd.build.building import BuildCache, BuildOptions, BuildResult, build_configuration
+from ingressd.build import BuildCache, BuildOptions, BuildResult, build_configuration
 from ingressd.model import CATCH_ALL, Configuration, ObjectKey, Server
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
@@ -28,19 +27,28 @@ def store_of(*objects: KubeObject) -> Store:
     return store
 
 
-def full(snapshot: Snapshot) -> BuildResult:
+def full(snapshot: Snapshot, options: BuildOptions = OPTIONS) -> BuildResult:
     """A build from scratch (no cache)."""
-    return build_configuration(dataclasses.replace(snapshot, derived=None), OPTIONS)
+    return build_configuration(snapshot, options)
+
+
+class Builds:
+    """Builds of a Store's snapshots through one BuildCache, as the sync worker makes them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache = BuildCache()
+
+    def __call__(self, options: BuildOptions = OPTIONS) -> BuildResult:
+        return build_configuration(self.store.snapshot(), options, cache=self.cache)
+
+    @property
+    def last(self) -> tuple[str, int]:
+        return self.cache.last
 
 
 def server(config: Configuration, host: str) -> Server:
     return next(s for s in config.servers if s.hostname == host)
-
-
-def cache_of(store: Store) -> BuildCache:
-    derived = store.snapshot().derived
-    assert derived is not None
-    return derived.get(BuildCache)
 
 
 def web(i: int) -> list[KubeObject]:
@@ -64,10 +72,11 @@ def cluster(n: int = 20) -> Store:
 
 def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() -> None:
     store = cluster()
-    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    build = Builds(store)
+    first = build().configuration
     store.apply(WatchEvent(EventType.MODIFIED, site(3, "/", "/api", "/new")))
-    second = build_configuration(store.snapshot(), OPTIONS).configuration
-    assert cache_of(store).last == ("incremental", 1)
+    second = build().configuration
+    assert build.last == ("incremental", 1)
     changed = server(second, "h3.test")
     assert [loc.path for loc in changed.locations] == ["/", "/api", "/new"]
     assert changed is not server(first, "h3.test")
@@ -80,17 +89,28 @@ def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() ->
 
 
 def test_the_same_snapshot_twice_gives_the_same_result_object() -> None:
-    store = cluster()
-    snapshot = store.snapshot()
-    assert build_configuration(snapshot, OPTIONS) is build_configuration(snapshot, OPTIONS)
+    snapshot = cluster().snapshot()
+    cache = BuildCache()
+    first = build_configuration(snapshot, OPTIONS, cache=cache)
+    assert build_configuration(snapshot, OPTIONS, cache=cache) is first
+
+
+def test_without_a_cache_every_build_is_a_full_one() -> None:
+    store = cluster(3)
+    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    store.apply(WatchEvent(EventType.MODIFIED, site(1, "/", "/api", "/new")))
+    second = build_configuration(store.snapshot(), OPTIONS).configuration
+    assert server(second, "h0.test") == server(first, "h0.test")
+    assert server(second, "h0.test") is not server(first, "h0.test")
 
 
 def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
     store = cluster()
-    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    build = Builds(store)
+    first = build().configuration
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
-    second = build_configuration(store.snapshot(), OPTIONS).configuration
-    assert cache_of(store).last == ("endpoints", 1)  # patched: no Ingress assembled again
+    second = build().configuration
+    assert build.last == ("endpoints", 1)  # patched: no Ingress assembled again
     changed = [b for b in second.backends if b not in first.backends]
     assert [(b.name, [e.address for e in b.endpoints]) for b in changed] == [
         ("default-svc5-80", ["10.9.9.9"])
@@ -100,34 +120,36 @@ def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
 
 def test_an_endpoint_change_with_slice_problems_takes_the_path_that_lists_them() -> None:
     store = cluster()
-    build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    build()
     bad = o.endpoint_slice("svc5", endpoints=["10.9.9.9", "not-an-address"])
     store.apply(WatchEvent(EventType.MODIFIED, bad))
-    result = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last == ("incremental", 1)
+    result = build()
+    assert build.last == ("incremental", 1)
     assert [p.kind for p in result.problems] == ["EndpointSlice"]
     assert result == full(store.snapshot())
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.8"])))
-    result = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last == ("incremental", 1)  # the problem must go too
+    result = build()
+    assert build.last == ("incremental", 1)  # the problem must go too
     assert result.problems == ()
     assert result == full(store.snapshot())
 
 
 def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
-    memo = cache_of(store).memo
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
     plan = memo.plans[ObjectKey("default/ing1")]
     store.apply(WatchEvent(EventType.MODIFIED, site(1, "/other")))
-    result = build_configuration(store.snapshot(), OPTIONS)
+    result = build()
     assert memo.plans[ObjectKey("default/ing1")] is not plan
     assert [loc.path for loc in server(result.configuration, "h1.test").locations] == [
         "/", "/other"]
     store.apply(WatchEvent(EventType.DELETED, site(2)))
     store.apply(WatchEvent(EventType.DELETED, o.service("svc2")))
     store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc2")))
-    result = build_configuration(store.snapshot(), OPTIONS)
+    result = build()
     assert ObjectKey("default/ing2") not in memo.plans
     assert ObjectKey("default/svc2") not in memo.slices
     assert "h2.test" not in [s.hostname for s in result.configuration.servers]
@@ -136,28 +158,25 @@ def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
 
 def test_a_full_build_keeps_readings_of_unchanged_objects_only() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
-    cache = cache_of(store)
-    plan = cache.memo.plans[ObjectKey("default/ing0")]
+    build = Builds(store)
+    build()
+    plan = build.cache.memo.plans[ObjectKey("default/ing0")]
     store.apply(WatchEvent(EventType.ADDED, o.ingress_class("other", "example.com/other")))
     store.apply(WatchEvent(EventType.DELETED, site(2)))
-    build_configuration(store.snapshot(), OPTIONS)
-    assert cache.last[0] == "full"  # an IngressClass changed
-    assert cache.memo.plans[ObjectKey("default/ing0")] is plan
-    assert ObjectKey("default/ing2") not in cache.memo.plans
+    build()
+    assert build.last[0] == "full"  # an IngressClass changed
+    assert build.cache.memo.plans[ObjectKey("default/ing0")] is plan
+    assert ObjectKey("default/ing2") not in build.cache.memo.plans
 
 
 def test_other_options_build_from_scratch() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    build()
     other = BuildOptions(ingress_class="other")
-    assert build_configuration(store.snapshot(), other).configuration.servers[0].hostname == "_"
-    assert cache_of(store).last[0] == "full"
-    assert build_configuration(store.snapshot(), other) == full_with(store.snapshot(), other)
-
-
-def full_with(snapshot: Snapshot, options: BuildOptions) -> BuildResult:
-    return build_configuration(dataclasses.replace(snapshot, derived=None), options)
+    assert build(other).configuration.servers[0].hostname == "_"
+    assert build.last[0] == "full"
+    assert build(other) == full(store.snapshot(), other)
 
 
 # --- equivalence with full builds on random changes ----------------------------------------
@@ -347,10 +366,11 @@ def test_catch_all_default_backends_follow_the_oldest_ingress() -> None:
                       created="2024-06-01T00:00:00Z")
     old = o.ingress("old", default_backend=o.backend("svc1", 80), created="2024-01-01T00:00:00Z")
     store = store_of(*objects, young, old, site(1, "/"))
-    first = build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    first = build()
     assert server(first.configuration, CATCH_ALL).locations[0].backend == "default-svc1-80"
     store.apply(WatchEvent(EventType.DELETED, old))
-    second = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last[0] == "incremental"
+    second = build()
+    assert build.last[0] == "incremental"
     assert server(second.configuration, CATCH_ALL).locations[0].backend == "default-svc2-80"
     assert second == full(store.snapshot())

@@ -35,6 +35,6 @@ def build_configuration(
     again and again (the sync worker); without one, a full build.
     """
     if cache is None:
-        cache = snapshot.derived.get(BuildCache) if snapshot.derived is not None else BuildCache()
+        cache = BuildCache()
     with gc_paused():
         return cache.build(snapshot, options)

@@ -1,7 +1,7 @@
 """The sync worker: one SyncBatch in, nginx brought in line with the Store.
 
     SyncBatch --Store.snapshot()--> Snapshot --build_configuration()--> Configuration (pure;
-              incremental through the Store's BuildCache: a one-Ingress change at 10,000
+              incremental through the worker's BuildCache: a one-Ingress change at 10,000
               Ingresses rebuilds one server, ~10 ms; unchanged Servers/Backends are the running
               model's objects, so decide() and the render cache stop at identity checks)
               (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options and
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ingressd.build.building import BuildOptions, BuildResult, build_configuration
+from ingressd.build import BuildCache, BuildOptions, BuildResult, build_configuration
 from ingressd.model import Configuration, ObjectKey, Problem
 from ingressd.nginx.applying import NginxDriver
 from ingressd.nginx.dynamic import DynamicUpdateError
@@ -136,6 +136,8 @@ class SyncWorker:
         self.metrics = metrics
         self.clock = clock
         self.running: Configuration | None = None
+        #: The last build, from which the next one is made (only the changes are assembled).
+        self._builds = BuildCache()
         self.last_build: BuildResult | None = None
         #: The Store snapshot the last build was made from.
         self.last_snapshot: Snapshot | None = None
@@ -185,7 +187,9 @@ class SyncWorker:
         global_options, option_problems = parse_configmap(configmap)
         self._report_option_problems(configmap, option_problems)
         settings = global_options.render_settings(self.base_settings)
-        result = build_configuration(snapshot, global_options.build_options(self.options))
+        result = build_configuration(
+            snapshot, global_options.build_options(self.options), cache=self._builds
+        )
         t1 = self.clock()
         target = result.configuration
         decision = decide(target, self.running)
