@@ -9,6 +9,7 @@ import random
 import pytest
 
 from ingressd.build import BuildCache, BuildOptions, BuildResult, build_configuration
+from ingressd.build.assembly import Assembled, Assembly
 from ingressd.model import CATCH_ALL, Configuration, ObjectKey, Server
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
@@ -177,6 +178,82 @@ def test_other_options_build_from_scratch() -> None:
     assert build(other).configuration.servers[0].hostname == "_"
     assert build.last[0] == "full"
     assert build(other) == full(store.snapshot(), other)
+
+
+# --- the last build ----------------------------------------------------------------------
+
+
+def test_a_build_forgets_what_was_read_of_deleted_objects_of_every_kind(
+    pems: list[tuple[str, str]],
+) -> None:
+    cert, key = pems[0]
+    auth = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "auth", "namespace": "default"},
+        "data": {"auth": base64.b64encode(b"alice:{PLAIN}secret").decode()},
+    }
+    secured = o.ingress(
+        "ing2", rules=[o.rule("h2.test", o.path("/", "svc2"))],
+        annotations={P + "auth-type": "basic", P + "auth-secret": "auth"},
+    )
+    tls = o.ingress(
+        "ing1", rules=[o.rule("h1.test", o.path("/", "svc1"))],
+        tls_entries=[o.tls("h1.test", secret_name="tls1")],
+    )
+    store = store_of(*web(0), *web(1), *web(2), site(0, "/"), tls, secured, auth,
+                     o.tls_secret("tls1", cert_pem=cert, key_pem=key))
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
+    ingress, service, tls_secret = (ObjectKey(f"default/{n}") for n in ("ing0", "svc0", "tls1"))
+    auth_file = (ObjectKey("default/auth"), "auth-file")
+    assert ingress in memo.plans and service in memo.slices
+    assert tls_secret in memo.certificates and auth_file in memo.secret_files
+    store.apply(WatchEvent(EventType.DELETED, site(0)))
+    store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc0")))
+    store.apply(WatchEvent(EventType.DELETED, o.tls_secret("tls1", cert_pem="", key_pem="")))
+    store.apply(WatchEvent(EventType.DELETED, auth))
+    result = build()
+    assert build.last == ("incremental", 3)  # a full build forgets them anyway
+    assert ingress not in memo.plans and service not in memo.slices
+    assert tls_secret not in memo.certificates and auth_file not in memo.secret_files
+    assert result == full(store.snapshot())
+
+
+def test_a_build_hands_the_memo_new_maps_and_leaves_the_last_ones_as_they_were() -> None:
+    store = cluster()
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
+    servers, backends = memo.servers, memo.final_backends
+    kept_servers, kept_backends = dict(servers), dict(backends)
+    store.apply(WatchEvent(EventType.MODIFIED, site(3, "/", "/new")))
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc4", endpoints=["10.9.9.9"])))
+    build()
+    assert build.last == ("incremental", 2)
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
+    build()
+    assert build.last == ("endpoints", 1)
+    assert memo.servers is not servers and memo.final_backends is not backends
+    assert (servers, backends) == (kept_servers, kept_backends)
+
+
+def test_a_build_that_raises_leaves_no_last_build_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = cluster(3)
+    build = Builds(store)
+    build()
+    store.apply(WatchEvent(EventType.MODIFIED, site(1, "/", "/new")))
+
+    def defect(self: Assembly, keys: object = None) -> Assembled:
+        raise RuntimeError("a defect")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Assembly, "run", defect)
+        with pytest.raises(RuntimeError):
+            build()
+    result = build()
+    assert build.last[0] == "full"
+    assert result == full(store.snapshot())
 
 
 # --- equivalence with full builds on random changes ----------------------------------------
