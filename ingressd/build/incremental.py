@@ -115,6 +115,7 @@ class BuildCache:
         return self._memo
 
     def build(self, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
+        """The build of ``snapshot``: from the last one when it can, else a full one."""
         state, self._state = self._state, None
         if state is not None and state.options == options:
             result = self._incremental(snapshot, state)
