@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-check wrk openssl curl
 PYTEST_ARGS ?=
 
-.PHONY: install apt venv demo test lint typecheck unit lua bench clean
+.PHONY: install apt venv demo test test-fast lint typecheck unit lua bench clean
 
 install: apt venv
 
@@ -51,6 +51,11 @@ lua: install
 	$(VENV)/bin/pytest tests/test_lua.py $(PYTEST_ARGS)
 
 test: install lint typecheck unit
+
+# The tests that start no nginx (the build, diffing, the pipeline with fakes, the Store, the
+# fake API server, the parsers): a quick loop while editing.
+test-fast: install
+	$(VENV)/bin/pytest -m "not nginx" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks

@@ -20,6 +20,17 @@ from tests.support.fakeapi import FakeApiServer
 from tests.support.harness import Harness
 
 
+#: Fixtures that start a real nginx: a test using one is marked ``nginx`` (``make test-fast``
+#: runs the others).
+_NGINX_FIXTURES = frozenset({"harness", "world_readable_tmp", "kube_harness", "lua_nginx", "nginx"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _NGINX_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nginx)
+
+
 @pytest.fixture
 def world_readable_tmp() -> Iterator[Path]:
     """A temp dir nginx's unprivileged workers can traverse (pytest's tmp_path is 0700)."""

@@ -4,12 +4,12 @@ full build of the same snapshot gives."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import random
 
 import pytest
 
-from ingressd.build.building import BuildCache, BuildOptions, BuildResult, build_configuration
+from ingressd.build import BuildCache, BuildOptions, BuildResult, build_configuration
+from ingressd.build.assembly import Assembled, Assembly
 from ingressd.model import CATCH_ALL, Configuration, ObjectKey, Server
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
@@ -28,19 +28,28 @@ def store_of(*objects: KubeObject) -> Store:
     return store
 
 
-def full(snapshot: Snapshot) -> BuildResult:
+def full(snapshot: Snapshot, options: BuildOptions = OPTIONS) -> BuildResult:
     """A build from scratch (no cache)."""
-    return build_configuration(dataclasses.replace(snapshot, derived=None), OPTIONS)
+    return build_configuration(snapshot, options)
+
+
+class Builds:
+    """Builds of a Store's snapshots through one BuildCache, as the sync worker makes them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache = BuildCache()
+
+    def __call__(self, options: BuildOptions = OPTIONS) -> BuildResult:
+        return build_configuration(self.store.snapshot(), options, cache=self.cache)
+
+    @property
+    def last(self) -> tuple[str, int]:
+        return self.cache.last
 
 
 def server(config: Configuration, host: str) -> Server:
     return next(s for s in config.servers if s.hostname == host)
-
-
-def cache_of(store: Store) -> BuildCache:
-    derived = store.snapshot().derived
-    assert derived is not None
-    return derived.get(BuildCache)
 
 
 def web(i: int) -> list[KubeObject]:
@@ -64,10 +73,11 @@ def cluster(n: int = 20) -> Store:
 
 def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() -> None:
     store = cluster()
-    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    build = Builds(store)
+    first = build().configuration
     store.apply(WatchEvent(EventType.MODIFIED, site(3, "/", "/api", "/new")))
-    second = build_configuration(store.snapshot(), OPTIONS).configuration
-    assert cache_of(store).last == ("incremental", 1)
+    second = build().configuration
+    assert build.last == ("incremental", 1)
     changed = server(second, "h3.test")
     assert [loc.path for loc in changed.locations] == ["/", "/api", "/new"]
     assert changed is not server(first, "h3.test")
@@ -80,17 +90,28 @@ def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() ->
 
 
 def test_the_same_snapshot_twice_gives_the_same_result_object() -> None:
-    store = cluster()
-    snapshot = store.snapshot()
-    assert build_configuration(snapshot, OPTIONS) is build_configuration(snapshot, OPTIONS)
+    snapshot = cluster().snapshot()
+    cache = BuildCache()
+    first = build_configuration(snapshot, OPTIONS, cache=cache)
+    assert build_configuration(snapshot, OPTIONS, cache=cache) is first
+
+
+def test_without_a_cache_every_build_is_a_full_one() -> None:
+    store = cluster(3)
+    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    store.apply(WatchEvent(EventType.MODIFIED, site(1, "/", "/api", "/new")))
+    second = build_configuration(store.snapshot(), OPTIONS).configuration
+    assert server(second, "h0.test") == server(first, "h0.test")
+    assert server(second, "h0.test") is not server(first, "h0.test")
 
 
 def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
     store = cluster()
-    first = build_configuration(store.snapshot(), OPTIONS).configuration
+    build = Builds(store)
+    first = build().configuration
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
-    second = build_configuration(store.snapshot(), OPTIONS).configuration
-    assert cache_of(store).last == ("endpoints", 1)  # patched: no Ingress assembled again
+    second = build().configuration
+    assert build.last == ("endpoints", 1)  # patched: no Ingress assembled again
     changed = [b for b in second.backends if b not in first.backends]
     assert [(b.name, [e.address for e in b.endpoints]) for b in changed] == [
         ("default-svc5-80", ["10.9.9.9"])
@@ -100,34 +121,36 @@ def test_an_endpoint_change_rebuilds_only_that_backend() -> None:
 
 def test_an_endpoint_change_with_slice_problems_takes_the_path_that_lists_them() -> None:
     store = cluster()
-    build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    build()
     bad = o.endpoint_slice("svc5", endpoints=["10.9.9.9", "not-an-address"])
     store.apply(WatchEvent(EventType.MODIFIED, bad))
-    result = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last == ("incremental", 1)
+    result = build()
+    assert build.last == ("incremental", 1)
     assert [p.kind for p in result.problems] == ["EndpointSlice"]
     assert result == full(store.snapshot())
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.8"])))
-    result = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last == ("incremental", 1)  # the problem must go too
+    result = build()
+    assert build.last == ("incremental", 1)  # the problem must go too
     assert result.problems == ()
     assert result == full(store.snapshot())
 
 
 def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
-    memo = cache_of(store).memo
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
     plan = memo.plans[ObjectKey("default/ing1")]
     store.apply(WatchEvent(EventType.MODIFIED, site(1, "/other")))
-    result = build_configuration(store.snapshot(), OPTIONS)
+    result = build()
     assert memo.plans[ObjectKey("default/ing1")] is not plan
     assert [loc.path for loc in server(result.configuration, "h1.test").locations] == [
         "/", "/other"]
     store.apply(WatchEvent(EventType.DELETED, site(2)))
     store.apply(WatchEvent(EventType.DELETED, o.service("svc2")))
     store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc2")))
-    result = build_configuration(store.snapshot(), OPTIONS)
+    result = build()
     assert ObjectKey("default/ing2") not in memo.plans
     assert ObjectKey("default/svc2") not in memo.slices
     assert "h2.test" not in [s.hostname for s in result.configuration.servers]
@@ -136,39 +159,41 @@ def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
 
 def test_a_full_build_keeps_readings_of_unchanged_objects_only() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
-    cache = cache_of(store)
-    plan = cache.memo.plans[ObjectKey("default/ing0")]
+    build = Builds(store)
+    build()
+    plan = build.cache.memo.plans[ObjectKey("default/ing0")]
     store.apply(WatchEvent(EventType.ADDED, o.ingress_class("other", "example.com/other")))
     store.apply(WatchEvent(EventType.DELETED, site(2)))
-    build_configuration(store.snapshot(), OPTIONS)
-    assert cache.last[0] == "full"  # an IngressClass changed
-    assert cache.memo.plans[ObjectKey("default/ing0")] is plan
-    assert ObjectKey("default/ing2") not in cache.memo.plans
+    build()
+    assert build.last[0] == "full"  # an IngressClass changed
+    assert build.cache.memo.plans[ObjectKey("default/ing0")] is plan
+    assert ObjectKey("default/ing2") not in build.cache.memo.plans
 
 
 def test_other_options_build_from_scratch() -> None:
     store = cluster(3)
-    build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    build()
     other = BuildOptions(ingress_class="other")
-    assert build_configuration(store.snapshot(), other).configuration.servers[0].hostname == "_"
-    assert cache_of(store).last[0] == "full"
-    assert build_configuration(store.snapshot(), other) == full_with(store.snapshot(), other)
+    assert build(other).configuration.servers[0].hostname == "_"
+    assert build.last[0] == "full"
+    assert build(other) == full(store.snapshot(), other)
 
 
 def test_allowing_loopback_endpoints_reads_the_cached_slices_again() -> None:
     store = store_of(o.service("svc0"), o.endpoint_slice("svc0", endpoints=["127.0.1.1"]),
                      site(0, "/"))
     allowed = BuildOptions(allow_loopback_endpoints=True)
+    build = Builds(store)
 
     def served(options: BuildOptions) -> tuple[tuple[str, ...], int]:
-        result = build_configuration(store.snapshot(), options)
+        result = build(options)
         (backend,) = result.configuration.backends
         return tuple(e.address for e in backend.endpoints), len(result.problems)
 
     assert served(OPTIONS) == ((), 1)
     assert served(allowed) == (("127.0.1.1",), 0)
-    assert cache_of(store).last[0] == "full"
+    assert build.last[0] == "full"
     assert served(OPTIONS) == ((), 1)
     # Endpoint-only changes take the patch path; it must read with the options of the build.
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
@@ -178,11 +203,83 @@ def test_allowing_loopback_endpoints_reads_the_cached_slices_again() -> None:
     store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
         "127.0.1.3", "10.0.0.1"])))
     assert served(allowed) == (("10.0.0.1", "127.0.1.3"), 0)
-    assert cache_of(store).last[0] == "endpoints"
+    assert build.last[0] == "endpoints"
 
 
-def full_with(snapshot: Snapshot, options: BuildOptions) -> BuildResult:
-    return build_configuration(dataclasses.replace(snapshot, derived=None), options)
+# --- the last build ----------------------------------------------------------------------
+
+
+def test_a_build_forgets_what_was_read_of_deleted_objects_of_every_kind(
+    pems: list[tuple[str, str]],
+) -> None:
+    cert, key = pems[0]
+    auth = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "auth", "namespace": "default"},
+        "data": {"auth": base64.b64encode(b"alice:{PLAIN}secret").decode()},
+    }
+    secured = o.ingress(
+        "ing2", rules=[o.rule("h2.test", o.path("/", "svc2"))],
+        annotations={P + "auth-type": "basic", P + "auth-secret": "auth"},
+    )
+    tls = o.ingress(
+        "ing1", rules=[o.rule("h1.test", o.path("/", "svc1"))],
+        tls_entries=[o.tls("h1.test", secret_name="tls1")],
+    )
+    store = store_of(*web(0), *web(1), *web(2), site(0, "/"), tls, secured, auth,
+                     o.tls_secret("tls1", cert_pem=cert, key_pem=key))
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
+    ingress, service, tls_secret = (ObjectKey(f"default/{n}") for n in ("ing0", "svc0", "tls1"))
+    auth_file = (ObjectKey("default/auth"), "auth-file")
+    assert ingress in memo.plans and service in memo.slices
+    assert tls_secret in memo.certificates and auth_file in memo.secret_files
+    store.apply(WatchEvent(EventType.DELETED, site(0)))
+    store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc0")))
+    store.apply(WatchEvent(EventType.DELETED, o.tls_secret("tls1", cert_pem="", key_pem="")))
+    store.apply(WatchEvent(EventType.DELETED, auth))
+    result = build()
+    assert build.last == ("incremental", 3)  # a full build forgets them anyway
+    assert ingress not in memo.plans and service not in memo.slices
+    assert tls_secret not in memo.certificates and auth_file not in memo.secret_files
+    assert result == full(store.snapshot())
+
+
+def test_a_build_hands_the_memo_new_maps_and_leaves_the_last_ones_as_they_were() -> None:
+    store = cluster()
+    build = Builds(store)
+    build()
+    memo = build.cache.memo
+    servers, backends = memo.servers, memo.final_backends
+    kept_servers, kept_backends = dict(servers), dict(backends)
+    store.apply(WatchEvent(EventType.MODIFIED, site(3, "/", "/new")))
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc4", endpoints=["10.9.9.9"])))
+    build()
+    assert build.last == ("incremental", 2)
+    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc5", endpoints=["10.9.9.9"])))
+    build()
+    assert build.last == ("endpoints", 1)
+    assert memo.servers is not servers and memo.final_backends is not backends
+    assert (servers, backends) == (kept_servers, kept_backends)
+
+
+def test_a_build_that_raises_leaves_no_last_build_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = cluster(3)
+    build = Builds(store)
+    build()
+    store.apply(WatchEvent(EventType.MODIFIED, site(1, "/", "/new")))
+
+    def defect(self: Assembly, keys: object = None) -> Assembled:
+        raise RuntimeError("a defect")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Assembly, "run", defect)
+        with pytest.raises(RuntimeError):
+            build()
+    result = build()
+    assert build.last[0] == "full"
+    assert result == full(store.snapshot())
 
 
 # --- equivalence with full builds on random changes ----------------------------------------
@@ -372,10 +469,11 @@ def test_catch_all_default_backends_follow_the_oldest_ingress() -> None:
                       created="2024-06-01T00:00:00Z")
     old = o.ingress("old", default_backend=o.backend("svc1", 80), created="2024-01-01T00:00:00Z")
     store = store_of(*objects, young, old, site(1, "/"))
-    first = build_configuration(store.snapshot(), OPTIONS)
+    build = Builds(store)
+    first = build()
     assert server(first.configuration, CATCH_ALL).locations[0].backend == "default-svc1-80"
     store.apply(WatchEvent(EventType.DELETED, old))
-    second = build_configuration(store.snapshot(), OPTIONS)
-    assert cache_of(store).last[0] == "incremental"
+    second = build()
+    assert build.last[0] == "incremental"
     assert server(second.configuration, CATCH_ALL).locations[0].backend == "default-svc2-80"
     assert second == full(store.snapshot())

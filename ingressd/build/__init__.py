@@ -7,7 +7,8 @@
     reading      EndpointSlices, TLS and annotation Secrets -> what the build needs of them;
                  kube: typed shapes of the objects read
     assembly     plans + the objects they name -> servers, backends, problems
-    building     build_configuration and the BuildCache that makes it incremental
+    building     build_configuration: the face of the build
+    incremental  the BuildCache: the last build, from which the next one is made
 
 The face of the package: ``build_configuration``, ``BuildOptions``, ``BuildResult``,
 ``BuildCache``.

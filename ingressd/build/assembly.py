@@ -31,9 +31,10 @@
 
 ``Assembly`` owns what the stages fill: the server drafts, the backends, the problem buckets,
 and the lookups of the Services, EndpointSlices and Secrets an Ingress names.  ``run(keys)``
-assembles only the Ingresses ``keys`` (all of the snapshot's when ``None``): building uses that
-to rebuild the servers one change touches; a canary reads other Ingresses' locations and
-extends their backends, so building assembles everything again when one is involved.
+assembles only the Ingresses ``keys`` (all of the snapshot's when ``None``): the incremental
+build (``ingressd.build.incremental``) uses that to rebuild the servers one change touches; a
+canary reads other Ingresses' locations and extends their backends, so that build assembles
+everything again when one is involved.
 
 What an object says on its own is computed once per object and kept in the ``Memo``
 (``ingressd.build.reading``) while the Store holds that object (EndpointSlices, TLS and

@@ -4,8 +4,10 @@
                                                    problems of each slice) --> endpoints by port
     TLS Secret --parse_tls_secret()--> Certificate | (field, reason)
     auth / proxy-ssl Secret --ingressd.annotations.secrets--> SecretFile(s) | (field, reason)
-    Memo: what was read of each object, kept while the Store holds that very object, and the
-          model values of the last build (reused by ``ingressd.build.assembly`` when equal)
+    Memo: what was read of each object, kept while the snapshot holds that very object, and
+          the model values of the last build (reused by ``ingressd.build.assembly`` when
+          equal); owned by one ``BuildCache`` (``ingressd.build.incremental``), which tells it
+          what changed (``forget``) and what the last build made (``keep_model``)
 
 Readers are pure and never raise: what is wrong becomes a Problem (slices) or a reason.  A
 plainly well-formed IPv4 slice is read in one pass (``_plain_slice_view``); anything else goes
@@ -27,7 +29,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, assert_never
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,6 +48,7 @@ from ingressd.model import (
     Server,
 )
 from ingressd.model.settings import LocationSettings, SecretFile
+from ingressd.store.events import Kind
 from ingressd.store.snapshot import KubeObject
 
 __all__ = [
@@ -114,9 +117,14 @@ class Memo:
     Every entry keeps the object it was derived from and is used only while the snapshot holds
     that very object (compared by identity: the Store replaces objects, it never edits one).
     ``renewed()`` starts a full build: entries are carried over only when the new snapshot
-    still holds their object, so deleted objects' entries go.  What the entries were read with
+    still holds their object, so deleted objects' entries go; between full builds ``forget()``
+    drops the entries of the objects that changed.  What the entries were read with
     (annotation options, ``allow_loopback_endpoints``) is the Memo's own: other options need
     another Memo (``fits``).
+
+    The assembly asks it for readings (``plan``, ``service_slices``, ``certificate``,
+    ``secret_file``: each fills its entry) and reads the model values; only the owning
+    ``BuildCache`` replaces those (``keep_model``).
     """
 
     def __init__(
@@ -131,10 +139,11 @@ class Memo:
         self.tls_contents: dict[tuple[object, object, object], _TlsMaterial | Issue] = {}
         self.secret_files: dict[tuple[ObjectKey, str], tuple[KubeObject, SecretFiles | Issue]]
         self.secret_files = {}
-        #: Model values of the last build, reused when equal.
+        #: Model values of the last build, reused when equal: every Backend resolved (by name,
+        #: canaries apart), the result's Backends and Servers, LocationSettings resolved from
+        #: Secrets / Services (the others are the plan's) per Ingress.
         self.backends: dict[BackendName, Backend] = {}
         self.final_backends: dict[BackendName, Backend] = {}
-        #: LocationSettings resolved from Secrets / Services (the others are the plan's).
         self.settings: dict[ObjectKey, LocationSettings] = {}
         self.servers: dict[str, Server] = {}
         self._old: Memo | None = None
@@ -162,6 +171,21 @@ class Memo:
     def settle(self) -> None:
         """End of a full build: drop the previous generation."""
         self._old = None
+
+    def keep_model(
+        self,
+        *,
+        backends: dict[BackendName, Backend],
+        final_backends: dict[BackendName, Backend],
+        servers: dict[str, Server],
+        settings: dict[ObjectKey, LocationSettings],
+    ) -> None:
+        """The model values of the build just made, for the next assembly to reuse.  The maps
+        are handed over: nobody changes them afterwards (a new build hands new ones)."""
+        self.backends = backends
+        self.final_backends = final_backends
+        self.servers = servers
+        self.settings = settings
 
     def plan(self, key: ObjectKey, raw: KubeObject) -> IngressPlan:
         found = self.plans.get(key)
@@ -241,16 +265,31 @@ class Memo:
             self.secret_files[(key, kind)] = found
         return found[1]
 
-    def forget(self, kind: str, key: ObjectKey) -> None:
-        """Drop what was derived from object ``key`` of ``kind`` (it changed or is gone)."""
-        if kind == "Ingress":
-            self.plans.pop(key, None)
-        elif kind == "EndpointSlice":
-            self.slices.pop(key, None)
-        elif kind == "Secret":
-            self.certificates.pop(key, None)
-            for purpose in ("auth-file", "auth-map", "proxy-ssl"):
-                self.secret_files.pop((key, purpose), None)
+    def forget(self, kind: Kind, key: ObjectKey) -> None:
+        """Drop what was read of object ``key`` of ``kind`` (it changed or is gone).
+
+        EndpointSlices are keyed by their Service, as in ``Snapshot.endpoint_slices``.  Nothing
+        is read ahead of a Service (each lookup reads it), an IngressClass or a ConfigMap (a
+        change of either is a full build).  Entries are checked by identity on use, so
+        forgetting is about memory, never about results.
+        """
+        match kind:
+            case Kind.INGRESS:
+                self.plans.pop(key, None)
+            case Kind.ENDPOINT_SLICE:
+                self.slices.pop(key, None)
+            case Kind.SECRET:
+                self.certificates.pop(key, None)
+                for purpose in _SECRET_PURPOSES:
+                    self.secret_files.pop((key, purpose), None)
+            case Kind.SERVICE | Kind.INGRESS_CLASS | Kind.CONFIG_MAP:
+                pass
+            case _:
+                assert_never(kind)
+
+
+#: What a Secret is read for besides TLS (``Memo.secret_file``'s ``kind``).
+_SECRET_PURPOSES = ("auth-file", "auth-map", "proxy-ssl")
 
 
 def _endpoints(views: tuple[_SliceView, ...], port_name: str) -> tuple[Endpoint, ...]:

@@ -7,10 +7,10 @@
         ``spec.ingressClassName`` (ours: ``BuildOptions.ingress_class`` or one of our classes),
         else the legacy ``kubernetes.io/ingress.class`` annotation, else the default class
 
-Stage 1 of the assembly (``ingressd.build.assembly``); building (``ingressd.build.building``) asks
-again for the Ingresses one change touches.  ``BuildOptions`` lives here because it says first
-what makes an Ingress ours; the rest of it (ssl redirect, annotation options, loopback
-endpoints) is read by the later stages.
+Stage 1 of the assembly (``ingressd.build.assembly``); the incremental build
+(``ingressd.build.incremental``) asks again for the Ingresses one change touches.
+``BuildOptions`` lives here because it says first what makes an Ingress ours; the rest of it
+(ssl redirect, annotation options, loopback endpoints) is read by the later stages.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     SyncBatch
       prepare  --Store.snapshot()--> Snapshot --build_configuration()--> BuildResult (pure;
-               incremental through the Store's BuildCache: unchanged Servers/Backends are the
+               incremental through the worker's BuildCache: unchanged Servers/Backends are the
                running model's objects, so decide() and the render cache stop at identity checks)
                (the controller's ConfigMap --parse_configmap()--> GlobalOptions: build options
                 and nginx.conf settings)
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ingressd.build.building import BuildOptions, BuildResult, build_configuration
+from ingressd.build import BuildCache, BuildOptions, BuildResult, build_configuration
 from ingressd.model import Configuration, ObjectKey, Problem
 from ingressd.nginx.applying import NginxDriver
 from ingressd.nginx.dynamic import DynamicUpdateError
@@ -168,6 +168,8 @@ class SyncWorker:
         #: nginx.conf settings from the command line; the ConfigMap's options go on top.
         self._base_settings = settings
         self._clock = clock
+        #: The last build, from which the next one is made (only the changes are assembled).
+        self._builds = BuildCache()
         #: Apply every change by a full reload, endpoint changes too (``--reload-always``: the
         #: way controllers without a dynamic path work; for comparisons).
         self._reload_always = reload_always
@@ -288,7 +290,9 @@ class SyncWorker:
         global_options, option_problems = parse_configmap(configmap)
         self._report_option_problems(configmap, option_problems)
         settings = global_options.render_settings(self._base_settings)
-        build = build_configuration(snapshot, global_options.build_options(self._options))
+        build = build_configuration(
+            snapshot, global_options.build_options(self._options), cache=self._builds
+        )
         return _Prepared(snapshot, build, settings)
 
     def _decide(self, prepared: _Prepared) -> tuple[Configuration, Decision]:

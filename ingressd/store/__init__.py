@@ -9,12 +9,11 @@ package (``references``, the per-source modules' helpers) is internal.
 """
 
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
-from ingressd.store.snapshot import Derived, KubeObject, Snapshot
+from ingressd.store.snapshot import KubeObject, Snapshot
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.store.store import EventChannel, Store
 
 __all__ = [
-    "Derived",
     "EventChannel",
     "EventType",
     "Kind",

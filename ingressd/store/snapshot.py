@@ -5,42 +5,19 @@
 Objects are the raw Kubernetes objects (dicts, as the API server sends them).  By convention nobody
 mutates them: the Store replaces an object on change, it never edits one in place, so a snapshot
 stays valid while the Store moves on, and what is derived from an object stays right for as long
-as the Store holds that very object (``Derived``: the builder keeps its cache there).
+as a snapshot holds that very object (the build's ``BuildCache`` relies on it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ingressd.model import ObjectKey
 
 #: A Kubernetes object as JSON.
 KubeObject = dict[str, Any]
-
-_T = TypeVar("_T")
-
-
-class Derived:
-    """What consumers of one Store's snapshots derive from its objects, kept across snapshots.
-
-    One instance of each type, made on first use: ``derived.get(BuildCache)``.  An entry must
-    key what it keeps by object identity and hold a reference to the object (so that its
-    ``id()`` cannot be reused), and check the identity on use: a changed object is a new one.
-    """
-
-    __slots__ = ("_entries",)
-
-    def __init__(self) -> None:
-        self._entries: dict[type, object] = {}
-
-    def get(self, kind: type[_T]) -> _T:
-        found = self._entries.get(kind)
-        if not isinstance(found, kind):
-            found = self._entries[kind] = kind()
-        return found
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -57,5 +34,3 @@ class Snapshot:
     endpoint_slices: Mapping[ObjectKey, tuple[KubeObject, ...]] = field(default_factory=dict)
     secrets: Mapping[ObjectKey, KubeObject] = field(default_factory=dict)
     config_maps: Mapping[ObjectKey, KubeObject] = field(default_factory=dict)
-    #: The Store's ``Derived`` (``None`` for a snapshot made by hand: nothing is kept).
-    derived: Derived | None = field(default=None, compare=False, repr=False)

@@ -7,8 +7,7 @@
                          service -> EndpointSlices (from each slice's service-name label)
         4. relevance: could this change alter what nginx does?  no -> return None
         5. StoreEvent --channel.put_nowait()--> updateChannel (and returned to the caller)
-    sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap; with the Store's
-                                      ``Derived``, where the builder keeps its cache)
+    sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap)
 
 Objects are stored as given, never copied: the caller hands the object over and must not mutate
 it afterwards.  The Store never mutates one either; it replaces it, so a Snapshot stays valid.
@@ -48,7 +47,7 @@ from ingressd.store.references import (
     slice_content,
     slice_service_key,
 )
-from ingressd.store.snapshot import Derived, KubeObject, Snapshot
+from ingressd.store.snapshot import KubeObject, Snapshot
 
 _ADDED = EventType.ADDED
 _MODIFIED = EventType.MODIFIED
@@ -129,8 +128,6 @@ class Store:
         self._slices_by_service: dict[ObjectKey, dict[ObjectKey, KubeObject]] = {}
         self._slice_tuples: dict[ObjectKey, tuple[KubeObject, ...]] = {}
         self._stale_services: set[ObjectKey] = set()
-        #: Kept across snapshots for their consumers (the builder's cache).
-        self._derived = Derived()
         self._appliers: dict[Kind, Callable[[EventType, ObjectKey, KubeObject], EventType | None]]
         self._appliers = {
             Kind.INGRESS: self._apply_ingress,
@@ -335,7 +332,6 @@ class Store:
             endpoint_slices=dict(self._slice_tuples),
             secrets=dict(self._secrets),
             config_maps=dict(self._config_maps),
-            derived=self._derived,
         )
 
     def ingresses_using_service(self, key: ObjectKey) -> frozenset[ObjectKey]:
