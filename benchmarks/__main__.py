@@ -31,7 +31,10 @@ HERE = Path(__file__).resolve().parent
 def _commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=HERE,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -76,9 +79,14 @@ def main() -> None:
 
     print("churn ...", flush=True)
     churn_args = argparse.Namespace(
-        services=100 if quick else 1000, endpoints=10, changes=1000 if quick else 10_000,
-        rate=1000, probe_every=20 if quick else 100, reloads=5 if quick else 20,
-        wrk_seconds=2 if quick else 3, modes="both",
+        services=100 if quick else 1000,
+        endpoints=10,
+        changes=1000 if quick else 10_000,
+        rate=1000,
+        probe_every=20 if quick else 100,
+        reloads=5 if quick else 20,
+        wrk_seconds=2 if quick else 3,
+        modes="both",
     )
     churns = asyncio.run(churn.main_async(churn_args))
     (out / "churn.json").write_text(json.dumps([asdict(c) for c in churns], indent=2))
@@ -99,8 +107,13 @@ def main() -> None:
     (out / "scale.json").write_text(json.dumps([asdict(s) for s in scales], indent=2))
     lines += ["## 3. Scale (one host, two paths per Ingress, TLS on 10%)", "", "```"]
     lines += [scale.describe(s) for s in scales]
-    lines += ["```", "", "Targets at 10k: build + render <= 1 s, conf <= 25 MB, RSS <= 200 MB, "
-              "one-Ingress sync <= 50 ms of controller time.", ""]
+    lines += [
+        "```",
+        "",
+        "Targets at 10k: build + render <= 1 s, conf <= 25 MB, RSS <= 200 MB, "
+        "one-Ingress sync <= 50 ms of controller time.",
+        "",
+    ]
 
     print("dataplane ...", flush=True)
     dp = asyncio.run(dataplane.run(10, 2 if quick else 5, 2 if quick else 3, 32))
@@ -111,7 +124,8 @@ def main() -> None:
     pl = asyncio.run(pipeline.run(1000, 20_000 if quick else 100_000, 256))
     (out / "pipeline.json").write_text(json.dumps(asdict(pl), indent=2))
     lines += [
-        "## 5. Pipeline throughput (dry run)", "",
+        "## 5. Pipeline throughput (dry run)",
+        "",
         f"- {pl.events:,} endpoint events over {pl.services} services: "
         f"{pl.events_per_second:,} events/s (target >= 50,000); {pl.syncs} syncs, "
         f"{pl.dynamic_updates} dynamic updates, {pl.reloads} reloads",

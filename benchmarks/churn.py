@@ -74,8 +74,13 @@ def _slice(i: int, generations: range, port: int, version: int) -> dict[str, Any
 
 
 async def _probe(
-    session: aiohttp.ClientSession, url: str, host: str, wanted: frozenset[str], since: float,
-    timeout: float, fanout: int,
+    session: aiohttp.ClientSession,
+    url: str,
+    host: str,
+    wanted: frozenset[str],
+    since: float,
+    timeout: float,
+    fanout: int,
 ) -> float | None:
     """Milliseconds from ``since`` until ``host`` is answered by a pod in ``wanted`` (the one
     added, or one added after it: a later change applied implies this one was); None on timeout.
@@ -105,13 +110,22 @@ async def _probe(
 
 
 async def run(
-    *, reload_always: bool, services: int, endpoints: int, changes: int, rate: float,
-    probe_every: int, forced_reloads: int, wrk_seconds: int, root: Path,
+    *,
+    reload_always: bool,
+    services: int,
+    endpoints: int,
+    changes: int,
+    rate: float,
+    probe_every: int,
+    forced_reloads: int,
+    wrk_seconds: int,
+    root: Path,
     min_sync_interval: float = DEFAULT_MIN_SYNC_INTERVAL,
 ) -> ChurnResult:
     pod_port = free_port()
-    pods = PodNginx([address(0, 0)], pod_port, root / ("r" if reload_always else "d"),
-                    wildcard=True)
+    pods = PodNginx(
+        [address(0, 0)], pod_port, root / ("r" if reload_always else "d"), wildcard=True
+    )
     pods.start()
     objects: list[dict[str, Any]] = []
     for i in range(services):
@@ -166,11 +180,19 @@ async def run(
                 i, g, obj = planned[sent]
                 source.modify(obj)
                 if sent % probe_every == 0:
-                    probes.append(asyncio.create_task(
-                        _probe(session, url, f"h{i}.test",
-                               frozenset(address(i, h) for h in range(g, g + endpoints)),
-                               time.monotonic(), 10.0, 2 * endpoints)
-                    ))
+                    probes.append(
+                        asyncio.create_task(
+                            _probe(
+                                session,
+                                url,
+                                f"h{i}.test",
+                                frozenset(address(i, h) for h in range(g, g + endpoints)),
+                                time.monotonic(),
+                                10.0,
+                                2 * endpoints,
+                            )
+                        )
+                    )
                 sent += 1
             await asyncio.sleep(0.001)
         for result in await asyncio.gather(*probes):
@@ -193,8 +215,11 @@ async def run(
         await asyncio.sleep(0.5)
         before = metrics.value("nginx_ingress_controller_success")
         for n in range(forced_reloads):
-            source.modify(ingress("ing1", rules=[rule("h1.test", path("/", "svc1"),
-                                                      path(f"/extra{n}", "svc1"))]))
+            source.modify(
+                ingress(
+                    "ing1", rules=[rule("h1.test", path("/", "svc1"), path(f"/extra{n}", "svc1"))]
+                )
+            )
             while metrics.value("nginx_ingress_controller_success") < before + n + 1:
                 await asyncio.sleep(0.01)
         wrk_reloads = await wrk_reload_task
@@ -214,7 +239,8 @@ async def run(
             probes_timed_out=timeouts,
             latency_p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
             latency_p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1)
-            if latencies else float("nan"),
+            if latencies
+            else float("nan"),
             latency_max_ms=round(latencies[-1], 1) if latencies else float("nan"),
             wrk_quiet=wrk_quiet,
             wrk_churn=wrk_churn,
@@ -235,8 +261,11 @@ def describe(r: ChurnResult) -> str:
         f"  event-to-served latency ({r.probes} probes, {r.probes_timed_out} timed out): "
         f"p50 {r.latency_p50_ms} ms, p99 {r.latency_p99_ms} ms, max {r.latency_max_ms} ms",
     ]
-    for label, w in (("quiet", r.wrk_quiet), ("during churn", r.wrk_churn),
-                     (f"during {r.forced_reloads} reloads", r.wrk_reloads)):
+    for label, w in (
+        ("quiet", r.wrk_quiet),
+        ("during churn", r.wrk_churn),
+        (f"during {r.forced_reloads} reloads", r.wrk_reloads),
+    ):
         if w is not None:
             lines.append(
                 f"  wrk {label}: {w.requests} requests, {w.requests_per_second:.0f}/s, "
@@ -255,14 +284,23 @@ async def main_async(args: argparse.Namespace) -> list[ChurnResult]:
     root = temp_root("ingressd-churn-")
     results = []
     try:
-        for reload_always in {"both": (False, True), "dynamic": (False,),
-                              "reload-always": (True,)}[args.modes]:
-            results.append(await run(
-                reload_always=reload_always, services=args.services, endpoints=args.endpoints,
-                changes=args.changes, rate=args.rate, probe_every=args.probe_every,
-                forced_reloads=args.reloads, wrk_seconds=args.wrk_seconds, root=root,
-                min_sync_interval=getattr(args, "min_sync_interval", DEFAULT_MIN_SYNC_INTERVAL),
-            ))
+        for reload_always in {"both": (False, True), "dynamic": (False,), "reload-always": (True,)}[
+            args.modes
+        ]:
+            results.append(
+                await run(
+                    reload_always=reload_always,
+                    services=args.services,
+                    endpoints=args.endpoints,
+                    changes=args.changes,
+                    rate=args.rate,
+                    probe_every=args.probe_every,
+                    forced_reloads=args.reloads,
+                    wrk_seconds=args.wrk_seconds,
+                    root=root,
+                    min_sync_interval=getattr(args, "min_sync_interval", DEFAULT_MIN_SYNC_INTERVAL),
+                )
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results

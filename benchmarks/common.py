@@ -1,8 +1,8 @@
 """Shared pieces of the benchmarks: fast fake pods, ports, wrk, machine description.
 
-    PodNginx: one extra nginx that answers 200 on many loopback addresses (fast pods, so the
-              proxy under test is the bottleneck, not the pods)
-    run_wrk(): wrk through the proxy, parsed into requests/s, latency and errors
+PodNginx: one extra nginx that answers 200 on many loopback addresses (fast pods, so the
+          proxy under test is the bottleneck, not the pods)
+run_wrk(): wrk through the proxy, parsed into requests/s, latency and errors
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ class PodNginx:
     """A plain nginx playing many pods: ``address:port`` each answers 200 with its address."""
 
     def __init__(
-        self, addresses: list[str], port: int, root: Path, workers: int = 1,
-        *, wildcard: bool = False,
+        self,
+        addresses: list[str],
+        port: int,
+        root: Path,
+        workers: int = 1,
+        *,
+        wildcard: bool = False,
     ) -> None:
         """``wildcard``: one socket on every address (``listen PORT``): any 127.x.y.z answers."""
         self.wildcard = wildcard
@@ -98,8 +103,15 @@ http {{
 """
         (self.root / "nginx.conf").write_text(conf)
         self._proc = subprocess.Popen(
-            ["nginx", "-p", str(self.root), "-c", str(self.root / "nginx.conf"), "-e",
-             str(self.root / "logs" / "error.log")],
+            [
+                "nginx",
+                "-p",
+                str(self.root),
+                "-c",
+                str(self.root / "nginx.conf"),
+                "-e",
+                str(self.root / "logs" / "error.log"),
+            ],
             start_new_session=True,
         )
         deadline = time.monotonic() + 10
@@ -174,9 +186,16 @@ async def run_wrk(
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make install)")
     proc = await asyncio.create_subprocess_exec(
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-        "-H", f"Host: {host}", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-H",
+        f"Host: {host}",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     return parse_wrk(out.decode())

@@ -142,8 +142,9 @@ async def run(pods: int, seconds: float, rounds: int, connections: int) -> Datap
             await run_wrk(url, host=host, seconds=1)
         for _ in range(rounds):
             for name, (url, host) in setups.items():
-                runs[name].append(await run_wrk(url, host=host, seconds=seconds,
-                                                connections=connections))
+                runs[name].append(
+                    await run_wrk(url, host=host, seconds=seconds, connections=connections)
+                )
     finally:
         await controller.stop()
         pod_nginx.stop()
@@ -178,14 +179,16 @@ def describe(r: DataplaneResult) -> str:
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):.0f} req/s" if values else "n/a"
 
-    return "\n".join([
-        f"- round robin: Lua balancer {med(r.lua_rps)}, static upstream {med(r.static_rps)} "
-        f"(medians of {r.rounds} alternating rounds): ratio {r.ratio} (target >= 0.97)",
-        f"- EWMA: Lua {med(r.ewma_rps)}, against static round robin: ratio {r.ewma_ratio}",
-        f"- consistent hashing on $request_uri: Lua {med(r.chash_rps)}, static "
-        f"`hash $request_uri consistent` {med(r.static_hash_rps)}: ratio {r.chash_ratio}",
-        f"- errors (non-2xx and socket errors, all runs): {r.errors}",
-    ])
+    return "\n".join(
+        [
+            f"- round robin: Lua balancer {med(r.lua_rps)}, static upstream {med(r.static_rps)} "
+            f"(medians of {r.rounds} alternating rounds): ratio {r.ratio} (target >= 0.97)",
+            f"- EWMA: Lua {med(r.ewma_rps)}, against static round robin: ratio {r.ewma_ratio}",
+            f"- consistent hashing on $request_uri: Lua {med(r.chash_rps)}, static "
+            f"`hash $request_uri consistent` {med(r.static_hash_rps)}: ratio {r.chash_ratio}",
+            f"- errors (non-2xx and socket errors, all runs): {r.errors}",
+        ]
+    )
 
 
 def main() -> None:
@@ -199,8 +202,10 @@ def main() -> None:
     configure(level="warning")
     print(f"machine: {machine()}")
     result = asyncio.run(run(args.pods, args.seconds, args.rounds, args.connections))
-    print(f"data plane, {result.pods} pods, {result.rounds} alternating rounds of "
-          f"{result.seconds:g}s, {result.connections} connections:")
+    print(
+        f"data plane, {result.pods} pods, {result.rounds} alternating rounds of "
+        f"{result.seconds:g}s, {result.connections} connections:"
+    )
     print(describe(result))
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))

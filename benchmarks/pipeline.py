@@ -88,15 +88,26 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
     controller = NginxController(channel=channel, queue=queue)
     driver = RecordingDriver()
     worker = SyncWorker(
-        store=store, options=BuildOptions(), nginx=driver, metrics=Metrics(),
+        store=store,
+        options=BuildOptions(),
+        nginx=driver,
+        metrics=Metrics(),
         settings=RenderSettings(),
     )
     for i in range(services):
-        store.apply(WatchEvent(EventType.ADDED, service(
-            f"svc{i}", ports=[service_port(80, "http", target_port=8080)])))
+        store.apply(
+            WatchEvent(
+                EventType.ADDED,
+                service(f"svc{i}", ports=[service_port(80, "http", target_port=8080)]),
+            )
+        )
         store.apply(WatchEvent(EventType.ADDED, _slice(i, 1)))
-        store.apply(WatchEvent(EventType.ADDED, ingress(
-            f"ing{i}", rules=[rule(f"h{i}.test", path("/", f"svc{i}"))])))
+        store.apply(
+            WatchEvent(
+                EventType.ADDED,
+                ingress(f"ing{i}", rules=[rule(f"h{i}.test", path("/", f"svc{i}"))]),
+            )
+        )
     tasks = [asyncio.create_task(controller.run()), asyncio.create_task(queue.run(worker))]
     while channel.qsize() or not queue.idle or worker.busy or worker.running is None:
         await asyncio.sleep(0.01)

@@ -1,8 +1,8 @@
 """Plots of a ``make bench`` run, drawn from its JSON files.
 
-    benchmarks/results/{scale,churn,dataplane}.json --matplotlib (Agg)--> *.png beside them
+benchmarks/results/{scale,churn,dataplane}.json --matplotlib (Agg)--> *.png beside them
 
-    python -m benchmarks.plots [DIR]
+python -m benchmarks.plots [DIR]
 """
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ def plot_scale(data: list[dict[str, float]], target: Path) -> None:
     sizes = [d["ingresses"] for d in data]
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
-    left.plot(sizes, [d["build_seconds"] + d["render_seconds"] for d in data], "o-",
-              label="build + render")
-    left.plot(sizes, [d["incremental_sync_seconds"] for d in data], "o-",
-              label="one-Ingress sync (controller)")
+    left.plot(
+        sizes,
+        [d["build_seconds"] + d["render_seconds"] for d in data],
+        "o-",
+        label="build + render",
+    )
+    left.plot(
+        sizes,
+        [d["incremental_sync_seconds"] for d in data],
+        "o-",
+        label="one-Ingress sync (controller)",
+    )
     left.plot(sizes, [d["nginx_test_seconds"] for d in data], "o--", label="nginx -t")
     left.plot(sizes, [d["reload_seconds"] for d in data], "o--", label="reload")
     left.axhline(1.0, color="grey", lw=0.8, ls=":")
@@ -51,18 +59,29 @@ def plot_churn(data: list[dict[str, object]], target: Path) -> None:
     if all(d.get("latencies_ms") for d in data):
         for d in data:
             latencies = sorted(float(x) for x in d["latencies_ms"])  # type: ignore[attr-defined]
-            left.plot(latencies, [(i + 1) / len(latencies) for i in range(len(latencies))],
-                      label=str(d["mode"]))
+            left.plot(
+                latencies,
+                [(i + 1) / len(latencies) for i in range(len(latencies))],
+                label=str(d["mode"]),
+            )
         left.set_xscale("log")
         left.set_xlabel("event-to-served latency, ms (log)")
         left.set_ylabel("share of probes")
         left.axvline(100, color="grey", lw=0.8, ls=":")
     else:  # older result files kept only the percentiles
         xs0 = range(len(modes))
-        left.bar([x - 0.2 for x in xs0], [float(d["latency_p50_ms"]) for d in data],  # type: ignore[arg-type]
-                 0.4, label="p50")
-        left.bar([x + 0.2 for x in xs0], [float(d["latency_p99_ms"]) for d in data],  # type: ignore[arg-type]
-                 0.4, label="p99")
+        left.bar(
+            [x - 0.2 for x in xs0],
+            [float(d["latency_p50_ms"]) for d in data],  # type: ignore[arg-type]
+            0.4,
+            label="p50",
+        )
+        left.bar(
+            [x + 0.2 for x in xs0],
+            [float(d["latency_p99_ms"]) for d in data],  # type: ignore[arg-type]
+            0.4,
+            label="p99",
+        )
         left.set_xticks(list(xs0), modes)
         left.set_yscale("log")
         left.set_ylabel("event-to-served latency, ms (log)")
@@ -71,17 +90,29 @@ def plot_churn(data: list[dict[str, object]], target: Path) -> None:
     left.legend(fontsize=8)
     width = 0.27
     xs = range(len(modes))
-    right.bar([x - width for x in xs], [float(d["reloads"]) for d in data],  # type: ignore[arg-type]
-              width, label="reloads during the churn")
+    right.bar(
+        [x - width for x in xs],
+        [float(d["reloads"]) for d in data],  # type: ignore[arg-type]
+        width,
+        label="reloads during the churn",
+    )
 
     def failed(d: dict[str, object], key: str) -> int:
         w = d.get(key)
         return int(w["non_2xx"]) + int(w["socket_errors"]) if isinstance(w, dict) else 0
 
-    right.bar(list(xs), [failed(d, "wrk_churn") for d in data], width,
-              label="failed requests during the churn")
-    right.bar([x + width for x in xs], [failed(d, "wrk_reloads") for d in data], width,
-              label="failed requests during 20 forced reloads")
+    right.bar(
+        list(xs),
+        [failed(d, "wrk_churn") for d in data],
+        width,
+        label="failed requests during the churn",
+    )
+    right.bar(
+        [x + width for x in xs],
+        [failed(d, "wrk_reloads") for d in data],
+        width,
+        label="failed requests during 20 forced reloads",
+    )
     right.set_xticks(list(xs), modes)
     right.set_title("reloads and failed requests (wrk)")
     right.legend(fontsize=8)
@@ -93,9 +124,13 @@ def plot_dataplane(data: dict[str, list[float]], target: Path) -> None:
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     rounds = range(1, len(data["lua_rps"]) + 1)
-    for key, label in (("lua_rps", "Lua round robin"), ("static_rps", "static round robin"),
-                       ("ewma_rps", "Lua EWMA"), ("chash_rps", "Lua consistent hash"),
-                       ("static_hash_rps", "static consistent hash")):
+    for key, label in (
+        ("lua_rps", "Lua round robin"),
+        ("static_rps", "static round robin"),
+        ("ewma_rps", "Lua EWMA"),
+        ("chash_rps", "Lua consistent hash"),
+        ("static_hash_rps", "static consistent hash"),
+    ):
         if data.get(key):
             ax.plot(rounds, data[key], "o-", label=label)
     ax.set_xlabel("round")
@@ -109,8 +144,7 @@ def plot_dataplane(data: dict[str, list[float]], target: Path) -> None:
 
 def draw_all(directory: Path) -> list[Path]:
     made = []
-    for name, draw in (("scale", plot_scale), ("churn", plot_churn),
-                       ("dataplane", plot_dataplane)):
+    for name, draw in (("scale", plot_scale), ("churn", plot_churn), ("dataplane", plot_dataplane)):
         source = directory / f"{name}.json"
         if source.exists():
             target = directory / f"{name}.png"

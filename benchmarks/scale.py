@@ -72,22 +72,27 @@ def objects(n: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in range(n):
         out.append(service(f"svc{i}", ports=[service_port(80, "http", target_port=8080)]))
-        out.append(endpoint_slice(
-            f"svc{i}",
-            endpoints=[f"10.{i // 250 % 250}.{i % 250}.{k + 1}" for k in range(3)],
-            port=8080, port_name="http",
-        ))
+        out.append(
+            endpoint_slice(
+                f"svc{i}",
+                endpoints=[f"10.{i // 250 % 250}.{i % 250}.{k + 1}" for k in range(3)],
+                port=8080,
+                port_name="http",
+            )
+        )
         host = f"host{i}.example.com"
         tls_entries = []
         if i % 10 == 0:
             cert, key = certs[i // 10 % 4]
             out.append(tls_secret(f"tls{i}", cert_pem=cert, key_pem=key))
             tls_entries = [tls(host, secret_name=f"tls{i}")]
-        out.append(ingress(
-            f"ing{i}",
-            rules=[rule(host, path("/", f"svc{i}"), path("/api", f"svc{i}"))],
-            tls_entries=tls_entries,
-        ))
+        out.append(
+            ingress(
+                f"ing{i}",
+                rules=[rule(host, path("/", f"svc{i}"), path("/api", f"svc{i}"))],
+                tls_entries=tls_entries,
+            )
+        )
     return out
 
 
@@ -121,12 +126,15 @@ async def measure(n: int) -> ScaleResult:
         result = build_configuration(store.snapshot(), options, cache=cache)
         t1 = time.perf_counter()
         settings = RenderSettings(
-            http_port=free_port(), https_port=free_port(),
-            worker_processes="2", worker_user="nobody nogroup",
+            http_port=free_port(),
+            https_port=free_port(),
+            worker_processes="2",
+            worker_user="nobody nogroup",
         )
         paths = NginxPaths(root / "work")
-        conf_bytes = len(render(result.configuration, settings=settings, paths=paths,
-                                generation=1))  # not kept: the controller keeps no copy
+        conf_bytes = len(
+            render(result.configuration, settings=settings, paths=paths, generation=1)
+        )  # not kept: the controller keeps no copy
         t2 = time.perf_counter()
 
         nginx = Nginx(settings=settings, paths=paths)
@@ -138,8 +146,17 @@ async def measure(n: int) -> ScaleResult:
         reload_seconds = outcome.reload_seconds
 
         # One Ingress changes: the controller's own time for that sync.
-        changed = ingress("ing1", rules=[rule("host1.example.com", path("/", "svc1"),
-                                              path("/api", "svc1"), path("/new", "svc1"))])
+        changed = ingress(
+            "ing1",
+            rules=[
+                rule(
+                    "host1.example.com",
+                    path("/", "svc1"),
+                    path("/api", "svc1"),
+                    path("/new", "svc1"),
+                )
+            ],
+        )
         store.apply(WatchEvent(EventType.MODIFIED, changed))
         t3 = time.perf_counter()
         new = build_configuration(store.snapshot(), options, cache=cache).configuration
@@ -171,7 +188,9 @@ def run_sizes(sizes: list[int]) -> list[ScaleResult]:
     for n in sizes:
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.scale", "--one", str(n)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results.append(ScaleResult(**json.loads(proc.stdout.strip().splitlines()[-1])))
     return results

@@ -7,8 +7,8 @@
 
 A build or a render allocates hundreds of thousands of small objects and keeps many of them;
 each allocation burst can set off a full collection, which walks every object the process holds
-(the Store's raw objects: ~1.5 million at 10,000 Ingresses, 100+ ms a walk).  Neither makes
-reference cycles, so pausing the collector costs nothing and makes a cold 10k build ~40% faster.
+(the Store's raw objects, millions at scale).  Neither makes reference cycles, so pausing the
+collector costs nothing and makes a cold build markedly faster (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import pytest
 from tests.support.fakeapi import FakeApiServer
 from tests.support.harness import Harness
 
-
 #: Fixtures that start a real nginx: a test using one is marked ``nginx`` (``make test-fast``
 #: runs the others).
 _NGINX_FIXTURES = frozenset({"harness", "world_readable_tmp", "kube_harness", "lua_nginx", "nginx"})

@@ -39,8 +39,10 @@ def ann(**kw: str) -> dict[str, str]:
 
 def web() -> list[KubeObject]:
     return [
-        o.service("web"), o.endpoint_slice("web", endpoints=["10.0.0.1", "10.0.0.2"]),
-        o.service("v2"), o.endpoint_slice("v2", endpoints=["10.0.1.1"]),
+        o.service("web"),
+        o.endpoint_slice("web", endpoints=["10.0.0.1", "10.0.0.2"]),
+        o.service("v2"),
+        o.endpoint_slice("v2", endpoints=["10.0.1.1"]),
     ]
 
 
@@ -48,10 +50,20 @@ def build(*objects: KubeObject, options: BuildOptions | None = None) -> BuildRes
     return build_configuration(o.snapshot(*web(), *objects), options or BuildOptions())
 
 
-def one(name: str, annotations: dict[str, str], host: str = "a.test", svc: str = "web",
-        path: str = "/", **kw: Any) -> KubeObject:
-    return o.ingress(name, rules=[o.rule(host, o.path(path, svc, 80, kw.pop("path_type",
-                     "Prefix")))], annotations=annotations, **kw)
+def one(
+    name: str,
+    annotations: dict[str, str],
+    host: str = "a.test",
+    svc: str = "web",
+    path: str = "/",
+    **kw: Any,
+) -> KubeObject:
+    return o.ingress(
+        name,
+        rules=[o.rule(host, o.path(path, svc, 80, kw.pop("path_type", "Prefix")))],
+        annotations=annotations,
+        **kw,
+    )
 
 
 def location(result: BuildResult, host: str = "a.test", path: str = "/") -> Location:
@@ -68,8 +80,9 @@ def problem_fields(result: BuildResult) -> list[str]:
 
 
 def conf(config: Configuration) -> str:
-    return render(config, settings=RenderSettings(), paths=NginxPaths(Path("/var/lib/ingressd")),
-                  generation=1)
+    return render(
+        config, settings=RenderSettings(), paths=NginxPaths(Path("/var/lib/ingressd")), generation=1
+    )
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -107,50 +120,86 @@ def test_the_table_says_how_every_annotation_differs() -> None:
 # --- value grammars --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("parser", "text", "expected"), [
-    (v.size, "8m", "8m"), (v.size, " 512K ", "512k"), (v.size, "0", "0"),
-    (v.seconds, "30", "30s"), (v.seconds, "500ms", "500ms"),
-    (v.boolean, "True", True), (v.boolean, "0", False), (v.on_off, "off", False),
-    (v.cidr_list, "10.0.0.0/8, 1.2.3.4,::1", ("10.0.0.0/8", "1.2.3.4/32", "::1/128")),
-    (v.cidr_list, "10.1.2.3/8", ("10.0.0.0/8",)),
-    (u.redirect_url, "https://Example.com:8443/a/b?c=d&e=%20", "https://example.com:8443/a/b?c=d&e=%20"),
-    (u.redirect_url, "http://[::1]", "http://[::1]/"),
-    (rx.rewrite_target, "/$2", "/$2"), (rx.rewrite_target, "/app/$1?x=y", "/app/$1?x=y"),
-    (rx.regex_path, "/something(/|$)(.*)", "/something(/|$)(.*)"),
-    (rx.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
-    (rx.hash_key, "$request_uri", "$request_uri"),
-    (rx.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
-    (v.host_list, "a.com, *.b.com", ("a.com", "*.b.com")),
-    (v.http_codes, "503,404, 404", (404, 503)),
-    (v.next_upstream, "error timeout http_502", ("error", "timeout", "http_502")),
-    (u.cors_origins, "https://a.com, http://*.b.com:81", ("https://a.com", "http://*.b.com:81")),
-    (u.upstream_vhost, "Svc.NS.svc:8080", "svc.ns.svc:8080"),
-    (v.auth_secret_ref, "ns/name", ("ns", "name")), (v.auth_secret_ref, "name", (None, "name")),
-    (v.realm, "Authentication Required - foo", "Authentication Required - foo"),
-])
+@pytest.mark.parametrize(
+    ("parser", "text", "expected"),
+    [
+        (v.size, "8m", "8m"),
+        (v.size, " 512K ", "512k"),
+        (v.size, "0", "0"),
+        (v.seconds, "30", "30s"),
+        (v.seconds, "500ms", "500ms"),
+        (v.boolean, "True", True),
+        (v.boolean, "0", False),
+        (v.on_off, "off", False),
+        (v.cidr_list, "10.0.0.0/8, 1.2.3.4,::1", ("10.0.0.0/8", "1.2.3.4/32", "::1/128")),
+        (v.cidr_list, "10.1.2.3/8", ("10.0.0.0/8",)),
+        (
+            u.redirect_url,
+            "https://Example.com:8443/a/b?c=d&e=%20",
+            "https://example.com:8443/a/b?c=d&e=%20",
+        ),
+        (u.redirect_url, "http://[::1]", "http://[::1]/"),
+        (rx.rewrite_target, "/$2", "/$2"),
+        (rx.rewrite_target, "/app/$1?x=y", "/app/$1?x=y"),
+        (rx.regex_path, "/something(/|$)(.*)", "/something(/|$)(.*)"),
+        (rx.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
+        (rx.hash_key, "$request_uri", "$request_uri"),
+        (rx.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
+        (v.host_list, "a.com, *.b.com", ("a.com", "*.b.com")),
+        (v.http_codes, "503,404, 404", (404, 503)),
+        (v.next_upstream, "error timeout http_502", ("error", "timeout", "http_502")),
+        (
+            u.cors_origins,
+            "https://a.com, http://*.b.com:81",
+            ("https://a.com", "http://*.b.com:81"),
+        ),
+        (u.upstream_vhost, "Svc.NS.svc:8080", "svc.ns.svc:8080"),
+        (v.auth_secret_ref, "ns/name", ("ns", "name")),
+        (v.auth_secret_ref, "name", (None, "name")),
+        (v.realm, "Authentication Required - foo", "Authentication Required - foo"),
+    ],
+)
 def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -> None:
     assert parser(text) == expected
 
 
-@pytest.mark.parametrize(("parser", "text", "reason"), [
-    (v.size, "8 m", "size"), (v.size, "1t", "size"), (v.size, "-1", "size"),
-    (v.seconds, "1d", "seconds"), (v.boolean, "yes", "true or false"),
-    (v.cidr_list, "10.0.0.0/33", "not an IP"), (v.cidr_list, "10.0.0.0/8,,", "empty item"),
-    (u.redirect_url, "/relative", "absolute"), (u.redirect_url, "javascript:alert(1)", "absolute"),
-    (u.redirect_url, "https://user@host/", "user information"),
-    (u.redirect_url, "https://a.com/$host", "'$'"), (u.redirect_url, "https://a b/", "spaces"),
-    (rx.rewrite_target, "/$host", "capture"), (rx.rewrite_target, "relative", "starting with '/'"),
-    (rx.regex_path, "/a$host", "'$'"), (rx.regex_path, "/a(", "not a valid regular expression"),
-    (rx.regex_path, "/a\\\\b", "backslash before '\\\\'"), (rx.regex_path, "/a{2}", "'{'"),
-    (rx.regex_path, "/a\\", "end with a backslash"),
-    (rx.regex_path, "a/b", "start with '/'"),
-    (rx.hash_key, "static-text", "nginx variables"), (rx.hash_key, "$a;b", "nginx variables"),
-    (v.host_list, "a..com", "empty label"), (v.http_codes, "200", "between 300 and 599"),
-    (v.next_upstream, "error off", "alone"), (v.next_upstream, "error bogus", "bogus"),
-    (u.cors_origins, "ftp://a.com", "http(s)"), (u.upstream_vhost, "$host", "variables"),
-    (v.auth_secret_ref, "a/b/c", "namespace"), (v.realm, "a\\b", "'\\\\'"),
-    (v.integer(1, 5), "6", "between 1 and 5"), (v.integer(1, 5), "1.5", "integer"),
-])
+@pytest.mark.parametrize(
+    ("parser", "text", "reason"),
+    [
+        (v.size, "8 m", "size"),
+        (v.size, "1t", "size"),
+        (v.size, "-1", "size"),
+        (v.seconds, "1d", "seconds"),
+        (v.boolean, "yes", "true or false"),
+        (v.cidr_list, "10.0.0.0/33", "not an IP"),
+        (v.cidr_list, "10.0.0.0/8,,", "empty item"),
+        (u.redirect_url, "/relative", "absolute"),
+        (u.redirect_url, "javascript:alert(1)", "absolute"),
+        (u.redirect_url, "https://user@host/", "user information"),
+        (u.redirect_url, "https://a.com/$host", "'$'"),
+        (u.redirect_url, "https://a b/", "spaces"),
+        (rx.rewrite_target, "/$host", "capture"),
+        (rx.rewrite_target, "relative", "starting with '/'"),
+        (rx.regex_path, "/a$host", "'$'"),
+        (rx.regex_path, "/a(", "not a valid regular expression"),
+        (rx.regex_path, "/a\\\\b", "backslash before '\\\\'"),
+        (rx.regex_path, "/a{2}", "'{'"),
+        (rx.regex_path, "/a\\", "end with a backslash"),
+        (rx.regex_path, "a/b", "start with '/'"),
+        (rx.hash_key, "static-text", "nginx variables"),
+        (rx.hash_key, "$a;b", "nginx variables"),
+        (v.host_list, "a..com", "empty label"),
+        (v.http_codes, "200", "between 300 and 599"),
+        (v.next_upstream, "error off", "alone"),
+        (v.next_upstream, "error bogus", "bogus"),
+        (u.cors_origins, "ftp://a.com", "http(s)"),
+        (u.upstream_vhost, "$host", "variables"),
+        (v.auth_secret_ref, "a/b/c", "namespace"),
+        (v.realm, "a\\b", "'\\\\'"),
+        (v.integer(1, 5), "6", "between 1 and 5"),
+        (v.integer(1, 5), "1.5", "integer"),
+    ],
+)
 def test_invalid_values_say_why(parser: Any, text: str, reason: str) -> None:
     with pytest.raises(v.InvalidValue, match=None) as exc:
         parser(text)
@@ -208,28 +257,51 @@ def test_a_denied_location_is_what_the_hostile_baseline_compares_with() -> None:
 
 
 def test_annotations_without_effect_are_reported_ignored() -> None:
-    parsed = parse_annotations("ns/x", ann(
-        cors_max_age="5", session_cookie_name="s", canary_weight="5", auth_realm="r",
-        permanent_redirect_code="308", limit_burst_multiplier="2",
-    ), AnnotationOptions())
+    parsed = parse_annotations(
+        "ns/x",
+        ann(
+            cors_max_age="5",
+            session_cookie_name="s",
+            canary_weight="5",
+            auth_realm="r",
+            permanent_redirect_code="308",
+            limit_burst_multiplier="2",
+        ),
+        AnnotationOptions(),
+    )
     assert {r.key: r.status for r in parsed.report} == {
-        P + n: Status.IGNORED for n in (
-            "cors-max-age", "session-cookie-name", "canary-weight", "auth-realm",
-            "permanent-redirect-code", "limit-burst-multiplier")
+        P + n: Status.IGNORED
+        for n in (
+            "cors-max-age",
+            "session-cookie-name",
+            "canary-weight",
+            "auth-realm",
+            "permanent-redirect-code",
+            "limit-burst-multiplier",
+        )
     }
     assert parsed.settings.cors is None and parsed.policy.affinity is None
 
 
 def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() -> None:
-    parsed = parse_annotations("ns/x", {
-        P + "proxy-body-sise": "1m", P + "ssl-passthrough": "true", P + "use-regex": "true",
-        P + "server-snippet": "return 200;", P + "proxy-body-size": "1m",
-        "other.io/thing": "x",
-    }, AnnotationOptions())
+    parsed = parse_annotations(
+        "ns/x",
+        {
+            P + "proxy-body-sise": "1m",
+            P + "ssl-passthrough": "true",
+            P + "use-regex": "true",
+            P + "server-snippet": "return 200;",
+            P + "proxy-body-size": "1m",
+            "other.io/thing": "x",
+        },
+        AnnotationOptions(),
+    )
     statuses = {r.key: r.status for r in parsed.report}
     assert statuses == {
-        P + "proxy-body-sise": Status.UNKNOWN, P + "ssl-passthrough": Status.UNSUPPORTED,
-        P + "use-regex": Status.DIFFERENT, P + "server-snippet": Status.NOT_ALLOWED,
+        P + "proxy-body-sise": Status.UNKNOWN,
+        P + "ssl-passthrough": Status.UNSUPPORTED,
+        P + "use-regex": Status.DIFFERENT,
+        P + "server-snippet": Status.NOT_ALLOWED,
         P + "proxy-body-size": Status.SUPPORTED,
     }
     assert parsed.server_snippet is None
@@ -241,10 +313,17 @@ def test_unsupported_authentication_denies_rather_than_serves_open() -> None:
 
 
 def test_precedence_between_related_annotations() -> None:
-    parsed = parse_annotations("ns/x", ann(
-        temporal_redirect="https://t.com/", permanent_redirect="https://p.com/",
-        affinity="cookie", upstream_hash_by="$uri", load_balance="ewma",
-    ), AnnotationOptions())
+    parsed = parse_annotations(
+        "ns/x",
+        ann(
+            temporal_redirect="https://t.com/",
+            permanent_redirect="https://p.com/",
+            affinity="cookie",
+            upstream_hash_by="$uri",
+            load_balance="ewma",
+        ),
+        AnnotationOptions(),
+    )
     assert parsed.settings.redirect is not None
     assert (parsed.settings.redirect.code, parsed.settings.redirect.url) == (302, "https://t.com/")
     assert parsed.policy.affinity is not None and parsed.policy.hash_by == ""
@@ -253,8 +332,7 @@ def test_precedence_between_related_annotations() -> None:
 
 
 def test_canary_weight_above_the_total_is_invalid() -> None:
-    parsed = parse_annotations("ns/x", ann(canary="true", canary_weight="150"),
-                               AnnotationOptions())
+    parsed = parse_annotations("ns/x", ann(canary="true", canary_weight="150"), AnnotationOptions())
     assert parsed.canary == TrafficShaping(weight=0, weight_total=100)
     assert [r.status for r in parsed.report if r.key == P + "canary-weight"] == [Status.INVALID]
 
@@ -263,8 +341,11 @@ def test_canary_weight_above_the_total_is_invalid() -> None:
 
 
 def test_settings_go_to_every_location_of_their_ingress_and_nowhere_else() -> None:
-    tuned = o.ingress("tuned", rules=[o.rule("a.test", o.path("/a", "web"), o.path("/b", "v2"))],
-                      annotations=ann(proxy_body_size="8m", proxy_read_timeout="120"))
+    tuned = o.ingress(
+        "tuned",
+        rules=[o.rule("a.test", o.path("/a", "web"), o.path("/b", "v2"))],
+        annotations=ann(proxy_body_size="8m", proxy_read_timeout="120"),
+    )
     plain = one("plain", {}, path="/c")
     result = build(tuned, plain)
     for p in ("/a", "/b"):
@@ -292,22 +373,28 @@ def test_an_invalid_value_is_left_out_and_the_rest_of_the_ingress_applies() -> N
     assert "must be a size" in problem.reason
 
 
-@pytest.mark.parametrize("annotations", [
-    ann(whitelist_source_range="10.0.0.0/8,nope"),
-    ann(denylist_source_range="1.2.3"),
-    ann(auth_type="basic"),
-    ann(auth_type="digest", auth_secret="s"),
-    ann(auth_type="basic", auth_secret="missing"),
-    ann(auth_type="basic", auth_secret="other/users"),
-    ann(proxy_ssl_verify="on"),
-    ann(auth_tls_secret="ns/ca"),
-])
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        ann(whitelist_source_range="10.0.0.0/8,nope"),
+        ann(denylist_source_range="1.2.3"),
+        ann(auth_type="basic"),
+        ann(auth_type="digest", auth_secret="s"),
+        ann(auth_type="basic", auth_secret="missing"),
+        ann(auth_type="basic", auth_secret="other/users"),
+        ann(proxy_ssl_verify="on"),
+        ann(auth_tls_secret="ns/ca"),
+    ],
+)
 def test_security_annotations_that_cannot_apply_deny_the_location(
     annotations: dict[str, str],
 ) -> None:
-    users = {"apiVersion": "v1", "kind": "Secret",
-             "metadata": {"name": "users", "namespace": "other"},
-             "data": {"auth": base64.b64encode(b"a:{PLAIN}b\n").decode()}}
+    users = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "users", "namespace": "other"},
+        "data": {"auth": base64.b64encode(b"a:{PLAIN}b\n").decode()},
+    }
     result = build(one("x", annotations), users)
     assert location(result).settings.denied is not None
     assert result.problems
@@ -315,9 +402,12 @@ def test_security_annotations_that_cannot_apply_deny_the_location(
 
 
 def test_basic_auth_reads_htpasswd_from_the_secret() -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "users",
-              "namespace": "default"},
-              "data": {"auth": base64.b64encode(b"alice:{SHA}abc=\n\nbob:$apr1$x$y\n").decode()}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "users", "namespace": "default"},
+        "data": {"auth": base64.b64encode(b"alice:{SHA}abc=\n\nbob:$apr1$x$y\n").decode()},
+    }
     result = build(one("x", ann(auth_type="basic", auth_secret="users", auth_realm="Hi")), secret)
     auth = location(result).settings.auth
     assert auth is not None and auth.realm == "Hi"
@@ -326,14 +416,19 @@ def test_basic_auth_reads_htpasswd_from_the_secret() -> None:
     broken = {**secret, "data": {"auth": base64.b64encode(b"alice nopassword\n").decode()}}
     result = build(one("x", ann(auth_type="basic", auth_secret="users")), broken)
     assert location(result).settings.denied is not None
-    assert ("Secret", "default/users", "data.auth") in [(p.kind, p.key, p.field)
-                                                         for p in result.problems]
+    assert ("Secret", "default/users", "data.auth") in [
+        (p.kind, p.key, p.field) for p in result.problems
+    ]
 
 
 def test_use_regex_makes_the_ingress_paths_regexes_checked_as_such() -> None:
     result = build(
-        one("re", ann(use_regex="true"), path="/api/v[0-9]+/(.*)",
-            path_type="ImplementationSpecific"),
+        one(
+            "re",
+            ann(use_regex="true"),
+            path="/api/v[0-9]+/(.*)",
+            path_type="ImplementationSpecific",
+        ),
         one("bad", ann(use_regex="true"), host="b.test", path="/x$host"),
         one("plain", {}, host="c.test", path="/v[0-9]"),
     )
@@ -348,8 +443,9 @@ def test_server_alias_never_takes_another_server_s_host() -> None:
     result = build(one("a", ann(server_alias="b.test, c.test")), one("b", {}, host="b.test"))
     [server] = [s for s in result.configuration.servers if s.hostname == "a.test"]
     assert server.aliases == ("c.test",)
-    assert [p.reason for p in result.problems] == ["alias b.test is the host of another server;"
-                                                   " ignored"]
+    assert [p.reason for p in result.problems] == [
+        "alias b.test is the host of another server; ignored"
+    ]
 
 
 def test_balancing_annotations_go_to_the_backend_and_the_oldest_ingress_wins() -> None:
@@ -363,30 +459,46 @@ def test_balancing_annotations_go_to_the_backend_and_the_oldest_ingress_wins() -
     affinity = result.configuration.backends[0].policy.affinity
     assert affinity is not None
     assert (affinity.mode, affinity.path, affinity.name) == (
-        AffinityMode.PERSISTENT, "/shop", "INGRESSCOOKIE")
+        AffinityMode.PERSISTENT,
+        "/shop",
+        "INGRESSCOOKIE",
+    )
     lua = result.configuration.backends[0].to_lua()
     assert lua["sessionAffinityConfig"]["cookieSessionAffinity"]["path"] == "/shop"
-    assert set(lua) >= {"load-balance", "upstreamHashByConfig", "sessionAffinityConfig",
-                        "trafficShapingPolicy", "alternativeBackends"}
+    assert set(lua) >= {
+        "load-balance",
+        "upstreamHashByConfig",
+        "sessionAffinityConfig",
+        "trafficShapingPolicy",
+        "alternativeBackends",
+    }
 
 
 def canary(weight: str = "20", **extra: str) -> KubeObject:
-    return one("app-canary", ann(canary="true", canary_weight=weight, **extra), svc="v2",
-               created="2024-03-01T00:00:00Z")
+    return one(
+        "app-canary",
+        ann(canary="true", canary_weight=weight, **extra),
+        svc="v2",
+        created="2024-03-01T00:00:00Z",
+    )
 
 
 def test_a_canary_becomes_an_alternative_backend_of_the_same_host_and_path() -> None:
     result = build(one("app", {}), canary(canary_by_header="X-Canary", proxy_body_size="9m"))
     assert [(p.field, p.reason.split(":")[0]) for p in result.problems] == [
-        (f"metadata.annotations[{P}proxy-body-size]", "ignored")]
+        (f"metadata.annotations[{P}proxy-body-size]", "ignored")
+    ]
     backends = result.configuration.backend_map()
-    main, alt = backends[BackendName("default-web-80")], backends[
-        BackendName("canary-app-canary-default-v2-80")]
+    main, alt = (
+        backends[BackendName("default-web-80")],
+        backends[BackendName("canary-app-canary-default-v2-80")],
+    )
     assert main.policy.alternatives == (alt.name,)
     assert alt.policy.traffic_shaping == TrafficShaping(weight=20, header="X-Canary")
     assert alt.endpoints == backends.get(BackendName("default-v2-80"), alt).endpoints
-    assert [loc.backend for s in result.configuration.servers for loc in s.locations
-            if loc.backend] == ["default-web-80"]
+    assert [
+        loc.backend for s in result.configuration.servers for loc in s.locations if loc.backend
+    ] == ["default-web-80"]
     # The canary's other annotations are the main Ingress's business.
     assert location(result).settings.body_size is None
     lua = alt.to_lua()
@@ -398,27 +510,40 @@ def test_a_canary_without_a_main_ingress_is_a_problem_and_changes_nothing() -> N
     result = build(canary())
     assert result.configuration.backends == ()
     assert ["spec.rules[0].http.paths[0].path"] == problem_fields(result)
-    result = build(one("app", {}), one("app-canary", ann(canary="true"),
-                                       created="2024-03-01T00:00:00Z"))
+    result = build(
+        one("app", {}), one("app-canary", ann(canary="true"), created="2024-03-01T00:00:00Z")
+    )
     assert problem_fields(result) == ["spec.rules[0].http.paths[0].backend"]
 
 
 # --- diffing ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("before", "after", "action"), [
-    ((one("app", {}), canary("20")), (one("app", {}), canary("50")), Action.DYNAMIC),
-    ((one("app", {}), canary("20")), (one("app", {}), canary("20", canary_by_cookie="c")),
-     Action.DYNAMIC),
-    ((one("app", ann(load_balance="round_robin")),), (one("app", ann(load_balance="ewma")),),
-     Action.DYNAMIC),
-    ((one("app", {}),), (one("app", ann(upstream_hash_by="$request_uri")),), Action.DYNAMIC),
-    ((one("app", {}),), (one("app", ann(affinity="cookie")),), Action.DYNAMIC),
-    ((one("app", {}),), (one("app", ann(proxy_body_size="2m")),), Action.RELOAD),
-    ((one("app", {}),), (one("app", {}), canary("20")), Action.RELOAD),
-    ((one("app", ann(enable_cors="true")),), (one("app", ann(enable_cors="false")),),
-     Action.RELOAD),
-])
+@pytest.mark.parametrize(
+    ("before", "after", "action"),
+    [
+        ((one("app", {}), canary("20")), (one("app", {}), canary("50")), Action.DYNAMIC),
+        (
+            (one("app", {}), canary("20")),
+            (one("app", {}), canary("20", canary_by_cookie="c")),
+            Action.DYNAMIC,
+        ),
+        (
+            (one("app", ann(load_balance="round_robin")),),
+            (one("app", ann(load_balance="ewma")),),
+            Action.DYNAMIC,
+        ),
+        ((one("app", {}),), (one("app", ann(upstream_hash_by="$request_uri")),), Action.DYNAMIC),
+        ((one("app", {}),), (one("app", ann(affinity="cookie")),), Action.DYNAMIC),
+        ((one("app", {}),), (one("app", ann(proxy_body_size="2m")),), Action.RELOAD),
+        ((one("app", {}),), (one("app", {}), canary("20")), Action.RELOAD),
+        (
+            (one("app", ann(enable_cors="true")),),
+            (one("app", ann(enable_cors="false")),),
+            Action.RELOAD,
+        ),
+    ],
+)
 def test_balancing_and_canary_changes_are_dynamic_the_rest_reloads(
     before: tuple[KubeObject, ...], after: tuple[KubeObject, ...], action: Action
 ) -> None:
@@ -445,8 +570,12 @@ def test_grpc_and_https_backends_get_their_own_upstream_blocks() -> None:
 
 
 def test_a_default_backend_ingress_reports_its_secret_problem_once_and_keeps_its_settings() -> None:
-    ingress = o.ingress("d", rules=[o.rule("d.test")], default_backend=o.backend("web", 80),
-                        annotations=ann(auth_type="basic", auth_secret="missing"))
+    ingress = o.ingress(
+        "d",
+        rules=[o.rule("d.test")],
+        default_backend=o.backend("web", 80),
+        annotations=ann(auth_type="basic", auth_secret="missing"),
+    )
     result = build(ingress)
     assert problem_fields(result) == [f"metadata.annotations[{P}auth-secret]"]
     assert location(result, host="d.test").settings.denied is not None

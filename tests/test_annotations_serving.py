@@ -105,11 +105,16 @@ async def test_proxy_tuning_annotations_change_limits_timeouts_buffers_and_retri
     )
     h.write(
         "ing.yaml",
-        annotated("tuned", "tuned.test", "web", annotations={
-            "proxy-body-size": "1k",
-            "proxy-read-timeout": "1",
-            "proxy-buffer-size": "16k",
-        }),
+        annotated(
+            "tuned",
+            "tuned.test",
+            "web",
+            annotations={
+                "proxy-body-size": "1k",
+                "proxy-read-timeout": "1",
+                "proxy-buffer-size": "16k",
+            },
+        ),
         annotated("plain", "plain.test", "web"),
         annotated("once", "once.test", "flaky", annotations={"proxy-next-upstream-tries": "1"}),
         annotated("never", "never.test", "flaky", annotations={"proxy-next-upstream": "off"}),
@@ -136,8 +141,11 @@ async def test_proxy_tuning_annotations_change_limits_timeouts_buffers_and_retri
 
     # Half the endpoints refuse connections: the default retries hide it; one try or
     # proxy-next-upstream off do not.
-    for host, failures_expected in (("retry.test", False), ("once.test", True),
-                                    ("never.test", True)):
+    for host, failures_expected in (
+        ("retry.test", False),
+        ("once.test", True),
+        ("never.test", True),
+    ):
         statuses = Counter([(await request(h, "GET", "/", host=host)).status for _ in range(12)])
         assert set(statuses) <= {200, 502}, statuses
         assert (statuses[502] > 0) is failures_expected, (host, statuses)
@@ -153,22 +161,57 @@ async def test_routing_annotations_rewrite_redirect_alias_and_set_headers(
     await deploy(h, "web")
     h.write(
         "ing.yaml",
-        annotated("rewrite", "rewrite.test", "web", "/something(/|$)(.*)",
-                  path_type="ImplementationSpecific",
-                  annotations={"rewrite-target": "/$2", "use-regex": "true"}),
+        annotated(
+            "rewrite",
+            "rewrite.test",
+            "web",
+            "/something(/|$)(.*)",
+            path_type="ImplementationSpecific",
+            annotations={"rewrite-target": "/$2", "use-regex": "true"},
+        ),
         annotated("approot", "approot.test", "web", annotations={"app-root": "/app1"}),
-        annotated("moved", "moved.test", "web", annotations={
-            "permanent-redirect": "https://example.com/new?from=moved"}),
-        annotated("moved308", "moved308.test", "web", annotations={
-            "permanent-redirect": "https://example.com/", "permanent-redirect-code": "308"}),
-        annotated("temp", "temp.test", "web", annotations={
-            "temporal-redirect": "http://example.org/later"}),
-        annotated("temp307", "temp307.test", "web", annotations={
-            "temporal-redirect": "http://example.org/later", "temporal-redirect-code": "307"}),
-        annotated("alias", "main.test", "web", annotations={
-            "server-alias": "alias.test, *.wild-alias.test"}),
-        annotated("vhost", "vhost.test", "web", annotations={
-            "upstream-vhost": "internal.example.com", "x-forwarded-prefix": "/prefix"}),
+        annotated(
+            "moved",
+            "moved.test",
+            "web",
+            annotations={"permanent-redirect": "https://example.com/new?from=moved"},
+        ),
+        annotated(
+            "moved308",
+            "moved308.test",
+            "web",
+            annotations={
+                "permanent-redirect": "https://example.com/",
+                "permanent-redirect-code": "308",
+            },
+        ),
+        annotated(
+            "temp",
+            "temp.test",
+            "web",
+            annotations={"temporal-redirect": "http://example.org/later"},
+        ),
+        annotated(
+            "temp307",
+            "temp307.test",
+            "web",
+            annotations={
+                "temporal-redirect": "http://example.org/later",
+                "temporal-redirect-code": "307",
+            },
+        ),
+        annotated(
+            "alias",
+            "main.test",
+            "web",
+            annotations={"server-alias": "alias.test, *.wild-alias.test"},
+        ),
+        annotated(
+            "vhost",
+            "vhost.test",
+            "web",
+            annotations={"upstream-vhost": "internal.example.com", "x-forwarded-prefix": "/prefix"},
+        ),
     )
     await expect(h, "/", host="approot.test", status=302)
 
@@ -222,8 +265,12 @@ async def test_default_backend_serves_when_pods_are_gone_and_takes_custom_errors
     h.write(
         "ing.yaml",
         annotated("gone", "gone.test", "empty", annotations={"default-backend": "fallback"}),
-        annotated("errors", "errors.test", "web", annotations={
-            "default-backend": "fallback", "custom-http-errors": "404,418"}),
+        annotated(
+            "errors",
+            "errors.test",
+            "web",
+            annotations={"default-backend": "fallback", "custom-http-errors": "404,418"},
+        ),
         annotated("bare", "bare.test", "empty"),
     )
     await expect(h, "/x", host="gone.test", service="fallback")
@@ -231,8 +278,9 @@ async def test_default_backend_serves_when_pods_are_gone_and_takes_custom_errors
 
     await expect(h, "/ok", host="errors.test", service="web")
     # The pod's 404 is intercepted; the default backend answers (here echoing the status).
-    resp = await expect(h, "/missing?status=404", host="errors.test", status=404,
-                        service="fallback")
+    resp = await expect(
+        h, "/missing?status=404", host="errors.test", status=404, service="fallback"
+    )
     seen = resp.json()
     assert seen["path"] == "/?status=404"
     assert seen["headers"]["X-Code"] == "404"
@@ -253,7 +301,9 @@ def _ca_and_leaf(host: str) -> tuple[str, str, str]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
@@ -264,7 +314,8 @@ def _ca_and_leaf(host: str) -> tuple[str, str, str]:
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
@@ -313,17 +364,35 @@ async def test_tls_annotations_redirects_and_https_pods_verified_against_a_secre
 
     h.write(
         "ing.yaml",
-        ingress("tls", rules=[rule("tls.test", path("/", "web", 80))],
-                tls_entries=[tls("tls.test", secret_name="site")]),
-        ingress("tls-plain", rules=[rule("tls-plain.test", path("/", "web", 80))],
-                tls_entries=[tls("tls-plain.test", secret_name="site")],
-                annotations={P + "ssl-redirect": "false"}),
+        ingress(
+            "tls",
+            rules=[rule("tls.test", path("/", "web", 80))],
+            tls_entries=[tls("tls.test", secret_name="site")],
+        ),
+        ingress(
+            "tls-plain",
+            rules=[rule("tls-plain.test", path("/", "web", 80))],
+            tls_entries=[tls("tls-plain.test", secret_name="site")],
+            annotations={P + "ssl-redirect": "false"},
+        ),
         annotated("forced", "forced.test", "web", annotations={"force-ssl-redirect": "true"}),
         secure("https", **{"backend-protocol": "HTTPS"}),
-        secure("verified", **{"backend-protocol": "HTTPS", "proxy-ssl-verify": "on",
-                              "proxy-ssl-secret": "default/backend-ca"}),
-        secure("mistrusted", **{"backend-protocol": "HTTPS", "proxy-ssl-verify": "on",
-                                "proxy-ssl-secret": "wrong-ca"}),
+        secure(
+            "verified",
+            **{
+                "backend-protocol": "HTTPS",
+                "proxy-ssl-verify": "on",
+                "proxy-ssl-secret": "default/backend-ca",
+            },
+        ),
+        secure(
+            "mistrusted",
+            **{
+                "backend-protocol": "HTTPS",
+                "proxy-ssl-verify": "on",
+                "proxy-ssl-secret": "wrong-ca",
+            },
+        ),
         secure("unverifiable", **{"backend-protocol": "HTTPS", "proxy-ssl-verify": "on"}),
     )
     await expect(h, "/", host="https.test", service="secure")
@@ -364,16 +433,27 @@ async def test_proxy_ssl_secret_client_certificate_is_presented_to_a_pod_that_re
         "svc.yaml",
         service("mtls", ports=[service_port(443, "https", target_port=port)]),
         endpoint_slice("mtls", endpoints=[address], port=port, port_name="https"),
-        secret("with-client", {"ca.crt": ca_pem.encode(), "tls.crt": client_pem.encode(),
-                               "tls.key": client_key.encode()}),
+        secret(
+            "with-client",
+            {
+                "ca.crt": ca_pem.encode(),
+                "tls.crt": client_pem.encode(),
+                "tls.key": client_key.encode(),
+            },
+        ),
         secret("ca-only", {"ca.crt": ca_pem.encode()}),
     )
 
     def mtls(name: str, secret_name: str) -> dict[str, Any]:
-        return ingress(name, rules=[rule(f"{name}.test", path("/", "mtls", 443))],
-                       annotations={P + "backend-protocol": "HTTPS",
-                                    P + "proxy-ssl-verify": "on",
-                                    P + "proxy-ssl-secret": secret_name})
+        return ingress(
+            name,
+            rules=[rule(f"{name}.test", path("/", "mtls", 443))],
+            annotations={
+                P + "backend-protocol": "HTTPS",
+                P + "proxy-ssl-verify": "on",
+                P + "proxy-ssl-secret": secret_name,
+            },
+        )
 
     h.write("ing.yaml", mtls("client", "with-client"), mtls("anonymous", "ca-only"))
     await expect(h, "/", host="client.test", service="mtls")
@@ -401,30 +481,63 @@ async def test_access_annotations_source_ranges_rate_limits_basic_auth_and_cors(
     )
     h.write(
         "ing.yaml",
-        annotated("allowed", "allowed.test", "web", annotations={
-            "whitelist-source-range": "10.0.0.0/8, 127.0.0.0/8"}),
-        annotated("elsewhere", "elsewhere.test", "web", annotations={
-            "allowlist-source-range": "10.0.0.0/8"}),
-        annotated("denied", "denied.test", "web", annotations={
-            "denylist-source-range": "192.168.0.0/16,127.0.0.1"}),
+        annotated(
+            "allowed",
+            "allowed.test",
+            "web",
+            annotations={"whitelist-source-range": "10.0.0.0/8, 127.0.0.0/8"},
+        ),
+        annotated(
+            "elsewhere",
+            "elsewhere.test",
+            "web",
+            annotations={"allowlist-source-range": "10.0.0.0/8"},
+        ),
+        annotated(
+            "denied",
+            "denied.test",
+            "web",
+            annotations={"denylist-source-range": "192.168.0.0/16,127.0.0.1"},
+        ),
         annotated("rps", "rps.test", "web", annotations={"limit-rps": "1"}),
         annotated("conns", "conns.test", "web", annotations={"limit-connections": "1"}),
-        annotated("auth", "auth.test", "web", annotations={
-            "auth-type": "basic", "auth-secret": "users", "auth-realm": "Staff only"}),
-        annotated("authmap", "authmap.test", "web", annotations={
-            "auth-type": "basic", "auth-secret": "user-map", "auth-secret-type": "auth-map"}),
-        annotated("nosecret", "nosecret.test", "web", annotations={
-            "auth-type": "basic", "auth-secret": "missing"}),
+        annotated(
+            "auth",
+            "auth.test",
+            "web",
+            annotations={"auth-type": "basic", "auth-secret": "users", "auth-realm": "Staff only"},
+        ),
+        annotated(
+            "authmap",
+            "authmap.test",
+            "web",
+            annotations={
+                "auth-type": "basic",
+                "auth-secret": "user-map",
+                "auth-secret-type": "auth-map",
+            },
+        ),
+        annotated(
+            "nosecret",
+            "nosecret.test",
+            "web",
+            annotations={"auth-type": "basic", "auth-secret": "missing"},
+        ),
         annotated("cors", "cors.test", "web", annotations={"enable-cors": "true"}),
-        annotated("cors-list", "cors-list.test", "web", annotations={
-            "enable-cors": "true",
-            "cors-allow-origin": "https://app.example.com, https://*.example.org",
-            "cors-allow-methods": "GET, POST",
-            "cors-allow-headers": "X-Token",
-            "cors-expose-headers": "X-Pod",
-            "cors-allow-credentials": "false",
-            "cors-max-age": "600",
-        }),
+        annotated(
+            "cors-list",
+            "cors-list.test",
+            "web",
+            annotations={
+                "enable-cors": "true",
+                "cors-allow-origin": "https://app.example.com, https://*.example.org",
+                "cors-allow-methods": "GET, POST",
+                "cors-allow-headers": "X-Token",
+                "cors-expose-headers": "X-Pod",
+                "cors-allow-credentials": "false",
+                "cors-max-age": "600",
+            },
+        ),
     )
     await expect(h, "/", host="allowed.test", service="web")
     await expect(h, "/", host="elsewhere.test", status=403)
@@ -484,8 +597,9 @@ async def test_access_annotations_source_ranges_rate_limits_basic_auth_and_cors(
     resp = await request(h, "GET", "/", host="cors-list.test", headers=wild)
     assert resp.headers["Access-Control-Allow-Origin"] == "https://shop.example.org"
     assert resp.headers["Access-Control-Expose-Headers"] == "X-Pod"
-    resp = await request(h, "GET", "/", host="cors-list.test",
-                         headers={"Origin": "https://evil.example.net"})
+    resp = await request(
+        h, "GET", "/", host="cors-list.test", headers={"Origin": "https://evil.example.net"}
+    )
     assert resp.status == 200
     assert "Access-Control-Allow-Origin" not in resp.headers
 
@@ -529,8 +643,16 @@ async def _h2c_pod(
 async def _curl_h2(h: Harness, host: str) -> tuple[str, str]:
     """``curl --http2`` through nginx's HTTPS port: (status line, response head)."""
     process = await asyncio.create_subprocess_exec(
-        "curl", "-sk", "--http2", "--resolve", f"{host}:{h.https_port}:127.0.0.1",
-        "-D", "-", "-o", "/dev/null", f"https://{host}:{h.https_port}/helloworld.Greeter/Hi",
+        "curl",
+        "-sk",
+        "--http2",
+        "--resolve",
+        f"{host}:{h.https_port}:127.0.0.1",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        f"https://{host}:{h.https_port}/helloworld.Greeter/Hi",
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
@@ -550,10 +672,17 @@ async def test_grpc_backend_protocol_speaks_http2_to_the_pods(
             service("greeter", ports=[service_port(50051, "grpc", target_port=port)]),
             endpoint_slice("greeter", endpoints=[address], port=port, port_name="grpc"),
         )
-        h.write("ing.yaml",
-                annotated("greeter", "grpc.test", "greeter", port=50051, annotations={
-                    "backend-protocol": "GRPC"}),
-                ingress("plain", rules=[rule("plain.test", path("/", "greeter", 50051))]))
+        h.write(
+            "ing.yaml",
+            annotated(
+                "greeter",
+                "grpc.test",
+                "greeter",
+                port=50051,
+                annotations={"backend-protocol": "GRPC"},
+            ),
+            ingress("plain", rules=[rule("plain.test", path("/", "greeter", 50051))]),
+        )
 
         async def served() -> None:
             status, head = await _curl_h2(h, "grpc.test")
@@ -576,8 +705,9 @@ async def test_grpcs_backend_protocol_speaks_http2_over_tls_verified_against_the
     address, port = "127.0.78.2", free_port()
     ca_pem, leaf_pem, key_pem = _ca_and_leaf("greeter.default.svc")
     other_ca, _, _ = _ca_and_leaf("greeter.default.svc")
-    pod = await _h2c_pod(world_readable_tmp / "h2tls", address, port,
-                         certificate=leaf_pem + key_pem)
+    pod = await _h2c_pod(
+        world_readable_tmp / "h2tls", address, port, certificate=leaf_pem + key_pem
+    )
     try:
         h.write(
             "svc.yaml",
@@ -588,16 +718,26 @@ async def test_grpcs_backend_protocol_speaks_http2_over_tls_verified_against_the
         )
 
         def grpcs(name: str, **more: str) -> dict[str, Any]:
-            return annotated(name, f"{name}.test", "greeter", port=50051,
-                             annotations={"backend-protocol": "GRPCS", **more})
+            return annotated(
+                name,
+                f"{name}.test",
+                "greeter",
+                port=50051,
+                annotations={"backend-protocol": "GRPCS", **more},
+            )
 
         h.write(
             "ing.yaml",
             grpcs("grpcs"),
             grpcs("verified", **{"proxy-ssl-verify": "on", "proxy-ssl-secret": "greeter-ca"}),
             grpcs("mistrusted", **{"proxy-ssl-verify": "on", "proxy-ssl-secret": "other-ca"}),
-            annotated("grpc-plain", "grpc-plain.test", "greeter", port=50051,
-                      annotations={"backend-protocol": "GRPC"}),
+            annotated(
+                "grpc-plain",
+                "grpc-plain.test",
+                "greeter",
+                port=50051,
+                annotations={"backend-protocol": "GRPC"},
+            ),
         )
 
         async def served(host: str) -> None:

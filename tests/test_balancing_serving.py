@@ -67,10 +67,20 @@ async def test_canary_by_weight_header_and_cookie_with_dynamic_weight_changes(
     await deploy(h, "main", replicas=2)
     await deploy(h, "canary")
     h.write("main.yaml", web_ingress("main", "app.test", "main"))
-    h.write("canary.yaml", web_ingress("app-canary", "app.test", "canary", **{
-        "canary": "true", "canary-weight": "20", "canary-by-header": "X-Canary",
-        "canary-by-cookie": "use_canary",
-    }))
+    h.write(
+        "canary.yaml",
+        web_ingress(
+            "app-canary",
+            "app.test",
+            "canary",
+            **{
+                "canary": "true",
+                "canary-weight": "20",
+                "canary-by-header": "X-Canary",
+                "canary-by-cookie": "use_canary",
+            },
+        ),
+    )
     await expect(h, "/", host="app.test", service="main")
     await expect(h, "/", host="app.test", service="canary", headers={"X-Canary": "always"})
 
@@ -85,19 +95,40 @@ async def test_canary_by_weight_header_and_cookie_with_dynamic_weight_changes(
     cookie_never = await pods_of(h, "app.test", 40, {"Cookie": "use_canary=never"})
     other = await pods_of(h, "app.test", 40, {"X-Canary": "maybe", "Cookie": "use_canary=always"})
     assert (always, never) == (Counter(canary=40), Counter(main=40))
-    assert (cookie, cookie_never, other) == (Counter(canary=40), Counter(main=40),
-                                             Counter(canary=40))
+    assert (cookie, cookie_never, other) == (
+        Counter(canary=40),
+        Counter(main=40),
+        Counter(canary=40),
+    )
 
     # A new weight is a dynamic update: no reload, and the share follows.
     reloads, updates = h.reloads, h.dynamic_updates
-    h.write("canary.yaml", web_ingress("app-canary", "app.test", "canary", **{
-        "canary": "true", "canary-weight": "100", "canary-by-header": "X-Canary"}))
+    h.write(
+        "canary.yaml",
+        web_ingress(
+            "app-canary",
+            "app.test",
+            "canary",
+            **{"canary": "true", "canary-weight": "100", "canary-by-header": "X-Canary"},
+        ),
+    )
     await settled_dynamic(h, updates)
     assert await pods_of(h, "app.test", 50) == Counter(canary=50)
     assert await pods_of(h, "app.test", 20, {"X-Canary": "never"}) == Counter(main=20)
-    h.write("canary.yaml", web_ingress("app-canary", "app.test", "canary", **{
-        "canary": "true", "canary-weight": "0", "canary-by-header": "X-Region",
-        "canary-by-header-value": "eu"}))
+    h.write(
+        "canary.yaml",
+        web_ingress(
+            "app-canary",
+            "app.test",
+            "canary",
+            **{
+                "canary": "true",
+                "canary-weight": "0",
+                "canary-by-header": "X-Region",
+                "canary-by-header-value": "eu",
+            },
+        ),
+    )
     await settled_dynamic(h, h.dynamic_updates)
     assert await pods_of(h, "app.test", 50) == Counter(main=50)
     assert await pods_of(h, "app.test", 20, {"X-Region": "eu"}) == Counter(canary=20)
@@ -117,25 +148,28 @@ async def test_load_balance_hash_and_affinity_keep_requests_on_pods_and_change_w
     assert len(spread) == 4, spread
 
     reloads, updates = h.reloads, h.dynamic_updates
-    h.write("ing.yaml", web_ingress("web", "web.test", "web", **{
-        "upstream-hash-by": "$http_x_user"}))
+    h.write(
+        "ing.yaml", web_ingress("web", "web.test", "web", **{"upstream-hash-by": "$http_x_user"})
+    )
     await settled_dynamic(h, updates)
     for user in ("alice", "bob", "carol", "dave"):
-        pods = {(await h.get(f"/{i}", host="web.test", headers={"X-User": user})).pod
-                for i in range(10)}
+        pods = {
+            (await h.get(f"/{i}", host="web.test", headers={"X-User": user})).pod for i in range(10)
+        }
         assert len(pods) == 1, (user, pods)
-    users = {(await h.get("/", host="web.test", headers={"X-User": f"u{i}"})).pod
-             for i in range(40)}
+    users = {
+        (await h.get("/", host="web.test", headers={"X-User": f"u{i}"})).pod for i in range(40)
+    }
     assert len(users) >= 3, users
 
-    h.write("ing.yaml", web_ingress("web", "web.test", "web", **{
-        "upstream-hash-by": "$request_uri"}))
+    h.write(
+        "ing.yaml", web_ingress("web", "web.test", "web", **{"upstream-hash-by": "$request_uri"})
+    )
     await settled_dynamic(h, h.dynamic_updates)
     for uri in ("/a", "/b?x=1", "/c/d"):
         assert len({(await h.get(uri, host="web.test")).pod for _ in range(8)}) == 1, uri
 
-    h.write("ing.yaml", web_ingress("web", "web.test", "web", **{
-        "load-balance": "ewma"}))
+    h.write("ing.yaml", web_ingress("web", "web.test", "web", **{"load-balance": "ewma"}))
     await settled_dynamic(h, h.dynamic_updates)
     held = {b["name"]: b for b in await h.ingressd.nginx.endpoint.get_backends()}
     assert held["default-web-80"]["load-balance"] == "ewma"
@@ -144,16 +178,29 @@ async def test_load_balance_hash_and_affinity_keep_requests_on_pods_and_change_w
     assert len(spread) >= 2, spread
 
     for mode in ("balanced", "persistent"):
-        h.write("ing.yaml", web_ingress("web", "web.test", "web", **{
-            "affinity": "cookie", "affinity-mode": mode, "session-cookie-name": "route",
-            "session-cookie-max-age": "3600", "session-cookie-samesite": "Lax"}))
+        h.write(
+            "ing.yaml",
+            web_ingress(
+                "web",
+                "web.test",
+                "web",
+                **{
+                    "affinity": "cookie",
+                    "affinity-mode": mode,
+                    "session-cookie-name": "route",
+                    "session-cookie-max-age": "3600",
+                    "session-cookie-samesite": "Lax",
+                },
+            ),
+        )
         await settled_dynamic(h, h.dynamic_updates)
         first: Response = await h.get("/", host="web.test")
         cookie = first.headers["Set-Cookie"]
         assert cookie.startswith("route=") and "; Path=/; Max-Age=3600; SameSite=Lax" in cookie
         value = cookie.split(";", 1)[0]
-        followers = [await h.get("/", host="web.test", headers={"Cookie": value})
-                     for _ in range(15)]
+        followers = [
+            await h.get("/", host="web.test", headers={"Cookie": value}) for _ in range(15)
+        ]
         assert {r.pod for r in followers} == {first.pod}, mode
         assert all("Set-Cookie" not in r.headers for r in followers)
         sessions = {(await h.get("/", host="web.test")).pod for _ in range(30)}

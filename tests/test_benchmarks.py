@@ -25,8 +25,16 @@ async def test_burst_smoke_applies_the_final_set_without_reload(
 async def test_churn_smoke_counts_reloads_only_in_reload_always_mode(
     world_readable_tmp: Path,
 ) -> None:
-    args = argparse.Namespace(services=3, endpoints=3, changes=30, rate=200, probe_every=10,
-                              reloads=2, wrk_seconds=1, modes="both")
+    args = argparse.Namespace(
+        services=3,
+        endpoints=3,
+        changes=30,
+        rate=200,
+        probe_every=10,
+        reloads=2,
+        wrk_seconds=1,
+        modes="both",
+    )
     dynamic, reload_always = await churn.main_async(args)
     assert dynamic.reloads == 0 and dynamic.dynamic_posts >= 1
     assert reload_always.reloads >= 1 and reload_always.dynamic_posts == 0

@@ -666,14 +666,19 @@ def test_loopback_link_local_and_unspecified_endpoints_are_refused_the_rest_serv
     result = build(
         simple("app", "a.com"),
         o.service("web"),
-        o.endpoint_slice("web", name="web-x", endpoints=[
-            o.endpoint("10.0.0.1", "127.0.0.1"),
-            o.endpoint("169.254.169.254"),
-            o.endpoint("0.0.0.0", "10.0.0.2", "127.255.0.9", "224.0.0.251"),
-        ]),
+        o.endpoint_slice(
+            "web",
+            name="web-x",
+            endpoints=[
+                o.endpoint("10.0.0.1", "127.0.0.1"),
+                o.endpoint("169.254.169.254"),
+                o.endpoint("0.0.0.0", "10.0.0.2", "127.255.0.9", "224.0.0.251"),
+            ],
+        ),
     )
     assert result.configuration.backends[0].endpoints == (
-        Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)
+        Endpoint("10.0.0.1", 8080),
+        Endpoint("10.0.0.2", 8080),
     )
     assert refused(result) == [
         ("default/web-x", "endpoints[0].addresses[1]", "'127.0.0.1'", LOOPBACK),
@@ -687,10 +692,19 @@ def test_loopback_link_local_and_unspecified_endpoints_are_refused_the_rest_serv
 
 
 def test_addresses_next_to_the_refused_ranges_are_served() -> None:
-    near = ["126.255.255.255", "128.0.0.1", "169.253.0.1", "169.255.0.1", "0.0.0.1",
-            "224.0.1.1", "10.127.0.1", "1.27.0.1"]
-    result = build(simple("app", "a.com"), o.service("web"), o.endpoint_slice(
-        "web", endpoints=near))
+    near = [
+        "126.255.255.255",
+        "128.0.0.1",
+        "169.253.0.1",
+        "169.255.0.1",
+        "0.0.0.1",
+        "224.0.1.1",
+        "10.127.0.1",
+        "1.27.0.1",
+    ]
+    result = build(
+        simple("app", "a.com"), o.service("web"), o.endpoint_slice("web", endpoints=near)
+    )
     assert result.problems == ()
     assert {e.address for e in result.configuration.backends[0].endpoints} == set(near)
 
@@ -699,9 +713,14 @@ def test_ipv6_loopback_link_local_unspecified_and_mapped_loopback_are_refused() 
     result = build(
         simple("app", "a.com"),
         o.service("web"),
-        o.endpoint_slice("web", name="web-6", address_type="IPv6", endpoints=[
-            o.endpoint("::1", "fe80::1", "::", "::ffff:127.0.0.1", "ff02::fb", "fd00::1"),
-        ]),
+        o.endpoint_slice(
+            "web",
+            name="web-6",
+            address_type="IPv6",
+            endpoints=[
+                o.endpoint("::1", "fe80::1", "::", "::ffff:127.0.0.1", "ff02::fb", "fd00::1"),
+            ],
+        ),
     )
     assert result.configuration.backends[0].endpoints == (Endpoint("fd00::1", 8080),)
     assert [(f, a, why) for _, f, a, why in refused(result)] == [
@@ -718,18 +737,29 @@ def test_allow_loopback_endpoints_accepts_loopback_only() -> None:
     result = build(
         simple("app", "a.com"),
         o.service("web"),
-        o.endpoint_slice("web", name="web-x", endpoints=[
-            "127.0.1.1", "127.0.1.2", "169.254.1.1", "0.0.0.0", "10.0.0.1",
-        ]),
+        o.endpoint_slice(
+            "web",
+            name="web-x",
+            endpoints=[
+                "127.0.1.1",
+                "127.0.1.2",
+                "169.254.1.1",
+                "0.0.0.0",
+                "10.0.0.1",
+            ],
+        ),
         o.service("web6"),
-        o.endpoint_slice("web6", name="web6-x", address_type="IPv6",
-                         endpoints=["::1", "fe80::1", "::"]),
+        o.endpoint_slice(
+            "web6", name="web6-x", address_type="IPv6", endpoints=["::1", "fe80::1", "::"]
+        ),
         o.ingress("app6", rules=[o.rule("b.com", o.path("/", "web6"))]),
         options=options,
     )
     endpoints = {str(b.name): b.endpoints for b in result.configuration.backends}
     assert endpoints["default-web-80"] == (
-        Endpoint("10.0.0.1", 8080), Endpoint("127.0.1.1", 8080), Endpoint("127.0.1.2", 8080)
+        Endpoint("10.0.0.1", 8080),
+        Endpoint("127.0.1.1", 8080),
+        Endpoint("127.0.1.2", 8080),
     )
     assert endpoints["default-web6-80"] == (Endpoint("::1", 8080),)
     assert [(k, f, why) for k, f, _, why in refused(result)] == [
@@ -883,15 +913,22 @@ def test_unresolvable_default_backend_falls_to_next_oldest() -> None:
 
 def test_problems_name_the_missing_object_so_check_needs_no_text_matching() -> None:
     result = build(
-        o.ingress("app", rules=[o.rule("a.com", o.path("/", "nope"))],
-                  tls_entries=[o.tls("a.com", secret_name="gone")],
-                  annotations={"nginx.ingress.kubernetes.io/auth-type": "basic",
-                               "nginx.ingress.kubernetes.io/auth-secret": "htpasswd"}),
+        o.ingress(
+            "app",
+            rules=[o.rule("a.com", o.path("/", "nope"))],
+            tls_entries=[o.tls("a.com", secret_name="gone")],
+            annotations={
+                "nginx.ingress.kubernetes.io/auth-type": "basic",
+                "nginx.ingress.kubernetes.io/auth-secret": "htpasswd",
+            },
+        ),
         *web(),
     )
     assert sorted((p.field, p.missing) for p in result.problems) == [
-        ("metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]",
-         "Secret default/htpasswd"),
+        (
+            "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]",
+            "Secret default/htpasswd",
+        ),
         ("spec.rules[0].http.paths[0].backend.service.name", "Service default/nope"),
         ("spec.tls[0].secretName", "Secret default/gone"),
     ]

@@ -38,8 +38,9 @@ async def test_scaling_endpoints_reaches_new_pods_without_reload(harness: Harnes
     h = harness
     addresses, port = await h.start_pods(5, prefix="web")
     svc = service("web", ports=[service_port(80, "http", target_port=port)])
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:2], port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:2], port=port, port_name="http")
+    )
     h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
     await expect(h, "/", host="web.test", service="web")
     await h.settled()
@@ -47,8 +48,9 @@ async def test_scaling_endpoints_reaches_new_pods_without_reload(harness: Harnes
     assert set(await spread(h, "web.test")) == {"web-0", "web-1"}
 
     # Scale up 2 -> 5 by rewriting the EndpointSlice.
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses, port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses, port=port, port_name="http")
+    )
 
     async def all_five() -> None:
         assert set(await spread(h, "web.test")) == {f"web-{i}" for i in range(5)}
@@ -58,8 +60,9 @@ async def test_scaling_endpoints_reaches_new_pods_without_reload(harness: Harnes
     assert h.dynamic_updates > dynamic
 
     # Scale down to one: the others get no traffic at once.
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[4:], port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses[4:], port=port, port_name="http")
+    )
 
     async def only_last() -> None:
         assert set(await spread(h, "web.test", 10)) == {"web-4"}
@@ -145,11 +148,15 @@ async def test_older_ingress_wins_a_host_and_path_conflict(harness: Harness) -> 
     await deploy(h, "old")
     await deploy(h, "new")
     # The younger one is written first, so arrival order cannot be what decides.
-    h.write("new.yaml", ingress("new", rules=[rule("same.test", path("/", "new"))],
-                                created="2025-06-01T00:00:00Z"))
+    h.write(
+        "new.yaml",
+        ingress("new", rules=[rule("same.test", path("/", "new"))], created="2025-06-01T00:00:00Z"),
+    )
     await expect(h, "/", host="same.test", service="new")
-    h.write("old.yaml", ingress("old", rules=[rule("same.test", path("/", "old"))],
-                                created="2020-01-01T00:00:00Z"))
+    h.write(
+        "old.yaml",
+        ingress("old", rules=[rule("same.test", path("/", "old"))], created="2020-01-01T00:00:00Z"),
+    )
     await expect(h, "/", host="same.test", service="old")
     for _ in range(10):
         await expect(h, "/", host="same.test", service="old", timeout=0.5)

@@ -45,13 +45,21 @@ def statuses(entry: dict[str, Any]) -> dict[str, str]:
 def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out = run_check(capsys, "--manifests", str(EXAMPLES), "--ingress-class", "nginx",
-                          "--json")
+    code, out = run_check(
+        capsys, "--manifests", str(EXAMPLES), "--ingress-class", "nginx", "--json"
+    )
     report = json.loads(out)
     assert code == 1 and report["changesBehaviour"] is True
     ingresses = by_ingress(report)
-    assert set(ingresses) == {"monitoring/grafana", "monitoring/grafana-legacy", "rpc/greeter",
-                              "shop/api", "shop/storefront", "web/web", "web/web-canary"}
+    assert set(ingresses) == {
+        "monitoring/grafana",
+        "monitoring/grafana-legacy",
+        "rpc/greeter",
+        "shop/api",
+        "shop/storefront",
+        "web/web",
+        "web/web-canary",
+    }
 
     storefront = ingresses["shop/storefront"]
     assert statuses(storefront)["use-regex"] == "supported with a difference"
@@ -61,8 +69,10 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
 
     legacy = ingresses["monitoring/grafana-legacy"]
     assert statuses(legacy) == {
-        "enable-modsecurity": "unsupported", "enable-owasp-core-rules": "unsupported",
-        "proxy-body-size": "invalid value", "ssl-redirectt": "unknown",
+        "enable-modsecurity": "unsupported",
+        "enable-owasp-core-rules": "unsupported",
+        "proxy-body-size": "invalid value",
+        "ssl-redirectt": "unknown",
     }
     [conflict] = legacy["findings"]
     assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
@@ -78,14 +88,22 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
 def test_check_prints_a_table_and_snippets_pass_when_allowed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out = run_check(capsys, "--manifests", str(EXAMPLES), "--ingress-class", "nginx",
-                          "--allow-snippet-annotations")
+    code, out = run_check(
+        capsys,
+        "--manifests",
+        str(EXAMPLES),
+        "--ingress-class",
+        "nginx",
+        "--allow-snippet-annotations",
+    )
     lines = out.splitlines()
     assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
     row = next(line for line in lines if "configuration-snippet" in line)
     assert row.split() == ["configuration-snippet", "supported"]
-    assert any(line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity",
-                                    "unsupported"] for line in lines)
+    assert any(
+        line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
+        for line in lines
+    )
     assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
     assert code == 1
 
@@ -93,13 +111,25 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
 def test_check_exits_0_when_nothing_would_change(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    (tmp_path / "app.yaml").write_text(yaml.safe_dump_all([
-        service("web"), endpoint_slice("web", endpoints=["10.0.0.1"]),
-        ingress("web", rules=[rule("a.test", path("/", "web", 80))], ingress_class_name="nginx",
-                annotations={P + "proxy-body-size": "8m", P + "load-balance": "ewma"}),
-        ingress("other", rules=[rule("b.test", path("/", "web", 80))],
-                ingress_class_name="traefik"),
-    ]))
+    (tmp_path / "app.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                service("web"),
+                endpoint_slice("web", endpoints=["10.0.0.1"]),
+                ingress(
+                    "web",
+                    rules=[rule("a.test", path("/", "web", 80))],
+                    ingress_class_name="nginx",
+                    annotations={P + "proxy-body-size": "8m", P + "load-balance": "ewma"},
+                ),
+                ingress(
+                    "other",
+                    rules=[rule("b.test", path("/", "web", 80))],
+                    ingress_class_name="traefik",
+                ),
+            ]
+        )
+    )
     code, out = run_check(capsys, "--manifests", str(tmp_path), "--ingress-class", "nginx")
     assert code == 0, out
     assert out.splitlines()[-1] == "No behaviour change expected."
@@ -110,8 +140,13 @@ async def test_check_reads_a_cluster_through_kubeconfig(
     fake_api: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_api.create(service("web"))
-    fake_api.create(ingress("web", rules=[rule("a.test", path("/", "web", 80))],
-                            annotations={P + "ssl-passthrough": "true"}))
+    fake_api.create(
+        ingress(
+            "web",
+            rules=[rule("a.test", path("/", "web", 80))],
+            annotations={P + "ssl-passthrough": "true"},
+        )
+    )
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     configure(level="error", json=True)  # what main() does before running the check
     args = arguments.parser().parse_args(["check", "--kubeconfig", str(kubeconfig), "--json"])

@@ -25,8 +25,13 @@ INGRESSD = [sys.executable, "-m", "ingressd.cli"]
 async def render_demo(*flags: str) -> tuple[str, str]:
     """``ingressd render`` of the demo's manifests: (stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        *INGRESSD, "render", "--manifests", str(PROJECT_ROOT / "manifests" / "demo"), *flags,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *INGRESSD,
+        "render",
+        "--manifests",
+        str(PROJECT_ROOT / "manifests" / "demo"),
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
@@ -50,8 +55,14 @@ async def test_render_refuses_the_demo_loopback_pods_without_the_flag() -> None:
 
 async def test_run_reports_a_missing_manifests_directory() -> None:
     proc = await asyncio.create_subprocess_exec(
-        *INGRESSD, "run", "--manifests", "/nonexistent/dir", "--work-dir", "/tmp/x",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *INGRESSD,
+        "run",
+        "--manifests",
+        "/nonexistent/dir",
+        "--work-dir",
+        "/tmp/x",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
     assert proc.returncode == 2
@@ -74,11 +85,25 @@ class Instance:
         ]
         (manifests / "all.yaml").write_text(yaml.safe_dump_all(objects))
         self.args = [
-            *INGRESSD, "--log-format", "json", "run", "--manifests", str(manifests),
-            "--http-port", str(self.http_port), "--https-port", str(free_port()),
-            "--status-port", str(self.status_port), "--status-address", "127.0.0.1",
-            "--work-dir", str(root / "work"),
-            "--worker-processes", "1", "--allow-loopback-endpoints",
+            *INGRESSD,
+            "--log-format",
+            "json",
+            "run",
+            "--manifests",
+            str(manifests),
+            "--http-port",
+            str(self.http_port),
+            "--https-port",
+            str(free_port()),
+            "--status-port",
+            str(self.status_port),
+            "--status-address",
+            "127.0.0.1",
+            "--work-dir",
+            str(root / "work"),
+            "--worker-processes",
+            "1",
+            "--allow-loopback-endpoints",
         ]
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -89,9 +114,7 @@ class Instance:
         async with aiohttp.ClientSession() as session:
             for _ in range(200):
                 try:
-                    async with session.get(
-                        f"http://127.0.0.1:{self.status_port}/healthz"
-                    ) as resp:
+                    async with session.get(f"http://127.0.0.1:{self.status_port}/healthz") as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -123,9 +146,11 @@ async def test_two_instances_run_side_by_side_and_quit_gracefully_on_sigterm(
 
             # A slow request is in flight when SIGTERM arrives: it still completes.
             nginx_pid = first.nginx_pid()
-            slow = asyncio.create_task(session.get(
-                f"http://127.0.0.1:{first.http_port}/?sleep=1.5", headers={"Host": "a.test"}
-            ))
+            slow = asyncio.create_task(
+                session.get(
+                    f"http://127.0.0.1:{first.http_port}/?sleep=1.5", headers={"Host": "a.test"}
+                )
+            )
             await asyncio.sleep(0.4)
             assert first.proc is not None
             first.proc.send_signal(signal.SIGTERM)

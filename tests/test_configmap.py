@@ -95,8 +95,12 @@ def test_no_configmap_or_no_data_gives_ingress_nginx_defaults() -> None:
         ("hsts-preload", "true", "hsts_preload", True),
         ("use-forwarded-headers", "true", "use_forwarded_headers", True),
         ("forwarded-for-header", "X-Client-IP", "forwarded_for_header", "X-Client-IP"),
-        ("proxy-real-ip-cidr", "10.0.0.0/8, 192.168.1.7,fd00::/8", "proxy_real_ip_cidr",
-         ("10.0.0.0/8", "192.168.1.7/32", "fd00::/8")),
+        (
+            "proxy-real-ip-cidr",
+            "10.0.0.0/8, 192.168.1.7,fd00::/8",
+            "proxy_real_ip_cidr",
+            ("10.0.0.0/8", "192.168.1.7/32", "fd00::/8"),
+        ),
         ("proxy-real-ip-cidr", "10.1.2.3/8", "proxy_real_ip_cidr", ("10.0.0.0/8",)),
         ("upstream-keepalive-connections", "0", "upstream_keepalive_connections", 0),
         ("upstream-keepalive-connections", "64", "upstream_keepalive_connections", 64),
@@ -150,7 +154,7 @@ def test_a_bad_value_is_reported_and_the_default_kept(key: str, value: str, why:
 @pytest.mark.parametrize(
     ("value", "why"),
     [
-        ("$remote_addr'; include /etc/passwd; '", "\"'\""),
+        ("$remote_addr'; include /etc/passwd; '", '"\'"'),
         ('$remote_addr "$request"', "'\"'"),
         ("$remote_addr \\' x", "'\\\\'"),
         ("$remote_addr } server { listen 1", "'}'"),
@@ -298,8 +302,10 @@ async def test_bad_value_is_reported_once_and_ignored_while_the_rest_applies(h: 
 
         await h.eventually(too_large)
         # More syncs with the same ConfigMap: no new warnings.
-        h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"),
-                                                       path("/x", "web"))]))
+        h.write(
+            "ing.yaml",
+            ingress("web", rules=[rule("web.test", path("/", "web"), path("/x", "web"))]),
+        )
         await expect(h, "/x", host="web.test", service="web")
         await h.settled()
     warnings = [e for e in logs if e["event"] == "configmap option ignored"]
@@ -331,10 +337,13 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
             tls_entries=[tls("secure.test", secret_name="tls")],
         ),
     )
-    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
-                 "X-Forwarded-Host": "public.example", "X-Forwarded-Port": "8443"}
-    resp = await expect(h, "/", host="secure.test", https=True, service="web",
-                        headers=forwarded)
+    forwarded = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example",
+        "X-Forwarded-Port": "8443",
+    }
+    resp = await expect(h, "/", host="secure.test", https=True, service="web", headers=forwarded)
     assert resp.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     seen = {k.lower(): v for k, v in resp.json()["headers"].items()}
     assert seen["x-forwarded-for"] == "127.0.0.1"  # not trusted by default
@@ -344,8 +353,17 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
     redirect = await h.get("/", host="secure.test")
     assert redirect.status == 308 and "Strict-Transport-Security" not in redirect.headers
 
-    h.write("cm.yaml", config_map({"hsts-max-age": "600", "hsts-include-subdomains": "false",
-                                   "hsts-preload": "true", "use-forwarded-headers": "true"}))
+    h.write(
+        "cm.yaml",
+        config_map(
+            {
+                "hsts-max-age": "600",
+                "hsts-include-subdomains": "false",
+                "hsts-preload": "true",
+                "use-forwarded-headers": "true",
+            }
+        ),
+    )
 
     async def trusted() -> None:
         resp = await h.get("/", host="secure.test", https=True, headers=forwarded)
@@ -362,8 +380,9 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
     await h.eventually(trusted)
 
     # Only peers in proxy-real-ip-cidr are believed: 127.0.0.1 is not in 10.0.0.0/8.
-    h.write("cm.yaml", config_map({"use-forwarded-headers": "true",
-                                   "proxy-real-ip-cidr": "10.0.0.0/8"}))
+    h.write(
+        "cm.yaml", config_map({"use-forwarded-headers": "true", "proxy-real-ip-cidr": "10.0.0.0/8"})
+    )
 
     async def not_from_that_peer() -> None:
         resp = await h.get("/", host="secure.test", https=True, headers=forwarded)

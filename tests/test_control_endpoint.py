@@ -1,8 +1,8 @@
 """nginx's control endpoint (the Lua configuration API) answers on its Unix socket only.
 
-    ingressd --LuaEndpoint / health polls--> <work dir>/control/nginx.sock (0600, dir 0700)
-    tenant --request--> nginx --proxy to any endpoint address, loopback ones included-->
-        only nginx's TCP listeners (HTTP, HTTPS): none of them serves /configuration
+ingressd --LuaEndpoint / health polls--> <work dir>/control/nginx.sock (0600, dir 0700)
+tenant --request--> nginx --proxy to any endpoint address, loopback ones included-->
+    only nginx's TCP listeners (HTTP, HTTPS): none of them serves /configuration
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ def listens(text: str) -> list[str]:
 
 def test_rendered_conf_listens_on_tcp_for_http_and_https_only() -> None:
     paths = NginxPaths(Path("/srv/ingressd"))
-    served = o.snapshot(o.ingress("web", rules=[o.rule("a.test", o.path("/", "web"))]),
-                        o.service("web"), o.endpoint_slice("web", endpoints=["10.0.0.1"]))
+    served = o.snapshot(
+        o.ingress("web", rules=[o.rule("a.test", o.path("/", "web"))]),
+        o.service("web"),
+        o.endpoint_slice("web", endpoints=["10.0.0.1"]),
+    )
     text = render(
         build_configuration(served, BuildOptions()).configuration,
         settings=RenderSettings(http_port=8080, https_port=8443),
@@ -56,7 +59,7 @@ def test_rendered_conf_listens_on_tcp_for_http_and_https_only() -> None:
     unix = [arg for arg in found if arg.startswith('"unix:')]
     assert unix == ['"unix:/srv/ingressd/control/nginx.sock"']
     assert {arg for arg in found if arg not in unix} == {"8080", "8443"}
-    control = text[text.index("# Control server"):]
+    control = text[text.index("# Control server") :]
     assert "location /configuration" in control
     assert listens(control) == unix
 
@@ -79,11 +82,16 @@ def test_the_socket_path_limit_is_nginxs(tmp_path: Path) -> None:
 
     def nginx_test(socket_path: str) -> subprocess.CompletedProcess[str]:
         conf = tmp_path / "nginx.conf"
-        conf.write_text(f"pid {tmp_path}/nginx.pid;\nevents {{}}\n"
-                        f"http {{ server {{ listen unix:{socket_path}; }} }}\n")
+        conf.write_text(
+            f"pid {tmp_path}/nginx.pid;\nevents {{}}\n"
+            f"http {{ server {{ listen unix:{socket_path}; }} }}\n"
+        )
         return subprocess.run(
             [NGINX_BINARY, "-t", "-q", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
 
     fits = nginx_test(longest)
@@ -95,10 +103,17 @@ def test_the_socket_path_limit_is_nginxs(tmp_path: Path) -> None:
 
 async def test_render_with_a_work_dir_too_long_says_so_and_exits_2() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli", "render",
-        "--manifests", str(PROJECT_ROOT / "manifests" / "demo"),
-        "--work-dir", "/tmp/" + "x" * 100, "--allow-loopback-endpoints",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "ingressd.cli",
+        "render",
+        "--manifests",
+        str(PROJECT_ROOT / "manifests" / "demo"),
+        "--work-dir",
+        "/tmp/" + "x" * 100,
+        "--allow-loopback-endpoints",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 2
@@ -133,7 +148,7 @@ def tcp_listeners(pids: set[int]) -> set[int]:
             except OSError:
                 continue
             if target.startswith("socket:["):
-                inodes.add(target[len("socket:["):-1])
+                inodes.add(target[len("socket:[") : -1])
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -173,8 +188,11 @@ async def test_no_tcp_port_of_nginx_answers_the_control_api_through_loopback_end
             f"{name}.yaml",
             service(name, ports=[service_port(80, "http", target_port=port)]),
             endpoint_slice(name, endpoints=["127.0.0.1"], port=port, port_name="http"),
-            ingress(name, rules=[rule(f"{name}.test", path("/", name))],
-                    annotations={UPSTREAM_VHOST: "control.invalid"}),
+            ingress(
+                name,
+                rules=[rule(f"{name}.test", path("/", name))],
+                annotations={UPSTREAM_VHOST: "control.invalid"},
+            ),
         )
     await h.settled()
     held = {b["name"] for b in await h.ingressd.nginx.endpoint.get_backends()}

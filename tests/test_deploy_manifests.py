@@ -1,9 +1,9 @@
 """The deploy manifests: valid Kubernetes objects, wired to each other, RBAC exactly as needed.
 
-    manifests/{deploy,demo}/*.yaml --kubernetes-validate (1.30 schemas, strict, offline)
-    manifests/deploy RBAC rules == tests.support.rbac.REQUIRED
-                               == the calls the code makes against the fake API server
-                                  (Kubernetes source, leader election, status, Events)
+manifests/{deploy,demo}/*.yaml --kubernetes-validate (1.30 schemas, strict, offline)
+manifests/deploy RBAC rules == tests.support.rbac.REQUIRED
+                           == the calls the code makes against the fake API server
+                              (Kubernetes source, leader election, status, Events)
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ def deploy_objects() -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("file", "obj"),
-    [pytest.param(f, o, id=f"{f}:{o['kind']}/{o['metadata']['name']}")
-     for directory in (DEPLOY, DEMO) for f, o in documents(directory)],
+    [
+        pytest.param(f, o, id=f"{f}:{o['kind']}/{o['metadata']['name']}")
+        for directory in (DEPLOY, DEMO)
+        for f, o in documents(directory)
+    ],
 )
 def test_every_manifest_validates_against_the_kubernetes_schemas(
     file: str, obj: dict[str, Any]
@@ -64,8 +67,12 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
 
 
 def test_strict_validation_catches_a_misspelled_field() -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"port": [{"port": 80}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"port": [{"port": 80}]},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
 
@@ -73,16 +80,24 @@ def test_strict_validation_catches_a_misspelled_field() -> None:
 def test_deploy_has_every_part_in_the_ingressd_namespace() -> None:
     objects = deploy_objects()
     assert set(objects) == {
-        ("Namespace", "ingressd"), ("ServiceAccount", "ingressd"), ("ClusterRole", "ingressd"),
-        ("ClusterRoleBinding", "ingressd"), ("Role", "ingressd"), ("RoleBinding", "ingressd"),
-        ("IngressClass", "ingressd"), ("ConfigMap", "ingressd-controller"),
-        ("Service", "ingressd-controller"), ("Deployment", "ingressd-controller"),
+        ("Namespace", "ingressd"),
+        ("ServiceAccount", "ingressd"),
+        ("ClusterRole", "ingressd"),
+        ("ClusterRoleBinding", "ingressd"),
+        ("Role", "ingressd"),
+        ("RoleBinding", "ingressd"),
+        ("IngressClass", "ingressd"),
+        ("ConfigMap", "ingressd-controller"),
+        ("Service", "ingressd-controller"),
+        ("Deployment", "ingressd-controller"),
     }
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"}
     for (kind, _), obj in objects.items():
         assert obj["metadata"].get("namespace") == (None if kind in cluster_scoped else "ingressd")
-    assert objects["IngressClass", "ingressd"]["spec"]["controller"] == \
-        "ingressd.io/ingress-controller"
+    assert (
+        objects["IngressClass", "ingressd"]["spec"]["controller"]
+        == "ingressd.io/ingress-controller"
+    )
     for kind in ("ClusterRoleBinding", "RoleBinding"):
         binding = objects[kind, "ingressd"]
         assert binding["roleRef"]["kind"] == kind.replace("Binding", "")
@@ -134,7 +149,9 @@ def test_the_deployment_runs_the_controller_as_documented() -> None:
     service_obj = objects["Service", "ingressd-controller"]
     assert service_obj["spec"]["type"] == "LoadBalancer"
     assert {(p["port"], p["targetPort"]) for p in service_obj["spec"]["ports"]} == {
-        (80, "http"), (443, "https")}
+        (80, "http"),
+        (443, "https"),
+    }
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service_obj["spec"]["selector"].items() <= labels.items()
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -143,8 +160,13 @@ def test_the_deployment_runs_the_controller_as_documented() -> None:
 def test_the_dockerfile_builds_the_image_the_deployment_runs() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "\nFROM debian:12-slim\n" in text
-    for package in ("nginx", "libnginx-mod-http-lua", "lua-resty-core", "lua-cjson",
-                    "python3-venv"):
+    for package in (
+        "nginx",
+        "libnginx-mod-http-lua",
+        "lua-resty-core",
+        "lua-cjson",
+        "python3-venv",
+    ):
         assert re.search(rf"\s{re.escape(package)}\s", text), package
     assert "\nUSER 101:101\n" in text
     assert '\nENTRYPOINT ["/usr/bin/tini", "--", "ingressd", "run"]\n' in text
@@ -183,8 +205,9 @@ async def test_every_call_the_code_makes_is_granted_and_every_grant_is_used(
     client = await api_client(fake_api.write_kubeconfig(tmp_path / "kubeconfig"))
     store = Store(channel=UpdateChannel(), configmap=ObjectKey("ingressd/ingressd-controller"))
     source = KubernetesSource(client, configmap=ObjectKey("ingressd/ingressd-controller"))
-    elector = LeaderElector(api=client, namespace="ingressd", lease_duration=1,
-                            renew_deadline=0.5, retry_period=0.1)
+    elector = LeaderElector(
+        api=client, namespace="ingressd", lease_duration=1, renew_deadline=0.5, retry_period=0.1
+    )
     recorder = EventRecorder(api=client, instance="ingressd-test")
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -199,8 +222,12 @@ async def test_every_call_the_code_makes_is_granted_and_every_grant_is_used(
         await asyncio.sleep(0.3)  # a few renewals
         snapshot = store.snapshot()
         build = build_configuration(snapshot, BuildOptions())
-        updater = StatusUpdater(api=client, snapshot=store.snapshot, is_leader=lambda: True,
-                                publish_service=ObjectKey("ingressd/ingressd-controller"))
+        updater = StatusUpdater(
+            api=client,
+            snapshot=store.snapshot,
+            is_leader=lambda: True,
+            publish_service=ObjectKey("ingressd/ingressd-controller"),
+        )
         updater.notify(build, snapshot)
         assert await updater.sync_once() == 1
         IngressEvents(recorder).observe(build, snapshot, ok=True)  # Sync, Rejected: created

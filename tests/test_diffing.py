@@ -129,7 +129,10 @@ def test_endpoint_changes_alone_are_dynamic(
     new: Configuration, reasons: tuple[str, ...], changed: tuple[str, ...]
 ) -> None:
     assert decide(new, BASE) == Decision(
-        Action.DYNAMIC, reasons, changed, frozenset({Change.BACKENDS})  # type: ignore[arg-type]
+        Action.DYNAMIC,
+        reasons,
+        changed,  # type: ignore[arg-type]
+        frozenset({Change.BACKENDS}),
     )
 
 
@@ -285,10 +288,12 @@ def test_removed_backend_is_not_posted() -> None:
 
 
 def test_backends_named_finds_each_by_bisection_and_refuses_an_unknown_name() -> None:
-    config = Configuration(backends=tuple(
-        Backend(BackendName(f"default-svc{i:03}-80"), "default", f"svc{i:03}", "80")
-        for i in range(100)
-    ))
+    config = Configuration(
+        backends=tuple(
+            Backend(BackendName(f"default-svc{i:03}-80"), "default", f"svc{i:03}", "80")
+            for i in range(100)
+        )
+    )
     names = [BackendName("default-svc042-80"), BackendName("default-svc000-80")]
     assert [b.name for b in config.backends_named(names)] == names
     with pytest.raises(KeyError):
@@ -303,20 +308,23 @@ MANY_HOSTS = [f"h{i:03d}.com" for i in range(MAX_REASONS)]
 CHANGE_CASES: list[tuple[str, Configuration, Configuration | None, Change]] = [
     ("first-sync", BASE, None, Change.INITIAL),
     ("endpoints", with_endpoints(BASE, "default-web-80", "10.0.0.9"), BASE, Change.BACKENDS),
-    *((name, RELOADING[name], BASE, kind) for name, kind in [
-        ("server-added", Change.SERVERS),
-        ("server-removed", Change.SERVERS),
-        ("location-added", Change.LOCATIONS),
-        ("location-removed", Change.LOCATIONS),
-        ("location-backend-changed", Change.LOCATIONS),
-        ("location-changed-owner", Change.LOCATIONS),
-        ("certificate-added", Change.CERTIFICATES),  # with its ssl redirect: OTHER
-        ("ssl-redirect-only", Change.OTHER),
-        ("backend-added", Change.BACKENDS),
-        ("backend-removed", Change.BACKENDS),
-        ("backend-points-elsewhere-under-the-same-name", Change.BACKENDS),
-        ("servers-reordered", Change.OTHER),
-    ]),
+    *(
+        (name, RELOADING[name], BASE, kind)
+        for name, kind in [
+            ("server-added", Change.SERVERS),
+            ("server-removed", Change.SERVERS),
+            ("location-added", Change.LOCATIONS),
+            ("location-removed", Change.LOCATIONS),
+            ("location-backend-changed", Change.LOCATIONS),
+            ("location-changed-owner", Change.LOCATIONS),
+            ("certificate-added", Change.CERTIFICATES),  # with its ssl redirect: OTHER
+            ("ssl-redirect-only", Change.OTHER),
+            ("backend-added", Change.BACKENDS),
+            ("backend-removed", Change.BACKENDS),
+            ("backend-points-elsewhere-under-the-same-name", Change.BACKENDS),
+            ("servers-reordered", Change.OTHER),
+        ]
+    ),
     (
         "certificate-rotated",
         with_server(BASE, "www.zkj.com", certificate=cert(digest="bb")),
@@ -398,5 +406,11 @@ def test_changed_options_make_a_reload_of_kind_options_unless_outweighed(
 
 def test_kinds_are_the_reload_metric_labels() -> None:
     assert [c.value for c in Change] == [
-        "initial", "servers", "locations", "certificates", "backends", "options", "other"
+        "initial",
+        "servers",
+        "locations",
+        "certificates",
+        "backends",
+        "options",
+        "other",
     ]

@@ -1,6 +1,6 @@
 """Leader election over a coordination.k8s.io/v1 Lease, against the fake API server over HTTP.
 
-    LeaderElector x N --kubernetes-asyncio (one ApiClient each, like separate pods)--> FakeApiServer
+LeaderElector x N --kubernetes-asyncio (one ApiClient each, like separate pods)--> FakeApiServer
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ class Electors:
     async def make(self, name: str, *, start: bool = True, **options: Any) -> LeaderElector:
         client = await api_client(self.kubeconfig)
         self.clients.append(client)
-        elector = LeaderElector(api=client, namespace="ingressd", identity=name,
-                                metrics=Metrics(), **{**TIMINGS, **options})
+        elector = LeaderElector(
+            api=client,
+            namespace="ingressd",
+            identity=name,
+            metrics=Metrics(),
+            **{**TIMINGS, **options},
+        )
         elector.listeners.append(lambda leading: self.transitions.append((name, leading)))
         if start:
             self.start(elector)
@@ -199,14 +204,23 @@ async def test_election_calls_are_the_ones_rbac_grants(
     await until(lambda: b.is_leader)
     seen = {tuple(r) for r in fake_api.requests}
     needed = {p.call() for p in rbac.REQUIRED if p.component == "election"}
-    assert seen == needed == {
-        ("get", "leases.coordination.k8s.io", ""),
-        ("create", "leases.coordination.k8s.io", ""),
-        ("update", "leases.coordination.k8s.io", ""),
-    }
+    assert (
+        seen
+        == needed
+        == {
+            ("get", "leases.coordination.k8s.io", ""),
+            ("create", "leases.coordination.k8s.io", ""),
+            ("update", "leases.coordination.k8s.io", ""),
+        }
+    )
 
 
 def test_timings_must_leave_the_leader_time_to_step_down() -> None:
     with pytest.raises(ValueError, match="renew_deadline < lease_duration"):
-        LeaderElector(api=object(), namespace="x", lease_duration=10, renew_deadline=10,  # type: ignore[arg-type]
-                      retry_period=2)
+        LeaderElector(
+            api=object(),  # type: ignore[arg-type]
+            namespace="x",
+            lease_duration=10,
+            renew_deadline=10,
+            retry_period=2,
+        )

@@ -1,6 +1,6 @@
 """The fake API server speaks the protocol the real kubernetes-asyncio client expects.
 
-    kubernetes-asyncio (typed APIs, over HTTP) --> FakeApiServer <-- Python-side control
+kubernetes-asyncio (typed APIs, over HTTP) --> FakeApiServer <-- Python-side control
 """
 
 from __future__ import annotations
@@ -89,11 +89,18 @@ async def test_update_with_a_stale_resource_version_is_409_conflict(
     leases = client.CoordinationV1Api(kube)
     lease: JSON = {"metadata": {"name": "ingressd"}, "spec": {"holderIdentity": "a"}}
     first = await leases.create_namespaced_lease("default", lease)
-    fake_api.update({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                     "metadata": {"name": "ingressd", "namespace": "default"},
-                     "spec": {"holderIdentity": "b"}})
-    stale = {"metadata": {"name": "ingressd", "resourceVersion": first.metadata.resource_version},
-             "spec": {"holderIdentity": "c"}}
+    fake_api.update(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "ingressd", "namespace": "default"},
+            "spec": {"holderIdentity": "b"},
+        }
+    )
+    stale = {
+        "metadata": {"name": "ingressd", "resourceVersion": first.metadata.resource_version},
+        "spec": {"holderIdentity": "c"},
+    }
     with pytest.raises(ApiException) as caught:
         await leases.replace_namespaced_lease("ingressd", "default", stale)
     assert caught.value.status == 409
@@ -124,7 +131,8 @@ async def test_status_subresource_changes_only_the_status(
     net = client.NetworkingV1Api(kube)
     fake_api.create(ingress("web", rules=[rule("a.example", path("/"))]))
     patched = await net.patch_namespaced_ingress_status(
-        "web", "default",
+        "web",
+        "default",
         {"spec": {"rules": []}, "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}},
     )
     assert patched.status.load_balancer.ingress[0].ip == "10.0.0.1"
@@ -142,15 +150,25 @@ async def test_status_subresource_changes_only_the_status(
 
 async def test_patches_merge_and_json_patch(kube: Any, fake_api: FakeApiServer) -> None:
     core = client.CoreV1Api(kube)
-    fake_api.create({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": "cfg", "namespace": "default"},
-                     "data": {"a": "1", "b": "2"}})
-    merged = await core.patch_namespaced_config_map("cfg", "default", {"data": {"a": None,
-                                                                               "c": "3"}})
+    fake_api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "default"},
+            "data": {"a": "1", "b": "2"},
+        }
+    )
+    merged = await core.patch_namespaced_config_map(
+        "cfg", "default", {"data": {"a": None, "c": "3"}}
+    )
     assert merged.data == {"b": "2", "c": "3"}
     patched = await core.patch_namespaced_config_map(
-        "cfg", "default", [{"op": "replace", "path": "/data/b", "value": "20"},
-                           {"op": "add", "path": "/data/d", "value": "4"}],
+        "cfg",
+        "default",
+        [
+            {"op": "replace", "path": "/data/b", "value": "20"},
+            {"op": "add", "path": "/data/d", "value": "4"},
+        ],
     )
     assert patched.data == {"b": "20", "c": "3", "d": "4"}
 
@@ -253,7 +271,9 @@ async def test_watch_streams_the_changes_after_its_resource_version(
     finally:
         response.close()
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "web"), ("MODIFIED", "web"), ("DELETED", "web")
+        ("ADDED", "web"),
+        ("MODIFIED", "web"),
+        ("DELETED", "web"),
     ]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert versions == sorted(versions) and versions[0] > int(start)
@@ -271,7 +291,8 @@ async def test_watch_without_a_resource_version_starts_with_the_current_objects(
     finally:
         response.close()
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "web"), ("ADDED", "api")
+        ("ADDED", "web"),
+        ("ADDED", "api"),
     ]
 
 
@@ -280,8 +301,12 @@ async def test_a_watch_asking_for_bookmarks_gets_them_and_ends_after_its_timeout
 ) -> None:
     fake_api.bookmark_interval = 0.1
     fake_api.create(service("web"))
-    response = await watch(kube, resource_version=fake_api.resource_version,
-                           allow_watch_bookmarks=True, timeout_seconds=1)
+    response = await watch(
+        kube,
+        resource_version=fake_api.resource_version,
+        allow_watch_bookmarks=True,
+        timeout_seconds=1,
+    )
     lines: list[JSON] = []
     async with asyncio.timeout(5):
         while line := await response.content.readline():
@@ -324,7 +349,9 @@ async def test_a_watch_with_a_label_selector_sees_objects_leave_and_enter_it(
 ) -> None:
     slice_ = fake_api.create(endpoint_slice("web"))
     response = await client.DiscoveryV1Api(kube).list_namespaced_endpoint_slice(
-        "default", watch=True, _preload_content=False,
+        "default",
+        watch=True,
+        _preload_content=False,
         resource_version=fake_api.resource_version,
         label_selector="kubernetes.io/service-name=web",
     )
@@ -383,9 +410,16 @@ async def test_requests_are_recorded_by_verb_resource_and_subresource(
     await net.patch_namespaced_ingress_status("web", "default", {"status": {}})
     await net.list_ingress_class()
     await client.EventsV1Api(kube).create_namespaced_event(
-        "default", {"metadata": {"name": "e"}, "eventTime": "2024-01-01T00:00:00.000000Z",
-                    "reportingController": "x", "reportingInstance": "y", "action": "Sync",
-                    "reason": "Sync", "type": "Normal"},
+        "default",
+        {
+            "metadata": {"name": "e"},
+            "eventTime": "2024-01-01T00:00:00.000000Z",
+            "reportingController": "x",
+            "reportingInstance": "y",
+            "action": "Sync",
+            "reason": "Sync",
+            "type": "Normal",
+        },
     )
     assert fake_api.requests == [
         ApiRequest("create", "leases.coordination.k8s.io", ""),

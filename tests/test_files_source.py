@@ -484,18 +484,27 @@ _DEEP = 1_000
         (
             "deep.json",
             '{"kind": "Service", "metadata": {"name": "s"}, "spec": '
-            + "[" * _DEEP + "]" * _DEEP + "}",
+            + "[" * _DEEP
+            + "]" * _DEEP
+            + "}",
             "",
         ),
-        ("deep.yaml", "kind: Service\nmetadata: {name: s}\nspec: " + "[" * _DEEP + "]" * _DEEP,
-         ""),
-        ("shallow-but-over-limit.json",
-         '{"kind": "Service", "metadata": {"name": "s"}, "spec": ' + "[" * 150 + "]" * 150 + "}",
-         "nested deeper than 100 levels"),
-        ("digits.json", '{"kind": "Service", "metadata": {"name": "s"}, "port": '
-         + "9" * 5_000 + "}", "digits"),
-        ("digits.yaml", "kind: Service\nmetadata: {name: s}\nport: " + "9" * 5_000 + "\n",
-         "digits"),
+        ("deep.yaml", "kind: Service\nmetadata: {name: s}\nspec: " + "[" * _DEEP + "]" * _DEEP, ""),
+        (
+            "shallow-but-over-limit.json",
+            '{"kind": "Service", "metadata": {"name": "s"}, "spec": ' + "[" * 150 + "]" * 150 + "}",
+            "nested deeper than 100 levels",
+        ),
+        (
+            "digits.json",
+            '{"kind": "Service", "metadata": {"name": "s"}, "port": ' + "9" * 5_000 + "}",
+            "digits",
+        ),
+        (
+            "digits.yaml",
+            "kind: Service\nmetadata: {name: s}\nport: " + "9" * 5_000 + "\n",
+            "digits",
+        ),
     ],
 )
 def test_hostile_file_is_reported_and_the_source_keeps_reading(

@@ -146,7 +146,9 @@ def test_a_changed_object_is_read_again_and_a_deleted_one_forgotten() -> None:
     result = build()
     assert memo.plans[ObjectKey("default/ing1")] is not plan
     assert [loc.path for loc in server(result.configuration, "h1.test").locations] == [
-        "/", "/other"]
+        "/",
+        "/other",
+    ]
     store.apply(WatchEvent(EventType.DELETED, site(2)))
     store.apply(WatchEvent(EventType.DELETED, o.service("svc2")))
     store.apply(WatchEvent(EventType.DELETED, o.endpoint_slice("svc2")))
@@ -181,8 +183,9 @@ def test_other_options_build_from_scratch() -> None:
 
 
 def test_allowing_loopback_endpoints_reads_the_cached_slices_again() -> None:
-    store = store_of(o.service("svc0"), o.endpoint_slice("svc0", endpoints=["127.0.1.1"]),
-                     site(0, "/"))
+    store = store_of(
+        o.service("svc0"), o.endpoint_slice("svc0", endpoints=["127.0.1.1"]), site(0, "/")
+    )
     allowed = BuildOptions(allow_loopback_endpoints=True)
     build = Builds(store)
 
@@ -196,12 +199,18 @@ def test_allowing_loopback_endpoints_reads_the_cached_slices_again() -> None:
     assert build.last[0] == "full"
     assert served(OPTIONS) == ((), 1)
     # Endpoint-only changes take the patch path; it must read with the options of the build.
-    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
-        "127.0.1.2", "10.0.0.1"])))
+    store.apply(
+        WatchEvent(
+            EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=["127.0.1.2", "10.0.0.1"])
+        )
+    )
     assert served(OPTIONS) == (("10.0.0.1",), 1)
     assert served(allowed) == (("10.0.0.1", "127.0.1.2"), 0)
-    store.apply(WatchEvent(EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=[
-        "127.0.1.3", "10.0.0.1"])))
+    store.apply(
+        WatchEvent(
+            EventType.MODIFIED, o.endpoint_slice("svc0", endpoints=["127.0.1.3", "10.0.0.1"])
+        )
+    )
     assert served(allowed) == (("10.0.0.1", "127.0.1.3"), 0)
     assert build.last[0] == "endpoints"
 
@@ -214,20 +223,31 @@ def test_a_build_forgets_what_was_read_of_deleted_objects_of_every_kind(
 ) -> None:
     cert, key = pems[0]
     auth = {
-        "apiVersion": "v1", "kind": "Secret",
+        "apiVersion": "v1",
+        "kind": "Secret",
         "metadata": {"name": "auth", "namespace": "default"},
         "data": {"auth": base64.b64encode(b"alice:{PLAIN}secret").decode()},
     }
     secured = o.ingress(
-        "ing2", rules=[o.rule("h2.test", o.path("/", "svc2"))],
+        "ing2",
+        rules=[o.rule("h2.test", o.path("/", "svc2"))],
         annotations={P + "auth-type": "basic", P + "auth-secret": "auth"},
     )
     tls = o.ingress(
-        "ing1", rules=[o.rule("h1.test", o.path("/", "svc1"))],
+        "ing1",
+        rules=[o.rule("h1.test", o.path("/", "svc1"))],
         tls_entries=[o.tls("h1.test", secret_name="tls1")],
     )
-    store = store_of(*web(0), *web(1), *web(2), site(0, "/"), tls, secured, auth,
-                     o.tls_secret("tls1", cert_pem=cert, key_pem=key))
+    store = store_of(
+        *web(0),
+        *web(1),
+        *web(2),
+        site(0, "/"),
+        tls,
+        secured,
+        auth,
+        o.tls_secret("tls1", cert_pem=cert, key_pem=key),
+    )
     build = Builds(store)
     build()
     memo = build.cache.memo
@@ -328,7 +348,10 @@ class World:
         if self.rng.random() < 0.15:
             addresses.append("not-an-address")
         return o.endpoint_slice(
-            service, endpoints=addresses, port_name="http", port=8080,
+            service,
+            endpoints=addresses,
+            port_name="http",
+            port=8080,
             name=f"{service}-{self.rng.choice('ab')}",
         )
 
@@ -342,7 +365,8 @@ class World:
     def auth_secret(self, name: str) -> KubeObject:
         users = "alice:{PLAIN}secret" if self.rng.random() < 0.8 else "bad line"
         return {
-            "apiVersion": "v1", "kind": "Secret",
+            "apiVersion": "v1",
+            "kind": "Secret",
             "metadata": {"name": name, "namespace": "default"},
             "data": {"auth": base64.b64encode(users.encode()).decode()},
         }
@@ -378,8 +402,12 @@ class World:
             if host:
                 hosts.append(host)
             paths = [
-                o.path(rng.choice(PATHS), rng.choice(SERVICES), rng.choice(PORTS),
-                       path_type=rng.choice(TYPES))
+                o.path(
+                    rng.choice(PATHS),
+                    rng.choice(SERVICES),
+                    rng.choice(PORTS),
+                    path_type=rng.choice(TYPES),
+                )
                 for _ in range(rng.randint(1, 3))
             ]
             rules.append(o.rule(host, *paths))
@@ -415,13 +443,17 @@ class World:
         elif roll < 0.8:
             name = f"s{rng.randrange(5)}"
             deleted = rng.random() < 0.3
-            self.apply(o.service(name) if deleted else self.service(name),
-                       EventType.DELETED if deleted else EventType.MODIFIED)
+            self.apply(
+                o.service(name) if deleted else self.service(name),
+                EventType.DELETED if deleted else EventType.MODIFIED,
+            )
         elif roll < 0.9:
             name = f"t{rng.randrange(3)}"
             deleted = rng.random() < 0.3
-            self.apply(o.tls_secret(name, cert_pem="", key_pem="") if deleted
-                       else self.secret(name), EventType.DELETED if deleted else EventType.MODIFIED)
+            self.apply(
+                o.tls_secret(name, cert_pem="", key_pem="") if deleted else self.secret(name),
+                EventType.DELETED if deleted else EventType.MODIFIED,
+            )
         elif roll < 0.95:
             self.apply(self.auth_secret("auth"))
         elif rng.random() < 0.8:
@@ -465,8 +497,9 @@ def test_incremental_builds_equal_full_builds(seed: int, pems: list[tuple[str, s
 
 def test_catch_all_default_backends_follow_the_oldest_ingress() -> None:
     objects = [*web(1), *web(2)]
-    young = o.ingress("young", default_backend=o.backend("svc2", 80),
-                      created="2024-06-01T00:00:00Z")
+    young = o.ingress(
+        "young", default_backend=o.backend("svc2", 80), created="2024-06-01T00:00:00Z"
+    )
     old = o.ingress("old", default_backend=o.backend("svc1", 80), created="2024-01-01T00:00:00Z")
     store = store_of(*objects, young, old, site(1, "/"))
     build = Builds(store)

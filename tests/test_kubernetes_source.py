@@ -51,15 +51,23 @@ EventKey = tuple[str, str, str, str]
 
 
 def config_map(name: str, namespace: str = "default", **data: str) -> JSON:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace}, "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    }
 
 
 def changed(obj: JSON, type_: str = "MODIFIED") -> EventKey:
     """The event key a change through the fake API must produce."""
     meta = obj["metadata"]
-    return (type_, obj["kind"], f"{meta.get('namespace', '')}/{meta['name']}",
-            meta["resourceVersion"])
+    return (
+        type_,
+        obj["kind"],
+        f"{meta.get('namespace', '')}/{meta['name']}",
+        meta["resourceVersion"],
+    )
 
 
 def lost_and_doubled(got: list[EventKey], expected: list[EventKey]) -> tuple[int, int]:
@@ -77,9 +85,9 @@ def by_kind(keys: list[EventKey]) -> dict[str, list[EventKey]]:
 
 
 @asynccontextmanager
-async def source_for(api: FakeApiServer, tmp: Path, **options: Any) -> AsyncIterator[
-    KubernetesSource
-]:
+async def source_for(
+    api: FakeApiServer, tmp: Path, **options: Any
+) -> AsyncIterator[KubernetesSource]:
     client = await api_client(api.write_kubeconfig(tmp / "kubeconfig"))
     try:
         yield KubernetesSource(client, backoff=(0.05, 0.5), **options)
@@ -118,13 +126,20 @@ async def test_the_first_load_hands_every_kind_over_in_ingress_nginx_start_order
     fake_api.create(config_map("ingressd", "ingress-system", foo="bar"))
     fake_api.create(config_map("unrelated"))
     fake_api.create(tls_secret("tls", cert_pem=cert, key_pem=key))
-    fake_api.create({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-                     "metadata": {"name": "sh.helm.release.v1.x.v1", "namespace": "default"}})
+    fake_api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "helm.sh/release.v1",
+            "metadata": {"name": "sh.helm.release.v1.x.v1", "namespace": "default"},
+        }
+    )
     fake_api.create(endpoint_slice("web"))
     fake_api.create(service("web"))
     events: list[WatchEvent] = []
-    async with source_for(fake_api, tmp_path,
-                          configmap=ObjectKey("ingress-system/ingressd")) as source:
+    async with source_for(
+        fake_api, tmp_path, configmap=ObjectKey("ingress-system/ingressd")
+    ) as source:
         await source.load_once(events.append)
         assert source.synced
     assert [(e.type.value, e.object["kind"], e.object["metadata"]["name"]) for e in events] == [
@@ -159,8 +174,9 @@ async def test_watch_namespace_restricts_the_namespaced_kinds(
     fake_api.create(ingress_class())
     fake_api.create(config_map("ingressd", "ingress-system"))
     events: list[WatchEvent] = []
-    async with source_for(fake_api, tmp_path, watch_namespace="team-a",
-                          configmap=ObjectKey("ingress-system/ingressd")) as source:
+    async with source_for(
+        fake_api, tmp_path, watch_namespace="team-a", configmap=ObjectKey("ingress-system/ingressd")
+    ) as source:
         await source.load_once(events.append)
         async with running(source, events):
             await fake_api.wait_for_watches(6)
@@ -185,11 +201,15 @@ async def test_watch_namespace_restricts_the_namespaced_kinds(
 
 
 def with_managed_fields(obj: JSON) -> JSON:
-    obj["metadata"]["managedFields"] = [{
-        "manager": "kubectl-client-side-apply", "operation": "Update",
-        "apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1",
-        "fieldsV1": {"f:spec": {"f:ports": {}}},
-    }]
+    obj["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl-client-side-apply",
+            "operation": "Update",
+            "apiVersion": obj["apiVersion"],
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:ports": {}}},
+        }
+    ]
     return obj
 
 
@@ -205,8 +225,7 @@ async def test_managed_fields_are_dropped_on_arrival_unless_kept_for_a_recording
             await fake_api.wait_for_watches(len(source.informers))
             fake_api.create(with_managed_fields(endpoint_slice("web")))  # over the watch
             await until(lambda: len(events) == 2)
-        cached = [obj for informer in source.informers.values()
-                  for obj in informer.cache.values()]
+        cached = [obj for informer in source.informers.values() for obj in informer.cache.values()]
     assert [e.object["kind"] for e in events] == ["Service", "EndpointSlice"]
     for obj in [e.object for e in events] + cached:
         assert ("managedFields" in obj["metadata"]) is keep
@@ -270,9 +289,9 @@ async def test_a_change_the_watch_never_saw_arrives_by_the_relist_after_410(
 
 
 @pytest.fixture
-async def kube_harness(world_readable_tmp: Path, fake_api: FakeApiServer) -> AsyncIterator[
-    KubeHarness
-]:
+async def kube_harness(
+    world_readable_tmp: Path, fake_api: FakeApiServer
+) -> AsyncIterator[KubeHarness]:
     """A started ingressd watching ``fake_api`` through the Kubernetes source."""
     h = KubeHarness(world_readable_tmp, fake_api)
     await h.start()
@@ -349,8 +368,13 @@ async def test_objects_created_changed_and_deleted_through_the_api_are_served_an
     await expect(h, "/", host="web.example", service="web")
     await expect(h, "/", host="api.example", status=404)
 
-    h.write("ing.yaml", ingress("web", rules=[rule("web.example", path("/", "web")),
-                                              rule("api.example", path("/", "api"))]))
+    h.write(
+        "ing.yaml",
+        ingress(
+            "web",
+            rules=[rule("web.example", path("/", "web")), rule("api.example", path("/", "api"))],
+        ),
+    )
     await expect(h, "/", host="api.example", service="api")
 
     h.remove("ing.yaml")
@@ -400,8 +424,10 @@ async def test_a_watch_dropped_mid_stream_loses_and_doubles_nothing(
         await h.caught_up()
     got = [event_key(e) for e in h.events[baseline:]]
     lost, doubled = lost_and_doubled(got, expected)
-    print(f"\nFAULT watch-dropped x5: changes={len(expected)} events={len(got)} lost={lost} "
-          f"doubled={doubled}; requests ok={sent.ok} failed={sent.failed}")
+    print(
+        f"\nFAULT watch-dropped x5: changes={len(expected)} events={len(got)} lost={lost} "
+        f"doubled={doubled}; requests ok={sent.ok} failed={sent.failed}"
+    )
     assert got == expected
     reconnects = h.kube_source.stats()["EndpointSlice"].reconnects
     assert reconnects >= 1
@@ -454,12 +480,15 @@ async def test_410_gone_relists_and_emits_each_difference_once(
         changed(old_secret, "DELETED"),
     ]
     lost, doubled = lost_and_doubled(got, expected)
-    print(f"\nFAULT 410-gone: changed objects={len(expected)} events={len(got)} lost={lost} "
-          f"doubled={doubled}; requests ok={sent.ok} failed={sent.failed}")
+    print(
+        f"\nFAULT 410-gone: changed objects={len(expected)} events={len(got)} lost={lost} "
+        f"doubled={doubled}; requests ok={sent.ok} failed={sent.failed}"
+    )
     assert sorted(got) == sorted(expected)
     stats = h.kube_source.stats()
-    assert all(stats[kind].relists >= 1 for kind in ("Service", "EndpointSlice", "Secret",
-                                                     "Ingress"))
+    assert all(
+        stats[kind].relists >= 1 for kind in ("Service", "EndpointSlice", "Secret", "Ingress")
+    )
     assert sent.failed == 0 and sent.ok > 0
 
 
@@ -476,20 +505,20 @@ async def test_with_the_api_server_down_nginx_keeps_serving_and_no_change_is_los
         down_at = time.monotonic()
         for step in range(3):  # changes the API server holds but cannot send meanwhile
             await asyncio.sleep(1.0)
-            expected.append(changed(h.api.update(slice_with(h, "web",
-                                                            alternate(addresses, step)))))
+            expected.append(changed(h.api.update(slice_with(h, "web", alternate(addresses, step)))))
         ok_while_down, failed_while_down = sent.ok, sent.failed
         await h.api.set_down(False)
         down_for = time.monotonic() - down_at
         for step in range(3, 6):
-            expected.append(changed(h.api.update(slice_with(h, "web",
-                                                            alternate(addresses, step)))))
+            expected.append(changed(h.api.update(slice_with(h, "web", alternate(addresses, step)))))
         await h.caught_up()
     got = [event_key(e) for e in h.events[baseline:]]
     lost, doubled = lost_and_doubled(got, expected)
-    print(f"\nFAULT api-down: down {down_for:.1f} s, requests meanwhile ok={ok_while_down} "
-          f"failed={failed_while_down}; changes={len(expected)} events={len(got)} lost={lost} "
-          f"doubled={doubled}; all requests ok={sent.ok} failed={sent.failed}")
+    print(
+        f"\nFAULT api-down: down {down_for:.1f} s, requests meanwhile ok={ok_while_down} "
+        f"failed={failed_while_down}; changes={len(expected)} events={len(got)} lost={lost} "
+        f"doubled={doubled}; all requests ok={sent.ok} failed={sent.failed}"
+    )
     assert got == expected
     assert failed_while_down == 0 and ok_while_down > 0
     assert sent.failed == 0
@@ -513,18 +542,33 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
     http_port = free_port()
     async with EchoPods({addresses[0]: "web-0"}, pod_port):
         fake_api.create(service("web", ports=[service_port(80, "http", target_port=pod_port)]))
-        fake_api.create(endpoint_slice("web", endpoints=addresses, port=pod_port,
-                                       port_name="http"))
+        fake_api.create(endpoint_slice("web", endpoints=addresses, port=pod_port, port_name="http"))
         fake_api.create(ingress("web", rules=[rule("web.example", path("/", "web"))]))
         kubeconfig = fake_api.write_kubeconfig(world_readable_tmp / "kubeconfig")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ingressd.cli", "--log-format", "json", "run",
-            "--kubeconfig", str(kubeconfig), "--http-port", str(http_port),
-            "--https-port", str(free_port()), "--status-port", str(free_port()),
-            "--status-address", "127.0.0.1",
-            "--work-dir", str(world_readable_tmp / "work"), "--worker-processes", "1",
+            sys.executable,
+            "-m",
+            "ingressd.cli",
+            "--log-format",
+            "json",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--http-port",
+            str(http_port),
+            "--https-port",
+            str(free_port()),
+            "--status-port",
+            str(free_port()),
+            "--status-address",
+            "127.0.0.1",
+            "--work-dir",
+            str(world_readable_tmp / "work"),
+            "--worker-processes",
+            "1",
             "--allow-loopback-endpoints",
-            env=ingressd_env, stdout=asyncio.subprocess.DEVNULL,
+            env=ingressd_env,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
@@ -532,8 +576,9 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
 
                 async def answer(host: str) -> tuple[int, str | None]:
                     try:
-                        async with session.get(f"http://127.0.0.1:{http_port}/",
-                                               headers={"Host": host}) as response:
+                        async with session.get(
+                            f"http://127.0.0.1:{http_port}/", headers={"Host": host}
+                        ) as response:
                             return response.status, response.headers.get("X-Pod")
                     except aiohttp.ClientError:
                         return 0, None

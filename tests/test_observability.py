@@ -97,8 +97,11 @@ async def deploy_tls(h: Harness) -> x509.Certificate:
     h.write("tls.yaml", tls_secret("secure-tls", cert_pem=cert_pem, key_pem=key_pem))
     h.write(
         "ing.yaml",
-        ingress("web", rules=[rule("secure.test", path("/", "web"))],
-                tls_entries=[tls("secure.test", secret_name="secure-tls")]),
+        ingress(
+            "web",
+            rules=[rule("secure.test", path("/", "web"))],
+            tls_entries=[tls("secure.test", secret_name="secure-tls")],
+        ),
     )
     await expect(h, "/", host="secure.test", https=True, service="web")
     await h.settled()
@@ -125,8 +128,12 @@ async def test_metrics_exposes_every_required_name_with_live_values(harness: Har
     )
     assert time.time() - 60 < last <= time.time()
     expiry = value(
-        samples, "nginx_ingress_controller_ssl_expire_time_seconds",
-        namespace="default", secret_name="secure-tls", host="secure.test", **{"class": "ingressd"},
+        samples,
+        "nginx_ingress_controller_ssl_expire_time_seconds",
+        namespace="default",
+        secret_name="secure-tls",
+        host="secure.test",
+        **{"class": "ingressd"},
     )
     assert expiry == cert.not_valid_after_utc.timestamp()
     reloads = value(samples, "nginx_ingress_controller_nginx_reloads_total", reason="other")
@@ -142,14 +149,16 @@ async def test_endpoint_changes_leave_the_reload_counters_alone(harness: Harness
     h = harness
     addresses, port = await h.start_pods(3, prefix="web")
     svc = service("web", ports=[service_port(80, "http", target_port=port)])
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:1], port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:1], port=port, port_name="http")
+    )
     h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
     await expect(h, "/", host="web.test", service="web")
     await h.settled()
     _, before = await scrape(h)
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses, port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses, port=port, port_name="http")
+    )
     await h.settled()
     _, after = await scrape(h)
     for reason in ("other", "endpoints"):
@@ -167,8 +176,9 @@ async def test_debug_backends_returns_what_the_lua_side_holds(harness: Harness) 
     h = harness
     addresses, port = await h.start_pods(3, prefix="web")
     svc = service("web", ports=[service_port(80, "http", target_port=port)])
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:2], port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses[:2], port=port, port_name="http")
+    )
     h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
     await expect(h, "/", host="web.test", service="web")
     assert h.session is not None
@@ -189,8 +199,9 @@ async def test_debug_backends_returns_what_the_lua_side_holds(harness: Harness) 
     # A dynamic update (no reload) changes what Lua holds, and /debug/backends shows it.
     await h.settled()  # the Ingress's reload is counted once the worker has seen it through
     reloads = h.reloads
-    h.write("svc.yaml", svc, endpoint_slice("web", endpoints=addresses[1:], port=port,
-                                             port_name="http"))
+    h.write(
+        "svc.yaml", svc, endpoint_slice("web", endpoints=addresses[1:], port=port, port_name="http")
+    )
 
     async def moved() -> None:
         assert endpoints(await held()) == {(a, str(port)) for a in addresses[1:]}
@@ -224,8 +235,10 @@ async def test_a_reload_logs_the_nginx_conf_diff_at_debug_level(harness: Harness
     await expect(h, "/", host="web.test", service="web")
     await h.settled()
     with debug_logs() as logs:
-        h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"),
-                                                       path("/extra", "web"))]))
+        h.write(
+            "ing.yaml",
+            ingress("web", rules=[rule("web.test", path("/", "web"), path("/extra", "web"))]),
+        )
         await expect(h, "/extra", host="web.test", service="web")
         await h.settled()
     diffs = [e for e in logs if e["event"] == "nginx.conf changed"]
@@ -274,21 +287,28 @@ async def test_refresh_gauges_reports_queue_depths_and_certificate_expiry(tmp_pa
         rules=[rule("a.test", path("/", "web")), rule("b.test", path("/", "web"))],
         tls_entries=[tls("a.test", secret_name="a-tls")],
     )
-    for obj in (ingress_class(), tls_secret("a-tls", "shop", cert_pem=cert_pem, key_pem=key_pem),
-                served):
+    for obj in (
+        ingress_class(),
+        tls_secret("a-tls", "shop", cert_pem=cert_pem, key_pem=key_pem),
+        served,
+    ):
         controller.store.apply(WatchEvent(EventType.ADDED, obj))
     await controller.worker(SyncBatch((), started_at=0.0))
     controller.refresh_gauges()
     labels = {"namespace": "shop", "secret_name": "a-tls", "host": "a.test", "class": "ingressd"}
     not_after = datetime.datetime(2024, 1, 11, tzinfo=datetime.UTC).timestamp()
-    assert registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds",
-                                     labels) == not_after
+    assert (
+        registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds", labels)
+        == not_after
+    )
     # A certificate no longer served disappears from the gauge.
     controller.store.apply(WatchEvent(EventType.DELETED, served))
     await controller.worker(SyncBatch((), started_at=0.0))
     controller.refresh_gauges()
-    assert registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds",
-                                     labels) is None
+    assert (
+        registry.get_sample_value("nginx_ingress_controller_ssl_expire_time_seconds", labels)
+        is None
+    )
 
 
 def test_nginx_inc_reload_metrics_follow_successes_and_failures() -> None:
@@ -301,8 +321,9 @@ def test_nginx_inc_reload_metrics_follow_successes_and_failures() -> None:
     assert metrics.value("nginx_ingress_controller_nginx_reload_errors_total") == 1
     assert metrics.value("nginx_ingress_controller_nginx_last_reload_status") == 0
     assert metrics.value("nginx_ingress_controller_nginx_reloads_total", {"reason": "other"}) == 1
-    assert metrics.value("nginx_ingress_controller_nginx_reloads_total",
-                         {"reason": "endpoints"}) == 0
+    assert (
+        metrics.value("nginx_ingress_controller_nginx_reloads_total", {"reason": "endpoints"}) == 0
+    )
 
 
 # -- the Grafana dashboard ----------------------------------------------------------------------
@@ -319,8 +340,19 @@ def test_dashboard_queries_only_metrics_that_ingressd_exposes() -> None:
     assert used, "no metric in the dashboard"
     assert used <= exposed, f"not exposed: {sorted(used - exposed)}"
     titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
-    for needed in ("reloads vs dynamic updates", "sync duration by decision", "event to applied",
-                   "reload errors", "last reload status", "queue depths", "certificate expiry"):
+    for needed in (
+        "reloads vs dynamic updates",
+        "sync duration by decision",
+        "event to applied",
+        "reload errors",
+        "last reload status",
+        "queue depths",
+        "certificate expiry",
+    ):
         assert needed in titles
-    assert any("histogram_quantile" in e and "ingressd_sync_duration_seconds_bucket" in e
-               and "decision" in e for e in exprs)
+    assert any(
+        "histogram_quantile" in e
+        and "ingressd_sync_duration_seconds_bucket" in e
+        and "decision" in e
+        for e in exprs
+    )

@@ -56,9 +56,18 @@ def mutated(rng: random.Random) -> dict[str, Any]:
 
 
 def shape(plan: IngressPlan) -> tuple[Any, ...]:
-    return (plan.invalid, plan.notes, plan.rules, plan.tls, plan.has_default_backend,
-            plan.default_backend, plan.default_backend_issue, plan.hosts, plan.services,
-            plan.secrets)
+    return (
+        plan.invalid,
+        plan.notes,
+        plan.rules,
+        plan.tls,
+        plan.has_default_backend,
+        plan.default_backend,
+        plan.default_backend_issue,
+        plan.hosts,
+        plan.services,
+        plan.secrets,
+    )
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -1,7 +1,7 @@
 """Trace recording: what the informers see, one JSON line each (docs/trace-format.md).
 
-    FakeApiServer --list/watch--> KubernetesSource --record()--> TRACE.jsonl
-    (in-process, and ``ingressd record`` as a real subprocess)
+FakeApiServer --list/watch--> KubernetesSource --record()--> TRACE.jsonl
+(in-process, and ``ingressd record`` as a real subprocess)
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def sent(obj: JSON, type_: str) -> tuple[str, str, str]:
 
 
 def recorded(events: list[JSON]) -> list[tuple[str, str, str]]:
-    return [(e["object"]["kind"], e["type"], e["object"]["metadata"]["resourceVersion"])
-            for e in events]
+    return [
+        (e["object"]["kind"], e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events
+    ]
 
 
 def per_kind(keys: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str, str]]]:
@@ -66,9 +67,7 @@ async def until_lines(path: Path, count: int, timeout: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def recording(api: FakeApiServer, out: Path, **options: Any) -> AsyncIterator[
-    asyncio.Event
-]:
+async def recording(api: FakeApiServer, out: Path, **options: Any) -> AsyncIterator[asyncio.Event]:
     """``record()`` running in the background until the block ends; yields its stop event."""
     client = await api_client(api.write_kubeconfig(out.parent / "kubeconfig"))
     stop = asyncio.Event()
@@ -121,8 +120,11 @@ async def test_a_recorded_trace_holds_exactly_the_events_sent(
     secrets = [e["object"] for e in events if e["object"]["kind"] == "Secret"]
     assert secrets[0]["data"] == {"tls.crt": REDACTED, "tls.key": REDACTED}
     assert secrets[1]["data"] == {"tls.crt": REDACTED, "tls.key": REDACTED, "extra": REDACTED}
-    assert events[-1]["object"]["apiVersion"] in ("v1", "networking.k8s.io/v1",
-                                                  "discovery.k8s.io/v1")
+    assert events[-1]["object"]["apiVersion"] in (
+        "v1",
+        "networking.k8s.io/v1",
+        "discovery.k8s.io/v1",
+    )
 
 
 async def test_keep_secret_data_keeps_the_values_as_sent(
@@ -144,10 +146,19 @@ async def test_ingressd_record_writes_until_sigint_and_flushes_every_line(
     fake_api.create(service("web"))
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli", "--log-format", "json", "record",
-        "--kubeconfig", str(kubeconfig), "--out", str(out),
+        sys.executable,
+        "-m",
+        "ingressd.cli",
+        "--log-format",
+        "json",
+        "record",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--out",
+        str(out),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         await until_lines(out, 1, timeout=20)
@@ -169,9 +180,20 @@ async def test_ingressd_record_stops_after_its_duration(
     fake_api.create(service("web"))
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli", "record", "--kubeconfig", str(kubeconfig),
-        "--out", str(out), "--duration", "1", "--watch-namespace", "default",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "ingressd.cli",
+        "record",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--out",
+        str(out),
+        "--duration",
+        "1",
+        "--watch-namespace",
+        "default",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(20):
         _, stderr = await process.communicate()

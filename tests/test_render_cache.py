@@ -58,8 +58,11 @@ def site(i: int, *paths: str) -> KubeObject:
 def cluster(n: int = 5) -> Store:
     store = Store(channel=UpdateChannel(maxsize=1 << 16))
     for i in range(n):
-        for obj in (o.service(f"svc{i}"), o.endpoint_slice(f"svc{i}", endpoints=["10.0.0.1"]),
-                    site(i, "/", "/api")):
+        for obj in (
+            o.service(f"svc{i}"),
+            o.endpoint_slice(f"svc{i}", endpoints=["10.0.0.1"]),
+            site(i, "/", "/api"),
+        ):
             store.apply(WatchEvent(EventType.ADDED, obj))
     return store
 
@@ -112,16 +115,19 @@ def test_a_block_naming_a_backend_follows_that_backend() -> None:
     """``proxy_ssl_name`` defaults to the backend's Service: same Server, other Service."""
     name = BackendName("default-web-443")
     settings = LocationSettings(proxy_ssl=ProxySSL(verify=False))
-    location = Location("/", PathType.PREFIX, backend=name, ingress=ObjectKey("default/app"),
-                        settings=settings)
+    location = Location(
+        "/", PathType.PREFIX, backend=name, ingress=ObjectKey("default/app"), settings=settings
+    )
     server = Server("a.test", (location,))
     one = Configuration((server,), (Backend(name, "default", "web", "443"),))
     two = Configuration((server,), (Backend(name, "default", "other", "443"),))
     clear_render_cache()
     assert 'proxy_ssl_name "web.default.svc";' in render(
-        one, settings=SETTINGS, paths=PATHS, generation=1)
+        one, settings=SETTINGS, paths=PATHS, generation=1
+    )
     assert 'proxy_ssl_name "other.default.svc";' in render(
-        two, settings=SETTINGS, paths=PATHS, generation=2)
+        two, settings=SETTINGS, paths=PATHS, generation=2
+    )
 
 
 def test_a_template_that_loops_over_servers_itself_still_works(tmp_path: Path) -> None:
@@ -143,6 +149,8 @@ def test_backend_bodies_are_the_json_of_every_backend() -> None:
     texts = _BackendTexts()
     expected = json.dumps([b.to_lua() for b in config.backends], separators=(",", ":")).encode()
     assert texts.body(config.backends, whole=True) == (3, expected)
-    assert texts.body(config.backends[:1]) == (1, json.dumps(
-        [config.backends[0].to_lua()], separators=(",", ":")).encode())
+    assert texts.body(config.backends[:1]) == (
+        1,
+        json.dumps([config.backends[0].to_lua()], separators=(",", ":")).encode(),
+    )
     assert texts.body(()) == (0, b"[]")

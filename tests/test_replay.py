@@ -130,7 +130,11 @@ async def test_summary_counts_decisions_and_gives_latency_percentiles(tmp_path: 
     summary = result.summary()
     assert summary["syncs"] == 4
     assert summary["decisions"] == {
-        "reload": 2, "dynamic": 1, "nothing": 1, "rejected": 0, "error": 0
+        "reload": 2,
+        "dynamic": 1,
+        "nothing": 1,
+        "rejected": 0,
+        "error": 0,
     }
     assert (summary["reloads"], summary["dynamic_updates"]) == (2, 1)
     assert summary["applied_without_reload"] == pytest.approx(1 / 3)
@@ -139,8 +143,14 @@ async def test_summary_counts_decisions_and_gives_latency_percentiles(tmp_path: 
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
     assert summary["outcomes"]["applied"] == summary["events"]
     text = "\n".join(replay_report.summary_lines(result))
-    for needle in ("2 reload, 1 dynamic, 1 nothing", "33.3% of applied changes",
-                   "p50", "p99", "max", summary["final_config_hash"]):
+    for needle in (
+        "2 reload, 1 dynamic, 1 nothing",
+        "33.3% of applied changes",
+        "p50",
+        "p99",
+        "max",
+        summary["final_config_hash"],
+    ):
         assert needle in text
 
 
@@ -216,8 +226,11 @@ async def test_unknown_kinds_and_bookmarks_are_counted_and_skipped(tmp_path: Pat
         _event(0, objects.ingress("web", rules=[objects.rule("a.test", objects.path())])),
         _event(1.0, pod, "MODIFIED"),
         _event(1.5, deployment, "MODIFIED"),
-        {"t": 1.7, "type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
-                                                   "metadata": {"resourceVersion": "12"}}},
+        {
+            "t": 1.7,
+            "type": "BOOKMARK",
+            "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "12"}},
+        },
         _event(2.0, pod, "DELETED"),
     )
     result = await replay(trace, dry_run_options(tmp_path / "w"))
@@ -236,7 +249,10 @@ async def test_redacted_tls_secrets_replay_with_a_placeholder_certificate(
 ) -> None:
     meta = {"name": "shop-tls", "namespace": "default", "resourceVersion": "5"}
     secret: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": meta,
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": meta,
         "data": {"tls.crt": "REDACTED", "tls.key": "REDACTED"},
     }
     trace = write_lines(
@@ -245,8 +261,14 @@ async def test_redacted_tls_secrets_replay_with_a_placeholder_certificate(
         _event(0, objects.service("web")),
         _event(0, objects.endpoint_slice("web", endpoints=["10.0.0.1"])),
         _event(0, secret),
-        _event(0, objects.ingress("web", rules=[objects.rule("shop.test", objects.path())],
-                                  tls_entries=[objects.tls("shop.test", secret_name="shop-tls")])),
+        _event(
+            0,
+            objects.ingress(
+                "web",
+                rules=[objects.rule("shop.test", objects.path())],
+                tls_entries=[objects.tls("shop.test", secret_name="shop-tls")],
+            ),
+        ),
         _event(1.0, {**secret, "metadata": {**meta, "resourceVersion": "9"}}, "MODIFIED"),
     )
     async with Replay(trace, dry_run_options(tmp_path / "w"), speed=None) as run:
@@ -267,27 +289,64 @@ async def test_redacted_tls_secrets_replay_with_a_placeholder_certificate(
 
 def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
-    assert cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--report",
-                      str(report)) == 0
+    assert (
+        cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--report", str(report)) == 0
+    )
     data = json.loads(report.read_text())
     assert set(data) == {"version", "trace", "mode", "pace", "summary", "timeline", "events"}
     assert (data["version"], data["mode"], data["pace"]) == (1, "dry-run", "fast")
     assert set(data["summary"]) == {
-        "events", "skipped", "skipped_kinds", "watch_markers", "placeholder_certificates",
-        "outcomes", "syncs", "decisions",
-        "reloads", "dynamic_updates", "applied_without_reload",
-        "applied_without_reload_after_initial", "sync_seconds", "event_to_applied_seconds",
-        "trace_seconds", "wall_seconds", "final_config_hash", "final_model_sha256",
-        "final_nginx_conf_sha256", "settled", "interrupted", "stopped_at",
+        "events",
+        "skipped",
+        "skipped_kinds",
+        "watch_markers",
+        "placeholder_certificates",
+        "outcomes",
+        "syncs",
+        "decisions",
+        "reloads",
+        "dynamic_updates",
+        "applied_without_reload",
+        "applied_without_reload_after_initial",
+        "sync_seconds",
+        "event_to_applied_seconds",
+        "trace_seconds",
+        "wall_seconds",
+        "final_config_hash",
+        "final_model_sha256",
+        "final_nginx_conf_sha256",
+        "settled",
+        "interrupted",
+        "stopped_at",
     }
     assert set(data["summary"]["sync_seconds"]) == {"p50", "p90", "p99", "max"}
     assert set(data["timeline"][0]) == {
-        "number", "t", "wall", "events", "kinds", "keys", "causes", "decision", "result",
-        "reasons", "build_seconds", "diff_seconds", "apply_seconds", "total_seconds",
-        "backends_posted", "error",
+        "number",
+        "t",
+        "wall",
+        "events",
+        "kinds",
+        "keys",
+        "causes",
+        "decision",
+        "result",
+        "reasons",
+        "build_seconds",
+        "diff_seconds",
+        "apply_seconds",
+        "total_seconds",
+        "backends_posted",
+        "error",
     }
     assert set(data["events"][0]) == {
-        "line", "t", "type", "kind", "name", "outcome", "sync", "latency"
+        "line",
+        "t",
+        "type",
+        "kind",
+        "name",
+        "outcome",
+        "sync",
+        "latency",
     }
     assert [s["decision"] for s in data["timeline"]] == ["reload", "reload", "nothing", "dynamic"]
 
@@ -355,11 +414,13 @@ async def test_live_replay_serves_traffic_during_and_after_the_replay(
     svc = objects.service("web", ports=[objects.service_port(80, "http", target_port=port)])
     trace.added(0, objects.ingress_class())
     trace.added(0, svc)
-    trace.added(0, objects.endpoint_slice("web", endpoints=addresses[:1], port=port,
-                                          port_name="http"))
+    trace.added(
+        0, objects.endpoint_slice("web", endpoints=addresses[:1], port=port, port_name="http")
+    )
     trace.added(0, objects.ingress("web", rules=[objects.rule("live.test", objects.path())]))
-    trace.modified(1.5, objects.endpoint_slice("web", endpoints=addresses, port=port,
-                                               port_name="http"))
+    trace.modified(
+        1.5, objects.endpoint_slice("web", endpoints=addresses, port=port, port_name="http")
+    )
     trace.write(world_readable_tmp / "live.jsonl")
     options = Options(
         work_dir=world_readable_tmp / "work",

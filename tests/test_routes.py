@@ -114,12 +114,18 @@ def test_settings_that_change_the_block_make_another_class() -> None:
     redirect = loc("/", settings=LocationSettings(redirect=Redirect(301, "https://a.test/")))
     big = loc("/", settings=LocationSettings(body_size="8m"))
     table = route_table(
-        config(Server("a.test", (plain,)), Server("b.test", (redirect,)),
-               Server("c.test", (big,)), Server("d.test", (plain,), ssl_redirect=True)),
+        config(
+            Server("a.test", (plain,)),
+            Server("b.test", (redirect,)),
+            Server("c.test", (big,)),
+            Server("d.test", (plain,), ssl_redirect=True),
+        ),
         CONTEXT,
     )
-    ids = {h: entry(table, h)["locations"][0]["class"]
-           for h in ("a.test", "b.test", "c.test", "d.test")}
+    ids = {
+        h: entry(table, h)["locations"][0]["class"]
+        for h in ("a.test", "b.test", "c.test", "d.test")
+    }
     assert len(set(ids.values())) == 4
     assert entry(table, "c.test")["locations"][0]["maxBody"] == 8 * 1024**2
 
@@ -142,10 +148,15 @@ def test_a_host_with_a_server_snippet_keeps_its_own_server_block() -> None:
 
 def test_a_denied_route_answers_503_from_its_class() -> None:
     denied = loc("/", settings=LocationSettings(denied="auth-url is not supported"))
-    (cls,) = [c for c in route_table(config(Server("a.test", (denied,))), CONTEXT).classes
-              if c.location.settings.denied]
-    assert class_body(cls, proxy_headers=(), https_port_suffix="", hsts=True,
-                      secrets_dir="/s") == ((), "return 503")
+    (cls,) = [
+        c
+        for c in route_table(config(Server("a.test", (denied,))), CONTEXT).classes
+        if c.location.settings.denied
+    ]
+    assert class_body(cls, proxy_headers=(), https_port_suffix="", hsts=True, secrets_dir="/s") == (
+        (),
+        "return 503",
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,7 +188,9 @@ def test_lua_routed_nginx_conf_keeps_one_server_and_a_location_per_class(
     conf.write_text(text.replace("user nobody nogroup;", ""))
     checked = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert checked.returncode == 0, checked.stderr
 

@@ -154,10 +154,14 @@ async def test_ingresses_of_other_classes_are_ignored(harness: Harness) -> None:
     h.write(
         "ing.yaml",
         ingress("ours", rules=[rule("ours.test", path("/", "ours"))]),
-        ingress("theirs", rules=[rule("theirs.test", path("/", "theirs"))],
-                ingress_class_name="other"),
-        ingress("defaulted", rules=[rule("defaulted.test", path("/", "defaulted"))],
-                ingress_class_name=None),
+        ingress(
+            "theirs", rules=[rule("theirs.test", path("/", "theirs"))], ingress_class_name="other"
+        ),
+        ingress(
+            "defaulted",
+            rules=[rule("defaulted.test", path("/", "defaulted"))],
+            ingress_class_name=None,
+        ),
         legacy,
         legacy_other,
     )
@@ -218,11 +222,17 @@ async def test_only_ready_endpoints_of_every_slice_get_traffic(harness: Harness)
         "svc.yaml",
         service("web", ports=[service_port(80, "http", target_port=port)]),
         endpoint_slice(
-            "web", name="web-aaaaa", port=port, port_name="http",
+            "web",
+            name="web-aaaaa",
+            port=port,
+            port_name="http",
             endpoints=[endpoint(addresses[0]), endpoint(addresses[1], ready=False)],
         ),
         endpoint_slice(
-            "web", name="web-bbbbb", port=port, port_name="http",
+            "web",
+            name="web-bbbbb",
+            port=port,
+            port_name="http",
             endpoints=[
                 endpoint(addresses[2]),
                 endpoint(addresses[3], ready=False, serving=True, terminating=True),

@@ -20,9 +20,7 @@ P = "nginx.ingress.kubernetes.io/"
 SERVER_SNIPPET = 'location = /from-snippet {\n    return 200 "server snippet\\n";\n}\n'
 
 
-def snippets(
-    name: str, host: str, configuration: str, server: str | None = None
-) -> dict[str, Any]:
+def snippets(name: str, host: str, configuration: str, server: str | None = None) -> dict[str, Any]:
     annotations = {P + "configuration-snippet": configuration}
     if server is not None:
         annotations[P + "server-snippet"] = server
@@ -44,8 +42,9 @@ async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
 async def test_snippets_are_refused_by_default(harness: Harness) -> None:
     h = harness
     await deploy(h, "web")
-    h.write("ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "yes" always;',
-                                 SERVER_SNIPPET))
+    h.write(
+        "ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "yes" always;', SERVER_SNIPPET)
+    )
     resp = await expect(h, "/", host="s.test", service="web")
     assert "X-Snippet" not in resp.headers
     await expect(h, "/from-snippet", host="s.test", service="web")
@@ -59,8 +58,9 @@ async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_runnin
 ) -> None:
     h = permissive
     await deploy(h, "web")
-    h.write("ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "one" always;',
-                                 SERVER_SNIPPET))
+    h.write(
+        "ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "one" always;', SERVER_SNIPPET)
+    )
     resp = await expect(h, "/", host="s.test", service="web")
     assert resp.headers["X-Snippet"] == "one"
     resp = await expect(h, "/from-snippet", host="s.test")
@@ -70,9 +70,11 @@ async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_runnin
     errors = h.metric("nginx_ingress_controller_errors")
     reloads = h.reloads
     # nginx -t rejects this one: the running configuration stays, with the old snippet.
-    h.write("ing.yaml",
-            snippets("s", "s.test", "no_such_directive on;"),
-            ingress("new", rules=[rule("new.test", path("/", "web", 80))]))
+    h.write(
+        "ing.yaml",
+        snippets("s", "s.test", "no_such_directive on;"),
+        ingress("new", rules=[rule("new.test", path("/", "web", 80))]),
+    )
     await h.settled()
 
     async def rejected() -> None:

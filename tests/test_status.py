@@ -1,9 +1,9 @@
 """Ingress status and Events, written through the fake API server by the real client.
 
-    FakeApiServer --KubernetesSource--> Store --build--> BuildResult (which Ingresses are ours)
-        StatusUpdater (leader only) --PUT ingresses/NAME/status--> FakeApiServer
-        IngressEvents --EventRecorder--> POST / PATCH events --> FakeApiServer
-    and end to end: two controllers (each with its own nginx) against one fake API server.
+FakeApiServer --KubernetesSource--> Store --build--> BuildResult (which Ingresses are ours)
+    StatusUpdater (leader only) --PUT ingresses/NAME/status--> FakeApiServer
+    IngressEvents --EventRecorder--> POST / PATCH events --> FakeApiServer
+and end to end: two controllers (each with its own nginx) against one fake API server.
 """
 
 from __future__ import annotations
@@ -52,8 +52,12 @@ def publish_service(*addresses: dict[str, str]) -> dict[str, Any]:
 
 
 def lb_status(api: FakeApiServer, name: str) -> Any:
-    return api.get("Ingress", name, "default", api_version="networking.k8s.io/v1").get(
-        "status", {}).get("loadBalancer", {}).get("ingress")
+    return (
+        api.get("Ingress", name, "default", api_version="networking.k8s.io/v1")
+        .get("status", {})
+        .get("loadBalancer", {})
+        .get("ingress")
+    )
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -88,11 +92,16 @@ class Cluster:
 
     async def caught_up(self) -> None:
         """Until the Store holds every Ingress and Service at the API's resourceVersion."""
+
         def same() -> bool:
             snap = self.store.snapshot()
             for kind, cached in (("Ingress", snap.ingresses), ("Service", snap.services)):
-                held = {f"{o['metadata']['namespace']}/{o['metadata']['name']}":
-                        o["metadata"]["resourceVersion"] for o in self.api.list(kind)}
+                held = {
+                    f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["metadata"][
+                        "resourceVersion"
+                    ]
+                    for o in self.api.list(kind)
+                }
                 if held != {k: v["metadata"]["resourceVersion"] for k, v in cached.items()}:
                     return False
             return True
@@ -110,8 +119,13 @@ async def cluster(fake_api: FakeApiServer, tmp_path: Path) -> AsyncIterator[Clus
     fake_api.create(service("web"))
     fake_api.create(publish_service({"ip": "203.0.113.10"}, {"hostname": "lb.example"}))
     fake_api.create(ingress("ours", rules=[rule("a.test", path("/", "web"))]))
-    fake_api.create(ingress("legacy", ingress_class_name=None,
-                            annotations={"kubernetes.io/ingress.class": "ingressd"}))
+    fake_api.create(
+        ingress(
+            "legacy",
+            ingress_class_name=None,
+            annotations={"kubernetes.io/ingress.class": "ingressd"},
+        )
+    )
     fake_api.create(ingress("other", ingress_class_name="nginx"))
     c = Cluster(fake_api, tmp_path)
     await c.start()
@@ -123,8 +137,9 @@ async def cluster(fake_api: FakeApiServer, tmp_path: Path) -> AsyncIterator[Clus
 
 def updater(cluster: Cluster, leading: list[bool], **options: Any) -> StatusUpdater:
     options.setdefault("publish_service", PUBLISH)
-    up = StatusUpdater(api=cluster.client, snapshot=cluster.store.snapshot,
-                       is_leader=lambda: leading[0], **options)
+    up = StatusUpdater(
+        api=cluster.client, snapshot=cluster.store.snapshot, is_leader=lambda: leading[0], **options
+    )
     up.notify(*cluster.build())
     return up
 
@@ -134,7 +149,9 @@ def updater(cluster: Cluster, leading: list[bool], **options: Any) -> StatusUpda
 
 def test_publish_status_address_splits_ips_and_host_names() -> None:
     assert addresses_from_flags(["lb.example.com", " 10.0.0.2", "2001:db8::1", "10.0.0.2"]) == [
-        {"hostname": "lb.example.com"}, {"ip": "10.0.0.2"}, {"ip": "2001:db8::1"},
+        {"hostname": "lb.example.com"},
+        {"ip": "10.0.0.2"},
+        {"ip": "2001:db8::1"},
     ]
 
 
@@ -144,14 +161,25 @@ def test_publish_status_address_splits_ips_and_host_names() -> None:
         ({"type": "ClusterIP", "clusterIP": "10.96.0.7"}, None, [{"ip": "10.96.0.7"}]),
         ({"type": "ClusterIP", "clusterIP": "None"}, None, []),
         ({"type": "NodePort", "clusterIP": "10.96.0.7"}, None, [{"ip": "10.96.0.7"}]),
-        ({"type": "NodePort", "clusterIP": "10.96.0.7", "externalIPs": ["192.0.2.9"]}, None,
-         [{"ip": "192.0.2.9"}]),
-        ({"type": "ExternalName", "externalName": "edge.example"}, None,
-         [{"hostname": "edge.example"}]),
-        ({"type": "LoadBalancer", "clusterIP": "10.96.0.7", "externalIPs": ["192.0.2.9"]},
-         {"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "ipMode": "VIP"},
-                                       {"hostname": "lb.example"}]}},
-         [{"hostname": "lb.example"}, {"ip": "192.0.2.9"}, {"ip": "203.0.113.10"}]),
+        (
+            {"type": "NodePort", "clusterIP": "10.96.0.7", "externalIPs": ["192.0.2.9"]},
+            None,
+            [{"ip": "192.0.2.9"}],
+        ),
+        (
+            {"type": "ExternalName", "externalName": "edge.example"},
+            None,
+            [{"hostname": "edge.example"}],
+        ),
+        (
+            {"type": "LoadBalancer", "clusterIP": "10.96.0.7", "externalIPs": ["192.0.2.9"]},
+            {
+                "loadBalancer": {
+                    "ingress": [{"ip": "203.0.113.10", "ipMode": "VIP"}, {"hostname": "lb.example"}]
+                }
+            },
+            [{"hostname": "lb.example"}, {"ip": "192.0.2.9"}, {"ip": "203.0.113.10"}],
+        ),
         ({"type": "LoadBalancer", "clusterIP": "10.96.0.7"}, {"loadBalancer": {}}, []),
     ],
 )
@@ -308,8 +336,13 @@ class ClusterHarness(KubeHarness):
         self.options = dataclasses.replace(
             self.options,
             cluster=ClusterOptions(
-                election_namespace="ingressd", publish_service=PUBLISH, identity=identity,
-                lease_duration=1.0, renew_deadline=0.6, retry_period=0.15, status_interval=0.3,
+                election_namespace="ingressd",
+                publish_service=PUBLISH,
+                identity=identity,
+                lease_duration=1.0,
+                renew_deadline=0.6,
+                retry_period=0.15,
+                status_interval=0.3,
             ),
         )
 
@@ -355,7 +388,8 @@ async def test_two_controllers_serve_one_leads_and_the_other_takes_over(
         assert lb_status(fake_api, "other") is None
         for h in (leader, follower):
             value = h.ingressd.metrics.value(
-                "nginx_ingress_controller_leader_election_status", {"name": "ingressd-leader"})
+                "nginx_ingress_controller_leader_election_status", {"name": "ingressd-leader"}
+            )
             assert value == (1 if h is leader else 0)
         syncs = [e for e in describe(fake_api, "web") if e[1] == "Sync"]
         assert len(syncs) == 2  # one per replica, each from its own source.host

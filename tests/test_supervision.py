@@ -127,10 +127,13 @@ async def test_a_bad_redirect_url_is_a_problem_and_later_changes_still_apply(
 @pytestmark_nginx
 async def test_a_hostile_manifest_leaves_the_source_reading_later_files(harness: Harness) -> None:
     h = harness
-    h.write_text("deep.json", '{"kind": "Service", "metadata": {"name": "s"}, "spec": '
-                 + "[" * 1000 + "]" * 1000 + "}")
-    h.write_text("digits.json", '{"kind": "Service", "metadata": {"name": "t"}, "n": '
-                 + "9" * 5000 + "}")
+    h.write_text(
+        "deep.json",
+        '{"kind": "Service", "metadata": {"name": "s"}, "spec": ' + "[" * 1000 + "]" * 1000 + "}",
+    )
+    h.write_text(
+        "digits.json", '{"kind": "Service", "metadata": {"name": "t"}, "n": ' + "9" * 5000 + "}"
+    )
     await h.settled()
     source = h.manifests_source
     assert source is not None

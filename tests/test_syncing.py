@@ -1,7 +1,7 @@
 """The sync worker on its own: a Store, a recording nginx driver, no nginx process.
 
-    Store (objects from ingressd.testing) --> SyncWorker --> RecordingNginx (calls kept)
-                                                         --> Metrics, SyncRecord, SyncOutcome
+Store (objects from ingressd.testing) --> SyncWorker --> RecordingNginx (calls kept)
+                                                     --> Metrics, SyncRecord, SyncOutcome
 """
 
 from __future__ import annotations

@@ -43,10 +43,16 @@ async def test_tls_hosts_get_their_certificate_by_sni_and_others_the_default(
     )
     h.write(
         "ing.yaml",
-        ingress("web", rules=[rule("web.test", path("/", "web"))],
-                tls_entries=[tls("web.test", secret_name="web-tls")]),
-        ingress("shop", rules=[rule("shop.test", path("/", "shop"))],
-                tls_entries=[tls("shop.test", secret_name="shop-tls")]),
+        ingress(
+            "web",
+            rules=[rule("web.test", path("/", "web"))],
+            tls_entries=[tls("web.test", secret_name="web-tls")],
+        ),
+        ingress(
+            "shop",
+            rules=[rule("shop.test", path("/", "shop"))],
+            tls_entries=[tls("shop.test", secret_name="shop-tls")],
+        ),
         ingress("plain", rules=[rule("plain.test", path("/", "web"))]),
     )
     await expect(h, "/", host="web.test", https=True, service="web")
@@ -68,8 +74,11 @@ async def test_tls_hosts_redirect_http_to_https_with_308(harness: Harness) -> No
     h.write("secret.yaml", tls_secret("web-tls", cert_pem=cert, key_pem=key))
     h.write(
         "ing.yaml",
-        ingress("web", rules=[rule("web.test", path("/", "web")), rule("plain.test",
-                path("/", "web"))], tls_entries=[tls("web.test", secret_name="web-tls")]),
+        ingress(
+            "web",
+            rules=[rule("web.test", path("/", "web")), rule("plain.test", path("/", "web"))],
+            tls_entries=[tls("web.test", secret_name="web-tls")],
+        ),
     )
     resp = await expect(h, "/a/b?c=d", host="web.test", status=308)
     assert resp.headers["Location"] == f"https://web.test:{h.https_port}/a/b?c=d"
@@ -83,8 +92,14 @@ async def test_rotated_certificate_is_served_after_the_change(harness: Harness) 
     await deploy(h, "web")
     cert, key = self_signed_certificate("web.test")
     h.write("secret.yaml", tls_secret("web-tls", cert_pem=cert, key_pem=key))
-    h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))],
-                                tls_entries=[tls("web.test", secret_name="web-tls")]))
+    h.write(
+        "ing.yaml",
+        ingress(
+            "web",
+            rules=[rule("web.test", path("/", "web"))],
+            tls_entries=[tls("web.test", secret_name="web-tls")],
+        ),
+    )
     await expect(h, "/", host="web.test", https=True, service="web")
     first = await asyncio.to_thread(peer_certificate, h.https_port, "web.test")
     cert2, key2 = self_signed_certificate("web.test")
@@ -107,10 +122,16 @@ async def test_missing_or_malformed_secret_falls_back_to_the_default_certificate
     h.write("secret.yaml", tls_secret("mismatched", cert_pem=cert, key_pem=other_key))
     h.write(
         "ing.yaml",
-        ingress("missing", rules=[rule("missing.test", path("/", "web"))],
-                tls_entries=[tls("missing.test", secret_name="nope")]),
-        ingress("bad", rules=[rule("bad.test", path("/", "web"))],
-                tls_entries=[tls("bad.test", secret_name="mismatched")]),
+        ingress(
+            "missing",
+            rules=[rule("missing.test", path("/", "web"))],
+            tls_entries=[tls("missing.test", secret_name="nope")],
+        ),
+        ingress(
+            "bad",
+            rules=[rule("bad.test", path("/", "web"))],
+            tls_entries=[tls("bad.test", secret_name="mismatched")],
+        ),
     )
     await expect(h, "/", host="missing.test", https=True, service="web")
     await expect(h, "/", host="bad.test", https=True, service="web")

@@ -97,8 +97,9 @@ def location(vals: Values, key: str) -> LocationSettings:
     temporal, permanent = g("temporal-redirect", str), g("permanent-redirect", str)
     if temporal is not None:
         redirect = Redirect(g("temporal-redirect-code", int) or 302, temporal)
-        vals.ignore("temporal-redirect takes precedence", "permanent-redirect",
-                    "permanent-redirect-code")
+        vals.ignore(
+            "temporal-redirect takes precedence", "permanent-redirect", "permanent-redirect-code"
+        )
     else:
         vals.ignore("has no effect without temporal-redirect", "temporal-redirect-code")
         if permanent is not None:
@@ -124,8 +125,14 @@ def location(vals: Values, key: str) -> LocationSettings:
         vals.ignore("has no effect without limit-rps or limit-rpm", "limit-burst-multiplier")
 
     cors = None
-    cors_names = ("cors-allow-origin", "cors-allow-methods", "cors-allow-headers",
-                  "cors-expose-headers", "cors-allow-credentials", "cors-max-age")
+    cors_names = (
+        "cors-allow-origin",
+        "cors-allow-methods",
+        "cors-allow-headers",
+        "cors-expose-headers",
+        "cors-allow-credentials",
+        "cors-max-age",
+    )
     if vals.flag("enable-cors"):
         base = Cors()
         methods = g("cors-allow-methods", tuple)
@@ -142,12 +149,18 @@ def location(vals: Values, key: str) -> LocationSettings:
             max_age=base.max_age if max_age is None else max_age,
         )
     else:
-        vals.ignore("has no effect without enable-cors: \"true\"", *cors_names)
+        vals.ignore('has no effect without enable-cors: "true"', *cors_names)
 
     proxy_ssl = None
-    ssl_names = ("proxy-ssl-verify", "proxy-ssl-verify-depth", "proxy-ssl-name",
-                 "proxy-ssl-server-name", "proxy-ssl-ciphers", "proxy-ssl-protocols",
-                 "proxy-ssl-secret")
+    ssl_names = (
+        "proxy-ssl-verify",
+        "proxy-ssl-verify-depth",
+        "proxy-ssl-name",
+        "proxy-ssl-server-name",
+        "proxy-ssl-ciphers",
+        "proxy-ssl-protocols",
+        "proxy-ssl-secret",
+    )
     if any(vals.has(n) for n in ssl_names):
         proxy_ssl = ProxySSL(
             verify=vals.flag("proxy-ssl-verify"),
@@ -218,9 +231,16 @@ def auth(vals: Values) -> AuthRequest | None:
 
 def policy(vals: Values) -> BackendPolicy:
     affinity = None
-    cookie_names = ("affinity-mode", "session-cookie-name", "session-cookie-path",
-                    "session-cookie-max-age", "session-cookie-expires", "session-cookie-samesite",
-                    "session-cookie-secure", "session-cookie-change-on-failure")
+    cookie_names = (
+        "affinity-mode",
+        "session-cookie-name",
+        "session-cookie-path",
+        "session-cookie-max-age",
+        "session-cookie-expires",
+        "session-cookie-samesite",
+        "session-cookie-secure",
+        "session-cookie-change-on-failure",
+    )
     if vals.get("affinity", str) == "cookie":
         g = vals.get
         affinity = CookieAffinity(
@@ -258,8 +278,11 @@ def canary(vals: Values) -> TrafficShaping | None:
     value = vals.get("canary-by-header-value", str) or ""
     pattern = vals.get("canary-by-header-pattern", str) or ""
     if not header:
-        vals.ignore("has no effect without canary-by-header", "canary-by-header-value",
-                    "canary-by-header-pattern")
+        vals.ignore(
+            "has no effect without canary-by-header",
+            "canary-by-header-value",
+            "canary-by-header-pattern",
+        )
         value = pattern = ""
     elif value and pattern:
         vals.ignore("canary-by-header-value takes precedence", "canary-by-header-pattern")

@@ -129,7 +129,8 @@ def parse_annotations(
             continue
         if spec.group.value == "snippet" and not options.allow_snippets:
             report[name] = AnnotationReport(
-                full, Status.NOT_ALLOWED,
+                full,
+                Status.NOT_ALLOWED,
                 "snippets are refused unless ingressd runs with --allow-snippet-annotations",
             )
             continue
@@ -167,9 +168,10 @@ def parse_annotations(
                 vals.ignore("ignored on a canary Ingress: the main Ingress's settings apply", name)
         denied = []
     else:
-        vals.ignore("has no effect without canary: \"true\"", *(
-            n for n in parsed if ANNOTATIONS[n].group.value == "canary" and n != "canary"
-        ))
+        vals.ignore(
+            'has no effect without canary: "true"',
+            *(n for n in parsed if ANNOTATIONS[n].group.value == "canary" and n != "canary"),
+        )
     settings = combining.location(vals, key)
     if denied and canary is None:
         settings = LocationSettings(denied="; ".join(denied))

@@ -88,8 +88,10 @@ def upstream_vhost(text: str) -> str:
     """The Host header sent to pods: a DNS name or IP address, with an optional port
     (ingress-nginx also takes nginx variables here; ingressd refuses them)."""
     if "$" in text:
-        raise InvalidValue("must be a host name with an optional :port; nginx variables such "
-                           "as $host are not accepted by ingressd")
+        raise InvalidValue(
+            "must be a host name with an optional :port; nginx variables such "
+            "as $host are not accepted by ingressd"
+        )
     value = clean(text)
     match = _VHOST.match(value)
     if not match:

@@ -75,8 +75,18 @@ _REALM = re.compile(r"[A-Za-z0-9 _.,:()/@!?+=&*~-]{0,200}\Z")
 #: proxy_next_upstream conditions nginx knows.
 NEXT_UPSTREAM = frozenset(
     {
-        "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
-        "http_403", "http_404", "http_429", "non_idempotent", "off",
+        "error",
+        "timeout",
+        "invalid_header",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+        "http_403",
+        "http_404",
+        "http_429",
+        "non_idempotent",
+        "off",
     }
 )
 SSL_PROTOCOLS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})

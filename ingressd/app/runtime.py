@@ -68,6 +68,7 @@ class InformerSource(Protocol):
 #: Under sustained change, syncs start at most this often (``--min-sync-interval``).
 DEFAULT_MIN_SYNC_INTERVAL = 0.05
 
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Everything ``ingressd run`` takes."""
@@ -149,8 +150,13 @@ class Ingressd:
         )
         #: ``api`` (a kubernetes-asyncio ApiClient, the Kubernetes source's): in-cluster duties.
         self.cluster = (
-            ClusterDuties(api=api, options=options.cluster, worker=self.worker,
-                          store=self.store, metrics=self.metrics)
+            ClusterDuties(
+                api=api,
+                options=options.cluster,
+                worker=self.worker,
+                store=self.store,
+                metrics=self.metrics,
+            )
             if api is not None
             else None
         )

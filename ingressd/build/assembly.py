@@ -276,9 +276,7 @@ class Assembly:
 
     # 1./2. classes, order -------------------------------------------------------------------
 
-    def select(
-        self, keys: Iterable[ObjectKey] | None
-    ) -> tuple[list[IngressPlan], list[ObjectKey]]:
+    def select(self, keys: Iterable[ObjectKey] | None) -> tuple[list[IngressPlan], list[ObjectKey]]:
         """Our Ingresses among ``keys`` (every one when ``None``), planned, oldest first; the
         others' keys."""
         our, have_default, self.class_problems = our_classes(self.snapshot, self.options)
@@ -355,8 +353,12 @@ class Assembly:
                 f"{location_key[0]} ({location_key[1].value}) of {where} is already defined"
                 f" by Ingress {winner.ingress}"
             )
-            self.problem(key, f"spec.rules[{rule_index}].http.paths[{path.position}].path", reason,
-                         winner=winner.ingress)
+            self.problem(
+                key,
+                f"spec.rules[{rule_index}].http.paths[{path.position}].path",
+                reason,
+                winner=winner.ingress,
+            )
             return
         backend = self.backend(key, path.backend, path.backend_issue, (rule_index, path.position))
         if backend is not None:
@@ -407,8 +409,12 @@ class Assembly:
         if bucket is not None:
             self.touch(bucket, self.object_problems[bucket])
         if isinstance(result, _Unresolved):
-            self.problem(key, f"{at_field(at)}.service.{result.subfield}", result.reason,
-                         missing=result.missing)
+            self.problem(
+                key,
+                f"{at_field(at)}.service.{result.subfield}",
+                result.reason,
+                missing=result.missing,
+            )
             return None
         return result
 
@@ -490,8 +496,9 @@ class Assembly:
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
             if isinstance(found, Refused):
-                self.problem(key, self.annotation_field("auth-secret"), found.reason,
-                             missing=found.missing)
+                self.problem(
+                    key, self.annotation_field("auth-secret"), found.reason, missing=found.missing
+                )
                 return LocationSettings(denied=f"auth-secret: {found.reason}")
             assert isinstance(found, SecretFile)
             s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
@@ -499,8 +506,12 @@ class Assembly:
         if ssl_ref is not None and s.proxy_ssl is not None:
             files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
             if isinstance(files, Refused):
-                self.problem(key, self.annotation_field("proxy-ssl-secret"), files.reason,
-                             missing=files.missing)
+                self.problem(
+                    key,
+                    self.annotation_field("proxy-ssl-secret"),
+                    files.reason,
+                    missing=files.missing,
+                )
                 return LocationSettings(denied=f"proxy-ssl-secret: {files.reason}")
             assert isinstance(files, tuple)
             ca, client = files
@@ -527,8 +538,12 @@ class Assembly:
         found = self.service(ObjectKey(f"{namespace}/{service}"))
         if found is None or isinstance(found, kube.ParseError) or not found.ports:
             why = "not found" if found is None else "unusable (no port)"
-            self.problem(key, at, f"service {namespace}/{service} {why}",
-                         missing="" if found is not None else f"Service {namespace}/{service}")
+            self.problem(
+                key,
+                at,
+                f"service {namespace}/{service} {why}",
+                missing="" if found is not None else f"Service {namespace}/{service}",
+            )
             return None
         number = found.ports[0][1]
         backend = {"service": {"name": service, "port": {"number": number}}}
@@ -620,8 +635,9 @@ class Assembly:
         if tls.secret_name:
             found = self.certificate(ObjectKey(f"{namespace}/{tls.secret_name}"))
             if isinstance(found, Refused):
-                self.problem(key, f"spec.tls[{tls.position}].secretName", found.reason,
-                             missing=found.missing)
+                self.problem(
+                    key, f"spec.tls[{tls.position}].secretName", found.reason, missing=found.missing
+                )
             else:
                 certificate = found
         for host_field, host in tls.targets:
@@ -709,9 +725,7 @@ class Assembly:
                 if canary_name not in alternatives:
                     alternatives.append(canary_name)
 
-    def main_location(
-        self, key: ObjectKey, host: str, path: PathPlan, at: str
-    ) -> Location | None:
+    def main_location(self, key: ObjectKey, host: str, path: PathPlan, at: str) -> Location | None:
         server = self.servers.get(host)
         raw_path = path.raw_path
         candidates: list[tuple[str, PathType]] = []

@@ -5,7 +5,7 @@
                      case below that needs the whole picture: every Ingress is assembled
                      (``ingressd.build.assembly``, from per-object plans, ``ingressd.build.plan``)
         incremental  1. diff     this snapshot against the last build's, by object identity
-                                 (the Store replaces an object on change, never edits one):
+                                 (ARCHITECTURE.md, invariant 1):
                                  Ingresses, Services, EndpointSlices, Secrets; the Memo forgets
                                  what it read of the changed ones
                      2. seeds    changed Ingresses, and the Ingresses naming a changed
@@ -232,7 +232,10 @@ class BuildCache:
         previous = state.result.configuration
         servers, by_host = _splice_servers(previous.servers, memo.servers, made_servers, hosts)
         backends, by_name = _splice_backends(
-            previous.backends, memo.final_backends, made_backends, names,
+            previous.backends,
+            memo.final_backends,
+            made_backends,
+            names,
             used_elsewhere=lambda backend: _used_elsewhere(backend, hosts, by_host, state),
         )
         # Committed: from here on the state follows the new result.
@@ -493,9 +496,7 @@ def _claimed_twice(
     return False
 
 
-def _canaries_among(
-    names: Iterable[BackendName], *maps: Mapping[BackendName, Backend]
-) -> bool:
+def _canaries_among(names: Iterable[BackendName], *maps: Mapping[BackendName, Backend]) -> bool:
     """Whether one of the backends ``names`` has canaries or is one (in any of ``maps``)."""
     for name in names:
         for backends in maps:
@@ -646,8 +647,11 @@ def _new_endpoints(
             written = backend.service_port
             number = int(written) if written.isdigit() else None
             match = next(
-                (p for p in view.ports if (p[1] == number if number is not None
-                                           else p[0] == written)),
+                (
+                    p
+                    for p in view.ports
+                    if (p[1] == number if number is not None else p[0] == written)
+                ),
                 None,
             )
             if match is None:

@@ -7,7 +7,7 @@
         reference and TLS entry checked, each failure kept as an ``Issue`` (field, reason)
         at the place the assembly meets it
     building keeps one plan per Ingress object and reuses it while the Store holds that very
-    object (the Store replaces an object on change, never edits one), so an Ingress is parsed
+    object (ARCHITECTURE.md, invariant 1), so an Ingress is parsed
     once per change, not once per sync; ``ingressd.build.assembly`` reads plans, never raw
     Ingresses.
 

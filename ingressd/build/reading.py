@@ -115,7 +115,7 @@ class Memo:
     """What building derived from single objects and made last time, kept across builds.
 
     Every entry keeps the object it was derived from and is used only while the snapshot holds
-    that very object (compared by identity: the Store replaces objects, it never edits one).
+    that very object (compared by identity; ARCHITECTURE.md, invariant 1).
     ``renewed()`` starts a full build: entries are carried over only when the new snapshot
     still holds their object, so deleted objects' entries go; between full builds ``forget()``
     drops the entries of the objects that changed.  What the entries were read with

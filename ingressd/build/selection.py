@@ -70,9 +70,7 @@ def is_ours(raw: object, options: BuildOptions, our_classes: set[str], have_defa
     return have_default
 
 
-def our_classes(
-    snapshot: Snapshot, options: BuildOptions
-) -> tuple[set[str], bool, list[Problem]]:
+def our_classes(snapshot: Snapshot, options: BuildOptions) -> tuple[set[str], bool, list[Problem]]:
     """Names of the IngressClasses of our controller; whether one of them is the default; the
     IngressClasses that do not parse."""
     ours: set[str] = set()

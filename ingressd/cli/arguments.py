@@ -50,21 +50,31 @@ def _namespaced_name(text: str) -> ObjectKey:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--manifests", type=Path, default=None, metavar="DIR",
+        "--manifests",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="directory of YAML/JSON Kubernetes manifests, watched for changes (run: instead "
         "of --kubeconfig)",
     )
     parser.add_argument(
-        "--ingress-class", default="ingressd", metavar="NAME",
+        "--ingress-class",
+        default="ingressd",
+        metavar="NAME",
         help="IngressClass name this controller serves (default: ingressd); an IngressClass "
         f"with spec.controller {CONTROLLER_NAME} is served too",
     )
     parser.add_argument(
-        "--configmap", type=_namespaced_name, metavar="NAMESPACE/NAME",
+        "--configmap",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
         help="the controller's ConfigMap; changes to it force a sync",
     )
     parser.add_argument(
-        "--template", type=Path, default=DEFAULT_TEMPLATE, metavar="FILE",
+        "--template",
+        type=Path,
+        default=DEFAULT_TEMPLATE,
+        metavar="FILE",
         help="nginx.conf jinja2 template (default: templates/nginx.conf.j2)",
     )
     parser.add_argument("--http-port", type=_port, default=80, help="HTTP port (default: 80)")
@@ -73,12 +83,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--worker-processes", default="auto", help="nginx worker_processes (default: auto)"
     )
     parser.add_argument(
-        "--min-sync-interval", type=float, default=DEFAULT_MIN_SYNC_INTERVAL, metavar="SECONDS",
+        "--min-sync-interval",
+        type=float,
+        default=DEFAULT_MIN_SYNC_INTERVAL,
+        metavar="SECONDS",
         help="under sustained change, start syncs at most this often; the first change after "
         f"a quiet period is applied at once (default: {DEFAULT_MIN_SYNC_INTERVAL})",
     )
     parser.add_argument(
-        "--allow-loopback-endpoints", action="store_true",
+        "--allow-loopback-endpoints",
+        action="store_true",
         help="accept EndpointSlice addresses in 127.0.0.0/8 and ::1, for pods on loopback in "
         "a local demo or tests (off by default: in a cluster they point nginx at its own host; "
         "link-local and unspecified addresses are refused regardless)",
@@ -88,12 +102,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _annotation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--annotations-prefix", type=_annotations_prefix, default=DEFAULT_PREFIX,
+        "--annotations-prefix",
+        type=_annotations_prefix,
+        default=DEFAULT_PREFIX,
         metavar="PREFIX",
         help=f"prefix of the ingress-nginx annotations read (default: {DEFAULT_PREFIX})",
     )
     parser.add_argument(
-        "--allow-snippet-annotations", action="store_true",
+        "--allow-snippet-annotations",
+        action="store_true",
         help="accept configuration-snippet and server-snippet: raw nginx directives from "
         "whoever may edit an Ingress (off by default, see CVE-2021-25742)",
     )
@@ -108,16 +125,24 @@ def _annotations_prefix(text: str) -> str:
 
 def _kubernetes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--kubeconfig", type=Path, default=None, metavar="PATH",
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        metavar="PATH",
         help="watch the cluster of this kubeconfig (its current context); without it and "
         "without --manifests, inside a pod: the in-cluster configuration",
     )
     parser.add_argument(
-        "--watch-namespace", default=None, metavar="NS",
+        "--watch-namespace",
+        default=None,
+        metavar="NS",
         help="watch namespaced objects in this namespace only (default: all namespaces)",
     )
     parser.add_argument(
-        "--resync-period", type=float, default=600.0, metavar="SECONDS",
+        "--resync-period",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
         help="relist every kind this often; only differences are applied (default: 600)",
     )
 
@@ -125,21 +150,30 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
 def _cluster(parser: argparse.ArgumentParser) -> None:
     """Leader election and Ingress status (with a Kubernetes source only)."""
     parser.add_argument(
-        "--election-id", default=DEFAULT_ELECTION_ID, metavar="NAME",
+        "--election-id",
+        default=DEFAULT_ELECTION_ID,
+        metavar="NAME",
         help="the coordination.k8s.io Lease replicas elect a leader through; only the leader "
         f"writes Ingress status (default: {DEFAULT_ELECTION_ID})",
     )
     parser.add_argument(
-        "--election-namespace", default=None, metavar="NS",
+        "--election-namespace",
+        default=None,
+        metavar="NS",
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     parser.add_argument(
-        "--publish-service", type=_namespaced_name, default=None, metavar="NAMESPACE/NAME",
+        "--publish-service",
+        type=_namespaced_name,
+        default=None,
+        metavar="NAMESPACE/NAME",
         help="write this Service's load balancer addresses (or external/cluster IPs) into "
         "the status of the Ingresses served",
     )
     parser.add_argument(
-        "--publish-status-address", default=None, metavar="ADDR[,ADDR]",
+        "--publish-status-address",
+        default=None,
+        metavar="ADDR[,ADDR]",
         help="write these addresses (IPs and host names) into the Ingress status instead",
     )
 
@@ -152,11 +186,15 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"ingressd {__version__}")
     top.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default=None,
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
         help="default: info (replay: warning, its timeline shows every sync)",
     )
     top.add_argument(
-        "--log-format", choices=["auto", "json", "console"], default="auto",
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
         help="auto: JSON unless stderr is a terminal",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,16 +202,22 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the Ingresses of a manifests directory through nginx")
     _common(run)
     run.add_argument(
-        "--status-port", type=_port, default=10254,
+        "--status-port",
+        type=_port,
+        default=10254,
         help="admin server port: /healthz, /metrics, /debug/* (default: 10254)",
     )
     run.add_argument(
-        "--reload-always", action="store_true",
+        "--reload-always",
+        action="store_true",
         help="apply every change, endpoint changes too, by a full nginx reload (as controllers "
         "without a dynamic path do; for comparisons and benchmarks)",
     )
     run.add_argument(
-        "--sync-stall-timeout", type=float, default=300.0, metavar="SECONDS",
+        "--sync-stall-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
         help="/healthz fails once a change has waited this long with no sync succeeding, so "
         "Kubernetes restarts a controller that stopped applying changes (default: 300)",
     )
@@ -181,7 +225,10 @@ def parser() -> argparse.ArgumentParser:
         "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
     )
     run.add_argument(
-        "--work-dir", type=Path, default=None, metavar="DIR",
+        "--work-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="nginx prefix: nginx.conf, certificates, logs, temp files "
         "(default: /tmp/ingressd-<http port>)",
     )
@@ -202,7 +249,10 @@ def parser() -> argparse.ArgumentParser:
     rend = sub.add_parser("render", help="print the nginx.conf the manifests produce; runs nothing")
     _common(rend)
     rend.add_argument(
-        "--work-dir", type=Path, default=Path("/var/lib/ingressd"), metavar="DIR",
+        "--work-dir",
+        type=Path,
+        default=Path("/var/lib/ingressd"),
+        metavar="DIR",
         help="work dir the printed paths refer to (default: /var/lib/ingressd)",
     )
 
@@ -210,14 +260,31 @@ def parser() -> argparse.ArgumentParser:
         "record", help="write every event the Kubernetes informers see to a trace (JSON lines)"
     )
     _kubernetes(rec)
-    rec.add_argument("--out", type=Path, required=True, metavar="TRACE.jsonl",
-                     help="the trace file (replaced); format: docs/trace-format.md")
-    rec.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                     help="stop after this long (default: at SIGINT/SIGTERM)")
-    rec.add_argument("--keep-secret-data", action="store_true",
-                     help="keep Secret data values (default: replaced by \"REDACTED\")")
-    rec.add_argument("--configmap", type=_namespaced_name, metavar="NAMESPACE/NAME",
-                     help="record this ConfigMap too")
+    rec.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="TRACE.jsonl",
+        help="the trace file (replaced); format: docs/trace-format.md",
+    )
+    rec.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: at SIGINT/SIGTERM)",
+    )
+    rec.add_argument(
+        "--keep-secret-data",
+        action="store_true",
+        help='keep Secret data values (default: replaced by "REDACTED")',
+    )
+    rec.add_argument(
+        "--configmap",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help="record this ConfigMap too",
+    )
     _replay_parser(sub)
     return top
 
@@ -233,38 +300,53 @@ def _replay_parser(sub: Any) -> None:
     rep.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="the recorded trace")
     mode = rep.add_mutually_exclusive_group()
     mode.add_argument(
-        "--dry-run", dest="live", action="store_false",
+        "--dry-run",
+        dest="live",
+        action="store_false",
         help="render and nginx -t every candidate configuration; serve nothing (default)",
     )
     mode.add_argument(
-        "--live", dest="live", action="store_true",
+        "--live",
+        dest="live",
+        action="store_true",
         help="run nginx as `run` does, on the same ports: traffic can be sent during the replay",
     )
     pace = rep.add_mutually_exclusive_group()
     pace.add_argument(
-        "--speed", type=float, default=1.0, metavar="X",
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
         help="replay at X times the recorded pace (default: 1)",
     )
     pace.add_argument(
-        "--fast", action="store_true",
+        "--fast",
+        action="store_true",
         help="as fast as the pipeline takes it: each group of events sharing a time waits for "
         "the previous one to be applied (deterministic)",
     )
     rep.add_argument("--report", type=Path, metavar="FILE.json", help="write everything as JSON")
     rep.add_argument(
-        "--plot", type=Path, metavar="FILE.png",
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
         help="draw the timeline and latencies (PNG; needs matplotlib: the plot extra)",
     )
     _common(rep)
     rep.add_argument(
-        "--status-port", type=lambda text: 0 if text == "0" else _port(text), default=None,
+        "--status-port",
+        type=lambda text: 0 if text == "0" else _port(text),
+        default=None,
         help="admin server port (default: 10254 with --live, any free port for a dry run)",
     )
     rep.add_argument(
         "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
     )
     rep.add_argument(
-        "--work-dir", type=Path, default=None, metavar="DIR",
+        "--work-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="nginx prefix (default: --live /tmp/ingressd-<http port>; a dry run uses a "
         "temporary directory, removed afterwards)",
     )
@@ -296,7 +378,8 @@ def options_from(args: argparse.Namespace) -> Options:
             election_namespace=getattr(args, "election_namespace", None),
             publish_service=getattr(args, "publish_service", None),
             publish_status_address=tuple(
-                a.strip() for a in (getattr(args, "publish_status_address", None) or "").split(",")
+                a.strip()
+                for a in (getattr(args, "publish_status_address", None) or "").split(",")
                 if a.strip()
             ),
         ),

@@ -53,14 +53,13 @@ async def _kube_client(args: argparse.Namespace) -> Any:
     try:
         return await api_client(args.kubeconfig)
     except Exception as exc:
-        log.error("cannot load the Kubernetes configuration", path=str(args.kubeconfig),
-                  error=str(exc))
+        log.error(
+            "cannot load the Kubernetes configuration", path=str(args.kubeconfig), error=str(exc)
+        )
         return None
 
 
-def _kube_source(
-    args: argparse.Namespace, api: Any, *, as_sent: bool = False
-) -> KubernetesSource:
+def _kube_source(args: argparse.Namespace, api: Any, *, as_sent: bool = False) -> KubernetesSource:
     """``as_sent``: objects exactly as the API server sent them (``record``)."""
     return KubernetesSource(
         api,
@@ -80,8 +79,10 @@ async def _run(args: argparse.Namespace) -> int:
             log.error("manifests directory not found", path=str(args.manifests))
             return 2
         if args.publish_service or args.publish_status_address:
-            log.warning("--publish-service / --publish-status-address need a Kubernetes source: "
-                        "no leader election, no Ingress status with --manifests")
+            log.warning(
+                "--publish-service / --publish-status-address need a Kubernetes source: "
+                "no leader election, no Ingress status with --manifests"
+            )
         return await _serve(args, ManifestsSource(args.manifests))
     api = await _kube_client(args)
     if api is None:

@@ -28,9 +28,10 @@ POOL_SIZE = 32
 def in_cluster() -> bool:
     """True inside a pod: the API server's address is in the environment and the service
     account token is mounted."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (
-        SERVICE_ACCOUNT_DIR / "token"
-    ).is_file()
+    return (
+        bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        and (SERVICE_ACCOUNT_DIR / "token").is_file()
+    )
 
 
 async def api_client(kubeconfig: Path | None, *, context: str | None = None) -> ApiClient:

@@ -123,8 +123,9 @@ class LeaderElector:
 
     async def run(self) -> None:
         """Campaign, lead, and campaign again after losing, until cancelled."""
-        log.info("leader election started", lease=f"{self.namespace}/{self.name}",
-                 identity=self.identity)
+        log.info(
+            "leader election started", lease=f"{self.namespace}/{self.name}", identity=self.identity
+        )
         try:
             while True:
                 while not await self._attempt(self.retry_period):
@@ -149,12 +150,15 @@ class LeaderElector:
                 if remaining > 0 and await self._attempt(remaining):
                     break
                 if self.leader not in (None, self.identity):
-                    log.warning("lost leadership: the lease is held by another replica",
-                                holder=self.leader)
+                    log.warning(
+                        "lost leadership: the lease is held by another replica", holder=self.leader
+                    )
                     return
                 if self.clock() >= deadline:
-                    log.warning("lost leadership: could not renew the lease in time",
-                                renew_deadline=self.renew_deadline)
+                    log.warning(
+                        "lost leadership: could not renew the lease in time",
+                        renew_deadline=self.renew_deadline,
+                    )
                     return
                 await asyncio.sleep(min(self.retry_period, max(0.0, deadline - self.clock())))
 
@@ -165,8 +169,7 @@ class LeaderElector:
         if self.metrics is not None:
             self.metrics.leader_election_status.labels(name=self.name).set(1 if leading else 0)
         if leading:
-            log.info("became leader", lease=f"{self.namespace}/{self.name}",
-                     identity=self.identity)
+            log.info("became leader", lease=f"{self.namespace}/{self.name}", identity=self.identity)
         for listener in list(self.listeners):
             try:
                 listener(leading)
@@ -196,9 +199,7 @@ class LeaderElector:
                     raise
                 log.debug("lease changed since our last renewal: re-reading")
         try:
-            lease = self._sanitize(
-                await self._api.read_namespaced_lease(self.name, self.namespace)
-            )
+            lease = self._sanitize(await self._api.read_namespaced_lease(self.name, self.namespace))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -239,8 +240,12 @@ class LeaderElector:
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if of is not None:
             metadata["resourceVersion"] = (of.get("metadata") or {}).get("resourceVersion")
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": metadata, "spec": spec}
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
 
     def _record(self, now: datetime, *, previous: dict[str, Any]) -> dict[str, Any]:
         ours = previous.get("holderIdentity") == self.identity
@@ -261,8 +266,12 @@ class LeaderElector:
     def _observe(self, lease: dict[str, Any]) -> None:
         """Remember the record and when this replica first saw it (client-go's observedTime)."""
         spec = _spec(lease)
-        record = (spec.get("holderIdentity"), spec.get("renewTime"),
-                  spec.get("leaseDurationSeconds"), spec.get("acquireTime"))
+        record = (
+            spec.get("holderIdentity"),
+            spec.get("renewTime"),
+            spec.get("leaseDurationSeconds"),
+            spec.get("acquireTime"),
+        )
         if record != self._observed:
             self._observed = record
             self._observed_at = self.clock()

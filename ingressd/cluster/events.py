@@ -144,8 +144,12 @@ class EventRecorder:
             except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if attempt == ATTEMPTS:
                     self.dropped += 1
-                    log.warning("could not write event", reason=pending.reason,
-                                object=pending.involved.get("name"), error=repr(exc))
+                    log.warning(
+                        "could not write event",
+                        reason=pending.reason,
+                        object=pending.involved.get("name"),
+                        error=repr(exc),
+                    )
                     return
                 await asyncio.sleep(delay)
                 delay *= 2
@@ -153,8 +157,13 @@ class EventRecorder:
     async def _send(self, pending: _Pending) -> None:
         ref = pending.involved
         namespace = str(ref.get("namespace") or "default")
-        key = (namespace, str(ref.get("uid") or ref.get("name")), pending.type, pending.reason,
-               pending.message)
+        key = (
+            namespace,
+            str(ref.get("uid") or ref.get("name")),
+            pending.type,
+            pending.reason,
+            pending.message,
+        )
         now = _timestamp(pending.at)
         sent = self._sent.get(key)
         if sent is not None:
@@ -219,8 +228,9 @@ class IngressEvents:
                 fingerprint = (meta.get("uid"), obj.get("spec"), meta.get("annotations"))
                 if self._announced.get(key) != fingerprint:
                     self._announced[key] = fingerprint
-                    self.recorder.record(involved_ingress(obj), "Normal", "Sync",
-                                         "Scheduled for sync")
+                    self.recorder.record(
+                        involved_ingress(obj), "Normal", "Sync", "Scheduled for sync"
+                    )
             for key in self._announced.keys() - ours.keys():
                 del self._announced[key]
         rejected: dict[ObjectKey, set[str]] = {}

@@ -88,8 +88,11 @@ def service_addresses(service: KubeObject | None) -> list[LoadBalancerIngress] |
     kind = spec.get("type") or "ClusterIP"
     external_ips = [ip for ip in spec.get("externalIPs") or () if isinstance(ip, str)]
     cluster_ip = spec.get("clusterIP")
-    cluster = [_entry(cluster_ip)] if isinstance(cluster_ip, str) and cluster_ip not in (
-        "", "None") else []
+    cluster = (
+        [_entry(cluster_ip)]
+        if isinstance(cluster_ip, str) and cluster_ip not in ("", "None")
+        else []
+    )
     if kind == "ExternalName":
         name = spec.get("externalName")
         return [{"hostname": name}] if isinstance(name, str) and name else []
@@ -188,8 +191,10 @@ class StatusUpdater:
             return None
         addresses = service_addresses(snapshot.services.get(self.publish_service))
         if addresses is None and not self._missing_reported:
-            log.warning("publish service not found: Ingress status not written",
-                        service=self.publish_service)
+            log.warning(
+                "publish service not found: Ingress status not written",
+                service=self.publish_service,
+            )
         self._missing_reported = addresses is None
         return addresses
 
@@ -234,8 +239,10 @@ class StatusUpdater:
         namespace, name = str(meta.get("namespace", "default")), str(meta.get("name", ""))
         key = ObjectKey(f"{namespace}/{name}")
         rv = str(meta.get("resourceVersion", ""))
-        body: Any = {**obj, "status": {**(obj.get("status") or {}),
-                                       "loadBalancer": {"ingress": desired}}}
+        body: Any = {
+            **obj,
+            "status": {**(obj.get("status") or {}), "loadBalancer": {"ingress": desired}},
+        }
         try:
             await self._api.replace_namespaced_ingress_status(name, namespace, body)
         except ApiException as exc:
@@ -244,8 +251,11 @@ class StatusUpdater:
                 log.debug("ingress status conflict: retrying shortly", ingress=key)
                 asyncio.get_running_loop().call_later(CONFLICT_RETRY, self._wake.set)
             elif exc.status != 404:
-                log.warning("could not write ingress status", ingress=key,
-                            error=f"{exc.status} {exc.reason}")
+                log.warning(
+                    "could not write ingress status",
+                    ingress=key,
+                    error=f"{exc.status} {exc.reason}",
+                )
             return False
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self._count("error")

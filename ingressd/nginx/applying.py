@@ -66,8 +66,16 @@ class NginxDriver(Protocol):
     async def reapply(self, config: Configuration | None) -> None: ...
 
 
-_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000,
-               "y": 31536000}
+_TIME_UNITS = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    "M": 2592000,
+    "y": 31536000,
+}
 
 
 def nginx_time_seconds(text: str) -> float:

@@ -80,8 +80,11 @@ def backend_facts(
         if location.backend is not None and location.settings.proxy_ssl is not None:
             backend = backends.get(location.backend)
             facts.append(
-                (location.backend, backend.namespace if backend else None,
-                 backend.service if backend else None)
+                (
+                    location.backend,
+                    backend.namespace if backend else None,
+                    backend.service if backend else None,
+                )
             )
     return tuple(facts)
 
@@ -118,9 +121,7 @@ class BlockCache:
 
 
 #: Block caches by (template, settings, paths); a few, for several nginx instances in a process.
-_BLOCK_CACHES: collections.OrderedDict[tuple[object, ...], BlockCache] = (
-    collections.OrderedDict()
-)
+_BLOCK_CACHES: collections.OrderedDict[tuple[object, ...], BlockCache] = collections.OrderedDict()
 _MAX_BLOCK_CACHES = 4
 
 

@@ -290,8 +290,11 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
     if grpc:
-        pairs = [("Host", "$best_http_host"), ("X-Real-IP", "$remote_addr"),
-                 ("X-Request-ID", "$req_id")]
+        pairs = [
+            ("Host", "$best_http_host"),
+            ("X-Real-IP", "$remote_addr"),
+            ("X-Request-ID", "$req_id"),
+        ]
         pairs = [(n, overrides.get(n, value)) for n, value in pairs] + extra
         return [f"grpc_set_header {bare_header(n)} {value};" for n, value in pairs]
     if not overrides and not extra:

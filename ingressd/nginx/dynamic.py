@@ -12,8 +12,8 @@ proxies can reach it.  Workers pick a new set up on their next request: the Lua 
 version in the shared dict that every request checks.
 
 Bodies are made one backend at a time from JSON texts kept per Backend object (the builder hands
-on an unchanged backend as the same object): sending 10,000 backends after a reload costs a
-join, not 10,000 fresh encodings (~0.2 s) and their dicts (~25 MB at once).
+on an unchanged backend as the same object): sending every backend after a reload costs a
+join, not an encoding of each and their dicts all at once.
 """
 
 from __future__ import annotations

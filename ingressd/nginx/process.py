@@ -195,8 +195,9 @@ class NginxProcess:
         try:
             os.chmod(self.paths.control_socket, 0o600)
         except OSError as exc:
-            log.warning("cannot chmod the control socket", path=self.paths.control_socket,
-                        error=str(exc))
+            log.warning(
+                "cannot chmod the control socket", path=self.paths.control_socket, error=str(exc)
+            )
 
     def _remove_stale_socket(self) -> None:
         """Remove the control socket a killed nginx left; refuse to start when one answers."""

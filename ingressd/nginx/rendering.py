@@ -8,12 +8,12 @@
 Pure in behaviour: the template is loaded once, and each server block's text is kept (by the
 Server object, per template + settings + paths, two renders deep) and reused while the builder
 hands on the same Server: a render after a one-Ingress change renders one block and joins
-10,000 (~10 ms instead of ~0.3 s).  The template contract for that (``--template``): it gets
-``servers`` and ``server_blocks(macro)``; ``{{ server_blocks(server_block) }}`` puts every
-server's ``server_block(server)`` macro output there (the call returns a placeholder that
-must appear as is); a block must depend only on its server and on what every render gets
-alike (settings, paths, the helpers), never on ``generation``.  A template may also loop over
-``servers`` itself, without reuse.
+the others (benchmarks/RESULTS.md has the figures).  The template contract for that
+(``--template``): it gets ``servers`` and ``server_blocks(macro)``;
+``{{ server_blocks(server_block) }}`` puts every server's ``server_block(server)`` macro output
+there (the call returns a placeholder that must appear as is); a block must depend only on
+its server and on what every render gets alike (settings, paths, the helpers), never on
+``generation``.  A template may also loop over ``servers`` itself, without reuse.
 
 Every string from an object goes through ``ingressd.nginx.quoting``, which refuses
 (``RenderError``) anything that could escape a quoted nginx string, as a last line of defence
@@ -259,8 +259,10 @@ def _render(
     block_servers = table.own_blocks if table is not None else config.servers
     for server in block_servers:
         block = cache.get(server)
-        if block is not None and block.backends and block.backends != backend_facts(
-            server, backends
+        if (
+            block is not None
+            and block.backends
+            and block.backends != backend_facts(server, backends)
         ):
             block = None
         if block is None:

@@ -114,17 +114,19 @@ def route_table(config: Configuration, context: RouteContext) -> RouteTable:
             settings_class = _settings_class(location, server, backends, default_limit)
             classes.setdefault(settings_class.id, settings_class)
             namespace, _, name = location.ingress.partition("/")
-            routes.append({
-                "path": location.path,
-                "type": _TYPES[location.path_type],
-                "class": settings_class.id,
-                "backend": location.backend,
-                "status": location.status,
-                "namespace": namespace,
-                "ingress": name,
-                "defaultBackend": location.settings.default_backend,
-                "maxBody": settings_class.max_body,
-            })
+            routes.append(
+                {
+                    "path": location.path,
+                    "type": _TYPES[location.path_type],
+                    "class": settings_class.id,
+                    "backend": location.backend,
+                    "status": location.status,
+                    "namespace": namespace,
+                    "ingress": name,
+                    "defaultBackend": location.settings.default_backend,
+                    "maxBody": settings_class.max_body,
+                }
+            )
         entry = {
             "host": server.hostname,
             "aliases": list(server.aliases),

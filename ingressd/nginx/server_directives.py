@@ -63,9 +63,7 @@ def error_locations(
             if (s.default_backend, code) in seen:
                 continue
             seen.add((s.default_backend, code))
-            headers = [
-                (n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")
-            ] + [
+            headers = [(n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")] + [
                 ("Host", "$best_http_host"),
                 ("X-Code", str(int(code))),
                 ("X-Format", "$http_accept"),

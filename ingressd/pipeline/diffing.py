@@ -173,9 +173,7 @@ def _same_structure(new: Configuration, running: Configuration) -> bool:
     )
 
 
-def _decision(
-    action: Action, reasons: list[_Reason], changed: tuple[BackendName, ...]
-) -> Decision:
+def _decision(action: Action, reasons: list[_Reason], changed: tuple[BackendName, ...]) -> Decision:
     """The Decision with ``reasons`` sorted by text and capped, and the kinds of those kept."""
     kinds = {text: change for change, text in reasons}
     ordered = sorted(kinds)

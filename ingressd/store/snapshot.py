@@ -19,6 +19,7 @@ from ingressd.model import ObjectKey
 #: A Kubernetes object as JSON.
 KubeObject = dict[str, Any]
 
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The caches at one instant.

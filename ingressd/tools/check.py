@@ -141,8 +141,11 @@ class CheckReport:
             if not ingress.annotations and not ingress.findings:
                 rows.append((name, "-", "ok", "no annotations, nothing missing"))
             for a in ingress.annotations:
-                short = a.annotation[len(prefix):] if a.annotation.startswith(prefix) else (
-                    a.annotation)
+                short = (
+                    a.annotation[len(prefix) :]
+                    if a.annotation.startswith(prefix)
+                    else (a.annotation)
+                )
                 rows.append((name, short, a.status.value, a.detail))
                 name = ""
             for f in ingress.findings:
@@ -215,8 +218,10 @@ def check(snapshot: Snapshot, options: BuildOptions) -> CheckReport:
         if not isinstance(annotations, dict):
             annotations = {}
         parsed = parse_annotations(key, annotations, annotation_options)
-        reported = {(r.field, f"{r.status.value}: {r.detail}" if r.detail else r.status.value)
-                    for r in parsed.report}
+        reported = {
+            (r.field, f"{r.status.value}: {r.detail}" if r.detail else r.status.value)
+            for r in parsed.report
+        }
         findings = [
             _finding(p) for p in by_ingress.get(key, []) if (p.field, p.reason) not in reported
         ]

@@ -64,7 +64,8 @@ def _pod(name: str) -> web.Application:
             "headers": dict(request.headers),
         }
         return web.Response(
-            text=json.dumps(payload) + "\n", content_type="application/json",
+            text=json.dumps(payload) + "\n",
+            content_type="application/json",
             headers={"X-Pod": name},
         )
 
@@ -86,11 +87,22 @@ async def _start_pods() -> list[web.AppRunner]:
 async def demo(args: argparse.Namespace) -> int:
     pods = await _start_pods()
     ingressd = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ingressd.cli", "--log-format", "console", "run",
-        "--manifests", str(args.manifests),
-        "--http-port", str(args.http_port), "--https-port", str(args.https_port),
-        "--status-port", str(args.status_port),
-        "--work-dir", str(args.work_dir),
+        sys.executable,
+        "-m",
+        "ingressd.cli",
+        "--log-format",
+        "console",
+        "run",
+        "--manifests",
+        str(args.manifests),
+        "--http-port",
+        str(args.http_port),
+        "--https-port",
+        str(args.https_port),
+        "--status-port",
+        str(args.status_port),
+        "--work-dir",
+        str(args.work_dir),
         "--allow-loopback-endpoints",  # the pods are on 127.0.1.1-3
         start_new_session=True,
     )

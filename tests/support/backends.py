@@ -97,4 +97,3 @@ class EchoPods:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-

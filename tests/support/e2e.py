@@ -22,9 +22,7 @@ async def deploy(
     h.write(
         f"svc-{namespace}-{name}.yaml",
         service(name, namespace, ports=[service_port(port, port_name, target_port=target)]),
-        endpoint_slice(
-            name, namespace, endpoints=addresses, port=target, port_name=port_name
-        ),
+        endpoint_slice(name, namespace, endpoints=addresses, port=target, port_name=port_name),
     )
     return addresses
 

@@ -162,8 +162,13 @@ class Harness:
         return self.metric("ingressd_dynamic_updates_total", result="success")
 
     async def get(
-        self, path: str, *, host: str | None = None, https: bool = False,
-        headers: dict[str, str] | None = None, allow_redirects: bool = False,
+        self,
+        path: str,
+        *,
+        host: str | None = None,
+        https: bool = False,
+        headers: dict[str, str] | None = None,
+        allow_redirects: bool = False,
     ) -> Response:
         assert self.session is not None
         scheme, port = ("https", self.https_port) if https else ("http", self.http_port)

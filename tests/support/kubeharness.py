@@ -130,8 +130,9 @@ class KubeHarness(Harness):
         source = self.kube_source
         for informer in source.informers.values():
             held = {
-                (o["metadata"].get("namespace", ""), o["metadata"]["name"]):
-                    o["metadata"]["resourceVersion"]
+                (o["metadata"].get("namespace", ""), o["metadata"]["name"]): o["metadata"][
+                    "resourceVersion"
+                ]
                 for o in self.api.list(informer.kind, api_version=informer.api_version)
             }
             if informer.kind == "ConfigMap":

@@ -54,8 +54,14 @@ class Permission:
 
 
 def _each(
-    component: str, scope: Scope, group: str, resources: Iterable[str], verbs: Iterable[str],
-    *, subresource: str = "", name: str | None = None,
+    component: str,
+    scope: Scope,
+    group: str,
+    resources: Iterable[str],
+    verbs: Iterable[str],
+    *,
+    subresource: str = "",
+    name: str | None = None,
 ) -> Iterator[Permission]:
     for resource in resources:
         for verb in verbs:
@@ -66,18 +72,34 @@ def required(election_id: str = DEFAULT_ELECTION_ID) -> frozenset[Permission]:
     """Every permission ingressd needs, with the Lease named ``election_id``."""
     return frozenset(
         [
-            *_each("source", "cluster", "networking.k8s.io", ["ingresses", "ingressclasses"],
-                   ["list", "watch"]),
+            *_each(
+                "source",
+                "cluster",
+                "networking.k8s.io",
+                ["ingresses", "ingressclasses"],
+                ["list", "watch"],
+            ),
             *_each("source", "cluster", "", ["services", "secrets"], ["list", "watch"]),
-            *_each("source", "cluster", "discovery.k8s.io", ["endpointslices"],
-                   ["list", "watch"]),
+            *_each("source", "cluster", "discovery.k8s.io", ["endpointslices"], ["list", "watch"]),
             *_each("source", "namespace", "", ["configmaps"], ["list", "watch"]),
-            *_each("status", "cluster", "networking.k8s.io", ["ingresses"], ["update"],
-                   subresource="status"),
+            *_each(
+                "status",
+                "cluster",
+                "networking.k8s.io",
+                ["ingresses"],
+                ["update"],
+                subresource="status",
+            ),
             *_each("events", "cluster", "", ["events"], ["create", "patch"]),
             *_each("election", "namespace", "coordination.k8s.io", ["leases"], ["create"]),
-            *_each("election", "namespace", "coordination.k8s.io", ["leases"], ["get", "update"],
-                   name=election_id),
+            *_each(
+                "election",
+                "namespace",
+                "coordination.k8s.io",
+                ["leases"],
+                ["get", "update"],
+                name=election_id,
+            ),
         ]
     )
 

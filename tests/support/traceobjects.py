@@ -144,9 +144,7 @@ def service(name: str, namespace: str, *, port: int = 80, target_port: int = 808
             "internalTrafficPolicy": "Cluster",
             "ipFamilies": ["IPv4"],
             "ipFamilyPolicy": "SingleStack",
-            "ports": [
-                {"name": "http", "port": port, "protocol": "TCP", "targetPort": target_port}
-            ],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP", "targetPort": target_port}],
             "selector": {"app": name},
             "sessionAffinity": "None",
             "type": "ClusterIP",
@@ -224,7 +222,12 @@ def deployment(name: str, namespace: str, replicas: int, *, image: str) -> Obj:
 
 
 def tls_secret(
-    name: str, namespace: str, cert_pem: str, key_pem: str, *, ca_pem: str | None = None,
+    name: str,
+    namespace: str,
+    cert_pem: str,
+    key_pem: str,
+    *,
+    ca_pem: str | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> Obj:
     data = {

@@ -218,8 +218,13 @@ class PodSet:
     # -- lifecycles ---------------------------------------------------------------------------
 
     def start_pod(
-        self, t: float, revision: str, *, on_ready: Callable[[float], None] | None = None,
-        ip_after: tuple[float, float] = (0.8, 2.0), ready_after: tuple[float, float] = (3.0, 7.0),
+        self,
+        t: float,
+        revision: str,
+        *,
+        on_ready: Callable[[float], None] | None = None,
+        ip_after: tuple[float, float] = (0.8, 2.0),
+        ready_after: tuple[float, float] = (3.0, 7.0),
     ) -> Pod:
         """Create a pod at ``t``: IP after ``ip_after`` s, ready ``ready_after`` s later."""
         pod = self.new_pod(revision)
@@ -241,7 +246,11 @@ class PodSet:
         return pod
 
     def stop_pod(
-        self, t: float, pod: Pod, *, unserve_after: tuple[float, float] = (1.0, 3.0),
+        self,
+        t: float,
+        pod: Pod,
+        *,
+        unserve_after: tuple[float, float] = (1.0, 3.0),
         gone_after: tuple[float, float] = (4.0, 10.0),
     ) -> None:
         """Delete ``pod`` at ``t``: terminating at once, not serving, then gone."""
@@ -251,6 +260,8 @@ class PodSet:
             return
         self.set(t, pod, "terminating")
         gone = t + self.rng.uniform(*gone_after)
-        self.sim.at(min(gone - 0.01, t + self.rng.uniform(*unserve_after)),
-                    lambda now: self.unserve(now, pod))
+        self.sim.at(
+            min(gone - 0.01, t + self.rng.uniform(*unserve_after)),
+            lambda now: self.unserve(now, pod),
+        )
         self.sim.at(gone, lambda now: self.set(now, pod, "gone"))

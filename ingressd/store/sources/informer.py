@@ -174,8 +174,14 @@ class Informer:
         while True:
             try:
                 items, rv = await self._list()
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError,
-                    _RequestFailed, _Expired) as exc:
+            except (
+                aiohttp.ClientError,
+                OSError,
+                TimeoutError,
+                ValueError,
+                _RequestFailed,
+                _Expired,
+            ) as exc:
                 self._failed("list", exc)
                 await asyncio.sleep(self._backoff.next())
                 continue
@@ -193,8 +199,7 @@ class Informer:
                 relist = False
             try:
                 outcome = await self._watch(sink)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError,
-                    _RequestFailed) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, _RequestFailed) as exc:
                 self._failed("watch", exc)
                 self.stats.reconnects += 1
                 await asyncio.sleep(self._backoff.next())
@@ -212,8 +217,13 @@ class Informer:
         self.stats.errors += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"
         report = log.debug if self._failing else log.warning
-        report("api request failed, retrying with backoff", kind=self.kind, request=what,
-               error=f"{type(exc).__name__}: {exc}", rv=self.resource_version)
+        report(
+            "api request failed, retrying with backoff",
+            kind=self.kind,
+            request=what,
+            error=f"{type(exc).__name__}: {exc}",
+            rv=self.resource_version,
+        )
         self._failing = True
 
     def _recovered(self) -> None:

@@ -46,17 +46,27 @@ START_ORDER: tuple[Kind, ...] = (
 
 #: Kind -> (apiVersion, API class, namespaced list method or None, all-namespaces list method)
 _APIS: dict[Kind, tuple[str, str, str | None, str]] = {
-    Kind.SERVICE: ("v1", "CoreV1Api", "list_namespaced_service",
-                   "list_service_for_all_namespaces"),
-    Kind.ENDPOINT_SLICE: ("discovery.k8s.io/v1", "DiscoveryV1Api",
-                          "list_namespaced_endpoint_slice",
-                          "list_endpoint_slice_for_all_namespaces"),
+    Kind.SERVICE: ("v1", "CoreV1Api", "list_namespaced_service", "list_service_for_all_namespaces"),
+    Kind.ENDPOINT_SLICE: (
+        "discovery.k8s.io/v1",
+        "DiscoveryV1Api",
+        "list_namespaced_endpoint_slice",
+        "list_endpoint_slice_for_all_namespaces",
+    ),
     Kind.SECRET: ("v1", "CoreV1Api", "list_namespaced_secret", "list_secret_for_all_namespaces"),
-    Kind.CONFIG_MAP: ("v1", "CoreV1Api", "list_namespaced_config_map",
-                      "list_config_map_for_all_namespaces"),
+    Kind.CONFIG_MAP: (
+        "v1",
+        "CoreV1Api",
+        "list_namespaced_config_map",
+        "list_config_map_for_all_namespaces",
+    ),
     Kind.INGRESS_CLASS: ("networking.k8s.io/v1", "NetworkingV1Api", None, "list_ingress_class"),
-    Kind.INGRESS: ("networking.k8s.io/v1", "NetworkingV1Api", "list_namespaced_ingress",
-                   "list_ingress_for_all_namespaces"),
+    Kind.INGRESS: (
+        "networking.k8s.io/v1",
+        "NetworkingV1Api",
+        "list_namespaced_ingress",
+        "list_ingress_for_all_namespaces",
+    ),
 }
 
 #: Helm keeps every release in a Secret of this type: many, large and never referenced by an
@@ -126,8 +136,12 @@ class KubernetesSource:
         listed = await asyncio.gather(*(informer.sync() for informer in informers))
         for informer, events in zip(informers, listed, strict=True):
             informer.deliver(sink, events)
-            log.info("informer synced", kind=informer.kind, objects=len(informer.cache),
-                     resource_version=informer.resource_version)
+            log.info(
+                "informer synced",
+                kind=informer.kind,
+                objects=len(informer.cache),
+                resource_version=informer.resource_version,
+            )
 
     async def run(self, sink: Sink) -> None:
         """Watch every kind until cancelled."""

@@ -155,7 +155,8 @@ def placeholder_tls_data(namespace: str, name: str) -> tuple[str, str]:
     )
     crt = cert.public_bytes(serialization.Encoding.PEM)
     pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return base64.b64encode(crt).decode(), base64.b64encode(pem_key).decode()
@@ -318,4 +319,3 @@ class TraceSource:
                 self._feed(sink, item)
                 item = self._next()
             await self.settle()
-

@@ -49,14 +49,19 @@ def _distribution(ax: Axes, groups: dict[str, list[float]], title: str) -> None:
     for name, vs in groups.items():
         if vs:
             ax.hist(
-                [v * 1000 for v in vs], bins=bins, histtype="stepfilled", alpha=0.55,
-                color=COLORS.get(name, "#333333"), label=f"{name} ({len(vs)})",
+                [v * 1000 for v in vs],
+                bins=bins,
+                histtype="stepfilled",
+                alpha=0.55,
+                color=COLORS.get(name, "#333333"),
+                label=f"{name} ({len(vs)})",
             )
     ordered = sorted(values)
     for label, p, style in (("p50", 50, "--"), ("p99", 99, ":")):
         value = ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
-        ax.axvline(value, color="#333333", linestyle=style, linewidth=1,
-                   label=f"{label} {value:.1f} ms")
+        ax.axvline(
+            value, color="#333333", linestyle=style, linewidth=1, label=f"{label} {value:.1f} ms"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("milliseconds (log scale)")
     ax.set_ylabel("count")
@@ -89,7 +94,9 @@ def plot(result: ReplayResult, path: Path) -> None:
     kinds = sorted(by_kind, key=lambda k: (-len(by_kind[k]), k))
     if kinds:
         events_ax.hist(
-            [by_kind[k] for k in kinds], bins=bins, stacked=True,
+            [by_kind[k] for k in kinds],
+            bins=bins,
+            stacked=True,
             color=[_KIND_COLORS[i % len(_KIND_COLORS)] for i in range(len(kinds))],
             label=[f"{k} ({len(by_kind[k])})" for k in kinds],
         )

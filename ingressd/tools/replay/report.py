@@ -136,7 +136,9 @@ def report(result: ReplayResult) -> dict[str, Any]:
     for sync in result.syncs:
         item = dataclasses.asdict(sync)
         item["causes"], item["reasons"], item["keys"] = (
-            list(sync.causes), list(sync.reasons), list(sync.keys)
+            list(sync.causes),
+            list(sync.reasons),
+            list(sync.keys),
         )
         item["total_seconds"] = sync.total_seconds
         timeline.append(item)

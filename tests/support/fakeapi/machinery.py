@@ -63,8 +63,9 @@ class ApiError(Exception):
     """A request the API server refuses; ``status`` is the ``Status`` object it answers with."""
 
     def __init__(self, status_object: JSON) -> None:
-        super().__init__(f"{status_object['code']} {status_object['reason']}: "
-                         f"{status_object['message']}")
+        super().__init__(
+            f"{status_object['code']} {status_object['reason']}: {status_object['message']}"
+        )
         self.status = status_object
 
     @property

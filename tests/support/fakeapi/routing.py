@@ -32,8 +32,11 @@ def discovery(segments: _Strings, address: str) -> JSON | None:
     """The discovery document of ``segments`` (``/api``, ``/apis``, ``/api/v1``, ``/apis/G``,
     ``/apis/G/V``); ``None`` when they are not a discovery path.  ``address``: ``host:port``."""
     if segments == ["api"]:
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-            {"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+        }
     groups: dict[str, _Strings] = {}
     for r in RESOURCES:
         if r.group and r.version not in groups.setdefault(r.group, []):
@@ -44,8 +47,11 @@ def discovery(segments: _Strings, address: str) -> JSON | None:
         return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
     if segments == ["apis"]:
-        return {"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [group_info(g) for g in groups]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [group_info(g) for g in groups],
+        }
     if len(segments) == 2 and segments[0] == "apis" and segments[1] in groups:
         return {"kind": "APIGroup", "apiVersion": "v1", **group_info(segments[1])}
     if segments == ["api", "v1"] or (len(segments) == 3 and segments[0] == "apis"):
@@ -54,23 +60,41 @@ def discovery(segments: _Strings, address: str) -> JSON | None:
         for r in RESOURCES:
             if r.api_version != group_version:
                 continue
-            listed.append({"name": r.plural, "singularName": r.kind.lower(),
-                           "namespaced": r.namespaced, "kind": r.kind, "verbs": _VERBS})
+            listed.append(
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": _VERBS,
+                }
+            )
             for sub in sorted(r.subresources):
-                listed.append({"name": f"{r.plural}/{sub}", "singularName": "",
-                               "namespaced": r.namespaced, "kind": r.kind,
-                               "verbs": ["get", "patch", "update"]})
+                listed.append(
+                    {
+                        "name": f"{r.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
         if not listed:
             return None
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": group_version, "resources": listed}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": listed,
+        }
     return None
 
 
 def route(segments: _Strings) -> tuple[Resource, str | None, str | None, str]:
     """``(resource, namespace, name, subresource)`` of a resource path; 404 otherwise."""
-    not_found = ApiError(status(404, "NotFound",
-                                "the server could not find the requested resource"))
+    not_found = ApiError(
+        status(404, "NotFound", "the server could not find the requested resource")
+    )
     if len(segments) >= 2 and segments[0] == "api":
         group_version, rest = segments[1], segments[2:]
     elif len(segments) >= 3 and segments[0] == "apis":

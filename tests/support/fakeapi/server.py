@@ -110,8 +110,10 @@ class FakeApiServer:
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "fake", "user": {"token": self.token}}],
             "contexts": [
-                {"name": "fake", "context": {"cluster": "fake", "user": "fake",
-                                             "namespace": namespace}}
+                {
+                    "name": "fake",
+                    "context": {"cluster": "fake", "user": "fake", "namespace": namespace},
+                }
             ],
             "current-context": "fake",
         }

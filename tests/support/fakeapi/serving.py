@@ -141,8 +141,12 @@ class ApiHandler:
             return web.Response(text="ok")
         if path == "version":
             return web.json_response(
-                {"major": "1", "minor": "31", "gitVersion": "v1.31.0-ingressd-fake",
-                 "platform": "linux/amd64"}
+                {
+                    "major": "1",
+                    "minor": "31",
+                    "gitVersion": "v1.31.0-ingressd-fake",
+                    "platform": "linux/amd64",
+                }
             )
         try:
             if request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -155,7 +159,6 @@ class ApiHandler:
             return await self._serve(request, resource, namespace, name, subresource)
         except ApiError as exc:
             return web.json_response(exc.status, status=exc.code)
-
 
     def _record(self, verb: str, resource: Resource, subresource: str) -> None:
         self.requests.append(ApiRequest(verb, resource.qualified, subresource))
@@ -192,15 +195,15 @@ class ApiHandler:
         if method == "POST" and name is None:
             self._record("create", resource, "")
             if resource.namespaced and namespace is None:
-                raise ApiError(status(405, "MethodNotAllowed",
-                                      "create needs a namespaced path"))
+                raise ApiError(status(405, "MethodNotAllowed", "create needs a namespaced path"))
             body = await self._body(request)
             if isinstance(body, dict) and "status" in resource.subresources:
                 body.pop("status", None)
             return web.json_response(store.create(resource, namespace, body), status=201)
         if name is None:
-            raise ApiError(status(405, "MethodNotAllowed",
-                                  f"{method} is not supported on a collection here"))
+            raise ApiError(
+                status(405, "MethodNotAllowed", f"{method} is not supported on a collection here")
+            )
         if method == "PUT":
             self._record("update", resource, subresource)
             body = await self._body(request)
@@ -212,16 +215,23 @@ class ApiHandler:
             body = await self._body(request)
             content_type = request.content_type
             if content_type in _MERGE_PATCH_TYPES:
+
                 def patcher(current: JSON) -> Any:
                     return merge_patch(current, body)
             elif content_type == _JSON_PATCH_TYPE:
+
                 def patcher(current: JSON) -> Any:
                     return json_patch(current, body)
             else:
-                raise ApiError(status(415, "UnsupportedMediaType",
-                                      f"the body of the request was in an unknown format - "
-                                      f"accepted media types include: "
-                                      f"{', '.join((_JSON_PATCH_TYPE, *_MERGE_PATCH_TYPES))}"))
+                raise ApiError(
+                    status(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - "
+                        f"accepted media types include: "
+                        f"{', '.join((_JSON_PATCH_TYPE, *_MERGE_PATCH_TYPES))}",
+                    )
+                )
             return web.json_response(
                 store.patch(resource, namespace, name, patcher, subresource=subresource)
             )
@@ -253,23 +263,32 @@ class ApiHandler:
             if wanted not in ("", "0"):
                 wanted_rv = _int(wanted, "resourceVersion")
                 if wanted_rv > store.resource_version:
-                    raise ApiError(status(
-                        504, "Timeout",
-                        f"Too large resource version: {wanted_rv}, current: "
-                        f"{store.resource_version}",
-                    ))
-                if (query.get("resourceVersionMatch") == "Exact"
-                        and wanted_rv != store.resource_version):
-                    raise ApiError(status(410, "Expired",
-                                          f"too old resource version: {wanted_rv} "
-                                          f"({store.resource_version})"))
+                    raise ApiError(
+                        status(
+                            504,
+                            "Timeout",
+                            f"Too large resource version: {wanted_rv}, current: "
+                            f"{store.resource_version}",
+                        )
+                    )
+                if (
+                    query.get("resourceVersionMatch") == "Exact"
+                    and wanted_rv != store.resource_version
+                ):
+                    raise ApiError(
+                        status(
+                            410,
+                            "Expired",
+                            f"too old resource version: {wanted_rv} ({store.resource_version})",
+                        )
+                    )
             items, rv = store.list(resource, namespace, selectors)
             for item in items:
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
             offset = 0
         meta: JSON = {"resourceVersion": str(rv)}
-        page = items[offset:offset + limit] if limit > 0 else items[offset:]
+        page = items[offset : offset + limit] if limit > 0 else items[offset:]
         rest = len(items) - offset - len(page)
         if rest > 0:
             page_id = f"{rv}-{next(self._page_ids)}"
@@ -279,13 +298,18 @@ class ApiHandler:
                     del self._pages[next(iter(self._pages))]
             else:
                 page_id = json.loads(base64.urlsafe_b64decode(token))["id"]
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
-                {"rv": rv, "id": page_id, "offset": offset + len(page)}).encode()).decode()
+            meta["continue"] = base64.urlsafe_b64encode(
+                json.dumps({"rv": rv, "id": page_id, "offset": offset + len(page)}).encode()
+            ).decode()
             meta["remainingItemCount"] = rest
         elif token:
             self._pages.pop(json.loads(base64.urlsafe_b64decode(token))["id"], None)
-        return {"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
-                "metadata": meta, "items": page}
+        return {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.api_version,
+            "metadata": meta,
+            "items": page,
+        }
 
     def _continue(self, token: str) -> tuple[_Objects, int, int]:
         try:
@@ -295,11 +319,14 @@ class ApiHandler:
             raise bad_request("continue key is not valid") from None
         items = self._pages.get(page_id)
         if items is None or rv < self.store.oldest_resource_version:
-            raise ApiError(status(
-                410, "Expired",
-                "The provided continue parameter is too old to display a consistent list "
-                "result. You can start a new list without the continue parameter.",
-            ))
+            raise ApiError(
+                status(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.",
+                )
+            )
         return items, rv, offset
 
     # -- watch ----------------------------------------------------------------------------------
@@ -333,8 +360,11 @@ class ApiHandler:
                 changed = store.changed
                 changes = store.changes_since(position)
                 if changes is None:
-                    gone = status(410, "Expired", f"too old resource version: {position} "
-                                                  f"({store.oldest_resource_version})")
+                    gone = status(
+                        410,
+                        "Expired",
+                        f"too old resource version: {position} ({store.oldest_resource_version})",
+                    )
                     await response.write(_line({"type": "ERROR", "object": gone}))
                     break
                 if changes:
@@ -348,9 +378,18 @@ class ApiHandler:
                 if deadline is not None and now >= deadline:
                     break
                 if bookmarks and now >= next_bookmark:
-                    await response.write(_line({"type": "BOOKMARK", "object": {
-                        "kind": resource.kind, "apiVersion": resource.api_version,
-                        "metadata": {"resourceVersion": str(position)}}}))
+                    await response.write(
+                        _line(
+                            {
+                                "type": "BOOKMARK",
+                                "object": {
+                                    "kind": resource.kind,
+                                    "apiVersion": resource.api_version,
+                                    "metadata": {"resourceVersion": str(position)},
+                                },
+                            }
+                        )
+                    )
                     next_bookmark = now + self.bookmark_interval
                     continue
                 wake = [deadline - now] if deadline is not None else []

@@ -207,8 +207,14 @@ class ApiStore:
 
     def _not_found(self, resource: Resource, name: str) -> ApiError:
         return ApiError(
-            status(404, "NotFound", f"{resource.describe(name)} not found",
-                   name=name, group=resource.group, kind=resource.plural)
+            status(
+                404,
+                "NotFound",
+                f"{resource.describe(name)} not found",
+                name=name,
+                group=resource.group,
+                kind=resource.plural,
+            )
         )
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> JSON:
@@ -228,8 +234,7 @@ class ApiStore:
         items = [
             _copy(obj)
             for key, obj in sorted(self._objects[resource].items())
-            if (namespace is None or key[0] == namespace)
-            and all(s.matches(obj) for s in chosen)
+            if (namespace is None or key[0] == namespace) and all(s.matches(obj) for s in chosen)
         ]
         return items, self._rv
 
@@ -241,23 +246,30 @@ class ApiStore:
         obj = _copy(obj)
         given_kind = obj.get("kind")
         if given_kind not in (None, resource.kind) or obj.get("apiVersion") not in (
-            None, resource.api_version
+            None,
+            resource.api_version,
         ):
-            raise ApiError(status(
-                400, "BadRequest",
-                f"the API version in the data ({obj.get('apiVersion')}) and kind "
-                f"({given_kind}) do not match {resource.api_version} {resource.kind}",
-            ))
+            raise ApiError(
+                status(
+                    400,
+                    "BadRequest",
+                    f"the API version in the data ({obj.get('apiVersion')}) and kind "
+                    f"({given_kind}) do not match {resource.api_version} {resource.kind}",
+                )
+            )
         obj = {"kind": resource.kind, "apiVersion": resource.api_version, **obj}
         meta = _meta(obj)
         if resource.namespaced:
             given = meta.get("namespace")
             if namespace and given and given != namespace:
-                raise ApiError(status(
-                    400, "BadRequest",
-                    "the namespace of the provided object does not match the namespace sent "
-                    "on the request",
-                ))
+                raise ApiError(
+                    status(
+                        400,
+                        "BadRequest",
+                        "the namespace of the provided object does not match the namespace sent "
+                        "on the request",
+                    )
+                )
             meta["namespace"] = namespace or given or "default"
         else:
             meta.pop("namespace", None)
@@ -271,18 +283,28 @@ class ApiStore:
         if not name and meta.get("generateName"):
             name = meta["name"] = f"{meta['generateName']}{secrets.token_hex(3)[:5]}"
         if not isinstance(name, str) or not name:
-            raise ApiError(status(
-                422, "Invalid",
-                f'{resource.kind} "" is invalid: metadata.name: Required value: name or '
-                "generateName is required",
-                kind=resource.plural, group=resource.group,
-            ))
+            raise ApiError(
+                status(
+                    422,
+                    "Invalid",
+                    f'{resource.kind} "" is invalid: metadata.name: Required value: name or '
+                    "generateName is required",
+                    kind=resource.plural,
+                    group=resource.group,
+                )
+            )
         key = self._key(resource, meta.get("namespace"), name)
         if key in self._objects[resource]:
-            raise ApiError(status(
-                409, "AlreadyExists", f"{resource.describe(name)} already exists",
-                name=name, group=resource.group, kind=resource.plural,
-            ))
+            raise ApiError(
+                status(
+                    409,
+                    "AlreadyExists",
+                    f"{resource.describe(name)} already exists",
+                    name=name,
+                    group=resource.group,
+                    kind=resource.plural,
+                )
+            )
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
@@ -311,11 +333,14 @@ class ApiStore:
         obj = self._prepare(resource, namespace, obj)
         meta = _meta(obj)
         if meta.get("name", name) != name:
-            raise ApiError(status(
-                400, "BadRequest",
-                f"the name of the object ({meta.get('name')}) does not match the name on the "
-                f"URL ({name})",
-            ))
+            raise ApiError(
+                status(
+                    400,
+                    "BadRequest",
+                    f"the name of the object ({meta.get('name')}) does not match the name on the "
+                    f"URL ({name})",
+                )
+            )
         key = self._key(resource, meta.get("namespace"), name)
         old = self._objects[resource].get(key)
         if old is None:
@@ -323,12 +348,17 @@ class ApiStore:
         old_meta = old["metadata"]
         given_rv = meta.get("resourceVersion")
         if check_version and given_rv and given_rv != old_meta["resourceVersion"]:
-            raise ApiError(status(
-                409, "Conflict",
-                f"Operation cannot be fulfilled on {resource.describe(name)}: the object has "
-                "been modified; please apply your changes to the latest version and try again",
-                name=name, group=resource.group, kind=resource.plural,
-            ))
+            raise ApiError(
+                status(
+                    409,
+                    "Conflict",
+                    f"Operation cannot be fulfilled on {resource.describe(name)}: the object has "
+                    "been modified; please apply your changes to the latest version and try again",
+                    name=name,
+                    group=resource.group,
+                    kind=resource.plural,
+                )
+            )
         if subresource == "status":
             new = _copy(old)
             if "status" in obj:
@@ -389,12 +419,18 @@ class ApiStore:
         for field_name in ("resourceVersion", "uid"):
             wanted = (preconditions or {}).get(field_name)
             if wanted and wanted != old["metadata"].get(field_name):
-                raise ApiError(status(
-                    409, "Conflict",
-                    f"Operation cannot be fulfilled on {resource.describe(name)}: Precondition "
-                    f"failed: {field_name}: {wanted}, actual: {old['metadata'].get(field_name)}",
-                    name=name, group=resource.group, kind=resource.plural,
-                ))
+                raise ApiError(
+                    status(
+                        409,
+                        "Conflict",
+                        f"Operation cannot be fulfilled on {resource.describe(name)}: "
+                        f"Precondition failed: {field_name}: {wanted}, "
+                        f"actual: {old['metadata'].get(field_name)}",
+                        name=name,
+                        group=resource.group,
+                        kind=resource.plural,
+                    )
+                )
         del self._objects[resource][key]
         gone = _copy(old)
         gone["metadata"]["resourceVersion"] = self._next_rv()
