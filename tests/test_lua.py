@@ -50,8 +50,13 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MODULES = Path("/usr/share/nginx/modules")
 
 # Lines in error.log that mean our Lua code raised or misbehaved.
-LUA_ERROR_MARKERS = ("runtime error", "lua entry thread aborted", "failed to run balancer_by_lua",
-                     "ingressd: balancer error", "ingressd: failed to refresh")
+LUA_ERROR_MARKERS = (
+    "runtime error",
+    "lua entry thread aborted",
+    "failed to run balancer_by_lua",
+    "ingressd: balancer error",
+    "ingressd: failed to refresh",
+)
 
 CONF = """
 load_module @MODULES@/ndk_http_module.so;
@@ -187,8 +192,11 @@ class Nginx:
             return ""
 
     def lua_errors(self) -> list[str]:
-        return [line for line in self.error_log().splitlines()
-                if any(marker in line for marker in LUA_ERROR_MARKERS)]
+        return [
+            line
+            for line in self.error_log().splitlines()
+            if any(marker in line for marker in LUA_ERROR_MARKERS)
+        ]
 
     def write_conf(self) -> Path:
         text = CONF
@@ -207,12 +215,15 @@ class Nginx:
         with open(self.root / "nginx.out", "wb") as out:
             self.process = subprocess.Popen(
                 [NGINX, "-p", str(self.root), "-c", str(conf), "-e", str(self.error_log_path)],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n"
-                                   f"{self.error_log()}")
+                raise RuntimeError(
+                    f"nginx exited with {self.process.returncode}:\n{self.error_log()}"
+                )
             if _listening(self.http_port) and all(_answers(self.root / s) for s in SOCKETS):
                 return
             if time.monotonic() > deadline:
@@ -298,8 +309,9 @@ class Backends:
     hits: Counter[str] = field(default_factory=Counter)
     runners: list[web.AppRunner] = field(default_factory=list)
 
-    def backend(self, name: str, addresses: list[str] | None = None,
-                **extra: Any) -> dict[str, Any]:
+    def backend(
+        self, name: str, addresses: list[str] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """A backend object as the controller sends it (ports as strings)."""
         chosen = self.addresses if addresses is None else addresses
         return {
@@ -344,8 +356,9 @@ async def stop_backends(backends: Backends) -> None:
 
 def fresh_session() -> aiohttp.ClientSession:
     """Every request on a new connection (so that requests spread over the workers)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                 timeout=aiohttp.ClientTimeout(total=15))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=15)
+    )
 
 
 def unix_url(path: Path) -> str:
@@ -354,23 +367,33 @@ def unix_url(path: Path) -> str:
     return f"http://unix:{path}:"
 
 
-async def fetch(session: aiohttp.ClientSession, method: str, url: str,
-                body: Any = None, data: bytes | None = None) -> Reply:
+async def fetch(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Any = None,
+    data: bytes | None = None,
+) -> Reply:
     """``session`` for TCP URLs; a ``unix_url`` target gets a fresh connection of its own."""
     if body is not None:
         data = json.dumps(body).encode()
     if url.startswith("http://unix:"):
         path, _, uri = url.removeprefix("http://unix:").partition(":")
-        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path),
-                                         timeout=aiohttp.ClientTimeout(total=15)) as unix:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path), timeout=aiohttp.ClientTimeout(total=15)
+        ) as unix:
             return await _reply(unix.request(method, f"http://localhost{uri}", data=data))
     return await _reply(session.request(method, url, data=data))
 
 
 async def _reply(request: Any) -> Reply:
     async with request as resp:
-        return Reply(resp.status, await resp.text(), resp.headers.get("X-Worker-Pid", ""),
-                     resp.headers.get("Allow"))
+        return Reply(
+            resp.status,
+            await resp.text(),
+            resp.headers.get("X-Worker-Pid", ""),
+            resp.headers.get("Allow"),
+        )
 
 
 # ============================================================================ fixtures
@@ -418,7 +441,8 @@ async def test_lua_unit(lua_nginx: Nginx, lua_file: str) -> None:
     assert results, f"{lua_file}: no test cases ran"
     failures = [f"{r['name']}: {r.get('err')}" for r in results if not r["ok"]]
     assert not failures, f"{lua_file}: {len(failures)}/{len(results)} Lua cases failed:\n" + (
-        "\n\n".join(failures))
+        "\n\n".join(failures)
+    )
 
 
 @pytest.mark.nginx
@@ -436,7 +460,8 @@ async def test_lua_runner_finds_every_file(lua_nginx: Nginx) -> None:
 
 @pytest.mark.nginx
 async def test_empty_set_is_an_empty_array_at_version_0(
-        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
     reply = await fetch(session, "GET", f"{nginx.control}/configuration/backends")
     assert (reply.status, reply.body) == (200, "[]")
     reply = await fetch(session, "GET", f"{nginx.control}/configuration/version")
@@ -445,7 +470,8 @@ async def test_empty_set_is_an_empty_array_at_version_0(
 
 @pytest.mark.nginx
 async def test_post_upserts_and_get_returns_everything_sorted_and_unchanged(
-        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
     url = f"{nginx.control}/configuration/backends"
     extra: dict[str, Any] = {
         "load-balance": "round_robin",
@@ -484,7 +510,9 @@ async def test_put_replaces_the_whole_set(nginx: Nginx, session: aiohttp.ClientS
     assert reply.status == 201
     assert json.loads(reply.body) == {"version": 2, "changed": 3}
     assert json.loads((await fetch(session, "GET", url)).body) == [
-        {"name": "b"}, {"name": "d", "x": [1]}]
+        {"name": "b"},
+        {"name": "d", "x": [1]},
+    ]
     reply = await fetch(session, "PUT", url, [])
     assert reply.status == 201
     assert (await fetch(session, "GET", url)).body == "[]"
@@ -497,19 +525,29 @@ BAD_BODIES = [
     ("broken element", b'[{"name": "a"}, {"name": "b",}]', "backend #2: invalid JSON"),
     ("no name", b'[{"name": "a"}, {"port": "80"}]', 'backend #2: "name" must be'),
     ("name not string", b'[{"name": 7}]', 'backend #1: "name" must be'),
-    ("endpoints object", b'[{"name": "a", "endpoints": {"address": "x"}}]',
-     'backend #1 "a": "endpoints" must be an array'),
-    ("bad port", b'[{"name": "a", "endpoints": [{"address": "x", "port": "http"}]}]',
-     'backend #1 "a": endpoints[1].port "http" is not a port number'),
-    ("no address", b'[{"name": "a", "endpoints": [{"port": "80"}]}]',
-     'backend #1 "a": endpoints[1].address'),
+    (
+        "endpoints object",
+        b'[{"name": "a", "endpoints": {"address": "x"}}]',
+        'backend #1 "a": "endpoints" must be an array',
+    ),
+    (
+        "bad port",
+        b'[{"name": "a", "endpoints": [{"address": "x", "port": "http"}]}]',
+        'backend #1 "a": endpoints[1].port "http" is not a port number',
+    ),
+    (
+        "no address",
+        b'[{"name": "a", "endpoints": [{"port": "80"}]}]',
+        'backend #1 "a": endpoints[1].address',
+    ),
 ]
 
 
 @pytest.mark.nginx
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 async def test_bad_bodies_are_rejected_and_nothing_is_stored(
-        nginx: Nginx, session: aiohttp.ClientSession, method: str) -> None:
+    nginx: Nginx, session: aiohttp.ClientSession, method: str
+) -> None:
     url = f"{nginx.control}/configuration/backends"
     await fetch(session, "POST", url, [{"name": "keep"}])
     for label, body, message in BAD_BODIES:
@@ -534,9 +572,15 @@ async def test_other_methods_and_paths(nginx: Nginx, session: aiohttp.ClientSess
 
 @pytest.mark.nginx
 async def test_body_buffered_to_a_file_is_read(
-        nginx: Nginx, session: aiohttp.ClientSession) -> None:
-    many = [{"name": f"default-svc-{i:04d}", "endpoints": [
-        {"address": f"10.1.{i // 250}.{i % 250}", "port": "8080"}]} for i in range(500)]
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    many = [
+        {
+            "name": f"default-svc-{i:04d}",
+            "endpoints": [{"address": f"10.1.{i // 250}.{i % 250}", "port": "8080"}],
+        }
+        for i in range(500)
+    ]
     reply = await fetch(session, "POST", f"{nginx.small_buffer}/configuration/backends", many)
     assert reply.status == 201, reply.body
     assert "buffered to a temporary file" in nginx.error_log()
@@ -546,7 +590,8 @@ async def test_body_buffered_to_a_file_is_read(
 
 @pytest.mark.nginx
 async def test_full_shared_dict_is_a_500_and_keeps_the_old_set(
-        nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
     url = f"{nginx.small_dict}/configuration/backends"
     assert (await fetch(session, "POST", url, [{"name": "keep"}])).status == 201
     big = [{"name": f"big-{i}", "pad": "x" * 1000} for i in range(100)]
@@ -561,9 +606,11 @@ async def test_full_shared_dict_is_a_500_and_keeps_the_old_set(
 
 @pytest.mark.nginx
 async def test_round_robin_spreads_over_every_endpoint(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
-    reply = await fetch(session, "POST", f"{nginx.control}/configuration/backends",
-                        [backends.backend("svc-a")])
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
+    reply = await fetch(
+        session, "POST", f"{nginx.control}/configuration/backends", [backends.backend("svc-a")]
+    )
     assert reply.status == 201
     replies = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(80)]
     assert {r.status for r in replies} == {200}
@@ -576,7 +623,8 @@ async def test_round_robin_spreads_over_every_endpoint(
 
 @pytest.mark.nginx
 async def test_a_post_is_seen_by_the_next_request_in_every_worker(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
     url = f"{nginx.control}/configuration/backends"
     sets = [backends.addresses[:2], backends.addresses[2:]]
     for round_ in range(12):
@@ -585,7 +633,8 @@ async def test_a_post_is_seen_by_the_next_request_in_every_worker(
         reply = await fetch(session, method, url, [backends.backend("svc-a", current)])
         assert reply.status == 201
         replies = await asyncio.gather(
-            *(fetch(session, "GET", f"{nginx.http}/r{round_}") for _ in range(40)))
+            *(fetch(session, "GET", f"{nginx.http}/r{round_}") for _ in range(40))
+        )
         assert {r.status for r in replies} == {200}
         served = {r.body for r in replies}
         assert served <= set(current), f"round {round_} ({method}): old endpoints in {served}"
@@ -594,19 +643,26 @@ async def test_a_post_is_seen_by_the_next_request_in_every_worker(
 
 @pytest.mark.nginx
 async def test_backends_are_independent_and_missing_ones_are_503(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
-    await fetch(session, "POST", f"{nginx.control}/configuration/backends", [
-        backends.backend("svc-a", backends.addresses[:1]),
-        backends.backend("svc-b", backends.addresses[1:2]),
-    ])
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [
+            backends.backend("svc-a", backends.addresses[:1]),
+            backends.backend("svc-b", backends.addresses[1:2]),
+        ],
+    )
     assert (await fetch(session, "GET", f"{nginx.http}/a")).body == "127.0.1.1"
     assert (await fetch(session, "GET", f"{nginx.http}/b/x")).body == "127.0.1.2"
     assert (await fetch(session, "GET", f"{nginx.http}/unknown/x")).status == 503
     plain = await fetch(session, "GET", f"{nginx.http}/plain")
     assert (plain.status, plain.body) == (200, "plain\n")
     # zero endpoints -> 503 as well
-    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
-                [backends.backend("svc-b", [])])
+    await fetch(
+        session, "POST", f"{nginx.control}/configuration/backends", [backends.backend("svc-b", [])]
+    )
     for _ in range(6):
         assert (await fetch(session, "GET", f"{nginx.http}/b/x")).status == 503
         assert (await fetch(session, "GET", f"{nginx.http}/a")).status == 200
@@ -614,12 +670,19 @@ async def test_backends_are_independent_and_missing_ones_are_503(
 
 @pytest.mark.nginx
 async def test_retries_skip_failed_endpoints(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
     dead = ["127.0.1.200", "127.0.1.201"]  # nothing listens there: connection refused
-    await fetch(session, "POST", f"{nginx.control}/configuration/backends", [
-        backends.backend("svc-a", [dead[0], backends.addresses[0], dead[1],
-                                   backends.addresses[1]]),
-    ])
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [
+            backends.backend(
+                "svc-a", [dead[0], backends.addresses[0], dead[1], backends.addresses[1]]
+            ),
+        ],
+    )
     replies = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(40)]
     assert {r.status for r in replies} == {200}
     assert {r.body for r in replies} == set(backends.addresses[:2])
@@ -627,16 +690,24 @@ async def test_retries_skip_failed_endpoints(
 
 @pytest.mark.nginx
 async def test_tries_are_bounded_and_go_to_distinct_endpoints(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
     dead = [f"127.0.1.{i}" for i in range(200, 205)]
-    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
-                [backends.backend("svc-a", dead)])
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [backends.backend("svc-a", dead)],
+    )
     for _ in range(4):
         marker = uuid.uuid4().hex
         reply = await fetch(session, "GET", f"{nginx.http}/{marker}")
         assert reply.status == 502
-        tries = [line for line in nginx.error_log().splitlines()
-                 if marker in line and "connect() failed" in line]
+        tries = [
+            line
+            for line in nginx.error_log().splitlines()
+            if marker in line and "connect() failed" in line
+        ]
         peers = {line.split('upstream: "http://')[1].split("/")[0] for line in tries}
         assert len(tries) == 3, tries
         assert len(peers) == 3, peers
@@ -644,9 +715,14 @@ async def test_tries_are_bounded_and_go_to_distinct_endpoints(
 
 @pytest.mark.nginx
 async def test_backends_survive_a_reload(
-        nginx: Nginx, backends: Backends, session: aiohttp.ClientSession) -> None:
-    await fetch(session, "POST", f"{nginx.control}/configuration/backends",
-                [backends.backend("svc-a", backends.addresses[:3])])
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [backends.backend("svc-a", backends.addresses[:3])],
+    )
     before = [await fetch(session, "GET", f"{nginx.http}/x") for _ in range(20)]
     old_pids = {r.pid for r in before}
     nginx.reload()
