@@ -24,9 +24,10 @@ from pathlib import Path
 from benchmarks.common import machine
 from ingressd.build.building import BuildOptions
 from ingressd.logs import configure
-from ingressd.model import Backend, Configuration
+from ingressd.model import Backend, BackendName, Configuration
 from ingressd.nginx.applying import ReloadOutcome
 from ingressd.nginx.rendering import RenderSettings
+from ingressd.nginx.routes import RouteTable
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.controller import NginxController
 from ingressd.pipeline.metrics import Metrics
@@ -55,6 +56,28 @@ class RecordingDriver:
 
     async def reapply(self, config: Configuration | None) -> None:
         return None
+
+    @property
+    def routes_held(self) -> RouteTable | None:
+        return None  # the benchmark runs --routing nginx
+
+    @property
+    def rendered_classes(self) -> frozenset[str]:
+        return frozenset()
+
+    async def apply_lua(
+        self,
+        config: Configuration,
+        table: RouteTable,
+        *,
+        backends: Sequence[BackendName],
+        routes: Sequence[str],
+        whole: bool,
+        certificates: bool,
+    ) -> int:
+        self.dynamic += 1
+        self.backends_posted += len(backends)
+        return len(backends)
 
 
 @dataclass

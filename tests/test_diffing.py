@@ -412,5 +412,6 @@ def test_kinds_are_the_reload_metric_labels() -> None:
         "certificates",
         "backends",
         "options",
+        "routes",
         "other",
     ]

@@ -6,6 +6,7 @@ Store (objects from ingressd.testing) --> SyncWorker --> RecordingNginx (calls k
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,10 @@ from ingressd.nginx.applying import ReloadOutcome
 from ingressd.nginx.dynamic import DynamicUpdateError
 from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
-from ingressd.nginx.rendering import RenderSettings
+from ingressd.nginx.rendering import RenderSettings, route_context
+from ingressd.nginx.routes import RouteTable, route_table
 from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.diffing import Change
 from ingressd.pipeline.metrics import Metrics
 from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch, SyncTask
 from ingressd.pipeline.syncing import SyncOutcome, SyncWorker
@@ -56,6 +59,10 @@ class RecordingNginx:
         if self.fail_reload is not None:
             raise self.fail_reload
         self.reloads.append((config, settings))
+        if settings.routing == "lua":
+            table = route_table(config, route_context(settings))
+            self.rendered = table.class_ids | self.rendered
+            self.held = table
         return ReloadOutcome(
             config_hash=len(self.reloads),
             conf_bytes=0,
@@ -69,6 +76,36 @@ class RecordingNginx:
         if self.fail_reapply is not None:
             raise self.fail_reapply
         self.reapplied.append(config)
+
+    # --routing lua: what Lua would hold, as the real driver tracks it
+    held: RouteTable | None = None
+    rendered: frozenset[str] = frozenset()
+    routes_sent: list[tuple[str, ...] | None] = field(default_factory=list)
+
+    @property
+    def routes_held(self) -> RouteTable | None:
+        return self.held
+
+    @property
+    def rendered_classes(self) -> frozenset[str]:
+        return self.rendered
+
+    async def apply_lua(
+        self,
+        config: Configuration,
+        table: RouteTable,
+        *,
+        backends: Sequence[BackendName],
+        routes: Sequence[str],
+        whole: bool,
+        certificates: bool,
+    ) -> int:
+        if self.fail_dynamic is not None:
+            raise self.fail_dynamic
+        self.dynamic.append(tuple(backends))
+        self.routes_sent.append(None if whole else tuple(routes))
+        self.held = table
+        return len(backends)
 
 
 @dataclass
@@ -333,3 +370,75 @@ async def test_each_sync_logs_one_line_with_decision_reasons_and_timings() -> No
         "reasons": ["backend default-web-80 endpoints changed (1)"],
     }
     assert {"build_ms", "diff_ms", "apply_ms", "backends_posted"} <= line.keys()
+
+
+# --- --routing lua ----------------------------------------------------------------------------
+
+LUA_SETTINGS = dataclasses.replace(BASE_SETTINGS, routing="lua")
+
+
+async def lua_rig() -> Rig:
+    rig = make_rig()
+    rig.worker = SyncWorker(
+        store=rig.store,
+        options=BuildOptions(),
+        nginx=rig.nginx,
+        metrics=rig.metrics,
+        settings=LUA_SETTINGS,
+    )
+    rig.worker.add_listener(rig.outcomes.append)
+    rig.apply(ingress_class(), service("web"), service("api"), slice_of("web", "10.0.0.1"))
+    rig.apply(slice_of("api", "10.0.1.1"), WWW)
+    await rig.sync()
+    return rig
+
+
+async def test_lua_routing_serves_a_new_host_of_an_existing_class_without_a_reload() -> None:
+    rig = await lua_rig()
+    assert len(rig.nginx.reloads) == 1
+    rig.apply(API_INGRESS)
+    outcome = await rig.sync()
+    assert len(rig.nginx.reloads) == 1
+    assert (outcome.record.action, outcome.record.result) == ("dynamic", "ok")
+    assert outcome.decision.changes == {Change.ROUTES, Change.BACKENDS}
+    assert outcome.decision.changed_routes == ("api.example.com",)
+    assert rig.nginx.routes_sent[-1] == ("api.example.com",)
+    assert rig.nginx.dynamic[-1] == (API,)
+    held = rig.nginx.routes_held
+    assert held is not None and "api.example.com" in held.entries
+    assert rig.metrics.value("ingressd_dynamic_changes_total", {"kind": "routes"}) == 1
+
+
+async def test_lua_routing_sends_the_whole_table_when_a_host_is_gone() -> None:
+    rig = await lua_rig()
+    rig.apply(WWW, type=EventType.DELETED)
+    outcome = await rig.sync()
+    assert len(rig.nginx.reloads) == 1
+    assert outcome.decision.removed
+    assert rig.nginx.routes_sent[-1] is None  # PUT: the whole table
+    assert "routes of www.example.com removed" in outcome.record.reasons
+
+
+async def test_lua_routing_reloads_for_a_new_settings_class_only() -> None:
+    rig = await lua_rig()
+    rig.apply(
+        ingress(
+            "big",
+            rules=[rule("big.example.com", path("/", "api"))],
+            annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "8m"},
+        )
+    )
+    outcome = await rig.sync()
+    assert len(rig.nginx.reloads) == 2
+    assert outcome.decision.change is Change.LOCATIONS
+    assert any(r.startswith("settings class c") for r in outcome.record.reasons)
+    # the same class again: no reload
+    rig.apply(
+        ingress(
+            "big2",
+            rules=[rule("big2.example.com", path("/", "api"))],
+            annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "8m"},
+        )
+    )
+    await rig.sync()
+    assert len(rig.nginx.reloads) == 2

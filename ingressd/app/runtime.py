@@ -82,6 +82,9 @@ class Options:
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None
     worker_processes: str = "auto"
+    #: ``lua``: hosts and paths routed by Lua, a reload only for a new settings class;
+    #: ``nginx``: a server block per host and a location per path (docs/routing.md).
+    routing: str = "nginx"
     update_channel_size: int = 1024
     min_sync_interval: float = DEFAULT_MIN_SYNC_INTERVAL
     reload_always: bool = False
@@ -105,6 +108,7 @@ class Options:
             https_port=self.https_port,
             worker_processes=self.worker_processes,
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
+            routing=self.routing,
         )
 
     def build_options(self) -> BuildOptions:

@@ -34,10 +34,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ingressd.logs import debug_enabled
-from ingressd.model import Backend, BackendName, Configuration
+from ingressd.model import Backend, BackendName, Configuration, Server
 from ingressd.nginx.dynamic import LuaEndpoint
 from ingressd.nginx.process import NginxProcess, user_ids
-from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings, render
+from ingressd.nginx.rendering import (
+    DEFAULT_TEMPLATE,
+    NginxPaths,
+    RenderSettings,
+    render,
+    route_context,
+)
+from ingressd.nginx.routes import RouteTable, keeps_own_block, route_table
 
 log = structlog.get_logger("ingressd.nginx")
 
@@ -64,6 +71,31 @@ class NginxDriver(Protocol):
         ...
 
     async def reapply(self, config: Configuration | None) -> None: ...
+
+    @property
+    def routes_held(self) -> RouteTable | None:
+        """``--routing lua``: the route table Lua holds (None before the first)."""
+        ...
+
+    @property
+    def rendered_classes(self) -> frozenset[str]:
+        """``--routing lua``: the settings classes the running nginx.conf has."""
+        ...
+
+    async def apply_lua(
+        self,
+        config: Configuration,
+        table: RouteTable,
+        *,
+        backends: Sequence[BackendName],
+        routes: Sequence[str],
+        whole: bool,
+        certificates: bool,
+    ) -> int:
+        """``--routing lua``, no reload: send the changed ``backends``, the entries of
+        ``routes`` (the whole table and backend set when something is gone: ``whole``) and,
+        when they changed, the certificates; returns the number of backends sent."""
+        ...
 
 
 _TIME_UNITS = {
@@ -162,15 +194,34 @@ class Nginx:
         self.generation = 0
         #: What the Lua side holds now, as sent: backend name -> the Backend last POSTed/PUT.
         self._sent: dict[BackendName, Backend] = {}
+        #: ``--routing lua``: the route table Lua holds, and the classes nginx.conf has.
+        self._held: RouteTable | None = None
+        self._rendered: frozenset[str] = frozenset()
+
+    @property
+    def lua_routed(self) -> bool:
+        return self.settings.routing == "lua"
+
+    @property
+    def routes_held(self) -> RouteTable | None:
+        return self._held
+
+    @property
+    def rendered_classes(self) -> frozenset[str]:
+        return self._rendered
 
     def render(self, config: Configuration) -> str:
         self.generation += 1
+        # Lua still holds the running table until the new one is sent after the reload: its
+        # classes stay in nginx.conf one more generation.
+        kept = self._held.classes if self._held is not None else ()
         return render(
             config,
             settings=self.settings,
             paths=self.paths,
             generation=self.generation,
             template=self.template,
+            keep_classes=kept,
         )
 
     async def prepare(self) -> Path:
@@ -194,6 +245,48 @@ class Nginx:
         await self.endpoint.post_backends(backends)
         self._sent.update((b.name, b) for b in backends)
 
+    async def apply_lua(
+        self,
+        config: Configuration,
+        table: RouteTable,
+        *,
+        backends: Sequence[BackendName],
+        routes: Sequence[str],
+        whole: bool,
+        certificates: bool,
+    ) -> int:
+        changed = config.backends_named(backends)
+        if changed:
+            await self.apply_dynamic(changed)
+        if certificates:
+            await self._send_certificates(table)
+        if whole:
+            await self._send_routes(table, None)
+        elif routes:
+            await self._send_routes(table, routes)
+        self._held = table
+        wanted = config.backend_map()
+        if self._sent.keys() - wanted.keys():
+            await self._put_backends(config)
+            return len(changed) + len(config.backends)
+        return len(changed)
+
+    async def _send_routes(self, table: RouteTable, hosts: Sequence[str] | None) -> None:
+        """POST the entries of ``hosts``, or PUT the whole table when ``hosts`` is None."""
+        if hosts is None:
+            await self.endpoint.put_routes(table.entries.values())
+        else:
+            await self.endpoint.post_routes(table.entries[h] for h in hosts)
+
+    async def _send_certificates(self, table: RouteTable) -> None:
+        await self.endpoint.send_certificates(
+            dict(table.certificates), dict(table.certificate_hosts), whole=True
+        )
+
+    async def _put_backends(self, config: Configuration) -> None:
+        await self.endpoint.put_backends(config.backends)
+        self._sent = config.backend_map()
+
     async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
         self.settings = settings
         t0 = time.monotonic()
@@ -206,6 +299,12 @@ class Nginx:
         # second copy of nginx.conf (9 MB at 10,000 Ingresses) for nothing.
         previous = read_text(self.paths.conf) if debug_enabled() else ""
         sent = await self._switch_to(candidate, config)
+        if self.lua_routed:
+            table = route_table(config, route_context(settings))
+            kept = self._held.class_ids if self._held is not None else frozenset()
+            await self._send_certificates(table)
+            await self._send_routes(table, None)
+            self._held, self._rendered = table, table.class_ids | kept
         t3 = time.monotonic()
         self._remove_unused_certificates(config)
         if previous and debug_enabled():
@@ -235,15 +334,17 @@ class Nginx:
             await self.apply_dynamic(changed)
         await self.process.reload(self.generation)
         if self._sent.keys() - wanted.keys():
-            await self.endpoint.put_backends(config.backends)
-            self._sent = wanted
+            await self._put_backends(config)
             return len(changed) + len(config.backends)
         return len(changed)
 
     async def reapply(self, config: Configuration | None) -> None:
-        """After nginx restarted: its shared dict is empty; send the running backends again."""
-        await self.endpoint.put_backends(config.backends if config else ())
-        self._sent = config.backend_map() if config else {}
+        """After nginx restarted: its shared dict is empty; send the running backends (and
+        with ``--routing lua`` the route table and certificates) again."""
+        await self._put_backends(config or Configuration())
+        if self._held is not None:
+            await self._send_certificates(self._held)
+            await self._send_routes(self._held, None)
 
     async def stop(self) -> None:
         """Graceful: nginx gets ``worker_shutdown_timeout`` (+5 s) to finish its requests."""
@@ -251,9 +352,17 @@ class Nginx:
         await self.process.stop()
         await self.endpoint.close()
 
+    def _filed_servers(self, config: Configuration) -> Sequence[Server]:
+        """Servers whose certificate nginx reads from a file: all of them, or with
+        ``--routing lua`` those with a server block of their own (Lua serves the others' from
+        memory: their keys never reach a file)."""
+        if self.lua_routed:
+            return [s for s in config.servers if keeps_own_block(s)]
+        return config.servers
+
     def _write_certificates(self, config: Configuration) -> None:
         certs = Path(self.paths.certs)
-        for server in config.servers:
+        for server in self._filed_servers(config):
             cert = server.certificate
             if cert is None:
                 continue
@@ -282,7 +391,7 @@ class Nginx:
                     os.chown(path, *owner)
 
     def _remove_unused_certificates(self, config: Configuration) -> None:
-        used = {s.certificate.file_name for s in config.servers if s.certificate}
+        used = {s.certificate.file_name for s in self._filed_servers(config) if s.certificate}
         used.add(Path(self.paths.default_certificate).name)
         for path in Path(self.paths.certs).glob("*.pem"):
             if path.name not in used:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ingressd.model import Backend, Configuration
 from ingressd.nginx.applying import Nginx
+from ingressd.nginx.routes import RouteTable
 
 
 class DryRunNginx(Nginx):
@@ -37,4 +38,13 @@ class DryRunNginx(Nginx):
         return len(config.backends)  # what a live nginx's empty Lua side would be sent
 
     async def reapply(self, config: Configuration | None) -> None:
+        return None
+
+    async def _send_routes(self, table: RouteTable, hosts: Sequence[str] | None) -> None:
+        return None  # no Lua side; what Lua would hold is still tracked for the decisions
+
+    async def _send_certificates(self, table: RouteTable) -> None:
+        return None
+
+    async def _put_backends(self, config: Configuration) -> None:
         return None

@@ -184,6 +184,11 @@ class RenderSettings:
     routing: str = "nginx"
 
 
+def route_context(settings: RenderSettings) -> RouteContext:
+    """What the route table takes from the nginx.conf settings (``--routing lua``)."""
+    return RouteContext(hsts=settings.hsts, proxy_body_size=settings.proxy_body_size)
+
+
 def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
     try:
         return server_lines(server, proxy_headers=proxy_headers)
@@ -222,8 +227,12 @@ def render(
     paths: NginxPaths,
     generation: int,
     template: Path = DEFAULT_TEMPLATE,
+    keep_classes: Sequence[SettingsClass] = (),
 ) -> str:
     """The whole nginx.conf for ``config``; raises ``RenderError`` for an unsafe value.
+
+    ``keep_classes`` (``--routing lua``): settings classes to render besides ``config``'s own,
+    those the route table Lua holds still names until the new table is sent after the reload.
 
     The template gets ``servers`` and ``server_blocks(macro)``: that renders each server with
     the template's ``macro(server)`` and joins the blocks, reusing the text made for the same
@@ -232,7 +241,7 @@ def render(
     server and the render's settings and paths, never on ``generation`` or other servers.
     """
     with gc_paused():
-        return _render(config, settings, paths, generation, template)
+        return _render(config, settings, paths, generation, template, keep_classes)
 
 
 def _render(
@@ -241,6 +250,7 @@ def _render(
     paths: NginxPaths,
     generation: int,
     template: Path,
+    keep_classes: Sequence[SettingsClass],
 ) -> str:
     compiled = _environment(template)
     cache = block_cache(compiled, settings, paths)
@@ -248,14 +258,7 @@ def _render(
     blocks: dict[int, ServerBlock] = {}
     contributing: list[Server] = []
     lua_routed = settings.routing == "lua"
-    table = (
-        route_table(
-            config,
-            RouteContext(hsts=settings.hsts, proxy_body_size=settings.proxy_body_size),
-        )
-        if lua_routed
-        else None
-    )
+    table = route_table(config, route_context(settings)) if lua_routed else None
     block_servers = table.own_blocks if table is not None else config.servers
     for server in block_servers:
         block = cache.get(server)
@@ -270,7 +273,7 @@ def _render(
         blocks[id(server)] = block
         if block.http:
             contributing.append(server)
-    max_size, bucket = _hash_sizes(config)
+    max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
     try:
         annotation_http_lines = http_lines(
@@ -321,7 +324,7 @@ def _render(
     text = compiled.render(
         servers=block_servers,
         routing=settings.routing,
-        settings_classes=table.classes if table is not None else (),
+        settings_classes=_with_kept(table.classes, keep_classes) if table is not None else (),
         class_lines=class_lines,
         error_locations=all_error_locations,
         server_blocks=server_blocks,
@@ -352,6 +355,14 @@ def _render(
         out += parts
         out.append(piece)
     return "".join(out)
+
+
+def _with_kept(
+    classes: Sequence[SettingsClass], kept: Sequence[SettingsClass]
+) -> tuple[SettingsClass, ...]:
+    by_id = {c.id: c for c in kept}
+    by_id.update((c.id, c) for c in classes)
+    return tuple(by_id[k] for k in sorted(by_id))
 
 
 #: What ``server_blocks()`` returns inside the template (no template writes NUL).

@@ -29,7 +29,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
+from ingressd.model import (
+    Backend,
+    BackendName,
+    Certificate,
+    Configuration,
+    Location,
+    PathType,
+    Server,
+)
 from ingressd.nginx.directives import LocationContext, location_lines
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
@@ -37,6 +45,7 @@ __all__ = [
     "RouteContext",
     "RouteTable",
     "SettingsClass",
+    "certificate_uid",
     "class_body",
     "keeps_own_block",
     "route_table",
@@ -91,6 +100,14 @@ class RouteTable:
     classes: tuple[SettingsClass, ...]
     #: Servers rendered as their own server block (nginx picks them by name before Lua).
     own_blocks: tuple[Server, ...]
+    #: Certificate uid (a digest of the PEM) -> PEM chain and key, for the Lua-routed hosts.
+    certificates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Host name or alias (exact or ``*.`` wildcard) -> the uid of its certificate.
+    certificate_hosts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def class_ids(self) -> frozenset[str]:
+        return frozenset(c.id for c in self.classes)
 
 
 def keeps_own_block(server: Server) -> bool:
@@ -99,47 +116,98 @@ def keeps_own_block(server: Server) -> bool:
 
 
 def route_table(config: Configuration, context: RouteContext) -> RouteTable:
-    """The route table and settings classes of ``config``."""
-    backends = {b.name: b for b in config.backends}
+    """The route table and settings classes of ``config``.
+
+    A server's entry and classes are kept while the builder hands on the same Server object
+    (and the context is the same), so a sync after a one-Ingress change reads one server.
+    """
+    backends: dict[BackendName, Backend] | None = None
     classes: dict[str, SettingsClass] = {}
     entries: dict[str, str] = {}
     own: list[Server] = []
-    default_limit = size_bytes(context.proxy_body_size)
+    cache = _CACHE
+    kept: dict[int, _Entry] = {}
+    certificates: dict[str, str] = {}
+    certificate_hosts: dict[str, str] = {}
     for server in config.servers:
         if keeps_own_block(server):
             own.append(server)
             continue
-        routes = []
-        for location in server.locations:
-            settings_class = _settings_class(location, server, backends, default_limit)
+        if server.certificate is not None:
+            uid = certificate_uid(server.certificate)
+            certificates[uid] = server.certificate.pem
+            for name in (server.hostname, *server.aliases):
+                certificate_hosts[name] = uid
+        found = cache.get(id(server))
+        if found is None or found.server is not server or found.context != context:
+            if backends is None:
+                backends = {b.name: b for b in config.backends}
+            found = _entry(server, backends, context)
+        kept[id(server)] = found
+        entries[server.hostname] = found.text
+        for settings_class in found.classes:
             classes.setdefault(settings_class.id, settings_class)
-            namespace, _, name = location.ingress.partition("/")
-            routes.append(
-                {
-                    "path": location.path,
-                    "type": _TYPES[location.path_type],
-                    "class": settings_class.id,
-                    "backend": location.backend,
-                    "status": location.status,
-                    "namespace": namespace,
-                    "ingress": name,
-                    "defaultBackend": location.settings.default_backend,
-                    "maxBody": settings_class.max_body,
-                }
-            )
-        entry = {
-            "host": server.hostname,
-            "aliases": list(server.aliases),
-            "hsts": context.hsts and server.certificate is not None,
-            "appRoot": server.app_root,
-            "locations": routes,
-        }
-        entries[server.hostname] = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+    cache.clear()
+    cache.update(kept)
     return RouteTable(
         entries=entries,
         classes=tuple(classes[k] for k in sorted(classes)),
         own_blocks=tuple(own),
+        certificates=certificates,
+        certificate_hosts=certificate_hosts,
     )
+
+
+def certificate_uid(certificate: Certificate) -> str:
+    """The name Lua keeps a certificate under: a digest of its PEM, so a rotation is a new uid."""
+    return certificate.sha256[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    server: Server
+    context: RouteContext
+    text: str
+    classes: tuple[SettingsClass, ...]
+
+
+#: id(Server) -> its entry, for the servers of the last table made (one controller per process
+#: builds tables; a second table of other servers only costs the entries again).
+_CACHE: dict[int, _Entry] = {}
+
+
+def _entry(
+    server: Server, backends: Mapping[BackendName, Backend], context: RouteContext
+) -> _Entry:
+    default_limit = size_bytes(context.proxy_body_size)
+    routes = []
+    classes: dict[str, SettingsClass] = {}
+    for location in server.locations:
+        settings_class = _settings_class(location, server, backends, default_limit)
+        classes.setdefault(settings_class.id, settings_class)
+        namespace, _, name = location.ingress.partition("/")
+        routes.append(
+            {
+                "path": location.path,
+                "type": _TYPES[location.path_type],
+                "class": settings_class.id,
+                "backend": location.backend,
+                "status": location.status,
+                "namespace": namespace,
+                "ingress": name,
+                "defaultBackend": location.settings.default_backend,
+                "maxBody": settings_class.max_body,
+            }
+        )
+    entry = {
+        "host": server.hostname,
+        "aliases": list(server.aliases),
+        "hsts": context.hsts and server.certificate is not None,
+        "appRoot": server.app_root,
+        "locations": routes,
+    }
+    text = json.dumps(entry, separators=(",", ":"), sort_keys=True)
+    return _Entry(server, context, text, tuple(classes.values()))
 
 
 def _settings_class(

@@ -21,14 +21,25 @@ under (``ingressd_reloads_total{reason}``), so rewording a reason never moves a 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
+from ingressd.nginx.routes import RouteTable
 
-__all__ = ["MAX_REASONS", "Action", "Change", "Decision", "decide", "with_options_changes"]
+__all__ = [
+    "MAX_REASONS",
+    "Action",
+    "Change",
+    "Decision",
+    "LuaRouting",
+    "decide",
+    "decide_lua",
+    "with_options_changes",
+]
 
 _N = TypeVar("_N", Server, Backend)
 
@@ -54,6 +65,8 @@ class Change(enum.Enum):
     BACKENDS = "backends"
     #: The controller's ConfigMap changed nginx.conf settings (``with_options_changes``).
     OPTIONS = "options"
+    #: Hosts, paths or their targets changed in the route table Lua holds (``--routing lua``).
+    ROUTES = "routes"
     #: What no other kind names: a server's ssl redirect, servers in another order.
     OTHER = "other"
 
@@ -73,6 +86,12 @@ class Decision:
     changed_backends: tuple[BackendName, ...]
     #: The kinds of change ``reasons`` report (a reason cut by ``MAX_REASONS`` adds none).
     changes: frozenset[Change]
+    #: ``--routing lua``: hosts whose route entry is new or changed (POST them), sorted.
+    changed_routes: tuple[str, ...] = ()
+    #: ``--routing lua``: hosts or backends are gone: send the whole table and backend set.
+    removed: bool = False
+    #: ``--routing lua``: a certificate or the host it serves changed (send the certificates).
+    certificates_changed: bool = False
 
     @property
     def change(self) -> Change:
@@ -110,11 +129,92 @@ def decide(new: Configuration, running: Configuration | None) -> Decision:
 
 def with_options_changes(decision: Decision, reasons: Sequence[str]) -> Decision:
     """``decision`` when nginx.conf settings changed too (``reasons`` says which): a reload."""
-    return Decision(
-        Action.RELOAD,
-        tuple(sorted({*decision.reasons, *reasons})),
-        decision.changed_backends,
-        decision.changes | {Change.OPTIONS},
+    return dataclasses.replace(
+        decision,
+        action=Action.RELOAD,
+        reasons=tuple(sorted({*decision.reasons, *reasons})),
+        changes=decision.changes | {Change.OPTIONS},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LuaRouting:
+    """What ``--routing lua`` decides on besides the two models."""
+
+    #: The route table of the new model.
+    new: RouteTable
+    #: The route table Lua holds (None before the first sync).
+    held: RouteTable | None
+    #: The settings classes the running nginx.conf has a named location for.
+    rendered: frozenset[str]
+
+
+def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRouting) -> Decision:
+    """``decide`` for ``--routing lua``: nginx.conf holds the settings classes and the servers
+    that keep their own block, nothing else; hosts, paths, backends and certificates are Lua's.
+
+    A reload only for a settings class nginx.conf lacks or a changed server of its own;
+    otherwise the changed route entries, backends and certificates are sent to Lua.
+    """
+    held = lua.held
+    if running is None or held is None:
+        everything = tuple(sorted(b.name for b in new.backends))
+        return _decision(Action.RELOAD, [(Change.INITIAL, "first sync")], everything)
+    backends = _Differing(new.backends, running.backends)
+    changed = tuple(
+        sorted(
+            b.name
+            for b in backends.new.values()
+            if b.name not in backends.old or backends.old[b.name] != b
+        )
+    )
+    removed_backends = sorted(backends.old.keys() - backends.new.keys())
+    reasons: list[_Reason] = [
+        (Change.LOCATIONS, f"settings class {c} added")
+        for c in sorted(lua.new.class_ids - lua.rendered)
+    ]
+    if lua.new.own_blocks != held.own_blocks:
+        mine = {s.hostname: s for s in lua.new.own_blocks}
+        theirs = {s.hostname: s for s in held.own_blocks}
+        reasons += [
+            (Change.SERVERS, f"server {h} (own block) changed")
+            for h in sorted(mine.keys() | theirs.keys())
+            if mine.get(h) != theirs.get(h)
+        ]
+    if reasons:
+        return dataclasses.replace(
+            _decision(Action.RELOAD, reasons, changed),
+            changed_routes=tuple(sorted(lua.new.entries)),
+            removed=True,
+            certificates_changed=True,
+        )
+    routes = tuple(sorted(h for h, text in lua.new.entries.items() if held.entries.get(h) != text))
+    gone = sorted(held.entries.keys() - lua.new.entries.keys())
+    reasons += [(Change.ROUTES, f"routes of {h} changed") for h in routes if h in held.entries]
+    reasons += [(Change.ROUTES, f"routes of {h} added") for h in routes if h not in held.entries]
+    reasons += [(Change.ROUTES, f"routes of {h} removed") for h in gone]
+    certificates = (
+        lua.new.certificate_hosts != held.certificate_hosts
+        or lua.new.certificates.keys() != held.certificates.keys()
+    )
+    if certificates:
+        hosts = lua.new.certificate_hosts
+        reasons += [
+            (Change.CERTIFICATES, f"certificate of {h} changed")
+            for h in sorted(hosts.keys() | held.certificate_hosts.keys())
+            if hosts.get(h) != held.certificate_hosts.get(h)
+        ]
+    reasons += [
+        (Change.BACKENDS, _endpoint_reason(backends.old.get(n), backends.new[n])) for n in changed
+    ]
+    reasons += [(Change.BACKENDS, f"backend {n} removed") for n in removed_backends]
+    if not reasons:
+        return Decision(Action.NOTHING, (), (), frozenset())
+    return dataclasses.replace(
+        _decision(Action.DYNAMIC, reasons, changed),
+        changed_routes=routes,
+        removed=bool(gone or removed_backends),
+        certificates_changed=certificates,
     )
 
 

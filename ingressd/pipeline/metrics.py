@@ -118,6 +118,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.dynamic_changes = Counter(
+            "ingressd_dynamic_changes",
+            "Kinds of change applied without a reload: backends, routes, certificates",
+            ["kind"],
+            registry=r,
+        )
         self.syncs = Counter(
             "ingressd_syncs",
             "Syncs by decision (nothing, dynamic, reload) and failed ones (error)",

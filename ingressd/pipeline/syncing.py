@@ -45,9 +45,18 @@ from ingressd.nginx.applying import NginxDriver
 from ingressd.nginx.dynamic import DynamicUpdateError
 from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
-from ingressd.nginx.rendering import RenderSettings
+from ingressd.nginx.rendering import RenderSettings, route_context
+from ingressd.nginx.routes import RouteTable, route_table
 from ingressd.pipeline.configmap import parse_configmap, settings_changes
-from ingressd.pipeline.diffing import Action, Decision, decide, with_options_changes
+from ingressd.pipeline.diffing import (
+    Action,
+    Change,
+    Decision,
+    LuaRouting,
+    decide,
+    decide_lua,
+    with_options_changes,
+)
 from ingressd.pipeline.metrics import Metrics
 from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.snapshot import Snapshot
@@ -112,6 +121,10 @@ class _Prepared:
     build: BuildResult
     settings: RenderSettings
 
+    @property
+    def lua_routed(self) -> bool:
+        return self.settings.routing == "lua"
+
 
 @dataclass(frozen=True, slots=True)
 class _Applied:
@@ -130,6 +143,10 @@ class _Times:
     built: float
     decided: float
     applied: float
+
+
+#: The kinds a dynamic update applies, counted in ``ingressd_dynamic_changes_total{kind}``.
+_DYNAMIC_KINDS = frozenset({Change.BACKENDS, Change.ROUTES, Change.CERTIFICATES})
 
 
 def _with_endpoints_of(running: Configuration, new: Configuration) -> Configuration:
@@ -192,6 +209,8 @@ class SyncWorker:
         #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
         self._rejected: Configuration | None = None
         self._known_problems: frozenset[Problem] = frozenset()
+        #: ``--routing lua``: the route table of the model being decided on.
+        self._table: RouteTable | None = None
         self._configmap_seen: object = None
 
     # -- what others read ------------------------------------------------------------------------
@@ -300,7 +319,7 @@ class SyncWorker:
         endpoints when nginx -t already rejected the new structure."""
         running = self._running
         target = prepared.build.configuration
-        decision = decide(target, running)
+        decision = self._compare(target, prepared)
         if (
             decision.action is Action.RELOAD
             and running is not None
@@ -310,7 +329,7 @@ class SyncWorker:
             # nginx -t already rejected this structure: keep serving the running one, and let
             # its backends follow their pods until the objects change again.
             target = _with_endpoints_of(running, target)
-            decision = decide(target, running)
+            decision = self._compare(target, prepared)
         old_settings = self._running_settings
         if running is not None and old_settings != prepared.settings:
             reasons = (
@@ -324,6 +343,18 @@ class SyncWorker:
                 decision, action=Action.RELOAD, reasons=(*decision.reasons, "reload-always")
             )
         return target, decision
+
+    def _compare(self, target: Configuration, prepared: _Prepared) -> Decision:
+        """``decide`` (or, with ``--routing lua``, ``decide_lua`` against what Lua holds)."""
+        if not prepared.lua_routed:
+            return decide(target, self._running)
+        lua = LuaRouting(
+            new=route_table(target, route_context(prepared.settings)),
+            held=self._nginx.routes_held,
+            rendered=self._nginx.rendered_classes,
+        )
+        self._table = lua.new
+        return decide_lua(target, self._running, lua)
 
     async def _apply(
         self, decision: Decision, target: Configuration, settings: RenderSettings
@@ -339,14 +370,27 @@ class SyncWorker:
         return _Applied()
 
     async def _apply_dynamic(self, target: Configuration, decision: Decision) -> _Applied:
-        changed = target.backends_named(decision.changed_backends)
         try:
-            await self._nginx.apply_dynamic(changed)
+            if self._table is not None and self._base_settings.routing == "lua":
+                posted = await self._nginx.apply_lua(
+                    target,
+                    self._table,
+                    backends=decision.changed_backends,
+                    routes=decision.changed_routes,
+                    whole=decision.removed,
+                    certificates=decision.certificates_changed,
+                )
+            else:
+                changed = target.backends_named(decision.changed_backends)
+                await self._nginx.apply_dynamic(changed)
+                posted = len(changed)
         except DynamicUpdateError as exc:
             self._metrics.dynamic_updates.labels(result="error").inc()
             raise RetryableSyncError(str(exc)) from exc
         self._metrics.dynamic_updates.labels(result="success").inc()
-        return _Applied(backends_posted=len(changed))
+        for change in decision.changes & _DYNAMIC_KINDS:
+            self._metrics.dynamic_changes.labels(kind=change.value).inc()
+        return _Applied(backends_posted=posted)
 
     async def _apply_reload(
         self, target: Configuration, decision: Decision, settings: RenderSettings
