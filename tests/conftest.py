@@ -21,7 +21,9 @@ from tests.support.harness import Harness
 
 #: Fixtures that start a real nginx: a test using one is marked ``nginx`` (``make test-fast``
 #: runs the others).
-_NGINX_FIXTURES = frozenset({"harness", "world_readable_tmp", "kube_harness", "lua_nginx", "nginx"})
+_NGINX_FIXTURES = frozenset(
+    {"harness", "lua_harness", "world_readable_tmp", "kube_harness", "lua_nginx", "nginx"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,6 +45,17 @@ def world_readable_tmp() -> Iterator[Path]:
 async def harness(world_readable_tmp: Path) -> AsyncIterator[Harness]:
     """A started ingressd with an empty manifests dir; write manifests to make it do things."""
     h = Harness(world_readable_tmp)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+@pytest.fixture
+async def lua_harness(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+    """Like ``harness``, with ``--routing lua``."""
+    h = Harness(world_readable_tmp, routing="lua")
     await h.start()
     try:
         yield h

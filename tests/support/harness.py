@@ -73,7 +73,7 @@ class Response:
 class Harness:
     """A running ingressd over a manifests dir, with helpers to change the dir and send requests."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, routing: str | None = None) -> None:
         self.root = root
         self.manifests = root / "manifests"
         self.manifests.mkdir()
@@ -87,6 +87,8 @@ class Harness:
             status_address="127.0.0.1",
             worker_processes="2",
             allow_loopback_endpoints=True,  # the pods are on 127.x addresses
+            # INGRESSD_TEST_ROUTING=lua runs every end-to-end test with Lua routing
+            routing=routing or os.environ.get("INGRESSD_TEST_ROUTING", "nginx"),
         )
         self.controller: Ingressd | None = None
         self.session: aiohttp.ClientSession | None = None
