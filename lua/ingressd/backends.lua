@@ -37,17 +37,19 @@ end
 
 -- Split the text of a top-level JSON array into the verbatim texts of its elements.
 -- Only the structure between elements is checked here; each element is validated later by
--- decoding it on its own. Returns an array of strings, or nil and an error message.
-function _M.split_array(s)
+-- decoding it on its own. `what` names the elements in messages ("backends" by default).
+-- Returns an array of strings, or nil and an error message.
+function _M.split_array(s, what)
+    what = what or "backends"
     if type(s) ~= "string" then
         return nil, "body must be a JSON array"
     end
     local first = find(s, NON_WS)
     if first == nil then
-        return nil, "empty body: expected a JSON array of backends"
+        return nil, "empty body: expected a JSON array of " .. what
     end
     if byte(s, first) ~= 91 then -- [
-        return nil, "body must be a JSON array of backends"
+        return nil, "body must be a JSON array of " .. what
     end
     local items = {}
     local n = 0
@@ -112,7 +114,7 @@ function _M.split_array(s)
     end
 end
 
-local function is_array(t)
+function _M.is_array(t)
     local count = 0
     for k in pairs(t) do
         if type(k) ~= "number" then
@@ -160,7 +162,7 @@ function _M.validate(index, b)
     if eps == nil or eps == null then
         return nil
     end
-    if type(eps) ~= "table" or not is_array(eps) then
+    if type(eps) ~= "table" or not _M.is_array(eps) then
         return where .. ': "endpoints" must be an array of {address, port}'
     end
     for j, ep in ipairs(eps) do
