@@ -18,12 +18,19 @@ Servers in the harness conf (the /configuration ones on Unix sockets, as in prod
   control.sock       /configuration as in the contract (client_body_buffer_size 16m)
   small-buffer.sock  /configuration with a 1k body buffer (bodies go to a temp file)
   small-dict.sock    /configuration on a 32k shared dict (to fill it up)
+  router_port        the routing contract of docs/routing.md: `location /` runs ingressd.router,
+  tls_port           which hands requests to `@ca0` (echoes the class and the variables it got,
+                     as JSON; client_max_body_size 1k) or `@cb1` (proxies through the balancer,
+                     X-Class: cb1); tls_port serves HTTPS with ssl_certificate_by_lua
+                     (ingressd.certificates) over a self-signed default certificate
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import functools
 import json
 import os
 import shutil
@@ -42,6 +49,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ingressd.testing.objects import self_signed_certificate
 
 # ============================================================================ harness
 
@@ -74,8 +86,13 @@ http {
     lua_shared_dict ingressd_configuration 64m;
     lua_shared_dict ingressd_test 4m;
     lua_shared_dict ingressd_small 32k;
-    init_by_lua_block { require("ingressd.configuration"); require("ingressd.balancer") }
-    init_worker_by_lua_block { require("ingressd.balancer").init_worker() }
+    init_by_lua_block {
+        require("ingressd.configuration"); require("ingressd.balancer")
+        require("ingressd.router"); require("ingressd.certificates")
+    }
+    init_worker_by_lua_block {
+        require("ingressd.balancer").init_worker(); require("ingressd.router").init_worker()
+    }
     rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
 
     upstream upstream_balancer {
@@ -103,6 +120,47 @@ http {
         location = /plain { content_by_lua_block { ngx.say("plain") } }
         location = /lua-tests {
             content_by_lua_block { require("tests.runner").http("@ROOT@/lua/tests") }
+        }
+    }
+    server {
+        listen 127.0.0.1:@ROUTER_PORT@ reuseport;
+        listen 127.0.0.1:@TLS_PORT@ ssl reuseport;
+        server_name _;
+        ssl_certificate @ROOT@/default.pem;
+        ssl_certificate_key @ROOT@/default.pem;
+        ssl_certificate_by_lua_block { require("ingressd.certificates").call() }
+        client_max_body_size 0;
+        set $proxy_upstream_name "";
+        set $namespace "";
+        set $ingress_name "";
+        set $ingressd_default_backend "";
+        set $ingressd_hsts "";
+        add_header X-Worker-Pid $pid always;
+        location / {
+            rewrite_by_lua_block { require("ingressd.router").route() }
+            content_by_lua_block { ngx.exit(500) }
+        }
+        location @ca0 {
+            client_max_body_size 1k;
+            add_header X-Worker-Pid $pid always;
+            add_header Strict-Transport-Security $ingressd_hsts always;
+            rewrite_by_lua_block { return }
+            content_by_lua_block {
+                ngx.req.read_body()
+                local body = ngx.req.get_body_data() or ""
+                ngx.header["Content-Type"] = "application/json"
+                ngx.say(require("cjson").encode({
+                    class = "ca0", backend = ngx.var.proxy_upstream_name,
+                    namespace = ngx.var.namespace, ingress = ngx.var.ingress_name,
+                    default_backend = ngx.var.ingressd_default_backend,
+                    hsts = ngx.var.ingressd_hsts, uri = ngx.var.uri, body = #body,
+                }))
+            }
+        }
+        location @cb1 {
+            add_header X-Worker-Pid $pid always;
+            add_header X-Class cb1 always;
+            proxy_pass http://upstream_balancer;
         }
     }
     server {
@@ -158,11 +216,21 @@ class Nginx:
 
     root: Path
     http_port: int
+    router_port: int
+    tls_port: int
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def router(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
 
     @property
     def control(self) -> str:
@@ -196,6 +264,8 @@ class Nginx:
             "@MODULES@": str(MODULES),
             "@ROOT@": str(self.root),
             "@HTTP_PORT@": str(self.http_port),
+            "@ROUTER_PORT@": str(self.router_port),
+            "@TLS_PORT@": str(self.tls_port),
         }.items():
             text = text.replace(key, value)
         path = self.root / "nginx.conf"
@@ -213,7 +283,8 @@ class Nginx:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited with {self.process.returncode}:\n"
                                    f"{self.error_log()}")
-            if _listening(self.http_port) and all(_answers(self.root / s) for s in SOCKETS):
+            ports = (self.http_port, self.router_port, self.tls_port)
+            if all(_listening(p) for p in ports) and all(_answers(self.root / s) for s in SOCKETS):
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -258,6 +329,49 @@ def _make_readable(root: Path) -> None:
             os.chmod(os.path.join(dirpath, f), 0o644)
 
 
+@functools.cache
+def rsa_pem(host: str) -> str:
+    """A self-signed RSA 2048 certificate and its key for ``host``, in one PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, host)])
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode() + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+
+
+def ec_pem(host: str) -> str:
+    """A fresh self-signed EC P-256 certificate and its key for ``host``, in one PEM."""
+    cert, key = self_signed_certificate(host)
+    return cert + key
+
+
+@functools.cache
+def _fixture_pems() -> dict[str, str]:
+    ec = ec_pem("ec.fixture.test")
+    return {
+        "ec.pem": ec,
+        "rsa.pem": rsa_pem("rsa.fixture.test"),
+        "cert-only.pem": ec.split("-----BEGIN PRIVATE KEY-----")[0],
+        "default.pem": ec_pem("default.invalid"),
+    }
+
+
+def write_fixtures(root: Path) -> None:
+    """The default certificate of the TLS listener and the PEMs lua/tests reads."""
+    fixtures = root / "lua" / "tests" / "fixtures"
+    fixtures.mkdir()
+    pems = _fixture_pems()
+    for name, text in pems.items():
+        (fixtures / name).write_text(text)
+    (root / "default.pem").write_text(pems["default.pem"])
+
+
 @contextlib.contextmanager
 def running_nginx() -> Iterator[Nginx]:
     """A started harness nginx with a fresh shared dict; stopped and removed on exit."""
@@ -265,10 +379,10 @@ def running_nginx() -> Iterator[Nginx]:
     try:
         shutil.copytree(LUA_SRC, root / "lua")
         (root / "tmp").mkdir()
+        write_fixtures(root)
         _make_readable(root)
         os.chmod(root / "tmp", 0o777)  # nginx creates its *_temp_path dirs in here
-        (http_port,) = free_ports(1)
-        nginx = Nginx(root, http_port)
+        nginx = Nginx(root, *free_ports(3))
         nginx.start()
         try:
             yield nginx
