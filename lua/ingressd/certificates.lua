@@ -11,14 +11,15 @@
 -- Data flow of a handshake (call()):
 --   SNI (ngx.ssl.server_name(); none -> the default certificate)
 --   -> one shm get of "certificates:version"; differs -> sync() this worker's servers map
---      {host -> uid} from the change log (or a full load)
+--      {host -> uid} from the change log or a full load (store.certificates:read(): whole writes
+--      only)
 --   -> uid of the exact host, else of "*." + the name minus its first label, else nothing
 --      (the listener's default certificate stays)
 --   -> the parsed pair {cert, key} of that uid from this worker's LRU cache (CACHE_SIZE uids),
 --      parsing the PEM from the shm on a miss (ngx.ssl.parse_pem_cert / parse_pem_priv_key)
 --   -> clear_certs(), set_cert(), set_priv_key()
 -- A uid whose PEM changes is dropped from the cache when the log names it; after a full load,
--- cached uids whose PEM text differs are dropped.
+-- cached uids whose PEM text differs (or is gone) are dropped.
 --
 -- Key material lives in the shared dict and, parsed, in each worker's cache: never in a file,
 -- never in an answer (GET lists hosts and uids only).
@@ -177,7 +178,7 @@ function _M.write(dict, mode, parsed, opts)
         if mode ~= "replace" then
             servers, stored_uids = _M.stored(d)
         end
-        local items, deletes = {}, {}
+        local servers_items, deletes = {}, {}
         for _, host in ipairs(parsed.hosts) do
             local uid = parsed.servers[host]
             if uid == false then
@@ -189,7 +190,7 @@ function _M.write(dict, mode, parsed, opts)
                                        .. "nor stored", host, uid), 400
                 end
                 servers[host] = uid
-                items[#items + 1] = { name = SERVER_PREFIX .. host, raw = uid }
+                servers_items[#servers_items + 1] = { name = SERVER_PREFIX .. host, raw = uid }
             end
         end
         local referenced = {}
@@ -201,10 +202,14 @@ function _M.write(dict, mode, parsed, opts)
             uids[#uids + 1] = uid
         end
         sort(uids)
+        local items = {}
         for _, uid in ipairs(uids) do
             if referenced[uid] then
                 items[#items + 1] = { name = PEM_PREFIX .. uid, raw = parsed.certificates[uid] }
             end
+        end
+        for _, item in ipairs(servers_items) do
+            items[#items + 1] = item -- after the PEMs they name
         end
         for uid in pairs(stored_uids) do
             if not referenced[uid] then
@@ -246,52 +251,45 @@ function _M.new_view(dict, cache_size)
     if cache == nil then
         error("cannot create the certificate cache: " .. tostring(err))
     end
-    return { dict = dict, version = 0, servers = {}, cache = cache,
+    return { dict = dict, version = 0, pending = nil, servers = {}, cache = cache,
              stats = { full_loads = 0, incremental = 0, parsed = 0 } }
 end
 
-local function full_load(view, version)
-    local dict = view.dict
-    local servers = _M.stored(dict)
+-- Bring `view` to the shared dict's certificates version (store.certificates:read(): whole
+-- writes only). A uid whose PEM changed leaves the cache.
+function _M.sync(view)
+    local version, items, full = CERTS:read(view.dict, view)
+    if version == nil then
+        return
+    end
     local cache = view.cache
-    local checked = {}
-    for _, uid in pairs(servers) do
-        if not checked[uid] then
-            checked[uid] = true
+    if full then
+        local servers = {}
+        for name, raw in pairs(items) do
+            if raw and sub(name, 1, SERVER_PREFIX_LEN) == SERVER_PREFIX then
+                servers[sub(name, SERVER_PREFIX_LEN + 1)] = raw
+            end
+        end
+        for _, uid in ipairs(cache:get_keys()) do
             local pair = cache:get(uid)
-            if pair ~= nil and pair.pem ~= CERTS:get(dict, PEM_PREFIX .. uid) then
+            if pair ~= nil and items[PEM_PREFIX .. uid] ~= pair.pem then
                 cache:delete(uid)
             end
         end
-    end
-    view.servers = servers
-    view.version = version
-    view.stats.full_loads = view.stats.full_loads + 1
-end
-
--- Bring `view` to the shared dict's certificates version (`version` when already read).
-function _M.sync(view, version)
-    local dict = view.dict
-    if version == nil then
-        version = CERTS:version(dict)
-    end
-    if version == view.version then
-        return
-    end
-    local changed = CERTS:changes(dict, view.version, version)
-    if changed == nil then
-        return full_load(view, version)
-    end
-    local servers, cache = view.servers, view.cache
-    for name in pairs(changed) do
-        if sub(name, 1, SERVER_PREFIX_LEN) == SERVER_PREFIX then
-            servers[sub(name, SERVER_PREFIX_LEN + 1)] = CERTS:get(dict, name)
-        elseif sub(name, 1, PEM_PREFIX_LEN) == PEM_PREFIX then
-            cache:delete(sub(name, PEM_PREFIX_LEN + 1))
+        view.servers = servers
+        view.stats.full_loads = view.stats.full_loads + 1
+    else
+        local servers = view.servers
+        for name, raw in pairs(items) do
+            if sub(name, 1, SERVER_PREFIX_LEN) == SERVER_PREFIX then
+                servers[sub(name, SERVER_PREFIX_LEN + 1)] = raw or nil
+            elseif sub(name, 1, PEM_PREFIX_LEN) == PEM_PREFIX then
+                cache:delete(sub(name, PEM_PREFIX_LEN + 1))
+            end
         end
+        view.stats.incremental = view.stats.incremental + 1
     end
     view.version = version
-    view.stats.incremental = view.stats.incremental + 1
 end
 
 local sync = _M.sync
@@ -369,7 +367,7 @@ local function call()
     local v = worker_view()
     local version = CERTS:version(v.dict)
     if version ~= v.version then
-        sync(v, version)
+        sync(v)
     end
     name = normalise(name)
     local uid = _M.find_uid(v, name)

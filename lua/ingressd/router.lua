@@ -4,8 +4,8 @@
 -- Data flow:
 --   route()  (every request of the entry location)
 --     -> one shm get of "routes:version"; equal to this worker's -> nothing to refresh (hot path)
---     -> else sync(): apply store.routes:changes(local, shm) (decode only the changed hosts), or
---        a full load (worker start, PUT, too far behind); unchanged JSON text -> entry kept
+--     -> else sync(): the texts of the hosts changed since (store.routes:read(): whole writes
+--        only), or of every host (worker start, too far behind); decode only changed texts
 --     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
 --        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
 --     -> appRoot and $uri == "/" -> 302 to $scheme://$http_host<appRoot>
@@ -225,12 +225,13 @@ end
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, entries = {host -> entry}, claims = {name -> {host -> true}},
--- lookup = {name -> entry}, stats}.
+-- A view: {dict, version, pending (store.routes:read()'s), entries = {host -> entry},
+-- claims = {name -> {host -> true}}, lookup = {name -> entry}, stats}.
 function _M.new_view(dict)
     return {
         dict = dict,
         version = 0,
+        pending = nil,
         entries = {},
         claims = {},
         lookup = {},
@@ -295,65 +296,49 @@ local function unclaim(view, entry, touched)
     end
 end
 
-local function full_load(view, version)
-    local dict = view.dict
-    local old = view.entries
-    local entries = {}
-    view.entries = entries
-    view.claims = {}
-    view.lookup = {}
+-- Bring `view` to the shared dict's routes version: store.routes:read() hands over whole
+-- writes only (or nothing yet, while a write is under way); unchanged texts keep their entry.
+function _M.sync(view)
+    local version, items, full = ROUTES:read(view.dict, view)
+    if version == nil then
+        return
+    end
     local touched = {}
-    for _, host in ipairs(ROUTES:names(dict)) do
-        local raw = ROUTES:get(dict, host)
-        if raw ~= nil then
-            local entry = build(view, host, raw, old[host])
-            if entry ~= nil then
+    if full then
+        local old = view.entries
+        local entries = {}
+        view.entries = entries
+        view.claims = {}
+        view.lookup = {}
+        for host, raw in pairs(items) do
+            local entry = raw and build(view, host, raw, old[host])
+            if entry then
                 entries[host] = entry
                 claim(view, entry, touched)
             end
         end
-    end
-    for name in pairs(touched) do
-        resolve(view, name)
-    end
-    view.version = version
-    view.stats.full_loads = view.stats.full_loads + 1
-end
-
--- Bring `view` to the shared dict's routes version (`version` when already read).
-function _M.sync(view, version)
-    local dict = view.dict
-    if version == nil then
-        version = ROUTES:version(dict)
-    end
-    if version == view.version then
-        return
-    end
-    local changed = ROUTES:changes(dict, view.version, version)
-    if changed == nil then
-        return full_load(view, version)
-    end
-    local entries = view.entries
-    local touched = {}
-    for host in pairs(changed) do
-        local old = entries[host]
-        local raw = ROUTES:get(dict, host)
-        local new = raw and build(view, host, raw, old)
-        if new ~= old then
-            if old ~= nil then
-                unclaim(view, old, touched)
-            end
-            entries[host] = new
-            if new ~= nil then
-                claim(view, new, touched)
+        view.stats.full_loads = view.stats.full_loads + 1
+    else
+        local entries = view.entries
+        for host, raw in pairs(items) do
+            local old = entries[host]
+            local new = raw and build(view, host, raw, old) or nil
+            if new ~= old then
+                if old ~= nil then
+                    unclaim(view, old, touched)
+                end
+                entries[host] = new
+                if new ~= nil then
+                    claim(view, new, touched)
+                end
             end
         end
+        view.stats.incremental = view.stats.incremental + 1
     end
     for name in pairs(touched) do
         resolve(view, name)
     end
     view.version = version
-    view.stats.incremental = view.stats.incremental + 1
 end
 
 local sync = _M.sync
@@ -391,7 +376,7 @@ end
 function _M.route()
     local v = shm_get(dict, VERSION_KEY) or 0
     if v ~= view.version then
-        local ok, err = pcall(sync, view, v)
+        local ok, err = pcall(sync, view)
         if not ok then
             ngx_log(ERR, "ingressd: failed to refresh routes: ", tostring(err))
         end
@@ -416,7 +401,8 @@ function _M.route()
     end
     local max_body = loc.max_body
     if max_body > 0 then
-        local length = var.http_content_length
+        -- $content_length: the header nginx parsed (a third of $http_content_length's cost)
+        local length = var.content_length
         if length ~= nil and (tonumber(length) or 0) > max_body then
             return ngx_exit(413)
         end

@@ -12,15 +12,25 @@
 --                     everything, re-decoding only items whose text changed); the last
 --                     `log_size` entries are kept
 --   <version>         integer, bumped once per write that changed something
+--   <seq>             write sequence: odd while a write of the collection is under way, even
+--                     otherwise (a seqlock: Collection:read() uses it, see below)
 --   "lock"            one writer lock for every collection (safe_add with a TTL)
 --
 -- Each collection has its own version so that a reader checks one number for what it reads:
 -- the balancer's "version" does not move when a route changes, nor the router's when an
 -- endpoint does (endpoint churn is the frequent change).
 --
--- Writer (configuration endpoint): items -> removals -> index -> log -> version, so a reader
--- that sees version V finds all data of V. Readers (per worker) compare the version with their
--- own and read changes(from, to) or everything (names + get).
+-- Writer (configuration endpoint): seq odd -> items -> removals -> index -> log -> version ->
+-- seq even, so a reader that sees version V finds all data of V. Readers (per worker) compare
+-- the version with their own and read changes(from, to) or everything (names + get).
+--
+-- Workers are processes: a reader may read an item while a write is under way and get the text
+-- of the next version while the other items of that write are still old. Collection:read()
+-- (router, certificates) therefore reads the texts first and hands them over only when no
+-- write ran meanwhile (same even seq before and after); when one did, it re-reads what the
+-- log says that write changed (a failed write publishes what it touched too) and checks
+-- again, so a long full load is repaired, not restarted, and the caller never applies half
+-- of a write. The balancer reads backends directly (each backend stands alone).
 --
 -- Only safe_set/safe_add are used: nothing of ours is ever evicted by the LRU; a full dict is
 -- reported as an error and the write is rolled back.
@@ -31,8 +41,8 @@
 local cjson = require("cjson.safe")
 
 local ngx = ngx
-local type, ipairs, tostring, format, setmetatable, pcall =
-    type, ipairs, tostring, string.format, setmetatable, pcall
+local type, ipairs, pairs, tostring, format, setmetatable, pcall =
+    type, ipairs, pairs, tostring, string.format, setmetatable, pcall
 local sort, concat = table.sort, table.concat
 local decode, encode = cjson.decode, cjson.encode
 
@@ -62,7 +72,9 @@ local Collection = {}
 Collection.__index = Collection
 
 -- spec: {name = "routes" (for messages), what = "route" (one item, for messages),
---        item_prefix, index_key, log_prefix, version_key}
+--        item_prefix, index_key, log_prefix, version_key, seq_key,
+--        log_replace_by_name (a replace that changes at most LOG_MAX_NAMES items logs their
+--        names rather than "*", so that readers apply it incrementally)}
 function _M.collection(spec)
     return setmetatable({
         name = spec.name,
@@ -71,6 +83,8 @@ function _M.collection(spec)
         index_key = spec.index_key,
         log_prefix = spec.log_prefix,
         version_key = spec.version_key,
+        seq_key = spec.seq_key,
+        log_replace_by_name = spec.log_replace_by_name or false,
     }, Collection)
 end
 
@@ -135,6 +149,65 @@ function Collection:changes(dict, from, to, log_size)
         end
     end
     return changed
+end
+
+_M.READ_ROUNDS = 4 -- repairs tried within one call of read() before leaving it for later
+
+local function read_items(self, dict, items, names)
+    local prefix = self.item_prefix
+    for name in pairs(names) do
+        items[name] = dict:get(prefix .. name) or false
+    end
+end
+
+-- Read what changed since `state.version`, consistently (see the top of this file).
+-- state: the reader's {version = V, pending = (kept here between calls)}.
+-- Returns version, items, full: items = {name -> text, or false when removed}; full = true when
+-- items is the whole collection (a full load: names absent from it are gone). Returns nil when
+-- there is nothing to apply now: up to date, or a write under way (the caller keeps its view
+-- and asks again on a later request).
+function Collection:read(dict, state)
+    local seq_key = self.seq_key
+    local pending = state.pending
+    for _ = 1, _M.READ_ROUNDS do
+        local seq = dict:get(seq_key) or 0
+        if seq % 2 == 1 then
+            break
+        end
+        local version = dict:get(self.version_key) or 0
+        if pending == nil then
+            if version == state.version then
+                return nil
+            end
+            pending = { seq = seq, version = version, items = {}, full = false }
+            local changed = self:changes(dict, state.version, version)
+            if changed == nil then
+                pending.full = true
+                local all = {}
+                for _, name in ipairs(self:names(dict)) do
+                    all[name] = true
+                end
+                changed = all
+            end
+            read_items(self, dict, pending.items, changed)
+        elseif seq ~= pending.seq then
+            -- writes ran while the texts were read: re-read what they changed
+            local changed = self:changes(dict, pending.version, version)
+            if changed == nil then
+                pending = nil -- too far behind or a replace: start over with a full load
+            else
+                pending.seq = seq
+                pending.version = version
+                read_items(self, dict, pending.items, changed)
+            end
+        end
+        if pending ~= nil and (dict:get(seq_key) or 0) == pending.seq then
+            state.pending = nil
+            return pending.version, pending.items, pending.full
+        end
+    end
+    state.pending = pending
+    return nil
 end
 
 -- ----------------------------------------------------------------------------- writer
@@ -263,7 +336,7 @@ local function do_write(coll, dict, mode, items, deletes, log_size)
 
     local v = version + 1
     local entry = FULL
-    if mode ~= "replace" and nchanged <= _M.LOG_MAX_NAMES then
+    if (mode ~= "replace" or coll.log_replace_by_name) and nchanged <= _M.LOG_MAX_NAMES then
         entry = encode_names(changed)
     end
     nundo = nundo + 1
@@ -329,7 +402,17 @@ function Collection:write(dict, mode, items, opts)
         end
     end
     if pok then
+        -- seq odd while writing; a writer that died left it odd: the next odd number then
+        local seq = dict:get(self.seq_key) or 0
+        seq = seq + ((seq % 2 == 0) and 1 or 2)
+        pok, err = dict:safe_set(self.seq_key, seq)
+        if not pok then
+            dict:delete(LOCK_KEY)
+            return nil, full_error(err, "the write sequence"), 500
+        end
         pok, v, werr, wstatus = pcall(do_write, self, dict, mode, items, deletes, log_size)
+        -- the key exists: replacing a number with a number needs no new memory
+        dict:set(self.seq_key, seq + 1)
     end
     dict:delete(LOCK_KEY)
     if not pok then
@@ -343,17 +426,20 @@ end
 _M.backends = _M.collection({
     name = "backends", what = "backend", item_prefix = _M.BACKEND_PREFIX,
     index_key = _M.INDEX_KEY, log_prefix = _M.LOG_PREFIX, version_key = _M.VERSION_KEY,
+    seq_key = "seq",
 })
 
 _M.routes = _M.collection({
     name = "routes", what = "route", item_prefix = "route:",
     index_key = "routes:index", log_prefix = "routes:log:", version_key = "routes:version",
+    seq_key = "routes:seq", log_replace_by_name = true,
 })
 
 _M.certificates = _M.collection({
     name = "certificates", what = "certificate", item_prefix = "certificate:",
     index_key = "certificates:index", log_prefix = "certificates:log:",
-    version_key = "certificates:version",
+    version_key = "certificates:version", seq_key = "certificates:seq",
+    log_replace_by_name = true,
 })
 
 -- The backends collection's functions under their old names.

@@ -75,7 +75,9 @@ cases["a replace of one collection leaves the others alone"] = function()
     store.routes:write(dict, "replace", {})
     T.eq(store.names(dict), { "b1", "b2" })
     T.eq(store.routes:list(dict), "[]")
-    T.eq(dict:get("routes:log:2"), store.FULL)
+    T.eq(dict:get("routes:log:2"), '["a.com"]', "routes log a replace by name")
+    store.write(dict, "replace", { item("b1") })
+    T.eq(dict:get("log:2"), store.FULL, "backends log a replace as *, as before")
 end
 
 cases["a full dict rolls back a route write and bumps only the routes' version"] = function()
@@ -91,6 +93,91 @@ cases["a full dict rolls back a route write and bumps only the routes' version"]
     T.contains(err, 'while storing route "h')
     T.eq(store.routes:names(dict), { "keep.com" })
     T.eq(store.version(dict), 0)
+end
+
+-- A dict for the reader that runs `interfere` (once) right after the first get of an item:
+-- what another worker's write between two of the reader's reads looks like.
+local function interfering(dict, prefix, interfere)
+    local fired = false
+    return {
+        get = function(_, key)
+            local value = dict:get(key)
+            if not fired and key:sub(1, #prefix) == prefix then
+                fired = true
+                interfere()
+            end
+            return value
+        end,
+    }
+end
+
+local function texts(items)
+    local out = {}
+    for name, raw in pairs(items) do
+        out[name] = raw
+    end
+    return out
+end
+
+cases["read() hands over whole writes: a full load repaired after a write meanwhile"] =
+function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    routes:write(dict, "upsert", { item("a.com", "a1"), item("b.com", "b1") })
+    local state = { version = 0 }
+    local reader = interfering(dict, "route:", function()
+        routes:write(dict, "upsert", { item("a.com", "a2"), item("b.com", "b2") })
+    end)
+    local v, items, full = routes:read(reader, state)
+    T.eq(v, 2)
+    T.truthy(full)
+    T.eq(texts(items), { ["a.com"] = "a2", ["b.com"] = "b2" }, "never a1 with b2")
+    T.is_nil(state.pending)
+    state.version = v
+    T.is_nil(routes:read(dict, state), "up to date")
+end
+
+cases["read() waits while a write is under way and keeps what it read"] = function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    routes:write(dict, "upsert", { item("a.com", "a1"), item("b.com", "b1") })
+    local state = { version = 1 }
+    routes:write(dict, "upsert", { item("a.com", "a2") })
+    -- a writer of version 3 is half way: seq odd, a.com written, b.com not yet
+    local seq = dict:get(routes.seq_key)
+    local reader = interfering(dict, "route:", function()
+        dict:set(routes.seq_key, seq + 1)
+        dict:set("route:a.com", "a3")
+    end)
+    T.is_nil(routes:read(reader, state), "nothing while the write is under way")
+    T.truthy(state.pending, "what was read is kept")
+    T.is_nil(routes:read(dict, state), "still under way")
+    -- the writer finishes version 3
+    dict:set("route:b.com", "b3")
+    dict:set(routes.log_prefix .. 3, '["a.com","b.com"]')
+    dict:set(routes.version_key, 3)
+    dict:set(routes.seq_key, seq + 2)
+    local v, items, full = routes:read(dict, state)
+    T.eq(v, 3)
+    T.truthy(not full)
+    T.eq(texts(items), { ["a.com"] = "a3", ["b.com"] = "b3" })
+end
+
+cases["read() reports removals and every write bumps the sequence to an even number"] =
+function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    routes:write(dict, "upsert", { item("a.com"), item("b.com") })
+    T.eq(dict:get(routes.seq_key), 2)
+    routes:write(dict, "upsert", {}, { delete = { "a.com" } })
+    routes:write(dict, "upsert", { item("b.com") }) -- no change: the sequence moves anyway
+    T.eq(dict:get(routes.seq_key), 6)
+    dict:set(routes.seq_key, 7) -- a writer died half way
+    routes:write(dict, "upsert", { item("c.com") })
+    T.eq(dict:get(routes.seq_key), 10, "odd left behind: the next odd, then even")
+    local v, items = routes:read(dict, { version = 1 })
+    T.eq(v, 3)
+    T.eq(texts(items), { ["a.com"] = false, ["c.com"] = '{"host":"c.com"}' })
 end
 
 return cases

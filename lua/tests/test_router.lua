@@ -185,12 +185,20 @@ cases["updates decode only the changed hosts; unchanged entries are kept"] = fun
     T.truthy(view.entries["b.com"] == b_entry, "b kept as is")
     expect(view, "a.com", { ["/"] = "a2" })
     expect(view, "c.com", { ["/"] = "c1" })
-    -- a full replace keeps unchanged entries too
+    -- a replace is logged by name too (a PUT that changes little costs little)
     store.routes:write(dict, "replace", { entry("b.com", { loc("prefix", "/", "b1") }) })
     router.sync(view)
-    T.eq(view.stats.full_loads, 2)
+    T.eq({ view.stats.full_loads, view.stats.incremental }, { 1, 2 })
     T.truthy(view.entries["b.com"] == b_entry, "b kept over a PUT")
     T.eq({ answer(view, "a.com", "/") }, { "404", nil })
+    -- a full load (too far behind) keeps unchanged entries too
+    store.routes:write(dict, "upsert", { entry("d.com") }, { log_size = 0 })
+    dict:delete(store.routes.log_prefix .. store.routes:version(dict))
+    router.sync(view)
+    T.eq(view.stats.full_loads, 2)
+    T.truthy(view.entries["b.com"] == b_entry, "b kept over a full load")
+    T.truthy(view.entries["d.com"] ~= nil)
+    T.is_nil(view.entries["a.com"])
 end
 
 cases["removing a host removes its aliases; a shared alias falls to the other claimant"] =
