@@ -8,7 +8,8 @@
 -- "alternativeBackends": [] into {}. Keeping the text means GET returns exactly what was sent,
 -- extra keys included.
 --
--- Pure module: no ngx API, usable from any phase and from the Lua unit tests.
+-- Pure module but for yielding (ngx.sleep(0)) while splitting a large body in the content
+-- phase; usable from any phase and from the Lua unit tests.
 
 local cjson = require("cjson.safe")
 
@@ -63,23 +64,27 @@ function _M.split_array(s, what)
     end
     local start = pos
     local depth = 0
+    local yield = ngx ~= nil and ngx.get_phase() == "content"
     while true do
-        local q = find(s, '[%[%]{}",]', pos)
+        -- inside an element only brackets and strings matter (not its commas)
+        local q = find(s, depth > 0 and '[%[%]{}"]' or '[%[%]{}",]', pos)
         if q == nil then
             return nil, "invalid JSON: unterminated array"
         end
         local c = byte(s, q)
-        if c == 34 then -- " : skip the string, honouring backslash escapes
+        if c == 34 then -- " : skip the string: up to the next quote after an even run of \
             local j = q + 1
             while true do
-                local r = find(s, '["\\]', j)
+                local r = find(s, '"', j, true)
                 if r == nil then
                     return nil, "invalid JSON: unterminated string"
                 end
-                if byte(s, r) == 92 then
-                    j = r + 2
-                else
-                    j = r + 1
+                local k = r - 1
+                while byte(s, k) == 92 do -- stops at the opening quote at the latest
+                    k = k - 1
+                end
+                j = r + 1
+                if (r - 1 - k) % 2 == 0 then
                     break
                 end
             end
@@ -102,6 +107,9 @@ function _M.split_array(s, what)
             end
             n = n + 1
             items[n] = sub(s, a, b)
+            if yield and n % 256 == 0 then
+                ngx.sleep(0) -- a large body: let this worker's other requests run
+            end
             if c == 93 then
                 if find(s, NON_WS, q + 1) then
                     return nil, "invalid JSON: trailing data after the array"

@@ -110,7 +110,11 @@ function _M.parse(body, replace)
         uids[#uids + 1] = uid
     end
     sort(uids) -- the same error first whatever the hash order
-    for _, uid in ipairs(uids) do
+    local yield = ngx.get_phase() == "content"
+    for i, uid in ipairs(uids) do
+        if yield and i % 64 == 0 then
+            ngx.sleep(0) -- parsing keys takes a while: let this worker's other requests run
+        end
         if not valid_uid(uid) then
             return nil, format("certificates[%s]: a uid is 1 to %d characters of letters, "
                                .. "digits and ._:/-", show(uid), _M.MAX_UID_LENGTH)

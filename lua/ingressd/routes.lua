@@ -22,6 +22,8 @@ local is_array = backends.is_array
 
 local _M = {}
 
+local YIELD_EVERY = 256 -- entries checked between two yields to the event loop
+
 _M.CATCH_ALL = "_"
 _M.TYPES = { exact = true, prefix = true, regex = true }
 _M.DEFAULT_STATUS = 503
@@ -80,14 +82,14 @@ local function printable(s, spaces)
     return not find(s, "[%z\1-\32\127]")
 end
 
-local function optional_string(entry, field, where, max)
+local function optional_string(entry, field)
     local v = entry[field]
     if v == nil or v == null then
         return nil
     end
-    if type(v) ~= "string" or #v > (max or _M.MAX_TEXT_LENGTH) or not printable(v, true) then
-        return format('%s: "%s" must be a string of printable characters (at most %d bytes) '
-                      .. 'or null, not %s', where, field, max or _M.MAX_TEXT_LENGTH, show(v))
+    if type(v) ~= "string" or #v > _M.MAX_TEXT_LENGTH or not printable(v, true) then
+        return format(': "%s" must be a string of printable characters (at most %d bytes) '
+                      .. "or null, not %s", field, _M.MAX_TEXT_LENGTH, show(v))
     end
     return nil
 end
@@ -96,66 +98,66 @@ local function integer(v, min, max)
     return type(v) == "number" and v >= min and v <= max and floor(v) == v
 end
 
--- Check one location; `where` names its entry. Returns nil or an error message.
-local function validate_location(where, i, loc, seen)
-    local at = format("%s: locations[%d]", where, i)
+local OPTIONAL_STRINGS = { "namespace", "ingress", "defaultBackend" }
+
+-- Check one location. Returns nil, or the end of an error message (after "locations[i]").
+-- Messages are formatted only on errors: a table of 10,000 hosts is checked in one request.
+local function validate_location(loc, seen, i)
     if type(loc) ~= "table" or is_array(loc) and #loc > 0 then
-        return at .. " must be a JSON object"
+        return " must be a JSON object"
     end
     local typ = loc.type
     if type(typ) ~= "string" or not _M.TYPES[typ] then
-        return format('%s.type %s must be "exact", "prefix" or "regex"', at, show(typ))
+        return format('.type %s must be "exact", "prefix" or "regex"', show(typ))
     end
     local path = loc.path
     if type(path) ~= "string" or path == "" or #path > _M.MAX_PATH_LENGTH then
-        return format("%s.path %s must be a non-empty string of at most %d bytes",
-                      at, show(path), _M.MAX_PATH_LENGTH)
+        return format(".path %s must be a non-empty string of at most %d bytes",
+                      show(path), _M.MAX_PATH_LENGTH)
     end
     local key
     if typ == "regex" then
         if not printable(path, true) then
-            return format("%s.path %s has control characters", at, show(path))
+            return format(".path %s has control characters", show(path))
         end
         local _, _, err = ngx.re.find("", path, "ai")
         if err then
-            return format("%s.path %s is not a valid regex: %s", at, show(path), err)
+            return format(".path %s is not a valid regex: %s", show(path), err)
         end
         key = path
     else
         if byte(path) ~= 47 or not printable(path) then
-            return format('%s.path %s must start with "/" and have no spaces or control '
-                          .. "characters", at, show(path))
+            return format('.path %s must start with "/" and have no spaces or control '
+                          .. "characters", show(path))
         end
         key = (typ == "prefix") and _M.normalize_prefix(path) or path
     end
-    local dup = typ .. " " .. key
-    if seen[dup] then
-        return format("%s: a %s location for %s is already at locations[%d]",
-                      at, typ, show(key), seen[dup])
+    local of_type = seen[typ]
+    if of_type[key] then
+        return format(": the %s path %s is already at locations[%d]",
+                      typ, show(key), of_type[key])
     end
-    seen[dup] = i
+    of_type[key] = i
     local class = loc.class
     if type(class) ~= "string" or #class > 64 or not find(class, "^c[0-9a-f]+$") then
-        return format("%s.class %s must match ^c[0-9a-f]+$ (at most 64 characters)",
-                      at, show(class))
+        return format(".class %s must match ^c[0-9a-f]+$ (at most 64 characters)", show(class))
     end
     local backend = loc.backend
     if backend ~= nil and backend ~= null and (type(backend) ~= "string" or backend == ""
             or #backend > _M.MAX_TEXT_LENGTH or not printable(backend)) then
-        return format("%s.backend %s must be a backend name or null", at, show(backend))
+        return format(".backend %s must be a backend name or null", show(backend))
     end
     local status = loc.status
     if status ~= nil and status ~= null and not integer(status, 400, 599) then
-        return format("%s.status %s must be an integer from 400 to 599 or null", at,
-                      show(status))
+        return format(".status %s must be an integer from 400 to 599 or null", show(status))
     end
     local max_body = loc.maxBody
     if max_body ~= nil and max_body ~= null and not integer(max_body, 0, 2 ^ 53) then
-        return format("%s.maxBody %s must be a number of bytes (an integer >= 0; 0 = no "
-                      .. "limit) or null", at, show(max_body))
+        return format(".maxBody %s must be a number of bytes (an integer >= 0; 0 = no "
+                      .. "limit) or null", show(max_body))
     end
-    for _, field in ipairs({ "namespace", "ingress", "defaultBackend" }) do
-        local err = optional_string(loc, field, at)
+    for _, field in ipairs(OPTIONAL_STRINGS) do
+        local err = optional_string(loc, field)
         if err then
             return err
         end
@@ -182,16 +184,18 @@ function _M.validate(index, e)
     if host ~= _M.CATCH_ALL and not _M.host_kind(host) then
         return format('route #%d: "host" %s must be %s', index, show(host), HOST_GRAMMAR)
     end
-    local where = format('route #%d "%s"', index, host)
+    local function where()
+        return format('route #%d "%s"', index, host)
+    end
     local aliases = e.aliases
     if aliases ~= nil and aliases ~= null then
         if type(aliases) ~= "table" or not is_array(aliases) then
-            return where .. ': "aliases" must be an array of host names or null'
+            return where() .. ': "aliases" must be an array of host names or null'
         end
         for i, alias in ipairs(aliases) do
             if not _M.host_kind(alias) then
                 return format("%s: aliases[%d] %s must be a lower-case DNS name or a "
-                              .. "one-label wildcard *.name", where, i, show(alias))
+                              .. "one-label wildcard *.name", where(), i, show(alias))
             end
         end
     end
@@ -199,27 +203,27 @@ function _M.validate(index, e)
     if hsts ~= nil and hsts ~= null and hsts ~= false and (type(hsts) ~= "string"
             or hsts == "" or #hsts > _M.MAX_TEXT_LENGTH or not printable(hsts, true)) then
         return format('%s: "hsts" %s must be the Strict-Transport-Security value (a string) '
-                      .. "or false/null", where, show(hsts))
+                      .. "or false/null", where(), show(hsts))
     end
     local app_root = e.appRoot
     if app_root ~= nil and app_root ~= null and (type(app_root) ~= "string"
             or byte(app_root) ~= 47 or #app_root > _M.MAX_TEXT_LENGTH
             or not printable(app_root)) then
         return format('%s: "appRoot" %s must be a path starting with "/" (no spaces or '
-                      .. "control characters) or null", where, show(app_root))
+                      .. "control characters) or null", where(), show(app_root))
     end
     local locations = e.locations
     if locations == nil or locations == null then
         return nil
     end
     if type(locations) ~= "table" or not is_array(locations) then
-        return where .. ': "locations" must be an array'
+        return where() .. ': "locations" must be an array'
     end
-    local seen = {}
+    local seen = { exact = {}, prefix = {}, regex = {} }
     for i, loc in ipairs(locations) do
-        local err = validate_location(where, i, loc, seen)
+        local err = validate_location(loc, seen, i)
         if err then
-            return err
+            return format("%s: locations[%d]%s", where(), i, err)
         end
     end
     return nil
@@ -234,7 +238,11 @@ function _M.parse(body)
     end
     local items = {}
     local seen = {}
+    local yield = ngx.get_phase() == "content"
     for i, raw in ipairs(texts) do
+        if yield and i % YIELD_EVERY == 0 then
+            ngx.sleep(0) -- let this worker's other requests run during a large table
+        end
         local e, derr = decode(raw)
         if e == nil then
             return nil, format("route #%d: invalid JSON: %s", i, derr or "?")

@@ -111,10 +111,10 @@ end
 
 cases["duplicate locations and duplicate hosts are refused"] = function()
     refused({ { host = "a.com", locations = { loc({ path = "/x" }), loc({ path = "/x/" }) } } },
-            'locations[2]: a prefix location for "/x" is already at locations[1]')
+            'locations[2]: the prefix path "/x" is already at locations[1]')
     refused({ { host = "a.com", locations = {
         loc({ type = "exact", path = "/x" }), loc({ type = "exact", path = "/x" }) } } },
-            "a exact location")
+            'locations[2]: the exact path "/x" is already at locations[1]')
     T.truthy(routes.parse(body({ { host = "a.com", locations = {
         loc({ type = "exact", path = "/x" }), loc({ path = "/x" }) } } })),
         "exact and prefix on the same path are two locations")
@@ -127,6 +127,16 @@ cases["bodies that are not arrays of objects"] = function()
     refused('{"host": "a.com"}', "body must be a JSON array of routes")
     refused('[{"host": "a.com"}, {"host": }]', "route #2: invalid JSON")
     refused("[[1]]", "route #1: must be a JSON object")
+end
+
+cases["element texts are split right around strings with backslashes and brackets"] =
+function()
+    local a = [[{"host":"a.com","note":"x\\"}]]
+    local b = [[{"host":"b.com","note":"q\"],\\\"}{","locations":[]}]]
+    T.eq(cjson.decode(b).note, 'q"],\\"}{')
+    local items, err = routes.parse("[" .. a .. ", " .. b .. "]")
+    T.is_nil(err)
+    T.eq({ items[1].raw, items[2].raw }, { a, b })
 end
 
 cases["DELETE bodies: an array of hosts"] = function()
