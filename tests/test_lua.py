@@ -18,17 +18,26 @@ Servers in the harness conf (the /configuration ones on Unix sockets, as in prod
   control.sock       /configuration as in the contract (client_body_buffer_size 16m)
   small-buffer.sock  /configuration with a 1k body buffer (bodies go to a temp file)
   small-dict.sock    /configuration on a 32k shared dict (to fill it up)
+  router_port        the routing contract of docs/routing.md: `location /` runs ingressd.router,
+  tls_port           which hands requests to `@ca0` (echoes the class and the variables it got,
+                     as JSON; client_max_body_size 1k) or `@cb1` (proxies through the balancer,
+                     X-Class: cb1); tls_port serves HTTPS with ssl_certificate_by_lua
+                     (ingressd.certificates) over a self-signed default certificate
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import functools
+import io
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -42,6 +51,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.objects import self_signed_certificate
 
 # ============================================================================ harness
 
@@ -79,8 +93,13 @@ http {
     lua_shared_dict ingressd_configuration 64m;
     lua_shared_dict ingressd_test 4m;
     lua_shared_dict ingressd_small 32k;
-    init_by_lua_block { require("ingressd.configuration"); require("ingressd.balancer") }
-    init_worker_by_lua_block { require("ingressd.balancer").init_worker() }
+    init_by_lua_block {
+        require("ingressd.configuration"); require("ingressd.balancer")
+        require("ingressd.router"); require("ingressd.certificates")
+    }
+    init_worker_by_lua_block {
+        require("ingressd.balancer").init_worker(); require("ingressd.router").init_worker()
+    }
     rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
 
     upstream upstream_balancer {
@@ -108,6 +127,47 @@ http {
         location = /plain { content_by_lua_block { ngx.say("plain") } }
         location = /lua-tests {
             content_by_lua_block { require("tests.runner").http("@ROOT@/lua/tests") }
+        }
+    }
+    server {
+        listen 127.0.0.1:@ROUTER_PORT@ reuseport;
+        listen 127.0.0.1:@TLS_PORT@ ssl reuseport;
+        server_name _;
+        ssl_certificate @ROOT@/default.pem;
+        ssl_certificate_key @ROOT@/default.pem;
+        ssl_certificate_by_lua_block { require("ingressd.certificates").call() }
+        client_max_body_size 0;
+        set $proxy_upstream_name "";
+        set $namespace "";
+        set $ingress_name "";
+        set $ingressd_default_backend "";
+        set $ingressd_hsts "";
+        add_header X-Worker-Pid $pid always;
+        location / {
+            rewrite_by_lua_block { require("ingressd.router").route() }
+            content_by_lua_block { ngx.exit(500) }
+        }
+        location @ca0 {
+            client_max_body_size 1k;
+            add_header X-Worker-Pid $pid always;
+            add_header Strict-Transport-Security $ingressd_hsts always;
+            rewrite_by_lua_block { return }
+            content_by_lua_block {
+                ngx.req.read_body()
+                local body = ngx.req.get_body_data() or ""
+                ngx.header["Content-Type"] = "application/json"
+                ngx.say(require("cjson").encode({
+                    class = "ca0", backend = ngx.var.proxy_upstream_name,
+                    namespace = ngx.var.namespace, ingress = ngx.var.ingress_name,
+                    default_backend = ngx.var.ingressd_default_backend,
+                    hsts = ngx.var.ingressd_hsts, uri = ngx.var.uri, body = #body,
+                }))
+            }
+        }
+        location @cb1 {
+            add_header X-Worker-Pid $pid always;
+            add_header X-Class cb1 always;
+            proxy_pass http://upstream_balancer;
         }
     }
     server {
@@ -163,11 +223,21 @@ class Nginx:
 
     root: Path
     http_port: int
+    router_port: int
+    tls_port: int
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def router(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    @property
+    def https(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
 
     @property
     def control(self) -> str:
@@ -204,6 +274,8 @@ class Nginx:
             "@MODULES@": str(MODULES),
             "@ROOT@": str(self.root),
             "@HTTP_PORT@": str(self.http_port),
+            "@ROUTER_PORT@": str(self.router_port),
+            "@TLS_PORT@": str(self.tls_port),
         }.items():
             text = text.replace(key, value)
         path = self.root / "nginx.conf"
@@ -224,7 +296,8 @@ class Nginx:
                 raise RuntimeError(
                     f"nginx exited with {self.process.returncode}:\n{self.error_log()}"
                 )
-            if _listening(self.http_port) and all(_answers(self.root / s) for s in SOCKETS):
+            ports = (self.http_port, self.router_port, self.tls_port)
+            if all(_listening(p) for p in ports) and all(_answers(self.root / s) for s in SOCKETS):
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -269,6 +342,60 @@ def _make_readable(root: Path) -> None:
             os.chmod(os.path.join(dirpath, f), 0o644)
 
 
+@functools.cache
+def rsa_pem(host: str) -> str:
+    """A self-signed RSA 2048 certificate and its key for ``host``, in one PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, host)])
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM).decode()
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    )
+
+
+def ec_pem(host: str) -> str:
+    """A fresh self-signed EC P-256 certificate and its key for ``host``, in one PEM."""
+    cert, key = self_signed_certificate(host)
+    return cert + key
+
+
+@functools.cache
+def _fixture_pems() -> dict[str, str]:
+    ec = ec_pem("ec.fixture.test")
+    return {
+        "ec.pem": ec,
+        "rsa.pem": rsa_pem("rsa.fixture.test"),
+        "cert-only.pem": ec.split("-----BEGIN PRIVATE KEY-----")[0],
+        "default.pem": ec_pem("default.invalid"),
+    }
+
+
+def write_fixtures(root: Path) -> None:
+    """The default certificate of the TLS listener and the PEMs lua/tests reads."""
+    fixtures = root / "lua" / "tests" / "fixtures"
+    fixtures.mkdir()
+    pems = _fixture_pems()
+    for name, text in pems.items():
+        (fixtures / name).write_text(text)
+    (root / "default.pem").write_text(pems["default.pem"])
+
+
 @contextlib.contextmanager
 def running_nginx() -> Iterator[Nginx]:
     """A started harness nginx with a fresh shared dict; stopped and removed on exit."""
@@ -276,10 +403,11 @@ def running_nginx() -> Iterator[Nginx]:
     try:
         shutil.copytree(LUA_SRC, root / "lua")
         (root / "tmp").mkdir()
+        write_fixtures(root)
         _make_readable(root)
         os.chmod(root / "tmp", 0o777)  # nginx creates its *_temp_path dirs in here
-        (http_port,) = free_ports(1)
-        nginx = Nginx(root, http_port)
+        http_port, router_port, tls_port = free_ports(3)
+        nginx = Nginx(root, http_port, router_port, tls_port)
         nginx.start()
         try:
             yield nginx
@@ -738,3 +866,413 @@ async def test_backends_survive_a_reload(
     assert {r.status for r in after} == {200}
     assert {r.body for r in after} == set(backends.addresses[:3])
     assert (await fetch(session, "GET", f"{nginx.control}/configuration/version")).body == "1"
+
+
+# ============================================================================ routes: protocol
+
+
+def route(host: str, *locations: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A route table entry (docs/routing.md)."""
+    return {"host": host, "locations": list(locations), **extra}
+
+
+def loc(
+    path: str,
+    backend: str | None = "svc-a",
+    type_: str = "prefix",
+    class_: str = "ca0",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {"path": path, "type": type_, "class": class_, "backend": backend, **extra}
+
+
+async def versions(nginx: Nginx) -> dict[str, int]:
+    async with fresh_session() as session:
+        reply = await fetch(session, "GET", f"{nginx.control}/configuration/versions")
+    assert reply.status == 200
+    return json.loads(reply.body)  # type: ignore[no-any-return]
+
+
+@pytest.mark.nginx
+async def test_routes_are_upserted_replaced_deleted_and_listed(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    url = f"{nginx.control}/configuration/routes"
+    assert (await fetch(session, "GET", url)).body == "[]"
+    b = route("b.com", loc("/"), hsts="max-age=1", extra={"kept": [1, {}]})
+    a = route("a.com", loc("/x", None, status=404))
+    reply = await fetch(session, "POST", url, [b, a])
+    assert (reply.status, json.loads(reply.body)) == (201, {"version": 1, "changed": 2})
+    assert json.loads((await fetch(session, "GET", url)).body) == [a, b]
+    reply = await fetch(session, "POST", url, [a])
+    assert json.loads(reply.body) == {"version": 1, "changed": 0}
+    c = route("*.c.com", aliases=["c.com"])
+    reply = await fetch(session, "PUT", url, [c, a])
+    assert json.loads(reply.body) == {"version": 2, "changed": 2}
+    assert json.loads((await fetch(session, "GET", url)).body) == [c, a]
+    reply = await fetch(session, "DELETE", url, ["*.c.com", "nope.com"])
+    assert (reply.status, json.loads(reply.body)) == (200, {"version": 3, "changed": 1})
+    assert json.loads((await fetch(session, "GET", url)).body) == [a]
+    assert await versions(nginx) == {"backends": 0, "routes": 3, "certificates": 0}
+    reply = await fetch(session, "PATCH", url, [])
+    assert (reply.status, reply.allow) == (405, "GET, POST, PUT, DELETE")
+
+
+BAD_ROUTE_BODIES = [
+    ("not an array", b'{"host": "a.com"}', "body must be a JSON array of routes"),
+    ("bad host", b'[{"host": "a.com"}, {"host": "A.com"}]', 'route #2: "host" "A.com" must be'),
+    (
+        "bad class",
+        json.dumps([route("a.com", loc("/", class_="x"))]).encode(),
+        'route #1 "a.com": locations[1].class "x" must match ^c[0-9a-f]+$',
+    ),
+    (
+        "bad type",
+        json.dumps([route("a.com", loc("/", type_="Prefix"))]).encode(),
+        'locations[1].type "Prefix"',
+    ),
+    (
+        "bad regex",
+        json.dumps([route("a.com", loc("/a(", type_="regex"))]).encode(),
+        'route #1 "a.com": locations[1].path "/a(" is not a valid regex',
+    ),
+]
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_bad_route_bodies_are_refused_and_nothing_is_stored(
+    nginx: Nginx, session: aiohttp.ClientSession, method: str
+) -> None:
+    url = f"{nginx.control}/configuration/routes"
+    keep = [route("keep.com", loc("/"))]
+    assert (await fetch(session, "POST", url, keep)).status == 201
+    for label, body, message in BAD_ROUTE_BODIES:
+        reply = await fetch(session, method, url, data=body)
+        assert reply.status == 400, label
+        assert message in reply.body, (label, reply.body)
+        if body.startswith(b"["):
+            # after a valid entry: the whole body is refused, not only the bad entry
+            good_first = b"[" + json.dumps(route("new.com")).encode() + b"," + body[1:]
+            reply = await fetch(session, method, url, data=good_first)
+            assert reply.status == 400, label
+    assert json.loads((await fetch(session, "GET", url)).body) == keep
+    assert (await versions(nginx))["routes"] == 1
+
+
+async def raw_request(path: Path, head: str) -> tuple[int, str]:
+    """Send a request head (no body) over a Unix socket; (status, body) of the answer."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+    status_line, _, rest = data.decode(errors="replace").partition("\r\n")
+    return int(status_line.split()[1]), rest.partition("\r\n\r\n")[2]
+
+
+@pytest.mark.nginx
+async def test_bodies_over_the_limit_are_413_before_they_are_read(nginx: Nginx) -> None:
+    for uri in ("/configuration/routes", "/configuration/backends", "/configuration/certificates"):
+        status, body = await raw_request(
+            nginx.root / "control.sock",
+            f"POST {uri} HTTP/1.1\r\nHost: x\r\nContent-Length: {200 * 1024 * 1024}\r\n"
+            "Connection: close\r\n\r\n",
+        )
+        assert status == 413, uri
+        assert "request body over" in body
+
+
+# ============================================================================ routes: serving
+
+
+async def post_routes(nginx: Nginx, routes: list[dict[str, Any]], method: str = "POST") -> None:
+    async with fresh_session() as session:
+        reply = await fetch(session, method, f"{nginx.control}/configuration/routes", routes)
+    assert reply.status == 201, reply.body
+
+
+async def get(
+    session: aiohttp.ClientSession, url: str, host: str, **kwargs: Any
+) -> tuple[int, dict[str, Any] | str, Any]:
+    async with session.get(url, headers={"Host": host}, allow_redirects=False, **kwargs) as resp:
+        text = await resp.text()
+        body: dict[str, Any] | str = text
+        if resp.headers.get("Content-Type") == "application/json":
+            body = json.loads(text)
+        return resp.status, body, resp.headers
+
+
+@pytest.mark.nginx
+async def test_the_router_picks_host_and_location_and_sets_the_variables(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    await post_routes(
+        nginx,
+        [
+            route("_", loc("/", None, status=404)),
+            route(
+                "www.a.com",
+                loc("/", "root", namespace="ns", ingress="ing", defaultBackend="fallback"),
+                loc("/api", "api"),
+                loc("/api", "api-exact", type_="exact"),
+                loc("/api/v[0-9]+/", "api-regex", type_="regex"),
+                loc("/deny", None, status=403),
+                aliases=["a.com"],
+                appRoot="/app/",
+            ),
+            route("*.w.com", loc("/", "wildcard")),
+        ],
+    )
+    cases = [
+        ("www.a.com", "/x", 200, "root"),
+        ("WWW.A.COM:80", "/x", 200, "root"),
+        ("a.com", "/api/x", 200, "api"),
+        ("a.com", "/api", 200, "api-exact"),
+        ("a.com", "/API/V2/x", 200, "api-regex"),
+        ("a.com", "/deny/x", 403, None),
+        ("x.w.com", "/anything", 200, "wildcard"),
+        ("y.x.w.com", "/", 404, None),
+        ("unknown.org", "/", 404, None),
+    ]
+    for host, path, status, backend in cases:
+        got, body, _ = await get(session, f"{nginx.router}{path}", host)
+        assert got == status, (host, path, body)
+        if backend is not None:
+            assert isinstance(body, dict)
+            assert (body["class"], body["backend"], body["uri"]) == ("ca0", backend, path)
+    _, body, _ = await get(session, f"{nginx.router}/", "www.a.com")
+    assert isinstance(body, dict) is False  # appRoot: a redirect, not the class
+    got, _, headers = await get(session, f"{nginx.router}/", "a.com")
+    assert (got, headers["Location"]) == (302, "http://a.com/app/")
+    _, body, _ = await get(session, f"{nginx.router}/y", "www.a.com")
+    assert isinstance(body, dict)
+    assert (body["namespace"], body["ingress"], body["default_backend"], body["hsts"]) == (
+        "ns",
+        "ing",
+        "fallback",
+        "",
+    )
+    # without the catch-all entry, an unknown host is 404 too
+    await post_routes(nginx, [route("www.a.com", loc("/", "root"))], method="PUT")
+    assert (await get(session, f"{nginx.router}/", "unknown.org"))[0] == 404
+    assert (await get(session, f"{nginx.router}/z", "www.a.com"))[0] == 200
+
+
+@pytest.mark.nginx
+async def test_a_route_change_is_seen_by_the_next_request_in_every_worker(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    for round_ in range(10):
+        backend = f"svc-{round_}"
+        method = "PUT" if round_ % 3 == 2 else "POST"
+        await post_routes(
+            nginx,
+            [
+                route("r.com", loc("/", backend)),
+                route(f"new{round_}.com", loc(f"/p{round_}", backend)),
+            ],
+            method=method,
+        )
+        replies = await asyncio.gather(
+            *(
+                get(session, f"{nginx.router}/p{round_}/x", host)
+                for host in ("r.com", f"new{round_}.com")
+                for _ in range(20)
+            )
+        )
+        assert {r[0] for r in replies} == {200}, replies[:3]
+        assert {r[1]["backend"] for r in replies} == {backend}  # type: ignore[index]
+        assert len({r[2]["X-Worker-Pid"] for r in replies}) == 2, "every worker answered"
+
+
+@pytest.mark.nginx
+async def test_content_length_over_the_class_limit_is_413(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    await post_routes(
+        nginx, [route("b.com", loc("/small", maxBody=10), loc("/free", maxBody=0), loc("/default"))]
+    )
+
+    async def post(path: str, data: Any) -> tuple[int, Any]:
+        async with session.post(
+            f"{nginx.router}{path}", data=data, headers={"Host": "b.com"}
+        ) as resp:
+            text = await resp.text()
+            return resp.status, json.loads(text) if resp.status == 200 else text
+
+    status, body = await post("/small", b"x" * 10)
+    assert (status, body["body"]) == (200, 10)
+    assert (await post("/small", b"x" * 11))[0] == 413
+    assert (await post("/default", io.BytesIO(b"x" * 1048577)))[0] == 413, "1m by default"
+    # maxBody 0: no limit from the router; the named location reads what Content-Length says
+    status, body = await post("/free", b"x" * 5000)
+    assert (status, body["body"]) == (200, 5000)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b"x" * 1000
+
+    # a chunked body is checked by the class's own client_max_body_size (1k) while read
+    assert (await post("/free", chunks()))[0] == 413
+
+
+@pytest.mark.nginx
+async def test_a_class_proxies_through_the_balancer(
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [backends.backend("svc-a", backends.addresses[:2])],
+    )
+    await post_routes(
+        nginx,
+        [
+            route(
+                "p.com", loc("/", "svc-a", class_="cb1"), loc("/none", "svc-unknown", class_="cb1")
+            )
+        ],
+    )
+    served = set()
+    for _ in range(8):
+        status, body, headers = await get(session, f"{nginx.router}/x", "p.com")
+        assert (status, headers["X-Class"]) == (200, "cb1")
+        served.add(body)
+    assert served == set(backends.addresses[:2])
+    assert (await get(session, f"{nginx.router}/none", "p.com"))[0] == 503
+
+
+# ============================================================================ certificates
+
+
+def peer_der(port: int, server_name: str | None) -> bytes:
+    """The DER certificate nginx presents in a handshake with SNI ``server_name`` (or none)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der_of(pem: str) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+async def handshakes(nginx: Nginx, server_name: str | None, count: int = 10) -> set[bytes]:
+    """The certificates seen in ``count`` handshakes (fresh connections: both workers)."""
+    loop = asyncio.get_running_loop()
+    return set(
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(None, peer_der, nginx.tls_port, server_name)
+                for _ in range(count)
+            )
+        )
+    )
+
+
+@pytest.mark.nginx
+async def test_sni_gets_the_hosts_certificate_the_wildcards_or_the_default(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    exact, wildcard = ec_pem("a.test"), rsa_pem("*.w.test")
+    default = der_of(_fixture_pems()["default.pem"])
+    reply = await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/certificates",
+        {
+            "certificates": {"uid-a": exact, "uid-w": wildcard},
+            "servers": {"a.test": "uid-a", "*.w.test": "uid-w"},
+        },
+    )
+    assert (reply.status, json.loads(reply.body)) == (201, {"version": 1, "changed": 4})
+    assert await handshakes(nginx, "a.test") == {der_of(exact)}
+    assert await handshakes(nginx, "A.Test") == {der_of(exact)}
+    assert await handshakes(nginx, "x.w.test") == {der_of(wildcard)}
+    assert await handshakes(nginx, "y.x.w.test", 4) == {default}
+    assert await handshakes(nginx, "other.test", 4) == {default}
+    assert await handshakes(nginx, None, 4) == {default}
+    reply = await fetch(session, "GET", f"{nginx.control}/configuration/certificates")
+    assert json.loads(reply.body) == {
+        "version": 1,
+        "servers": {"*.w.test": "uid-w", "a.test": "uid-a"},
+        "certificates": ["uid-a", "uid-w"],
+    }
+    assert "PRIVATE" not in reply.body
+
+
+@pytest.mark.nginx
+async def test_a_rotated_certificate_is_served_on_the_next_handshake(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    url = f"{nginx.control}/configuration/certificates"
+    old, new = ec_pem("r.test"), ec_pem("r.test")
+    await fetch(session, "POST", url, {"certificates": {"v1": old}, "servers": {"r.test": "v1"}})
+    assert await handshakes(nginx, "r.test") == {der_of(old)}  # both workers cached v1
+    reply = await fetch(
+        session, "POST", url, {"certificates": {"v2": new}, "servers": {"r.test": "v2"}}
+    )
+    assert reply.status == 201
+    assert await handshakes(nginx, "r.test", 16) == {der_of(new)}
+    assert json.loads((await fetch(session, "GET", url)).body)["certificates"] == ["v2"]
+    # PUT without the host: the default again
+    await fetch(session, "PUT", url, {"certificates": {}, "servers": {}})
+    assert await handshakes(nginx, "r.test") == {der_of(_fixture_pems()["default.pem"])}
+
+
+@pytest.mark.nginx
+async def test_bad_certificate_bodies_are_refused_naming_the_uid(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    url = f"{nginx.control}/configuration/certificates"
+    good = ec_pem("g.test")
+    cert_only = good.split("-----BEGIN PRIVATE KEY-----")[0]
+    reply = await fetch(
+        session,
+        "POST",
+        url,
+        {"certificates": {"ok": good, "bad": cert_only}, "servers": {"g.test": "ok"}},
+    )
+    assert reply.status == 400
+    assert 'certificates["bad"]: no private key that parses' in reply.body
+    reply = await fetch(session, "POST", url, {"servers": {"g.test": "missing"}})
+    assert reply.status == 400
+    assert 'certificate "missing" is neither in the body nor stored' in reply.body
+    assert (await versions(nginx))["certificates"] == 0
+    reply = await fetch(session, "DELETE", url)
+    assert (reply.status, reply.allow) == (405, "GET, POST, PUT")
+
+
+@pytest.mark.nginx
+async def test_certificate_bodies_never_go_to_a_file(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    # small-buffer.sock keeps 1k in memory: nginx writes a larger body to a temp file
+    reply = await fetch(
+        session,
+        "POST",
+        f"{nginx.small_buffer}/configuration/certificates",
+        {"certificates": {"u": rsa_pem("f.test")}, "servers": {"f.test": "u"}},
+    )
+    assert reply.status == 413
+    assert "never written to a file" in reply.body
+    assert (await versions(nginx))["certificates"] == 0
+
+
+@pytest.mark.nginx
+async def test_hsts_is_sent_on_https_only(nginx: Nginx, session: aiohttp.ClientSession) -> None:
+    await post_routes(nginx, [route("h.test", loc("/"), hsts="max-age=31536000")])
+    _, body, headers = await get(session, f"{nginx.https}/x", "h.test", ssl=False)
+    assert isinstance(body, dict) and body["hsts"] == "max-age=31536000"
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    _, body, headers = await get(session, f"{nginx.router}/x", "h.test")
+    assert isinstance(body, dict) and body["hsts"] == ""
+    assert "Strict-Transport-Security" not in headers

@@ -95,7 +95,7 @@ def test_an_entry_carries_what_lua_needs_of_each_route() -> None:
     got = entry(table, "www.zkj.com")
     assert got["host"] == "www.zkj.com"
     assert got["aliases"] == ["zkj.com"]
-    assert got["hsts"] is True and got["appRoot"] == "/app"
+    assert got["hsts"] == "max-age=31536000; includeSubDomains" and got["appRoot"] == "/app"
     routes = got["locations"]
     assert [(r["path"], r["type"], r["backend"], r["status"]) for r in routes] == [
         ("/backend", "prefix", "default-web-80", 503),

@@ -186,7 +186,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_ssl(s, ctx, prefix)
     lines += _upstream_headers(s, ctx, grpc)
     if add_headers and ctx.hsts:
-        header = "$ingressd_hsts_header" if ctx.lua_routed else "$hsts_header"
+        header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
     lines += add_headers
     if s.custom_http_errors and s.default_backend is not None:

@@ -186,7 +186,20 @@ class RenderSettings:
 
 def route_context(settings: RenderSettings) -> RouteContext:
     """What the route table takes from the nginx.conf settings (``--routing lua``)."""
-    return RouteContext(hsts=settings.hsts, proxy_body_size=settings.proxy_body_size)
+    return RouteContext(
+        hsts=hsts_value(settings) if settings.hsts else None,
+        proxy_body_size=settings.proxy_body_size,
+    )
+
+
+def hsts_value(settings: RenderSettings) -> str:
+    """The ``Strict-Transport-Security`` header value of the ConfigMap's ``hsts-*`` options."""
+    value = f"max-age={int(settings.hsts_max_age)}"
+    if settings.hsts_include_subdomains:
+        value += "; includeSubDomains"
+    if settings.hsts_preload:
+        value += "; preload"
+    return value
 
 
 def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:

@@ -86,8 +86,9 @@ class SettingsClass:
 class RouteContext:
     """What the route table needs from the controller's settings."""
 
-    #: ``hsts`` of the ConfigMap: HSTS on HTTPS of hosts with a certificate.
-    hsts: bool = True
+    #: The ``Strict-Transport-Security`` value sent on HTTPS by hosts with a certificate
+    #: (the ConfigMap's ``hsts-*``), or None when ``hsts`` is off.
+    hsts: str | None = "max-age=31536000; includeSubDomains"
     #: ``proxy-body-size`` of the ConfigMap, the limit of locations that set none.
     proxy_body_size: str = "1m"
 
@@ -202,7 +203,7 @@ def _entry(
     entry = {
         "host": server.hostname,
         "aliases": list(server.aliases),
-        "hsts": context.hsts and server.certificate is not None,
+        "hsts": context.hsts if server.certificate is not None else None,
         "appRoot": server.app_root,
         "locations": routes,
     }

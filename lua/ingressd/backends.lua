@@ -8,7 +8,8 @@
 -- "alternativeBackends": [] into {}. Keeping the text means GET returns exactly what was sent,
 -- extra keys included.
 --
--- Pure module: no ngx API, usable from any phase and from the Lua unit tests.
+-- Pure module but for yielding (ngx.sleep(0)) while splitting a large body in the content
+-- phase; usable from any phase and from the Lua unit tests.
 
 local cjson = require("cjson.safe")
 
@@ -37,17 +38,19 @@ end
 
 -- Split the text of a top-level JSON array into the verbatim texts of its elements.
 -- Only the structure between elements is checked here; each element is validated later by
--- decoding it on its own. Returns an array of strings, or nil and an error message.
-function _M.split_array(s)
+-- decoding it on its own. `what` names the elements in messages ("backends" by default).
+-- Returns an array of strings, or nil and an error message.
+function _M.split_array(s, what)
+    what = what or "backends"
     if type(s) ~= "string" then
         return nil, "body must be a JSON array"
     end
     local first = find(s, NON_WS)
     if first == nil then
-        return nil, "empty body: expected a JSON array of backends"
+        return nil, "empty body: expected a JSON array of " .. what
     end
     if byte(s, first) ~= 91 then -- [
-        return nil, "body must be a JSON array of backends"
+        return nil, "body must be a JSON array of " .. what
     end
     local items = {}
     local n = 0
@@ -61,23 +64,27 @@ function _M.split_array(s)
     end
     local start = pos
     local depth = 0
+    local yield = ngx ~= nil and ngx.get_phase() == "content"
     while true do
-        local q = find(s, '[%[%]{}",]', pos)
+        -- inside an element only brackets and strings matter (not its commas)
+        local q = find(s, depth > 0 and '[%[%]{}"]' or '[%[%]{}",]', pos)
         if q == nil then
             return nil, "invalid JSON: unterminated array"
         end
         local c = byte(s, q)
-        if c == 34 then -- " : skip the string, honouring backslash escapes
+        if c == 34 then -- " : skip the string: up to the next quote after an even run of \
             local j = q + 1
             while true do
-                local r = find(s, '["\\]', j)
+                local r = find(s, '"', j, true)
                 if r == nil then
                     return nil, "invalid JSON: unterminated string"
                 end
-                if byte(s, r) == 92 then
-                    j = r + 2
-                else
-                    j = r + 1
+                local k = r - 1
+                while byte(s, k) == 92 do -- stops at the opening quote at the latest
+                    k = k - 1
+                end
+                j = r + 1
+                if (r - 1 - k) % 2 == 0 then
                     break
                 end
             end
@@ -100,6 +107,9 @@ function _M.split_array(s)
             end
             n = n + 1
             items[n] = sub(s, a, b)
+            if yield and n % 256 == 0 then
+                ngx.sleep(0) -- a large body: let this worker's other requests run
+            end
             if c == 93 then
                 if find(s, NON_WS, q + 1) then
                     return nil, "invalid JSON: trailing data after the array"
@@ -112,7 +122,7 @@ function _M.split_array(s)
     end
 end
 
-local function is_array(t)
+function _M.is_array(t)
     local count = 0
     for k in pairs(t) do
         if type(k) ~= "number" then
@@ -160,7 +170,7 @@ function _M.validate(index, b)
     if eps == nil or eps == null then
         return nil
     end
-    if type(eps) ~= "table" or not is_array(eps) then
+    if type(eps) ~= "table" or not _M.is_array(eps) then
         return where .. ': "endpoints" must be an array of {address, port}'
     end
     for j, ep in ipairs(eps) do

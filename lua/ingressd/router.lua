@@ -1,0 +1,423 @@
+-- ingressd.router: picks the route of a request from the route table (docs/routing.md) and
+-- hands it to the settings class's named location. rewrite_by_lua of the entry location.
+--
+-- Data flow:
+--   route()  (every request of the entry location)
+--     -> one shm get of "routes:version"; equal to this worker's -> nothing to refresh (hot path)
+--     -> else sync(): the texts of the hosts changed since (store.routes:read(): whole writes
+--        only), or of every host (worker start, too far behind); decode only changed texts
+--     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
+--        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
+--     -> appRoot and $uri == "/" -> 302 to $scheme://$http_host<appRoot>
+--     -> location (find()): exact map; longest prefix through the prefix map, probing the URI
+--        at each "/" from the longest candidate down; regexes longest first; the prefix; 404
+--     -> no backend -> ngx.exit(status); Content-Length over maxBody -> 413
+--     -> $proxy_upstream_name, $namespace, $ingress_name, $ingressd_default_backend,
+--        $ingressd_hsts -> ngx.exec("@<class>")
+--
+-- A compiled entry (per worker, built once per JSON text):
+--   {host, raw, names (host + aliases), hsts (value or nil), app_root (or nil),
+--    exact = {path -> loc}, prefix = {normalised path -> loc}, prefix_max (longest prefix
+--    length, 0 = no prefix), regexes = {{re, loc}, ...} longest first}
+-- a compiled location: {target = "@c..", backend (or nil), status, namespace, ingress,
+--    default_backend, max_body (0 = no limit), type, path}
+--
+-- Two entries may name the same host (an alias of one, the host of the other): the entry
+-- whose own host it is wins, else the smallest host; the same in every worker whatever the
+-- order of updates (`claims` keeps every claimant).
+
+local cjson = require("cjson.safe")
+local store = require("ingressd.store")
+local routes = require("ingressd.routes")
+
+local ngx = ngx
+local var = ngx.var
+local ngx_log, ngx_exit, ngx_exec, ngx_redirect = ngx.log, ngx.exit, ngx.exec, ngx.redirect
+local re_find = ngx.re.find
+local ERR = ngx.ERR
+local type, ipairs, pairs, next, tostring, tonumber, pcall =
+    type, ipairs, pairs, next, tostring, tonumber, pcall
+local find, sub, byte = string.find, string.sub, string.byte
+local sort = table.sort
+local decode = cjson.decode
+local null = cjson.null
+
+local ROUTES = store.routes
+local CATCH_ALL = routes.CATCH_ALL
+local REGEX_OPTIONS = routes.REGEX_OPTIONS
+local normalize_prefix = routes.normalize_prefix
+
+local _M = {}
+
+-- ----------------------------------------------------------------------------- compile
+
+local function str(v, default)
+    if type(v) == "string" then
+        return v
+    end
+    return default
+end
+
+local function compile_location(loc)
+    local max_body = loc.maxBody
+    if type(max_body) ~= "number" then
+        max_body = routes.DEFAULT_MAX_BODY
+    end
+    local status = loc.status
+    if type(status) ~= "number" then
+        status = routes.DEFAULT_STATUS
+    end
+    local backend = loc.backend
+    if type(backend) ~= "string" or backend == "" then
+        backend = nil
+    end
+    return {
+        target = "@" .. loc.class,
+        backend = backend,
+        status = status,
+        namespace = str(loc.namespace, ""),
+        ingress = str(loc.ingress, ""),
+        default_backend = str(loc.defaultBackend, ""),
+        max_body = max_body,
+        type = loc.type,
+        path = loc.path,
+    }
+end
+
+local function by_length_then_path(a, b)
+    if #a.re ~= #b.re then
+        return #a.re > #b.re
+    end
+    return a.re < b.re
+end
+
+-- The compiled entry of `host` from its JSON text (validated by ingressd.routes when it was
+-- stored). Raises on text that does not decode.
+function _M.compile(host, raw)
+    local e = decode(raw)
+    if type(e) ~= "table" then
+        error("route entry of " .. host .. " does not decode")
+    end
+    local names = { host }
+    if type(e.aliases) == "table" then
+        for _, alias in ipairs(e.aliases) do
+            if type(alias) == "string" then
+                names[#names + 1] = alias
+            end
+        end
+    end
+    local hsts = e.hsts
+    if type(hsts) ~= "string" or hsts == "" then
+        hsts = nil
+    end
+    local app_root = e.appRoot
+    if type(app_root) ~= "string" or app_root == "" then
+        app_root = nil
+    end
+    local entry = { host = host, raw = raw, names = names, hsts = hsts, app_root = app_root,
+                    exact = {}, prefix = {}, prefix_max = 0, regexes = {} }
+    local locations = e.locations
+    if type(locations) ~= "table" or locations == null then
+        locations = {}
+    end
+    local exact, prefix, regexes = entry.exact, entry.prefix, entry.regexes
+    -- exact locations first: they beat the exact form of a prefix on the same path
+    for _, loc in ipairs(locations) do
+        if type(loc) == "table" and loc.type == "exact" and exact[loc.path] == nil then
+            exact[loc.path] = compile_location(loc)
+        end
+    end
+    for _, loc in ipairs(locations) do
+        if type(loc) == "table" and loc.type == "prefix" and type(loc.path) == "string" then
+            local p = normalize_prefix(loc.path)
+            if prefix[p] == nil then
+                local c = compile_location(loc)
+                prefix[p] = c
+                if #p > entry.prefix_max then
+                    entry.prefix_max = #p
+                end
+                -- Prefix /foo matches /foo itself and ends the search there, as nginx's
+                -- `location = /foo`; "/" has no exact form (regexes still get their turn)
+                if p ~= "/" and exact[p] == nil then
+                    exact[p] = c
+                end
+            end
+        elseif type(loc) == "table" and loc.type == "regex" and type(loc.path) == "string" then
+            regexes[#regexes + 1] = { re = loc.path, loc = compile_location(loc) }
+        end
+    end
+    sort(regexes, by_length_then_path)
+    return entry
+end
+
+-- ----------------------------------------------------------------------------- match
+
+-- The location of `entry` for the normalised URI `uri`, or nil (404). Pure but for ngx.re.
+local function find_location(entry, uri)
+    local loc = entry.exact[uri]
+    if loc ~= nil then
+        return loc
+    end
+    local found
+    local max = entry.prefix_max
+    if max > 0 then
+        local prefix = entry.prefix
+        -- candidates are uri[1, j-1] where uri[j] == "/", longest first; none longer than max
+        local j = #uri
+        if j > max + 1 then
+            j = max + 1
+        end
+        while j > 1 do
+            if byte(uri, j) == 47 then
+                found = prefix[sub(uri, 1, j - 1)]
+                if found ~= nil then
+                    break
+                end
+            end
+            j = j - 1
+        end
+        if found == nil then
+            found = prefix["/"]
+        end
+    end
+    local regexes = entry.regexes
+    for i = 1, #regexes do
+        local r = regexes[i]
+        local from, _, err = re_find(uri, r.re, REGEX_OPTIONS)
+        if from then
+            return r.loc
+        end
+        if err then
+            ngx_log(ERR, "ingressd: regex location ", r.re, " of ", entry.host, ": ", err)
+        end
+    end
+    return found
+end
+
+_M.find_location = find_location
+
+-- The entry for a lower-cased host name, or nil.
+local function find_entry(lookup, host)
+    local entry = lookup[host]
+    if entry ~= nil then
+        return entry
+    end
+    if host ~= nil then
+        local dot = find(host, ".", 1, true)
+        if dot ~= nil then
+            entry = lookup["*" .. sub(host, dot)]
+            if entry ~= nil then
+                return entry
+            end
+        end
+    end
+    return lookup[CATCH_ALL]
+end
+
+-- (entry, location) for a host and URI in `view`; either may be nil.
+function _M.find(view, host, uri)
+    local entry = find_entry(view.lookup, host)
+    if entry == nil then
+        return nil, nil
+    end
+    return entry, find_location(entry, uri)
+end
+
+-- ----------------------------------------------------------------------------- worker view
+
+-- A view: {dict, version, pending (store.routes:read()'s), entries = {host -> entry},
+-- claims = {name -> {host -> true}}, lookup = {name -> entry}, stats}.
+function _M.new_view(dict)
+    return {
+        dict = dict,
+        version = 0,
+        pending = nil,
+        entries = {},
+        claims = {},
+        lookup = {},
+        stats = { full_loads = 0, incremental = 0, decoded = 0 },
+    }
+end
+
+local function build(view, host, raw, old)
+    if old ~= nil and old.raw == raw then
+        return old
+    end
+    view.stats.decoded = view.stats.decoded + 1
+    local ok, entry = pcall(_M.compile, host, raw)
+    if not ok then
+        ngx_log(ERR, "ingressd: cannot use the route entry of ", host, ": ", tostring(entry))
+        return old
+    end
+    return entry
+end
+
+-- Who serves `name` among its claimants: the entry whose host it is, else the smallest host.
+local function resolve(view, name)
+    local claimants = view.claims[name]
+    local entries = view.entries
+    if claimants == nil or next(claimants) == nil then
+        view.claims[name] = nil
+        view.lookup[name] = nil
+        return
+    end
+    if claimants[name] and entries[name] ~= nil then
+        view.lookup[name] = entries[name]
+        return
+    end
+    local best
+    for host in pairs(claimants) do
+        if best == nil or host < best then
+            best = host
+        end
+    end
+    view.lookup[name] = entries[best]
+end
+
+local function claim(view, entry, touched)
+    for _, name in ipairs(entry.names) do
+        local claimants = view.claims[name]
+        if claimants == nil then
+            claimants = {}
+            view.claims[name] = claimants
+        end
+        claimants[entry.host] = true
+        touched[name] = true
+    end
+end
+
+local function unclaim(view, entry, touched)
+    for _, name in ipairs(entry.names) do
+        local claimants = view.claims[name]
+        if claimants ~= nil then
+            claimants[entry.host] = nil
+        end
+        touched[name] = true
+    end
+end
+
+-- Bring `view` to the shared dict's routes version: store.routes:read() hands over whole
+-- writes only (or nothing yet, while a write is under way); unchanged texts keep their entry.
+function _M.sync(view)
+    local version, items, full = ROUTES:read(view.dict, view)
+    if version == nil then
+        return
+    end
+    local touched = {}
+    if full then
+        local old = view.entries
+        local entries = {}
+        view.entries = entries
+        view.claims = {}
+        view.lookup = {}
+        for host, raw in pairs(items) do
+            local entry = raw and build(view, host, raw, old[host])
+            if entry then
+                entries[host] = entry
+                claim(view, entry, touched)
+            end
+        end
+        view.stats.full_loads = view.stats.full_loads + 1
+    else
+        local entries = view.entries
+        for host, raw in pairs(items) do
+            local old = entries[host]
+            local new = raw and build(view, host, raw, old) or nil
+            if new ~= old then
+                if old ~= nil then
+                    unclaim(view, old, touched)
+                end
+                entries[host] = new
+                if new ~= nil then
+                    claim(view, new, touched)
+                end
+            end
+        end
+        view.stats.incremental = view.stats.incremental + 1
+    end
+    for name in pairs(touched) do
+        resolve(view, name)
+    end
+    view.version = version
+end
+
+local sync = _M.sync
+
+-- ----------------------------------------------------------------------------- nginx phase
+
+local view = nil -- this worker's view of the route table
+
+local function worker_view()
+    if view == nil then
+        local dict = ngx.shared.ingressd_configuration
+        if dict == nil then
+            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
+        end
+        view = _M.new_view(dict)
+    end
+    return view
+end
+
+_M.worker_view = worker_view
+worker_view()
+
+local dict = view.dict
+local shm_get = dict.get
+local VERSION_KEY = ROUTES.version_key
+
+-- init_worker_by_lua: load the table before the first request needs it.
+function _M.init_worker()
+    local ok, err = pcall(sync, view)
+    if not ok then
+        ngx_log(ERR, "ingressd: initial load of routes failed: ", tostring(err))
+    end
+end
+
+function _M.route()
+    local v = shm_get(dict, VERSION_KEY) or 0
+    if v ~= view.version then
+        local ok, err = pcall(sync, view)
+        if not ok then
+            ngx_log(ERR, "ingressd: failed to refresh routes: ", tostring(err))
+        end
+    end
+    local entry = find_entry(view.lookup, var.host)
+    if entry == nil then
+        return ngx_exit(404)
+    end
+    local uri = var.uri
+    local app_root = entry.app_root
+    if app_root ~= nil and uri == "/" then
+        local host = var.http_host or var.host
+        return ngx_redirect(var.scheme .. "://" .. host .. app_root, 302)
+    end
+    local loc = find_location(entry, uri)
+    if loc == nil then
+        return ngx_exit(404)
+    end
+    local backend = loc.backend
+    if backend == nil then
+        return ngx_exit(loc.status)
+    end
+    local max_body = loc.max_body
+    if max_body > 0 then
+        -- $content_length: the header nginx parsed (a third of $http_content_length's cost)
+        local length = var.content_length
+        if length ~= nil and (tonumber(length) or 0) > max_body then
+            return ngx_exit(413)
+        end
+    end
+    var.proxy_upstream_name = backend
+    var.namespace = loc.namespace
+    var.ingress_name = loc.ingress
+    var.ingressd_default_backend = loc.default_backend
+    local hsts = entry.hsts
+    if hsts ~= nil and var.https == "on" then
+        var.ingressd_hsts = hsts
+    else
+        var.ingressd_hsts = ""
+    end
+    return ngx_exec(loc.target)
+end
+
+return _M
