@@ -44,8 +44,11 @@ lint: install
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# Every test; then the end-to-end tests (those that start nginx) again with --routing lua, so
+# both routing modes answer every request test the same way.
 unit: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	INGRESSD_TEST_ROUTING=lua $(VENV)/bin/pytest -m nginx $(PYTEST_ARGS)
 
 lua: install
 	$(VENV)/bin/pytest tests/test_lua.py $(PYTEST_ARGS)

@@ -42,9 +42,16 @@ def world_readable_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def harness(world_readable_tmp: Path) -> AsyncIterator[Harness]:
-    """A started ingressd with an empty manifests dir; write manifests to make it do things."""
-    h = Harness(world_readable_tmp)
+async def harness(
+    world_readable_tmp: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    """A started ingressd with an empty manifests dir; write manifests to make it do things.
+
+    Its routing mode is ``INGRESSD_TEST_ROUTING`` (nginx by default), or the test's
+    ``@pytest.mark.routing("nginx")`` when what it checks belongs to one mode.
+    """
+    marker = request.node.get_closest_marker("routing")
+    h = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
     await h.start()
     try:
         yield h

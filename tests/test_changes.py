@@ -71,6 +71,7 @@ async def test_scaling_endpoints_reaches_new_pods_without_reload(harness: Harnes
     assert h.reloads == reloads
 
 
+@pytest.mark.routing("nginx")  # counts the reloads of per-host server blocks
 async def test_adding_a_path_reloads_once_and_serves_it(harness: Harness) -> None:
     h = harness
     await deploy(h, "web")
@@ -184,6 +185,7 @@ async def test_nginx_killed_is_restarted_and_serves_again(harness: Harness) -> N
     await h.eventually(both)
 
 
+@pytest.mark.routing("nginx")  # counts the reloads of per-host server blocks
 async def test_config_rejected_by_nginx_test_keeps_the_last_good_one(harness: Harness) -> None:
     h = harness
     await deploy(h, "web")

@@ -247,6 +247,7 @@ async def post(h: Harness, host: str, size: int) -> int:
 
 
 @pytest.mark.nginx
+@pytest.mark.routing("nginx")  # counts the reloads of per-host server blocks
 async def test_proxy_body_size_limits_posts_and_a_change_reloads_once(h: Harness) -> None:
     await deploy(h, "web")
     h.write("cm.yaml", config_map({"proxy-body-size": "1k"}))

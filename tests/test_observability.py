@@ -228,6 +228,7 @@ def debug_logs() -> Iterator[list[MutableMapping[str, Any]]]:
 
 
 @pytest.mark.nginx
+@pytest.mark.routing("nginx")  # counts the reloads of per-host server blocks
 async def test_a_reload_logs_the_nginx_conf_diff_at_debug_level(harness: Harness) -> None:
     h = harness
     await deploy(h, "web")
