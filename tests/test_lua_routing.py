@@ -57,6 +57,11 @@ async def test_new_hosts_and_paths_are_served_without_a_reload(lua_harness: Harn
     await h.settled()
     assert h.reloads == reloads
     assert h.metric("ingressd_dynamic_changes_total", kind="routes") >= 1
+    assert h.session is not None
+    debug = f"http://127.0.0.1:{h.options.status_port}/debug/routes"
+    async with h.session.get(debug) as resp:
+        held = {entry["host"] for entry in await resp.json()}
+    assert {"web.test", "api.test", "*.wild.test"} <= held
     # a removed Ingress stops being served, still without reload
     h.remove("api.yaml")
     await expect(h, "/v1/users", host="api.test", status=404)

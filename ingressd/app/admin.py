@@ -8,6 +8,7 @@
     GET /debug/problems       what the last build skipped, and why
     GET /debug/syncs          the last syncs: decision, reasons, timings
     GET /debug/backends       what the Lua side holds now, fetched from nginx
+    GET /debug/routes         the route table the Lua side holds (``--routing lua``)
 
 It reads the controller's state; it never changes it.  Embedded in the controller's event loop
 with ``AppRunner(handle_signals=False)``.
@@ -76,6 +77,15 @@ async def debug_backends(request: web.Request) -> web.Response:
     return web.json_response(backends)
 
 
+async def debug_routes(request: web.Request) -> web.Response:
+    """``--routing lua``: the route table the Lua side holds now, fetched from nginx."""
+    try:
+        routes = await request.app[CONTROLLER].nginx.endpoint.get_routes()
+    except DynamicUpdateError as exc:
+        return web.json_response({"error": str(exc)}, status=502)
+    return web.json_response(routes)
+
+
 def make_app(controller: Ingressd) -> web.Application:
     app = web.Application()
     app[CONTROLLER] = controller
@@ -85,6 +95,7 @@ def make_app(controller: Ingressd) -> web.Application:
     app.router.add_get("/debug/problems", debug_problems)
     app.router.add_get("/debug/syncs", debug_syncs)
     app.router.add_get("/debug/backends", debug_backends)
+    app.router.add_get("/debug/routes", debug_routes)
     return app
 
 
