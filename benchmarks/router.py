@@ -94,7 +94,7 @@ http {
     server {
         listen 127.0.0.1:@PLAIN_PROXY@ backlog=4096;
         set $proxy_upstream_name "";
-        location / { set $proxy_upstream_name "pods"; proxy_pass http://upstream_balancer; }
+        location / { set $proxy_upstream_name "@BACKEND@"; proxy_pass http://upstream_balancer; }
     }
     server {
         listen unix:@ROOT@/control.sock;
@@ -121,6 +121,10 @@ def host_name(i: int) -> str:
     return f"h{i}.team{i % 37}.bench.test"
 
 
+def backend_name(i: int) -> str:
+    return f"ns{i % 50}-svc{i}-80"
+
+
 def table(hosts: int, class_: str) -> list[dict[str, Any]]:
     """N entries whose texts differ as real ones do (names of services, namespaces, Ingresses):
     entries that differ only in the host number make LuaJIT's sparse string hash collide."""
@@ -130,7 +134,7 @@ def table(hosts: int, class_: str) -> list[dict[str, Any]]:
             "path": path,
             "type": type_,
             "class": class_,
-            "backend": f"ns{i % 50}-svc{i}-80",
+            "backend": backend_name(i),
             "namespace": f"ns{i % 50}",
             "ingress": f"ing-{i}",
             "maxBody": 1048576,
@@ -208,7 +212,7 @@ async def measure(
     shutil.copytree(LUA_SRC, root / "lua")
     (root / "tmp").mkdir(mode=0o777)
     ports = {name: free_port() for name in ("PLAIN", "EXEC", "ROUTED", "PLAIN_PROXY")}
-    text = CONF.replace("@ROOT@", str(root))
+    text = CONF.replace("@ROOT@", str(root)).replace("@BACKEND@", backend_name(hosts // 2 + 1))
     for name, port in ports.items():
         text = text.replace(f"@{name}@", str(port))
     (root / "nginx.conf").write_text(text)
@@ -226,11 +230,12 @@ async def measure(
             if (root / "control.sock").exists():
                 break
             await asyncio.sleep(0.05)
+        pod = [{"address": "127.0.2.1", "port": str(pod_port)}]
         await control(
             root,
-            "POST",
+            "PUT",
             "/configuration/backends",
-            [{"name": "pods", "endpoints": [{"address": "127.0.2.1", "port": str(pod_port)}]}],
+            [{"name": backend_name(i), "endpoints": pod} for i in range(1, hosts + 1)],
         )
         started = time.monotonic()
         await control(root, "PUT", "/configuration/routes", table(hosts, "c1"))
@@ -294,8 +299,9 @@ def report(results: list[RouterResult]) -> str:
     lines = [
         f"machine: {machine()}",
         "| hosts | wrk Host | plain req/s | exec only req/s | routed req/s | routed/plain "
-        "| router cost | proxied: routed/plain | PUT of the table | 1st request after PUT |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| router cost | proxied: routed/plain | PUT of the table | 1st request after PUT "
+        "| errors |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
@@ -303,7 +309,8 @@ def report(results: list[RouterResult]) -> str:
             f"| {statistics.median(r.plain_rps):,.0f} | {statistics.median(r.exec_rps):,.0f} "
             f"| {statistics.median(r.routed_rps):,.0f} "
             f"| {r.ratio:.2f} | {r.cost_us:.1f} us | {r.proxy_ratio:.2f} "
-            f"| {r.post_seconds * 1000:.0f} ms | {r.first_request_after_put_ms:.0f} ms |"
+            f"| {r.post_seconds * 1000:.0f} ms | {r.first_request_after_put_ms:.0f} ms "
+            f"| {r.errors} |"
         )
     return "\n".join(lines)
 
