@@ -181,7 +181,7 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
         (rx.rewrite_target, "/$host", "capture"),
         (rx.rewrite_target, "relative", "starting with '/'"),
         (rx.regex_path, "/a$host", "'$'"),
-        (rx.regex_path, "/a(", "not a valid regular expression"),
+        (rx.regex_path, "/a(", "not a regular expression nginx can run"),
         (rx.regex_path, "/a\\\\b", "backslash before '\\\\'"),
         (rx.regex_path, "/a{2}", "'{'"),
         (rx.regex_path, "/a\\", "end with a backslash"),
@@ -437,6 +437,22 @@ def test_use_regex_makes_the_ingress_paths_regexes_checked_as_such() -> None:
     text = conf(result.configuration)
     assert 'location ~* "^/api/v[0-9]+/(.*)" {' in text
     assert "$host" not in text.split("server b.test")[1].split("server c.test")[0]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["/a/[[:foo:]]", "/x\\U0041", "/(?a:x)"],
+)
+def test_a_regex_python_accepts_but_pcre_refuses_is_a_problem_not_an_nginx_t_failure(
+    pattern: str,
+) -> None:
+    result = build(
+        one("bad", ann(use_regex="true"), host="b.test", path=pattern),
+        one("good", {}, host="g.test", path="/"),
+    )
+    reasons = [p.reason for p in result.problems if p.field == "spec.rules[0].http.paths[0].path"]
+    assert any("PCRE" in r for r in reasons), result.problems
+    assert pattern not in conf(result.configuration)
 
 
 def test_server_alias_never_takes_another_server_s_host() -> None:

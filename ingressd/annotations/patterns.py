@@ -5,17 +5,20 @@
     "${http_x_user}-a" --hash_key()--> "${http_x_user}-a"
     anything else --> raise InvalidValue (``values.py``)
 
-Regular expressions are compiled with Python's ``re`` (close to PCRE for the subset accepted) and
-may use ``$`` only as an end anchor; a rewrite target only as ``$1``-``$9``, the path's capture
-groups; a hash key holds nginx variables, evaluated in Lua, never by nginx.conf.  A backslash
-never escapes a quote, itself or the end.  Like every grammar in ``values.py``, narrower than
+Regular expressions are compiled with Python's ``re`` and with the PCRE libraries nginx and
+``ngx.re`` run them on (``ingressd.annotations.pcre``), and may use ``$`` only as an end
+anchor; a rewrite target only as ``$1``-``$9``, the path's capture groups; a hash key holds
+nginx variables, evaluated in Lua, never by nginx.conf.  A backslash never escapes a quote,
+itself or the end.  Like every grammar in ``values.py``, narrower than
 nginx's: a value that passes can be written inside double quotes in nginx.conf.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 
+from ingressd.annotations.pcre import pcre_available, pcre_error
 from ingressd.annotations.values import InvalidValue, clean
 
 __all__ = ["hash_key", "regex", "regex_path", "rewrite_target"]
@@ -75,11 +78,21 @@ def regex(text: str) -> str:
         raise InvalidValue(f"must not contain {bad.group() if bad else value!r}")
     _check_dollars(value, allow_captures=False)
     _check_backslashes(value)
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise InvalidValue(f"is not a valid regular expression: {exc}") from None
+    # The engines that will run it decide; Python's re only where they cannot be loaded.
+    reason = pcre_error(value) if pcre_available() else _python_error(value)
+    if reason is not None:
+        raise InvalidValue(f"is not a regular expression nginx can run: {reason}")
     return value
+
+
+def _python_error(value: str) -> str | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return str(exc)
+    return None
 
 
 def regex_path(text: str) -> str:
