@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import hashlib
 import random
+import subprocess
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import (
@@ -1097,6 +1105,79 @@ def test_unusable_secret_means_default_certificate_and_no_redirect(
     if secret_field:
         assert fields(result)[0] == ("Secret", "default/tls", secret_field)
         assert reason in result.problems[0].reason
+
+
+def _certificate(host: str, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def _sha1_certificate() -> tuple[str, str]:
+    """cryptography no longer signs with SHA-1; the openssl command line still does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key, cert = Path(tmp) / "key.pem", Path(tmp) / "cert.pem"
+        command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt"]
+        command += ["ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        command += ["-sha1", "-days", "10", "-subj", "/CN=www.a.com"]
+        subprocess.run(command, check=True, capture_output=True)
+        return cert.read_text(), key.read_text()
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "reason"),
+    [
+        (
+            lambda: _certificate(
+                "www.a.com", rsa.generate_private_key(public_exponent=65537, key_size=1024)
+            ),
+            "data.tls.key",
+            "1024-bit key",
+        ),
+        (_sha1_certificate, "data.tls.crt", "signed with SHA1"),
+    ],
+    ids=["rsa-1024", "sha1-signature"],
+)
+def test_a_certificate_openssl_would_refuse_is_a_problem_before_nginx_sees_it(
+    make: Callable[[], tuple[str, str]], field: str, reason: str
+) -> None:
+    cert_pem, key_pem = make()
+    result = build(
+        tls_ingress("www.a.com"), o.tls_secret("tls", cert_pem=cert_pem, key_pem=key_pem)
+    )
+    assert server(result, "www.a.com").certificate is None
+    assert ("Secret", "default/tls", field) in fields(result)
+    assert any(reason in p.reason for p in result.problems)
+
+
+def test_only_the_parsed_chain_and_key_are_written_out(
+    pem: tuple[str, str], other_pem: tuple[str, str]
+) -> None:
+    cert_pem, key_pem = pem
+    # A private key block before the certificate: nginx would load that key, not tls.key.
+    crt = other_pem[1] + "# comment\n" + cert_pem
+    result = build(tls_ingress("www.a.com"), o.tls_secret("tls", cert_pem=crt, key_pem=key_pem))
+    certificate = server(result, "www.a.com").certificate
+    assert certificate is not None
+    assert certificate.pem.count("PRIVATE KEY-----") == 2  # BEGIN and END of tls.key's only
+    assert other_pem[1].strip() not in certificate.pem
+    assert certificate.pem.startswith(cert_pem.strip())
+    assert "# comment" not in certificate.pem
 
 
 def test_opaque_secret_with_tls_keys_is_accepted(pem: tuple[str, str]) -> None:

@@ -33,6 +33,7 @@ from typing import NamedTuple, assert_never
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ingressd.annotations import AnnotationOptions
 from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
@@ -496,6 +497,34 @@ def _name_of(raw: object, index: int) -> str:
 
 # --- TLS Secrets ---------------------------------------------------------------------------
 
+#: OpenSSL 3's security level 2 (Debian's default): RSA and DSA keys of fewer bits are refused.
+_MIN_RSA_BITS = 2048
+#: Signature hashes security level 2 refuses in a certificate chain.
+_WEAK_HASHES = frozenset({"md5", "sha1"})
+
+
+def _too_weak(private_key: object, chain: list[x509.Certificate]) -> tuple[str, str] | None:
+    """Why OpenSSL at security level 2 would refuse this key or chain, as (field, reason)."""
+    if isinstance(private_key, rsa.RSAPrivateKey | dsa.DSAPrivateKey):
+        if private_key.key_size < _MIN_RSA_BITS:
+            return (
+                "data.tls.key",
+                f"is a {private_key.key_size}-bit key; OpenSSL's security level needs "
+                f"{_MIN_RSA_BITS} bits or more",
+            )
+    for index, cert in enumerate(chain):
+        # the last certificate of a longer chain may be a root: its own signature is not used
+        if index and index == len(chain) - 1:
+            break
+        algorithm = cert.signature_hash_algorithm
+        if algorithm is not None and algorithm.name in _WEAK_HASHES:
+            return (
+                "data.tls.crt",
+                f"certificate {index + 1} is signed with {algorithm.name.upper()}, which "
+                "OpenSSL's security level refuses",
+            )
+    return None
+
 
 def parse_tls_secret(key: ObjectKey, raw: object) -> Certificate | tuple[str, str]:
     """A TLS Secret -> ``Certificate``, or ``(field, reason)`` saying what is wrong with it.
@@ -544,7 +573,21 @@ def parse_tls_secret(key: ObjectKey, raw: object) -> Certificate | tuple[str, st
         return ("data.tls.key", f"cannot be compared with the certificate: {exc}")
     if not matches:
         return ("data.tls.key", "does not match the first certificate of tls.crt")
-    pem = crt_text.strip() + "\n" + key_text.strip() + "\n"
+    weak = _too_weak(private_key, chain)
+    if weak is not None:
+        return weak
+    # Only what was parsed is written out: a key block hidden in tls.crt (which nginx would
+    # load instead of tls.key), comments and other blocks never reach nginx.
+    try:
+        pem = "".join(
+            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in chain
+        ) + private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+    except Exception as exc:  # untrusted input: any serializer failure is a reason
+        return ("data.tls.key", f"cannot be written out again: {exc}")
     return Certificate(
         secret=key,
         sha256=hashlib.sha256(pem.encode()).hexdigest(),
