@@ -72,7 +72,7 @@ class RecordingDriver:
         *,
         backends: Sequence[BackendName],
         routes: Sequence[str],
-        whole: bool,
+        removed: Sequence[str],
         certificates: bool,
     ) -> int:
         self.dynamic += 1

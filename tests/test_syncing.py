@@ -80,7 +80,8 @@ class RecordingNginx:
     # --routing lua: what Lua would hold, as the real driver tracks it
     held: RouteTable | None = None
     rendered: frozenset[str] = frozenset()
-    routes_sent: list[tuple[str, ...] | None] = field(default_factory=list)
+    routes_sent: list[tuple[str, ...]] = field(default_factory=list)
+    routes_removed: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def routes_held(self) -> RouteTable | None:
@@ -97,13 +98,14 @@ class RecordingNginx:
         *,
         backends: Sequence[BackendName],
         routes: Sequence[str],
-        whole: bool,
+        removed: Sequence[str],
         certificates: bool,
     ) -> int:
         if self.fail_dynamic is not None:
             raise self.fail_dynamic
         self.dynamic.append(tuple(backends))
-        self.routes_sent.append(None if whole else tuple(routes))
+        self.routes_sent.append(tuple(routes))
+        self.routes_removed.append(tuple(removed))
         self.held = table
         return len(backends)
 
@@ -409,13 +411,13 @@ async def test_lua_routing_serves_a_new_host_of_an_existing_class_without_a_relo
     assert rig.metrics.value("ingressd_dynamic_changes_total", {"kind": "routes"}) == 1
 
 
-async def test_lua_routing_sends_the_whole_table_when_a_host_is_gone() -> None:
+async def test_lua_routing_removes_the_entry_of_a_host_that_is_gone() -> None:
     rig = await lua_rig()
     rig.apply(WWW, type=EventType.DELETED)
     outcome = await rig.sync()
     assert len(rig.nginx.reloads) == 1
-    assert outcome.decision.removed
-    assert rig.nginx.routes_sent[-1] is None  # PUT: the whole table
+    assert outcome.decision.removed_routes == ("www.example.com",)
+    assert rig.nginx.routes_removed[-1] == ("www.example.com",)
     assert "routes of www.example.com removed" in outcome.record.reasons
 
 

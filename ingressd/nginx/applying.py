@@ -89,12 +89,12 @@ class NginxDriver(Protocol):
         *,
         backends: Sequence[BackendName],
         routes: Sequence[str],
-        whole: bool,
+        removed: Sequence[str],
         certificates: bool,
     ) -> int:
         """``--routing lua``, no reload: send the changed ``backends``, the entries of
-        ``routes`` (the whole table and backend set when something is gone: ``whole``) and,
-        when they changed, the certificates; returns the number of backends sent."""
+        ``routes``, remove the entries of ``removed`` and, when they changed, send the
+        certificates; backends no route uses any more are pruned. Returns backends sent."""
         ...
 
 
@@ -252,7 +252,7 @@ class Nginx:
         *,
         backends: Sequence[BackendName],
         routes: Sequence[str],
-        whole: bool,
+        removed: Sequence[str],
         certificates: bool,
     ) -> int:
         changed = config.backends_named(backends)
@@ -260,10 +260,10 @@ class Nginx:
             await self.apply_dynamic(changed)
         if certificates:
             await self._send_certificates(table)
-        if whole:
-            await self._send_routes(table, None)
-        elif routes:
+        if routes:
             await self._send_routes(table, routes)
+        if removed:
+            await self._delete_routes(removed)
         self._held = table
         wanted = config.backend_map()
         if self._sent.keys() - wanted.keys():
@@ -277,6 +277,9 @@ class Nginx:
             await self.endpoint.put_routes(table.entries.values())
         else:
             await self.endpoint.post_routes(table.entries[h] for h in hosts)
+
+    async def _delete_routes(self, hosts: Sequence[str]) -> None:
+        await self.endpoint.delete_routes(hosts)
 
     async def _send_certificates(self, table: RouteTable) -> None:
         await self.endpoint.send_certificates(

@@ -46,5 +46,8 @@ class DryRunNginx(Nginx):
     async def _send_certificates(self, table: RouteTable) -> None:
         return None
 
+    async def _delete_routes(self, hosts: Sequence[str]) -> None:
+        return None
+
     async def _put_backends(self, config: Configuration) -> None:
         return None

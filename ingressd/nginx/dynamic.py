@@ -4,6 +4,7 @@
                 --whole set--------> PUT  /configuration/backends   (replace, answer 201)
                 --changed routes---> POST /configuration/routes     (--routing lua, by host)
                 --whole table------> PUT  /configuration/routes
+                --hosts gone-------> DELETE /configuration/routes
                 --certificates-----> POST|PUT /configuration/certificates
     admin / tests <------------------ GET  /configuration/backends, /configuration/routes
 
@@ -110,6 +111,12 @@ class LuaEndpoint:
         await self._send("PUT", _array(texts), "routes")
         return len(texts)
 
+    async def delete_routes(self, hosts: Iterable[str]) -> int:
+        """Remove the entries of ``hosts``; returns how many were named."""
+        names = list(hosts)
+        await self._send("DELETE", json.dumps(names).encode(), "routes", ok=(200, 201))
+        return len(names)
+
     async def send_certificates(
         self, certificates: dict[str, str], servers: dict[str, str], *, whole: bool
     ) -> None:
@@ -118,7 +125,9 @@ class LuaEndpoint:
         data = json.dumps({"certificates": certificates, "servers": servers}).encode()
         await self._send("PUT" if whole else "POST", data, "certificates")
 
-    async def _send(self, method: str, data: bytes, what: str = "backends") -> None:
+    async def _send(
+        self, method: str, data: bytes, what: str = "backends", ok: tuple[int, ...] = (201,)
+    ) -> None:
         path = f"/configuration/{what}"
         try:
             async with self._client().request(
@@ -128,7 +137,7 @@ class LuaEndpoint:
                 headers={"Content-Type": "application/json"},
             ) as resp:
                 text = await resp.text()
-                if resp.status != 201:
+                if resp.status not in ok:
                     raise DynamicUpdateError(
                         f"{method} {path} answered {resp.status}: {text.strip()}"
                     )

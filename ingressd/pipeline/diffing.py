@@ -88,8 +88,8 @@ class Decision:
     changes: frozenset[Change]
     #: ``--routing lua``: hosts whose route entry is new or changed (POST them), sorted.
     changed_routes: tuple[str, ...] = ()
-    #: ``--routing lua``: hosts or backends are gone: send the whole table and backend set.
-    removed: bool = False
+    #: ``--routing lua``: hosts whose entry is gone (DELETE them), sorted.
+    removed_routes: tuple[str, ...] = ()
     #: ``--routing lua``: a certificate or the host it serves changed (send the certificates).
     certificates_changed: bool = False
 
@@ -185,7 +185,6 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
         return dataclasses.replace(
             _decision(Action.RELOAD, reasons, changed),
             changed_routes=tuple(sorted(lua.new.entries)),
-            removed=True,
             certificates_changed=True,
         )
     routes = tuple(sorted(h for h, text in lua.new.entries.items() if held.entries.get(h) != text))
@@ -213,7 +212,7 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
     return dataclasses.replace(
         _decision(Action.DYNAMIC, reasons, changed),
         changed_routes=routes,
-        removed=bool(gone or removed_backends),
+        removed_routes=tuple(gone),
         certificates_changed=certificates,
     )
 

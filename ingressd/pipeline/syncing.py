@@ -377,7 +377,7 @@ class SyncWorker:
                     self._table,
                     backends=decision.changed_backends,
                     routes=decision.changed_routes,
-                    whole=decision.removed,
+                    removed=decision.removed_routes,
                     certificates=decision.certificates_changed,
                 )
             else:
