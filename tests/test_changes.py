@@ -254,10 +254,10 @@ async def test_health_and_metrics_endpoints_answer(harness: Harness) -> None:
     async with h.session.get(f"{base}/metrics") as resp:
         text = await resp.text()
     for name in (
-        "nginx_ingress_controller_success ",
-        "nginx_ingress_controller_errors ",
-        "nginx_ingress_controller_config_hash ",
-        "nginx_ingress_controller_config_last_reload_successful ",
+        "nginx_ingress_controller_success{",
+        "nginx_ingress_controller_errors{",
+        "nginx_ingress_controller_config_hash{",
+        "nginx_ingress_controller_config_last_reload_successful{",
         "ingressd_reloads_total{",
         "ingressd_dynamic_updates_total{",
         "ingressd_syncs_total{",

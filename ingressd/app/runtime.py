@@ -34,7 +34,7 @@ from ingressd.nginx.applying import Nginx
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.controller import NginxController
-from ingressd.pipeline.metrics import Metrics
+from ingressd.pipeline.metrics import Metrics, controller_identity
 from ingressd.pipeline.queueing import SyncQueue
 from ingressd.pipeline.syncing import SyncWorker
 from ingressd.store.events import StoreEvent, WatchEvent
@@ -129,7 +129,7 @@ class Ingressd:
     ) -> None:
         self.options = options
         self.source = source
-        self.metrics = Metrics()
+        self.metrics = Metrics(identity=controller_identity(options.ingress_class))
         if isinstance(source, InformerSource):
             self.metrics.follow_informers(source.stats)
         self.channel = UpdateChannel(maxsize=options.update_channel_size)

@@ -113,7 +113,7 @@ class LeaderElector:
         self._observed: tuple[object, ...] | None = None
         self._observed_at = 0.0
         if metrics is not None:
-            metrics.leader_election_status.labels(name=name).set(0)
+            metrics.set_leader(name, False)
 
     @property
     def is_leader(self) -> bool:
@@ -167,7 +167,7 @@ class LeaderElector:
             return
         self._leading = leading
         if self.metrics is not None:
-            self.metrics.leader_election_status.labels(name=self.name).set(1 if leading else 0)
+            self.metrics.set_leader(self.name, leading)
         if leading:
             log.info("became leader", lease=f"{self.namespace}/{self.name}", identity=self.identity)
         for listener in list(self.listeners):

@@ -15,22 +15,41 @@ registry, so several can run in one process (tests).
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class _ExactCounters(Collector):
-    """Counters exposed under their exact ingress-nginx names (no ``_total``)."""
+class _ExactCounters:
+    """Counters exposed under their exact ingress-nginx names, without ``_total``.
 
-    def __init__(self) -> None:
+    prometheus_client names a counter family ``<name>_total`` in its HELP and TYPE lines, which
+    would not match these samples; so they are written out here, as ingress-nginx's Go client
+    writes them: ``# TYPE nginx_ingress_controller_success counter``.
+    """
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
         self.values: dict[str, float] = {}
         self.docs: dict[str, str] = {}
+        self._labels = (
+            "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+            if labels
+            else ""
+        )
 
     def define(self, name: str, doc: str) -> None:
         self.values[name] = 0.0
@@ -39,11 +58,30 @@ class _ExactCounters(Collector):
     def inc(self, name: str) -> None:
         self.values[name] += 1
 
-    def collect(self) -> Iterator[Metric]:
-        for name, value in self.values.items():
-            metric = Metric(name, self.docs[name], "counter")
-            metric.add_sample(name, {}, value)
-            yield metric
+    def text(self) -> str:
+        return "".join(
+            f"# HELP {name} {self.docs[name]}\n# TYPE {name} counter\n"
+            f"{name}{self._labels} {float(value)!r}\n"
+            for name, value in self.values.items()
+        )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+#: The labels ingress-nginx puts on its controller metrics, which its dashboards filter on.
+IDENTITY_LABELS = ("controller_class", "controller_namespace", "controller_pod")
+
+
+def controller_identity(ingress_class: str) -> dict[str, str]:
+    """``controller_class``, ``controller_namespace`` and ``controller_pod`` of this process
+    (the Deployment sets ``POD_NAMESPACE`` and ``POD_NAME`` from the downward API)."""
+    return {
+        "controller_class": ingress_class,
+        "controller_namespace": os.environ.get("POD_NAMESPACE", ""),
+        "controller_pod": os.environ.get("POD_NAME") or socket.gethostname(),
+    }
 
 
 #: The counters of each informer (``InformerStats`` fields) exposed as
@@ -78,10 +116,19 @@ class _InformerCounters(Collector):
 class Metrics:
     """Every metric of one controller."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        identity: Mapping[str, str] | None = None,
+    ) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # _created: noise
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self._exact = _ExactCounters()
+        #: ``controller_class``, ``..._namespace``, ``..._pod`` on the ingress-nginx names.
+        self.identity = dict(identity if identity is not None else controller_identity("ingressd"))
+        ident = list(self.identity)
+        self._exact = _ExactCounters(self.identity)
         self._exact.define(
             "nginx_ingress_controller_success",
             "Cumulative number of successful nginx reloads (ingress-nginx name)",
@@ -90,22 +137,24 @@ class Metrics:
             "nginx_ingress_controller_errors",
             "Cumulative number of failed nginx reloads (ingress-nginx name)",
         )
-        r.register(self._exact)
         self.config_hash = Gauge(
             "nginx_ingress_controller_config_hash",
             "Hash of the running nginx.conf",
+            ident,
             registry=r,
-        )
+        ).labels(**self.identity)
         self.last_reload_successful = Gauge(
             "nginx_ingress_controller_config_last_reload_successful",
             "Whether the last reload attempt succeeded (1) or failed (0)",
+            ident,
             registry=r,
-        )
+        ).labels(**self.identity)
         self.last_reload_successful_timestamp = Gauge(
             "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
             "Unix time of the last successful reload",
+            ident,
             registry=r,
-        )
+        ).labels(**self.identity)
         self.reloads = Counter(
             "ingressd_reloads",
             "nginx reloads by result (success, error) and by what made them necessary",
@@ -168,7 +217,7 @@ class Metrics:
         self.leader_election_status = Gauge(
             "nginx_ingress_controller_leader_election_status",
             "1 while this replica holds the leader-election Lease (ingress-nginx name)",
-            ["name"],
+            ["name", *ident],
             registry=r,
         )
         self.status_updates = Counter(
@@ -195,7 +244,7 @@ class Metrics:
         self.ssl_expire_time = Gauge(
             "nginx_ingress_controller_ssl_expire_time_seconds",
             "Unix time at which the certificate served for a host expires (ingress-nginx name)",
-            ["namespace", "class", "host", "secret_name"],
+            ["namespace", "class", "host", "secret_name", *ident],
             registry=r,
         )
         # NGINX Inc's controller names.  reason="endpoints" stays 0 by design: endpoint changes
@@ -260,10 +309,38 @@ class Metrics:
         for host, secret, not_after in certificates:
             namespace, _, name = secret.partition("/")
             self.ssl_expire_time.labels(
-                namespace=namespace, host=host, secret_name=name, **{"class": ingress_class}
+                namespace=namespace,
+                host=host,
+                secret_name=name,
+                **{"class": ingress_class},
+                **self.identity,
             ).set(not_after)
 
+    def set_leader(self, name: str, leading: bool) -> None:
+        """``leader_election_status{name}``: 1 while this replica holds the Lease ``name``."""
+        self.leader_election_status.labels(name=name, **self.identity).set(1 if leading else 0)
+
+    def exposition(self) -> bytes:
+        """The text of /metrics: the registry, then the counters under exact names."""
+        return generate_latest(self.registry) + self._exact.text().encode()
+
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """A sample's current value (0 when absent): for tests and the replay summary."""
-        got = self.registry.get_sample_value(name, labels or {})
+        """A sample's current value (0 when absent): for tests and the replay summary.
+
+        The identity labels of the ingress-nginx names are added when not given.
+        """
+        if name in self._exact.values:
+            return self._exact.values[name]
+        wanted = dict(labels or {})
+        if name.startswith(_IDENTIFIED):
+            wanted = {**self.identity, **wanted}
+        got = self.registry.get_sample_value(name, wanted)
         return float(got) if got is not None else 0.0
+
+
+#: The ingress-nginx families that carry the identity labels.
+_IDENTIFIED = (
+    "nginx_ingress_controller_config_",
+    "nginx_ingress_controller_leader_election_status",
+    "nginx_ingress_controller_ssl_expire_time_seconds",
+)
