@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from ingressd.cluster.client import api_client
 from ingressd.cluster.election import LeaderElector
@@ -185,10 +186,17 @@ async def test_leader_steps_down_when_it_cannot_renew_before_the_deadline(
 ) -> None:
     a = await electors.make("a")
     await until(lambda: a.is_leader)
-    await fake_api.set_down(True)
-    lost = await until(lambda: not a.is_leader, timeout=3.0)
+    with structlog.testing.capture_logs() as logs:
+        await fake_api.set_down(True)
+        lost = await until(lambda: not a.is_leader, timeout=3.0)
     assert lost <= TIMINGS["retry_period"] + TIMINGS["renew_deadline"] + 0.3
     assert lost < TIMINGS["lease_duration"]  # before anyone else may take over
+    # every failed renewal said why, before leadership was lost
+    failures = [e for e in logs if e["event"] == "lease renewal failed"]
+    assert failures and all(e["log_level"] == "warning" and e["error"] for e in failures)
+    assert logs.index(failures[0]) < next(
+        i for i, e in enumerate(logs) if e["event"].startswith("lost leadership")
+    )
     await fake_api.set_down(False)
     await until(lambda: a.is_leader, timeout=3.0)
 

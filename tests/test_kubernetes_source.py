@@ -89,8 +89,9 @@ async def source_for(
     api: FakeApiServer, tmp: Path, **options: Any
 ) -> AsyncIterator[KubernetesSource]:
     client = await api_client(api.write_kubeconfig(tmp / "kubeconfig"))
+    options.setdefault("backoff", (0.05, 0.5))
     try:
-        yield KubernetesSource(client, backoff=(0.05, 0.5), **options)
+        yield KubernetesSource(client, **options)
     finally:
         await client.close()
 
@@ -283,6 +284,29 @@ async def test_a_change_the_watch_never_saw_arrives_by_the_relist_after_410(
             await until(lambda: len(events) == 2)
     assert [event_key(e) for e in events][1] == changed(web)
     assert source.stats()["Service"].relists >= 1
+
+
+async def test_every_informer_resumes_at_once_when_the_api_server_answers_again(
+    fake_api: FakeApiServer, tmp_path: Path
+) -> None:
+    """Backoffs of 4 s and more: without a shared wake-up the informers would come back one by
+    one over several seconds after the API server does (the target is 2 s; 3 s leaves room
+    for a loaded machine)."""
+    events: list[WatchEvent] = []
+    async with source_for(fake_api, tmp_path, backoff=(4.0, 16.0)) as source:
+        await source.load_once(events.append)
+        async with running(source, events):
+            count = len(source.informers)
+            await fake_api.wait_for_watches(count)
+            await fake_api.set_down(True)
+            # each informer fails, waits 2-4 s, fails again and starts a longer wait
+            await until(lambda: all(s.errors >= 2 for s in source.stats().values()), timeout=20)
+            loop = asyncio.get_running_loop()
+            await fake_api.set_down(False)
+            back = loop.time()
+            await fake_api.wait_for_watches(count, timeout=10)
+            resumed = loop.time() - back
+    assert resumed < 3.0, f"informers resumed {resumed:.1f} s after the API server"
 
 
 # -- end to end: through the pipeline to a real nginx --------------------------------------------

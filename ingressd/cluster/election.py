@@ -183,7 +183,17 @@ class LeaderElector:
             async with asyncio.timeout(timeout):
                 return await self.try_acquire_or_renew()
         except _TRANSIENT as exc:
-            log.debug("lease attempt failed", error=_describe(exc))
+            if self._leading:
+                # A leader failing to renew is worth a line each time: leadership is lost
+                # renew_deadline later if none succeeds.
+                log.warning(
+                    "lease renewal failed",
+                    lease=f"{self.namespace}/{self.name}",
+                    error=_describe(exc),
+                    retry_in_s=self.retry_period,
+                )
+            else:
+                log.debug("lease attempt failed", error=_describe(exc))
             return False
 
     async def try_acquire_or_renew(self) -> bool:

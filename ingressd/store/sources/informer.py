@@ -33,7 +33,7 @@ import structlog
 
 from ingressd.store.events import EventType, WatchEvent
 
-__all__ = ["Backoff", "Informer", "InformerStats", "ListCall", "Sink"]
+__all__ = ["Backoff", "Informer", "InformerStats", "ListCall", "Reachability", "Sink"]
 
 log = structlog.get_logger("ingressd.informer")
 
@@ -65,6 +65,30 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
+
+
+class Reachability:
+    """Shared by the informers of one source: the first answer from the API server after an
+    outage wakes every informer waiting out its backoff, so all resume at once instead of one
+    by one over their own backoffs (up to ``maximum`` each)."""
+
+    def __init__(self) -> None:
+        self._answered = asyncio.Event()
+
+    def answered(self) -> None:
+        """A request succeeded after a failure: wake every waiting informer."""
+        event, self._answered = self._answered, asyncio.Event()
+        event.set()
+
+    async def pause(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds, or less when the API server answers meanwhile (True)."""
+        event = self._answered
+        try:
+            async with asyncio.timeout(delay):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 @dataclass(slots=True)
@@ -145,6 +169,7 @@ class Informer:
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         keep_managed_fields: bool = False,
+        reachability: Reachability | None = None,
     ) -> None:
         self.kind = kind
         #: ``metadata.managedFields`` (server-side apply bookkeeping, often half an object's
@@ -158,6 +183,7 @@ class Informer:
         self.resync_period = resync_period
         self.connect_timeout = connect_timeout
         self._backoff = backoff or Backoff()
+        self._reachability = reachability or Reachability()
         self._rng = random.Random()
         #: What was handed to the sink, by (namespace, name).
         self.cache: dict[_Key, JSON] = {}
@@ -183,7 +209,7 @@ class Informer:
                 _Expired,
             ) as exc:
                 self._failed("list", exc)
-                await asyncio.sleep(self._backoff.next())
+                await self._wait()
                 continue
             self._recovered()
             self.stats.lists += 1
@@ -202,7 +228,7 @@ class Informer:
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, _RequestFailed) as exc:
                 self._failed("watch", exc)
                 self.stats.reconnects += 1
-                await asyncio.sleep(self._backoff.next())
+                await self._wait()
                 continue
             if outcome == _EXPIRED:
                 log.info("watch expired, relisting", kind=self.kind, rv=self.resource_version)
@@ -226,11 +252,18 @@ class Informer:
         )
         self._failing = True
 
+    async def _wait(self) -> None:
+        """Wait out the backoff; cut short (and the backoff reset) when another informer of
+        the source hears from the API server again."""
+        if await self._reachability.pause(self._backoff.next()):
+            self._backoff.reset()
+
     def _recovered(self) -> None:
         self._backoff.reset()
         if self._failing:
             self._failing = False
             log.info("api reachable again", kind=self.kind, rv=self.resource_version)
+            self._reachability.answered()
 
     def deliver(self, sink: Sink, events: list[WatchEvent]) -> None:
         for event in events:

@@ -28,7 +28,13 @@ from kubernetes_asyncio import client
 
 from ingressd.model import ObjectKey
 from ingressd.store.events import Kind
-from ingressd.store.sources.informer import Backoff, Informer, InformerStats, Sink
+from ingressd.store.sources.informer import (
+    Backoff,
+    Informer,
+    InformerStats,
+    Reachability,
+    Sink,
+)
 
 __all__ = ["START_ORDER", "KubernetesSource"]
 
@@ -98,6 +104,7 @@ class KubernetesSource:
         self.watch_namespace = watch_namespace
         self.configmap = configmap
         self.informers: dict[Kind, Informer] = {}
+        reachability = Reachability()
         for kind in START_ORDER:
             call = self._list_call(kind)
             if call is None:
@@ -111,6 +118,7 @@ class KubernetesSource:
                 resync_period=resync_period,
                 backoff=Backoff(*backoff),
                 keep_managed_fields=keep_managed_fields,
+                reachability=reachability,
             )
 
     def _list_call(self, kind: Kind) -> Any:
