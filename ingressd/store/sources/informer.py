@@ -70,10 +70,20 @@ class Backoff:
 class Reachability:
     """Shared by the informers of one source: the first answer from the API server after an
     outage wakes every informer waiting out its backoff, so all resume at once instead of one
-    by one over their own backoffs (up to ``maximum`` each)."""
+    by one over their own backoffs (up to ``maximum`` each).
 
-    def __init__(self) -> None:
+    While any informer waits, ``probe`` (a cheap request: the API's discovery document) asks
+    every ``interval`` seconds whether the server answers again.
+    """
+
+    def __init__(
+        self, probe: Callable[[], Awaitable[object]] | None = None, *, interval: float = 1.0
+    ) -> None:
         self._answered = asyncio.Event()
+        self._probe = probe
+        self.interval = interval
+        self._waiting = 0
+        self._prober: asyncio.Task[None] | None = None
 
     def answered(self) -> None:
         """A request succeeded after a failure: wake every waiting informer."""
@@ -83,12 +93,31 @@ class Reachability:
     async def pause(self, delay: float) -> bool:
         """Sleep ``delay`` seconds, or less when the API server answers meanwhile (True)."""
         event = self._answered
+        self._waiting += 1
+        if self._probe is not None and (self._prober is None or self._prober.done()):
+            self._prober = asyncio.create_task(self._probing(), name="api-probe")
         try:
             async with asyncio.timeout(delay):
                 await event.wait()
         except TimeoutError:
             return False
+        finally:
+            self._waiting -= 1
         return True
+
+    async def _probing(self) -> None:
+        assert self._probe is not None
+        while self._waiting:
+            await asyncio.sleep(self.interval)
+            if not self._waiting:
+                return
+            try:
+                async with asyncio.timeout(self.interval * 2):
+                    await self._probe()
+            except Exception:  # still down (or refusing): ask again later
+                continue
+            self.answered()
+            return
 
 
 @dataclass(slots=True)

@@ -104,7 +104,7 @@ class KubernetesSource:
         self.watch_namespace = watch_namespace
         self.configmap = configmap
         self.informers: dict[Kind, Informer] = {}
-        reachability = Reachability()
+        reachability = Reachability(self._probe)
         for kind in START_ORDER:
             call = self._list_call(kind)
             if call is None:
@@ -120,6 +120,10 @@ class KubernetesSource:
                 keep_managed_fields=keep_managed_fields,
                 reachability=reachability,
             )
+
+    async def _probe(self) -> None:
+        """The cheapest request there is: the core API's discovery document."""
+        await client.CoreApi(self.api).get_api_versions(_request_timeout=5)
 
     def _list_call(self, kind: Kind) -> Any:
         """The bound list method for ``kind``, or None when that kind is not watched."""
