@@ -10,14 +10,18 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from ingressd.app import admin
 from ingressd.app.runtime import Ingressd, Options
 from ingressd.model import Configuration
 from ingressd.nginx.applying import ReloadOutcome, conf_diff
@@ -395,3 +399,30 @@ def test_dashboard_queries_only_metrics_that_ingressd_exposes() -> None:
         and "decision" in e
         for e in exprs
     )
+
+
+@pytest.mark.parametrize(
+    ("peer", "path", "expose", "status"),
+    [
+        ("10.1.2.3", "/debug/configuration", False, 403),
+        ("10.1.2.3", "/debug/configuration", True, 200),
+        ("127.0.0.1", "/debug/configuration", False, 200),
+        ("::1", "/debug/routes", False, 200),
+        ("10.1.2.3", "/metrics", False, 200),
+        ("10.1.2.3", "/healthz", False, 200),
+    ],
+)
+async def test_debug_endpoints_answer_loopback_peers_only_unless_exposed(
+    peer: str, path: str, expose: bool, status: int
+) -> None:
+    controller = SimpleNamespace(options=SimpleNamespace(expose_debug=expose))
+    app = web.Application()
+    app[admin.CONTROLLER] = controller  # type: ignore[misc]
+    transport = SimpleNamespace(get_extra_info=lambda name, default=None: (peer, 40000))
+    request = make_mocked_request("GET", path, app=app, transport=transport)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    response = await admin.debug_on_loopback(request, handler)
+    assert response.status == status

@@ -10,16 +10,20 @@
     GET /debug/backends       what the Lua side holds now, fetched from nginx
     GET /debug/routes         the route table the Lua side holds (``--routing lua``)
 
-It reads the controller's state; it never changes it.  Embedded in the controller's event loop
+It reads the controller's state; it never changes it.  ``/debug/*`` answers loopback peers
+only unless ``--expose-debug-endpoints`` is given: it shows every tenant's configuration.
+Embedded in the controller's event loop
 with ``AppRunner(handle_signals=False)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ingressd.nginx.dynamic import DynamicUpdateError
@@ -86,8 +90,29 @@ async def debug_routes(request: web.Request) -> web.Response:
     return web.json_response(routes)
 
 
+@web.middleware
+async def debug_on_loopback(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``/debug/*`` shows every tenant's configuration: it answers loopback peers only, unless
+    the controller runs with ``--expose-debug-endpoints``; /healthz and /metrics answer all."""
+    if request.path.startswith("/debug/") and not request.app[CONTROLLER].options.expose_debug:
+        if not _is_loopback(request.remote):
+            return web.Response(
+                status=403,
+                text="the /debug endpoints answer on loopback only "
+                "(start ingressd with --expose-debug-endpoints to serve them to all)\n",
+            )
+    return await handler(request)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False  # a Unix socket peer has no address: not loopback by our definition
+
+
 def make_app(controller: Ingressd) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[debug_on_loopback])
     app[CONTROLLER] = controller
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

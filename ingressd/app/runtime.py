@@ -78,6 +78,8 @@ class Options:
     https_port: int = 443
     status_port: int = 10254
     status_address: str = "0.0.0.0"
+    #: Serve ``/debug/*`` to every peer, not only loopback (``--expose-debug-endpoints``).
+    expose_debug: bool = False
     ingress_class: str = "ingressd"
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None

@@ -233,6 +233,11 @@ def parser() -> argparse.ArgumentParser:
         "--status-address", default="0.0.0.0", help="admin server address (default: 0.0.0.0)"
     )
     run.add_argument(
+        "--expose-debug-endpoints",
+        action="store_true",
+        help="serve /debug/* (every tenant's configuration) to every peer, not only loopback",
+    )
+    run.add_argument(
         "--work-dir",
         type=Path,
         default=None,
@@ -371,6 +376,7 @@ def options_from(args: argparse.Namespace) -> Options:
         https_port=args.https_port,
         status_port=getattr(args, "status_port", 10254),
         status_address=getattr(args, "status_address", "0.0.0.0"),
+        expose_debug=getattr(args, "expose_debug_endpoints", False),
         ingress_class=args.ingress_class,
         configmap=args.configmap,
         worker_processes=args.worker_processes,
