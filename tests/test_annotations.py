@@ -455,6 +455,16 @@ def test_a_regex_python_accepts_but_pcre_refuses_is_a_problem_not_an_nginx_t_fai
     assert pattern not in conf(result.configuration)
 
 
+def test_annotations_over_the_api_server_limit_refuse_the_ingress_not_the_others() -> None:
+    huge = {"example.com/blob": "x" * (256 * 1024)}  # a file or a trace may hold what the API
+    result = build(one("big", huge, host="big.test"), one("ok", {}, host="ok.test"))
+    assert ("Ingress", "default/big", "metadata.annotations") in [
+        (p.kind, p.key, p.field) for p in result.problems
+    ]
+    hosts = {s.hostname for s in result.configuration.servers}
+    assert "ok.test" in hosts and "big.test" not in hosts
+
+
 def test_server_alias_never_takes_another_server_s_host() -> None:
     result = build(one("a", ann(server_alias="b.test, c.test")), one("b", {}, host="b.test"))
     [server] = [s for s in result.configuration.servers if s.hostname == "a.test"]

@@ -519,3 +519,40 @@ def test_hostile_file_is_reported_and_the_source_keeps_reading(
     write(manifests / "svc.yaml", SERVICE.format(name="later", namespace="default", port=80))
     source.load_once(sink)
     assert sink.take() == [("ADDED", "Service", "default", "later")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"kind": "Service", "metadata": {"name": "s", "labels": {"a": "'
+            + "x" * (1024 * 1024 + 1)
+            + '"}}}',
+            "a string of 1048577 characters",
+        ),
+        ('{"kind": "Service", "metadata": {"name": "s"}, "n": ' + "9" * 150 + "}", "digits"),
+        ("\n".join(["---", "kind: Service", "metadata: {name: s}"] * 10_001), "documents"),
+    ],
+    ids=["long-string", "long-number", "many-documents"],
+)
+def test_a_file_over_a_limit_is_an_error_naming_the_limit(
+    manifests: Path, source: ManifestsSource, sink: Recorder, text: str, message: str
+) -> None:
+    path = manifests / ("big.json" if text.startswith("{") else "big.yaml")
+    write(path, text)
+    source.load_once(sink)
+    assert sink.events == []
+    assert message in source.errors[path]
+
+
+def test_a_file_over_the_size_limit_is_not_read(
+    manifests: Path, source: ManifestsSource, sink: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingressd.store.sources import files
+
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1000)
+    path = manifests / "svc.yaml"
+    write(path, SERVICE.format(name="s", namespace="default", port=80) + "#" * 2000)
+    source.load_once(sink)
+    assert sink.events == []
+    assert "larger than 1000 bytes" in source.errors[path]

@@ -191,6 +191,9 @@ def age(key: str, raw: object) -> Age:
     return (1, 0.0, key)
 
 
+#: The API server's limit on an object's annotations, keys and values together.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
 #: The annotations of an Ingress without any of ours, per options (they do not depend on it).
 _NO_ANNOTATIONS: dict[AnnotationOptions, IngressAnnotations] = {}
 
@@ -224,6 +227,12 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
     if not isinstance(raw_annotations, dict):
         raw_annotations = {}
     plan_age = age(key, raw)
+    size = sum(len(k) + len(v) for k, v in raw_annotations.items() if isinstance(v, str))
+    if size > MAX_ANNOTATIONS_BYTES:
+        # The API server would have refused the object; a file or a trace may still hold it.
+        over = f"{size} bytes in all, over the API server's limit of {MAX_ANNOTATIONS_BYTES}"
+        annotations = _annotations(key, {}, options)
+        return IngressPlan(raw, key, plan_age, annotations, ("metadata.annotations", over))
     annotations = _annotations(key, raw_annotations, options)
 
     namespace, _, name = key.partition("/")

@@ -64,8 +64,14 @@ Signature = tuple[int, int, int] | None
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
-#: Deepest nesting of mappings and lists a document may have (a real object nests ~15 deep).
+#: Limits of what one file may hold (a real object nests ~15 deep; the API server stores
+#: objects of 1.5 MB at most).  Past one, the file is an error naming the limit; the objects
+#: of its last good version stay.
 MAX_DEPTH = 100
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_DOCUMENTS = 10_000
+MAX_STRING_BYTES = 1024 * 1024
+MAX_NUMBER_DIGITS = 100
 
 #: Files modified less than this long before a pass are read again on the next pass.
 _RACY_NS = 100_000_000
@@ -188,11 +194,15 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
     """
     objects: dict[ObjectId, KubeObject] = {}
     warnings: list[str] = []
-    for number, doc in enumerate(_documents(path, text), start=1):
+    documents = _documents(path, text)
+    if len(documents) > MAX_DOCUMENTS:
+        raise ManifestError(f"{len(documents)} documents, more than {MAX_DOCUMENTS}")
+    for number, doc in enumerate(documents, start=1):
         if doc is None:
             continue
-        if _depth_exceeds(doc, MAX_DEPTH):
-            raise ManifestError(f"document {number}: nested deeper than {MAX_DEPTH} levels")
+        over = _over_limits(doc)
+        if over is not None:
+            raise ManifestError(f"document {number}: {over}")
         for where, raw in _expand(doc, f"document {number}"):
             oid, obj = _normalize(raw, where)
             if oid in objects:
@@ -202,21 +212,30 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
     return objects, warnings
 
 
-def _depth_exceeds(doc: Any, limit: int) -> bool:
-    """True when ``doc`` nests mappings and lists deeper than ``limit`` (no recursion)."""
+def _over_limits(doc: Any) -> str | None:
+    """Which limit ``doc`` exceeds (nesting, string length, number size), walked without
+    recursion; None when it keeps them all."""
     pending: list[tuple[Any, int]] = [(doc, 1)]
     while pending:
         node, depth = pending.pop()
         if isinstance(node, dict):
-            children: Iterable[Any] = node.values()
+            children: Iterable[Any] = (*node.keys(), *node.values())
         elif isinstance(node, list):
             children = node
+        elif isinstance(node, str):
+            if len(node) > MAX_STRING_BYTES:
+                return f"a string of {len(node)} characters, more than {MAX_STRING_BYTES}"
+            continue
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if node.bit_length() > MAX_NUMBER_DIGITS * 3.33:
+                return f"a number of more than {MAX_NUMBER_DIGITS} digits"
+            continue
         else:
             continue
-        if depth > limit:
-            return True
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
         pending.extend((child, depth + 1) for child in children)
-    return False
+    return None
 
 
 def _describe(oid: ObjectId) -> str:
@@ -273,11 +292,14 @@ def _walk(root: Path) -> dict[Path, Signature]:
 def _read(path: Path, signature: Signature, last_digest: bytes | None) -> _Read | None:
     """Parse one file; ``None`` when it vanished meanwhile (the next pass will see that)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return _Read(signature, b"", error=str(exc))
+    if len(data) > MAX_FILE_BYTES:
+        return _Read(signature, b"", error=f"larger than {MAX_FILE_BYTES} bytes; not read")
     digest = hashlib.sha256(data).digest()
     if digest == last_digest:
         return _Read(signature, digest, unchanged=True)
