@@ -20,8 +20,9 @@ Servers in the harness conf (the /configuration ones on Unix sockets, as in prod
   small-dict.sock    /configuration on a 32k shared dict (to fill it up)
   router_port        the routing contract of docs/routing.md: `location /` runs ingressd.router,
   tls_port           which hands requests to `@ca0` (echoes the class and the variables it got,
-                     as JSON; client_max_body_size 1k) or `@cb1` (proxies through the balancer,
-                     X-Class: cb1); tls_port serves HTTPS with ssl_certificate_by_lua
+                     as JSON; client_max_body_size 1k), `@cb1` (proxies through the balancer,
+                     X-Class: cb1) or `@c403` / `@c404` (the classes of routes without
+                     backend: their status); tls_port serves HTTPS with ssl_certificate_by_lua
                      (ingressd.certificates) over a self-signed default certificate
 """
 
@@ -169,6 +170,9 @@ http {
             add_header X-Class cb1 always;
             proxy_pass http://upstream_balancer;
         }
+        # classes of routes without backend end with their status (ingressd.nginx.routes)
+        location @c403 { return 403; }
+        location @c404 { return 404; }
     }
     server {
         listen unix:@ROOT@/control.sock;
@@ -1012,14 +1016,14 @@ async def test_the_router_picks_host_and_location_and_sets_the_variables(
     await post_routes(
         nginx,
         [
-            route("_", loc("/", None, status=404)),
+            route("_", loc("/", None, class_="c404", status=404)),
             route(
                 "www.a.com",
                 loc("/", "root", namespace="ns", ingress="ing", defaultBackend="fallback"),
                 loc("/api", "api"),
                 loc("/api", "api-exact", type_="exact"),
                 loc("/api/v[0-9]+/", "api-regex", type_="regex"),
-                loc("/deny", None, status=403),
+                loc("/deny", None, class_="c403", status=403),
                 aliases=["a.com"],
                 appRoot="/app/",
             ),

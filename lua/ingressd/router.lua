@@ -8,12 +8,14 @@
 --        only), or of every host (worker start, too far behind); decode only changed texts
 --     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
 --        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
+--     -> $ingressd_hsts (HTTPS to a host with a certificate: every answer from here on)
 --     -> appRoot and $uri == "/" -> 302 to $scheme://$http_host<appRoot>
 --     -> location (find()): exact map; longest prefix through the prefix map, probing the URI
 --        at each "/" from the longest candidate down; regexes longest first; the prefix; 404
---     -> no backend -> ngx.exit(status); Content-Length over maxBody -> 413
---     -> $proxy_upstream_name, $namespace, $ingress_name, $ingressd_default_backend,
---        $ingressd_hsts -> ngx.exec("@<class>")
+--     -> Content-Length over maxBody -> 413
+--     -> $proxy_upstream_name ("" without backend), $namespace, $ingress_name,
+--        $ingressd_default_backend -> ngx.exec("@<class>"); a route without backend too: its
+--        class's block runs the redirects and ends with `return <status>`
 --
 -- A compiled entry (per worker, built once per JSON text):
 --   {host, raw, names (host + aliases), hsts (value or nil), app_root (or nil),
@@ -385,6 +387,14 @@ function _M.route()
     if entry == nil then
         return ngx_exit(404)
     end
+    -- First, as --routing nginx adds the header at server level: every answer of a host with a
+    -- certificate carries it over HTTPS, the router's own (302, 413) included.
+    local hsts = entry.hsts
+    if hsts ~= nil and var.https == "on" then
+        var.ingressd_hsts = hsts
+    else
+        var.ingressd_hsts = ""
+    end
     local uri = var.uri
     local app_root = entry.app_root
     if app_root ~= nil and uri == "/" then
@@ -395,10 +405,6 @@ function _M.route()
     if loc == nil then
         return ngx_exit(404)
     end
-    local backend = loc.backend
-    if backend == nil then
-        return ngx_exit(loc.status)
-    end
     local max_body = loc.max_body
     if max_body > 0 then
         -- $content_length: the header nginx parsed (a third of $http_content_length's cost)
@@ -407,16 +413,13 @@ function _M.route()
             return ngx_exit(413)
         end
     end
-    var.proxy_upstream_name = backend
+    -- A route without backend goes to its class too: the class's block runs its redirects
+    -- (ssl-redirect: 308 before the status, as a location of --routing nginx does) and ends
+    -- with `return <status>`.
+    var.proxy_upstream_name = loc.backend or ""
     var.namespace = loc.namespace
     var.ingress_name = loc.ingress
     var.ingressd_default_backend = loc.default_backend
-    local hsts = entry.hsts
-    if hsts ~= nil and var.https == "on" then
-        var.ingressd_hsts = hsts
-    else
-        var.ingressd_hsts = ""
-    end
     return ngx_exec(loc.target)
 end
 
