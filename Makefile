@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-check wrk openssl curl
 PYTEST_ARGS ?=
 
-.PHONY: install apt venv demo test test-fast lint typecheck unit lua bench clean
+.PHONY: install apt venv demo test test-fast fuzz lint typecheck unit lua bench clean
 
 install: apt venv
 
@@ -59,6 +59,11 @@ test: install lint typecheck unit
 # fake API server, the parsers): a quick loop while editing.
 test-fast: install
 	$(VENV)/bin/pytest -m "not nginx" $(PYTEST_ARGS)
+
+# Hostile objects through the Store, build and render; nginx -t on a sample (tests/test_fuzz.py).
+# INGRESSD_FUZZ_OBJECTS (100000) and INGRESSD_FUZZ_SEED (1) change the run.
+fuzz: install
+	$(PY) -m tests.test_fuzz
 
 bench: install
 	$(PY) -m benchmarks

@@ -91,6 +91,56 @@ def _zone(key: str) -> str:
     return "ingress_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+#: nginx's defaults where no annotation sets them: one page (4k on x86_64) per buffer, and
+#: ``proxy_buffers 4`` as ``ingressd.nginx.directives`` writes it when only a size is given.
+_PAGE = 4096
+
+
+def _bytes(text: str) -> int:
+    number = text.rstrip("kKmMgG")
+    return int(number) * _UNITS[text[len(number) :].lower()]
+
+
+def _check_buffers(vals: Values) -> None:
+    """nginx's rules between the buffer annotations, each valid alone (``nginx -t`` refuses a
+    configuration that breaks one).  The annotation that breaks a rule is refused."""
+    g = vals.get
+    size_text, number = g("proxy-buffer-size", str), g("proxy-buffers-number", int)
+    if number is not None and number < 2:
+        vals.refuse("proxy-buffers-number", "nginx needs at least 2 proxy buffers")
+        number = None
+    if size_text is None and number is None:
+        size, count = _PAGE, 8  # nginx's own proxy_buffer_size and proxy_buffers
+    else:
+        size = _bytes(size_text) if size_text is not None else _PAGE
+        count = number if number is not None else 4
+    all_but_one = (count - 1) * size
+    busy_text = g("proxy-busy-buffers-size", str)
+    busy = _bytes(busy_text) if busy_text is not None else 2 * size
+    if busy_text is not None and not size <= busy <= all_but_one:
+        vals.refuse(
+            "proxy-busy-buffers-size",
+            f"must be between the buffer size ({size} bytes) and the size of all proxy "
+            f"buffers minus one ({all_but_one} bytes), as nginx requires",
+        )
+        busy_text, busy = None, 2 * size
+    if busy_text is None and busy > all_but_one and number is not None:
+        # nginx's default busy size (two buffers) and its temp_file_write_size need 3 buffers
+        vals.refuse(
+            "proxy-buffers-number",
+            f"{count} buffers of {size} bytes leave less than two for nginx's default "
+            "busy-buffers size: use 3 or more, or set proxy-busy-buffers-size",
+        )
+    max_temp = g("proxy-max-temp-file-size", str)
+    if max_temp is not None and _bytes(max_temp) and _bytes(max_temp) < size:
+        vals.refuse(
+            "proxy-max-temp-file-size",
+            f"must be 0 or at least the buffer size ({size} bytes), as nginx requires",
+        )
+
+
 def location(vals: Values, key: str) -> LocationSettings:
     g = vals.get
     redirect = None
@@ -171,6 +221,7 @@ def location(vals: Values, key: str) -> LocationSettings:
             protocols=g("proxy-ssl-protocols", tuple) or (),
         )
 
+    _check_buffers(vals)
     protocol = g("backend-protocol", str)
     codes = g("custom-http-errors", tuple) or ()
     if codes and not vals.has("default-backend"):

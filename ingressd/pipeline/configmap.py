@@ -338,6 +338,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
 
+def known_keys() -> list[str]:
+    """The ConfigMap keys ingressd reads, sorted."""
+    return sorted(_KEYS)
+
+
 def _shown(value: object, limit: int = 60) -> str:
     if value is None:
         return "(default)"
