@@ -71,6 +71,9 @@ LUA_ERROR_MARKERS = (
     "failed to run balancer_by_lua",
     "ingressd: balancer error",
     "ingressd: failed to refresh",
+    "ingressd: certificate selection failed",
+    "ingressd: cannot set certificate",
+    "ingressd: regex location",
 )
 
 CONF = """
