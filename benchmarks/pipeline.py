@@ -57,6 +57,9 @@ class RecordingDriver:
     async def reapply(self, config: Configuration | None) -> None:
         return None
 
+    async def check(self, config: Configuration, settings: RenderSettings) -> None:
+        return None
+
     @property
     def routes_held(self) -> RouteTable | None:
         return None  # the benchmark runs --routing nginx

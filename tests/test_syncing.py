@@ -55,9 +55,25 @@ class RecordingNginx:
             raise self.fail_dynamic
         self.dynamic.append(tuple(b.name for b in backends))
 
+    #: nginx -t refuses any configuration serving one of these hosts (as a poisoned Ingress).
+    refused_hosts: set[str] = field(default_factory=set)
+    checks: int = 0
+
+    def _refuse(self, config: Configuration) -> None:
+        bad = self.refused_hosts & {s.hostname for s in config.servers}
+        if bad:
+            raise ConfigTestError(f"[emerg] invalid value in nginx.conf (host {sorted(bad)[0]})")
+
+    async def check(self, config: Configuration, settings: RenderSettings) -> None:
+        self.checks += 1
+        if isinstance(self.fail_reload, ConfigTestError | RenderError):
+            raise self.fail_reload  # it refuses every configuration, as nginx -t would
+        self._refuse(config)
+
     async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
         if self.fail_reload is not None:
             raise self.fail_reload
+        self._refuse(config)
         self.reloads.append((config, settings))
         if settings.routing == "lua":
             table = route_table(config, route_context(settings))
@@ -444,3 +460,51 @@ async def test_lua_routing_reloads_for_a_new_settings_class_only() -> None:
     )
     await rig.sync()
     assert len(rig.nginx.reloads) == 2
+
+
+# --- quarantine -----------------------------------------------------------------------------
+
+
+async def test_an_ingress_nginx_refuses_is_quarantined_and_everyone_else_applies() -> None:
+    rig = await running_rig()
+    rig.nginx.refused_hosts = {"poison.example.com"}
+    poison = ingress("poison", rules=[rule("poison.example.com", path("/", "web"))])
+    others = [
+        ingress(f"t{i}", rules=[rule(f"t{i}.example.com", path("/", "api"))]) for i in range(6)
+    ]
+    rig.apply(poison, *others)
+    outcome = await rig.sync()
+    assert (outcome.record.action, outcome.record.result) == ("reload", "ok")
+    running = rig.worker.running
+    assert running is not None
+    hosts = {s.hostname for s in running.servers}
+    assert "poison.example.com" not in hosts
+    assert {f"t{i}.example.com" for i in range(6)} <= hosts
+    quarantined = [p for p in outcome.build.problems if p.reason.startswith("quarantined")]
+    assert [(p.kind, str(p.key)) for p in quarantined] == [("Ingress", "default/poison")]
+    assert "host poison.example.com" in quarantined[0].reason
+    assert rig.metrics.value("ingressd_quarantined_objects") == 1
+    assert rig.nginx.checks <= 6  # bisection over 7 suspects, not one check each
+    # a later change of another tenant applies at once, the poisoned one stays out
+    rig.apply(ingress("late", rules=[rule("late.example.com", path("/", "web"))]))
+    outcome = await rig.sync()
+    assert outcome.record.result == "ok"
+    assert "late.example.com" in {s.hostname for s in rig.worker.running.servers}  # type: ignore[union-attr]
+    # fixed: it leaves quarantine and is served
+    rig.nginx.refused_hosts = set()
+    rig.apply(
+        ingress("poison", rules=[rule("poison.example.com", path("/", "web"))]),
+        type=EventType.MODIFIED,
+    )
+    outcome = await rig.sync()
+    assert "poison.example.com" in {s.hostname for s in rig.worker.running.servers}  # type: ignore[union-attr]
+    assert rig.metrics.value("ingressd_quarantined_objects") == 0
+
+
+async def test_a_rejection_no_ingress_explains_keeps_the_running_model() -> None:
+    rig = await running_rig()
+    rig.nginx.refused_hosts = {"www.example.com"}  # an Ingress that did not change
+    rig.apply(ingress("new", rules=[rule("new.example.com", path("/", "web"))]))
+    outcome = await rig.sync()
+    assert outcome.record.result == "rejected"
+    assert rig.metrics.value("ingressd_quarantined_objects") == 0

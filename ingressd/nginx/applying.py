@@ -72,6 +72,11 @@ class NginxDriver(Protocol):
 
     async def reapply(self, config: Configuration | None) -> None: ...
 
+    async def check(self, config: Configuration, settings: RenderSettings) -> None:
+        """``nginx -t`` on ``config`` without applying it; ``ConfigTestError`` (or
+        ``RenderError``) when it would be refused."""
+        ...
+
     @property
     def routes_held(self) -> RouteTable | None:
         """``--routing lua``: the route table Lua holds (None before the first)."""
@@ -289,6 +294,16 @@ class Nginx:
     async def _put_backends(self, config: Configuration) -> None:
         await self.endpoint.put_backends(config.backends)
         self._sent = config.backend_map()
+
+    async def check(self, config: Configuration, settings: RenderSettings) -> None:
+        current = self.settings
+        self.settings = settings
+        try:
+            self._write_certificates(config)
+            candidate = await self.process.test(self.render(config))
+        finally:
+            self.settings = current
+        candidate.unlink(missing_ok=True)
 
     async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
         self.settings = settings

@@ -209,6 +209,11 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.quarantined = Gauge(
+            "ingressd_quarantined_objects",
+            "Ingresses set aside because nginx -t refused the configuration with them",
+            registry=r,
+        )
         self.problems = Gauge(
             "ingressd_configuration_problems",
             "Rules or objects skipped by the last build (missing Service, invalid field, ...)",

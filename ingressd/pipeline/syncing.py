@@ -58,6 +58,7 @@ from ingressd.pipeline.diffing import (
     with_options_changes,
 )
 from ingressd.pipeline.metrics import Metrics
+from ingressd.pipeline.quarantine import Quarantine, isolate, suspects
 from ingressd.pipeline.queueing import RetryableSyncError, SyncBatch
 from ingressd.store.snapshot import Snapshot
 from ingressd.store.store import Store
@@ -120,6 +121,8 @@ class _Prepared:
     snapshot: Snapshot
     build: BuildResult
     settings: RenderSettings
+    #: The build options the ConfigMap gave (for the candidates quarantine checks).
+    options: BuildOptions
 
     @property
     def lua_routed(self) -> bool:
@@ -211,6 +214,10 @@ class SyncWorker:
         self._known_problems: frozenset[Problem] = frozenset()
         #: ``--routing lua``: the route table of the model being decided on.
         self._table: RouteTable | None = None
+        #: Ingresses set aside because nginx -t refused the configuration with them.
+        self._quarantine = Quarantine()
+        #: The snapshot the running model was built from (what changed since: the suspects).
+        self._running_snapshot: Snapshot | None = None
         self._configmap_seen: object = None
 
     # -- what others read ------------------------------------------------------------------------
@@ -287,11 +294,17 @@ class SyncWorker:
         built = self._clock()
         target, decision = self._decide(prepared)
         decided = self._clock()
+        applied = await self._apply(decision, target, prepared.settings)
+        if applied.result == "rejected" and await self._quarantine_culprits(prepared, applied):
+            # the same sync again without them: everyone else's changes apply now
+            prepared = self._prepare()
+            target, decision = self._decide(prepared)
+            applied = await self._apply(decision, target, prepared.settings)
         build = prepared.build
         self._last_build = build
         self._report_problems(build.problems)
         self._metrics.problems.set(len(build.problems))
-        applied = await self._apply(decision, target, prepared.settings)
+        self._metrics.quarantined.set(len(self._quarantine))
         times = _Times(started, built, decided, self._clock())
         if applied.result == "ok":
             self._commit(target, prepared)
@@ -303,16 +316,45 @@ class SyncWorker:
             raise applied.retry
 
     def _prepare(self) -> _Prepared:
-        """Snapshot the Store, read the ConfigMap's options, build the model."""
+        """Snapshot the Store (less what is quarantined), read the ConfigMap's options, build
+        the model."""
         snapshot = self._store.snapshot()
         configmap = snapshot.config_maps.get(self._configmap) if self._configmap else None
         global_options, option_problems = parse_configmap(configmap)
         self._report_option_problems(configmap, option_problems)
         settings = global_options.render_settings(self._base_settings)
-        build = build_configuration(
-            snapshot, global_options.build_options(self._options), cache=self._builds
-        )
-        return _Prepared(snapshot, build, settings)
+        options = global_options.build_options(self._options)
+        snapshot, quarantined = self._quarantine.apply(snapshot)
+        build = build_configuration(snapshot, options, cache=self._builds)
+        if quarantined:
+            build = dataclasses.replace(build, problems=(*build.problems, *quarantined))
+        return _Prepared(snapshot, build, settings, options)
+
+    async def _quarantine_culprits(self, prepared: _Prepared, applied: _Applied) -> bool:
+        """nginx -t refused the candidate: find the Ingresses that make it fail by bisection
+        and quarantine them.  False when none is found (the cause is elsewhere)."""
+        snapshot = prepared.snapshot
+        candidates = suspects(snapshot, self._running_snapshot)
+        if not candidates:
+            return False
+
+        async def passes(excluded: set[ObjectKey]) -> bool:
+            kept = {k: v for k, v in snapshot.ingresses.items() if k not in excluded}
+            trial = build_configuration(
+                dataclasses.replace(snapshot, ingresses=kept), prepared.options
+            )
+            try:
+                await self._nginx.check(trial.configuration, prepared.settings)
+            except (ConfigTestError, RenderError):
+                return False
+            return True
+
+        culprits = await isolate(candidates, passes)
+        why = (applied.error or "nginx -t failed").strip().splitlines()[0][:300]
+        previous = self._running_snapshot.ingresses if self._running_snapshot else {}
+        for key in culprits:
+            self._quarantine.add(key, snapshot.ingresses[key], why, previous.get(key))
+        return bool(culprits)
 
     def _decide(self, prepared: _Prepared) -> tuple[Configuration, Decision]:
         """What to bring nginx to, and how: the new model, or the running one with the new
@@ -421,6 +463,7 @@ class SyncWorker:
             gc.freeze()
         self._running = target
         self._running_settings = prepared.settings
+        self._running_snapshot = prepared.snapshot
 
     def _record(
         self,
