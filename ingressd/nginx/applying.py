@@ -202,6 +202,8 @@ class Nginx:
         #: ``--routing lua``: the route table Lua holds, and the classes nginx.conf has.
         self._held: RouteTable | None = None
         self._rendered: frozenset[str] = frozenset()
+        #: The last configuration ``check`` tested: (config, settings, generation, candidate).
+        self._checked: tuple[Configuration, RenderSettings, int, Path] | None = None
 
     @property
     def lua_routed(self) -> bool:
@@ -303,16 +305,40 @@ class Nginx:
             candidate = await self.process.test(self.render(config))
         finally:
             self.settings = current
-        candidate.unlink(missing_ok=True)
+        # Kept: a reload of this very configuration right after needs no second nginx -t.
+        self._forget_checked()
+        self._checked = (config, settings, self.generation, candidate)
+
+    def _forget_checked(self) -> None:
+        if self._checked is not None:
+            self._checked[3].unlink(missing_ok=True)
+            self._checked = None
+
+    def _checked_candidate(self, config: Configuration, settings: RenderSettings) -> Path | None:
+        """The candidate ``check`` tested for this configuration, if nothing was rendered since."""
+        checked = self._checked
+        if checked is None:
+            return None
+        same = checked[2] == self.generation and checked[1] == settings and checked[0] == config
+        if not same or not checked[3].exists():
+            self._forget_checked()
+            return None
+        self._checked = None
+        return checked[3]
 
     async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
         self.settings = settings
         t0 = time.monotonic()
         self._write_certificates(config)
-        text = self.render(config)
-        t1 = time.monotonic()
-        candidate = await self.process.test(text)
-        t2 = time.monotonic()
+        candidate = self._checked_candidate(config, settings)
+        if candidate is not None:  # tested by check() a moment ago
+            text = candidate.read_text()
+            t1 = t2 = time.monotonic()
+        else:
+            text = self.render(config)
+            t1 = time.monotonic()
+            candidate = await self.process.test(text)
+            t2 = time.monotonic()
         # The running text is read back for the debug diff only: keeping it would hold a
         # second copy of nginx.conf (9 MB at 10,000 Ingresses) for nothing.
         previous = read_text(self.paths.conf) if debug_enabled() else ""
