@@ -567,6 +567,10 @@ async def test_access_annotations_source_ranges_rate_limits_basic_auth_and_cors(
     received = {k.lower(): v for k, v in resp.json()["headers"].items()}
     assert "authorization" not in received
     assert received["x-forwarded-host"] == "auth.test" and "x-real-ip" in received
+    # cert-manager's HTTP-01 solver is reached without credentials (no-auth-locations)
+    resp = await request(h, "GET", "/.well-known/acme-challenge/token", host="auth.test")
+    assert (resp.status, resp.pod) == (200, "web-0")
+    assert (await request(h, "GET", "/.well-known/acme-challengeX", host="auth.test")).status == 401
     assert (await request(h, "GET", "/", host="authmap.test")).status == 401
     bob = ("bob", "hunter2")
     assert (await request(h, "GET", "/", host="authmap.test", auth=bob)).status == 200

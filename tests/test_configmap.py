@@ -401,3 +401,15 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
         assert (await h.get("/", host="secure.test")).status == 200
 
     await h.eventually(off)
+
+
+def test_no_auth_locations_are_path_prefixes_and_empty_means_none() -> None:
+    options, problems = parse_configmap(
+        config_map({"no-auth-locations": "/.well-known/acme-challenge, /public"})
+    )
+    assert options.no_auth_locations == ("/.well-known/acme-challenge", "/public")
+    assert problems == ()
+    assert parse_configmap(config_map({"no-auth-locations": ""}))[0].no_auth_locations == ()
+    options, problems = parse_configmap(config_map({"no-auth-locations": "/a;b"}))
+    assert options.no_auth_locations == ("/.well-known/acme-challenge",)
+    assert [p.field for p in problems] == ["data.no-auth-locations"]

@@ -72,6 +72,8 @@ class LocationContext:
     #: A settings class of ``--routing lua`` (``ingressd.nginx.routes``): the router sets
     #: ``$ingressd_default_backend`` and the HSTS header's variable per route.
     lua_routed: bool = False
+    #: Path prefixes where authentication does not apply (``no-auth-locations``).
+    no_auth_locations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,17 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.satisfy_any:
         lines.append("satisfy any;")
     if s.auth is not None:
-        lines.append(f"auth_basic {quote_text(s.auth.realm)};")
+        if ctx.no_auth_locations:
+            # auth_basic is off where its realm evaluates to "off": for the no-auth-locations
+            # (cert-manager's HTTP-01 challenges on a protected host).
+            alternatives = "|".join(re.escape(p.rstrip("/")) for p in ctx.no_auth_locations)
+            lines.append(f"set $ingressd_auth_realm {quote_text(s.auth.realm)};")
+            lines.append(f"if ($uri ~ {quote_regex('^(' + alternatives + ')(/|$)')}) {{")
+            lines.append("    set $ingressd_auth_realm off;")
+            lines.append("}")
+            lines.append("auth_basic $ingressd_auth_realm;")
+        else:
+            lines.append(f"auth_basic {quote_text(s.auth.realm)};")
         lines.append(f"auth_basic_user_file {_secret_path(ctx, s.auth.file.file_name)};")
     if s.limits is not None:
         lines += _limits(s)

@@ -179,6 +179,8 @@ class RenderSettings:
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
     #: ``None``: the template's built-in ``upstreaminfo`` format.
     log_format_upstream: str | None = None
+    #: Path prefixes where authentication does not apply (``no-auth-locations``).
+    no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
@@ -296,6 +298,7 @@ def _render(
         raise RenderError(str(exc)) from exc
     located = functools.partial(
         locations,
+        no_auth_locations=settings.no_auth_locations,
         backends=backends,
         https_port_suffix=https_suffix,
         hsts=settings.hsts,
@@ -322,6 +325,7 @@ def _render(
     ) -> tuple[tuple[str, ...], str]:
         return class_body(
             settings_class,
+            no_auth_locations=settings.no_auth_locations,
             proxy_headers=proxy_headers,
             https_port_suffix=https_suffix,
             hsts=settings.hsts,

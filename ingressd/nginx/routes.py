@@ -251,6 +251,7 @@ def class_body(
     https_port_suffix: str,
     hsts: bool,
     secrets_dir: str,
+    no_auth_locations: tuple[str, ...] = (),
 ) -> tuple[tuple[str, ...], str]:
     """The directives of a class's named location and its last one (``proxy_pass ...``, or
     ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
@@ -265,6 +266,7 @@ def class_body(
         secrets_dir=secrets_dir,
         proxy_headers=proxy_headers,
         lua_routed=True,
+        no_auth_locations=no_auth_locations,
     )
     try:
         body = location_lines(location, context)

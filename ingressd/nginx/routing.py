@@ -81,6 +81,7 @@ def locations(
     hsts: bool = False,
     secrets_dir: str = "",
     bodies: dict[tuple[bool, int], LocationBody] | None = None,
+    no_auth_locations: tuple[str, ...] = (),
 ) -> list[RenderedLocation]:
     """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first;
     regex paths (``use-regex``) after them, longest first, as ingress-nginx orders them.
@@ -115,6 +116,7 @@ def locations(
                 backend=(backends or {}).get(loc.backend) if loc.backend else None,
                 secrets_dir=secrets_dir,
                 proxy_headers=proxy_headers,
+                no_auth_locations=no_auth_locations,
             )
             try:
                 body = location_lines(loc, context)

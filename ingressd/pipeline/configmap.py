@@ -205,6 +205,8 @@ class GlobalOptions:
     worker_shutdown_timeout: str = "240s"
     #: ``None``: the template's built-in format (ingress-nginx's ``upstreaminfo``).
     log_format_upstream: str | None = None
+    #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
+    no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -225,6 +227,7 @@ class GlobalOptions:
             upstream_keepalive_connections=self.upstream_keepalive_connections,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
+            no_auth_locations=self.no_auth_locations,
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
@@ -233,6 +236,18 @@ class GlobalOptions:
 
 
 # --- value grammars: each returns the normalized value or raises ValueError(why) -------------
+
+
+_PATH_PREFIX = re.compile(r"/[A-Za-z0-9._~!*(),:@+=&%/-]*\Z")
+
+
+def _path_prefixes(text: str) -> tuple[str, ...]:
+    """Comma-separated path prefixes (``/.well-known/acme-challenge``); empty: none."""
+    prefixes = tuple(item.strip() for item in text.split(",") if item.strip())
+    for prefix in prefixes:
+        if not _PATH_PREFIX.match(prefix) or "//" in prefix:
+            raise ValueError(f"{prefix!r} is not a path prefix starting with '/'")
+    return prefixes
 
 
 def _bool(text: str) -> bool:
@@ -334,6 +349,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "upstream-keepalive-connections": ("upstream_keepalive_connections", _int(0, 100000)),
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
+    "no-auth-locations": ("no_auth_locations", _path_prefixes),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
