@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import queue
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+import watchfiles
 
 from ingressd.model import ObjectKey
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store import EventType, Kind, ManifestsSource, Store, WatchEvent
+from ingressd.store.sources import files
 
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
 
@@ -556,3 +563,306 @@ def test_a_file_over_the_size_limit_is_not_read(
     source.load_once(sink)
     assert sink.events == []
     assert "larger than 1000 bytes" in source.errors[path]
+
+
+# -- following the directory: inotify, polling fallback ----------------------------------------
+
+
+async def until(check: Callable[[], object], timeout: float = 2.0) -> None:
+    """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def running(source: ManifestsSource, sink: Recorder) -> AsyncIterator[None]:
+    """``source.run(sink)`` in a task, its first pass made; cancelled on the way out."""
+    task = asyncio.create_task(source.run(sink))
+    try:
+        await until(lambda: source.passes >= 1 or task.done())
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class FakeWatch:
+    """Stands for ``watchfiles.watch``: reports only what the test ``report``s, or fails."""
+
+    def __init__(self, fail_at_start: Exception | None = None) -> None:
+        self.fail_at_start = fail_at_start
+        self.fail_later: Exception | None = None
+        self.batches: queue.Queue[set[tuple[int, str]]] = queue.Queue()
+        self.started = 0
+
+    def report(self, *paths: Path) -> None:
+        self.batches.put({(2, str(p)) for p in paths})
+
+    def __call__(self, path: str, **kwargs: Any) -> Iterator[set[tuple[int, str]]]:
+        if self.fail_at_start is not None:
+            raise self.fail_at_start
+        self.started += 1
+        stop = kwargs["stop_event"]
+        yield set()  # the watch is in place
+        while not stop.is_set():
+            if self.fail_later is not None:
+                raise self.fail_later
+            try:
+                yield self.batches.get(timeout=0.005)
+            except queue.Empty:
+                continue
+
+
+@pytest.fixture
+def fake_watch(monkeypatch: pytest.MonkeyPatch) -> FakeWatch:
+    fake = FakeWatch()
+    monkeypatch.setattr(watchfiles, "watch", fake)
+    return fake
+
+
+def quiet_source(manifests: Path, **kwargs: Any) -> ManifestsSource:
+    """A source that neither polls nor beats nor resyncs on its own within a test."""
+    options: dict[str, Any] = {
+        "poll_interval": 3600.0,
+        "heartbeat_interval": 3600.0,
+        "resync_interval": 3600.0,
+        "watch": True,
+        **kwargs,
+    }
+    return ManifestsSource(manifests, **options)
+
+
+async def test_a_write_is_seen_without_waiting_for_a_poll(manifests: Path, sink: Recorder) -> None:
+    source = quiet_source(manifests)
+    async with running(source, sink):
+        assert source.watching
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+        await until(lambda: sink.events, timeout=1.0)
+        assert loop.time() - started < 1.0
+        assert sink.take() == [("ADDED", "Service", "default", "s")]
+
+
+async def test_watched_changes_keep_the_semantics_of_a_walk(
+    manifests: Path, sink: Recorder
+) -> None:
+    source = quiet_source(manifests)
+    svc = SERVICE.format(name="{}", namespace="default", port=80)
+
+    async def settle() -> list[tuple[str, str, str | None, str]]:
+        # what the watcher brought in, then a walk that must find nothing more
+        await asyncio.sleep(0.15)
+        seen = sink.take()
+        await source.rescan()
+        assert sink.take() == []
+        return seen
+
+    async with running(source, sink):
+        # atomic replace, as tools write: the hidden temporary file is not read
+        tmp = manifests / ".a.yaml.tmp"
+        tmp.write_text(svc.replace("{}", "a"))
+        os.replace(tmp, manifests / "a.yaml")
+        write(manifests / "notes.txt", svc.replace("{}", "text"))
+        write(manifests / ".hidden" / "x.yaml", svc.replace("{}", "hidden"))
+        assert await settle() == [("ADDED", "Service", "default", "a")]
+
+        # a broken file keeps its last good objects; fixed, it applies
+        write(manifests / "a.yaml", "kind: [")
+        assert await settle() == []
+        assert manifests / "a.yaml" in source.errors
+        write(manifests / "a.yaml", svc.replace("{}", "b"))
+        assert sorted(await settle()) == [
+            ("ADDED", "Service", "default", "b"),
+            ("DELETED", "Service", "default", "a"),
+        ]
+        assert source.errors == {}
+
+        # the first file in sorted order wins a duplicate; removing it hands over
+        write(manifests / "z.yaml", SERVICE.format(name="b", namespace="default", port=2))
+        assert await settle() == []
+        (manifests / "a.yaml").unlink()
+        assert await settle() == [("MODIFIED", "Service", "default", "b")]
+
+        # a new directory, a directory moved in, a directory removed or moved out
+        write(manifests / "sub" / "deep" / "c.yaml", svc.replace("{}", "c"))
+        outside = manifests.parent / "outside"
+        write(outside / "d.yml", svc.replace("{}", "d"))
+        os.rename(outside, manifests / "moved")
+        assert sorted(await settle()) == [
+            ("ADDED", "Service", "default", "c"),
+            ("ADDED", "Service", "default", "d"),
+        ]
+        shutil.rmtree(manifests / "sub")
+        os.rename(manifests / "moved", outside)
+        assert sorted(await settle()) == [
+            ("DELETED", "Service", "default", "c"),
+            ("DELETED", "Service", "default", "d"),
+        ]
+
+        # a symlinked directory is not read, a symlinked file is
+        (manifests / "linked-dir").symlink_to(outside)
+        (manifests / "linked.yaml").symlink_to(outside / "d.yml")
+        assert await settle() == [("ADDED", "Service", "default", "d")]
+
+
+async def test_the_watcher_starts_once_a_missing_directory_appears(
+    tmp_path: Path, sink: Recorder
+) -> None:
+    directory = tmp_path / "later"
+    source = quiet_source(directory, heartbeat_interval=0.02)
+    async with running(source, sink):
+        assert source.errors == {directory: "no such directory"}
+        assert not source.watching
+        write(directory / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+        await until(lambda: sink.events)
+        assert sink.take() == [("ADDED", "Service", "default", "s")]
+        await until(lambda: source.watching)
+        assert source.errors == {}
+
+        # removed and made again: reported, then watched anew
+        shutil.rmtree(directory)
+        await until(lambda: sink.events)
+        assert sink.take() == [("DELETED", "Service", "default", "s")]
+        assert source.errors == {directory: "no such directory"}
+        write(directory / "svc.yaml", SERVICE.format(name="t", namespace="default", port=80))
+        await until(lambda: sink.events)
+        await until(lambda: source.watching)
+        write(directory / "more.yaml", SERVICE.format(name="u", namespace="default", port=80))
+        await until(lambda: len(sink.events) == 2)
+        assert sink.take() == [
+            ("ADDED", "Service", "default", "t"),
+            ("ADDED", "Service", "default", "u"),
+        ]
+
+
+async def test_polls_when_the_watcher_cannot_start(
+    manifests: Path, sink: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeWatch(fail_at_start=OSError("OS file watch limit reached"))
+    monkeypatch.setattr(watchfiles, "watch", fake)
+    source = quiet_source(manifests, poll_interval=0.02)
+    with structlog.testing.capture_logs() as logs:
+        async with running(source, sink):
+            assert not source.watching
+            write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+            await until(lambda: sink.events)
+            passes = source.passes
+            await until(lambda: source.passes >= passes + 3)  # polling, nothing changing
+    assert sink.take() == [("ADDED", "Service", "default", "s")]
+    (warning,) = [entry for entry in logs if entry["event"] == "manifests_watch_unavailable"]
+    assert "watch limit reached" in warning["error"]
+
+
+async def test_polls_when_the_watcher_fails_and_watches_again_later(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "_WATCH_RETRY", 0.2)
+    source = quiet_source(manifests, poll_interval=0.02)
+    with structlog.testing.capture_logs() as logs:
+        async with running(source, sink):
+            assert source.watching
+            fake_watch.fail_later = RuntimeError("error in underlying watcher: gone")
+            await until(lambda: not source.watching)
+            fake_watch.fail_later = None
+            # no event will come: polling finds it
+            write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+            await until(lambda: sink.events)
+            await until(lambda: source.watching)
+    assert fake_watch.started == 2
+    assert sink.take() == [("ADDED", "Service", "default", "s")]
+    events = [entry["event"] for entry in logs if entry["event"].startswith("manifests_watch")]
+    assert events == ["manifests_watch_failed", "manifests_watching"]
+
+
+async def test_polling_can_be_forced_by_the_environment(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INGRESSD_MANIFESTS_POLL", "1")
+    source = ManifestsSource(manifests, poll_interval=0.02)
+    assert not source.watch
+    async with running(source, sink):
+        write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+        await until(lambda: sink.events)
+        assert not source.watching
+    assert fake_watch.started == 0
+    monkeypatch.setenv("INGRESSD_MANIFESTS_POLL", "0")
+    assert ManifestsSource(manifests).watch
+
+
+async def test_rescan_walks_and_sees_what_no_event_reported(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch
+) -> None:
+    source = quiet_source(manifests)
+    async with running(source, sink):
+        write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+        await asyncio.sleep(0.05)
+        assert sink.events == []  # the fake watcher reported nothing
+        await source.rescan()
+        assert sink.take() == [("ADDED", "Service", "default", "s")]
+
+
+async def test_a_burst_of_changes_is_read_by_a_walk(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "_BURST_PATHS", 3)
+    source = quiet_source(manifests)
+    async with running(source, sink):
+        for name in "abcde":
+            write(
+                manifests / f"{name}.yaml", SERVICE.format(name=name, namespace="default", port=1)
+            )
+        # inotify's queue overflowed: only three of the five were reported
+        fake_watch.report(*(manifests / f"{name}.yaml" for name in "abc"))
+        await until(lambda: len(sink.events) == 5)
+
+
+async def test_passes_go_on_while_nothing_changes(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch
+) -> None:
+    source = quiet_source(manifests, heartbeat_interval=0.02)
+    async with running(source, sink):
+        passes = source.passes
+        await until(lambda: source.passes >= passes + 3)
+        assert source.watching
+
+
+async def test_heartbeat_reads_again_a_file_read_just_after_it_was_written(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch
+) -> None:
+    source = quiet_source(manifests, heartbeat_interval=0.2)
+    path = manifests / "svc.yaml"
+    async with running(source, sink):
+        write(path, SERVICE.format(name="s", namespace="default", port=80))
+        fake_watch.report(path)
+        await until(lambda: sink.events)
+        # same size, same mtime, same inode, and no event: only the heartbeat can see it
+        st = path.stat()
+        write(path, SERVICE.format(name="s", namespace="default", port=81))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        await until(lambda: len(sink.events) == 2)
+    assert sink.take()[-1] == ("MODIFIED", "Service", "default", "s")
+
+
+async def test_a_symlinked_file_follows_its_target_swapped_as_a_configmap_volume_does(
+    manifests: Path, sink: Recorder
+) -> None:
+    # <dir>/svc.yaml -> ..data/svc.yaml, ..data -> ..v1; an update writes ..v2 and swaps ..data
+    source = quiet_source(manifests)
+    write(manifests / "..v1" / "svc.yaml", SERVICE.format(name="s", namespace="default", port=1))
+    (manifests / "..data").symlink_to("..v1")
+    (manifests / "svc.yaml").symlink_to("..data/svc.yaml")
+    async with running(source, sink):
+        assert sink.take() == [("ADDED", "Service", "default", "s")]
+        write(
+            manifests / "..v2" / "svc.yaml", SERVICE.format(name="s", namespace="default", port=2)
+        )
+        (manifests / "..data_tmp").symlink_to("..v2")
+        os.replace(manifests / "..data_tmp", manifests / "..data")
+        await until(lambda: sink.events, timeout=1.0)
+    assert sink.events[0].type is MODIFIED
+    assert sink.events[0].object["spec"]["ports"] == [{"port": 2}]

@@ -290,13 +290,15 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--keep-secret-data",
         action="store_true",
-        help='keep Secret data values (default: replaced by "REDACTED")',
+        help="keep Secret data values (default: each replaced by a digest, "
+        '"REDACTED:hmac-sha256:<16 hex>", so that a changed value still shows)',
     )
     rec.add_argument(
         "--configmap",
         type=_namespaced_name,
         metavar="NAMESPACE/NAME",
-        help="record this ConfigMap too",
+        help="record this ConfigMap too (the controller's: written into the trace's header, "
+        "replay uses it)",
     )
     _replay_parser(sub)
     return top

@@ -3,6 +3,7 @@
     ingressd run --manifests DIR  -> ManifestsSource -> runtime.Ingressd, until SIGTERM/SIGINT
     ingressd run --kubeconfig PATH (or in a pod) -> KubernetesSource -> runtime.Ingressd, same
     ingressd record --kubeconfig PATH --out TRACE.jsonl -> KubernetesSource -> recording.record
+        (line 1: a header naming this ingressd and the options recorded with)
     ingressd render --manifests DIR -> Store -> build -> render -> stdout (nothing runs)
     ingressd check --manifests DIR | --kubeconfig PATH -> Store -> checking.check -> report
     ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
@@ -40,7 +41,7 @@ from ingressd.store.sources.files import ManifestsSource
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
 from ingressd.tools.check import check
-from ingressd.tools.record import record
+from ingressd.tools.record import record, trace_header
 
 log = structlog.get_logger("ingressd")
 
@@ -140,6 +141,12 @@ async def _record(args: argparse.Namespace) -> int:
             duration=args.duration,
             keep_secret_data=args.keep_secret_data,
             stop=stop,
+            header=trace_header(
+                watch_namespace=args.watch_namespace,
+                configmap=args.configmap,
+                resync_period=args.resync_period,
+                keep_secret_data=args.keep_secret_data,
+            ),
         )
     finally:
         await api.close()

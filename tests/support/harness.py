@@ -207,11 +207,10 @@ class Harness:
         controller = self.ingressd
         source = self.manifests_source
         if source is not None:
-            # Two passes, however slow the machine: the second began after this call.
-            target = source.passes + 2
+            # A walk of the whole directory that began after this call, however slow the
+            # machine, and whether the source watches or polls.
             async with asyncio.timeout(10):
-                while source.passes < target:
-                    await asyncio.sleep(0.01)
+                await source.rescan()
         else:
             await asyncio.sleep(0.2)
         for _ in range(200):

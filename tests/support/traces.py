@@ -2,6 +2,7 @@
 
     Simulation.at(t, action) --run(), in time order--> actions change objects
         --TraceBuilder.add(t, type, object)--> events --lines()/write()--> JSON lines
+                                                (after the header line, when given one)
     PodSet: the pods of one Service in one EndpointSlice, as the EndpointSlice controller
         writes it: pod gets an IP -> endpoint added (ready=false); readiness -> ready=true;
         deletion -> ready=false, serving=true, terminating=true; shutdown -> serving=false;
@@ -24,17 +25,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingressd.store.sources.trace import TraceHeader
 from tests.support.traceobjects import Obj, metadata, suffix, timestamp, uid
 
 # -- building a trace -------------------------------------------------------------------------
 
 
 class TraceBuilder:
-    """Collects events, then writes them in time order with increasing resourceVersions."""
+    """Collects events, then writes them in time order with increasing resourceVersions.
 
-    def __init__(self, *, first_resource_version: int = 4_812_000) -> None:
+    ``header``: the trace's first line, as ``ingressd record`` writes one (None: a trace of a
+    recorder from before headers).
+    """
+
+    def __init__(
+        self, *, first_resource_version: int = 4_812_000, header: TraceHeader | None = None
+    ) -> None:
         self._events: list[tuple[float, int, str, Obj]] = []
         self._first = first_resource_version
+        self.header = header
 
     def add(self, t: float, type_: str, obj: Obj) -> None:
         """Record ``obj`` as it is now (a deep copy) as a ``type_`` event at ``t``."""
@@ -50,6 +59,7 @@ class TraceBuilder:
         self.add(t, "DELETED", obj)
 
     def lines(self) -> list[str]:
+        """The event lines (the header is not one: ``write`` puts it first)."""
         out: list[str] = []
         version = self._first
         for t, _, type_, obj in sorted(self._events, key=lambda e: (e[0], e[1])):
@@ -60,7 +70,10 @@ class TraceBuilder:
 
     def write(self, path: Path) -> int:
         """Write the trace; returns its size in bytes."""
-        text = "\n".join(self.lines()) + "\n"
+        lines = self.lines()
+        if self.header is not None:
+            lines.insert(0, self.header.line())
+        text = "\n".join(lines) + "\n"
         path.write_text(text)
         return len(text.encode())
 

@@ -1,18 +1,28 @@
 """The manifests-directory source: YAML/JSON files on disk -> watch-shaped events for the Store.
 
-    directory --walk (stat signatures)--> changed files --parse--> objects per file (last good)
+    inotify (watchfiles) --changed paths--> the files among them --parse--> objects per file
+    or a walk of the whole directory (stat signatures) ---^          (last good version)
       --merge (first file in sorted path order wins)--> objects by identity
       --diff with what was last handed on--> WatchEvent(ADDED | MODIFIED | DELETED) --> sink
 
-``load_once(sink)`` runs one pass synchronously (``ingressd render`` and the first load);
-``run(sink)`` repeats a pass every ``poll_interval`` seconds until cancelled, reading and parsing
-in a worker thread and calling ``sink`` on the event loop.
+``load_once(sink)`` runs one walk synchronously (``ingressd render`` and the first load);
+``run(sink)`` follows the directory until cancelled, reading and parsing in a worker thread and
+calling ``sink`` on the event loop.
 
+- Following: ``run`` watches the directory recursively through ``watchfiles`` (inotify) and
+  makes a pass of the paths each batch of changes names, so a write is seen within
+  ``_WATCH_STEP_MS``-ish, whatever the size of the directory; idle, it costs (almost) nothing.
+  It walks the whole directory once the watch is in place, on ``rescan()``, after a burst of
+  changes (inotify's queue may have overflowed) and every ``resync_interval``.  A heartbeat pass
+  every ``heartbeat_interval`` looks again at symlinked files (their target may change without
+  an event here) and at files read right after they were written.  Where inotify is missing or
+  fails (watch limit reached, ...), or ``INGRESSD_MANIFESTS_POLL=1``, ``run`` polls instead: a
+  walk every ``poll_interval`` (and it tries the watcher again every ``_WATCH_RETRY`` seconds).
 - Files: ``*.yaml``, ``*.yml``, ``*.json`` anywhere under the directory; names starting with ``.``
   (files and directories) are skipped, as are symlinked directories (symlinked files are read).
 - A file changed when its signature ``(mtime_ns, size, inode)`` did; a file written within the
-  last ``_RACY_NS`` is read again next pass, as a same-size rewrite in the same timestamp tick
-  would not change its signature.
+  last ``_RACY_NS`` is read again later, as a same-size rewrite in the same timestamp tick
+  would not change its signature.  A missing directory is reported, and read when it appears.
 - Documents: multi-document YAML (C loader when available; timestamps stay strings, as the API
   server keeps them), JSON (an object or an array of objects); ``kind: List`` and ``*List`` kinds
   are expanded; empty documents are skipped.  Namespaced kinds without a namespace get
@@ -36,6 +46,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import watchfiles
 import yaml
 
 from ingressd.store.events import EventType, WatchEvent
@@ -73,8 +85,21 @@ MAX_DOCUMENTS = 10_000
 MAX_STRING_BYTES = 1024 * 1024
 MAX_NUMBER_DIGITS = 100
 
-#: Files modified less than this long before a pass are read again on the next pass.
+#: Files modified less than this long before a pass are read again on the next pass (polling)
+#: or heartbeat (watching).
 _RACY_NS = 100_000_000
+
+#: The watcher looks at what inotify reported every _WATCH_STEP_MS and hands a batch on once a
+#: step added nothing to it, or _WATCH_DEBOUNCE_MS after its first change under a steady stream:
+#: a write waits 1.5 steps on average.  Each step is a thread wake-up, also when idle.
+_WATCH_STEP_MS = 10
+_WATCH_DEBOUNCE_MS = 50
+#: An idle watcher yields this often; its first yield says that the watch is in place.
+_WATCH_TICK_MS = 100
+#: Seconds between attempts to start the watcher again after it could not start or failed.
+_WATCH_RETRY = 30.0
+#: A batch naming this many paths is followed by a walk instead of a look at each path.
+_BURST_PATHS = 1_000
 
 #: Events of one pass are handed on in this kind order (the rest after, by name), so that an
 #: Ingress arrives after what it references.
@@ -258,10 +283,17 @@ class _Read:
     error: str | None = None
 
 
-def _walk(root: Path) -> dict[Path, Signature]:
-    now = time.time_ns()
-    found: dict[Path, Signature] = {}
-    pending = [root]
+def _signature(st: os.stat_result, now: int) -> Signature:
+    """A file's signature; ``None`` when it was written too recently for one to be trusted."""
+    if now - st.st_mtime_ns < _RACY_NS:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _walk(top: Path, now: int, found: dict[Path, Signature], symlinks: set[Path]) -> None:
+    """Add every manifest file under the directory ``top`` to ``found`` (symlinked ones to
+    ``symlinks`` too)."""
+    pending = [top]
     while pending:
         directory = pending.pop()
         try:
@@ -282,11 +314,10 @@ def _walk(root: Path) -> dict[Path, Signature]:
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    racy = now - st.st_mtime_ns < _RACY_NS
-                    found[Path(entry.path)] = (
-                        None if racy else (st.st_mtime_ns, st.st_size, st.st_ino)
-                    )
-    return found
+                    path = Path(entry.path)
+                    found[path] = _signature(st, now)
+                    if entry.is_symlink():
+                        symlinks.add(path)
 
 
 def _read(path: Path, signature: Signature, last_digest: bytes | None) -> _Read | None:
@@ -316,11 +347,23 @@ def _read(path: Path, signature: Signature, last_digest: bytes | None) -> _Read 
 
 @dataclass(slots=True)
 class _Pass:
-    """What one pass found: every file's signature, and the changed files parsed."""
+    """What one pass found: the files it looked at with their signatures, the changed ones
+    parsed, and where a known file it did not find is gone.
+
+    A complete pass walked the whole directory: every known file it did not find is gone.  A
+    partial one (changes the watcher named) is gone only for the paths it ``checked`` and under
+    the directories it walked or found missing (``subtrees``).
+    """
 
     root_exists: bool
     signatures: dict[Path, Signature]
-    reads: dict[Path, _Read | None]
+    reads: dict[Path, _Read | None] = field(default_factory=dict)
+    complete: bool = True
+    checked: set[Path] = field(default_factory=set)
+    subtrees: set[Path] = field(default_factory=set)
+    #: A partial pass walked a directory the watcher named (one made just now, say).
+    walked: bool = False
+    symlinks: set[Path] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -332,21 +375,128 @@ class _FileState:
     objects: dict[ObjectId, KubeObject]
 
 
+# -- watching: inotify through watchfiles, in a thread of its own ------------------------------
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the directory; None when it is not one."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+class _Watcher:
+    """``watchfiles.watch`` of one directory, in a thread of its own.
+
+    Its first yield (changes, or the empty set of a ``_WATCH_TICK_MS`` timeout) tells that the
+    inotify watches are in place: ``ready`` is then done, and a walk made after it misses
+    nothing.  The paths it reports are added to ``changes`` and ``wake`` is set; a failure sets
+    ``error`` (and ``wake``).  Everything but the thread's own loop runs on the event loop.
+    """
+
+    def __init__(
+        self, directory: Path, loop: asyncio.AbstractEventLoop, wake: asyncio.Event
+    ) -> None:
+        self.prefix = os.path.abspath(directory)
+        self.identity = _identity(directory)
+        self.changes: set[str] = set()
+        self.error: str | None = None
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self._loop = loop
+        self._wake = wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._follow, name=f"watch {self.prefix}", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread (within ``_WATCH_STEP_MS``); it closes the inotify instance."""
+        self._stop.set()
+
+    def _follow(self) -> None:
+        announced = False
+        try:
+            for changes in watchfiles.watch(
+                self.prefix,
+                watch_filter=None,
+                debounce=_WATCH_DEBOUNCE_MS,
+                step=_WATCH_STEP_MS,
+                stop_event=self._stop,
+                rust_timeout=_WATCH_TICK_MS,
+                yield_on_timeout=True,
+                debug=False,
+                force_polling=False,
+                recursive=True,
+                ignore_permission_denied=True,
+            ):
+                if self._stop.is_set():
+                    return
+                if changes or not announced:
+                    announced = True
+                    self._post(self._arrived, {path for _change, path in changes})
+        except Exception as exc:  # inotify unavailable, watch limit reached, ...
+            self._post(self._failed, f"{type(exc).__name__}: {exc}")
+            return
+        if not self._stop.is_set():
+            self._post(self._failed, "the watch ended")
+
+    def _post(self, callback: Callable[[Any], None], argument: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, argument)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._stop.set()
+
+    def _arrived(self, paths: set[str]) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
+        if paths and not self._stop.is_set():
+            self.changes |= paths
+            self._wake.set()
+
+    def _failed(self, message: str) -> None:
+        if self._stop.is_set():
+            return
+        self.error = message
+        if not self.ready.done():
+            self.ready.set_result(None)
+        self._wake.set()
+
+
 # -- the source --------------------------------------------------------------------------------
 
 
+def _watch_wanted() -> bool:
+    """False when ``INGRESSD_MANIFESTS_POLL`` asks for polling (``1``, ``true``, ``yes``)."""
+    return os.environ.get("INGRESSD_MANIFESTS_POLL", "").strip().lower() in ("", "0", "false", "no")
+
+
 class ManifestsSource:
-    """Watches a manifests directory by polling and hands its objects' changes to a sink."""
+    """Follows a manifests directory (inotify, else polling) and hands its objects' changes to a
+    sink."""
 
     def __init__(
         self,
         directory: Path,
         *,
         poll_interval: float = 0.2,
+        watch: bool | None = None,
+        heartbeat_interval: float = 1.0,
+        resync_interval: float = 300.0,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``watch``: follow changes through inotify (default: yes, unless the environment
+        variable ``INGRESSD_MANIFESTS_POLL`` says ``1``); polling every ``poll_interval`` seconds
+        otherwise, and whenever the watcher cannot start or fails.  While watching, a pass runs
+        at least every ``heartbeat_interval`` seconds and walks the whole directory every
+        ``resync_interval`` seconds."""
         self.directory = Path(directory)
         self.poll_interval = poll_interval
+        self.watch = _watch_wanted() if watch is None else watch
+        self.heartbeat_interval = heartbeat_interval
+        self.resync_interval = resync_interval
         self._wall_clock = wall_clock
         #: Current parse errors, per file (and for the directory itself when it is missing).
         self.errors: dict[Path, str] = {}
@@ -357,9 +507,18 @@ class ManifestsSource:
         self._current: dict[ObjectId, tuple[KubeObject, KubeObject]] = {}
         self._first_seen: dict[ObjectId, str] = {}
         self._version = 0
-        #: Passes of ``run`` completed (their changes handed on): a file written before pass
-        #: N started has been seen once ``passes`` reaches N.
+        #: Passes of ``run`` completed (their changes handed on): walks of the whole directory,
+        #: batches of changes from the watcher, heartbeats.  ``rescan()`` waits for a walk.
         self.passes = 0
+        #: True while ``run`` follows the directory through inotify (False: it polls).
+        self.watching = False
+        # known files that are symlinks (their target may change without an event here)
+        self._symlinks: set[Path] = set()
+        # known files last read with no signature (written just before): read again
+        self._recheck: set[Path] = set()
+        # rescan() calls waiting for a walk that starts after them
+        self._rescans: list[asyncio.Future[None]] = []
+        self._wake: asyncio.Event | None = None
 
     def load_once(self, sink: Sink) -> None:
         """One pass, synchronously: hand every change since the last pass to ``sink``.
@@ -369,30 +528,216 @@ class ManifestsSource:
         for event in self._merge(self._scan()):
             sink(event)
 
+    async def rescan(self) -> None:
+        """Return once ``run`` has walked the whole directory in a pass that began after this
+        call and handed its changes on: every file written before the call has been seen.
+
+        Waits for ``run``: it only returns while ``run`` runs.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rescans.append(done)
+        if self._wake is not None:
+            self._wake.set()
+        await done
+
     async def run(self, sink: Sink) -> None:
-        """Pass after pass, every ``poll_interval`` seconds, until cancelled.
+        """Pass after pass until cancelled: on each batch of changes the watcher reports, or
+        every ``poll_interval`` seconds when polling.
 
         Files are read and parsed in a worker thread; the state is updated and ``sink`` called on
-        the event loop, so a cancellation never loses a change.  Do not call ``load_once`` while
-        this runs.
+        the event loop, so a cancellation never loses a change (a new ``run`` starts with a
+        walk).  Do not call ``load_once`` while this runs.
         """
-        while True:
-            found = await asyncio.to_thread(self._scan)
-            for event in self._merge(found):
-                sink(event)
-            self.passes += 1
-            await asyncio.sleep(self.poll_interval)
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+        watcher: _Watcher | None = None
+        waiters: list[asyncio.Future[None]] = []
+        retry_at = 0.0  # after a watcher failed, when to try again
+        fell_back = False  # a warning said we poll: say it when watching again
+        walk = True  # the next pass walks the whole directory
+        next_beat = next_resync = 0.0
+        try:
+            while True:
+                wake.clear()
+                exists = True
+                if self.watch:
+                    identity = _identity(self.directory)
+                    exists = identity is not None
+                    if watcher is not None and (
+                        watcher.error is not None or watcher.identity != identity
+                    ):
+                        if watcher.error is not None:
+                            log.warning(
+                                "manifests_watch_failed",
+                                path=str(self.directory),
+                                error=watcher.error,
+                                polling_every=self.poll_interval,
+                            )
+                            fell_back = True
+                            retry_at = loop.time() + _WATCH_RETRY
+                        watcher.close()  # the directory went away or was replaced: watch anew
+                        watcher = None
+                        walk = True
+                    if watcher is None and exists and loop.time() >= retry_at:
+                        watcher = _Watcher(self.directory, loop, wake)
+                        await watcher.ready
+                        if watcher.error is not None:
+                            if not fell_back:
+                                log.warning(
+                                    "manifests_watch_unavailable",
+                                    path=str(self.directory),
+                                    error=watcher.error,
+                                    polling_every=self.poll_interval,
+                                )
+                            fell_back = True
+                            retry_at = loop.time() + _WATCH_RETRY
+                            watcher.close()
+                            watcher = None
+                        else:
+                            if fell_back:
+                                log.info("manifests_watching", path=str(self.directory))
+                            fell_back = False
+                            walk = True  # the watch is in place: a walk now misses nothing
+                self.watching = watcher is not None
+
+                now = loop.time()
+                waiters, self._rescans = self._rescans, []
+                beat = now >= next_beat
+                if watcher is None or walk or waiters or now >= next_resync:
+                    found = await asyncio.to_thread(self._scan)
+                    next_resync = now + self.resync_interval
+                    walk = False
+                else:
+                    changed, watcher.changes = watcher.changes, set()
+                    recheck = self._recheck | self._symlinks if beat else set()
+                    found = await asyncio.to_thread(
+                        self._scan_changes, changed, watcher.prefix, recheck
+                    )
+                    # A new directory's files written before inotify watched it: walk again soon.
+                    walk = found.walked
+                if beat:
+                    next_beat = now + self.heartbeat_interval
+                for event in self._merge(found):
+                    sink(event)
+                self.passes += 1
+                for done in waiters:
+                    if not done.done():
+                        done.set_result(None)
+                waiters = []
+
+                if watcher is not None:
+                    timeout = min(next_beat, next_resync) - loop.time()
+                elif self.watch and not exists:
+                    timeout = min(self.poll_interval, self.heartbeat_interval)
+                else:
+                    timeout = self.poll_interval
+                if timeout > 0:
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+        finally:
+            if watcher is not None:
+                watcher.close()
+            self.watching = False
+            self._wake = None
+            self._rescans[:0] = [done for done in waiters if not done.done()]
 
     def _scan(self) -> _Pass:
-        """Stage 1 (no state changes, may run in a thread): find and parse changed files."""
+        """Stage 1 of a walk (no state changes, may run in a thread): find and parse changed
+        files."""
         root_exists = self.directory.is_dir()
-        signatures = _walk(self.directory) if root_exists else {}
+        found = _Pass(root_exists, {})
+        if root_exists:
+            _walk(self.directory, time.time_ns(), found.signatures, found.symlinks)
+        found.reads = self._read_changed(found.signatures)
+        return found
+
+    def _scan_changes(self, changed: set[str], prefix: str, recheck: set[Path]) -> _Pass:
+        """Stage 1 of a watched pass (no state changes, may run in a thread): look at the paths
+        the watcher reported (``prefix``: the directory as it watches it) and at ``recheck``;
+        walk the directories among them; parse the files that changed.
+
+        A change of the directory itself, or a burst of ``_BURST_PATHS`` paths (inotify drops
+        events when its queue overflows, and watchfiles does not say so), is a walk instead.
+        """
+        if len(changed) >= _BURST_PATHS or prefix in changed or not self.directory.is_dir():
+            return self._scan()
+        now = time.time_ns()
+        found = _Pass(True, {}, complete=False)
+        targets = set(recheck)
+        hidden = False
+        start = prefix + os.sep
+        for raw in changed:
+            if not raw.startswith(start):
+                continue
+            relative = raw[len(start) :]
+            if any(part.startswith(".") for part in relative.split(os.sep)):
+                hidden = True
+                continue
+            targets.add(self.directory / relative)
+        if hidden:
+            # A hidden entry changed: perhaps the target of symlinked files (a ConfigMap volume
+            # swaps its ``..data`` link); they are looked at again.
+            targets |= self._symlinks
+        for path in targets:
+            self._look(path, now, found)
+        found.reads = self._read_changed(found.signatures)
+        return found
+
+    def _look(self, path: Path, now: int, found: _Pass) -> None:
+        """Add ``path`` to a partial pass as a walk would see it: a manifest file (its
+        signature), a directory (walked), or nothing (gone, hidden behind a symlinked
+        directory, another kind of file)."""
+        found.checked.add(path)
+        parent = self.directory
+        try:
+            for part in path.relative_to(self.directory).parts[:-1]:
+                parent = parent / part
+                if not stat.S_ISDIR(os.lstat(parent).st_mode):
+                    found.subtrees.add(path)
+                    return
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                found.subtrees.add(path)
+                found.walked = True
+                _walk(path, now, found.signatures, found.symlinks)
+                return
+            link = stat.S_ISLNK(st.st_mode)
+            if link:
+                st = os.stat(path)
+        except OSError:
+            found.subtrees.add(path)  # gone: perhaps a directory of known files
+            return
+        if stat.S_ISREG(st.st_mode) and path.name.endswith(SUFFIXES):
+            found.signatures[path] = _signature(st, now)
+            if link:
+                found.symlinks.add(path)
+
+    def _read_changed(self, signatures: dict[Path, Signature]) -> dict[Path, _Read | None]:
         reads: dict[Path, _Read | None] = {}
         for path, signature in signatures.items():
             state = self._files.get(path)
             if state is None or signature is None or state.signature != signature:
                 reads[path] = _read(path, signature, state.digest if state else None)
-        return _Pass(root_exists, signatures, reads)
+        return reads
+
+    def _gone(self, found: _Pass) -> list[Path]:
+        """Known files that ``found`` shows are gone."""
+        if found.complete:
+            return [p for p in self._files if p not in found.signatures]
+        gone = [p for p in found.checked if p in self._files and p not in found.signatures]
+        directories = [p for p in found.subtrees if p not in self._files]
+        if directories:
+            prefixes = tuple(f"{d}{os.sep}" for d in directories)
+            gone.extend(
+                p
+                for p in self._files
+                if p not in found.signatures
+                and p not in found.checked
+                and str(p).startswith(prefixes)
+            )
+        return gone
 
     def _merge(self, found: _Pass) -> list[WatchEvent]:
         """Stage 2 (on the loop): fold a pass into the state and diff what is handed on."""
@@ -402,14 +747,28 @@ class ManifestsSource:
             self.errors[self.directory] = "no such directory"
             log.warning("manifests_directory_missing", path=str(self.directory))
         affected: set[ObjectId] = set()
-        for path in [p for p in self._files if p not in found.signatures]:
+        for path in self._gone(found):
             affected.update(self._replace(path, {}))
             del self._files[path]
             self.errors.pop(path, None)
+            self._symlinks.discard(path)
+            self._recheck.discard(path)
+        if found.complete:
+            self._symlinks = set(found.symlinks)
+        else:
+            for path in found.signatures:
+                if path in found.symlinks:
+                    self._symlinks.add(path)
+                else:
+                    self._symlinks.discard(path)
         for path in sorted(found.reads):
             read = found.reads[path]
             if read is None:
                 continue
+            if read.signature is None:
+                self._recheck.add(path)
+            else:
+                self._recheck.discard(path)
             state = self._files.setdefault(path, _FileState(read.signature, read.digest, {}))
             state.signature = read.signature
             if read.unchanged:

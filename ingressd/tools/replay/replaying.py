@@ -51,7 +51,7 @@ from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.nginx.rendering import NginxPaths
 from ingressd.pipeline.syncing import SyncOutcome
 from ingressd.store.events import StoreEvent
-from ingressd.store.sources.trace import TraceEvent, TraceSource, count_events
+from ingressd.store.sources.trace import TraceEvent, TraceSource, count_lines
 from ingressd.tools.replay.result import EventLine, ReplayResult, SyncLine, conf_sha256, config_hash
 
 log = structlog.get_logger("ingressd.replay")
@@ -329,7 +329,7 @@ async def command(
         args.work_dir = scratch
     options = make_options(args)
     speed = None if args.fast else args.speed
-    bar = replay_report.ProgressBar(count_events(args.trace))
+    bar = replay_report.ProgressBar(count_lines(args.trace))
     run = Replay(args.trace, options, live=args.live, speed=speed, progress=bar)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
