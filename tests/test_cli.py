@@ -1,4 +1,5 @@
-"""The command line as users run it: ``ingressd render`` and ``ingressd run`` as processes."""
+"""The command line as users run it: ``ingressd render``, ``run`` and ``replay`` as processes,
+and what the parser accepts (global options after the command, each command's own flags)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,62 @@ import aiohttp
 import pytest
 import yaml
 
+from ingressd.cli.arguments import parser
 from ingressd.nginx.rendering import PROJECT_ROOT
 from tests.support.backends import EchoPods
 from tests.support.harness import free_port, pod_addresses
 from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
-pytestmark = pytest.mark.nginx
-
 INGRESSD = [sys.executable, "-m", "ingressd.cli"]
+SAMPLE_TRACE = PROJECT_ROOT / "examples" / "traces" / "configmap.jsonl"
+
+#: A minimal command line of each subcommand.
+COMMANDS = {
+    "run": ["run", "--manifests", "dir"],
+    "check": ["check", "--manifests", "dir"],
+    "render": ["render", "--manifests", "dir"],
+    "record": ["record", "--out", "t.jsonl"],
+    "replay": ["replay", "t.jsonl"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_global_options_are_accepted_after_every_command(command: str) -> None:
+    argv = COMMANDS[command]
+    after = parser().parse_args([*argv, "--log-level", "debug", "--log-format", "json"])
+    assert (after.command, after.log_level, after.log_format) == (command, "debug", "json")
+    before = parser().parse_args(["--log-level", "error", "--log-format", "console", *argv])
+    assert (before.log_level, before.log_format) == ("error", "console")
+    # Given on both sides, the one after the command wins; given on neither, the defaults.
+    both = parser().parse_args(["--log-level", "error", *argv, "--log-level", "info"])
+    assert (both.log_level, both.log_format) == ("info", "auto")
+    neither = parser().parse_args(argv)
+    assert (neither.log_level, neither.log_format) == (None, "auto")
+
+
+@pytest.mark.parametrize("command", ["run", "check", "render"])
+def test_manifests_is_an_option_of_the_commands_that_read_manifests(command: str) -> None:
+    assert parser().parse_args(COMMANDS[command]).manifests == Path("dir")
+
+
+async def test_replay_takes_the_log_level_after_the_command(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *INGRESSD,
+        "replay",
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        str(SAMPLE_TRACE),
+        "--fast",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    # debug: the "nothing" syncs are logged (at warning, replay's default, nothing is)
+    assert '"decision": "nothing"' in err.decode()
+    assert "final config hash" in out.decode()
 
 
 async def render_demo(*flags: str) -> tuple[str, str]:
@@ -38,6 +87,7 @@ async def render_demo(*flags: str) -> tuple[str, str]:
     return out.decode(), err.decode()
 
 
+@pytest.mark.nginx
 async def test_render_prints_the_demo_configuration() -> None:
     text, err = await render_demo("--allow-loopback-endpoints")
     assert 'server_name "www.zkj.com";' in text
@@ -46,6 +96,7 @@ async def test_render_prints_the_demo_configuration() -> None:
     assert "skipped" not in err
 
 
+@pytest.mark.nginx
 async def test_render_refuses_the_demo_loopback_pods_without_the_flag() -> None:
     _, err = await render_demo()
     skipped = [line for line in err.splitlines() if line.startswith("# skipped: EndpointSlice")]
@@ -53,6 +104,7 @@ async def test_render_refuses_the_demo_loopback_pods_without_the_flag() -> None:
     assert all("may not be in the loopback range" in line for line in skipped), err
 
 
+@pytest.mark.nginx
 async def test_run_reports_a_missing_manifests_directory() -> None:
     proc = await asyncio.create_subprocess_exec(
         *INGRESSD,
@@ -111,8 +163,9 @@ class Instance:
         self.proc = await asyncio.create_subprocess_exec(
             *self.args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
+        # Up to 30 s: on a loaded machine importing ingressd alone can take several seconds.
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            for _ in range(600):
                 try:
                     async with session.get(f"http://127.0.0.1:{self.status_port}/healthz") as resp:
                         if resp.status == 200:
@@ -126,6 +179,7 @@ class Instance:
         return int((self.root / "work" / "nginx.pid").read_text())
 
 
+@pytest.mark.nginx
 async def test_two_instances_run_side_by_side_and_quit_gracefully_on_sigterm(
     world_readable_tmp: Path,
 ) -> None:

@@ -48,7 +48,7 @@ def _namespaced_name(text: str) -> ObjectKey:
     return ObjectKey(text)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _manifests(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifests",
         type=Path,
@@ -57,6 +57,29 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="directory of YAML/JSON Kubernetes manifests, watched for changes (run: instead "
         "of --kubeconfig)",
     )
+
+
+def _global(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``--log-level`` and ``--log-format``: before the command (``top``) or after it.
+
+    After it they default to ``SUPPRESS``: absent, the subcommand leaves what was given before
+    the command (or its default) alone; given, it wins.
+    """
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None if top else argparse.SUPPRESS,
+        help="default: info (replay: warning, its timeline shows every sync)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto" if top else argparse.SUPPRESS,
+        help="auto: JSON unless stderr is a terminal",
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ingress-class",
         default="ingressd",
@@ -193,21 +216,12 @@ def parser() -> argparse.ArgumentParser:
         "Lua with no reload, validated reloads only when nginx.conf must change.",
     )
     top.add_argument("--version", action="version", version=f"ingressd {__version__}")
-    top.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=None,
-        help="default: info (replay: warning, its timeline shows every sync)",
-    )
-    top.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        default="auto",
-        help="auto: JSON unless stderr is a terminal",
-    )
+    _global(top, top=True)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve the Ingresses of a manifests directory through nginx")
+    _global(run)
+    _manifests(run)
     _common(run)
     run.add_argument(
         "--status-port",
@@ -254,12 +268,16 @@ def parser() -> argparse.ArgumentParser:
         "annotations, missing Services/Secrets, host/path conflicts; exit 1 when behaviour "
         "would change",
     )
+    _global(chk)
+    _manifests(chk)
     _common(chk)
     _kubernetes(chk)
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.set_defaults(work_dir=Path("/var/lib/ingressd"))
 
     rend = sub.add_parser("render", help="print the nginx.conf the manifests produce; runs nothing")
+    _global(rend)
+    _manifests(rend)
     _common(rend)
     rend.add_argument(
         "--work-dir",
@@ -272,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
     rec = sub.add_parser(
         "record", help="write every event the Kubernetes informers see to a trace (JSON lines)"
     )
+    _global(rec)
     _kubernetes(rec)
     rec.add_argument(
         "--out",
@@ -312,6 +331,7 @@ def _replay_parser(sub: Any) -> None:
         "NginxController, syncQueue and sync worker; print one line per sync and a summary "
         "(docs/replay.md).",
     )
+    _global(rep)
     rep.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="the recorded trace")
     mode = rep.add_mutually_exclusive_group()
     mode.add_argument(

@@ -9,6 +9,8 @@
     ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
         -> timeline + summary on stdout, --report JSON, --plot PNG (ingressd.tools.replay.replaying)
 
+``--log-level`` and ``--log-format`` may come before the command or after it.
+
 ``main`` parses the command line (``ingressd.cli.arguments``: every flag, and the Namespace ->
 ``Options`` step), sets up logging and runs one subcommand; the functions below are the
 subcommands, each returning the exit status.
