@@ -4,9 +4,11 @@
 
     scenario() --Simulation + PodSet (pods -> EndpointSlice)--> TraceBuilder --> NAME.jsonl
 
-Each trace starts with the cluster's state as ADDED events at t=0 (what ``ingressd record`` writes
-for its initial lists), then the watch events of the scenario.  See docs/replay.md for what each
-one shows.  The controller's ConfigMap is ``ingressd/ingressd-controller`` in every trace.
+Each trace starts with a header line (as ``ingressd record`` writes one: the recorder, the start
+time, the options; here the controller's ConfigMap ``ingressd/ingressd-controller``, which
+``ingressd replay`` then uses), the cluster's state as ADDED events at t=0 (what ``ingressd
+record`` writes for its initial lists), then the watch events of the scenario.  See
+docs/replay.md for what each one shows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ingressd.store.sources.trace import TraceHeader
 from tests.support.traceobjects import (
     certificate,
     config_map,
@@ -31,6 +34,19 @@ from tests.support.traces import PodSet, Simulation, TraceBuilder
 
 CONTROLLER_CONFIGMAP = ("ingressd-controller", "ingressd")
 CA = ("Example Internal CA", "ca-2025")
+
+#: What ``ingressd record --configmap ingressd/ingressd-controller --keep-secret-data`` would
+#: write first (the traces hold Secret data: their certificates are generated, not secret).
+HEADER = TraceHeader(
+    recorder="examples/traces/generate.py",
+    started_at="2026-03-02T10:00:00.000000Z",
+    options={
+        "watch-namespace": None,
+        "configmap": f"{CONTROLLER_CONFIGMAP[1]}/{CONTROLLER_CONFIGMAP[0]}",
+        "resync-period": 600.0,
+        "keep-secret-data": True,
+    },
+)
 
 
 def _base(trace: TraceBuilder, *namespaces: str) -> dict[str, dict[str, object]]:
@@ -312,6 +328,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, scenario in SCENARIOS.items():
         trace = scenario()
+        trace.header = HEADER
         size = trace.write(out / f"{name}.jsonl")
         print(f"{name}.jsonl: {len(trace.lines())} events, {size / 1024:.0f} KiB")
     return 0
