@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
+import hashlib
 import json
+import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +19,21 @@ import pytest
 
 from ingressd.app.runtime import Options
 from ingressd.cli.arguments import options_from, parser
+from ingressd.model import ObjectKey
 from ingressd.nginx.dryrun import DryRunNginx
-from ingressd.store.sources.trace import TraceError, parse_line
+from ingressd.store.events import EventType, WatchEvent
+from ingressd.store.sources.trace import (
+    TraceError,
+    TraceEvent,
+    TraceHeader,
+    TraceSource,
+    parse_line,
+    placeholder_tls_data,
+    unredact,
+)
 from ingressd.tools.replay import report as replay_report
-from ingressd.tools.replay.replaying import Replay, command, replay
-from ingressd.tools.replay.result import ReplayResult, percentiles
+from ingressd.tools.replay.replaying import Output, Replay, command, replay
+from ingressd.tools.replay.result import EventLine, ReplayResult, percentiles
 from tests.support import objects, traceobjects
 from tests.support.backends import EchoPods
 from tests.support.harness import free_port, pod_addresses
@@ -27,6 +41,11 @@ from tests.support.traces import PodSet, Simulation, TraceBuilder
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "traces"
 ROLLING_UPDATE = SAMPLES / "rolling-update.jsonl"
+HEADER = TraceHeader(
+    recorder="ingressd 0.1.0",
+    started_at="2026-03-02T10:00:00.000000Z",
+    options={"configmap": "ingressd/ingressd-controller", "watch-namespace": None},
+)
 
 
 def dry_run_options(work_dir: Path) -> Options:
@@ -293,7 +312,20 @@ def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
         cli_replay(str(small_trace(tmp_path / "t.jsonl")), "--fast", "--report", str(report)) == 0
     )
     data = json.loads(report.read_text())
-    assert set(data) == {"version", "trace", "mode", "pace", "summary", "timeline", "events"}
+    assert set(data) == {
+        "version",
+        "trace",
+        "trace_sha256",
+        "header",
+        "from_header",
+        "mode",
+        "pace",
+        "summary",
+        "timeline",
+        "events",
+    }
+    assert data["trace_sha256"] == hashlib.sha256((tmp_path / "t.jsonl").read_bytes()).hexdigest()
+    assert (data["header"], data["from_header"]) == (None, {})
     assert (data["version"], data["mode"], data["pace"]) == (1, "dry-run", "fast")
     assert set(data["summary"]) == {
         "events",
@@ -302,6 +334,7 @@ def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
         "watch_markers",
         "placeholder_certificates",
         "outcomes",
+        "rejected_lines",
         "syncs",
         "decisions",
         "reloads",
@@ -337,6 +370,7 @@ def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
         "total_seconds",
         "backends_posted",
         "error",
+        "config_hash",
     }
     assert set(data["events"][0]) == {
         "line",
@@ -347,6 +381,7 @@ def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
         "outcome",
         "sync",
         "latency",
+        "reason",
     }
     assert [s["decision"] for s in data["timeline"]] == ["reload", "reload", "nothing", "dynamic"]
 
@@ -399,6 +434,447 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
     assert piped == []
     assert on_tty[0] == "\rreplay [##..]  50%  2/4 events  1 syncs"
     assert on_tty[-1] == "\n"
+
+
+# -- the initial state --------------------------------------------------------------------------
+
+
+def _initial_lines(path: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in events if "t" in e and e["t"] == 0]
+
+
+async def test_the_first_sync_counts_every_event_of_the_initial_state(tmp_path: Path) -> None:
+    # The Store lets most of the initial load pass without an event (ConfigMaps, a Service
+    # before the Ingress that uses it): the first sync still applied them all.
+    trace = SAMPLES / "configmap.jsonl"
+    initial = _initial_lines(trace)
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    first = result.syncs[0]
+    assert first.events == len(initial) == 6
+    assert first.kinds == dict(collections.Counter(e["object"]["kind"] for e in initial))
+    assert first.keys[0] == "IngressClass ingressd ADDED"
+    assert "initial + 6: ConfigMap x2" in replay_report.timeline_lines(result)[1]
+    # Each applied event is counted by exactly one successful sync: the one that applied it.
+    applied = collections.Counter(e.sync for e in result.events if e.outcome == "applied")
+    assert {s.number: s.events for s in result.syncs if s.events} == dict(applied)
+
+
+async def test_every_applied_event_of_a_rollout_is_counted_once(tmp_path: Path) -> None:
+    result = await replay(ROLLING_UPDATE, dry_run_options(tmp_path / "w"))
+    applied = [e for e in result.events if e.outcome == "applied"]
+    assert sum(s.events for s in result.syncs if s.result == "ok") == len(applied)
+    assert result.syncs[0].events == len(_initial_lines(ROLLING_UPDATE)) - 1  # - the Deployment
+
+
+# -- rejected lines, empty traces ----------------------------------------------------------------
+
+
+async def test_rejected_lines_are_named_with_line_number_and_reason_and_the_replay_goes_on(
+    tmp_path: Path,
+) -> None:
+    nameless = objects.service("api")
+    del nameless["metadata"]["name"]
+    trace = write_lines(
+        tmp_path / "rejected.jsonl",
+        _event(0, objects.ingress_class()),
+        {
+            "t": 0,
+            "type": "ADDED",
+            "object": {"kind": "Ingress", "apiVersion": "networking.k8s.io/v1"},
+        },
+        _event(0, objects.ingress("web", rules=[objects.rule("a.test", objects.path())])),
+        _event(1.0, nameless),
+        _event(2.0, objects.ingress("b", rules=[objects.rule("b.test", objects.path())])),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    summary = result.summary()
+    assert summary["outcomes"]["rejected"] == 2
+    assert summary["rejected_lines"] == [
+        {
+            "line": 2,
+            "kind": "Ingress",
+            "name": "?",
+            "reason": "metadata: missing (expected a mapping with a name)",
+        },
+        {
+            "line": 4,
+            "kind": "Service",
+            "name": "default/None",
+            "reason": "metadata.name: expected a non-empty string, got None",
+        },
+    ]
+    assert result.error is None
+    assert any("server b.test added" in s.reasons for s in result.syncs)  # it went on
+    text = "\n".join(replay_report.summary_lines(result))
+    assert "rejected           line 2 (Ingress ?): metadata: missing" in text
+    assert "line 4 (Service default/None): metadata.name" in text
+
+
+def test_the_summary_names_ten_rejected_lines_and_counts_the_rest(tmp_path: Path) -> None:
+    events: list[EventLine] = [
+        EventLine(n, 0.0, "ADDED", "Ingress", "?", "rejected", reason="metadata: missing")
+        for n in range(1, 14)
+    ]
+    result = ReplayResult("t", "dry-run", None, events, [], {}, 0, 0, 0.0, None, None, None)
+    text = replay_report.summary_lines(result)
+    assert sum(line.startswith("rejected ") for line in text) == 10
+    assert any("and 3 more rejected lines" in line for line in text)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [],
+        ["", "   "],
+        [json.dumps(HEADER.to_json())],
+        ['{"t": 0, "type": "BOOKMARK", "object": {"kind": "Pod"}}'],
+    ],
+    ids=["empty", "blank", "header only", "bookmark only"],
+)
+def test_a_trace_without_events_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str]
+) -> None:
+    trace = write_lines(tmp_path / "empty.jsonl", *lines)
+    assert cli_replay(str(trace), "--fast") == 1
+    out, err = capsys.readouterr()
+    assert "no events" in err and str(trace) in err
+    assert "summary" not in out  # nothing replayed, no summary that looks like a result
+
+
+# -- the header --------------------------------------------------------------------------------
+
+
+def without_header(path: Path, into: Path) -> Path:
+    first, rest = path.read_text().split("\n", 1)
+    assert json.loads(first)["format"] == "ingressd-trace"
+    into.write_text(rest)
+    return into
+
+
+async def test_replay_takes_the_configmap_from_the_trace_header(tmp_path: Path) -> None:
+    sample = SAMPLES / "configmap.jsonl"
+    headed = await replay(sample, dry_run_options(tmp_path / "a"))
+    assert headed.from_header == {"configmap": "ingressd/ingressd-controller"}
+    assert headed.header is not None and headed.header["recorder"]
+    # The same trace without its header (as recorded before headers) still replays; it needs
+    # the flag to give the same result, and without it the ConfigMap edits change nothing.
+    old = without_header(sample, tmp_path / "old.jsonl")
+    flagged = dataclasses.replace(
+        dry_run_options(tmp_path / "b"), configmap=ObjectKey("ingressd/ingressd-controller")
+    )
+    with_flag = await replay(old, flagged)
+    without_flag = await replay(old, dry_run_options(tmp_path / "c"))
+    assert (with_flag.header, with_flag.from_header) == (None, {})
+    assert headed.decisions() == with_flag.decisions()
+    assert headed.final_config_hash == with_flag.final_config_hash
+    assert without_flag.final_config_hash != headed.final_config_hash
+    assert [s.applied_as for s in headed.syncs].count("reload") == 3
+    assert [s.applied_as for s in without_flag.syncs].count("reload") == 1
+
+
+async def test_the_command_line_wins_over_the_trace_header(tmp_path: Path) -> None:
+    options = dataclasses.replace(
+        dry_run_options(tmp_path / "w"), configmap=ObjectKey("ingressd/another")
+    )
+    result = await replay(SAMPLES / "configmap.jsonl", options)
+    assert result.from_header == {}
+    assert [s.applied_as for s in result.syncs].count("reload") == 1  # edits not the controller's
+
+
+def test_the_command_prints_what_it_took_from_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_replay(str(SAMPLES / "configmap.jsonl"), "--fast") == 0
+    out = capsys.readouterr().out
+    assert "trace header: recorded by examples/traces/generate.py at 2026-03-02T10:00:00" in out
+    assert "options taken from it: --configmap ingressd/ingressd-controller" in out
+
+
+async def test_a_watched_namespace_from_the_header_skips_other_namespaces(tmp_path: Path) -> None:
+    header = TraceHeader("ingressd 0.1.0", options={"watch-namespace": "shop"})
+    trace = write_lines(
+        tmp_path / "ns.jsonl",
+        header.line(),
+        _event(0, objects.ingress_class()),
+        _event(0, objects.service("web", namespace="shop")),
+        _event(0, objects.ingress("web", "shop", rules=[objects.rule("a.test", objects.path())])),
+        _event(1, objects.ingress("web", "other", rules=[objects.rule("b.test", objects.path())])),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    assert result.from_header == {"watch-namespace": "shop"}
+    other = result.events[-1]
+    assert (other.name, other.outcome) == ("other/web", "skipped")
+    assert other.reason == "namespace not watched (--watch-namespace shop)"
+    assert result.summary()["skipped_kinds"] == {"Ingress (other namespaces)": 1}
+    assert len(result.syncs) == 1  # b.test never reached the Store
+
+
+@pytest.mark.parametrize(
+    ("line", "first", "reason"),
+    [
+        (HEADER.line(), False, "a trace header (format) may only be the first line"),
+        ('{"format": "ingressd-trace", "version": 2, "recorder": "x"}', True, "version 2 is newer"),
+        ('{"format": "other", "version": 1, "recorder": "x"}', True, "header: format: expected"),
+        (
+            '{"format": "ingressd-trace", "version": 1, "recorder": "x", '
+            '"options": {"configmap": "no-slash"}}',
+            True,
+            "header: options.configmap: expected NAMESPACE/NAME, got 'no-slash'",
+        ),
+    ],
+)
+def test_a_bad_header_is_named(line: str, first: bool, reason: str) -> None:
+    with pytest.raises(TraceError) as caught:
+        parse_line(3, line, first=first)
+    assert caught.value.line == 3
+    assert reason in caught.value.reason
+
+
+def test_a_header_keeps_options_it_does_not_know() -> None:
+    raw = {**HEADER.to_json(), "options": {"configmap": "a/b", "future-flag": [1, 2]}}
+    header = parse_line(1, json.dumps(raw), first=True)
+    assert isinstance(header, TraceHeader)
+    assert header.configmap == "a/b" and header.options["future-flag"] == [1, 2]
+
+
+# -- redacted Secrets ----------------------------------------------------------------------------
+
+
+def _redacted_tls(meta: dict[str, Any], crt: str, key: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": meta,
+        "data": {"tls.crt": crt, "tls.key": key},
+    }
+
+
+async def test_a_rotation_redacted_to_digests_replays_as_a_new_certificate(tmp_path: Path) -> None:
+    meta = {"name": "shop-tls", "namespace": "default", "resourceVersion": "5"}
+    v1 = _redacted_tls(
+        meta, "REDACTED:hmac-sha256:1111111111111111", "REDACTED:hmac-sha256:aaaaaaaaaaaaaaaa"
+    )
+    v2 = _redacted_tls(
+        {**meta, "resourceVersion": "9"},
+        "REDACTED:hmac-sha256:2222222222222222",
+        "REDACTED:hmac-sha256:bbbbbbbbbbbbbbbb",
+    )
+    relabelled = {**v2, "metadata": {**v2["metadata"], "labels": {"team": "shop"}}}
+    trace = write_lines(
+        tmp_path / "rotation.jsonl",
+        _event(0, objects.ingress_class()),
+        _event(0, objects.service("web")),
+        _event(0, v1),
+        _event(
+            0,
+            objects.ingress(
+                "web",
+                rules=[objects.rule("shop.test", objects.path())],
+                tls_entries=[objects.tls("shop.test", secret_name="shop-tls")],
+            ),
+        ),
+        _event(1.0, v2, "MODIFIED"),
+        _event(2.0, relabelled, "MODIFIED"),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    rotation = result.syncs[1]
+    assert (rotation.decision, rotation.result) == ("reload", "ok")
+    assert any("certificate" in reason for reason in rotation.reasons), rotation.reasons
+    assert [e.outcome for e in result.events][-1] == "unchanged"  # same digests: same cert
+    assert result.summary()["placeholder_certificates"] == 3
+
+
+def test_placeholders_differ_by_digest_and_stay_as_before_for_bare_redacted() -> None:
+    def placeholder(crt: str, key: str) -> str:
+        event = WatchEvent(
+            EventType.ADDED, _redacted_tls({"name": "s", "namespace": "n"}, crt, key)
+        )
+        unredacted = unredact(event)
+        assert unredacted is not None
+        return str(unredacted.object["data"]["tls.crt"])
+
+    bare = placeholder("REDACTED", "REDACTED")
+    assert bare == placeholder_tls_data("n", "s")[0]  # old traces keep their config hashes
+    one = placeholder("REDACTED:hmac-sha256:0123456789abcdef", "REDACTED:hmac-sha256:0a0a0a0a")
+    two = placeholder("REDACTED:hmac-sha256:fedcba9876543210", "REDACTED:hmac-sha256:0a0a0a0a")
+    assert len({bare, one, two}) == 3
+    assert one == placeholder(
+        "REDACTED:hmac-sha256:0123456789abcdef", "REDACTED:hmac-sha256:0a0a0a0a"
+    )
+    assert (
+        unredact(WatchEvent(EventType.ADDED, _redacted_tls({"name": "s"}, "REDACTED", "eA==")))
+        is None
+    )
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+
+def _nested(levels: int) -> str:
+    """An event line whose JSON nests ``levels`` deep in all."""
+    inner = "[" * (levels - 2) + "]" * (levels - 2)
+    return '{"t": 1, "type": "ADDED", "object": {"kind": "Service", "x": ' + inner + "}}"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (_nested(101), "nested deeper than 100 levels"),
+        (_nested(100_000), "nested deeper than 100 levels"),
+        (
+            '{"t": 1, "type": "ADDED", "object": {"kind": "S", "n": ' + "9" * 101 + "}}",
+            "101 digits",
+        ),
+        (
+            '{"t": 1, "type": "ADDED", "object": {"kind": "S", "n": ' + "9" * 5000 + "}}",
+            "5000 digits",
+        ),
+        (
+            '{"t": 1, "type": "ADDED", "object": {"kind": "S", "n": 0.' + "1" * 120 + "}}",
+            "121 digits",
+        ),
+    ],
+    ids=["101 levels", "100000 levels", "101 digits", "5000 digits", "long float"],
+)
+def test_a_line_past_a_limit_is_refused_naming_the_limit(text: str, reason: str) -> None:
+    with pytest.raises(TraceError) as caught:
+        parse_line(9, text)
+    assert caught.value.line == 9
+    assert reason in caught.value.reason
+
+
+def test_a_line_within_the_limits_parses() -> None:
+    assert isinstance(parse_line(1, _nested(100)), TraceEvent)
+    number = '{"t": 1, "type": "ADDED", "object": {"kind": "S", "n": ' + "9" * 100 + "}}"
+    assert isinstance(parse_line(1, number), TraceEvent)
+
+
+async def test_a_line_over_4_mib_stops_the_replay_at_that_line(tmp_path: Path) -> None:
+    huge = objects.service("huge")
+    huge["metadata"]["annotations"] = {"big": "x" * (4 * 1024 * 1024)}
+    trace = write_lines(
+        tmp_path / "long.jsonl",
+        _event(0, objects.ingress_class()),
+        _event(0, objects.ingress("web", rules=[objects.rule("a.test", objects.path())])),
+        _event(1.0, huge),
+        _event(2.0, objects.ingress("b", rules=[objects.rule("b.test", objects.path())])),
+    )
+    result = await replay(trace, dry_run_options(tmp_path / "w"))
+    assert result.error is not None
+    assert (result.error.line, result.error.reason) == (
+        3,
+        "longer than 4 MiB, the limit for one trace line",
+    )
+    assert [e.line for e in result.events] == [1, 2]
+    assert result.trace_sha256 is None  # not read to the end
+
+
+def test_a_trace_file_over_1_gib_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    with trace.open("r+b") as stream:
+        stream.truncate(1024**3 + 1)  # sparse: no disk used
+    assert cli_replay(str(trace), "--fast") == 1
+    out, err = capsys.readouterr()
+    assert "more than the 1 GiB a trace file may hold" in err
+    assert out == ""
+
+
+async def test_the_reader_stops_where_the_file_passes_its_size_limit(tmp_path: Path) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    sizes = [len(line) + 1 for line in trace.read_text().splitlines()]
+    limit = sum(sizes[:3]) + 10  # within line 4
+    source = TraceSource(trace, speed=None, max_bytes=limit)
+    fed: list[WatchEvent] = []
+    source.load_once(fed.append)
+    assert len(fed) == 3
+    assert source.error is not None and source.error.line == 4
+    assert "the trace passes" in source.error.reason
+
+
+# -- output as it happens --------------------------------------------------------------------------
+
+
+class Recorder:
+    """A stdout that notes when each line was written."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.lines: list[tuple[float, str]] = []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.lines.extend((time.monotonic(), line) for line in text.splitlines())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def written(self, needle: str) -> float:
+        return next(t for t, line in self.lines if needle in line)
+
+
+def _paced_trace(path: Path) -> Path:
+    """One sync at the start, another 1.5 s later (replayed at speed 1)."""
+    return write_lines(
+        path,
+        _event(0, objects.ingress_class()),
+        _event(0, objects.ingress("a", rules=[objects.rule("a.test", objects.path())])),
+        _event(1.5, objects.ingress("b", rules=[objects.rule("b.test", objects.path())])),
+    )
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_sync_lines_are_printed_as_they_happen_unless_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tty: bool
+) -> None:
+    out = Recorder(tty)
+    monkeypatch.setattr(sys, "stdout", out)
+    trace = _paced_trace(tmp_path / "paced.jsonl")
+    assert cli_replay(str(trace), "--speed", "1") == 0
+    # (needles of the timeline, not of the log lines that may go to the same stdout)
+    first = out.written("initial + ")
+    second = out.written("Ingress default/b ADDED")
+    summary = out.written("final config hash")
+    if tty:  # the progress bar shows progress; the timeline comes with the summary
+        assert summary - first < 0.5
+    else:
+        assert second - first > 1.0  # sync 1 was out while the trace still ran
+        assert out.written("decision") < first  # the column header came first
+
+
+def test_output_to_a_closed_pipe_is_dropped_not_raised(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as stream:
+        output = Output(stream)
+        output.line("sync 1")  # EPIPE: the reader is gone
+        assert output.closed
+        output.line("sync 2")  # dropped, silently
+        stream.write("at exit Python flushes stdout\n")
+        stream.flush()  # now /dev/null: does not raise
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_replay_offers_only_the_options_that_apply_to_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(["replay", "--help"])
+    text = capsys.readouterr().out
+    assert "--manifests" not in text and "--kubeconfig" not in text
+    for flag in ("--fast", "--configmap", "--watch-namespace", "--log-level"):
+        assert flag in text
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(["replay", "t.jsonl", "--manifests", "dir"])
+    assert caught.value.code == 2
 
 
 # -- live ------------------------------------------------------------------------------------------

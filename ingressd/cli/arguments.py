@@ -91,7 +91,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--configmap",
         type=_namespaced_name,
         metavar="NAMESPACE/NAME",
-        help="the controller's ConfigMap; changes to it force a sync",
+        help="the controller's ConfigMap; changes to it force a sync (replay: default the "
+        "trace header's)",
     )
     parser.add_argument(
         "--template",
@@ -368,6 +369,13 @@ def _replay_parser(sub: Any) -> None:
         help="draw the timeline and latencies (PNG; needs matplotlib: the plot extra)",
     )
     _common(rep)
+    rep.add_argument(
+        "--watch-namespace",
+        default=None,
+        metavar="NS",
+        help="replay as a controller watching only NS: namespaced objects of other namespaces "
+        "are skipped (default: the trace header's, else all namespaces)",
+    )
     rep.add_argument(
         "--status-port",
         type=lambda text: 0 if text == "0" else _port(text),

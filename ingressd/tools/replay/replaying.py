@@ -3,9 +3,17 @@
     TRACE.jsonl --TraceSource--> Store --> updateChannel --> NginxController --> syncQueue
         --> SyncWorker --> DryRunNginx (render + nginx -t; serves nothing)   (--dry-run)
                        --> Nginx (the real one, serving on the run ports)     (--live)
-    TraceSource.on_event --> EventLine per trace event (what the Store made of it)
-    SyncWorker --SyncOutcome--> SyncLine per sync (events covered, decision, reasons, durations)
+    trace header (if any) --> the ConfigMap and watched namespace the options leave unset
+    TraceSource.on_event --> EventLine per trace event (what the Store made of it; a rejected
+                             one is logged with its line and why)
+    SyncWorker --SyncOutcome--> SyncLine per sync (events it applied, decision, reasons,
+                                durations, config hash after it) --on_sync--> printed at once
     end of trace + pipeline idle --> ReplayResult: timeline, summary, final config hash
+
+A sync's line counts the events it applied: those its batch carried, and those no batch
+carries but its snapshot held (the initial load's events the Store let pass without a
+StoreEvent, a failed sync's events on its retry), so the first sync counts the whole initial
+state.
 
 The assembly is ``runtime.Ingressd`` itself, with the trace as its source and, for a dry run, a
 ``DryRunNginx`` as its driver: the same Store, channel, controller, queue and worker as ``run``.
@@ -23,7 +31,8 @@ Determinism: in fast dry-run mode the same trace gives the same decisions and th
 config hash.  That hash covers the running model's digest (``Configuration.digest()``, endpoints
 included) and the sha256 of its nginx.conf rendered with a fixed work dir
 (``replay_result.HASH_WORK_DIR``), generation 0 and the running settings (the ConfigMap's
-included): neither the work dir nor the generation counter of the replay shows in it.
+included): neither the work dir nor the generation counter of the replay shows in it.  Each
+timeline line carries the same hash of what runs after that sync.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import structlog
 
@@ -51,7 +61,16 @@ from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.nginx.rendering import NginxPaths
 from ingressd.pipeline.syncing import SyncOutcome
 from ingressd.store.events import StoreEvent
-from ingressd.store.sources.trace import TraceEvent, TraceSource, count_lines
+from ingressd.store.sources.trace import (
+    NOT_WATCHED,
+    TraceError,
+    TraceEvent,
+    TraceHeader,
+    TraceSource,
+    count_lines,
+    read_start,
+    size_error,
+)
 from ingressd.tools.replay.result import EventLine, ReplayResult, SyncLine, conf_sha256, config_hash
 
 log = structlog.get_logger("ingressd.replay")
@@ -66,7 +85,11 @@ PLOT_NEEDS_MATPLOTLIB = "--plot needs matplotlib: pip install 'ingressd[plot]'"
 class Replay:
     """One replay: an ``Ingressd`` fed by a ``TraceSource``; ``start``, ``wait``, ``stop``.
 
-    ``progress`` is called after every event and every sync with (events handed on, syncs).
+    The trace's header (``header``) fills in what ``options`` and ``watch_namespace`` leave
+    unset: the controller's ConfigMap and the watched namespace it was recorded with
+    (``from_header`` names what was taken).  ``progress`` is called after every event and every
+    sync with (events handed on, syncs); ``on_sync`` with each timeline line as it is made.
+    Raises ``TraceError`` when the trace's header, or a line before its first event, is bad.
     """
 
     def __init__(
@@ -77,7 +100,22 @@ class Replay:
         live: bool = False,
         speed: float | None = 1.0,
         progress: Callable[[int, int], None] | None = None,
+        on_sync: Callable[[SyncLine], None] | None = None,
+        watch_namespace: str | None = None,
     ) -> None:
+        start = read_start(trace)
+        #: The trace's header line (None for a trace recorded before headers).
+        self.header: TraceHeader | None = start.header
+        #: Whether the trace holds any event at all.
+        self.has_events = start.has_events
+        self.from_header: dict[str, str] = {}
+        header = start.header
+        if header is not None and options.configmap is None and header.configmap is not None:
+            options = dataclasses.replace(options, configmap=header.configmap)
+            self.from_header["configmap"] = header.configmap
+        if header is not None and watch_namespace is None and header.watch_namespace:
+            watch_namespace = header.watch_namespace
+            self.from_header["watch-namespace"] = watch_namespace
         if speed is None:
             options = dataclasses.replace(options, min_sync_interval=0.0)
         self.trace = trace
@@ -85,8 +123,15 @@ class Replay:
         self.live = live
         self.speed = speed
         self.progress = progress
+        self.on_sync = on_sync
+        self.watch_namespace = watch_namespace
         self.source = TraceSource(
-            trace, speed=speed, settle=self.wait_idle, on_event=self._on_event
+            trace,
+            speed=speed,
+            settle=self.wait_idle,
+            on_event=self._on_event,
+            watch_namespace=watch_namespace,
+            configmap=options.configmap,
         )
         driver = None
         if not live:
@@ -101,29 +146,41 @@ class Replay:
         self.syncs: list[SyncLine] = []
         # StoreEvent (by identity) -> (the StoreEvent, index into ``events``)
         self._accepted: dict[int, tuple[StoreEvent, int]] = {}
-        # Events no batch will carry to success: those of the initial load the Store found
-        # irrelevant on arrival (a Service before the Ingress using it; the initial sync reads
-        # the whole Store, so it applies them too), and those of a sync that failed and will be
-        # retried.  (arrival time, index into ``events``)
+        # Events no batch will carry: those of the initial load the Store found irrelevant on
+        # arrival (a Service before the Ingress using it; the initial sync reads the whole
+        # Store, so it applies them too), and those of a sync that failed and will be retried.
+        # The next successful sync that starts after one arrived applied it, and counts it.
+        # (arrival time, index into ``events``)
         self._unbatched: list[tuple[float, int]] = []
         self._loading = False
-        self._ends: list[tuple[int, float, bool]] = []  # (sync, end time, ok) for attribution
+        # (index into ``syncs``, start time, ok) of every sync, for attribution at the end
+        self._starts: list[tuple[int, float, bool]] = []
         self._started = 0.0
         self._ignored_seen = 0
         self._rejected_seen = 0
+        self._conf_sha256: str | None = None
+        self._config_hash: str | None = None
 
     # -- collecting ------------------------------------------------------------------------------
 
     def _on_event(self, item: TraceEvent, result: object) -> None:
         store = self.ingressd.store
         ignored, rejected = sum(store.ignored.values()), store.rejected
+        reason = None
         if isinstance(result, StoreEvent):
             outcome = "pending"
             self._accepted[id(result)] = (result, len(self.events))
+        elif result is NOT_WATCHED:
+            outcome = "skipped"
+            reason = f"namespace not watched (--watch-namespace {self.watch_namespace})"
         elif ignored > self._ignored_seen:
             outcome = "skipped"
         elif rejected > self._rejected_seen:
             outcome = "rejected"
+            reason = rejection_reason(item.event.object)
+            log.warning(
+                "trace line rejected", line=item.line, kind=item.kind, name=item.name, reason=reason
+            )
         elif self._loading:
             outcome = "pending"
             self._unbatched.append((time.monotonic(), len(self.events)))
@@ -131,7 +188,15 @@ class Replay:
             outcome = "unchanged"
         self._ignored_seen, self._rejected_seen = ignored, rejected
         self.events.append(
-            EventLine(item.line, item.t, item.event.type.value, item.kind, item.name, outcome)
+            EventLine(
+                item.line,
+                item.t,
+                item.event.type.value,
+                item.kind,
+                item.name,
+                outcome,
+                reason=reason,
+            )
         )
         if self.progress is not None:
             self.progress(len(self.events), len(self.syncs))
@@ -140,44 +205,77 @@ class Replay:
         batch, record = outcome.batch, outcome.record
         end = time.monotonic()
         ok = outcome.applied
-        kinds: collections.Counter[str] = collections.Counter()
-        keys: list[str] = []
+        covered: list[tuple[int, str, str]] = []  # (index into events, kind, key) for the line
         newest: float | None = None
         for store_event in batch.events:
-            kinds[store_event.kind.value] += 1
-            if len(keys) < MAX_KEYS:
-                keys.append(f"{store_event.kind.value} {store_event.key} {store_event.type.value}")
+            kind = store_event.kind.value
+            key = f"{kind} {store_event.key} {store_event.type.value}"
             found = self._accepted.pop(id(store_event), None)
             if found is None:
+                covered.append((len(self.events), kind, key))
                 continue
+            covered.append((found[1], kind, key))
             line = self.events[found[1]]
             newest = line.t if newest is None else max(newest, line.t)
             self._settle_event(line, record.number, end, store_event.received_at, ok)
             if record.result == "error":
                 # Retried: the next successful sync applies it (a "rejected" one stays failed).
                 self._unbatched.append((store_event.received_at, found[1]))
-        self._ends.append((record.number, end, ok))
-        self.syncs.append(
-            SyncLine(
-                number=record.number,
-                t=newest if newest is not None else self.source.position,
-                wall=end - self._started,
-                events=record.events,
-                kinds=dict(kinds),
-                keys=tuple(keys),
-                causes=record.causes,
-                decision=record.action,
-                result=record.result,
-                reasons=record.reasons,
-                build_seconds=record.build_seconds,
-                diff_seconds=record.diff_seconds,
-                apply_seconds=record.apply_seconds,
-                backends_posted=record.backends_posted,
-                error=record.error,
-            )
+        swept = 0
+        if ok:
+            # What no batch carries but this sync's snapshot held: it applied those too.
+            waiting = []
+            for arrived, index in self._unbatched:
+                if arrived > batch.started_at:
+                    waiting.append((arrived, index))
+                    continue
+                line = self.events[index]
+                newest = line.t if newest is None else max(newest, line.t)
+                self._settle_event(line, record.number, end, arrived, True)
+                covered.append((index, line.kind, f"{line.kind} {line.name} {line.type}"))
+                swept += 1
+            self._unbatched = waiting
+        covered.sort(key=lambda entry: entry[0])
+        self._starts.append((len(self.syncs), batch.started_at, ok))
+        sync = SyncLine(
+            number=record.number,
+            t=newest if newest is not None else self.source.position,
+            wall=end - self._started,
+            events=record.events + swept,
+            kinds=dict(collections.Counter(kind for _, kind, _ in covered)),
+            keys=tuple(key for _, _, key in covered[:MAX_KEYS]),
+            causes=record.causes,
+            decision=record.action,
+            result=record.result,
+            reasons=record.reasons,
+            build_seconds=record.build_seconds,
+            diff_seconds=record.diff_seconds,
+            apply_seconds=record.apply_seconds,
+            backends_posted=record.backends_posted,
+            error=record.error,
+            config_hash=self._running_hash(ok, record.action),
         )
+        self.syncs.append(sync)
+        if self.on_sync is not None:
+            self.on_sync(sync)
         if self.progress is not None:
             self.progress(len(self.events), len(self.syncs))
+
+    def _running_hash(self, ok: bool, action: str) -> str | None:
+        """``config_hash()`` of what runs now.  Worked out again only when a sync changed it:
+        the model after a dynamic update or a reload, nginx.conf after a reload ("nothing"
+        means the models are equal; a failed sync leaves the running one)."""
+        worker, nginx = self.ingressd.worker, self.ingressd.nginx
+        running = worker.running
+        if not ok or running is None:
+            return self._config_hash
+        if action == "nothing" and self._config_hash is not None:
+            return self._config_hash
+        if action == "reload" or self._conf_sha256 is None:
+            settings = worker.running_settings or nginx.settings
+            self._conf_sha256 = conf_sha256(running, settings, nginx.template)
+        self._config_hash = config_hash(running.digest(), self._conf_sha256)
+        return self._config_hash
 
     @staticmethod
     def _settle_event(line: EventLine, sync: int, end: float, arrived: float, ok: bool) -> None:
@@ -187,14 +285,26 @@ class Replay:
             line.latency = end - arrived
 
     def _attribute_covered(self) -> None:
-        """Events that no batch carried (initial-load events the Store let pass, accepted ones
-        whose task was coalesced away or that a full channel dropped) were applied by the first
-        successful sync that ended after they arrived: each sync reads the whole Store."""
+        """Events that no batch carried and no sync counted yet (accepted ones whose task was
+        coalesced away or that a full channel dropped, failed ones no later sync succeeded
+        for yet) were applied by the first successful sync that started after they arrived:
+        each sync reads the whole Store.  That sync's line counts them."""
         waiting = [(e.received_at, index) for e, index in self._accepted.values()]
-        for arrived, index in [*waiting, *self._unbatched]:
-            for number, end, ok in self._ends:
-                if ok and end > arrived:
-                    self._settle_event(self.events[index], number, end, arrived, True)
+        for arrived, index in sorted([*waiting, *self._unbatched], key=lambda entry: entry[1]):
+            for position, started, ok in self._starts:
+                if ok and started >= arrived:
+                    sync = self.syncs[position]
+                    line = self.events[index]
+                    end = self._started + sync.wall
+                    self._settle_event(line, sync.number, end, arrived, True)
+                    kinds = collections.Counter(sync.kinds)
+                    kinds[line.kind] += 1
+                    keys = sync.keys
+                    if len(keys) < MAX_KEYS:
+                        keys = (*keys, f"{line.kind} {line.name} {line.type}")
+                    self.syncs[position] = dataclasses.replace(
+                        sync, events=sync.events + 1, kinds=dict(kinds), keys=keys
+                    )
                     break
         self._accepted.clear()
         self._unbatched.clear()
@@ -254,13 +364,16 @@ class Replay:
         conf = None
         if running is not None:
             conf = conf_sha256(running, worker.running_settings or nginx.settings, nginx.template)
+        skipped = dict(self.ingressd.store.ignored)
+        for kind, count in self.source.unwatched.items():
+            skipped[f"{kind} (other namespaces)"] = count
         return ReplayResult(
             trace=str(self.trace),
             mode="live" if self.live else "dry-run",
             speed=self.speed,
             events=list(self.events),
             syncs=list(self.syncs),
-            skipped_kinds=dict(self.ingressd.store.ignored),
+            skipped_kinds=skipped,
             watch_markers=self.source.watch_markers,
             placeholders=self.source.placeholders,
             wall_seconds=time.monotonic() - self._started,
@@ -268,6 +381,9 @@ class Replay:
             final_model_sha256=model,
             final_conf_sha256=conf,
             error=self.source.error,
+            header=self.header.to_json() if self.header is not None else None,
+            from_header=dict(self.from_header),
+            trace_sha256=self.source.sha256,
             settled=settled,
             interrupted=interrupted,
         )
@@ -287,6 +403,17 @@ class Replay:
         await self.stop()
 
 
+def rejection_reason(obj: dict[str, Any]) -> str:
+    """Why the Store drops an object of a kind it caches (``Store.rejected``): no usable name."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return "metadata: missing (expected a mapping with a name)"
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        return f"metadata.name: expected a non-empty string, got {name!r}"
+    return "the Store refused it"
+
+
 async def replay(
     trace: Path,
     options: Options,
@@ -294,9 +421,17 @@ async def replay(
     live: bool = False,
     speed: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    watch_namespace: str | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` start to end (fast, dry run by default) and return the result."""
-    async with Replay(trace, options, live=live, speed=speed, progress=progress) as run:
+    async with Replay(
+        trace,
+        options,
+        live=live,
+        speed=speed,
+        progress=progress,
+        watch_namespace=watch_namespace,
+    ) as run:
         return await run.wait()
 
 
@@ -308,15 +443,17 @@ async def command(
 ) -> int:
     """``ingressd replay``: replay, print the timeline and summary, write the report and plot.
 
-    Exit status: 0 replayed to the end; 1 stopped at a line that does not parse, or could not
-    start; 2 no such trace, or --plot without matplotlib; 130 interrupted (SIGINT/SIGTERM; the
-    summary so far is still printed).
+    Exit status: 0 replayed to the end; 1 stopped at a line that does not parse, a trace with no
+    events or too large, could not start; 2 no such trace, or --plot without matplotlib; 130
+    interrupted (SIGINT/SIGTERM; the summary so far is still printed).
     """
-    from ingressd.tools.replay import report as replay_report
-
     if not args.trace.is_file():
         log.error("trace not found", path=str(args.trace))
         return 2
+    refused = _refuse(args.trace)
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 1
     if args.plot is not None and not _can_plot():
         print(f"error: {PLOT_NEEDS_MATPLOTLIB}", file=sys.stderr)
         return 2
@@ -327,10 +464,59 @@ async def command(
         scratch = Path(tempfile.mkdtemp(prefix="ingressd-replay-"))
         os.chmod(scratch, 0o755)
         args.work_dir = scratch
-    options = make_options(args)
-    speed = None if args.fast else args.speed
-    bar = replay_report.ProgressBar(count_lines(args.trace))
-    run = Replay(args.trace, options, live=args.live, speed=speed, progress=bar)
+    try:
+        return await _replay_command(args, make_options(args))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refuse(trace: Path) -> str | None:
+    """Why ``trace`` cannot be replayed at all (too large, a bad header, no events), or None."""
+    too_large = size_error(trace)
+    if too_large is not None:
+        return too_large
+    try:
+        start = read_start(trace)
+    except TraceError as exc:
+        return f"{trace}: {exc}"
+    if not start.has_events:
+        return (
+            f"{trace}: no events (a trace needs at least one ADDED, MODIFIED or DELETED line; "
+            "docs/trace-format.md)"
+        )
+    return None
+
+
+async def _replay_command(args: argparse.Namespace, options: Options) -> int:
+    from ingressd.tools.replay import report as replay_report
+
+    out = Output(sys.stdout)
+    # Piped or redirected: each sync line as it happens (a terminal gets the progress bar).
+    streaming = not out.isatty()
+    bar = replay_report.ProgressBar(count_lines(args.trace) if sys.stderr.isatty() else 0)
+
+    def print_sync(sync: SyncLine) -> None:
+        if streaming:
+            out.line(replay_report.timeline_line(sync))
+
+    run = Replay(
+        args.trace,
+        options,
+        live=args.live,
+        speed=None if args.fast else args.speed,
+        progress=bar,
+        on_sync=print_sync,
+        watch_namespace=args.watch_namespace,
+    )
+    mode = "live" if args.live else "dry-run"
+    pace = "fast" if args.fast else f"{args.speed:g}x"
+    for line in replay_report.preamble_lines(
+        str(args.trace), mode, pace, run.header, run.from_header
+    ):
+        out.line(line)
+    if streaming:
+        out.line(replay_report.timeline_header())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -357,12 +543,36 @@ async def command(
         await run.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    _write_outputs(result, args.report, args.plot)
+    _write_outputs(result, args.report, args.plot, out, timeline=not streaming)
     if result.interrupted:
         return 130
     return 1 if result.error is not None else 0
+
+
+class Output:
+    """Lines to stdout, flushed one by one; once the reader has gone (``| head``), the rest
+    is dropped instead of raising ``BrokenPipeError``, and the replay finishes its work."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.closed = False
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def line(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # Python flushes stdout again at exit: point it at /dev/null so that raises nothing.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
 
 
 def _can_plot() -> bool:
@@ -376,24 +586,29 @@ def _can_plot() -> bool:
     return True
 
 
-def _write_outputs(result: ReplayResult, report_path: Path | None, plot_path: Path | None) -> None:
+def _write_outputs(
+    result: ReplayResult,
+    report_path: Path | None,
+    plot_path: Path | None,
+    out: Output,
+    *,
+    timeline: bool = True,
+) -> None:
     from ingressd.tools.replay import report as replay_report
 
-    out = sys.stdout
-    out.write(f"replay {result.trace} ({result.mode}, {result.pace})\n")
-    for line in replay_report.timeline_lines(result):
-        out.write(line + "\n")
-    out.write("\nsummary\n")
+    if timeline:
+        for line in replay_report.timeline_lines(result):
+            out.line(line)
+    out.line("\nsummary")
     for line in replay_report.summary_lines(result):
-        out.write("  " + line + "\n")
+        out.line("  " + line)
     if result.error is not None:
         log.error("trace stopped", line=result.error.line, reason=result.error.reason)
     if report_path is not None:
         report_path.write_text(json.dumps(replay_report.report(result), indent=2) + "\n")
-        out.write(f"  report             {report_path}\n")
+        out.line(f"  report             {report_path}")
     if plot_path is not None:
         from ingressd.tools.replay.plot import plot
 
         plot(result, plot_path)
-        out.write(f"  plot               {plot_path}\n")
-    out.flush()
+        out.line(f"  plot               {plot_path}")

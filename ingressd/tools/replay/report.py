@@ -1,15 +1,20 @@
 """Reporting a replay: the timeline and summary as text, the JSON report, a progress bar.
 
-    ReplayResult --timeline_lines()--> one line per sync       --> stdout
+    trace, mode, header --preamble_lines()--> what is replayed, with which options --> stdout
+    SyncLine     --timeline_line()---> one line per sync (as it happens when piped) --> stdout
+    ReplayResult --timeline_lines()--> the whole timeline (at the end on a terminal) --> stdout
                  --summary_lines()---> the summary              --> stdout
                  --report()----------> dict (schema below)      --> --report FILE.json
     Replay progress callback --ProgressBar--> stderr, only when it is a terminal
 
-Report schema (``REPORT_VERSION`` 1): ``{"version", "trace", "mode", "pace", "summary",
-"timeline": [sync...], "events": [event...]}``; ``summary`` is ``ReplayResult.summary()``
-(durations in seconds), a timeline entry is a ``SyncLine`` (durations in seconds, ``kinds`` a
-count per kind, ``keys`` the first few events as ``Kind namespace/name TYPE``), an event entry an
-``EventLine``.
+Report schema (``REPORT_VERSION`` 1): ``{"version", "trace", "trace_sha256", "header",
+"from_header", "mode", "pace", "summary", "timeline": [sync...], "events": [event...]}``;
+``header`` is the trace's header line (or null), ``from_header`` the options taken from it,
+``trace_sha256`` the trace file's hash (null when the replay stopped before its end);
+``summary`` is ``ReplayResult.summary()`` (durations in seconds), a timeline entry is a
+``SyncLine`` (durations in seconds, ``kinds`` a count per kind, ``keys`` the first few events as
+``Kind namespace/name TYPE``, ``config_hash`` what runs after it), an event entry an
+``EventLine`` (``reason`` for a rejected or skipped one, when known).
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from ingressd.store.sources.trace import TraceHeader
     from ingressd.tools.replay.result import ReplayResult, SyncLine
 
 REPORT_VERSION = 1
 
 EVENTS_WIDTH = 48
 REASONS_SHOWN = 2
+#: Rejected lines the summary names (the report names them all).
+REJECTED_SHOWN = 10
 
 
 def _ms(seconds: float | None) -> str:
@@ -64,20 +72,45 @@ def describe_reasons(sync: SyncLine) -> str:
     return f"{shown} (+{more} more)" if more > 0 else shown
 
 
-def timeline_lines(result: ReplayResult) -> list[str]:
-    header = (
+def timeline_header() -> str:
+    return (
         f"{'sync':>5} {'trace t':>9}  {'decision':<16} {'events':<{EVENTS_WIDTH}} "
         f"{'build':>8} {'diff':>8} {'apply':>8}  reasons"
     )
-    lines = [header]
-    for s in result.syncs:
-        decision = s.decision if s.result == "ok" else f"{s.decision}:{s.result}"
-        lines.append(
-            f"{s.number:>5} {s.t:>8.3f}s  {decision:<16} "
-            f"{_cut(describe_events(s), EVENTS_WIDTH):<{EVENTS_WIDTH}} "
-            f"{_ms(s.build_seconds):>8} {_ms(s.diff_seconds):>8} {_ms(s.apply_seconds):>8}  "
-            f"{describe_reasons(s)}"
-        )
+
+
+def timeline_line(s: SyncLine) -> str:
+    """One sync as a line of the timeline."""
+    decision = s.decision if s.result == "ok" else f"{s.decision}:{s.result}"
+    return (
+        f"{s.number:>5} {s.t:>8.3f}s  {decision:<16} "
+        f"{_cut(describe_events(s), EVENTS_WIDTH):<{EVENTS_WIDTH}} "
+        f"{_ms(s.build_seconds):>8} {_ms(s.diff_seconds):>8} {_ms(s.apply_seconds):>8}  "
+        f"{describe_reasons(s)}"
+    )
+
+
+def timeline_lines(result: ReplayResult) -> list[str]:
+    return [timeline_header(), *(timeline_line(s) for s in result.syncs)]
+
+
+def preamble_lines(
+    trace: str,
+    mode: str,
+    pace: str,
+    header: TraceHeader | None,
+    from_header: dict[str, str],
+) -> list[str]:
+    """What is replayed, how, and what the trace's header said: the first lines printed."""
+    lines = [f"replay {trace} ({mode}, {pace})"]
+    if header is None:
+        lines.append("trace header: none (recorded before headers; options from the command line)")
+        return lines
+    when = f" at {header.started_at}" if header.started_at else ""
+    lines.append(f"trace header: recorded by {header.recorder}{when}")
+    if from_header:
+        taken = ", ".join(f"--{flag} {value}" for flag, value in from_header.items())
+        lines.append(f"              options taken from it: {taken}")
     return lines
 
 
@@ -121,6 +154,17 @@ def summary_lines(result: ReplayResult) -> list[str]:
         f"replayed           {s['trace_seconds']:.3f}s of trace in {s['wall_seconds']:.2f}s "
         f"({result.mode}, {result.pace})",
     ]
+    rejected = s["rejected_lines"]
+    for entry in rejected[:REJECTED_SHOWN]:
+        lines.append(
+            f"rejected           line {entry['line']} ({entry['kind']} {entry['name']}): "
+            f"{entry['reason']}"
+        )
+    if len(rejected) > REJECTED_SHOWN:
+        lines.append(
+            f"                   and {len(rejected) - REJECTED_SHOWN} more rejected lines "
+            "(every one in --report)"
+        )
     if result.error is not None:
         lines.append(f"stopped            at line {result.error.line}: {result.error.reason}")
     if result.interrupted:
@@ -145,6 +189,9 @@ def report(result: ReplayResult) -> dict[str, Any]:
     return {
         "version": REPORT_VERSION,
         "trace": result.trace,
+        "trace_sha256": result.trace_sha256,
+        "header": result.header,
+        "from_header": dict(result.from_header),
         "mode": result.mode,
         "pace": result.pace,
         "summary": result.summary(),

@@ -62,6 +62,8 @@ class EventLine:
     sync: int | None = None
     #: From entering the Store to the end of the sync that applied it.
     latency: float | None = None
+    #: Why the event was rejected or skipped, when the Store or the namespace filter says so.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class SyncLine:
     apply_seconds: float
     backends_posted: int
     error: str | None
+    #: ``config_hash()`` of what runs after this sync (the previous one's when it failed):
+    #: what two replays of one trace must agree on, with the decision and reasons.
+    config_hash: str | None = None
 
     @property
     def total_seconds(self) -> float:
@@ -146,6 +151,12 @@ class ReplayResult:
     final_model_sha256: str | None
     final_conf_sha256: str | None
     error: TraceError | None = None
+    #: The trace's header line as written (None for a trace without one).
+    header: dict[str, Any] | None = None
+    #: Options taken from the header because the command line did not give them (flag -> value).
+    from_header: dict[str, str] = field(default_factory=dict)
+    #: sha256 of the trace file, when it was read to the end.
+    trace_sha256: str | None = None
     #: False when the pipeline was still busy when the replay ended (timeout, interruption).
     settled: bool = True
     interrupted: bool = False
@@ -169,6 +180,11 @@ class ReplayResult:
             "watch_markers": self.watch_markers,
             "placeholder_certificates": self.placeholders,
             "outcomes": {name: outcomes[name] for name in OUTCOMES},
+            "rejected_lines": [
+                {"line": e.line, "kind": e.kind, "name": e.name, "reason": e.reason}
+                for e in self.events
+                if e.outcome == "rejected"
+            ],
             "syncs": len(self.syncs),
             "decisions": {
                 name: applied[name]
@@ -194,7 +210,9 @@ class ReplayResult:
             ),
         }
 
-    def decisions(self) -> list[tuple[int, str, str, tuple[str, ...], int]]:
+    def decisions(self) -> list[tuple[int, str, str, tuple[str, ...], int, str | None]]:
         """What must be equal between two replays of one trace: per sync, its number, decision,
-        result, reasons and event count."""
-        return [(s.number, s.decision, s.result, s.reasons, s.events) for s in self.syncs]
+        result, reasons, event count and config hash."""
+        return [
+            (s.number, s.decision, s.result, s.reasons, s.events, s.config_hash) for s in self.syncs
+        ]
