@@ -860,6 +860,101 @@ def test_output_to_a_closed_pipe_is_dropped_not_raised(tmp_path: Path) -> None:
         stream.flush()  # now /dev/null: does not raise
 
 
+# -- comparing two replays -------------------------------------------------------------------------
+
+
+def _report(tmp_path: Path, name: str, trace: Path, *flags: str) -> Path:
+    path = tmp_path / f"{name}.json"
+    assert cli_replay(str(trace), "--fast", "--report", str(path), *flags) in (0, 1)
+    return path
+
+
+def cli_compare(a: Path, b: Path) -> int:
+    args = parser().parse_args(["replay", "--compare", str(a), str(b)])
+    return asyncio.run(command(args, options_from))
+
+
+def test_compare_says_two_replays_of_one_trace_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    a, b = _report(tmp_path, "a", trace), _report(tmp_path, "b", trace)
+    capsys.readouterr()
+    assert cli_compare(a, b) == 0
+    out = capsys.readouterr().out
+    assert "agree: 4 syncs with the same decisions, reasons and config hashes" in out
+
+
+def test_compare_names_the_first_sync_where_the_decisions_diverge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = SAMPLES / "configmap.jsonl"
+    a = _report(tmp_path, "a", sample)  # the header's ConfigMap: its edits reload
+    b = _report(tmp_path, "b", sample, "--configmap", "ingressd/another")
+    capsys.readouterr()
+    assert cli_compare(a, b) == 1
+    out = capsys.readouterr().out
+    assert "diverge at sync 2: decision, reasons, config hash differ" in out
+    assert "global options changed: proxy-body-size 1m -> 8m" in out  # A's reasons
+    assert "backend shop-web-80 endpoints 4 -> 3" in out  # B's
+    assert "sync 1 agrees" in out
+
+
+def test_compare_catches_a_config_that_differs_under_the_same_decisions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    a = _report(tmp_path, "a", trace)
+    data = json.loads(a.read_text())
+    data["timeline"][2]["config_hash"] = "0" * 64  # as if sync 3 rendered another nginx.conf
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli_compare(a, b) == 1
+    assert "diverge at sync 3: config hash differ" in capsys.readouterr().out
+
+
+def test_compare_names_a_sync_only_one_replay_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    a = _report(tmp_path, "a", trace)
+    data = json.loads(a.read_text())
+    del data["timeline"][3:]
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli_compare(a, b) == 1
+    assert "diverge at sync 4: only in A (the other ends after 3 syncs)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "not JSON"),
+        ('{"version": 1}', "not a replay report"),
+        ('{"version": 9, "timeline": []}', "report version 9"),
+        ('{"version": 1, "timeline": [{"number": "one"}]}', "timeline[0].reasons"),
+    ],
+)
+def test_compare_refuses_a_file_that_is_not_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    good = _report(tmp_path, "a", small_trace(tmp_path / "t.jsonl"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    capsys.readouterr()
+    assert cli_compare(good, bad) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compare_and_a_trace_together_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_replay("t.jsonl", "--compare", "a.json", "b.json") == 2
+    assert "not both" in capsys.readouterr().err
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 
@@ -870,7 +965,7 @@ def test_replay_offers_only_the_options_that_apply_to_it(
         parser().parse_args(["replay", "--help"])
     text = capsys.readouterr().out
     assert "--manifests" not in text and "--kubeconfig" not in text
-    for flag in ("--fast", "--configmap", "--watch-namespace", "--log-level"):
+    for flag in ("--fast", "--configmap", "--watch-namespace", "--compare", "--log-level"):
         assert flag in text
     with pytest.raises(SystemExit) as caught:
         parser().parse_args(["replay", "t.jsonl", "--manifests", "dir"])

@@ -330,10 +330,26 @@ def _replay_parser(sub: Any) -> None:
         help="feed a recorded trace through the pipeline; print every sync decision",
         description="Replay a trace (docs/trace-format.md) through the Store, updateChannel, "
         "NginxController, syncQueue and sync worker; print one line per sync and a summary "
-        "(docs/replay.md).",
+        "(docs/replay.md). Or compare two replays' reports: --compare A.json B.json.",
     )
     _global(rep)
-    rep.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="the recorded trace")
+    rep.add_argument(
+        "trace",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="TRACE.jsonl",
+        help="the recorded trace",
+    )
+    rep.add_argument(
+        "--compare",
+        type=Path,
+        nargs=2,
+        default=None,
+        metavar=("A.json", "B.json"),
+        help="instead of replaying: name the first sync where two --report files of earlier "
+        "replays diverge (decision, reasons, config hash); exit 0 when they agree, 1 otherwise",
+    )
     mode = rep.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run",

@@ -8,6 +8,7 @@
     ingressd check --manifests DIR | --kubeconfig PATH -> Store -> checking.check -> report
     ingressd replay TRACE.jsonl -> TraceSource -> runtime.Ingressd (dry run or live nginx)
         -> timeline + summary on stdout, --report JSON, --plot PNG (ingressd.tools.replay.replaying)
+    ingressd replay --compare A.json B.json -> the first sync two reports diverge at (.compare)
 
 ``--log-level`` and ``--log-format`` may come before the command or after it.
 

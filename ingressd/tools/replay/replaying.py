@@ -32,7 +32,8 @@ config hash.  That hash covers the running model's digest (``Configuration.diges
 included) and the sha256 of its nginx.conf rendered with a fixed work dir
 (``replay_result.HASH_WORK_DIR``), generation 0 and the running settings (the ConfigMap's
 included): neither the work dir nor the generation counter of the replay shows in it.  Each
-timeline line carries the same hash of what runs after that sync.
+timeline line carries the same hash of what runs after that sync, which ``replay --compare``
+(``ingressd.tools.replay.compare``) compares between two replays.
 """
 
 from __future__ import annotations
@@ -441,12 +442,27 @@ async def replay(
 async def command(
     args: argparse.Namespace, make_options: Callable[[argparse.Namespace], Options]
 ) -> int:
-    """``ingressd replay``: replay, print the timeline and summary, write the report and plot.
+    """``ingressd replay``: replay, print the timeline and summary, write the report and plot;
+    or, with ``--compare A.json B.json``, compare two reports.
 
-    Exit status: 0 replayed to the end; 1 stopped at a line that does not parse, a trace with no
-    events or too large, could not start; 2 no such trace, or --plot without matplotlib; 130
-    interrupted (SIGINT/SIGTERM; the summary so far is still printed).
+    Exit status: 0 replayed to the end (--compare: the two agree); 1 stopped at a line that
+    does not parse, a trace with no events or too large, could not start (--compare: they
+    diverge); 2 no such trace or report, or --plot without matplotlib; 130 interrupted
+    (SIGINT/SIGTERM; the summary so far is still printed).
     """
+    if args.compare is not None:
+        if args.trace is not None:
+            print(
+                "error: give a trace to replay or --compare A.json B.json, not both",
+                file=sys.stderr,
+            )
+            return 2
+        from ingressd.tools.replay.compare import compare_files
+
+        return compare_files(*args.compare, out=sys.stdout)
+    if args.trace is None:
+        print("error: replay needs TRACE.jsonl (or --compare A.json B.json)", file=sys.stderr)
+        return 2
     if not args.trace.is_file():
         log.error("trace not found", path=str(args.trace))
         return 2

@@ -14,7 +14,8 @@ Report schema (``REPORT_VERSION`` 1): ``{"version", "trace", "trace_sha256", "he
 ``summary`` is ``ReplayResult.summary()`` (durations in seconds), a timeline entry is a
 ``SyncLine`` (durations in seconds, ``kinds`` a count per kind, ``keys`` the first few events as
 ``Kind namespace/name TYPE``, ``config_hash`` what runs after it), an event entry an
-``EventLine`` (``reason`` for a rejected or skipped one, when known).
+``EventLine`` (``reason`` for a rejected or skipped one, when known).  ``replay --compare``
+(``ingressd.tools.replay.compare``) reads two of them.
 """
 
 from __future__ import annotations

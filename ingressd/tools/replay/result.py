@@ -88,7 +88,7 @@ class SyncLine:
     backends_posted: int
     error: str | None
     #: ``config_hash()`` of what runs after this sync (the previous one's when it failed):
-    #: what two replays of one trace must agree on, with the decision and reasons.
+    #: what ``replay --compare`` compares, with the decision and reasons.
     config_hash: str | None = None
 
     @property
