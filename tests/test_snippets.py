@@ -80,8 +80,10 @@ async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_runnin
     await h.settled()
     assert h.metric("nginx_ingress_controller_errors") == errors + 1
     assert h.metric("ingressd_quarantined_objects") == 1
-    problems = {(p.key, p.field): p.reason for p in h.ingressd.worker.last_build.problems}  # type: ignore[union-attr]
-    reason = problems["default/s", "spec"]
+    build = h.ingressd.worker.last_build
+    assert build is not None
+    quarantine = {(p.key, p.field): p.reason for p in build.problems}
+    reason = quarantine["default/s", "spec"]
     assert reason.startswith("quarantined") and "no_such_directive" in reason
     assert "previous version keeps serving" in reason
     resp = await expect(h, "/", host="s.test", service="web")
