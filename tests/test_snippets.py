@@ -82,7 +82,7 @@ async def test_allowed_snippets_apply_and_a_broken_one_never_replaces_the_runnin
     assert h.metric("ingressd_quarantined_objects") == 1
     build = h.ingressd.worker.last_build
     assert build is not None
-    quarantine = {(p.key, p.field): p.reason for p in build.problems}
+    quarantine = {(str(p.key), p.field): p.reason for p in build.problems}
     reason = quarantine["default/s", "spec"]
     assert reason.startswith("quarantined") and "no_such_directive" in reason
     assert "previous version keeps serving" in reason
