@@ -294,14 +294,16 @@ class SyncWorker:
         built = self._clock()
         target, decision = self._decide(prepared)
         decided = self._clock()
+        # Known before nginx serves the change: what a request sees, /debug/problems explains.
+        self._last_build = prepared.build
         applied = await self._apply(decision, target, prepared.settings)
         if applied.result == "rejected" and await self._quarantine_culprits(prepared, applied):
             # the same sync again without them: everyone else's changes apply now
             prepared = self._prepare()
             target, decision = self._decide(prepared)
+            self._last_build = prepared.build
             applied = await self._apply(decision, target, prepared.settings)
         build = prepared.build
-        self._last_build = build
         self._report_problems(build.problems)
         self._metrics.problems.set(len(build.problems))
         self._metrics.quarantined.set(len(self._quarantine))
