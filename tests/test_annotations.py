@@ -198,6 +198,10 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
         (v.realm, "a\\b", "'\\\\'"),
         (v.integer(1, 5), "6", "between 1 and 5"),
         (v.integer(1, 5), "1.5", "integer"),
+        (v.buffer_size, "1G", "nginx takes no g"),
+        (v.buffer_size, "1025m", "at most 1024m"),
+        (v.size, "999999999999g", "at most"),
+        (v.ciphers, "NOTACIPHER", "selects no cipher"),
     ],
 )
 def test_invalid_values_say_why(parser: Any, text: str, reason: str) -> None:
@@ -463,6 +467,12 @@ def test_annotations_over_the_api_server_limit_refuse_the_ingress_not_the_others
     ]
     hosts = {s.hostname for s in result.configuration.servers}
     assert "ok.test" in hosts and "big.test" not in hosts
+
+
+def test_limit_connections_stops_at_nginx_s_maximum() -> None:
+    parsed = parse_annotations("default/x", {P + "limit-connections": "65536"}, AnnotationOptions())
+    (report,) = parsed.report
+    assert report.status is Status.INVALID and "65535" in report.detail
 
 
 def test_server_alias_never_takes_another_server_s_host() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -157,13 +158,37 @@ def integer(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+#: The largest size an offset directive (client_max_body_size) is given: far below off_t's
+#: limit, where nginx would refuse the value (999999999999g).
+_MAX_OFFSET = 2**50
+#: The largest buffer size: nginx's size directives take k and m only (no g), and a buffer of
+#: more than 1 GiB is a mistake.
+_MAX_BUFFER = 1024**3
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
 def size(text: str) -> str:
     """An nginx size: digits and an optional ``k``/``m``/``g`` (``0`` where nginx allows it)."""
     value = clean(text)
     match = _SIZE.match(value)
     if not match:
         raise InvalidValue("must be a size such as 512k, 8m or 0")
-    return match.group(1) + match.group(2).lower()
+    unit = match.group(2).lower()
+    if int(match.group(1)) * _SIZE_UNITS[unit] > _MAX_OFFSET:
+        raise InvalidValue(f"must be at most {_MAX_OFFSET // 1024**3}g")
+    return match.group(1) + unit
+
+
+def buffer_size(text: str) -> str:
+    """A buffer size: digits and an optional ``k`` or ``m`` (nginx's size directives take no
+    ``g``), at most 1024m."""
+    value = size(text)
+    if value.endswith("g"):
+        raise InvalidValue("must be given in k or m: nginx takes no g here (1024m, not 1g)")
+    number, unit = (value[:-1], value[-1]) if value[-1] in "km" else (value, "")
+    if int(number) * _SIZE_UNITS[unit] > _MAX_BUFFER:
+        raise InvalidValue("must be at most 1024m")
+    return value
 
 
 def seconds(text: str) -> str:
@@ -297,10 +322,15 @@ def ssl_protocols(text: str) -> tuple[str, ...]:
 
 
 def ciphers(text: str) -> str:
-    """An OpenSSL cipher list (``ECDHE-RSA-AES128-GCM-SHA256:!aNULL``)."""
+    """An OpenSSL cipher list (``ECDHE-RSA-AES128-GCM-SHA256:!aNULL``) that selects at least
+    one cipher of the OpenSSL nginx links (checked with the same library through ``ssl``)."""
     value = clean(text)
     if not _CIPHERS.match(value):
         raise InvalidValue("must be an OpenSSL cipher list (letters, digits, ':!+@_.-')")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).set_ciphers(value)
+    except ssl.SSLError:
+        raise InvalidValue("selects no cipher OpenSSL knows") from None
     return value
 
 
