@@ -198,6 +198,8 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
         (v.realm, "a\\b", "'\\\\'"),
         (v.integer(1, 5), "6", "between 1 and 5"),
         (v.integer(1, 5), "1.5", "integer"),
+        (rx.regex_path, "/(a+)+$", "ReDoS"),
+        (rx.regex_path, "/((ab)+c)*", "ReDoS"),
         (v.buffer_size, "1G", "nginx takes no g"),
         (v.buffer_size, "1025m", "at most 1024m"),
         (v.size, "999999999999g", "at most"),

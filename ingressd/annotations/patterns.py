@@ -78,11 +78,66 @@ def regex(text: str) -> str:
         raise InvalidValue(f"must not contain {bad.group() if bad else value!r}")
     _check_dollars(value, allow_captures=False)
     _check_backslashes(value)
+    nested = _nested_quantifier(value)
+    if nested is not None:
+        raise InvalidValue(
+            f"repeats a group that itself repeats ({nested}): such a pattern can take "
+            "exponential time on a crafted path (ReDoS)"
+        )
     # The engines that will run it decide; Python's re only where they cannot be loaded.
     reason = pcre_error(value) if pcre_available() else _python_error(value)
     if reason is not None:
         raise InvalidValue(f"is not a regular expression nginx can run: {reason}")
     return value
+
+
+def _nested_quantifier(pattern: str) -> str | None:
+    """The first group that is repeated without bound while it contains an unbounded
+    repetition itself (``(a+)+``, ``(x*y)*``, ``(a|b+){2,}``), or None.
+
+    A syntactic check, stricter than needed (some such patterns are linear), as the price of
+    never letting a catastrophic one through; character classes and escapes are skipped.
+    """
+    stack: list[tuple[int, bool]] = []  # (start of the group, holds an unbounded repetition)
+    i, n = 0, len(pattern)
+    inner = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            end = i + 1
+            if end < n and pattern[end] == "^":
+                end += 1
+            if end < n and pattern[end] == "]":
+                end += 1
+            while end < n and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            i = end + 1
+            continue
+        if c == "(":
+            stack.append((i, inner))
+            inner = False
+        elif c == ")" and stack:
+            start, outer = stack.pop()
+            if _unbounded(pattern, i + 1) and inner:
+                return pattern[start : i + 1]
+            inner = outer or inner or _unbounded(pattern, i + 1)
+        elif c in "*+" or (c == "{" and _unbounded(pattern, i)):
+            inner = True
+        i += 1
+    return None
+
+
+def _unbounded(pattern: str, at: int) -> bool:
+    """Whether a repetition without an upper bound starts at ``at``: ``*``, ``+``, ``{n,}``."""
+    if at >= len(pattern):
+        return False
+    if pattern[at] in "*+":
+        return True
+    match = re.match(r"\{[0-9]+,\}", pattern[at:])
+    return match is not None
 
 
 def _python_error(value: str) -> str | None:
