@@ -371,7 +371,8 @@ def generate_world(rng: random.Random, ingresses: int) -> World:
 class Request:
     method: str
     https: bool
-    #: The Host header (any case, maybe with a port); SNI is its name in lower case.
+    #: The Host header (any case, maybe with a trailing dot and a port); SNI is its name in
+    #: lower case.
     host: str
     #: Path and query as sent, unnormalised.
     target: str
@@ -380,7 +381,7 @@ class Request:
 
     @property
     def sni(self) -> str:
-        return self.host.partition(":")[0].lower()
+        return self.host.partition(":")[0].lower().rstrip(".")
 
     def describe(self) -> str:
         scheme = "https" if self.https else "http"
@@ -415,6 +416,7 @@ def generate_requests(rng: random.Random, world: World, count: int) -> list[Requ
     concrete = [name for host in world.hosts or EXACT_HOSTS for name in _matches(host)]
     others = [*EXACT_HOSTS, *ALIASES[:2], "one.z.test", *OTHER_HOSTS, *WILDCARD_MATCHES]
     extra = ["/", "/nothing", "/.well-known/acme-challenge/token", "/aaa//bbb", "/aaa/%62bb"]
+    extra += ["/aaa/./bbb", "/x/../aaa/bbb"]
     uris = _uri_variants(world.paths) + extra
     # Known difference, left out: nginx answers a URI one slash short of an Exact path that
     # ends with "/" (Exact /aaa/, GET /aaa) with its own 301 to the slashed URI when no
@@ -438,6 +440,8 @@ def generate_requests(rng: random.Random, world: World, count: int) -> list[Requ
             host = host.upper()
         elif roll < 0.2:
             host = host[0].upper() + host[1:]
+        if rng.random() < 0.05:
+            host += "."
         if rng.random() < 0.15:
             host += rng.choice((":80", ":443", ":8080"))
         if rng.random() < 0.1:
