@@ -227,9 +227,10 @@ def test_renderer_refuses_a_log_format_that_skipped_validation() -> None:
 
 
 @pytest.fixture
-async def h(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A running ingressd reading its options from ConfigMap ingressd/ingressd-controller."""
-    harness = Harness(world_readable_tmp)
+    marker = request.node.get_closest_marker("routing")
+    harness = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
     harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
     await harness.start()
     try:
