@@ -69,8 +69,11 @@ class Totals:
     injections: list[str] = field(default_factory=list)
 
 
-async def fuzz(seed: int, count: int, *, nginx_every: int, work: Path) -> Totals:
-    fuzzer = Fuzzer(seed)
+#: A long run starts a fresh cluster after this many objects, so its cost stays linear.
+WINDOW = 2000
+
+
+def fresh_cluster() -> Store:
     store = Store(channel=UpdateChannel(maxsize=1 << 20), configmap=ObjectKey("/".join(CONFIGMAP)))
     for obj in (
         ingress_class(),
@@ -79,11 +82,19 @@ async def fuzz(seed: int, count: int, *, nginx_every: int, work: Path) -> Totals
         ingress("good", rules=[rule("good.test", path("/", "web"))]),
     ):
         store.apply(WatchEvent(EventType.ADDED, obj))
+    return store
+
+
+async def fuzz(seed: int, count: int, *, nginx_every: int, work: Path) -> Totals:
+    fuzzer = Fuzzer(seed)
+    store = fresh_cluster()
     driver: DryRunNginx | None = None
     totals = Totals()
     options = BuildOptions()
     cache = BuildCache()
     while totals.objects < count:
+        if totals.objects and totals.objects % WINDOW == 0:
+            store, cache = fresh_cluster(), BuildCache()
         for obj in fuzzer.objects(min(BATCH, count - totals.objects)):
             event = fuzzer.rng.choice((EventType.ADDED, EventType.MODIFIED, EventType.DELETED))
             store.apply(
