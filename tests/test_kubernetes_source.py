@@ -11,6 +11,7 @@ watch arrive coalesced: one event per changed object, carrying its latest state)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from ingressd.cluster.client import api_client
 from ingressd.model import ObjectKey
@@ -624,3 +626,22 @@ async def test_ingressd_run_with_kubeconfig_serves_what_the_api_holds(
             async with asyncio.timeout(20):
                 _, stderr = await process.communicate()
         assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+async def test_an_object_over_the_limits_is_skipped_and_the_watch_goes_on(
+    fake_api: FakeApiServer, tmp_path: Path
+) -> None:
+    events: list[WatchEvent] = []
+    async with source_for(fake_api, tmp_path) as source:
+        await source.load_once(events.append)
+        async with running(source, events):
+            await fake_api.wait_for_watches(len(source.informers))
+            deep = service("deep")
+            deep["spec"]["extra"] = json.loads("[" * 150 + "]" * 150)
+            with structlog.testing.capture_logs() as logs:
+                fake_api.create(deep)
+                after = fake_api.create(service("after"))
+                await until(lambda: any(event_key(e) == changed(after, "ADDED") for e in events))
+    assert all(e.object["metadata"]["name"] != "deep" for e in events)
+    skipped = [e for e in logs if e["event"] == "watch event over the limits skipped"]
+    assert skipped and "nested deeper than 100" in skipped[0]["limit"]

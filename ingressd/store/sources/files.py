@@ -225,7 +225,7 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
     for number, doc in enumerate(documents, start=1):
         if doc is None:
             continue
-        over = _over_limits(doc)
+        over = over_limits(doc)
         if over is not None:
             raise ManifestError(f"document {number}: {over}")
         for where, raw in _expand(doc, f"document {number}"):
@@ -237,7 +237,7 @@ def parse_manifest(path: Path, text: str) -> tuple[dict[ObjectId, KubeObject], l
     return objects, warnings
 
 
-def _over_limits(doc: Any) -> str | None:
+def over_limits(doc: Any) -> str | None:
     """Which limit ``doc`` exceeds (nesting, string length, number size), walked without
     recursion; None when it keeps them all."""
     pending: list[tuple[Any, int]] = [(doc, 1)]

@@ -32,8 +32,12 @@ import aiohttp
 import structlog
 
 from ingressd.store.events import EventType, WatchEvent
+from ingressd.store.sources.files import MAX_DEPTH, over_limits
 
 __all__ = ["Backoff", "Informer", "InformerStats", "ListCall", "Reachability", "Sink"]
+
+#: The largest watch event taken: the API server stores objects of 1.5 MB at most.
+MAX_EVENT_BYTES = 3 * 1024 * 1024
 
 log = structlog.get_logger("ingressd.informer")
 
@@ -323,10 +327,17 @@ class Informer:
                     continue
                 if response.status != 200:
                     raise await _failure(response)
-                body = json.loads(await response.read())
+                try:
+                    body = json.loads(await response.read())
+                except RecursionError:
+                    raise ValueError(f"list nested deeper than {MAX_DEPTH} levels") from None
             finally:
                 response.release()
             for item in body.get("items") or ():
+                over = over_limits(item)
+                if over is not None:
+                    log.warning("listed object over the limits skipped", kind=self.kind, limit=over)
+                    continue
                 if not self.keep_managed_fields:
                     _drop_managed_fields(item)
                 items.append({"apiVersion": self.api_version, "kind": self.kind, **item})
@@ -385,7 +396,9 @@ class Informer:
                     return _ENDED
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = self._decode(line)
+                if event is None:
+                    continue
                 type_, obj = event.get("type"), event.get("object")
                 if not isinstance(obj, dict):
                     raise ValueError(f"watch event without an object: {line[:200]!r}")
@@ -402,6 +415,29 @@ class Informer:
                     self.deliver(sink, [emitted])
         finally:
             response.close()
+
+    def _decode(self, line: bytes) -> Any:
+        """One watch event, or None (logged) when it is over the limits an object may reach:
+        the API server stores 1.5 MB at most; nesting and numbers as for manifest files."""
+        if len(line) > MAX_EVENT_BYTES:
+            log.warning(
+                "watch event over the size limit skipped",
+                kind=self.kind,
+                bytes=len(line),
+                limit=MAX_EVENT_BYTES,
+            )
+            return None
+        over: str | None
+        try:
+            event = json.loads(line)
+        except RecursionError:
+            event, over = None, f"nested deeper than {MAX_DEPTH} levels"
+        else:
+            over = over_limits(event)
+        if over is not None:
+            log.warning("watch event over the limits skipped", kind=self.kind, limit=over)
+            return None
+        return event
 
     def _apply(self, type_: Any, obj: JSON) -> WatchEvent | None:
         """Fold one watch event into the cache; the event to emit, or None for a repeat."""
