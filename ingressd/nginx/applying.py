@@ -266,7 +266,7 @@ class Nginx:
         if changed:
             await self.apply_dynamic(changed)
         if certificates:
-            await self._send_certificates(table)
+            await self._send_certificate_changes(table)
         if routes:
             await self._send_routes(table, routes)
         if removed:
@@ -292,6 +292,22 @@ class Nginx:
         await self.endpoint.send_certificates(
             dict(table.certificates), dict(table.certificate_hosts), whole=True
         )
+
+    async def _send_certificate_changes(self, table: RouteTable) -> None:
+        """POST only the certificates Lua lacks and the hosts whose certificate changed (a
+        rotation sends one PEM, not every one); the whole set when Lua holds none yet."""
+        held = self._held
+        if held is None:
+            await self._send_certificates(table)
+            return
+        fresh = {u: pem for u, pem in table.certificates.items() if u not in held.certificates}
+        hosts: dict[str, str | None] = {
+            h: u for h, u in table.certificate_hosts.items() if held.certificate_hosts.get(h) != u
+        }
+        hosts.update(
+            (h, None) for h in held.certificate_hosts.keys() - table.certificate_hosts.keys()
+        )
+        await self.endpoint.send_certificates(fresh, hosts, whole=False)
 
     async def _put_backends(self, config: Configuration) -> None:
         await self.endpoint.put_backends(config.backends)

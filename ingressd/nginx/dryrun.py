@@ -46,6 +46,9 @@ class DryRunNginx(Nginx):
     async def _send_certificates(self, table: RouteTable) -> None:
         return None
 
+    async def _send_certificate_changes(self, table: RouteTable) -> None:
+        return None
+
     async def _delete_routes(self, hosts: Sequence[str]) -> None:
         return None
 

@@ -20,7 +20,7 @@ join, not an encoding of each and their dicts all at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -118,10 +118,14 @@ class LuaEndpoint:
         return len(names)
 
     async def send_certificates(
-        self, certificates: dict[str, str], servers: dict[str, str], *, whole: bool
+        self,
+        certificates: dict[str, str],
+        servers: Mapping[str, str | None],
+        *,
+        whole: bool,
     ) -> None:
-        """``certificates`` (uid -> PEM chain and key) and ``servers`` (host -> uid): upserted,
-        or replacing what Lua holds when ``whole``."""
+        """``certificates`` (uid -> PEM chain and key) and ``servers`` (host -> uid, or None to
+        remove the host): upserted, or replacing what Lua holds when ``whole``."""
         data = json.dumps({"certificates": certificates, "servers": servers}).encode()
         await self._send("PUT" if whole else "POST", data, "certificates")
 
