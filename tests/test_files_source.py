@@ -8,6 +8,8 @@ import json
 import os
 import queue
 import shutil
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -578,11 +580,16 @@ async def until(check: Callable[[], object], timeout: float = 2.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(source: ManifestsSource, sink: Recorder) -> AsyncIterator[None]:
-    """``source.run(sink)`` in a task, its first pass made; cancelled on the way out."""
+async def running(
+    source: ManifestsSource, sink: Recorder, *, watching: bool = True
+) -> AsyncIterator[None]:
+    """``source.run(sink)`` in a task, its first pass made (and, when ``watching``, its watch
+    in place); cancelled on the way out."""
     task = asyncio.create_task(source.run(sink))
     try:
         await until(lambda: source.passes >= 1 or task.done())
+        if watching:
+            await until(lambda: source.watching or task.done())
         yield
     finally:
         task.cancel()
@@ -598,6 +605,8 @@ class FakeWatch:
         self.fail_later: Exception | None = None
         self.batches: queue.Queue[set[tuple[int, str]]] = queue.Queue()
         self.started = 0
+        #: While set, the watch is still being set up (its first yield waits).
+        self.setting_up = threading.Event()
 
     def report(self, *paths: Path) -> None:
         self.batches.put({(2, str(p)) for p in paths})
@@ -607,6 +616,8 @@ class FakeWatch:
             raise self.fail_at_start
         self.started += 1
         stop = kwargs["stop_event"]
+        while self.setting_up.is_set() and not stop.is_set():
+            time.sleep(0.005)
         yield set()  # the watch is in place
         while not stop.is_set():
             if self.fail_later is not None:
@@ -715,7 +726,7 @@ async def test_the_watcher_starts_once_a_missing_directory_appears(
 ) -> None:
     directory = tmp_path / "later"
     source = quiet_source(directory, heartbeat_interval=0.02)
-    async with running(source, sink):
+    async with running(source, sink, watching=False):
         assert source.errors == {directory: "no such directory"}
         assert not source.watching
         write(directory / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
@@ -747,7 +758,7 @@ async def test_polls_when_the_watcher_cannot_start(
     monkeypatch.setattr(watchfiles, "watch", fake)
     source = quiet_source(manifests, poll_interval=0.02)
     with structlog.testing.capture_logs() as logs:
-        async with running(source, sink):
+        async with running(source, sink, watching=False):
             assert not source.watching
             write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
             await until(lambda: sink.events)
@@ -785,7 +796,7 @@ async def test_polling_can_be_forced_by_the_environment(
     monkeypatch.setenv("INGRESSD_MANIFESTS_POLL", "1")
     source = ManifestsSource(manifests, poll_interval=0.02)
     assert not source.watch
-    async with running(source, sink):
+    async with running(source, sink, watching=False):
         write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
         await until(lambda: sink.events)
         assert not source.watching
@@ -866,3 +877,18 @@ async def test_a_symlinked_file_follows_its_target_swapped_as_a_configmap_volume
         await until(lambda: sink.events, timeout=1.0)
     assert sink.events[0].type is MODIFIED
     assert sink.events[0].object["spec"]["ports"] == [{"port": 2}]
+
+
+async def test_passes_poll_while_the_watch_is_being_set_up(
+    manifests: Path, sink: Recorder, fake_watch: FakeWatch
+) -> None:
+    fake_watch.setting_up.set()
+    source = quiet_source(manifests, poll_interval=0.02)
+    async with running(source, sink, watching=False):
+        write(manifests / "svc.yaml", SERVICE.format(name="s", namespace="default", port=80))
+        await until(lambda: sink.events)
+        await source.rescan()
+        assert not source.watching
+        fake_watch.setting_up.clear()
+        await until(lambda: source.watching)
+    assert sink.take() == [("ADDED", "Service", "default", "s")]

@@ -10,12 +10,14 @@
 calling ``sink`` on the event loop.
 
 - Following: ``run`` watches the directory recursively through ``watchfiles`` (inotify) and
-  makes a pass of the paths each batch of changes names, so a write is seen within
-  ``_WATCH_STEP_MS``-ish, whatever the size of the directory; idle, it costs (almost) nothing.
-  It walks the whole directory once the watch is in place, on ``rescan()``, after a burst of
-  changes (inotify's queue may have overflowed) and every ``resync_interval``.  A heartbeat pass
-  every ``heartbeat_interval`` looks again at symlinked files (their target may change without
-  an event here) and at files read right after they were written.  Where inotify is missing or
+  makes a pass of the paths each batch of changes names (a directory among them is walked), so
+  a write is seen about 1.5 ``_WATCH_STEP_MS`` later whatever the size of the directory, and
+  idle it costs only the watcher's wake-up each step.  It walks the whole directory once the
+  watch is in place (again when the directory is replaced), on ``rescan()``, after a burst of
+  changes (inotify's queue may have overflowed), after a new directory (files written into it
+  before inotify watched it) and every ``resync_interval``.  A heartbeat pass every
+  ``heartbeat_interval`` looks again at symlinked files (their target may change without an
+  event here) and at files read right after they were written.  Where inotify is missing or
   fails (watch limit reached, ...), or ``INGRESSD_MANIFESTS_POLL=1``, ``run`` polls instead: a
   walk every ``poll_interval`` (and it tries the watcher again every ``_WATCH_RETRY`` seconds).
 - Files: ``*.yaml``, ``*.yml``, ``*.json`` anywhere under the directory; names starting with ``.``
@@ -391,9 +393,10 @@ class _Watcher:
     """``watchfiles.watch`` of one directory, in a thread of its own.
 
     Its first yield (changes, or the empty set of a ``_WATCH_TICK_MS`` timeout) tells that the
-    inotify watches are in place: ``ready`` is then done, and a walk made after it misses
-    nothing.  The paths it reports are added to ``changes`` and ``wake`` is set; a failure sets
-    ``error`` (and ``wake``).  Everything but the thread's own loop runs on the event loop.
+    inotify watches are in place: ``ready`` is then done (and ``wake`` set), and a walk made
+    after it misses nothing.  The paths it reports are added to ``changes`` and ``wake`` is
+    set; a failure sets ``error`` (and ``wake``).  Everything but the thread's own loop runs on
+    the event loop.
     """
 
     def __init__(
@@ -404,6 +407,8 @@ class _Watcher:
         self.changes: set[str] = set()
         self.error: str | None = None
         self.ready: asyncio.Future[None] = loop.create_future()
+        #: Set by ``run`` once it has seen ``ready`` and walked after it.
+        self.live = False
         self._loop = loop
         self._wake = wake
         self._stop = threading.Event()
@@ -452,6 +457,7 @@ class _Watcher:
     def _arrived(self, paths: set[str]) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
+            self._wake.set()
         if paths and not self._stop.is_set():
             self.changes |= paths
             self._wake.set()
@@ -567,43 +573,36 @@ class ManifestsSource:
                         watcher.error is not None or watcher.identity != identity
                     ):
                         if watcher.error is not None:
-                            log.warning(
-                                "manifests_watch_failed",
-                                path=str(self.directory),
-                                error=watcher.error,
-                                polling_every=self.poll_interval,
-                            )
-                            fell_back = True
-                            retry_at = loop.time() + _WATCH_RETRY
-                        watcher.close()  # the directory went away or was replaced: watch anew
-                        watcher = None
-                        walk = True
-                    if watcher is None and exists and loop.time() >= retry_at:
-                        watcher = _Watcher(self.directory, loop, wake)
-                        await watcher.ready
-                        if watcher.error is not None:
                             if not fell_back:
                                 log.warning(
-                                    "manifests_watch_unavailable",
+                                    "manifests_watch_failed"
+                                    if watcher.live
+                                    else "manifests_watch_unavailable",
                                     path=str(self.directory),
                                     error=watcher.error,
                                     polling_every=self.poll_interval,
                                 )
                             fell_back = True
                             retry_at = loop.time() + _WATCH_RETRY
-                            watcher.close()
-                            watcher = None
-                        else:
-                            if fell_back:
-                                log.info("manifests_watching", path=str(self.directory))
-                            fell_back = False
-                            walk = True  # the watch is in place: a walk now misses nothing
-                self.watching = watcher is not None
+                        watcher.close()  # failed, or the directory went away or was replaced
+                        watcher = None
+                        walk = True
+                    if watcher is None and exists and loop.time() >= retry_at:
+                        # Until its watch is in place (it wakes us then), passes poll.
+                        watcher = _Watcher(self.directory, loop, wake)
+                    if watcher is not None and not watcher.live and watcher.ready.done():
+                        watcher.live = True
+                        if fell_back:
+                            log.info("manifests_watching", path=str(self.directory))
+                        fell_back = False
+                        walk = True  # the watch is in place: a walk now misses nothing
+                live = watcher is not None and watcher.live
+                self.watching = live
 
                 now = loop.time()
                 waiters, self._rescans = self._rescans, []
                 beat = now >= next_beat
-                if watcher is None or walk or waiters or now >= next_resync:
+                if watcher is None or not live or walk or waiters or now >= next_resync:
                     found = await asyncio.to_thread(self._scan)
                     next_resync = now + self.resync_interval
                     walk = False
@@ -625,7 +624,7 @@ class ManifestsSource:
                         done.set_result(None)
                 waiters = []
 
-                if watcher is not None:
+                if live:
                     timeout = min(next_beat, next_resync) - loop.time()
                 elif self.watch and not exists:
                     timeout = min(self.poll_interval, self.heartbeat_interval)
