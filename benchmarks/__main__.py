@@ -1,8 +1,9 @@
 """``make bench``: every benchmark at its full size, figures to ``benchmarks/RESULTS.md``.
 
     burst -> churn (dynamic vs --reload-always, wrk) -> scale (1k/5k/10k) -> dataplane
-    -> pipeline -> manifests (edit to served, idle CPU: watching vs polling); each result
-    also as JSON under ``benchmarks/out/``
+    -> pipeline -> routing (--routing lua vs --routing nginx at 10k) -> manifests (edit to
+    served, idle CPU: watching vs polling); each result also as JSON under
+    ``benchmarks/results/``
 
 One run, one machine: comparisons are made within the run and reported as ratios or counts.
 
@@ -22,7 +23,7 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import burst, churn, dataplane, manifests, pipeline, plots, scale
+from benchmarks import burst, churn, dataplane, manifests, pipeline, plots, routing, scale
 from benchmarks.common import machine, temp_root
 from ingressd.logs import configure
 
@@ -130,6 +131,15 @@ def main() -> None:
         f"- {pl.events:,} endpoint events over {pl.services} services: "
         f"{pl.events_per_second:,} events/s (target >= 50,000); {pl.syncs} syncs, "
         f"{pl.dynamic_updates} dynamic updates, {pl.reloads} reloads",
+        "",
+    ]
+    print("routing ...", flush=True)
+    rt = asyncio.run(routing.measure(**routing.QUICK) if quick else routing.measure())
+    (out / "routing.json").write_text(json.dumps(asdict(rt), indent=2))
+    lines += [
+        f"## 6. `--routing lua` against `--routing nginx` ({rt.ingresses:,} Ingresses)",
+        "",
+        routing.describe(rt),
         "",
     ]
     print("manifests ...", flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import burst, churn, dataplane, pipeline, scale
+from benchmarks import burst, churn, dataplane, pipeline, routing, scale
 from benchmarks.common import parse_wrk
 
 pytestmark = pytest.mark.nginx
@@ -62,6 +62,44 @@ async def test_pipeline_smoke_moves_every_event_through() -> None:
     result = await pipeline.run(services=20, events=2000, batch=100)
     assert result.reloads == 0
     assert result.dynamic_updates >= 1
+
+
+async def test_routing_smoke_reloads_only_where_each_mode_must() -> None:
+    result = await routing.measure(
+        ingresses=20,
+        tls_every=5,
+        samples=2,
+        nginx_samples=1,
+        rotations_count=1,
+        nginx_rotations=1,
+        changes=10,
+        rate=200,
+        rounds=1,
+        seconds=1,
+        small_hosts=0,
+        rss_modes=(),
+    )
+    lua, ngx = result.modes["lua"], result.modes["nginx"]
+    served = lua.new_ingress + lua.rotation + ngx.new_ingress + ngx.rotation
+    assert all(s.ms is not None for s in served)
+    # lua mode: a new Ingress, a rotation and route/endpoint churn reload nothing
+    assert [s.reloads for s in lua.new_ingress] == [0, 0]
+    assert [s.reloads for s in lua.rotation] == [0]
+    assert lua.churn is not None and lua.churn.reloads == 0
+    assert lua.churn.non_2xx == 0 and lua.churn.final_state_served
+    # only a new settings class does, once
+    assert lua.new_class is not None and lua.new_class.reloads == 1
+    # nginx mode reloads for each
+    assert ngx.new_ingress[0].reloads >= 1 and ngx.rotation[0].reloads >= 1
+    assert ngx.churn is not None and ngx.churn.reloads >= 1
+    assert lua.settings_classes >= 1 and ngx.server_blocks >= 20
+    assert result.dataplane[0].hosts == 20 and result.dataplane[0].errors == 0
+    assert "| figure |" in routing.describe(result)
+
+
+def test_routing_rss_is_measured_in_a_fresh_process() -> None:
+    figures = routing.rss_in_fresh_process("lua", 10, 5)
+    assert figures["rss_mb"] >= figures["rss_code_mb"] > 0
 
 
 def test_wrk_output_is_parsed() -> None:
