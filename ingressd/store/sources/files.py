@@ -631,8 +631,11 @@ class ManifestsSource:
                 else:
                     timeout = self.poll_interval
                 if timeout > 0:
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                    # cancellation that arrives as the event is set, and run() never ends.
                     try:
-                        await asyncio.wait_for(wake.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await wake.wait()
                     except TimeoutError:
                         pass
         finally:
