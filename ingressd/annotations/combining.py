@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ingressd.annotations.values import size_in_bytes
 from ingressd.model.policy import (
     AffinityMode,
     BackendPolicy,
@@ -91,16 +92,9 @@ def _zone(key: str) -> str:
     return "ingress_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
 #: nginx's defaults where no annotation sets them: one page (4k on x86_64) per buffer, and
 #: ``proxy_buffers 4`` as ``ingressd.nginx.directives`` writes it when only a size is given.
 _PAGE = 4096
-
-
-def _bytes(text: str) -> int:
-    number = text.rstrip("kKmMgG")
-    return int(number) * _UNITS[text[len(number) :].lower()]
 
 
 def _check_buffers(vals: Values) -> None:
@@ -114,11 +108,11 @@ def _check_buffers(vals: Values) -> None:
     if size_text is None and number is None:
         size, count = _PAGE, 8  # nginx's own proxy_buffer_size and proxy_buffers
     else:
-        size = _bytes(size_text) if size_text is not None else _PAGE
+        size = size_in_bytes(size_text) if size_text is not None else _PAGE
         count = number if number is not None else 4
     all_but_one = (count - 1) * size
     busy_text = g("proxy-busy-buffers-size", str)
-    busy = _bytes(busy_text) if busy_text is not None else 2 * size
+    busy = size_in_bytes(busy_text) if busy_text is not None else 2 * size
     if busy_text is not None and not size <= busy <= all_but_one:
         vals.refuse(
             "proxy-busy-buffers-size",
@@ -134,7 +128,7 @@ def _check_buffers(vals: Values) -> None:
             "busy-buffers size: use 3 or more, or set proxy-busy-buffers-size",
         )
     max_temp = g("proxy-max-temp-file-size", str)
-    if max_temp is not None and _bytes(max_temp) and _bytes(max_temp) < size:
+    if max_temp is not None and size_in_bytes(max_temp) and size_in_bytes(max_temp) < size:
         vals.refuse(
             "proxy-max-temp-file-size",
             f"must be 0 or at least the buffer size ({size} bytes), as nginx requires",

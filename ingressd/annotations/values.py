@@ -167,6 +167,14 @@ _MAX_BUFFER = 1024**3
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
+def size_in_bytes(text: str) -> int:
+    """The bytes of a size ``size()`` accepted (``8m`` -> 8388608); ``InvalidValue`` otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise InvalidValue("must be a size such as 512k, 8m or 0")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
 def size(text: str) -> str:
     """An nginx size: digits and an optional ``k``/``m``/``g`` (``0`` where nginx allows it)."""
     value = clean(text)
@@ -174,7 +182,7 @@ def size(text: str) -> str:
     if not match:
         raise InvalidValue("must be a size such as 512k, 8m or 0")
     unit = match.group(2).lower()
-    if int(match.group(1)) * _SIZE_UNITS[unit] > _MAX_OFFSET:
+    if size_in_bytes(value) > _MAX_OFFSET:
         raise InvalidValue(f"must be at most {_MAX_OFFSET // 1024**3}g")
     return match.group(1) + unit
 
@@ -185,8 +193,7 @@ def buffer_size(text: str) -> str:
     value = size(text)
     if value.endswith("g"):
         raise InvalidValue("must be given in k or m: nginx takes no g here (1024m, not 1g)")
-    number, unit = (value[:-1], value[-1]) if value[-1] in "km" else (value, "")
-    if int(number) * _SIZE_UNITS[unit] > _MAX_BUFFER:
+    if size_in_bytes(value) > _MAX_BUFFER:
         raise InvalidValue("must be at most 1024m")
     return value
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ingressd.annotations.values import InvalidValue, size_in_bytes
 from ingressd.model import (
     Backend,
     BackendName,
@@ -53,16 +53,14 @@ __all__ = [
 ]
 
 _TYPES = {PathType.EXACT: "exact", PathType.PREFIX: "prefix", PathType.REGEX: "regex"}
-_SIZE = re.compile(r"([0-9]{1,12})([kKmMgG]?)\Z")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def size_bytes(text: str) -> int:
     """An nginx size (``1m``, ``512k``, ``0``) in bytes; 0 means no limit."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise RenderError(f"refusing size {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    try:
+        return size_in_bytes(text)
+    except InvalidValue:
+        raise RenderError(f"refusing size {text!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
