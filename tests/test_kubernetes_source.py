@@ -149,6 +149,8 @@ async def test_the_first_load_hands_every_kind_over_in_ingress_nginx_start_order
         ("ADDED", "Service", "web"),
         ("ADDED", "EndpointSlice", "web-abcde"),
         ("ADDED", "Secret", "tls"),
+        # every ConfigMap: custom-headers, add-headers and proxy-set-headers name others
+        ("ADDED", "ConfigMap", "unrelated"),
         ("ADDED", "ConfigMap", "ingressd"),
         ("ADDED", "IngressClass", "ingressd"),
         ("ADDED", "Ingress", "web"),

@@ -19,7 +19,14 @@ from ingressd.annotations.parsing import (
     Status,
     parse_annotations,
 )
-from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Group, Support
+from ingressd.annotations.table import (
+    ANNOTATIONS,
+    DEFAULT_PREFIX,
+    Annotation,
+    Group,
+    Risk,
+    Support,
+)
 
 __all__ = [
     "ANNOTATIONS",
@@ -30,6 +37,7 @@ __all__ = [
     "AuthRequest",
     "Group",
     "IngressAnnotations",
+    "Risk",
     "Status",
     "Support",
     "parse_annotations",

@@ -27,12 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressd.annotations import combining
+from ingressd.annotations import combining, headers
 from ingressd.annotations import values as v
 from ingressd.annotations.combining import AuthRequest
-from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
+from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Risk, Support
 from ingressd.model.policy import BackendPolicy, TrafficShaping
-from ingressd.model.settings import LocationSettings
+from ingressd.model.settings import HeaderRule, LocationSettings
 
 __all__ = [
     "AnnotationOptions",
@@ -55,6 +55,8 @@ class Status(enum.Enum):
     IGNORED = "ignored"
     #: A snippet without ``--allow-snippet-annotations``.
     NOT_ALLOWED = "not allowed"
+    #: Its risk level is above ``--annotations-risk-level``.
+    TOO_RISKY = "too risky"
 
     @property
     def is_problem(self) -> bool:
@@ -65,6 +67,8 @@ class Status(enum.Enum):
 class AnnotationOptions:
     prefix: str = DEFAULT_PREFIX
     allow_snippets: bool = False
+    #: ``--annotations-risk-level`` / ``annotations-risk-level``: annotations above are refused.
+    risk_level: Risk = Risk.HIGH
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,8 @@ class IngressAnnotations:
     auth_request: AuthRequest | None = None
     #: ``(namespace or None, name)`` of ``proxy-ssl-secret``.
     proxy_ssl_secret: tuple[str | None, str] | None = None
+    #: ``(namespace or None, name)`` of the ``custom-headers`` ConfigMap.
+    custom_headers: tuple[str | None, str] | None = None
     #: ``default-backend``: a Service name in the Ingress's namespace.
     default_backend: str | None = None
     use_regex: bool = False
@@ -108,6 +114,7 @@ def parse_annotations(
     """Typed settings of the Ingress ``key`` (``namespace/name``) from its annotations."""
     prefix = options.prefix.rstrip("/") + "/"
     parsed: dict[str, Any] = {}
+    header_rules: tuple[HeaderRule, ...] = ()
     report: dict[str, AnnotationReport] = {}
     keys: dict[str, str] = {}
     denied: list[str] = []
@@ -127,12 +134,28 @@ def parse_annotations(
             if spec.fail_closed:
                 denied.append(f"{full} is not supported")
             continue
+        refused_line = ""
+        if name == "configuration-snippet" and isinstance(raw, str):
+            try:
+                rules = headers.parse_snippet(raw)
+            except v.InvalidValue as exc:
+                refused_line = f"; as header rules: {exc}"
+            else:
+                if not _too_risky(name, full, Risk.MEDIUM, options, report):
+                    header_rules = rules
+                    report[name] = AnnotationReport(full, Status.SUPPORTED, _HEADER_RULES)
+                continue
         if spec.group.value == "snippet" and not options.allow_snippets:
             report[name] = AnnotationReport(
                 full,
                 Status.NOT_ALLOWED,
-                "snippets are refused unless ingressd runs with --allow-snippet-annotations",
+                "snippets are refused unless ingressd runs with --allow-snippet-annotations"
+                + refused_line,
             )
+            continue
+        if spec.risk is not None and _too_risky(name, full, spec.risk, options, report):
+            if spec.fail_closed:
+                denied.append(f"{full} is refused by its risk level")
             continue
         if not isinstance(raw, str):
             report[name] = AnnotationReport(full, Status.INVALID, "must be a string")
@@ -173,6 +196,8 @@ def parse_annotations(
             *(n for n in parsed if ANNOTATIONS[n].group.value == "canary" and n != "canary"),
         )
     settings = combining.location(vals, key)
+    if header_rules and canary is None:
+        settings = dataclasses.replace(settings, header_rules=header_rules)
     if denied and canary is None:
         settings = LocationSettings(denied="; ".join(denied))
     auth = combining.auth(vals)
@@ -185,6 +210,7 @@ def parse_annotations(
         settings=settings,
         auth_request=auth,
         proxy_ssl_secret=vals.get("proxy-ssl-secret", tuple),
+        custom_headers=vals.get("custom-headers", tuple) if canary is None else None,
         default_backend=vals.get("default-backend", str),
         use_regex=vals.flag("use-regex") or vals.has("rewrite-target"),
         aliases=vals.get("server-alias", tuple) or (),
@@ -198,6 +224,27 @@ def parse_annotations(
     for name, why in vals.invalid.items():
         report[name] = AnnotationReport(keys[name], Status.INVALID, why)
     return dataclasses.replace(result, report=tuple(report[n] for n in sorted(report)))
+
+
+_HEADER_RULES = "header rules only: parsed, checked and written again (no snippet text is used)"
+
+
+def _too_risky(
+    name: str,
+    full: str,
+    risk: Risk,
+    options: AnnotationOptions,
+    report: dict[str, AnnotationReport],
+) -> bool:
+    """Report ``full`` as too risky when ``risk`` is above the accepted level."""
+    if risk <= options.risk_level:
+        return False
+    report[name] = AnnotationReport(
+        full,
+        Status.TOO_RISKY,
+        f"risk level {risk.label} is above --annotations-risk-level {options.risk_level.label}",
+    )
+    return True
 
 
 def _ok(full: str, spec: Annotation) -> AnnotationReport:
@@ -216,6 +263,7 @@ _NO_DIFFERENCE: dict[str, Any] = {
     "use-regex": lambda value, ns, others: value is False,
     "auth-secret": _same_namespace,
     "proxy-ssl-secret": _same_namespace,
+    "custom-headers": _same_namespace,
     "proxy-ssl-verify": lambda value, ns, others: value is False or "proxy-ssl-name" in others,
     "custom-http-errors": lambda value, ns, others: "default-backend" in others,
     # Allowed (else "not allowed"): they behave as in ingress-nginx.

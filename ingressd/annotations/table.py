@@ -24,7 +24,7 @@ from ingressd.annotations import patterns, urls
 from ingressd.annotations import values as v
 from ingressd.model.validation import validate_service_name
 
-__all__ = ["ANNOTATIONS", "DEFAULT_PREFIX", "Annotation", "Group", "Support"]
+__all__ = ["ANNOTATIONS", "DEFAULT_PREFIX", "Annotation", "Group", "Risk", "Support"]
 
 DEFAULT_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -36,6 +36,30 @@ class Support(enum.Enum):
     SUPPORTED = "supported"
     DIFFERENT = "supported with a difference"
     UNSUPPORTED = "unsupported"
+
+
+class Risk(enum.IntEnum):
+    """ingress-nginx's risk level of an annotation (1.12+, ``annotationsRiskLevel``).
+
+    ``--annotations-risk-level`` (default High) refuses the annotations above it.
+    """
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.capitalize()
+
+    @classmethod
+    def parse(cls, text: str) -> Risk:
+        """``Low``, ``Medium``, ``High`` or ``Critical`` (any case)."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError("expected Low, Medium, High or Critical") from None
 
 
 class Group(enum.Enum):
@@ -61,6 +85,8 @@ class Annotation:
     fail_closed: bool = False
     #: Applies on a canary Ingress too (ingress-nginx ignores the others there).
     on_canary: bool = False
+    #: ingress-nginx's risk level; ``None`` for annotations ingress-nginx 1.12+ no longer has.
+    risk: Risk | None = None
 
 
 def _service_name(text: str) -> str:
@@ -131,6 +157,150 @@ def _snippet(text: str) -> str:
     return text
 
 
+#: Risk levels as ingress-nginx 1.12+ assigns them (``internal/ingress/annotations/*/main.go``);
+#: aliases (``whitelist-source-range``, ``limit-whitelist``) have their annotation's level.
+_RISKS: dict[str, Risk] = {
+    "affinity": Risk.LOW,
+    "affinity-canary-behavior": Risk.LOW,
+    "affinity-mode": Risk.MEDIUM,
+    "allowlist-source-range": Risk.MEDIUM,
+    "app-root": Risk.MEDIUM,
+    "auth-always-set-cookie": Risk.LOW,
+    "auth-cache-duration": Risk.MEDIUM,
+    "auth-cache-key": Risk.MEDIUM,
+    "auth-keepalive": Risk.LOW,
+    "auth-keepalive-requests": Risk.LOW,
+    "auth-keepalive-share-vars": Risk.LOW,
+    "auth-keepalive-timeout": Risk.LOW,
+    "auth-method": Risk.LOW,
+    "auth-proxy-set-headers": Risk.MEDIUM,
+    "auth-realm": Risk.MEDIUM,
+    "auth-request-redirect": Risk.MEDIUM,
+    "auth-response-headers": Risk.MEDIUM,
+    "auth-secret": Risk.MEDIUM,
+    "auth-secret-type": Risk.LOW,
+    "auth-signin": Risk.HIGH,
+    "auth-signin-redirect-param": Risk.MEDIUM,
+    "auth-snippet": Risk.CRITICAL,
+    "auth-tls-error-page": Risk.HIGH,
+    "auth-tls-match-cn": Risk.HIGH,
+    "auth-tls-pass-certificate-to-upstream": Risk.LOW,
+    "auth-tls-secret": Risk.MEDIUM,
+    "auth-tls-verify-client": Risk.MEDIUM,
+    "auth-tls-verify-depth": Risk.LOW,
+    "auth-type": Risk.LOW,
+    "auth-url": Risk.HIGH,
+    "backend-protocol": Risk.LOW,
+    "canary": Risk.LOW,
+    "canary-by-cookie": Risk.MEDIUM,
+    "canary-by-header": Risk.MEDIUM,
+    "canary-by-header-pattern": Risk.MEDIUM,
+    "canary-by-header-value": Risk.MEDIUM,
+    "canary-weight": Risk.LOW,
+    "canary-weight-total": Risk.LOW,
+    "client-body-buffer-size": Risk.LOW,
+    "configuration-snippet": Risk.CRITICAL,
+    "connection-proxy-header": Risk.LOW,
+    "cors-allow-credentials": Risk.LOW,
+    "cors-allow-headers": Risk.MEDIUM,
+    "cors-allow-methods": Risk.MEDIUM,
+    "cors-allow-origin": Risk.MEDIUM,
+    "cors-expose-headers": Risk.MEDIUM,
+    "cors-max-age": Risk.LOW,
+    "custom-headers": Risk.MEDIUM,
+    "custom-http-errors": Risk.LOW,
+    "default-backend": Risk.LOW,
+    "denylist-source-range": Risk.MEDIUM,
+    "disable-proxy-intercept-errors": Risk.LOW,
+    "enable-access-log": Risk.LOW,
+    "enable-cors": Risk.LOW,
+    "enable-global-auth": Risk.LOW,
+    "enable-modsecurity": Risk.LOW,
+    "enable-opentelemetry": Risk.LOW,
+    "enable-owasp-core-rules": Risk.LOW,
+    "enable-rewrite-log": Risk.LOW,
+    "fastcgi-index": Risk.MEDIUM,
+    "fastcgi-params-configmap": Risk.MEDIUM,
+    "force-ssl-redirect": Risk.MEDIUM,
+    "from-to-www-redirect": Risk.LOW,
+    "http2-push-preload": Risk.LOW,
+    "limit-allowlist": Risk.LOW,
+    "limit-burst-multiplier": Risk.LOW,
+    "limit-connections": Risk.LOW,
+    "limit-rate": Risk.LOW,
+    "limit-rate-after": Risk.LOW,
+    "limit-rpm": Risk.LOW,
+    "limit-rps": Risk.LOW,
+    "limit-whitelist": Risk.LOW,
+    "load-balance": Risk.LOW,
+    "mirror-host": Risk.HIGH,
+    "mirror-request-body": Risk.LOW,
+    "mirror-target": Risk.HIGH,
+    "modsecurity-snippet": Risk.CRITICAL,
+    "modsecurity-transaction-id": Risk.HIGH,
+    "opentelemetry-operation-name": Risk.MEDIUM,
+    "opentelemetry-trust-incoming-span": Risk.LOW,
+    "permanent-redirect": Risk.MEDIUM,
+    "permanent-redirect-code": Risk.LOW,
+    "preserve-trailing-slash": Risk.MEDIUM,
+    "proxy-body-size": Risk.MEDIUM,
+    "proxy-buffer-size": Risk.LOW,
+    "proxy-buffering": Risk.LOW,
+    "proxy-buffers-number": Risk.LOW,
+    "proxy-busy-buffers-size": Risk.LOW,
+    "proxy-connect-timeout": Risk.LOW,
+    "proxy-cookie-domain": Risk.MEDIUM,
+    "proxy-cookie-path": Risk.MEDIUM,
+    "proxy-http-version": Risk.LOW,
+    "proxy-max-temp-file-size": Risk.LOW,
+    "proxy-next-upstream": Risk.MEDIUM,
+    "proxy-next-upstream-timeout": Risk.LOW,
+    "proxy-next-upstream-tries": Risk.LOW,
+    "proxy-read-timeout": Risk.LOW,
+    "proxy-redirect-from": Risk.MEDIUM,
+    "proxy-redirect-to": Risk.MEDIUM,
+    "proxy-request-buffering": Risk.LOW,
+    "proxy-send-timeout": Risk.LOW,
+    "proxy-ssl-ciphers": Risk.MEDIUM,
+    "proxy-ssl-name": Risk.HIGH,
+    "proxy-ssl-protocols": Risk.LOW,
+    "proxy-ssl-secret": Risk.MEDIUM,
+    "proxy-ssl-server-name": Risk.LOW,
+    "proxy-ssl-verify": Risk.LOW,
+    "proxy-ssl-verify-depth": Risk.LOW,
+    "relative-redirects": Risk.LOW,
+    "rewrite-target": Risk.MEDIUM,
+    "satisfy": Risk.LOW,
+    "server-alias": Risk.HIGH,
+    "server-snippet": Risk.CRITICAL,
+    "service-upstream": Risk.LOW,
+    "session-cookie-change-on-failure": Risk.LOW,
+    "session-cookie-conditional-samesite-none": Risk.LOW,
+    "session-cookie-domain": Risk.MEDIUM,
+    "session-cookie-expires": Risk.MEDIUM,
+    "session-cookie-max-age": Risk.MEDIUM,
+    "session-cookie-name": Risk.MEDIUM,
+    "session-cookie-path": Risk.MEDIUM,
+    "session-cookie-samesite": Risk.LOW,
+    "session-cookie-secure": Risk.LOW,
+    "ssl-ciphers": Risk.LOW,
+    "ssl-passthrough": Risk.LOW,
+    "ssl-prefer-server-ciphers": Risk.LOW,
+    "ssl-redirect": Risk.LOW,
+    "stream-snippet": Risk.CRITICAL,
+    "temporal-redirect": Risk.MEDIUM,
+    "temporal-redirect-code": Risk.LOW,
+    "upstream-hash-by": Risk.HIGH,
+    "upstream-hash-by-subset": Risk.LOW,
+    "upstream-hash-by-subset-size": Risk.LOW,
+    "upstream-vhost": Risk.LOW,
+    "use-port-in-redirects": Risk.LOW,
+    "use-regex": Risk.LOW,
+    "whitelist-source-range": Risk.MEDIUM,
+    "x-forwarded-prefix": Risk.MEDIUM,
+}
+
+
 _S, _D, _U = Support.SUPPORTED, Support.DIFFERENT, Support.UNSUPPORTED
 _MAX_INT = 2**31 - 1
 
@@ -145,7 +315,9 @@ def _a(
     fail_closed: bool = False,
     on_canary: bool = False,
 ) -> Annotation:
-    return Annotation(name, group, support, parser, difference, fail_closed, on_canary)
+    return Annotation(
+        name, group, support, parser, difference, fail_closed, on_canary, _RISKS.get(name)
+    )
 
 
 _R, _T, _P, _A, _B, _C, _N, _O = (
@@ -255,7 +427,14 @@ _TABLE: tuple[Annotation, ...] = (
     _a("proxy-cookie-domain", _P, _U),
     _a("proxy-cookie-path", _P, _U),
     _a("service-upstream", _P, _U, difference="ingressd always balances over the pods' endpoints"),
-    _a("custom-headers", _P, _U),
+    _a(
+        "custom-headers",
+        _P,
+        _D,
+        v.auth_secret_ref,
+        "only ConfigMaps in the Ingress's own namespace",
+        fail_closed=True,
+    ),
     _a("disable-proxy-intercept-errors", _P, _U),
     # access
     _a("whitelist-source-range", _A, _S, v.cidr_list, fail_closed=True),
@@ -352,7 +531,10 @@ _TABLE: tuple[Annotation, ...] = (
         _N,
         _D,
         _snippet,
-        "refused unless ingressd runs with --allow-snippet-annotations",
+        "refused unless ingressd runs with --allow-snippet-annotations (and "
+        "--annotations-risk-level Critical), except a snippet made only of header rules "
+        "(more_set_headers, more_clear_headers, more_set_input_headers, "
+        "more_clear_input_headers, proxy_set_header, add_header)",
     ),
     _a(
         "server-snippet",

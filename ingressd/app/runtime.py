@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from aiohttp import web
 
-from ingressd.annotations import DEFAULT_PREFIX
+from ingressd.annotations import DEFAULT_PREFIX, Risk
 from ingressd.app.admin import start_admin
 from ingressd.app.supervision import Supervisor
 from ingressd.build.building import BuildOptions
@@ -95,6 +95,8 @@ class Options:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept configuration-snippet / server-snippet (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: Refuse annotations above this risk level (``--annotations-risk-level``).
+    annotations_risk_level: Risk = Risk.HIGH
     #: Accept loopback EndpointSlice addresses (``--allow-loopback-endpoints``; demo, tests).
     allow_loopback_endpoints: bool = False
     #: ``gc.freeze()`` once the first sync is applied (``ingressd run``; see ingressd.memory).
@@ -119,6 +121,7 @@ class Options:
             controller=self.controller,
             annotations_prefix=self.annotations_prefix,
             allow_snippet_annotations=self.allow_snippet_annotations,
+            annotations_risk_level=self.annotations_risk_level,
             allow_loopback_endpoints=self.allow_loopback_endpoints,
         )
 

@@ -58,7 +58,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ingressd.annotations import IngressAnnotations
+from ingressd.annotations import IngressAnnotations, headers
 from ingressd.build import kube
 from ingressd.build.plan import (
     ROOT,
@@ -85,7 +85,14 @@ from ingressd.model import (
     Server,
 )
 from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy
-from ingressd.model.settings import DEFAULT_SETTINGS, BasicAuth, LocationSettings, SecretFile
+from ingressd.model.settings import (
+    DEFAULT_SETTINGS,
+    BasicAuth,
+    HeaderAction,
+    HeaderRule,
+    LocationSettings,
+    SecretFile,
+)
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["NO_INGRESS", "Assembled", "Assembly", "ObjectBucket", "Phase", "ServerDraft"]
@@ -522,6 +529,13 @@ class Assembly:
             reason = "proxy-ssl-verify needs a proxy-ssl-secret holding ca.crt"
             self.problem(key, self.annotation_field("proxy-ssl-verify"), reason)
             return LocationSettings(denied=reason)
+        if annotations.custom_headers is not None:
+            rules = self.custom_headers(namespace, annotations.custom_headers)
+            if isinstance(rules, Refused):
+                at = self.annotation_field("custom-headers")
+                self.problem(key, at, rules.reason, missing=rules.missing)
+                return LocationSettings(denied=f"custom-headers: {rules.reason}")
+            s = dataclasses.replace(s, custom_headers=rules)
         if annotations.default_backend is not None:
             name = self.annotation_backend(key, namespace, annotations.default_backend)
             if name is not None:
@@ -573,6 +587,35 @@ class Assembly:
             self.touch(("Secret", secret_key, kind), (problem,))
             return Refused(f"secret {secret_key} is unusable: {field_name}: {reason}")
         return found
+
+    def custom_headers(
+        self, namespace: str, ref: tuple[str | None, str]
+    ) -> tuple[HeaderRule, ...] | Refused:
+        """The response headers of the ConfigMap ``custom-headers`` names; a bad entry is a
+        Problem of that ConfigMap, and the Ingress's locations are denied (as ingress-nginx)."""
+        if ref[0] not in (None, namespace):
+            return Refused(
+                f"configmap {ref[0]}/{ref[1]} is in another namespace; ingressd reads only"
+                f" ConfigMaps of the Ingress's namespace ({namespace})"
+            )
+        config_key = ObjectKey(f"{namespace}/{ref[1]}")
+        raw = self.snapshot.config_maps.get(config_key)
+        if raw is None:
+            return Refused(f"configmap {config_key} not found", f"ConfigMap {config_key}")
+        data = raw.get("data")
+        good, refused = headers.header_entries(data if isinstance(data, dict) else {}, literal=True)
+        if refused:
+            problems = tuple(
+                Problem("ConfigMap", config_key, f"data.{entry}", why)
+                for entry, why in refused.items()
+            )
+            self.touch(("ConfigMap", config_key, "custom-headers"), problems)
+            return Refused(
+                f"configmap {config_key} has invalid headers: " + ", ".join(sorted(refused))
+            )
+        if not good:
+            return ()
+        return (HeaderRule(HeaderAction.SET, tuple(n for n, _ in good), tuple(v for _, v in good)),)
 
     def set_policy(
         self,

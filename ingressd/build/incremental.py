@@ -179,8 +179,13 @@ class BuildCache:
             Kind.ENDPOINT_SLICE: _changes(old.endpoint_slices, snapshot.endpoint_slices),
             Kind.SECRET: _changes(old.secrets, snapshot.secrets),
         }
+        config_maps = {
+            key
+            for key in _changes(old.config_maps, snapshot.config_maps)
+            if key in state.config_maps
+        }
         state.snapshot = snapshot
-        if not any(changed.values()):
+        if not any(changed.values()) and not config_maps:
             self._way = ("incremental", 0)
             return state.result
         for kind, keys in changed.items():
@@ -188,11 +193,13 @@ class BuildCache:
                 self._memo.forget(kind, key)
         ingresses, slices = changed[Kind.INGRESS], changed[Kind.ENDPOINT_SLICE]
         services, secrets = changed[Kind.SERVICE], changed[Kind.SECRET]
-        if not (ingresses or services or secrets):
+        if not (ingresses or services or secrets or config_maps):
             result = self._patch_endpoints(snapshot, state, slices)
             if result is not None:
                 return result
-        return self._reassemble(snapshot, state, ingresses, services | slices, secrets)
+        return self._reassemble(
+            snapshot, state, ingresses, services | slices, secrets, config_maps=config_maps
+        )
 
     def _reassemble(
         self,
@@ -201,9 +208,13 @@ class BuildCache:
         ingresses: set[ObjectKey],
         services: set[ObjectKey],
         secrets: set[ObjectKey],
+        *,
+        config_maps: set[ObjectKey] | None = None,
     ) -> BuildResult | None:
         """Assemble the Ingresses a change may touch and splice them into the last result."""
         seeds = set(ingresses)
+        for key in config_maps or ():
+            seeds.update(_keys(state.config_maps, key))
         for key in services:
             seeds.update(_keys(state.services, key))
         for key in secrets:
@@ -386,6 +397,8 @@ class _LastBuild:
     #: Service / Secret key -> our Ingresses naming it.
     services: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     secrets: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
+    #: ConfigMap key -> our Ingresses naming it (``custom-headers``).
+    config_maps: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     #: Service key -> how many of our Ingresses naming it set a balancing policy.
     policies: dict[ObjectKey, int] = field(default_factory=dict)
     #: Our Ingresses with ``server-alias``.
@@ -409,6 +422,8 @@ class _LastBuild:
             _add(self.services, service, key)
         for secret in plan.secrets:
             _add(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _add(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 self.policies[service] = self.policies.get(service, 0) + 1
@@ -423,6 +438,8 @@ class _LastBuild:
             _discard(self.services, service, key)
         for secret in plan.secrets:
             _discard(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _discard(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 left = self.policies.get(service, 0) - 1

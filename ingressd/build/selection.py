@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
+from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions, Risk
 from ingressd.build import kube
 from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
 from ingressd.model import Problem
@@ -42,6 +42,8 @@ class BuildOptions:
     annotations_prefix: str = DEFAULT_PREFIX
     #: Accept ``configuration-snippet`` / ``server-snippet`` (``--allow-snippet-annotations``).
     allow_snippet_annotations: bool = False
+    #: Refuse annotations of a higher risk level (``--annotations-risk-level``).
+    annotations_risk_level: Risk = Risk.HIGH
     #: Accept EndpointSlice addresses in 127.0.0.0/8 and ::1 (``--allow-loopback-endpoints``):
     #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
     #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.
@@ -50,7 +52,9 @@ class BuildOptions:
     @property
     def annotation_options(self) -> AnnotationOptions:
         return AnnotationOptions(
-            prefix=self.annotations_prefix, allow_snippets=self.allow_snippet_annotations
+            prefix=self.annotations_prefix,
+            allow_snippets=self.allow_snippet_annotations,
+            risk_level=self.annotations_risk_level,
         )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ingressd import __version__
-from ingressd.annotations import DEFAULT_PREFIX
+from ingressd.annotations import DEFAULT_PREFIX, Risk
 from ingressd.app.runtime import CONTROLLER_NAME, DEFAULT_MIN_SYNC_INTERVAL, Options
 from ingressd.cluster.duties import ClusterOptions
 from ingressd.cluster.election import DEFAULT_ELECTION_ID
@@ -144,8 +144,25 @@ def _annotation_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-snippet-annotations",
         action="store_true",
         help="accept configuration-snippet and server-snippet: raw nginx directives from "
-        "whoever may edit an Ingress (off by default, see CVE-2021-25742)",
+        "whoever may edit an Ingress (off by default, see CVE-2021-25742); they are Critical, "
+        "so they also need --annotations-risk-level Critical. A configuration-snippet made "
+        "only of header rules is accepted without either",
     )
+    parser.add_argument(
+        "--annotations-risk-level",
+        type=_risk_level,
+        default=Risk.HIGH,
+        metavar="LEVEL",
+        help="refuse annotations whose ingress-nginx risk level is above LEVEL: Low, Medium, "
+        "High or Critical (default: High; the ConfigMap's annotations-risk-level wins)",
+    )
+
+
+def _risk_level(text: str) -> Risk:
+    try:
+        return Risk.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _annotations_prefix(text: str) -> str:
@@ -433,6 +450,7 @@ def options_from(args: argparse.Namespace) -> Options:
         template=args.template,
         annotations_prefix=getattr(args, "annotations_prefix", DEFAULT_PREFIX),
         allow_snippet_annotations=getattr(args, "allow_snippet_annotations", False),
+        annotations_risk_level=getattr(args, "annotations_risk_level", Risk.HIGH),
         allow_loopback_endpoints=args.allow_loopback_endpoints,
         cluster=ClusterOptions(
             election_id=getattr(args, "election_id", DEFAULT_ELECTION_ID),

@@ -167,7 +167,7 @@ def _render(args: argparse.Namespace) -> int:
     ManifestsSource(args.manifests).load_once(store.apply)
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
-    global_options, option_problems = parse_configmap(configmap)
+    global_options, option_problems = parse_configmap(configmap, snapshot.config_maps)
     result = build_configuration(snapshot, global_options.build_options(options.build_options()))
     for problem in (*option_problems, *result.problems):
         print(f"# skipped: {problem}", file=sys.stderr)
@@ -207,7 +207,7 @@ async def _check(args: argparse.Namespace) -> int:
             await api.close()
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
-    global_options, _ = parse_configmap(configmap)
+    global_options, _ = parse_configmap(configmap, snapshot.config_maps)
     report = check(snapshot, global_options.build_options(options_from(args).build_options()))
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")

@@ -115,6 +115,54 @@ class ProxySSL:
     protocols: tuple[str, ...] = ()
 
 
+class HeaderAction(enum.Enum):
+    """What a header rule does, named by the nginx directive that does it."""
+
+    #: Response headers (headers-more): set, clear.
+    SET = "more_set_headers"
+    CLEAR = "more_clear_headers"
+    #: Request headers as nginx and the pod see them (headers-more): set, clear.
+    SET_INPUT = "more_set_input_headers"
+    CLEAR_INPUT = "more_clear_input_headers"
+    #: Request headers to the pod only (proxy module).
+    PROXY_SET = "proxy_set_header"
+    #: Response headers (headers module).
+    ADD = "add_header"
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderValue:
+    """A header value: literal text and variables, in order.
+
+    ``parts``: ``("text", "...")`` or ``("var", "host")``.  Text is printable ASCII without
+    ``"`` or ``\\``; a variable name is one ``ingressd.annotations.headers`` allows.
+    """
+
+    parts: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return "".join(t if kind == "text" else "${" + t + "}" for kind, t in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRule:
+    """One header rule from the safe subset of ``configuration-snippet`` or a ConfigMap."""
+
+    action: HeaderAction
+    #: Header names (``more_clear_*`` may end a name with ``*``).
+    names: tuple[str, ...]
+    #: One value per name for the setting actions; empty for the clearing ones.
+    values: tuple[HeaderValue, ...] = ()
+    #: ``-s``: only for these response statuses (``more_set_headers``, ``more_clear_headers``).
+    statuses: tuple[int, ...] = ()
+    #: ``-t``: only for these content types.
+    types: tuple[str, ...] = ()
+    #: ``-r`` of ``more_set_input_headers``: replace only headers the request has.
+    replace_only: bool = False
+    #: ``always`` of ``add_header``: on every status, not only 2xx/3xx.
+    always: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class LocationSettings:
     """Everything annotations change in one location's nginx block.  ``None`` = the default.
@@ -165,6 +213,10 @@ class LocationSettings:
     rewrite_log: bool = False
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
+    #: ``configuration-snippet`` made only of header rules: parsed, rendered again.
+    header_rules: tuple[HeaderRule, ...] = ()
+    #: ``custom-headers``: the response headers of the ConfigMap it names (``more_set_headers``).
+    custom_headers: tuple[HeaderRule, ...] = ()
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         files: list[SecretFile] = []

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingressd.model import Backend, Location
-from ingressd.model.settings import BackendProtocol, LocationSettings
+from ingressd.model.settings import BackendProtocol, HeaderAction, HeaderRule, LocationSettings
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -35,6 +35,8 @@ from ingressd.nginx.quoting import (
     bare_time,
     bare_word,
     on_off,
+    quote_header,
+    quote_header_name,
     quote_regex,
     quote_target,
     quote_text,
@@ -197,6 +199,9 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
     lines += _upstream_headers(s, ctx, grpc)
+    header_lines, header_adds = _header_rules(s)
+    lines += header_lines
+    add_headers += header_adds
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
@@ -301,20 +306,84 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    for rule in s.header_rules:
+        if rule.action is HeaderAction.PROXY_SET:
+            for name, value in zip(rule.names, rule.values, strict=True):
+                # the last rule for a name wins, replacing the template's value of it
+                overrides = {k: v for k, v in overrides.items() if k.lower() != name.lower()}
+                overrides[name] = quote_header(value.parts)
+    # what ingressd itself sets per location (cleared credentials, ...) is not overridden
+    taken = {n.lower() for n, _ in extra}
+    overrides = {k: v for k, v in overrides.items() if k.lower() not in taken}
     if grpc:
         pairs = [
             ("Host", "$best_http_host"),
             ("X-Real-IP", "$remote_addr"),
             ("X-Request-ID", "$req_id"),
         ]
-        pairs = [(n, overrides.get(n, value)) for n, value in pairs] + extra
-        return [f"grpc_set_header {bare_header(n)} {value};" for n, value in pairs]
+        pairs = _overridden(pairs, overrides) + extra
+        return [f"grpc_set_header {_header_word(n)} {value};" for n, value in pairs]
     if not overrides and not extra:
         return []
-    pairs = [(n, overrides.get(n, value)) for n, value in ctx.proxy_headers]
-    pairs += [(n, value) for n, value in overrides.items() if n not in dict(ctx.proxy_headers)]
-    pairs += extra
-    return [f"proxy_set_header {bare_header(n)} {value};" for n, value in pairs]
+    pairs = _overridden(list(ctx.proxy_headers), overrides) + extra
+    return [f"proxy_set_header {_header_word(n)} {value};" for n, value in pairs]
+
+
+def _overridden(pairs: list[tuple[str, str]], overrides: dict[str, str]) -> list[tuple[str, str]]:
+    """``pairs`` with the values of ``overrides`` (names compared case-insensitively), then the
+    overrides they did not name."""
+    by_lower = {n.lower(): (n, v) for n, v in overrides.items()}
+    out = [by_lower.pop(n.lower(), (n, value)) for n, value in pairs]
+    return out + list(by_lower.values())
+
+
+def _header_word(name: str) -> str:
+    """A header name as a directive's argument: bare when plain, else quoted."""
+    try:
+        return bare_header(name)
+    except DirectiveError:
+        return quote_header_name(name)
+
+
+def _header_rules(s: LocationSettings) -> tuple[list[str], list[str]]:
+    """The header rules (``custom-headers``, then the snippet's), rendered again from their
+    parsed form: headers-more lines, and ``add_header`` lines (``proxy_set_header`` rules are
+    in ``_upstream_headers``)."""
+    lines: list[str] = []
+    adds: list[str] = []
+    for rule in (*s.custom_headers, *s.header_rules):
+        if rule.action is HeaderAction.PROXY_SET:
+            continue
+        if rule.action is HeaderAction.ADD:
+            value = quote_header(rule.values[0].parts)
+            always = " always" if rule.always else ""
+            adds.append(f"add_header {quote_header_name(rule.names[0])} {value}{always};")
+            continue
+        lines.append(_more_line(rule))
+    return lines, adds
+
+
+def _more_line(rule: HeaderRule) -> str:
+    words = [rule.action.value]
+    if rule.replace_only:
+        words.append("-r")
+    if rule.statuses:
+        words += ["-s", '"' + " ".join(str(int(c)) for c in rule.statuses) + '"']
+    if rule.types:
+        words += ["-t", '"' + " ".join(bare_media_type(t) for t in rule.types) + '"']
+    if rule.action in (HeaderAction.SET, HeaderAction.SET_INPUT):
+        for name, value in zip(rule.names, rule.values, strict=True):
+            words.append(quote_header(value.parts, name))
+    else:
+        words += [quote_header_name(n, wildcard=True) for n in rule.names]
+    return " ".join(words) + ";"
+
+
+def bare_media_type(value: str) -> str:
+    """A content type of ``-t``: ``type/subtype`` of token characters without ``$``."""
+    if not re.fullmatch(r"[A-Za-z0-9!#&^_.+-]+/[A-Za-z0-9!#&^_.+-]+", value):
+        raise DirectiveError(f"refusing content type {value!r}")
+    return value
 
 
 def _cors(s: LocationSettings) -> tuple[list[str], list[str]]:

@@ -17,6 +17,7 @@ Numbers are printed with ``int()`` by the callers.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 __all__ = [
     "DirectiveError",
@@ -28,6 +29,8 @@ __all__ = [
     "bare_word",
     "on_off",
     "quote",
+    "quote_header",
+    "quote_header_name",
     "quote_log_format",
     "quote_path",
     "quote_regex",
@@ -98,6 +101,48 @@ def quote_target(value: str) -> str:
     if value.endswith("$"):
         raise DirectiveError(f"refusing to write rewrite target {value!r} into nginx.conf")
     return f'"{value}"'
+
+
+_HEADER_TOKEN = re.compile(r"[!#%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_TEXT_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
+_VARIABLE_NAME = re.compile(r"[a-z0-9_]+\Z")
+
+#: The template's variable holding a literal ``$`` (nginx strings have no escape for it).
+DOLLAR_VARIABLE = "ingressd_dollar"
+
+
+def _header_text(parts: Sequence[tuple[str, str]]) -> str:
+    out: list[str] = []
+    for kind, text in parts:
+        if kind == "var":
+            if not _VARIABLE_NAME.match(text):
+                raise DirectiveError(f"refusing variable {text!r} in a header value")
+            out.append("${" + text + "}")
+            continue
+        match = _HEADER_TEXT_UNSAFE.search(text)
+        if kind != "text" or match:
+            raise DirectiveError(f"refusing to write header value {text!r} into nginx.conf")
+        out.append(text.replace("$", "${" + DOLLAR_VARIABLE + "}"))
+    return "".join(out)
+
+
+def quote_header_name(name: str, *, wildcard: bool = False) -> str:
+    """Double-quote a header name: an HTTP token without ``$`` (``wildcard``: a final ``*``)."""
+    if not _HEADER_TOKEN.match(name) or "*" in (name[:-1] if wildcard else name):
+        raise DirectiveError(f"refusing to write header name {name!r} into nginx.conf")
+    return f'"{name}"'
+
+
+def quote_header(parts: Sequence[tuple[str, str]], name: str | None = None) -> str:
+    """Double-quote a header value made of ``("text", ...)`` and ``("var", name)`` parts, or
+    ``Name: value`` with ``name`` (headers-more's form).  Variables are written ``${name}``; a
+    ``$`` in text becomes ``${ingressd_dollar}``; quotes, backslashes and control characters
+    are refused."""
+    value = _header_text(parts)
+    if name is None:
+        return f'"{value}"'
+    quote_header_name(name, wildcard=False)
+    return f'"{name}: {value}"' if value else f'"{name}:"'
 
 
 def bare_size(value: str) -> str:

@@ -33,6 +33,7 @@ import jinja2
 
 from ingressd.memory import gc_paused
 from ingressd.model import Configuration, Server
+from ingressd.model.settings import HeaderValue
 from ingressd.nginx.caching import (
     LazyBackends,
     ServerBlock,
@@ -44,6 +45,8 @@ from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
     quote,
+    quote_header,
+    quote_header_name,
     quote_log_format,
     quote_path,
 )
@@ -181,6 +184,12 @@ class RenderSettings:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: ``add-headers``: response headers of every answer (``more_set_headers``).
+    add_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    #: ``proxy-set-headers``: request headers to the pods, after the template's own.
+    proxy_set_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    #: ``hide-headers``: response headers of the pods nginx does not pass on.
+    hide_headers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
@@ -202,6 +211,36 @@ def hsts_value(settings: RenderSettings) -> str:
     if settings.hsts_preload:
         value += "; preload"
     return value
+
+
+def header_http_lines(settings: RenderSettings) -> list[str]:
+    """``add-headers`` and ``hide-headers``, for the http block; ``RenderError`` if refused."""
+    try:
+        lines = [
+            f"more_set_headers {quote_header(value.parts, name)};"
+            for name, value in settings.add_headers
+        ]
+        lines += [f"proxy_hide_header {quote_header_name(n)};" for n in settings.hide_headers]
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+    return lines
+
+
+def with_proxy_set_headers(
+    settings: RenderSettings, builtin: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The template's ``proxy_set_header`` pairs with ``proxy-set-headers``: a name the
+    template sets gets the ConfigMap's value, the others follow (values quoted)."""
+    try:
+        extra = {
+            name.lower(): (name, quote_header(v.parts)) for name, v in settings.proxy_set_headers
+        }
+        for name, _ in extra.values():
+            quote_header_name(name)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+    pairs = [extra.pop(name.lower(), (name, value)) for name, value in builtin]
+    return pairs + list(extra.values())
 
 
 def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
@@ -355,6 +394,8 @@ def _render(
         server_lines=_server_lines,
         server_redirects=server_redirects,
         annotation_http_lines=annotation_http_lines,
+        header_http_lines=header_http_lines(settings),
+        with_proxy_set_headers=functools.partial(with_proxy_set_headers, settings),
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),

@@ -23,11 +23,23 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
+    annotations-risk-level          Low, Medium, High, Critical: annotations above   (the flag:
+                                    it are refused                                   High)
+    add-headers                     NS/NAME of a ConfigMap: response headers to      (none)
+                                    every answer (name: value)
+    proxy-set-headers               NS/NAME of a ConfigMap: request headers to the   (none)
+                                    pods (name: value)
+    hide-headers                    header names (comma-separated) the pods'         (none)
+                                    answers lose
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
 An unknown key or a bad value becomes a ``Problem`` (kind ``ConfigMap``, field ``data.<key>``)
-and is ignored: the option keeps its default and every other key still applies.
+and is ignored: the option keeps its default and every other key still applies.  The ConfigMaps
+``add-headers`` and ``proxy-set-headers`` name are read from the snapshot's ``config_maps``
+(the Store watches them); each of their entries is a header whose name and value are checked
+(``ingressd.annotations.headers``: values are text and allowed ``$variables``), and a bad entry
+is a Problem naming that ConfigMap and key, left out while the others apply.
 """
 
 from __future__ import annotations
@@ -38,9 +50,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import values
+from ingressd.annotations import Risk, headers, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
+from ingressd.model.settings import HeaderValue
 from ingressd.nginx.rendering import RenderSettings
 
 __all__ = [
@@ -207,6 +220,12 @@ class GlobalOptions:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: ``None``: the ``--annotations-risk-level`` flag decides.
+    annotations_risk_level: Risk | None = None
+    #: The entries of the ConfigMaps ``add-headers`` / ``proxy-set-headers`` name.
+    add_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    proxy_set_headers: tuple[tuple[str, HeaderValue], ...] = ()
+    hide_headers: tuple[str, ...] = ()
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -228,11 +247,19 @@ class GlobalOptions:
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
             no_auth_locations=self.no_auth_locations,
+            add_headers=self.add_headers,
+            proxy_set_headers=self.proxy_set_headers,
+            hide_headers=self.hide_headers,
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
-        """``base`` with the options the builder applies (``ssl-redirect``)."""
-        return dataclasses.replace(base, default_ssl_redirect=self.ssl_redirect)
+        """``base`` with the options the builder applies (``ssl-redirect``,
+        ``annotations-risk-level``)."""
+        return dataclasses.replace(
+            base,
+            default_ssl_redirect=self.ssl_redirect,
+            annotations_risk_level=self.annotations_risk_level or base.annotations_risk_level,
+        )
 
 
 # --- value grammars: each returns the normalized value or raises ValueError(why) -------------
@@ -248,6 +275,29 @@ def _path_prefixes(text: str) -> tuple[str, ...]:
         if not _PATH_PREFIX.match(prefix) or "//" in prefix:
             raise ValueError(f"{prefix!r} is not a path prefix starting with '/'")
     return prefixes
+
+
+def _risk(text: str) -> Risk:
+    return Risk.parse(text)
+
+
+def _configmap_ref(text: str) -> ObjectKey:
+    """``namespace/name`` of a ConfigMap (resolved after every key is read)."""
+    namespace, slash, name = text.partition("/")
+    try:
+        if not slash:
+            raise values.InvalidValue("expected NAMESPACE/NAME of a ConfigMap")
+        values.auth_secret_ref(text)
+    except values.InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+    return ObjectKey(f"{namespace}/{name}")
+
+
+def _header_names(text: str) -> tuple[str, ...]:
+    try:
+        return values.comma_list(text, headers.header_name)
+    except values.InvalidValue as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _bool(text: str) -> bool:
@@ -350,6 +400,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
+    "annotations-risk-level": ("annotations_risk_level", _risk),
+    "add-headers": ("add_headers", _configmap_ref),
+    "proxy-set-headers": ("proxy_set_headers", _configmap_ref),
+    "hide-headers": ("hide_headers", _header_names),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
@@ -366,10 +420,15 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple[Problem, ...]]:
+def parse_configmap(
+    obj: Mapping[str, Any] | None,
+    config_maps: Mapping[ObjectKey, Mapping[str, Any]] | None = None,
+) -> tuple[GlobalOptions, tuple[Problem, ...]]:
     """Validated options of the controller's ConfigMap (defaults when ``obj`` is ``None``).
 
-    Keys are read in sorted order, so problems come out in a stable order.
+    ``config_maps``: the snapshot's, where the ConfigMaps ``add-headers`` and
+    ``proxy-set-headers`` name are looked up.  Keys are read in sorted order, so problems come
+    out in a stable order.
     """
     if obj is None:
         return GlobalOptions(), ()
@@ -402,11 +461,39 @@ def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple
             values[field] = parse(raw.strip())
         except ValueError as exc:
             problem(f"data.{name}", f"invalid value {_shown(raw)!r}: {exc}")
+    for name in ("add-headers", "proxy-set-headers"):
+        field = _KEYS[name][0]
+        if field in values:
+            values[field] = _header_map(name, values[field], config_maps or {}, problems, key)
     binary = obj.get("binaryData")
     if isinstance(binary, dict):
         for name in sorted(binary, key=str):
             problem(f"binaryData.{name}", "binaryData is not read (ignored)")
     return GlobalOptions(**values), tuple(problems)
+
+
+def _header_map(
+    name: str,
+    ref: ObjectKey,
+    config_maps: Mapping[ObjectKey, Mapping[str, Any]],
+    problems: list[Problem],
+    own: ObjectKey,
+) -> tuple[tuple[str, HeaderValue], ...]:
+    """The checked entries of the ConfigMap ``ref`` (``add-headers``, ``proxy-set-headers``)."""
+    found = config_maps.get(ref)
+    if found is None:
+        problems.append(
+            Problem(
+                "ConfigMap", own, f"data.{name}", f"ConfigMap {ref} not found", f"ConfigMap {ref}"
+            )
+        )
+        return ()
+    data = found.get("data")
+    good, refused = headers.header_entries(data if isinstance(data, dict) else {})
+    for entry, why in refused.items():
+        reason = f"{why} (named by {own} data.{name}; left out)"
+        problems.append(Problem("ConfigMap", ref, f"data.{entry}", reason))
+    return good
 
 
 def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...]:

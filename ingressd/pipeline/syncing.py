@@ -322,7 +322,7 @@ class SyncWorker:
         the model."""
         snapshot = self._store.snapshot()
         configmap = snapshot.config_maps.get(self._configmap) if self._configmap else None
-        global_options, option_problems = parse_configmap(configmap)
+        global_options, option_problems = parse_configmap(configmap, snapshot.config_maps)
         self._report_option_problems(configmap, option_problems)
         settings = global_options.render_settings(self._base_settings)
         options = global_options.build_options(self._options)
@@ -509,9 +509,11 @@ class SyncWorker:
     def _report_option_problems(self, configmap: object, problems: tuple[Problem, ...]) -> None:
         """Log the ConfigMap's bad keys once per change of the ConfigMap, not once per sync."""
         data = configmap.get("data") if isinstance(configmap, dict) else None
-        if data == self._configmap_seen:
+        # the ConfigMaps it names (add-headers, ...) change the problems, not the data
+        seen = (data, problems)
+        if seen == self._configmap_seen:
             return
-        self._configmap_seen = data
+        self._configmap_seen = seen
         for problem in problems:
             log.warning(
                 "configmap option ignored",

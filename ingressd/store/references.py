@@ -3,6 +3,8 @@
     raw object    --object_key()-----------> ObjectKey  (cache key: ``namespace/name`` or ``name``)
     Ingress       --ingress_service_keys()--> Service keys  (index service -> ingresses)
     Ingress       --ingress_secret_keys()---> Secret keys   (index secret -> ingresses)
+    Ingress       --ingress_config_map_keys()--> ConfigMap keys (index configmap -> ingresses)
+    controller's ConfigMap --configmap_header_refs()--> the ConfigMaps it names
     EndpointSlice --slice_service_key()-----> Service key   (index service -> slices)
     EndpointSlice --slice_content()---------> SliceContent  (is this update worth a sync?)
 
@@ -108,6 +110,10 @@ def _backend_service(backend: Any, namespace: str) -> ObjectKey | None:
 #: does not depend on ``--annotations-prefix`` (a spare entry costs at most a spare sync).
 SECRET_ANNOTATIONS = ("/auth-secret", "/proxy-ssl-secret", "/auth-tls-secret")
 SERVICE_ANNOTATIONS = ("/default-backend",)
+#: Annotations whose value names a ConfigMap (``custom-headers: name`` or ``namespace/name``).
+CONFIG_MAP_ANNOTATIONS = ("/custom-headers",)
+#: Keys of the controller's ConfigMap whose value names another ConfigMap (``namespace/name``).
+CONFIG_MAP_KEYS = ("add-headers", "proxy-set-headers")
 
 
 def _annotation_refs(
@@ -172,6 +178,24 @@ def ingress_secret_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
             name = entry.get("secretName")
             if isinstance(name, str) and name:
                 keys.add(ObjectKey(f"{namespace}/{name}"))
+    return frozenset(keys)
+
+
+def ingress_config_map_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
+    """ConfigMaps an Ingress's annotations name (``custom-headers``)."""
+    return frozenset(_annotation_refs(ingress, CONFIG_MAP_ANNOTATIONS, namespace_of(ingress)))
+
+
+def configmap_header_refs(config_map: Mapping[str, Any] | None) -> frozenset[ObjectKey]:
+    """ConfigMaps the controller's ConfigMap names (``add-headers``, ``proxy-set-headers``)."""
+    data = config_map.get("data") if config_map is not None else None
+    if not isinstance(data, dict):
+        return frozenset()
+    keys: set[ObjectKey] = set()
+    for name in CONFIG_MAP_KEYS:
+        value = data.get(name)
+        if isinstance(value, str) and value.strip().count("/") == 1:
+            keys.add(ObjectKey(value.strip()))
     return frozenset(keys)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressd.annotations import AnnotationOptions, Status, parse_annotations
+from ingressd.annotations import ANNOTATIONS, Status, parse_annotations
 from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.model import ObjectKey, Problem
 from ingressd.store.snapshot import Snapshot
@@ -31,7 +31,7 @@ __all__ = ["AnnotationCheck", "CheckReport", "Finding", "IngressCheck", "check"]
 
 #: Annotation statuses that mean ingressd behaves differently from ingress-nginx.
 BEHAVIOUR_CHANGING = frozenset(
-    {Status.DIFFERENT, Status.UNSUPPORTED, Status.INVALID, Status.NOT_ALLOWED}
+    {Status.DIFFERENT, Status.UNSUPPORTED, Status.INVALID, Status.NOT_ALLOWED, Status.TOO_RISKY}
 )
 
 
@@ -45,6 +45,12 @@ class AnnotationCheck:
     @property
     def changes_behaviour(self) -> bool:
         return self.status in BEHAVIOUR_CHANGING
+
+    @property
+    def risk(self) -> str:
+        """ingress-nginx's risk level of the annotation (``-`` when it has none)."""
+        spec = ANNOTATIONS.get(self.annotation.rpartition("/")[2])
+        return spec.risk.label if spec is not None and spec.risk is not None else "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class CheckReport:
                     "annotations": [
                         {
                             "annotation": a.annotation,
+                            "risk": a.risk,
                             "value": a.value,
                             "status": a.status.value,
                             "detail": a.detail,
@@ -135,24 +142,25 @@ class CheckReport:
     def format_table(self) -> str:
         """One line per annotation and finding, grouped by Ingress, then a summary."""
         prefix = self.prefix.rstrip("/") + "/"
-        rows: list[tuple[str, str, str, str]] = []
+        rows: list[tuple[str, str, str, str, str]] = []
         for ingress in self.ingresses:
             name = str(ingress.ingress)
             if not ingress.annotations and not ingress.findings:
-                rows.append((name, "-", "ok", "no annotations, nothing missing"))
+                rows.append((name, "-", "-", "ok", "no annotations, nothing missing"))
             for a in ingress.annotations:
                 short = (
                     a.annotation[len(prefix) :]
                     if a.annotation.startswith(prefix)
                     else (a.annotation)
                 )
-                rows.append((name, short, a.status.value, a.detail))
+                rows.append((name, short, a.risk, a.status.value, a.detail))
                 name = ""
             for f in ingress.findings:
                 detail = f"{f.field}: {f.reason}"
-                rows.append((name, f"({f.kind})", "conflict" if f.winner else f.kind, detail))
+                kind = "conflict" if f.winner else f.kind
+                rows.append((name, f"({f.kind})", "-", kind, detail))
                 name = ""
-        widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(_HEADER[:3])]
+        widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(_HEADER[:-1])]
         lines = [_row(_HEADER, widths)]
         lines += [_row(r, widths) for r in rows]
         counts = self.counts()
@@ -179,13 +187,13 @@ class CheckReport:
         return "\n".join(lines) + "\n"
 
 
-_HEADER = ("INGRESS", "ANNOTATION", "STATUS", "DETAIL")
+_HEADER = ("INGRESS", "ANNOTATION", "RISK", "STATUS", "DETAIL")
 
 
 def _row(cells: Iterable[str], widths: list[int]) -> str:
     cells = list(cells)
-    left = "  ".join(c.ljust(w) for c, w in zip(cells[:3], widths, strict=True))
-    return f"{left}  {cells[3]}".rstrip()
+    left = "  ".join(c.ljust(w) for c, w in zip(cells[:-1], widths, strict=True))
+    return f"{left}  {cells[-1]}".rstrip()
 
 
 def _finding(problem: Problem) -> Finding:
@@ -199,9 +207,7 @@ def _finding(problem: Problem) -> Finding:
 def check(snapshot: Snapshot, options: BuildOptions) -> CheckReport:
     """What ingressd would make of the snapshot's Ingresses, as a report."""
     result = build_configuration(snapshot, options)
-    annotation_options = AnnotationOptions(
-        prefix=options.annotations_prefix, allow_snippets=options.allow_snippet_annotations
-    )
+    annotation_options = options.annotation_options
     ignored = set(result.ignored)
     by_ingress: dict[str, list[Problem]] = {}
     other: list[Problem] = []

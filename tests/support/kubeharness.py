@@ -135,9 +135,13 @@ class KubeHarness(Harness):
                 ]
                 for o in self.api.list(informer.kind, api_version=informer.api_version)
             }
-            if informer.kind == "ConfigMap":
-                namespace, _, name = (source.configmap or "").partition("/")
-                held = {k: v for k, v in held.items() if k == (namespace, name)}
+            own_namespace, _, name = (source.configmap or "").partition("/")
+            if (
+                informer.kind == "ConfigMap"
+                and source.watch_namespace is not None
+                and own_namespace != source.watch_namespace
+            ):
+                held = {k: v for k, v in held.items() if k == (own_namespace, name)}
             elif source.watch_namespace is not None and informer.kind != "IngressClass":
                 held = {k: v for k, v in held.items() if k[0] == source.watch_namespace}
             cached = {k: _rv(o) for k, o in informer.cache.items()}

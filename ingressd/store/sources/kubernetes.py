@@ -3,9 +3,10 @@
     ApiClient (``ingressd.cluster.client.api_client``)
       --CoreV1Api / DiscoveryV1Api / NetworkingV1Api list_* (_preload_content=False)-->
     Informer per kind (``informer.py``: list, watch, 410 -> relist, backoff, resync)
-      Service, EndpointSlice, Secret (not Helm's release secrets), the controller's ConfigMap
-      (``--configmap NS/NAME``: that one object, by fieldSelector metadata.name), IngressClass
-      (cluster-scoped), Ingress
+      Service, EndpointSlice, Secret (not Helm's release secrets), ConfigMap (the controller's
+      and those ``custom-headers``, ``add-headers``, ``proxy-set-headers`` name: every one in
+      scope; with ``--watch-namespace`` and the controller's ConfigMap in another namespace,
+      that one alone, by fieldSelector metadata.name), IngressClass (cluster-scoped), Ingress
       --WatchEvent--> sink (``Store.apply``)
 
 ``load_once(sink)`` lists every kind at once, then hands the events over in ingress-nginx's start
@@ -131,11 +132,13 @@ class KubernetesSource:
         api = getattr(client, api_class)(self.api)
         selector: dict[str, str] = {}
         namespace = self.watch_namespace
-        if kind is Kind.CONFIG_MAP:
-            if self.configmap is None:
-                return None
-            namespace, _, name = self.configmap.partition("/")
-            selector["field_selector"] = f"metadata.name={name}"
+        if kind is Kind.CONFIG_MAP and self.configmap is not None and namespace is not None:
+            # Every ConfigMap of the watched namespace (custom-headers names them), unless the
+            # controller's own is elsewhere: then that one alone, by name.
+            own_namespace, _, name = self.configmap.partition("/")
+            if own_namespace != namespace:
+                namespace = own_namespace
+                selector["field_selector"] = f"metadata.name={name}"
         elif kind is Kind.SECRET:
             selector["field_selector"] = SECRET_FIELD_SELECTOR
         if namespaced is None or namespace is None:
