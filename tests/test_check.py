@@ -79,7 +79,9 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     assert conflict["changesBehaviour"] is False
 
     assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
-    assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "not allowed"
+    # made only of header rules: parsed and written again, without --allow-snippet-annotations
+    assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "supported"
+    assert statuses(ingresses["rpc/greeter"])["server-snippet"] == "not allowed"
     assert statuses(ingresses["web/web-canary"])["proxy-body-size"] == "ignored"
     assert ingresses["web/web"]["changesBehaviour"] is False
     assert report["summary"]["missing"] == 3
@@ -97,11 +99,16 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
         "--allow-snippet-annotations",
     )
     lines = out.splitlines()
-    assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
+    assert lines[0].split() == ["INGRESS", "ANNOTATION", "RISK", "STATUS", "DETAIL"]
     row = next(line for line in lines if "configuration-snippet" in line)
-    assert row.split() == ["configuration-snippet", "supported"]
+    assert row.split()[:3] == ["configuration-snippet", "Medium", "supported"]
+    assert "header rules only" in row
+    # allowed, but Critical: above the default --annotations-risk-level High
+    row = next(line for line in lines if "server-snippet" in line)
+    assert row.split()[:4] == ["server-snippet", "Critical", "too", "risky"]
     assert any(
-        line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
+        line.split()[:4]
+        == ["monitoring/grafana-legacy", "enable-modsecurity", "Low", "unsupported"]
         for line in lines
     )
     assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
@@ -134,6 +141,76 @@ def test_check_exits_0_when_nothing_would_change(
     assert code == 0, out
     assert out.splitlines()[-1] == "No behaviour change expected."
     assert "1 Ingresses of other classes not checked (see --ingress-class): default/other" in out
+
+
+def test_check_names_the_refused_snippet_line_and_applies_the_risk_level(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    snippet = "more_set_headers 'X-Frame-Options: DENY';\nrewrite_by_lua_block { ngx.exit(200) }\n"
+    (tmp_path / "app.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                service("web"),
+                endpoint_slice("web", endpoints=["10.0.0.1"]),
+                ingress(
+                    "web",
+                    rules=[rule("a.test", path("/", "web", 80))],
+                    ingress_class_name="nginx",
+                    annotations={
+                        P + "configuration-snippet": snippet,
+                        P + "upstream-hash-by": "$request_uri",
+                    },
+                ),
+            ]
+        )
+    )
+    code, out = run_check(capsys, "--manifests", str(tmp_path), "--ingress-class", "nginx")
+    row = next(line for line in out.splitlines() if "configuration-snippet" in line)
+    assert row.split()[1:4] == ["configuration-snippet", "Critical", "not"]
+    assert "line 2 ('rewrite_by_lua_block { ngx.exit(200) }') is refused" in row
+    assert code == 1
+
+    code, out = run_check(
+        capsys,
+        "--manifests",
+        str(tmp_path),
+        "--ingress-class",
+        "nginx",
+        "--annotations-risk-level",
+        "medium",
+        "--json",
+    )
+    [web] = json.loads(out)["ingresses"]
+    hash_by = next(a for a in web["annotations"] if a["annotation"].endswith("upstream-hash-by"))
+    assert (hash_by["risk"], hash_by["status"]) == ("High", "too risky")
+    assert hash_by["detail"] == "risk level High is above --annotations-risk-level Medium"
+
+    # the controller's ConfigMap key wins over the flag
+    (tmp_path / "cm.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "ctl", "namespace": "ingressd"},
+                "data": {"annotations-risk-level": "High"},
+            }
+        )
+    )
+    code, out = run_check(
+        capsys,
+        "--manifests",
+        str(tmp_path),
+        "--ingress-class",
+        "nginx",
+        "--annotations-risk-level",
+        "Medium",
+        "--configmap",
+        "ingressd/ctl",
+        "--json",
+    )
+    [web] = json.loads(out)["ingresses"]
+    statuses_now = statuses(web)
+    assert statuses_now["upstream-hash-by"] == "supported"
 
 
 async def test_check_reads_a_cluster_through_kubeconfig(

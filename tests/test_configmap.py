@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
+from ingressd.annotations import Risk
 from ingressd.build.building import BuildOptions
 from ingressd.model import Configuration, ObjectKey
 from ingressd.nginx.quoting import RenderError
@@ -402,6 +403,44 @@ async def test_hsts_on_https_of_tls_servers_and_forwarded_headers_when_trusted(
         assert (await h.get("/", host="secure.test")).status == 200
 
     await h.eventually(off)
+
+
+def test_header_configmaps_are_read_checked_and_their_bad_entries_named() -> None:
+    others = {
+        ObjectKey("ingressd/resp"): config_map({"X-A": "a ${host}", "X-B": 'q"uote'}, "resp"),
+        ObjectKey("ingressd/req"): config_map({"X-Forwarded-Proto": "https"}, "req"),
+    }
+    options, problems = parse_configmap(
+        config_map(
+            {
+                "add-headers": "ingressd/resp",
+                "proxy-set-headers": "ingressd/req",
+                "hide-headers": "X-Powered-By, Server",
+                "annotations-risk-level": "critical",
+            }
+        ),
+        others,
+    )
+    assert [name for name, _ in options.add_headers] == ["X-A"]
+    assert str(options.add_headers[0][1]) == "a ${host}"
+    assert [name for name, _ in options.proxy_set_headers] == ["X-Forwarded-Proto"]
+    assert options.hide_headers == ("X-Powered-By", "Server")
+    assert options.annotations_risk_level is Risk.CRITICAL
+    assert [(str(p.key), p.field) for p in problems] == [("ingressd/resp", "data.X-B")]
+    assert "named by ingressd/ingressd-controller data.add-headers" in problems[0].reason
+    settings = options.render_settings(RenderSettings())
+    assert settings.hide_headers == ("X-Powered-By", "Server")
+    assert options.build_options(BuildOptions()).annotations_risk_level is Risk.CRITICAL
+
+    options, problems = parse_configmap(config_map({"add-headers": "ingressd/gone"}), others)
+    assert options.add_headers == ()
+    assert [(p.field, p.reason, p.missing) for p in problems] == [
+        ("data.add-headers", "ConfigMap ingressd/gone not found", "ConfigMap ingressd/gone")
+    ]
+    _, problems = parse_configmap(
+        config_map({"add-headers": "no-namespace", "annotations-risk-level": "severe"})
+    )
+    assert [p.field for p in problems] == ["data.add-headers", "data.annotations-risk-level"]
 
 
 def test_no_auth_locations_are_path_prefixes_and_empty_means_none() -> None:

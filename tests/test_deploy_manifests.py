@@ -165,6 +165,7 @@ def test_the_dockerfile_builds_the_image_the_deployment_runs() -> None:
         "libnginx-mod-http-lua",
         "lua-resty-core",
         "lua-cjson",
+        "libnginx-mod-http-headers-more-filter",  # the template loads it
         "python3-venv",
     ):
         assert re.search(rf"\s{re.escape(package)}\s", text), package

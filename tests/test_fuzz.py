@@ -103,7 +103,7 @@ async def fuzz(seed: int, count: int, *, nginx_every: int, work: Path) -> Totals
             totals.objects += 1
         snapshot = store.snapshot()
         configmap = snapshot.config_maps.get(ObjectKey("/".join(CONFIGMAP)))
-        global_options, _ = parse_configmap(configmap)
+        global_options, _ = parse_configmap(configmap, snapshot.config_maps)
         settings = global_options.render_settings(RenderSettings(http_port=18080, https_port=18443))
         result = build_configuration(snapshot, global_options.build_options(options), cache=cache)
         totals.builds += 1

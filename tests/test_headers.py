@@ -165,9 +165,7 @@ async def test_configmap_add_proxy_set_and_hide_headers(h: Harness) -> None:
             assert seen["X-To-Pod"] == "client 127.0.0.1"
             assert seen["X-Forwarded-Proto"] == "https"
             assert "X-Bad" not in seen
-    ignored = [
-        e for e in logs if e["event"] == "configmap option ignored" and e["key"] == "X-Bad"
-    ]
+    ignored = [e for e in logs if e["event"] == "configmap option ignored" and e["key"] == "X-Bad"]
     assert ignored and ignored[0]["configmap"] == "ingressd/request-headers"
     assert "$document_root is not allowed" in ignored[0]["reason"]
 
@@ -229,5 +227,5 @@ async def test_lua_classes_follow_header_rules(h: Harness) -> None:
         resp = await expect(h, "/", host=host, service="web")
         assert resp.headers["X-Rule"] == value
     conf = (h.options.work_dir / "nginx.conf").read_text()
-    assert conf.count("more_set_headers \"X-Rule: one\";") == 1
-    assert conf.count("more_set_headers \"X-Rule: two\";") == 1
+    assert conf.count('more_set_headers "X-Rule: one";') == 1
+    assert conf.count('more_set_headers "X-Rule: two";') == 1

@@ -89,6 +89,35 @@ def test_unchanged_servers_and_backends_are_the_same_objects_after_a_change() ->
     assert changed.locations[0] is server(first, "h3.test").locations[0]
 
 
+def test_a_custom_headers_configmap_change_rebuilds_the_ingresses_naming_it() -> None:
+    def headers(value: str) -> KubeObject:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "hdrs", "namespace": "default"},
+            "data": {"X-A": value},
+        }
+
+    store = cluster()
+    named = o.ingress(
+        "ing3",
+        rules=[o.rule("h3.test", o.path("/", "svc3"))],
+        annotations={P + "custom-headers": "hdrs"},
+    )
+    for obj in (headers("1"), named):
+        store.apply(WatchEvent(EventType.ADDED, obj))
+    build = Builds(store)
+    build()
+    for obj in (headers("2"), headers("bad\x01")):
+        store.apply(WatchEvent(EventType.MODIFIED, obj))
+        result = build()
+        assert build.last == ("incremental", 1)
+        assert result == full(store.snapshot())
+    assert "X-A" in {str(p.field).removeprefix("data.") for p in result.problems}
+    store.apply(WatchEvent(EventType.DELETED, headers("")))
+    assert build() == full(store.snapshot())
+
+
 def test_the_same_snapshot_twice_gives_the_same_result_object() -> None:
     snapshot = cluster().snapshot()
     cache = BuildCache()

@@ -1,5 +1,7 @@
-"""Snippet annotations: refused by default; with --allow-snippet-annotations they are written
-into nginx.conf, and one that fails ``nginx -t`` never replaces the running configuration."""
+"""Snippet annotations: refused by default; with --allow-snippet-annotations and
+--annotations-risk-level Critical they are written into nginx.conf, and one that fails
+``nginx -t`` never replaces the running configuration.  (Snippets made only of header rules are
+tests/test_headers.py's.)"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ingressd.annotations import Risk
 from tests.support.e2e import deploy, expect
 from tests.support.harness import Harness
 from tests.support.objects import ingress, path, rule
@@ -29,9 +32,11 @@ def snippets(name: str, host: str, configuration: str, server: str | None = None
 
 @pytest.fixture
 async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
-    """A harness whose ingressd runs with --allow-snippet-annotations."""
+    """A harness whose ingressd runs with --allow-snippet-annotations (snippets are Critical)."""
     h = Harness(world_readable_tmp)
-    h.options = dataclasses.replace(h.options, allow_snippet_annotations=True)
+    h.options = dataclasses.replace(
+        h.options, allow_snippet_annotations=True, annotations_risk_level=Risk.CRITICAL
+    )
     await h.start()
     try:
         yield h
@@ -42,11 +47,11 @@ async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
 async def test_snippets_are_refused_by_default(harness: Harness) -> None:
     h = harness
     await deploy(h, "web")
-    h.write(
-        "ing.yaml", snippets("s", "s.test", 'add_header X-Snippet "yes" always;', SERVER_SNIPPET)
-    )
+    # a header rule next to a directive outside the safe subset: the whole snippet is refused
+    configuration = 'add_header X-Snippet "yes" always;\nexpires 1h;'
+    h.write("ing.yaml", snippets("s", "s.test", configuration, SERVER_SNIPPET))
     resp = await expect(h, "/", host="s.test", service="web")
-    assert "X-Snippet" not in resp.headers
+    assert "X-Snippet" not in resp.headers and "Expires" not in resp.headers
     await expect(h, "/from-snippet", host="s.test", service="web")
     problems = {p.field: p.reason for p in h.ingressd.worker.last_build.problems}  # type: ignore[union-attr]
     for name in ("configuration-snippet", "server-snippet"):

@@ -392,6 +392,27 @@ def test_no_configmap_configured_means_none_is_relevant() -> None:
     assert not h.emitted(ADDED, config_map("ingressd", {"a": "1"}))
 
 
+def test_configmaps_named_by_custom_headers_emit_while_an_ingress_names_them(h: Harness) -> None:
+    custom = {"nginx.ingress.kubernetes.io/custom-headers": "hdrs"}
+    assert not h.emitted(ADDED, config_map("hdrs", {"X-A": "1"}, namespace="default"))
+    h.apply(ADDED, ingress("web", annotations=custom))
+    assert h.emitted(MODIFIED, config_map("hdrs", {"X-A": "2"}, namespace="default"))
+    assert not h.emitted(MODIFIED, config_map("hdrs", {"X-A": "2"}, namespace="default"))
+    assert not h.emitted(ADDED, config_map("hdrs", {"X-A": "2"}, namespace="other"))
+    h.apply(MODIFIED, ingress("web"))
+    assert not h.emitted(MODIFIED, config_map("hdrs", {"X-A": "3"}, namespace="default"))
+
+
+def test_configmaps_the_controller_configmap_names_emit(h: Harness) -> None:
+    h.apply(ADDED, config_map("ingressd", {"add-headers": "ingress/resp"}))
+    assert h.emitted(ADDED, config_map("resp", {"X-A": "1"}))
+    assert not h.emitted(ADDED, config_map("req", {"X-A": "1"}))
+    h.apply(MODIFIED, config_map("ingressd", {"proxy-set-headers": "ingress/req"}))
+    assert h.emitted(MODIFIED, config_map("req", {"X-A": "2"}))
+    assert not h.emitted(MODIFIED, config_map("resp", {"X-A": "2"}))
+    assert h.emitted(DELETED, config_map("req", {}))
+
+
 # -- indexes follow Ingress edits --------------------------------------------------------------
 
 

@@ -10,10 +10,11 @@ Pure.
         -> ``ingressd.nginx.directives`` renders the rules again through ``nginx.quoting``;
            the snippet's text never reaches nginx.conf
 
-Names follow the HTTP token grammar (RFC 9110) without ``$``.  Values are printable ASCII:
-literal text and the variables of ``ALLOWED_VARIABLES`` or ``ALLOWED_VARIABLE_PREFIXES``
-(``$host``, ``${remote_addr}``, ``$http_x_user``); a ``"`` or ``\\`` is refused, since nginx
-would unescape it, and so is any other ``$``.  Values of ``custom-headers`` are literal text,
+Names follow the HTTP token grammar (RFC 9110) without ``$``, starting with a letter or digit
+(headers-more takes a leading ``-`` for an option).  Values are printable ASCII: literal text
+and the variables of ``ALLOWED_VARIABLES`` or ``ALLOWED_VARIABLE_PREFIXES`` (``$host``,
+``${remote_addr}``, ``$http_x_user``); a ``"`` or ``\\`` is refused, since nginx would unescape
+it, and so is any other ``$``.  Values of ``custom-headers`` are literal text,
 ``$`` included (``literal_value``), as ingress-nginx writes them.
 """
 
@@ -80,7 +81,8 @@ ALLOWED_VARIABLES = frozenset(
 #: response's (``$sent_http_<header>``, ``$upstream_http_<header>``).
 ALLOWED_VARIABLE_PREFIXES = ("http_", "cookie_", "arg_", "sent_http_", "upstream_http_")
 
-_NAME = re.compile(r"[!#%&'*+.^_`|~0-9A-Za-z-]+\Z")
+#: A token that starts with a letter or digit (headers-more takes a leading ``-`` for an option).
+_NAME = re.compile(r"[0-9A-Za-z][!#%&'*+.^_`|~0-9A-Za-z-]*\Z")
 _VARIABLE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([a-z0-9_]+))")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 _STATUS = re.compile(r"[1-5][0-9][0-9]\Z")
@@ -99,7 +101,10 @@ class RefusedLine(InvalidValue):
 def header_name(text: str, *, wildcard: bool = False) -> str:
     """A header name: an HTTP token without ``$``; ``wildcard``: may end with ``*``."""
     if not 0 < len(text) <= MAX_NAME or not _NAME.match(text):
-        raise InvalidValue(f"{text!r} is not a header name (letters, digits and !#%&'*+.^_`|~-)")
+        raise InvalidValue(
+            f"{text!r} is not a header name (a letter or digit, then letters, digits and "
+            "!#%&'*+.^_`|~-)"
+        )
     if "*" in text[:-1] or (text.endswith("*") and not wildcard):
         raise InvalidValue(f"{text!r}: '*' only ends a name to clear")
     return text

@@ -35,6 +35,7 @@ from ingressd.model.policy import BackendPolicy, TrafficShaping
 from ingressd.model.settings import HeaderRule, LocationSettings
 
 __all__ = [
+    "HEADER_RULES",
     "AnnotationOptions",
     "AnnotationReport",
     "IngressAnnotations",
@@ -143,7 +144,7 @@ def parse_annotations(
             else:
                 if not _too_risky(name, full, Risk.MEDIUM, options, report):
                     header_rules = rules
-                    report[name] = AnnotationReport(full, Status.SUPPORTED, _HEADER_RULES)
+                    report[name] = AnnotationReport(full, Status.SUPPORTED, HEADER_RULES)
                 continue
         if spec.group.value == "snippet" and not options.allow_snippets:
             report[name] = AnnotationReport(
@@ -226,7 +227,8 @@ def parse_annotations(
     return dataclasses.replace(result, report=tuple(report[n] for n in sorted(report)))
 
 
-_HEADER_RULES = "header rules only: parsed, checked and written again (no snippet text is used)"
+#: The report's detail for a ``configuration-snippet`` accepted as header rules (risk Medium).
+HEADER_RULES = "header rules only: parsed, checked and written again (no snippet text is used)"
 
 
 def _too_risky(

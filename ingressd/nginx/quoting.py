@@ -103,7 +103,7 @@ def quote_target(value: str) -> str:
     return f'"{value}"'
 
 
-_HEADER_TOKEN = re.compile(r"[!#%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_TOKEN = re.compile(r"[0-9A-Za-z][!#%&'*+.^_`|~0-9A-Za-z-]*\Z")
 _HEADER_TEXT_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
 _VARIABLE_NAME = re.compile(r"[a-z0-9_]+\Z")
 

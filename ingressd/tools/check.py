@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressd.annotations import ANNOTATIONS, Status, parse_annotations
+from ingressd.annotations import ANNOTATIONS, Risk, Status, parse_annotations
+from ingressd.annotations.parsing import HEADER_RULES
 from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.model import ObjectKey, Problem
 from ingressd.store.snapshot import Snapshot
@@ -48,7 +49,10 @@ class AnnotationCheck:
 
     @property
     def risk(self) -> str:
-        """ingress-nginx's risk level of the annotation (``-`` when it has none)."""
+        """ingress-nginx's risk level of the annotation (``-`` when it has none); a snippet
+        accepted as header rules counts as Medium, as ``custom-headers``."""
+        if self.detail == HEADER_RULES:
+            return Risk.MEDIUM.label
         spec = ANNOTATIONS.get(self.annotation.rpartition("/")[2])
         return spec.risk.label if spec is not None and spec.risk is not None else "-"
 

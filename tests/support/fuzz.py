@@ -45,6 +45,7 @@ _BREAKERS = (
 
 #: Plausible values by the shape of an annotation's name (the rest get a word or a number).
 _PLAUSIBLE = (
+    ("custom-headers", ("hdrs", "default/hdrs", "other/hdrs")),
     ("-size", ("8m", "0", "1k", "512")),
     ("-timeout", ("5", "30s", "1m")),
     ("-number", ("4", "0", "1")),
@@ -65,7 +66,17 @@ _PLAUSIBLE = (
     ("-name", ("name", "cookie")),
     ("-errors", ("404,503",)),
     ("-path", ("/", "/x")),
-    ("snippet", ("more_set_headers 'X: 1';", "return 200;")),
+    (
+        "snippet",
+        (
+            "more_set_headers 'X: 1';",
+            "return 200;",
+            "more_set_headers -s '404 500' -t text/html 'X-A: $host' \"X-B: b\";",
+            "more_clear_headers X-Powered-*;\nmore_clear_input_headers -t text/plain X-T;",
+            "more_set_input_headers -r 'X-User: ${http_x_user}';",
+            "proxy_set_header X-Real $remote_addr;\nadd_header X-C c always;",
+        ),
+    ),
 )
 _WORDS = ("true", "false", "on", "off", "cookie", "ewma", "round_robin", "basic", "always", "1")
 
@@ -219,6 +230,9 @@ class Fuzzer:
 
         keys = self.rng.sample(known_keys(), 4)
         data = {key: self.anything(("true", "5", "8m", "1")) for key in keys}
+        for key in ("add-headers", "proxy-set-headers"):
+            if key in data and self.rng.random() < 0.7:
+                data[key] = "ingressd/hdrs"
         namespace, name = CONFIGMAP
         return {
             "apiVersion": "v1",
@@ -227,13 +241,31 @@ class Fuzzer:
             "data": data,
         }
 
+    def header_configmap(self) -> dict[str, Any]:
+        """A ConfigMap of headers (custom-headers, add-headers, proxy-set-headers name them)."""
+        rng = self.rng
+        data = {
+            rng.choice(("X-A", "X-B", "Content-Security-Policy", self.hostile())): self.anything(
+                ("v", "default-src 'self'; img-src *", "$host", "${http_x_user} $5")
+            )
+            for _ in range(rng.randint(0, 3))
+        }
+        namespace = rng.choice(("default", "ingressd"))
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "hdrs", "namespace": namespace},
+            "data": data,
+        }
+
     def objects(self, count: int) -> list[dict[str, Any]]:
         makers = (
             (self.ingress, 0.45),
             (self.service, 0.2),
             (self.endpoint_slice, 0.2),
-            (self.secret, 0.1),
-            (self.configmap, 0.05),
+            (self.secret, 0.08),
+            (self.header_configmap, 0.03),
+            (self.configmap, 0.04),
         )
         out = []
         for _ in range(count):
