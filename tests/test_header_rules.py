@@ -131,6 +131,19 @@ def test_a_too_risky_security_annotation_fails_closed() -> None:
     assert parsed.settings.denied is not None and "risk level" in parsed.settings.denied
 
 
+def test_header_rules_are_ignored_on_a_canary_like_its_other_location_settings() -> None:
+    annotations = {
+        P + "canary": "true",
+        P + "configuration-snippet": "add_header X 1;",
+        P + "custom-headers": "hdrs",
+    }
+    parsed = parse_annotations("default/a", annotations, AnnotationOptions())
+    statuses = {r.key[len(P) :]: r.status for r in parsed.report}
+    assert statuses["configuration-snippet"] is Status.IGNORED
+    assert statuses["custom-headers"] is Status.IGNORED
+    assert parsed.settings.header_rules == () and parsed.custom_headers is None
+
+
 def test_variables_are_allow_listed() -> None:
     for ok in ("$host", "${remote_addr}x", "$http_x_user", "$cookie_s", "$request_id"):
         header_value(ok)

@@ -190,6 +190,12 @@ def parse_annotations(
         for name in parsed:
             if not ANNOTATIONS[name].on_canary:
                 vals.ignore("ignored on a canary Ingress: the main Ingress's settings apply", name)
+        if header_rules:
+            report["configuration-snippet"] = AnnotationReport(
+                keys["configuration-snippet"],
+                Status.IGNORED,
+                "ignored on a canary Ingress: the main Ingress's settings apply",
+            )
         denied = []
     else:
         vals.ignore(
