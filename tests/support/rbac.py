@@ -5,8 +5,9 @@
                                      (Kubernetes source, leader election, status, Events)
 
     source    cluster    list, watch  ingresses, ingressclasses (networking.k8s.io),
-                                      services, secrets (core), endpointslices (discovery.k8s.io)
-              namespace  list, watch  configmaps (the controller's own, by fieldSelector)
+                                      services, secrets, configmaps (core: the controller's and
+                                      those custom-headers / add-headers name), endpointslices
+                                      (discovery.k8s.io)
     status    cluster    update       ingresses/status
     events    cluster    create, patch events (core; in each Ingress's namespace)
     election  namespace  create       leases (create cannot be limited to a name)
@@ -79,9 +80,10 @@ def required(election_id: str = DEFAULT_ELECTION_ID) -> frozenset[Permission]:
                 ["ingresses", "ingressclasses"],
                 ["list", "watch"],
             ),
-            *_each("source", "cluster", "", ["services", "secrets"], ["list", "watch"]),
+            *_each(
+                "source", "cluster", "", ["services", "secrets", "configmaps"], ["list", "watch"]
+            ),
             *_each("source", "cluster", "discovery.k8s.io", ["endpointslices"], ["list", "watch"]),
-            *_each("source", "namespace", "", ["configmaps"], ["list", "watch"]),
             *_each(
                 "status",
                 "cluster",
