@@ -85,6 +85,7 @@ ALLOWED_VARIABLE_PREFIXES = ("http_", "cookie_", "arg_", "sent_http_", "upstream
 _NAME = re.compile(r"[0-9A-Za-z][!#%&'*+.^_`|~0-9A-Za-z-]*\Z")
 _VARIABLE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([a-z0-9_]+))")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
+_WORD = re.compile(r"[^\s;{}\"'#]+")
 _STATUS = re.compile(r"[1-5][0-9][0-9]\Z")
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#&^_.+-]+/[a-z0-9!#&^_.+-]+\Z", re.IGNORECASE)
 
@@ -225,7 +226,7 @@ def _tokens(text: str) -> list[tuple[int, str, list[str]]]:
                 if i < n and line[i] not in " \t\r;":
                     raise RefusedLine(number, line.strip(), "text right after a string")
                 continue
-            match = re.compile(r"[^\s;{}\"'#]+").match(line, i)
+            match = _WORD.match(line, i)
             assert match is not None
             word = match.group()
             if "\\" in word:
