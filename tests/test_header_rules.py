@@ -144,6 +144,42 @@ def test_header_rules_are_ignored_on_a_canary_like_its_other_location_settings()
     assert parsed.settings.header_rules == () and parsed.custom_headers is None
 
 
+def test_custom_headers_are_limited_to_global_allowed_response_headers_when_set() -> None:
+    store = Store(channel=UpdateChannel(maxsize=1 << 16))
+    for obj in (
+        ingress_class(),
+        service("web"),
+        endpoint_slice("web", endpoints=["10.0.0.1"]),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "hdrs", "namespace": "default"},
+            "data": {"X-A": "a", "X-B": "b"},
+        },
+        ingress(
+            "web",
+            rules=[rule("a.test", path("/", "web"))],
+            annotations={P + "custom-headers": "hdrs"},
+        ),
+    ):
+        store.apply(WatchEvent(EventType.ADDED, obj))
+
+    def settings(allowed: tuple[str, ...] | None) -> tuple[LocationSettings, list[str]]:
+        result = build_configuration(
+            store.snapshot(), BuildOptions(allowed_response_headers=allowed)
+        )
+        server = next(s for s in result.configuration.servers if s.hostname == "a.test")
+        return server.locations[0].settings, [f"{p.key} {p.field}" for p in result.problems]
+
+    anything, problems = settings(None)
+    assert [r.names for r in anything.custom_headers] == [("X-A", "X-B")] and problems == []
+    both, problems = settings(("x-a", "X-B"))
+    assert both == anything and problems == []
+    denied, problems = settings(("X-A",))
+    assert denied.denied is not None and "X-B" in denied.denied
+    assert "default/hdrs data.X-B" in problems
+
+
 def test_variables_are_allow_listed() -> None:
     for ok in ("$host", "${remote_addr}x", "$http_x_user", "$cookie_s", "$request_id"):
         header_value(ok)

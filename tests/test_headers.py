@@ -127,7 +127,7 @@ async def test_custom_headers_follow_their_configmap(h: Harness) -> None:
     found = problems(h)
     assert "control characters" in found["default/hdrs", "data.X-Bad"]
     field = f"metadata.annotations[{P}custom-headers]"
-    assert "invalid headers: X-Bad" in found["default/c", field]
+    assert "headers ingressd refuses: X-Bad" in found["default/c", field]
 
 
 async def test_configmap_add_proxy_set_and_hide_headers(h: Harness) -> None:

@@ -604,14 +604,24 @@ class Assembly:
             return Refused(f"configmap {config_key} not found", f"ConfigMap {config_key}")
         data = raw.get("data")
         good, refused = headers.header_entries(data if isinstance(data, dict) else {}, literal=True)
+        allowed = self.options.allowed_response_headers
+        if allowed is not None:
+            permitted = {n.lower() for n in allowed}
+            for name, _ in good:
+                if name.lower() not in permitted:
+                    refused[name] = (
+                        "not in the controller ConfigMap's global-allowed-response-headers"
+                    )
+            good = tuple((n, v) for n, v in good if n not in refused)
         if refused:
             problems = tuple(
                 Problem("ConfigMap", config_key, f"data.{entry}", why)
-                for entry, why in refused.items()
+                for entry, why in sorted(refused.items())
             )
             self.touch(("ConfigMap", config_key, "custom-headers"), problems)
             return Refused(
-                f"configmap {config_key} has invalid headers: " + ", ".join(sorted(refused))
+                f"configmap {config_key} has headers ingressd refuses: "
+                + ", ".join(sorted(refused))
             )
         if not good:
             return ()

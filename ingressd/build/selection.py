@@ -44,6 +44,9 @@ class BuildOptions:
     allow_snippet_annotations: bool = False
     #: Refuse annotations of a higher risk level (``--annotations-risk-level``).
     annotations_risk_level: Risk = Risk.HIGH
+    #: ``global-allowed-response-headers``: the names ``custom-headers`` may set (compared
+    #: case-insensitively); ``None``: any valid name.
+    allowed_response_headers: tuple[str, ...] | None = None
     #: Accept EndpointSlice addresses in 127.0.0.0/8 and ::1 (``--allow-loopback-endpoints``):
     #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
     #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.

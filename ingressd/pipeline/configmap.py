@@ -31,6 +31,8 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
                                     pods (name: value)
     hide-headers                    header names (comma-separated) the pods'         (none)
                                     answers lose
+    global-allowed-response-headers header names (comma-separated) custom-headers    (any)
+                                    may set
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -226,6 +228,8 @@ class GlobalOptions:
     add_headers: tuple[tuple[str, HeaderValue], ...] = ()
     proxy_set_headers: tuple[tuple[str, HeaderValue], ...] = ()
     hide_headers: tuple[str, ...] = ()
+    #: ``None``: custom-headers may set any valid name.
+    global_allowed_response_headers: tuple[str, ...] | None = None
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -254,11 +258,12 @@ class GlobalOptions:
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
         """``base`` with the options the builder applies (``ssl-redirect``,
-        ``annotations-risk-level``)."""
+        ``annotations-risk-level``, ``global-allowed-response-headers``)."""
         return dataclasses.replace(
             base,
             default_ssl_redirect=self.ssl_redirect,
             annotations_risk_level=self.annotations_risk_level or base.annotations_risk_level,
+            allowed_response_headers=self.global_allowed_response_headers,
         )
 
 
@@ -404,6 +409,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "add-headers": ("add_headers", _configmap_ref),
     "proxy-set-headers": ("proxy_set_headers", _configmap_ref),
     "hide-headers": ("hide_headers", _header_names),
+    "global-allowed-response-headers": ("global_allowed_response_headers", _header_names),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
