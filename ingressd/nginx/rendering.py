@@ -183,7 +183,7 @@ class RenderSettings:
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
-    routing: str = "nginx"
+    routing: str = "lua"
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
