@@ -79,7 +79,8 @@ MAX_SOCKET_PATH = 107
 
 
 class WorkDirError(ValueError):
-    """The work dir cannot hold nginx's files (its control socket path would be too long)."""
+    """The work dir cannot hold nginx's files: its control socket path would be too long, or
+    nginx's unprivileged workers could not reach it."""
 
 
 @dataclass(frozen=True, slots=True)
