@@ -148,20 +148,32 @@ class NginxProcess:
         stamp = f"{os.getpid()}-{time.monotonic_ns()}"
         candidate = self.paths.work_dir / f"nginx.conf.candidate-{stamp}"
         candidate.write_text(text)
-        proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-t",
-            "-q",
-            "-p",
-            str(self.paths.work_dir),
-            "-c",
-            str(candidate),
-            "-e",
-            "stderr",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
+        try:
+            # A cancelled start is killed by asyncio itself; a cancelled check by us.
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-t",
+                "-q",
+                "-p",
+                str(self.paths.work_dir),
+                "-c",
+                str(candidate),
+                "-e",
+                "stderr",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                out, err = await proc.communicate()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+                raise
+        except BaseException:
+            # Cancelled (ingressd stopping): neither the check nor its candidate outlives it.
+            candidate.unlink(missing_ok=True)
+            raise
         if proc.returncode != 0:
             candidate.unlink(missing_ok=True)
             message = (err or out).decode(errors="replace").strip()
@@ -333,7 +345,9 @@ class NginxProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGQUIT)
             try:
-                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(self.stop_timeout):
+                    await proc.wait()
             except TimeoutError:
                 log.warning("nginx did not quit in time; killing it", pid=proc.pid)
             _kill_group(proc.pid)
