@@ -13,7 +13,7 @@ from ingressd.annotations.headers import RefusedLine, header_value, parse_snippe
 from ingressd.annotations.values import InvalidValue
 from ingressd.build import BuildOptions, build_configuration
 from ingressd.model import Location, ObjectKey, PathType
-from ingressd.model.settings import LocationSettings
+from ingressd.model.settings import BackendProtocol, LocationSettings
 from ingressd.nginx.directives import LocationContext, location_lines
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.nginx.rendering import NginxPaths, RenderSettings
@@ -63,6 +63,21 @@ def test_proxy_set_header_replaces_the_template_value_and_keeps_the_others() -> 
     assert list(location_lines(location, ctx).lines) == [
         "proxy_set_header Host $best_http_host;",
         'proxy_set_header x-forwarded-proto "https";',
+    ]
+
+
+def test_grpc_locations_get_the_snippet_request_headers_as_grpc_set_header() -> None:
+    settings = LocationSettings(
+        backend_protocol=BackendProtocol.GRPC,
+        connection_header="keep-alive",
+        header_rules=parse_snippet("proxy_set_header X-Tenant t1;"),
+    )
+    location = Location("/", PathType.PREFIX, None, ObjectKey("default/a"), settings=settings)
+    assert list(location_lines(location, LocationContext()).lines) == [
+        "grpc_set_header Host $best_http_host;",
+        "grpc_set_header X-Real-IP $remote_addr;",
+        "grpc_set_header X-Request-ID $req_id;",
+        'grpc_set_header X-Tenant "t1";',
     ]
 
 

@@ -306,22 +306,25 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    rules: dict[str, str] = {}
     for rule in s.header_rules:
         if rule.action is HeaderAction.PROXY_SET:
             for name, value in zip(rule.names, rule.values, strict=True):
                 # the last rule for a name wins, replacing the template's value of it
-                overrides = {k: v for k, v in overrides.items() if k.lower() != name.lower()}
-                overrides[name] = quote_header(value.parts)
+                rules = {k: v for k, v in rules.items() if k.lower() != name.lower()}
+                rules[name] = quote_header(value.parts)
     # what ingressd itself sets per location (cleared credentials, ...) is not overridden
-    taken = {n.lower() for n, _ in extra}
-    overrides = {k: v for k, v in overrides.items() if k.lower() not in taken}
+    taken = {n.lower() for n, _ in extra} | {n.lower() for n in overrides}
+    overrides.update((k, v) for k, v in rules.items() if k.lower() not in taken)
     if grpc:
         pairs = [
             ("Host", "$best_http_host"),
             ("X-Real-IP", "$remote_addr"),
             ("X-Request-ID", "$req_id"),
         ]
-        pairs = _overridden(pairs, overrides) + extra
+        listed = {n.lower() for n, _ in pairs} | {n.lower() for n in rules}
+        kept = {k: v for k, v in overrides.items() if k.lower() in listed}
+        pairs = _overridden(pairs, kept) + extra
         return [f"grpc_set_header {_header_word(n)} {value};" for n, value in pairs]
     if not overrides and not extra:
         return []
@@ -370,7 +373,7 @@ def _more_line(rule: HeaderRule) -> str:
     if rule.statuses:
         words += ["-s", '"' + " ".join(str(int(c)) for c in rule.statuses) + '"']
     if rule.types:
-        words += ["-t", '"' + " ".join(bare_media_type(t) for t in rule.types) + '"']
+        words += ["-t", '"' + " ".join(_media_type(t) for t in rule.types) + '"']
     if rule.action in (HeaderAction.SET, HeaderAction.SET_INPUT):
         for name, value in zip(rule.names, rule.values, strict=True):
             words.append(quote_header(value.parts, name))
@@ -379,7 +382,7 @@ def _more_line(rule: HeaderRule) -> str:
     return " ".join(words) + ";"
 
 
-def bare_media_type(value: str) -> str:
+def _media_type(value: str) -> str:
     """A content type of ``-t``: ``type/subtype`` of token characters without ``$``."""
     if not re.fullmatch(r"[A-Za-z0-9!#&^_.+-]+/[A-Za-z0-9!#&^_.+-]+", value):
         raise DirectiveError(f"refusing content type {value!r}")
