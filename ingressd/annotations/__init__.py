@@ -9,7 +9,8 @@
 ``ANNOTATIONS`` (``table.py``) lists every ingress-nginx annotation ingressd knows, with its
 support and the difference from ingress-nginx; ``values.py``, ``urls.py`` and ``patterns.py`` hold
 the value grammars; ``headers.py`` header names and values and the safe subset of snippets
-(header rules, rendered again, never spliced); ``secrets.py`` reads the Secrets annotations refer to (htpasswd, CA bundles).
+(header rules, rendered again, never spliced); ``secrets.py`` reads the Secrets annotations
+refer to (htpasswd, CA bundles).
 """
 
 from ingressd.annotations.combining import AuthRequest
