@@ -15,6 +15,7 @@ from ingressd.store.references import (
     slice_content,
     slice_service_key,
 )
+from ingressd.store.snapshot import ChangeLog, LoggedMap, changed_keys
 
 K = ObjectKey
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
@@ -516,3 +517,37 @@ def test_malformed_slices_are_tolerated(h: Harness) -> None:
     assert slice_content(bad) == (None, ((None, 1, None),), (((), None, None, None),))
     assert not h.emitted(ADDED, bad)
     assert h.store.counts()[Kind.ENDPOINT_SLICE] == 1
+
+
+# -- the change log between snapshots ------------------------------------------------------------
+
+
+def test_the_keys_changed_between_two_snapshots_come_from_the_log(h: Harness) -> None:
+    for i in range(5):
+        h.apply(ADDED, ingress(f"i{i}"))
+        h.apply(ADDED, service(f"s{i}"))
+    before = h.store.snapshot()
+    h.apply(MODIFIED, ingress("i1", annotations={"a": "b"}))
+    h.apply(DELETED, ingress("i2"))
+    h.apply(ADDED, ingress("i9"))
+    h.apply(ADDED, ingress("i8"))
+    h.apply(DELETED, ingress("i8"))  # came and went: the same in both snapshots
+    h.apply(MODIFIED, service("s3", port=81))
+    after = h.store.snapshot()
+    assert changed_keys(before.ingresses, after.ingresses) == {
+        K("default/i1"),
+        K("default/i2"),
+        K("default/i9"),
+    }
+    assert changed_keys(before.services, after.services) == {K("default/s3")}
+    assert changed_keys(before.secrets, after.secrets) == set()
+
+
+def test_without_the_log_or_past_what_it_keeps_the_keys_are_not_known() -> None:
+    log = ChangeLog(limit=4)
+    old = LoggedMap({K("a"): 1}, log)
+    for n in range(6):
+        log.note(K(f"k{n}"))
+    assert changed_keys(old, LoggedMap({K("a"): 1}, log)) is None  # forgotten
+    assert changed_keys(dict(old), LoggedMap({K("a"): 1}, log)) is None  # a plain copy
+    assert changed_keys(LoggedMap({}, ChangeLog()), LoggedMap({}, log)) is None  # another log

@@ -47,7 +47,13 @@ from ingressd.nginx.quoting import (
     quote_log_format,
     quote_path,
 )
-from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
+from ingressd.nginx.routes import (
+    RouteContext,
+    RouteTable,
+    SettingsClass,
+    class_body,
+    route_table,
+)
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
     error_locations,
@@ -243,11 +249,14 @@ def render(
     generation: int,
     template: Path = DEFAULT_TEMPLATE,
     keep_classes: Sequence[SettingsClass] = (),
+    table: RouteTable | None = None,
 ) -> str:
     """The whole nginx.conf for ``config``; raises ``RenderError`` for an unsafe value.
 
     ``keep_classes`` (``--routing lua``): settings classes to render besides ``config``'s own,
     those the route table Lua holds still names until the new table is sent after the reload.
+    ``table`` (``--routing lua``): ``config``'s route table with these settings, when the
+    caller has it (else it is made here).
 
     The template gets ``servers`` and ``server_blocks(macro)``: that renders each server with
     the template's ``macro(server)`` and joins the blocks, reusing the text made for the same
@@ -256,7 +265,7 @@ def render(
     server and the render's settings and paths, never on ``generation`` or other servers.
     """
     with gc_paused():
-        return _render(config, settings, paths, generation, template, keep_classes)
+        return _render(config, settings, paths, generation, template, keep_classes, table)
 
 
 def _render(
@@ -266,6 +275,7 @@ def _render(
     generation: int,
     template: Path,
     keep_classes: Sequence[SettingsClass],
+    table: RouteTable | None,
 ) -> str:
     compiled = _environment(template)
     cache = block_cache(compiled, settings, paths)
@@ -273,7 +283,10 @@ def _render(
     blocks: dict[int, ServerBlock] = {}
     contributing: list[Server] = []
     lua_routed = settings.routing == "lua"
-    table = route_table(config, route_context(settings)) if lua_routed else None
+    if lua_routed and table is None:
+        table = route_table(config, route_context(settings))
+    elif not lua_routed:
+        table = None
     block_servers = table.own_blocks if table is not None else config.servers
     for server in block_servers:
         block = cache.get(server)

@@ -47,7 +47,7 @@ from ingressd.store.references import (
     slice_content,
     slice_service_key,
 )
-from ingressd.store.snapshot import KubeObject, Snapshot
+from ingressd.store.snapshot import ChangeLog, KubeObject, LoggedMap, Snapshot
 
 _ADDED = EventType.ADDED
 _MODIFIED = EventType.MODIFIED
@@ -116,6 +116,11 @@ class Store:
         self._slices: dict[ObjectKey, _CachedSlice] = {}
         self._secrets: dict[ObjectKey, KubeObject] = {}
         self._config_maps: dict[ObjectKey, KubeObject] = {}
+        #: What changed in each mapping a snapshot copies (``snapshot.LoggedMap``).
+        self._ingresses_log = ChangeLog()
+        self._services_log = ChangeLog()
+        self._slice_tuples_log = ChangeLog()
+        self._secrets_log = ChangeLog()
         # Ingress key -> (Service keys, Secret keys) it referenced when last applied (tuples:
         # a tenth of the memory of frozensets, and most hold one key).
         self._ingress_refs: dict[
@@ -176,10 +181,12 @@ class Store:
         if type_ is _DELETED:
             if self._ingresses.pop(key, None) is None:
                 return None
+            self._ingresses_log.note(key)
             self._set_ingress_refs(key, frozenset(), frozenset())
             return _DELETED
         old = self._ingresses.get(key)
         self._ingresses[key] = obj
+        self._ingresses_log.note(key)
         self._set_ingress_refs(key, ingress_service_keys(obj), ingress_secret_keys(obj))
         if old is None:
             return _ADDED
@@ -232,9 +239,11 @@ class Store:
         if type_ is _DELETED:
             if self._services.pop(key, None) is None:
                 return None
+            self._services_log.note(key)
             return _DELETED if key in self._service_users else None
         old = self._services.get(key)
         self._services[key] = obj
+        self._services_log.note(key)
         if key not in self._service_users:
             return None
         if old is None:
@@ -283,9 +292,11 @@ class Store:
         if type_ is _DELETED:
             if self._secrets.pop(key, None) is None:
                 return None
+            self._secrets_log.note(key)
             return _DELETED if key in self._secret_users else None
         old = self._secrets.get(key)
         self._secrets[key] = obj
+        self._secrets_log.note(key)
         if key not in self._secret_users:
             return None
         if old is None:
@@ -324,13 +335,14 @@ class Store:
                     )
                 else:
                     self._slice_tuples.pop(service, None)
+                self._slice_tuples_log.note(service)
             self._stale_services.clear()
         return Snapshot(
-            ingresses=dict(self._ingresses),
+            ingresses=LoggedMap(self._ingresses, self._ingresses_log),
             ingress_classes=dict(self._ingress_classes),
-            services=dict(self._services),
-            endpoint_slices=dict(self._slice_tuples),
-            secrets=dict(self._secrets),
+            services=LoggedMap(self._services, self._services_log),
+            endpoint_slices=LoggedMap(self._slice_tuples, self._slice_tuples_log),
+            secrets=LoggedMap(self._secrets, self._secrets_log),
             config_maps=dict(self._config_maps),
         )
 
