@@ -9,6 +9,7 @@ import pytest
 from ingressd.model import ObjectKey
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store import EventType, Kind, Store, StoreEvent, WatchEvent
+from ingressd.store.compacting import LAST_APPLIED, Compactor
 from ingressd.store.references import (
     ingress_secret_keys,
     ingress_service_keys,
@@ -551,3 +552,32 @@ def test_without_the_log_or_past_what_it_keeps_the_keys_are_not_known() -> None:
     assert changed_keys(old, LoggedMap({K("a"): 1}, log)) is None  # forgotten
     assert changed_keys(dict(old), LoggedMap({K("a"): 1}, log)) is None  # a plain copy
     assert changed_keys(LoggedMap({}, ChangeLog()), LoggedMap({}, log)) is None  # another log
+
+
+# -- compacting --------------------------------------------------------------------------------
+
+
+def test_the_store_drops_bookkeeping_and_shares_recurring_parts(h: Harness) -> None:
+    first = ingress("a", annotations={LAST_APPLIED: "{...}", "x/y": "1"}, status={"a": {}})
+    first["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    second = ingress("b", status={"a": {}})
+    h.apply(ADDED, first)
+    h.apply(ADDED, second)
+    h.apply(ADDED, service("s1"))
+    h.apply(ADDED, service("s2"))
+    snapshot = h.store.snapshot()
+    a, b = snapshot.ingresses[K("default/a")], snapshot.ingresses[K("default/b")]
+    assert a["metadata"]["annotations"] == {"x/y": "1"}
+    assert "managedFields" not in a["metadata"]
+    assert a["status"] is b["status"] == {"a": {}}
+    s1, s2 = snapshot.services[K("default/s1")], snapshot.services[K("default/s2")]
+    assert s1["spec"]["ports"] is s2["spec"]["ports"]
+
+
+def test_values_that_are_equal_but_of_other_types_are_not_shared() -> None:
+    compactor = Compactor()
+    one = {"status": {"x": 1}}
+    true = {"status": {"x": True}}
+    compactor.compact(Kind.INGRESS, one)
+    compactor.compact(Kind.INGRESS, true)
+    assert true["status"]["x"] is True

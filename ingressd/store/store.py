@@ -1,7 +1,8 @@
 """The Store: one cache per kind, the indexes between them, and the filter deciding what matters.
 
     source --WatchEvent--> Store.apply()
-        1. kind from ``object["kind"]`` (other kinds: counted in ``ignored``, dropped)
+        1. kind from ``object["kind"]`` (other kinds: counted in ``ignored``, dropped);
+           the object compacted (``ingressd.store.compacting``)
         2. cache update: ADDED / MODIFIED replace the object under its key, DELETED removes it
         3. index update: service -> ingresses, secret -> ingresses (from each Ingress),
                          service -> EndpointSlices (from each slice's service-name label)
@@ -10,7 +11,9 @@
     sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap)
 
 Objects are stored as given, never copied: the caller hands the object over and must not mutate
-it afterwards.  The Store never mutates one either; it replaces it, so a Snapshot stays valid.
+it afterwards.  On arrival the Store compacts it in place (``compacting``: bookkeeping dropped,
+recurring small parts shared); once stored it never mutates one; it replaces it, so a Snapshot
+stays valid.
 
 Relevance, per kind (a MODIFIED is compared with the cached object it replaces):
 
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 
 from ingressd.model import ObjectKey
 from ingressd.store import keyindex
+from ingressd.store.compacting import Compactor
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
 from ingressd.store.references import (
     ingress_secret_keys,
@@ -116,6 +120,7 @@ class Store:
         self._slices: dict[ObjectKey, _CachedSlice] = {}
         self._secrets: dict[ObjectKey, KubeObject] = {}
         self._config_maps: dict[ObjectKey, KubeObject] = {}
+        self._compactor = Compactor()
         #: What changed in each mapping a snapshot copies (``snapshot.LoggedMap``).
         self._ingresses_log = ChangeLog()
         self._services_log = ChangeLog()
@@ -166,6 +171,8 @@ class Store:
         if key is None:
             self.rejected += 1
             return None
+        if event.type is not _DELETED:
+            self._compactor.compact(kind, obj)
         emitted = self._appliers[kind](event.type, key, obj)
         if emitted is None:
             return None
