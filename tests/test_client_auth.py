@@ -13,6 +13,7 @@ from ingressd.annotations.secrets import client_auth_files
 from ingressd.annotations.values import InvalidValue
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import ObjectKey, Server
+from ingressd.model.settings import SecretFile
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import RouteContext, route_table
 from ingressd.store.snapshot import KubeObject
@@ -87,7 +88,7 @@ def test_the_ca_secret_is_parsed_and_its_crl_must_be_signed_by_the_ca() -> None:
     client, _ = good.issue("c")
     good.revoke(client)
     ca, crl = client_auth_files(KEY, secret("ca", ca_crt="junk\n" + good.pem, ca_crl=good.crl()))
-    assert crl is not None
+    assert isinstance(ca, SecretFile) and isinstance(crl, SecretFile)
     assert ca.content == good.pem and "junk" not in ca.content
     assert crl.content.startswith("-----BEGIN X509 CRL-----")
     # with two CAs, each CRL is checked against its issuer
