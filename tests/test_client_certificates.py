@@ -7,7 +7,10 @@ requests with Lua routing, where these hosts keep server blocks of their own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
+import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,25 @@ def guarded(
     )
 
 
+def resumed_elsewhere(
+    port: int, first: str, second: str, context: ssl.SSLContext
+) -> tuple[bool, int]:
+    """Handshake (TLS 1.2) for ``first``, then resume that session for ``second`` and GET /
+    there: (was the session resumed, status)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=first) as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {first}\r\nConnection: close\r\n\r\n".encode())
+            while tls.recv(65536):
+                pass
+            session = tls.session
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=second, session=session) as tls:
+            reused = tls.session_reused
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {second}\r\nConnection: close\r\n\r\n".encode())
+            head = tls.recv(64).decode(errors="replace")
+    return reused, int(head.split()[1])
+
+
 async def test_client_certificates_are_checked_at_the_handshake_and_described_to_the_pod(
     harness: Harness, world_readable_tmp: Path
 ) -> None:
@@ -63,6 +85,7 @@ async def test_client_certificates_are_checked_at_the_handshake_and_described_to
     others = (
         # a CRL the CA did not sign: refused, and the Ingress fails closed
         secret("forged-crl", {"ca.crt": good.pem, "ca.crl": foreign.crl()}),
+        secret("foreign-ca", {"ca.crt": foreign.pem}),
         tls_secret("site", cert_pem=site_cert, key_pem=site_key),
     )
     h.write(
@@ -85,6 +108,7 @@ async def test_client_certificates_are_checked_at_the_handshake_and_described_to
             **{"auth-tls-error-page": "https://login.example.com/certificate"},
         ),
         guarded("forged", "forged-crl"),
+        guarded("foreign", "foreign-ca"),
         ingress("open", rules=[rule("open.test", path("/", "web", 80))]),
     )
     tmp = world_readable_tmp
@@ -164,6 +188,20 @@ async def test_client_certificates_are_checked_at_the_handshake_and_described_to
         server_hostname="open.test",
     ) as raw:
         assert raw.status in (400, 421) and "X-Pod" not in raw.headers
+
+    # nor does a TLS session of another host, resumed: one without a certificate still has
+    # none, one verified against another host's CA is not taken here (in a thread: the pods
+    # answer on this event loop)
+    tls12 = client_context(*client_a, tmp, maximum_version=ssl.TLSVersion.TLSv1_2)
+    for first, second in (("open.test", "on.test"), ("on.test", "foreign.test")):
+        _, status = await asyncio.to_thread(resumed_elsewhere, h.https_port, first, second, tls12)
+        # 421: nginx takes a resumed session's name from the session
+        assert status in (400, 421), (first, second, status)
+    # (the same host: the session and its verified certificate are good there)
+    _, status = await asyncio.to_thread(
+        resumed_elsewhere, h.https_port, "on.test", "on.test", tls12
+    )
+    assert status == 200
 
     # the CA rotates: the new CA's clients get in, the old one's do not (after a reload)
     reloads = h.reloads

@@ -103,11 +103,19 @@ class CertificateAuthority:
         return crl.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def client_context(cert_pem: str | None, key_pem: str | None, directory: Path) -> ssl.SSLContext:
+def client_context(
+    cert_pem: str | None,
+    key_pem: str | None,
+    directory: Path,
+    *,
+    maximum_version: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
     """A TLS client context that trusts any server and presents ``cert_pem`` (when given)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    if maximum_version is not None:
+        context.maximum_version = maximum_version
     if cert_pem is not None and key_pem is not None:
         path = directory / f"client-{abs(hash(cert_pem))}.pem"
         path.write_text(cert_pem + key_pem)
