@@ -65,7 +65,7 @@ def resumed_elsewhere(
             session = tls.session
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=second, session=session) as tls:
-            reused = tls.session_reused
+            reused = bool(tls.session_reused)
             tls.sendall(f"GET / HTTP/1.1\r\nHost: {second}\r\nConnection: close\r\n\r\n".encode())
             head = tls.recv(64).decode(errors="replace")
     return reused, int(head.split()[1])
