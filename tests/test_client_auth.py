@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingressd.annotations import patterns
+from ingressd.annotations import AnnotationOptions, Status, parse_annotations, patterns
 from ingressd.annotations.secrets import client_auth_files
 from ingressd.annotations.values import InvalidValue
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
@@ -158,3 +158,32 @@ def test_client_auth_fails_closed_without_a_host_or_a_usable_secret() -> None:
     fields = {(p.key, p.field) for p in result.problems}
     assert ("default/hostless", "spec.rules[0].host") in fields
     assert ("default/missing", f"metadata.annotations[{P}auth-tls-secret]") in fields
+
+
+def test_check_reports_the_client_certificate_and_parity_annotations_as_supported() -> None:
+    names = {
+        "auth-tls-secret": "ca",
+        "auth-tls-verify-client": "optional_no_ca",
+        "auth-tls-verify-depth": "3",
+        "auth-tls-error-page": "https://login.example.com/cert",
+        "auth-tls-pass-certificate-to-upstream": "true",
+        "auth-tls-match-cn": "CN=client",
+        "preserve-trailing-slash": "true",
+        "affinity": "cookie",
+        "session-cookie-domain": "example.com",
+    }
+    parsed = parse_annotations(
+        "default/x", {P + k: v for k, v in names.items()}, AnnotationOptions()
+    )
+    statuses = {r.key.removeprefix(P): r.status for r in parsed.report}
+    assert all(status in (Status.SUPPORTED, Status.DIFFERENT) for status in statuses.values())
+    assert set(statuses) == set(names)
+    assert parsed.client_auth is not None and parsed.client_auth.verify == "optional_no_ca"
+    assert parsed.settings.preserve_trailing_slash
+    assert parsed.policy.affinity is not None and parsed.policy.affinity.domain == "example.com"
+    canary = parse_annotations(
+        "default/c",
+        {P + "canary": "true", P + "affinity-canary-behavior": "legacy"},
+        AnnotationOptions(),
+    )
+    assert canary.canary_behavior == "legacy" and not canary.problems
