@@ -11,12 +11,16 @@ import pytest
 from ingressd.annotations import AnnotationOptions, Status, parse_annotations, patterns
 from ingressd.annotations.secrets import client_auth_files
 from ingressd.annotations.values import InvalidValue
+from ingressd.build import BuildCache
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import ObjectKey, Server
 from ingressd.model.settings import SecretFile
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import RouteContext, route_table
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.store.events import EventType, WatchEvent
 from ingressd.store.snapshot import KubeObject
+from ingressd.store.store import Store
 from tests.support import objects as o
 from tests.support.pki import CertificateAuthority
 
@@ -187,3 +191,41 @@ def test_check_reports_the_client_certificate_and_parity_annotations_as_supporte
         AnnotationOptions(),
     )
     assert canary.canary_behavior == "legacy" and not canary.problems
+
+
+def test_incremental_builds_follow_the_ca_secret_and_the_oldest_ingress_like_full_ones() -> None:
+    ca, other = CertificateAuthority("ca"), CertificateAuthority("other")
+    store = Store(channel=UpdateChannel(maxsize=1 << 16))
+    cache = BuildCache()
+
+    def apply(obj: KubeObject, kind: EventType = EventType.ADDED) -> None:
+        store.apply(WatchEvent(kind, obj))
+        incremental = build_configuration(store.snapshot(), BuildOptions(), cache=cache)
+        assert (
+            incremental.configuration
+            == build_configuration(store.snapshot(), BuildOptions()).configuration
+        )
+        assert sorted(map(str, incremental.problems)) == sorted(
+            map(str, build_configuration(store.snapshot(), BuildOptions()).problems)
+        )
+
+    for obj in (o.service("web"), o.endpoint_slice("web", endpoints=["10.0.0.1"])):
+        apply(obj)
+    apply(secret("ca", ca_crt=ca.pem))
+    apply(guarded("b", "a.test", "2024-02-01T00:00:00Z", auth_tls_secret="ca"))
+    apply(
+        guarded(
+            "a",
+            "a.test",
+            "2024-01-01T00:00:00Z",
+            auth_tls_secret="ca",
+            auth_tls_verify_client="optional",
+        )
+    )
+    apply(secret("ca", ca_crt=other.pem), EventType.MODIFIED)
+    apply(secret("ca", ca_crt="broken"), EventType.MODIFIED)
+    apply(guarded("a", "a.test", "2024-01-01T00:00:00Z"), EventType.MODIFIED)
+    apply(secret("ca", ca_crt=ca.pem), EventType.MODIFIED)
+    result = build_configuration(store.snapshot(), BuildOptions(), cache=cache)
+    auth = server(result, "a.test").client_auth
+    assert auth is not None and auth.verify == "on" and auth.ca.content == ca.pem
