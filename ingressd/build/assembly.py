@@ -11,11 +11,13 @@
                        number or name -> the Service's EndpointSlices -> Backend
                        ``<namespace>-<service>-<port>``, each reference resolved once
         3a. annotations LocationSettings on every Location of the Ingress, with the Secrets
-                       (``auth-secret``, ``proxy-ssl-secret``) and the Service
-                       (``default-backend``) they name resolved: a missing or unusable Secret
-                       denies the locations (503); the BackendPolicy of its backends and the
-                       ``server-alias`` / ``server-snippet`` / ``app-root`` of its hosts: the
-                       oldest Ingress that sets one wins
+                       (``auth-secret``, ``proxy-ssl-secret``, ``auth-tls-secret``) and the
+                       Service (``default-backend``) they name resolved: a missing or unusable
+                       Secret denies the locations (503); the BackendPolicy of its backends and
+                       the ``server-alias`` / ``server-snippet`` / ``app-root`` / client
+                       certificates (``auth-tls-*``) of its hosts: the oldest Ingress that sets
+                       one wins; a canary backend takes its main backend's cookie affinity
+                       (``affinity-canary-behavior: sticky``) in 5a
         4. tls         ``spec.tls`` hosts that this Ingress has rules for -> certificate from
                        the Secret + ssl redirect
         5. defaults    ``spec.defaultBackend`` -> ``/`` of the catch-all (oldest wins) and of
