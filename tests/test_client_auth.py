@@ -229,3 +229,22 @@ def test_incremental_builds_follow_the_ca_secret_and_the_oldest_ingress_like_ful
     result = build_configuration(store.snapshot(), BuildOptions(), cache=cache)
     auth = server(result, "a.test").client_auth
     assert auth is not None and auth.verify == "on" and auth.ca.content == ca.pem
+
+
+def test_an_invalid_verify_mode_or_depth_falls_back_to_the_strictest_default() -> None:
+    parsed = parse_annotations(
+        "default/x",
+        {
+            P + "auth-tls-secret": "ca",
+            P + "auth-tls-verify-client": "optinal",
+            P + "auth-tls-verify-depth": "deep",
+        },
+        AnnotationOptions(),
+    )
+    assert parsed.client_auth is not None
+    assert (parsed.client_auth.verify, parsed.client_auth.depth) == ("on", 1)
+    assert {r.key.removeprefix(P) for r in parsed.problems} == {
+        "auth-tls-verify-client",
+        "auth-tls-verify-depth",
+    }
+    assert parsed.settings.denied is None

@@ -233,14 +233,9 @@ _TABLE: tuple[Annotation, ...] = (
         "when verification is on, except ACME challenges",
         fail_closed=True,
     ),
-    _a(
-        "auth-tls-verify-client",
-        _T,
-        _S,
-        v.enumeration("on", "off", "optional", "optional_no_ca"),
-        fail_closed=True,
-    ),
-    _a("auth-tls-verify-depth", _T, _S, v.integer(0, 100), fail_closed=True),
+    # invalid: reported, and the default applies (on, depth 1: the strictest), as ingress-nginx
+    _a("auth-tls-verify-client", _T, _S, v.enumeration("on", "off", "optional", "optional_no_ca")),
+    _a("auth-tls-verify-depth", _T, _S, v.integer(0, 100)),
     _a(
         "auth-tls-error-page",
         _T,
