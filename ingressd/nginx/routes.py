@@ -4,7 +4,8 @@ Pure.  Used by ``--routing lua`` (docs/routing.md).
     Configuration + RouteContext (+ an earlier RouteTable) --route_table()--> RouteTable
         entries      host -> its entry's JSON text (POST /configuration/routes)
         classes      one SettingsClass per distinct set of location settings
-        own_blocks   servers that keep a server block of their own (``server-snippet``)
+        own_blocks   servers that keep a server block of their own (``server-snippet``,
+                     client certificates: ``auth-tls-*``)
         certificates uid -> PEM, and host -> uid (POST /configuration/certificates)
     RouteTable (new) + RouteTable (what Lua holds) --table_changes()--> TableChanges
         the hosts to POST and DELETE, the certificates and host names to POST
@@ -143,8 +144,11 @@ class TableChanges:
 
 
 def keeps_own_block(server: Server) -> bool:
-    """A server that needs server-level directives of its own (``server-snippet``)."""
-    return server.snippet is not None and not server.is_catch_all
+    """A server that needs server-level directives of its own: ``server-snippet``, or client
+    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block)."""
+    if server.is_catch_all:
+        return False
+    return server.snippet is not None or server.client_auth is not None
 
 
 def route_table(
