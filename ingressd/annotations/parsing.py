@@ -95,6 +95,8 @@ class IngressAnnotations:
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
+    #: ``enable-global-auth``: the ConfigMap's ``global-auth-url`` applies (unless ``auth-url``).
+    global_auth: bool = True
     report: tuple[AnnotationReport, ...] = ()
 
     @property
@@ -192,6 +194,7 @@ def parse_annotations(
         app_root=vals.get("app-root", str),
         policy=combining.policy(vals),
         canary=canary,
+        global_auth=vals.flag("enable-global-auth", default=True),
     )
     for name, because in vals.ignored.items():
         report[name] = AnnotationReport(keys[name], Status.IGNORED, because)

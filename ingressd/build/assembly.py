@@ -492,6 +492,11 @@ class Assembly:
         s = annotations.settings
         if s.denied is not None:
             return s
+        if s.external_auth is None and annotations.global_auth:
+            if self.options.global_auth_invalid:
+                return LocationSettings(denied="the ConfigMap's global-auth-* is invalid")
+            if self.options.global_auth is not None:
+                s = dataclasses.replace(s, external_auth=self.options.global_auth)
         auth = annotations.auth_request
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)

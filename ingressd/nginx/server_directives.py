@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from ingressd.model import Configuration, Server
 from ingressd.nginx.directives import effective_ssl_redirect, error_location, upstream_name
+from ingressd.nginx.external_auth import auth_locations
 from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
 
 __all__ = ["error_locations", "http_lines", "server_lines", "server_redirects"]
@@ -31,8 +32,15 @@ def server_redirects(server: Server) -> bool:
     )
 
 
-def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """Directives of a server block from annotations: server-snippet, custom error pages."""
+def server_lines(
+    server: Server,
+    *,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    no_auth_locations: Sequence[str] = (),
+    hsts_variable: str | None = None,
+) -> list[str]:
+    """Directives of a server block from annotations: server-snippet, custom error pages, the
+    subrequest and sign-in locations of ``auth-url``."""
     lines: list[str] = []
     if server.app_root is not None:
         if not re.fullmatch(r"/[A-Za-z0-9._~\-/!*(),:@+=&]*", server.app_root):
@@ -45,6 +53,16 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
     if server.snippet is not None:
         lines += server.snippet.splitlines()
     lines += error_locations((server,), proxy_headers=proxy_headers)
+    lines += auth_locations(
+        (
+            loc.settings.external_auth
+            for loc in server.locations
+            if loc.settings.external_auth is not None and loc.settings.denied is None
+        ),
+        proxy_headers=proxy_headers,
+        no_auth_locations=no_auth_locations,
+        hsts_variable=hsts_variable,
+    )
     return lines
 
 
