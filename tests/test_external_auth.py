@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from ingressd.annotations import AnnotationOptions, parse_annotations
-from ingressd.annotations import extauth
+from ingressd.annotations import AnnotationOptions, extauth, parse_annotations
 from ingressd.annotations.parsing import Status
 from ingressd.annotations.values import InvalidValue
+from ingressd.model import ObjectKey
 from ingressd.model.settings import ExternalAuth
 from ingressd.nginx.external_auth import auth_locations, location_auth
 from ingressd.nginx.quoting import DirectiveError, quote_variables
@@ -28,7 +28,7 @@ from tests.support.harness import Harness, Response, free_port, pod_addresses
 from tests.support.objects import ingress, path, rule, self_signed_certificate
 
 P = "nginx.ingress.kubernetes.io/"
-CONFIGMAP = "ingressd/ingressd-controller"
+CONFIGMAP = ObjectKey("ingressd/ingressd-controller")
 
 
 def parsed(**annotations: str) -> Any:
@@ -41,7 +41,9 @@ def parsed(**annotations: str) -> Any:
 
 
 def test_auth_url_takes_plain_http_and_https_urls_only() -> None:
-    assert extauth.auth_url("http://10.0.0.9:4180/oauth2/auth") == "http://10.0.0.9:4180/oauth2/auth"
+    assert (
+        extauth.auth_url("http://10.0.0.9:4180/oauth2/auth") == "http://10.0.0.9:4180/oauth2/auth"
+    )
     assert extauth.auth_url("HTTPS://Auth.Example.com/x?a=b") == "https://auth.example.com/x?a=b"
     for bad in (
         "http://$host/oauth2/auth",  # a variable: nginx would need a resolver per request
@@ -85,7 +87,9 @@ def test_injections_through_auth_annotations_are_refused_and_fail_closed(value: 
 def test_signin_url_allows_the_request_variables_and_nothing_else() -> None:
     ok = "https://$host/oauth2/start?rd=$escaped_request_uri"
     assert extauth.signin_url(ok) == ok
-    assert extauth.signin_url("https://Login.Example.com/start") == "https://login.example.com/start"
+    assert (
+        extauth.signin_url("https://Login.Example.com/start") == "https://login.example.com/start"
+    )
     for bad in (
         "https://$remote_addr/x",
         "https://a/x?$request_body",
@@ -441,3 +445,62 @@ async def test_no_auth_locations_exempt_acme_challenges_from_auth_url(
     assert (resp.status, resp.pod) == (200, "web-0")
     assert len(a.checks) == before
     assert (await get(h, "/.well-known/acme-challenge-not", host="app.test")).status == 401
+
+
+def config_map(name: str, data: dict[str, str], namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    }
+
+
+@pytest.mark.nginx
+async def test_auth_proxy_set_headers_reach_the_auth_service_and_bad_ones_fail_closed(
+    h: Harness, auth_service: AuthService
+) -> None:
+    await deploy(h, "web")
+    a = auth_service
+    url = f"{a.base}/oauth2/auth"
+    h.write(
+        "cm.yaml",
+        config_map("auth-headers", {"X-Tenant": "blue", "X-Start": "t=${msec}"}),
+        # CVE-2025-15566: a value that would end the directive and add its own
+        config_map("evil-headers", {"X-A": 'x"; return 200 "owned'}),
+    )
+    h.write(
+        "ing.yaml",
+        protected(
+            "app", "app.test", "web", **{"auth-url": url, "auth-proxy-set-headers": "auth-headers"}
+        ),
+        protected(
+            "evil",
+            "evil.test",
+            "web",
+            **{"auth-url": url, "auth-proxy-set-headers": "evil-headers"},
+        ),
+        protected(
+            "none", "none.test", "web", **{"auth-url": url, "auth-proxy-set-headers": "missing"}
+        ),
+        protected(
+            "other",
+            "other.test",
+            "web",
+            **{"auth-url": url, "auth-proxy-set-headers": "kube-system/x"},
+        ),
+    )
+    await h.eventually(lambda: _expect_status(h, "/", "app.test", 401))
+    _, sent = a.checks[-1]
+    assert sent["X-Tenant"] == "blue" and sent["X-Start"].startswith("t=1")
+    for host in ("evil.test", "none.test", "other.test"):
+        resp = await get(h, "/", host=host)
+        assert (resp.status, resp.pod) == (503, None), host
+    # A change of the ConfigMap reaches the subrequest.
+    h.write("cm.yaml", config_map("auth-headers", {"X-Tenant": "green"}))
+
+    async def green() -> None:
+        await _expect_status(h, "/", "app.test", 401)
+        assert a.checks[-1][1].get("X-Tenant") == "green"
+
+    await h.eventually(green)

@@ -273,6 +273,7 @@ EXTERNAL_AUTH_OPTIONS = (
     "auth-keepalive-share-vars",
     "auth-keepalive-requests",
     "auth-keepalive-timeout",
+    "auth-proxy-set-headers",
 )
 
 

@@ -21,7 +21,7 @@ import re
 import urllib.parse
 
 from ingressd.annotations import urls
-from ingressd.annotations.values import InvalidValue, clean, comma_list
+from ingressd.annotations.values import InvalidValue, clean, comma_list, header_name
 
 __all__ = [
     "AUTH_METHODS",
@@ -30,6 +30,7 @@ __all__ = [
     "cache_durations",
     "cache_key",
     "header_value",
+    "proxy_set_headers",
     "redirect_param",
     "request_redirect",
     "signin_url",
@@ -176,7 +177,7 @@ def request_redirect(text: str) -> str:
 
 
 def cache_key(text: str) -> str:
-    """Text (``[A-Za-z0-9_.:/-]``) and allow-listed variables: ``$remote_user$http_authorization``."""
+    """Text (``[A-Za-z0-9_.:/-]``) and allow-listed variables (``$remote_user$http_x``)."""
     value = clean(text, max_length=_MAX_KEY)
     if not value:
         raise InvalidValue("must not be empty")
@@ -218,3 +219,26 @@ def header_value(text: str) -> str:
         literal=_HEADER_TEXT,
         what="a header value",
     )
+
+
+#: Most entries read from an ``auth-proxy-set-headers`` ConfigMap.
+MAX_PROXY_SET_HEADERS = 100
+
+
+def proxy_set_headers(data: object) -> tuple[tuple[str, str], ...]:
+    """The ``data`` of an ``auth-proxy-set-headers`` ConfigMap: header name -> value, each
+    checked (``header_name``, ``header_value``), sorted by name."""
+    if not isinstance(data, dict) or not data:
+        raise InvalidValue("has no data: expected header names and values")
+    if len(data) > MAX_PROXY_SET_HEADERS:
+        raise InvalidValue(f"has more than {MAX_PROXY_SET_HEADERS} entries")
+    out: list[tuple[str, str]] = []
+    for name in sorted(data, key=str):
+        value = data[name]
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidValue(f"entry {name!r}: names and values must be strings")
+        try:
+            out.append((header_name(name), header_value(value)))
+        except InvalidValue as exc:
+            raise InvalidValue(f"entry {name!r} {exc}") from None
+    return tuple(out)

@@ -293,9 +293,10 @@ _TABLE: tuple[Annotation, ...] = (
     _a(
         "auth-proxy-set-headers",
         _A,
-        _U,
-        difference="not implemented yet: the Ingress's paths answer 503 rather than ask the "
-        "auth service without those headers",
+        _D,
+        v.auth_secret_ref,
+        "only ConfigMaps in the Ingress's own namespace; values may use allow-listed "
+        "variables only",
         fail_closed=True,
     ),
     _a("auth-request-redirect", _A, _S, extauth.request_redirect),
