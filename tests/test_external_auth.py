@@ -504,3 +504,41 @@ async def test_auth_proxy_set_headers_reach_the_auth_service_and_bad_ones_fail_c
         assert a.checks[-1][1].get("X-Tenant") == "green"
 
     await h.eventually(green)
+
+
+@pytest.mark.nginx
+async def test_auth_keepalive_reuses_connections_to_the_auth_service(
+    h: Harness, auth_service: AuthService
+) -> None:
+    await deploy(h, "web")
+    a = auth_service
+    common = {
+        "auth-url": f"{a.base}/oauth2/auth",
+        "auth-signin": f"{a.base}/oauth2/start",
+        "auth-response-headers": "X-Auth-Request-User",
+    }
+    h.write(
+        "ing.yaml",
+        protected("kept", "kept.test", "web", **common, **{"auth-keepalive": "4"}),
+        protected("fresh", "fresh.test", "web", **common),
+    )
+    resp = await h.eventually(lambda: _expect_status(h, "/x", "kept.test", 302))
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["rd"] == ["http://kept.test/x"]
+    cookie = a.login("gina")
+    for host in ("kept.test", "fresh.test"):
+        start = len(a.peers)
+        for _ in range(6):
+            resp = await get(h, "/", host=host, cookie=cookie)
+            assert (resp.status, resp.json()["headers"]["X-Auth-Request-User"]) == (200, "gina")
+        connections = len(set(a.peers[start:]))
+        if host == "kept.test":
+            assert connections <= 2, connections  # at most one per nginx worker
+        else:
+            assert connections == 6, connections
+    a.fail_with = 502
+    assert (await get(h, "/", host="kept.test", cookie=cookie)).status == 500
+    a.fail_with = None
+    # no-auth-locations hold in the Lua path too
+    before = len(a.checks)
+    resp = await get(h, "/.well-known/acme-challenge/t", host="kept.test")
+    assert (resp.status, len(a.checks)) == (200, before)

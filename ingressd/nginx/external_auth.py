@@ -8,8 +8,8 @@
         --auth_locations()--> the internal location ``= /_ingressd_auth_<id>`` that sends the
         subrequest, and the named location ``@ingressd_signin_<id>`` a 401 goes to
         -> the server block (ingressd.nginx.server_directives) or the Lua-routed server
-    Configuration --auth_cache_lines()--> ``proxy_cache_path`` (http level) when a location
-        caches answers (``auth-cache-key``)
+    ExternalAuths --auth_http_lines()--> ``proxy_cache_path`` (http level) when a location
+        caches answers (``auth-cache-key``), an upstream block per ``auth-keepalive`` setting
 
 The subrequest (nginx's ``auth_request``): a 2xx lets the request through, with the
 ``auth-response-headers`` of the answer copied to the upstream request; a 401 goes to the
@@ -17,7 +17,9 @@ sign-in location (302 to ``auth-signin`` with the original URL in ``rd``) when t
 is answered; a 403 is answered; anything else (and an auth service that cannot be reached) is a
 500.  Its headers are ingress-nginx's (``X-Original-URL``, ``X-Original-Method``,
 ``X-Sent-From``, ``X-Real-IP``, ``X-Forwarded-For``, ``X-Auth-Request-Redirect``, ...), the
-client's own headers (its cookies) pass, its body does not.
+client's own headers (its cookies) pass, its body does not.  With ``auth-keepalive`` the
+subrequest goes through an upstream block that keeps connections alive; nginx's auth_request
+does not reuse them, so Lua sends it (``lua/ingressd/external_auth.lua``, as ingress-nginx).
 
 A subrequest shares the variables of the request it serves: ``$ingressd_auth_skip``, set in the
 location for a path of ``no-auth-locations``, makes the subrequest answer 204 itself; the
@@ -46,7 +48,7 @@ from ingressd.nginx.quoting import (
 __all__ = [
     "AUTH_CACHE_ZONE",
     "LocationAuth",
-    "auth_cache_lines",
+    "auth_http_lines",
     "auth_locations",
     "configuration_auths",
     "location_auth",
@@ -98,15 +100,32 @@ def location_auth(auth: ExternalAuth, no_auth_locations: Sequence[str]) -> Locat
             "    set $ingressd_auth_skip 1;",
             "}",
         ]
-    lines += [
-        f"auth_request {auth_path(auth)};",
-        "auth_request_set $ingressd_auth_cookie $upstream_http_set_cookie;",
-    ]
     headers: list[tuple[str, str]] = []
-    for i, name in enumerate(auth.response_headers):
-        variable = "$upstream_http_" + bare_header(name).lower().replace("-", "_")
-        lines.append(f"auth_request_set $ingressd_auth_header_{int(i)} {variable};")
-        headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
+    if auth.keepalive:
+        # auth_request cannot keep connections alive: Lua sends the subrequest
+        # (lua/ingressd/external_auth.lua) and sets the variables auth_request_set would.
+        lines.append('set $ingressd_auth_cookie "";')
+        names = []
+        for i, name in enumerate(auth.response_headers):
+            lines.append(f'set $ingressd_auth_header_{int(i)} "";')
+            headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
+            names.append(f'"{bare_header(name)}"')
+        share = "true" if auth.keepalive_share_vars else "false"
+        call = f'"{auth_path(auth)}", {share}, {{{", ".join(names)}}}'
+        lines += [
+            "access_by_lua_block {",
+            f'    require("ingressd.external_auth").check({call})',
+            "}",
+        ]
+    else:
+        lines += [
+            f"auth_request {auth_path(auth)};",
+            "auth_request_set $ingressd_auth_cookie $upstream_http_set_cookie;",
+        ]
+        for i, name in enumerate(auth.response_headers):
+            variable = "$upstream_http_" + bare_header(name).lower().replace("-", "_")
+            lines.append(f"auth_request_set $ingressd_auth_header_{int(i)} {variable};")
+            headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
     if auth.signin is not None:
         lines.append(f"error_page 401 = {signin_location(auth)};")
     always = " always" if auth.always_set_cookie else ""
@@ -189,7 +208,16 @@ def _subrequest_location(
             "proxy_buffering on;",
         ]
         body += [f"proxy_cache_valid {_cache_valid(d)};" for d in auth.cache_duration]
-    body.append(f"proxy_pass {quote_word(auth.url)};")
+    if auth.keepalive:
+        # through the upstream block of auth_http_lines(), which keeps connections alive
+        parts = urllib.parse.urlsplit(auth.url)
+        target = parts._replace(netloc=f"ingressd_auth_{_ident(auth)}").geturl()
+        body += ["proxy_http_version 1.1;", 'proxy_set_header Connection "";']
+        if parts.scheme == "https":
+            body.append(f"proxy_ssl_name {quote_word(parts.hostname or '')};")
+        body.append(f"proxy_pass {quote_word(target)};")
+    else:
+        body.append(f"proxy_pass {quote_word(auth.url)};")
     return [
         f"location = {auth_path(auth)} {{",
         *(f"    {line}" for line in body),
@@ -241,16 +269,42 @@ def _signin_location(
     ]
 
 
-def auth_cache_lines(auths: Iterable[ExternalAuth | None], cache_dir: str) -> list[str]:
-    """``proxy_cache_path`` of the auth answers, when one of ``auths`` caches them."""
-    if not any(a is not None and a.cache_key is not None for a in auths):
-        return []
-    if re.search(r'["\\$;{}#\x00-\x1f]', cache_dir):
-        raise DirectiveError(f"refusing cache directory {cache_dir!r}")
-    return [
-        f'proxy_cache_path "{cache_dir}" levels=1:2 keys_zone={AUTH_CACHE_ZONE}:10m '
-        "max_size=128m inactive=30m use_temp_path=off;"
-    ]
+def auth_http_lines(auths: Iterable[ExternalAuth | None], cache_dir: str) -> list[str]:
+    """http-level directives of ``auths``: ``proxy_cache_path`` of the auth answers when one
+    caches them (``auth-cache-key``); an upstream block per ``auth-keepalive`` setting."""
+    lines: list[str] = []
+    cached = False
+    upstreams: dict[str, ExternalAuth] = {}
+    for auth in auths:
+        if auth is None:
+            continue
+        cached = cached or auth.cache_key is not None
+        if auth.keepalive:
+            upstreams.setdefault(_ident(auth), auth)
+    if cached:
+        if re.search(r'["\\$;{}#\x00-\x1f]', cache_dir):
+            raise DirectiveError(f"refusing cache directory {cache_dir!r}")
+        lines.append(
+            f'proxy_cache_path "{cache_dir}" levels=1:2 keys_zone={AUTH_CACHE_ZONE}:10m '
+            "max_size=128m inactive=30m use_temp_path=off;"
+        )
+    for ident in sorted(upstreams):
+        auth = upstreams[ident]
+        parts = urllib.parse.urlsplit(auth.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        address = f"[{host}]:{int(port)}" if ":" in host else f"{host}:{int(port)}"
+        if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", address):
+            raise DirectiveError(f"refusing auth service address {address!r}")
+        lines += [
+            f"upstream ingressd_auth_{ident} {{",
+            f"    server {address};",
+            f"    keepalive {int(auth.keepalive)};",
+            f"    keepalive_requests {int(auth.keepalive_requests)};",
+            f"    keepalive_timeout {int(auth.keepalive_timeout)}s;",
+            "}",
+        ]
+    return lines
 
 
 def configuration_auths(config: Configuration) -> Iterable[ExternalAuth | None]:

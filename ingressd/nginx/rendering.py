@@ -40,7 +40,7 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
-from ingressd.nginx.external_auth import auth_cache_lines, auth_locations, configuration_auths
+from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -312,7 +312,7 @@ def _render(
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
-        annotation_http_lines += auth_cache_lines(auths, paths.temp + "/auth_cache")
+        annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(

@@ -6,8 +6,9 @@
                                                   round trip, skipped)
     browser -------> GET /oauth2/callback?rd=URL  Set-Cookie: _oauth2_proxy=<new session>, 302 URL
 
-Every subrequest is recorded (path, headers) so tests can count hits and check what nginx
-sent.  ``fail_with`` makes ``/oauth2/auth`` answer that status (an auth service in trouble).
+Every subrequest is recorded (path, headers, the connection it came on) so tests can count
+hits, check what nginx sent and whether it kept the connection alive.  ``fail_with`` makes
+``/oauth2/auth`` answer that status (an auth service in trouble).
 With an ``ssl_context`` it speaks HTTPS.
 """
 
@@ -30,6 +31,8 @@ class AuthService:
         self.sessions: dict[str, str] = {}
         #: ``(path_qs, headers)`` of every request to ``/oauth2/auth``.
         self.checks: list[tuple[str, dict[str, str]]] = []
+        #: The client address and port of every request to ``/oauth2/auth`` (its connection).
+        self.peers: list[object] = []
         self.fail_with: int | None = None
         self._runner: web.AppRunner | None = None
 
@@ -46,6 +49,8 @@ class AuthService:
 
     async def _auth(self, request: web.Request) -> web.Response:
         self.checks.append((request.path_qs, dict(request.headers)))
+        transport = request.transport
+        self.peers.append(transport.get_extra_info("peername") if transport else None)
         if self.fail_with is not None:
             return web.Response(status=self.fail_with, text="auth service trouble\n")
         user = self.sessions.get(request.cookies.get(COOKIE, ""))
