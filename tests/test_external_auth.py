@@ -4,6 +4,7 @@ through a real nginx against a small auth service with oauth2-proxy's contract
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 from collections.abc import AsyncIterator
@@ -535,10 +536,29 @@ async def test_auth_keepalive_reuses_connections_to_the_auth_service(
             assert connections <= 2, connections  # at most one per nginx worker
         else:
             assert connections == 6, connections
+    # an HTTP/2 client goes the same way (curl speaks it; ingress-nginx turns keepalive off)
+    start = len(a.checks)
+    curl = await asyncio.create_subprocess_exec(
+        "curl",
+        "-sk",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        "--resolve",
+        f"kept.test:{h.https_port}:127.0.0.1",
+        "-H",
+        f"Cookie: {COOKIE}={cookie}",
+        f"https://kept.test:{h.https_port}/",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await curl.communicate()
+    assert (out.decode(), len(a.checks)) == ("2 200", start + 1)
     a.fail_with = 502
     assert (await get(h, "/", host="kept.test", cookie=cookie)).status == 500
     a.fail_with = None
-    # no-auth-locations hold in the Lua path too
+    # no-auth-locations hold with keepalive too
     before = len(a.checks)
     resp = await get(h, "/.well-known/acme-challenge/t", host="kept.test")
     assert (resp.status, len(a.checks)) == (200, before)

@@ -303,7 +303,14 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-cache-key", _A, _S, extauth.cache_key, fail_closed=True),
     _a("auth-cache-duration", _A, _S, extauth.cache_durations, fail_closed=True),
     _a("auth-keepalive", _A, _S, v.integer(0, 10000)),
-    _a("auth-keepalive-share-vars", _A, _S, v.boolean),
+    _a(
+        "auth-keepalive-share-vars",
+        _A,
+        _D,
+        v.boolean,
+        "accepted without effect: the auth subrequest always shares the request's variables "
+        "(nginx's auth_request; ingressd's subrequest location sets none of them)",
+    ),
     _a("auth-keepalive-requests", _A, _S, v.integer(1, 1_000_000)),
     _a("auth-keepalive-timeout", _A, _S, v.integer(1, 86400)),
     _a("auth-always-set-cookie", _A, _S, v.boolean),

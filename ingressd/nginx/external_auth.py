@@ -18,8 +18,11 @@ is answered; a 403 is answered; anything else (and an auth service that cannot b
 500.  Its headers are ingress-nginx's (``X-Original-URL``, ``X-Original-Method``,
 ``X-Sent-From``, ``X-Real-IP``, ``X-Forwarded-For``, ``X-Auth-Request-Redirect``, ...), the
 client's own headers (its cookies) pass, its body does not.  With ``auth-keepalive`` the
-subrequest goes through an upstream block that keeps connections alive; nginx's auth_request
-does not reuse them, so Lua sends it (``lua/ingressd/external_auth.lua``, as ingress-nginx).
+subrequest goes through an upstream block that keeps connections alive: nginx keeps the
+connection of a subrequest whose answer has no body (oauth2-proxy's 202), and closes it
+otherwise.  ingress-nginx sends the subrequest from Lua instead (``ngx.location.capture``), which
+lua-nginx-module refuses for HTTP/2 requests ("http2 requests not supported yet"), so it turns
+keepalive off whenever HTTP/2 is on; ingressd keeps ``auth_request`` for every client.
 
 A subrequest shares the variables of the request it serves: ``$ingressd_auth_skip``, set in the
 location for a path of ``no-auth-locations``, makes the subrequest answer 204 itself; the
@@ -100,32 +103,15 @@ def location_auth(auth: ExternalAuth, no_auth_locations: Sequence[str]) -> Locat
             "    set $ingressd_auth_skip 1;",
             "}",
         ]
+    lines += [
+        f"auth_request {auth_path(auth)};",
+        "auth_request_set $ingressd_auth_cookie $upstream_http_set_cookie;",
+    ]
     headers: list[tuple[str, str]] = []
-    if auth.keepalive:
-        # auth_request cannot keep connections alive: Lua sends the subrequest
-        # (lua/ingressd/external_auth.lua) and sets the variables auth_request_set would.
-        lines.append('set $ingressd_auth_cookie "";')
-        names = []
-        for i, name in enumerate(auth.response_headers):
-            lines.append(f'set $ingressd_auth_header_{int(i)} "";')
-            headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
-            names.append(f'"{bare_header(name)}"')
-        share = "true" if auth.keepalive_share_vars else "false"
-        call = f'"{auth_path(auth)}", {share}, {{{", ".join(names)}}}'
-        lines += [
-            "access_by_lua_block {",
-            f'    require("ingressd.external_auth").check({call})',
-            "}",
-        ]
-    else:
-        lines += [
-            f"auth_request {auth_path(auth)};",
-            "auth_request_set $ingressd_auth_cookie $upstream_http_set_cookie;",
-        ]
-        for i, name in enumerate(auth.response_headers):
-            variable = "$upstream_http_" + bare_header(name).lower().replace("-", "_")
-            lines.append(f"auth_request_set $ingressd_auth_header_{int(i)} {variable};")
-            headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
+    for i, name in enumerate(auth.response_headers):
+        variable = "$upstream_http_" + bare_header(name).lower().replace("-", "_")
+        lines.append(f"auth_request_set $ingressd_auth_header_{int(i)} {variable};")
+        headers.append((bare_header(name), f"$ingressd_auth_header_{int(i)}"))
     if auth.signin is not None:
         lines.append(f"error_page 401 = {signin_location(auth)};")
     always = " always" if auth.always_set_cookie else ""
