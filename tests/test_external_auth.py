@@ -20,7 +20,7 @@ from ingressd.annotations.parsing import Status
 from ingressd.annotations.values import InvalidValue
 from ingressd.model import ObjectKey
 from ingressd.model.settings import ExternalAuth
-from ingressd.nginx.external_auth import auth_locations, location_auth
+from ingressd.nginx.external_auth import auth_locations, location_auth, system_resolvers
 from ingressd.nginx.quoting import DirectiveError, quote_variables
 from ingressd.pipeline.configmap import parse_configmap
 from tests.support.authservice import COOKIE, AuthService
@@ -132,6 +132,13 @@ def test_auth_annotations_get_ingress_nginx_defaults() -> None:
     assert parsed(**{"enable-global-auth": "false"}).global_auth is False
     assert parsed().global_auth is True
     assert parsed(**{"enable-global-auth": "maybe"}).settings.denied is not None
+
+
+def test_resolvers_come_from_resolv_conf_nameservers() -> None:
+    text = (
+        "search svc.cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0\nnameserver x\n"
+    )
+    assert system_resolvers(text) == ("10.96.0.10", "[fe80::1]")
 
 
 def test_the_quoting_layer_refuses_what_slips_past_a_grammar() -> None:
@@ -299,6 +306,8 @@ async def test_auth_service_errors_give_500_and_401_without_signin_is_answered(
         protected("app", "app.test", "web", **{"auth-url": f"{a.base}/oauth2/auth"}),
         protected("down", "down.test", "web", **{"auth-url": dead}),
         protected("bad", "bad.test", "web", **{"auth-url": "http://$host/oauth2/auth"}),
+        # a name resolved per request: one that does not resolve fails its requests only
+        protected("named", "named.test", "web", **{"auth-url": "http://auth.invalid/oauth2/auth"}),
         protected("evil", "evil.test", "web", **{"auth-url": 'http://a/"; return 200 "x'}),
     )
     await h.eventually(lambda: _expect_status(h, "/", "app.test", 401))
@@ -310,6 +319,7 @@ async def test_auth_service_errors_give_500_and_401_without_signin_is_answered(
     assert (await get(h, "/", host="app.test", cookie=cookie)).status == 403
     # an auth service nobody answers at: 500, never the pod
     assert (await get(h, "/", host="down.test")).status == 500
+    assert (await get(h, "/", host="named.test")).status == 500
     # invalid auth-url: refused with 503 (fails closed), the others keep serving
     assert (await get(h, "/", host="bad.test")).status == 503
     assert (await get(h, "/", host="evil.test")).status == 503

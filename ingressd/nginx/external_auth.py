@@ -32,6 +32,7 @@ re-rolls a canary) for it.  Every value is quoted by ``ingressd.nginx.quoting``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "auth_locations",
     "configuration_auths",
     "location_auth",
+    "system_resolvers",
 ]
 
 #: The ``proxy_cache`` zone of the auth answers (``auth-cache-key``).
@@ -71,6 +73,37 @@ class LocationAuth:
     add_headers: tuple[str, ...]
     #: ``(name, value)`` for ``proxy_set_header``: the auth answer's headers.
     upstream_headers: tuple[tuple[str, str], ...]
+
+
+def _ip_host(auth: ExternalAuth) -> bool:
+    """Whether the auth service is given by IP address (else by a name nginx must resolve)."""
+    host = urllib.parse.urlsplit(auth.url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _keepalive(auth: ExternalAuth) -> bool:
+    """An upstream block with keepalive: for an auth service given by IP address only (a name
+    in an upstream block is resolved when nginx loads the configuration, and one that does not
+    resolve then would fail ``nginx -t``)."""
+    return auth.keepalive > 0 and _ip_host(auth)
+
+
+def system_resolvers(resolv_conf: str) -> tuple[str, ...]:
+    """The ``nameserver`` addresses of an ``/etc/resolv.conf`` text, for nginx's ``resolver``."""
+    out: list[str] = []
+    for line in resolv_conf.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(words[1].split("%")[0])
+            except ValueError:
+                continue
+            out.append(f"[{address}]" if address.version == 6 else str(address))
+    return tuple(dict.fromkeys(out))
 
 
 def _ident(auth: ExternalAuth) -> str:
@@ -125,8 +158,14 @@ def auth_locations(
     proxy_headers: Sequence[tuple[str, str]],
     no_auth_locations: Sequence[str],
     hsts_variable: str | None,
+    resolvers: Sequence[str] = (),
 ) -> list[str]:
-    """The internal subrequest location and the sign-in location of each distinct setting."""
+    """The internal subrequest location and the sign-in location of each distinct setting.
+
+    ``resolvers``: nameservers for an auth service given by name (resolved per request, as
+    ingress-nginx does, so that a name that does not resolve fails that request, not the
+    configuration); without any such a request is answered 500.
+    """
     lines: list[str] = []
     seen: set[str] = set()
     for auth in auths:
@@ -134,7 +173,7 @@ def auth_locations(
         if ident in seen:
             continue
         seen.add(ident)
-        lines += _subrequest_location(auth, proxy_headers, no_auth_locations)
+        lines += _subrequest_location(auth, proxy_headers, no_auth_locations, resolvers)
         if auth.signin is not None:
             lines += _signin_location(auth, proxy_headers, hsts_variable)
     return lines
@@ -144,6 +183,7 @@ def _subrequest_location(
     auth: ExternalAuth,
     proxy_headers: Sequence[tuple[str, str]],
     no_auth_locations: Sequence[str],
+    resolvers: Sequence[str],
 ) -> list[str]:
     inherited = dict(proxy_headers)
     host = urllib.parse.urlsplit(auth.url).netloc
@@ -194,7 +234,7 @@ def _subrequest_location(
             "proxy_buffering on;",
         ]
         body += [f"proxy_cache_valid {_cache_valid(d)};" for d in auth.cache_duration]
-    if auth.keepalive:
+    if _keepalive(auth):
         # through the upstream block of auth_http_lines(), which keeps connections alive
         parts = urllib.parse.urlsplit(auth.url)
         target = parts._replace(netloc=f"ingressd_auth_{_ident(auth)}").geturl()
@@ -202,8 +242,19 @@ def _subrequest_location(
         if parts.scheme == "https":
             body.append(f"proxy_ssl_name {quote_word(parts.hostname or '')};")
         body.append(f"proxy_pass {quote_word(target)};")
-    else:
+    elif _ip_host(auth):
         body.append(f"proxy_pass {quote_word(auth.url)};")
+    else:
+        # a name: resolved per request (a variable target), never when nginx loads
+        for resolver in resolvers:
+            if not re.fullmatch(r"[0-9.]+|\[[0-9a-fA-F:.]+\]", resolver):
+                raise DirectiveError(f"refusing resolver {resolver!r}")
+        if resolvers:
+            body += [f"resolver {' '.join(resolvers)} valid=30s;", "resolver_timeout 5s;"]
+        body += [
+            f"set $ingressd_auth_target {quote_word(auth.url)};",
+            "proxy_pass $ingressd_auth_target;",
+        ]
     return [
         f"location = {auth_path(auth)} {{",
         *(f"    {line}" for line in body),
@@ -265,7 +316,7 @@ def auth_http_lines(auths: Iterable[ExternalAuth | None], cache_dir: str) -> lis
         if auth is None:
             continue
         cached = cached or auth.cache_key is not None
-        if auth.keepalive:
+        if _keepalive(auth):
             upstreams.setdefault(_ident(auth), auth)
     if cached:
         if re.search(r'["\\$;{}#\x00-\x1f]', cache_dir):

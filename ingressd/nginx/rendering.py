@@ -182,6 +182,8 @@ class RenderSettings:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
+    resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
@@ -218,6 +220,7 @@ def _server_lines(
             proxy_headers=proxy_headers,
             no_auth_locations=settings.no_auth_locations,
             hsts_variable="$hsts_header" if hsts else None,
+            resolvers=settings.resolvers,
         )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
@@ -364,6 +367,7 @@ def _render(
                 proxy_headers=proxy_headers,
                 no_auth_locations=settings.no_auth_locations,
                 hsts_variable="$ingressd_hsts" if settings.hsts else None,
+                resolvers=settings.resolvers,
             )
         except DirectiveError as exc:
             raise RenderError(str(exc)) from exc

@@ -38,6 +38,7 @@ def server_lines(
     proxy_headers: Sequence[tuple[str, str]] = (),
     no_auth_locations: Sequence[str] = (),
     hsts_variable: str | None = None,
+    resolvers: Sequence[str] = (),
 ) -> list[str]:
     """Directives of a server block from annotations: server-snippet, custom error pages, the
     subrequest and sign-in locations of ``auth-url``."""
@@ -62,6 +63,7 @@ def server_lines(
         proxy_headers=proxy_headers,
         no_auth_locations=no_auth_locations,
         hsts_variable=hsts_variable,
+        resolvers=resolvers,
     )
     return lines
 
