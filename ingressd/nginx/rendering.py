@@ -309,7 +309,7 @@ def _render(
     auths = (
         [c.location.settings.external_auth for c in classes]
         if lua_routed
-        else configuration_auths(config)
+        else configuration_auths(Configuration(servers=tuple(contributing)))
     )
     try:
         annotation_http_lines = http_lines(
