@@ -134,6 +134,13 @@ def test_auth_annotations_get_ingress_nginx_defaults() -> None:
     assert parsed(**{"enable-global-auth": "maybe"}).settings.denied is not None
 
 
+def test_always_set_cookie_sends_the_auth_cookie_on_every_status() -> None:
+    plain = location_auth(ExternalAuth(url="http://10.0.0.9/"), ())
+    always = location_auth(ExternalAuth(url="http://10.0.0.9/", always_set_cookie=True), ())
+    assert plain.add_headers == ("add_header Set-Cookie $ingressd_auth_cookie;",)
+    assert always.add_headers == ("add_header Set-Cookie $ingressd_auth_cookie always;",)
+
+
 def test_resolvers_come_from_resolv_conf_nameservers() -> None:
     text = (
         "search svc.cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0\nnameserver x\n"
@@ -346,13 +353,19 @@ async def test_auth_service_over_https(h: Harness, world_readable_tmp: Path) -> 
                 **{
                     "auth-url": f"{a.base}/oauth2/auth",
                     "auth-response-headers": "X-Auth-Request-User",
+                    "auth-method": "POST",
+                    "auth-request-redirect": "https://app.test/landing",
                 },
             ),
         )
         await h.eventually(lambda: _expect_status(h, "/", "app.test", 401))
-        resp = await get(h, "/", host="app.test", cookie=a.login("carol"))
+        resp = await get(h, "/x?y=1", host="app.test", cookie=a.login("carol"))
         assert (resp.status, resp.json()["headers"]["X-Auth-Request-User"]) == (200, "carol")
-        assert a.base.startswith("https://") and a.checks
+        assert a.base.startswith("https://")
+        # auth-method and auth-request-redirect, with the headers auth-method adds
+        _, sent = a.checks[-1]
+        assert a.methods[-1] == "POST" and sent["X-Original-URI"] == "/x?y=1"
+        assert sent["X-Auth-Request-Redirect"] == "https://app.test/landing"
     finally:
         await a.stop()
 

@@ -33,6 +33,8 @@ class AuthService:
         self.checks: list[tuple[str, dict[str, str]]] = []
         #: The client address and port of every request to ``/oauth2/auth`` (its connection).
         self.peers: list[object] = []
+        #: The method of every request to ``/oauth2/auth``.
+        self.methods: list[str] = []
         self.fail_with: int | None = None
         self._runner: web.AppRunner | None = None
 
@@ -49,6 +51,7 @@ class AuthService:
 
     async def _auth(self, request: web.Request) -> web.Response:
         self.checks.append((request.path_qs, dict(request.headers)))
+        self.methods.append(request.method)
         transport = request.transport
         self.peers.append(transport.get_extra_info("peername") if transport else None)
         if self.fail_with is not None:
