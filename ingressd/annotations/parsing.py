@@ -29,7 +29,7 @@ from typing import Any
 
 from ingressd.annotations import combining
 from ingressd.annotations import values as v
-from ingressd.annotations.combining import AuthRequest
+from ingressd.annotations.combining import AuthRequest, ClientAuthRequest
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
 from ingressd.model.policy import BackendPolicy, TrafficShaping
 from ingressd.model.settings import LocationSettings
@@ -99,6 +99,11 @@ class IngressAnnotations:
     auth_proxy_set_headers: tuple[str | None, str] | None = None
     #: ``enable-global-auth``: the ConfigMap's ``global-auth-url`` applies (unless ``auth-url``).
     global_auth: bool = True
+    #: ``auth-tls-secret`` and the ``auth-tls-*`` settings (the Secret still unresolved).
+    client_auth: ClientAuthRequest | None = None
+    #: ``affinity-canary-behavior`` of a canary Ingress: ``sticky`` (its backend takes the
+    #: main backend's cookie affinity) or ``legacy`` (its own).
+    canary_behavior: str = "sticky"
     report: tuple[AnnotationReport, ...] = ()
 
     @property
@@ -198,6 +203,8 @@ def parse_annotations(
         canary=canary,
         global_auth=vals.flag("enable-global-auth", default=True),
         auth_proxy_set_headers=vals.get("auth-proxy-set-headers", tuple),
+        client_auth=combining.client_auth(vals),
+        canary_behavior=vals.get("affinity-canary-behavior", str) or "sticky",
     )
     for name, because in vals.ignored.items():
         report[name] = AnnotationReport(keys[name], Status.IGNORED, because)

@@ -331,6 +331,9 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
     config_maps: tuple[ObjectKey, ...] = ()
     if headers_ref is not None and headers_ref[0] in (None, namespace):
         config_maps = (ObjectKey(f"{namespace}/{headers_ref[1]}"),)
+    client_auth = annotations.client_auth
+    if client_auth is not None and client_auth.namespace in (None, namespace):
+        secrets[ObjectKey(f"{namespace}/{client_auth.name}")] = None
     return IngressPlan(
         raw,
         key,
