@@ -585,3 +585,29 @@ async def test_auth_keepalive_reuses_connections_to_the_auth_service(
     before = len(a.checks)
     resp = await get(h, "/.well-known/acme-challenge/t", host="kept.test")
     assert (resp.status, len(a.checks)) == (200, before)
+
+
+@pytest.mark.nginx
+@pytest.mark.routing("lua")  # counts the reloads of settings classes
+async def test_lua_routing_a_new_auth_setting_reloads_once_and_a_known_one_does_not(
+    h: Harness, auth_service: AuthService
+) -> None:
+    await deploy(h, "web")
+    a = auth_service
+    auth = {"auth-url": f"{a.base}/oauth2/auth"}
+    h.write("one.yaml", protected("one", "one.test", "web", **auth))
+    await h.eventually(lambda: _expect_status(h, "/", "one.test", 401))
+    await h.settled()
+    reloads = h.reloads
+    # the same setting on another Ingress: a route-table change only
+    h.write("two.yaml", protected("two", "two.test", "web", **auth))
+    await h.eventually(lambda: _expect_status(h, "/", "two.test", 401))
+    await h.settled()
+    assert h.reloads == reloads
+    # a new auth-url value: a new class and one reload
+    other = {"auth-url": f"{a.base}/oauth2/auth?tenant=3"}
+    h.write("three.yaml", protected("three", "three.test", "web", **other))
+    await h.eventually(lambda: _expect_status(h, "/", "three.test", 401))
+    assert a.checks[-1][0] == "/oauth2/auth?tenant=3"
+    await h.settled()
+    assert h.reloads == reloads + 1
