@@ -78,7 +78,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
     assert conflict["changesBehaviour"] is False
 
-    assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
+    assert statuses(ingresses["shop/api"])["auth-url"] == "supported"
+    assert statuses(ingresses["shop/api"])["auth-signin"] == "supported"
     # made only of header rules: parsed and written again, without --allow-snippet-annotations
     assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "supported"
     assert statuses(ingresses["rpc/greeter"])["server-snippet"] == "not allowed"
@@ -111,7 +112,8 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
         == ["monitoring/grafana-legacy", "enable-modsecurity", "Low", "unsupported"]
         for line in lines
     )
-    assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
+    # web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
+    assert lines[-1] == "Behaviour would change for 3 of 7 Ingresses."
     assert code == 1
 
 

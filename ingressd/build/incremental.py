@@ -1,7 +1,8 @@
 """Incremental building: the last build, kept by one owner, and the next build made from it.
 
     BuildCache.build(snapshot, options) --> BuildResult
-        full         first build, other options or IngressClasses, a change too wide, or a
+        full         first build, other options or IngressClasses, a ConfigMap an Ingress
+                     names (auth-proxy-set-headers), a change too wide, or a
                      case below that needs the whole picture: every Ingress is assembled
                      (``ingressd.build.assembly``, from per-object plans, ``ingressd.build.plan``)
         incremental  1. diff     this snapshot against the last build's, by object identity
@@ -62,7 +63,7 @@ from ingressd.model import (
 )
 from ingressd.store import keyindex
 from ingressd.store.events import Kind
-from ingressd.store.snapshot import Snapshot
+from ingressd.store.snapshot import Snapshot, changed_keys
 
 __all__ = ["BuildCache", "BuildResult"]
 
@@ -179,6 +180,8 @@ class BuildCache:
             Kind.ENDPOINT_SLICE: _changes(old.endpoint_slices, snapshot.endpoint_slices),
             Kind.SECRET: _changes(old.secrets, snapshot.secrets),
         }
+        # ConfigMaps Ingresses name (custom-headers, auth-proxy-set-headers): those Ingresses
+        # are assembled again, as for a Secret
         config_maps = {
             key
             for key in _changes(old.config_maps, snapshot.config_maps)
@@ -397,7 +400,7 @@ class _LastBuild:
     #: Service / Secret key -> our Ingresses naming it.
     services: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     secrets: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
-    #: ConfigMap key -> our Ingresses naming it (``custom-headers``).
+    #: ConfigMap key -> our Ingresses naming it (``custom-headers``, ``auth-proxy-set-headers``).
     config_maps: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     #: Service key -> how many of our Ingresses naming it set a balancing policy.
     policies: dict[ObjectKey, int] = field(default_factory=dict)
@@ -489,9 +492,14 @@ class _LastBuild:
 
 
 def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[ObjectKey]:
-    """Keys whose object was added, replaced or deleted between two snapshots."""
+    """Keys whose object was added, replaced or deleted between two snapshots: from the
+    Store's change log when both copies have it (``snapshot.changed_keys``), else by
+    comparing every key's object by identity."""
     if old is new:
         return set()
+    logged = changed_keys(old, new)
+    if logged is not None:
+        return logged
     get = old.get
     changed = {key for key, value in new.items() if get(key) is not value}
     added = sum(1 for key in changed if key not in old)

@@ -165,7 +165,7 @@ class IngressPlan:
     #: (TLS, ``auth-secret``, ``proxy-ssl-secret``), own namespace.
     services: tuple[ObjectKey, ...] = ()
     secrets: tuple[ObjectKey, ...] = ()
-    #: ConfigMaps it names (``custom-headers``), own namespace.
+    #: ConfigMaps it names (``custom-headers``, ``auth-proxy-set-headers``), own namespace.
     config_maps: tuple[ObjectKey, ...] = ()
 
     @property
@@ -327,10 +327,13 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
     ssl_ref = annotations.proxy_ssl_secret
     if ssl_ref is not None and ssl_ref[0] in (None, namespace):
         secrets[ObjectKey(f"{namespace}/{ssl_ref[1]}")] = None
-    headers_ref = annotations.custom_headers
     config_maps: list[ObjectKey] = []
-    if headers_ref is not None and headers_ref[0] in (None, namespace):
-        config_maps.append(ObjectKey(f"{namespace}/{headers_ref[1]}"))
+    for named in (annotations.custom_headers, annotations.auth_proxy_set_headers):
+        if named is not None and named[0] in (None, namespace):
+            config_maps.append(ObjectKey(f"{namespace}/{named[1]}"))
+    client_auth = annotations.client_auth
+    if client_auth is not None and client_auth.namespace in (None, namespace):
+        secrets[ObjectKey(f"{namespace}/{client_auth.name}")] = None
     return IngressPlan(
         raw,
         key,
@@ -346,7 +349,7 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
         tuple(servers),
         tuple(services),
         tuple(secrets),
-        config_maps=tuple(config_maps),
+        tuple(dict.fromkeys(config_maps)),
     )
 
 

@@ -41,6 +41,7 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
+from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -50,9 +51,16 @@ from ingressd.nginx.quoting import (
     quote_log_format,
     quote_path,
 )
-from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
+from ingressd.nginx.routes import (
+    RouteContext,
+    RouteTable,
+    SettingsClass,
+    class_body,
+    route_table,
+)
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
+    client_auth_lines,
     error_locations,
     http_lines,
     server_lines,
@@ -191,6 +199,8 @@ class RenderSettings:
     proxy_set_headers: tuple[tuple[str, HeaderValue], ...] = ()
     #: ``hide-headers``: response headers of the pods nginx does not pass on.
     hide_headers: tuple[str, ...] = ()
+    #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
+    resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
@@ -244,9 +254,21 @@ def with_proxy_set_headers(
     return pairs + list(extra.values())
 
 
-def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+def _server_lines(
+    server: Server,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    *,
+    settings: RenderSettings,
+) -> list[str]:
+    hsts = settings.hsts and server.certificate is not None
     try:
-        return server_lines(server, proxy_headers=proxy_headers)
+        return server_lines(
+            server,
+            proxy_headers=proxy_headers,
+            no_auth_locations=settings.no_auth_locations,
+            hsts_variable="$hsts_header" if hsts else None,
+            resolvers=settings.resolvers,
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
 
@@ -283,11 +305,14 @@ def render(
     generation: int,
     template: Path = DEFAULT_TEMPLATE,
     keep_classes: Sequence[SettingsClass] = (),
+    table: RouteTable | None = None,
 ) -> str:
     """The whole nginx.conf for ``config``; raises ``RenderError`` for an unsafe value.
 
     ``keep_classes`` (``--routing lua``): settings classes to render besides ``config``'s own,
     those the route table Lua holds still names until the new table is sent after the reload.
+    ``table`` (``--routing lua``): ``config``'s route table with these settings, when the
+    caller has it (else it is made here).
 
     The template gets ``servers`` and ``server_blocks(macro)``: that renders each server with
     the template's ``macro(server)`` and joins the blocks, reusing the text made for the same
@@ -296,7 +321,7 @@ def render(
     server and the render's settings and paths, never on ``generation`` or other servers.
     """
     with gc_paused():
-        return _render(config, settings, paths, generation, template, keep_classes)
+        return _render(config, settings, paths, generation, template, keep_classes, table)
 
 
 def _render(
@@ -306,6 +331,7 @@ def _render(
     generation: int,
     template: Path,
     keep_classes: Sequence[SettingsClass],
+    table: RouteTable | None,
 ) -> str:
     compiled = _environment(template)
     cache = block_cache(compiled, settings, paths)
@@ -313,7 +339,10 @@ def _render(
     blocks: dict[int, ServerBlock] = {}
     contributing: list[Server] = []
     lua_routed = settings.routing == "lua"
-    table = route_table(config, route_context(settings)) if lua_routed else None
+    if lua_routed and table is None:
+        table = route_table(config, route_context(settings))
+    elif not lua_routed:
+        table = None
     block_servers = table.own_blocks if table is not None else config.servers
     for server in block_servers:
         block = cache.get(server)
@@ -330,10 +359,17 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    classes = _with_kept(table.classes, keep_classes) if table is not None else ()
+    auths = (
+        [c.location.settings.external_auth for c in classes]
+        if lua_routed
+        else configuration_auths(Configuration(servers=tuple(contributing)))
+    )
     try:
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
+        annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
@@ -372,6 +408,30 @@ def _render(
             secrets_dir=paths.secrets,
         )
 
+    def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
+        """The auth subrequest and sign-in locations of the settings classes (lua)."""
+        try:
+            return auth_locations(
+                (
+                    c.location.settings.external_auth
+                    for c in classes
+                    if c.location.settings.external_auth is not None
+                    and c.location.settings.denied is None
+                ),
+                proxy_headers=proxy_headers,
+                no_auth_locations=settings.no_auth_locations,
+                hsts_variable="$ingressd_hsts" if settings.hsts else None,
+                resolvers=settings.resolvers,
+            )
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
+    def server_client_auth_lines(server: Server) -> list[str]:
+        try:
+            return client_auth_lines(server, secrets_dir=paths.secrets)
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         try:
             return error_locations(config.servers, proxy_headers=proxy_headers)
@@ -381,9 +441,10 @@ def _render(
     text = compiled.render(
         servers=block_servers,
         routing=settings.routing,
-        settings_classes=_with_kept(table.classes, keep_classes) if table is not None else (),
+        settings_classes=classes,
         class_lines=class_lines,
         error_locations=all_error_locations,
+        auth_locations=class_auth_locations,
         server_blocks=server_blocks,
         settings=settings,
         paths=paths,
@@ -392,8 +453,9 @@ def _render(
         ql=quote_log_format,
         server_name=server_name,
         locations=located,
-        server_lines=_server_lines,
+        server_lines=functools.partial(_server_lines, settings=settings),
         server_redirects=server_redirects,
+        client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
         header_http_lines=header_http_lines(settings),
         with_proxy_set_headers=functools.partial(with_proxy_set_headers, settings),

@@ -3,7 +3,7 @@
     raw object    --object_key()-----------> ObjectKey  (cache key: ``namespace/name`` or ``name``)
     Ingress       --ingress_service_keys()--> Service keys  (index service -> ingresses)
     Ingress       --ingress_secret_keys()---> Secret keys   (index secret -> ingresses)
-    Ingress       --ingress_config_map_keys()--> ConfigMap keys (index configmap -> ingresses)
+    Ingress       --ingress_configmap_keys()-> ConfigMap keys (index configmap -> ingresses)
     controller's ConfigMap --configmap_header_refs()--> the ConfigMaps it names
     EndpointSlice --slice_service_key()-----> Service key   (index service -> slices)
     EndpointSlice --slice_content()---------> SliceContent  (is this update worth a sync?)
@@ -110,8 +110,7 @@ def _backend_service(backend: Any, namespace: str) -> ObjectKey | None:
 #: does not depend on ``--annotations-prefix`` (a spare entry costs at most a spare sync).
 SECRET_ANNOTATIONS = ("/auth-secret", "/proxy-ssl-secret", "/auth-tls-secret")
 SERVICE_ANNOTATIONS = ("/default-backend",)
-#: Annotations whose value names a ConfigMap (``custom-headers: name`` or ``namespace/name``).
-CONFIG_MAP_ANNOTATIONS = ("/custom-headers",)
+CONFIGMAP_ANNOTATIONS = ("/auth-proxy-set-headers", "/custom-headers")
 #: Keys of the controller's ConfigMap whose value names another ConfigMap (``namespace/name``).
 CONFIG_MAP_KEYS = ("add-headers", "proxy-set-headers")
 
@@ -181,9 +180,10 @@ def ingress_secret_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
     return frozenset(keys)
 
 
-def ingress_config_map_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
-    """ConfigMaps an Ingress's annotations name (``custom-headers``)."""
-    return frozenset(_annotation_refs(ingress, CONFIG_MAP_ANNOTATIONS, namespace_of(ingress)))
+def ingress_configmap_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
+    """ConfigMaps an Ingress's annotations name (``auth-proxy-set-headers``,
+    ``custom-headers``)."""
+    return frozenset(_annotation_refs(ingress, CONFIGMAP_ANNOTATIONS, namespace_of(ingress)))
 
 
 def configmap_header_refs(config_map: Mapping[str, Any] | None) -> frozenset[ObjectKey]:
