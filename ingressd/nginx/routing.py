@@ -16,6 +16,10 @@ Kubernetes Ingress semantics that nginx does not have natively are translated he
   ``~^[^.]+\\.foo\\.com$`` rather than nginx's own ``*.foo.com`` (which matches any depth).
 - Regex paths (``use-regex``, ``rewrite-target``) become ``location ~*`` after all the others,
   longest first, as ingress-nginx orders them.
+- An Exact path ending in ``/`` (``/foo/``) becomes the regex ``location ~ ^/foo/\\z``, first of
+  the regexes: ``location = /foo/`` with ``proxy_pass`` would make nginx answer ``/foo`` with a
+  301 to ``/foo/`` (auto_redirect), while Exact ``/foo/`` does not match ``/foo``.  As the first
+  regex it still beats every prefix, and ``/foo`` gets what the other locations give it.
 
 Every string from an object goes through ``ingressd.nginx.quoting`` (``RenderError`` for what it
 refuses).
@@ -98,6 +102,8 @@ def locations(
         namespace, _, name = loc.ingress.partition("/")
         if loc.path_type is PathType.REGEX:
             forms = [("~* ", "^" + loc.path)]
+        elif loc.path_type is PathType.EXACT and _auto_redirects(loc.path):
+            forms = [("~ ", _exact_regex(loc.path))]
         elif loc.path_type is PathType.EXACT:
             forms = [("= ", loc.path)]
         elif loc.path == "/":
@@ -127,7 +133,7 @@ def locations(
         quoted = ("", "", "")
         if loc.backend:
             quoted = (quote(namespace), quote(name), quote(loc.backend))
-        regex = loc.path_type is PathType.REGEX
+        regex = loc.path_type is PathType.REGEX or forms[0][0] == "~ "
         for modifier, path in forms:
             rendered = RenderedLocation(
                 modifier,
@@ -142,8 +148,20 @@ def locations(
                 *quoted,
             )
             (regexes if regex else out).append(rendered)
-    regexes.sort(key=lambda r: (-len(r.path), r.path))
+    # the exact ones (case-sensitive ``~``) first, then longest first
+    regexes.sort(key=lambda r: (r.modifier != "~ ", -len(r.path), r.path))
     return out + regexes
+
+
+def _auto_redirects(path: str) -> bool:
+    """``location = <path>`` with ``proxy_pass`` would redirect ``path`` without its slash."""
+    return len(path) > 1 and path.endswith("/")
+
+
+def _exact_regex(path: str) -> str:
+    """A case-sensitive regex matching ``path`` alone (``\\z``: not before a final newline,
+    which a decoded ``%0A`` can put into the URI)."""
+    return "^" + re.sub(r"([.^$*+?()\[\]{}|\\-])", r"\\\1", path) + "\\z"
 
 
 def _quote_location(path: str, *, regex: bool) -> str:
