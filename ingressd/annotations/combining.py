@@ -217,9 +217,8 @@ def location(vals: Values, key: str) -> LocationSettings:
 
     _check_buffers(vals)
     protocol = g("backend-protocol", str)
+    # without default-backend the build sends them to --default-backend-service (or drops them)
     codes = g("custom-http-errors", tuple) or ()
-    if codes and not vals.has("default-backend"):
-        codes = ()
     return LocationSettings(
         body_size=g("proxy-body-size", str),
         client_body_buffer_size=g("client-body-buffer-size", str),

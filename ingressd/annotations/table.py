@@ -182,7 +182,8 @@ _TABLE: tuple[Annotation, ...] = (
         _R,
         _D,
         v.http_codes,
-        "needs default-backend on the same Ingress: ingressd has no global default backend",
+        "without default-backend on the same Ingress it needs --default-backend-service "
+        "(ingress-nginx then sends the errors to its built-in 404 server)",
     ),
     _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),

@@ -24,7 +24,8 @@
                        copied as ``canary-<ingress>-<backend>`` with its ``trafficShapingPolicy``,
                        becomes an alternative (``alternativeBackends``) of the backend a main
                        Ingress serves the same host + path with; a canary adds no location
-        6. finish      every server without Prefix ``/`` answers it with 404; servers sorted
+        6. finish      every server without Prefix ``/`` answers it with 404, or sends it to
+                       the backend of ``--default-backend-service`` (its first port); servers sorted
                        (catch-all first), locations by (path, pathType); ``server-alias`` names
                        kept unless a server's host or another's alias; the backends the
                        locations use (and their canaries) by name, with policy and alternatives
@@ -197,6 +198,8 @@ class Assembly:
         #: Those resolved from Secrets and Services.
         self.resolved_settings: dict[ObjectKey, LocationSettings] = {}
         self.collided = False
+        #: The backend of ``--default-backend-service`` once looked up (None: none usable).
+        self._global_default: tuple[BackendName | None] | None = None
         # problems, in buckets
         self.current: ObjectKey = NO_INGRESS
         self.phase: Phase | None = Phase.RULES
@@ -528,7 +531,67 @@ class Assembly:
                 s = dataclasses.replace(s, default_backend=name)
             elif s.custom_http_errors:
                 s = dataclasses.replace(s, custom_http_errors=())
+        elif s.custom_http_errors or self.options.custom_http_errors:
+            # custom-http-errors (the annotation, else the ConfigMap's) without default-backend
+            # go to --default-backend-service
+            codes = s.custom_http_errors or self.options.custom_http_errors
+            error_backend = self.global_default()
+            if error_backend is not None:
+                s = dataclasses.replace(s, custom_http_errors=codes, error_backend=error_backend)
+            elif s.custom_http_errors:
+                reason = "needs default-backend or --default-backend-service; ignored"
+                self.problem(key, self.annotation_field("custom-http-errors"), reason)
+                s = dataclasses.replace(s, custom_http_errors=())
         return s
+
+    def global_default(self) -> BackendName | None:
+        """The backend of ``--default-backend-service`` (its first port), looked up once per
+        assembly; a Service that is missing or has no port is a finish problem."""
+        if self._global_default is not None:
+            return self._global_default[0]
+        found: BackendName | None = None
+        service_key = self.options.default_backend_service
+        if service_key is not None:
+            service = self.service(service_key)
+            reason = ""
+            if service is None:
+                reason = "not found: unmatched requests get 404"
+            elif isinstance(service, kube.ParseError) or not service.ports:
+                reason = "unusable (no port): unmatched requests get 404"
+            if reason:
+                self.finish_problems.append(
+                    Problem(
+                        "Service",
+                        service_key,
+                        "--default-backend-service",
+                        reason,
+                        missing=f"Service {service_key}" if service is None else "",
+                    )
+                )
+            else:
+                assert isinstance(service, kube.ServiceView)
+                namespace, _, name = service_key.partition("/")
+                ref = BackendRef(namespace, name, service.ports[0][1], None)
+                result = self.resolved.get(ref)
+                if result is None:
+                    result = self.resolved[ref] = self.resolve(ref)
+                if isinstance(result[0], _Unresolved):
+                    self.finish_problems.append(
+                        Problem(
+                            "Service", service_key, "--default-backend-service", result[0].reason
+                        )
+                    )
+                else:
+                    found = result[0]
+        self._global_default = (found,)
+        return found
+
+    def default_root(self) -> Location:
+        """``/`` of a server no Ingress gives one: the default backend, or 404."""
+        backend = self.global_default()
+        if backend is None:
+            return _NOT_FOUND
+        return Location("/", PathType.PREFIX, backend=backend, ingress=NO_INGRESS, status=404)
 
     def annotation_backend(
         self, key: ObjectKey, namespace: str, service: str
@@ -784,7 +847,7 @@ class Assembly:
             draft = self.servers[hostname]
             locations = draft.locations
             if ROOT not in locations:
-                locations[ROOT] = _NOT_FOUND
+                locations[ROOT] = self.default_root()
             ordered = (
                 tuple(sorted(locations.values(), key=_location_order))
                 if len(locations) > 1
@@ -811,6 +874,8 @@ class Assembly:
                     used.add(loc.backend)
                 if loc.settings.default_backend and loc.settings.denied is None:
                     used.add(loc.settings.default_backend)
+                if loc.settings.errors_to:
+                    used.add(loc.settings.errors_to)
         for main in sorted(used):
             used.update(self.alternatives.get(main, ()))
         backends: list[Backend] = []

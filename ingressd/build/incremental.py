@@ -203,6 +203,8 @@ class BuildCache:
         secrets: set[ObjectKey],
     ) -> BuildResult | None:
         """Assemble the Ingresses a change may touch and splice them into the last result."""
+        if state.options.default_backend_service in services:
+            return None  # the default backend's Service: every server may use it
         seeds = set(ingresses)
         for key in services:
             seeds.update(_keys(state.services, key))
@@ -521,6 +523,8 @@ def _used_backends(server: Server | None) -> set[BackendName]:
             settings = location.settings
             if settings.default_backend and settings.denied is None:
                 found.add(settings.default_backend)
+            if settings.errors_to:
+                found.add(settings.errors_to)
     return found
 
 
@@ -590,6 +594,13 @@ def _used_elsewhere(
     """Whether a server outside ``hosts`` uses ``backend`` (only Ingresses naming its
     Service can)."""
     service = ObjectKey(f"{backend.namespace}/{backend.service}")
+    if service == state.options.default_backend_service:
+        # the ``/`` of servers no Ingress gives one, and the custom errors of any location
+        return any(
+            backend.name in _used_backends(server)
+            for host, server in by_host.items()
+            if host not in hosts
+        )
     for key in _keys(state.services, service):
         for host in state.ours[key].hosts:
             if host not in hosts and backend.name in _used_backends(by_host.get(host)):

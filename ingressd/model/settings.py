@@ -146,6 +146,9 @@ class LocationSettings:
     custom_http_errors: tuple[int, ...] = ()
     #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
     default_backend: BackendName | None = None
+    #: Where ``custom_http_errors`` go when there is no ``default_backend``: the backend of
+    #: ``--default-backend-service``.
+    error_backend: BackendName | None = None
     upstream_vhost: str | None = None
     x_forwarded_prefix: str | None = None
     #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
@@ -165,6 +168,13 @@ class LocationSettings:
     rewrite_log: bool = False
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
+
+    @property
+    def errors_to(self) -> BackendName | None:
+        """The backend that answers ``custom_http_errors`` (None: they are not intercepted)."""
+        if not self.custom_http_errors or self.denied is not None:
+            return None
+        return self.default_backend if self.default_backend is not None else self.error_backend
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         files: list[SecretFile] = []

@@ -89,6 +89,8 @@ def effective_ssl_redirect(settings: LocationSettings, server_default: bool) -> 
     return settings.force_ssl_redirect or (server_default and settings.ssl_redirect is not False)
 
 
+_EMPTY = '""'
+
 _PASS = {
     BackendProtocol.HTTP: "proxy_pass http://",
     BackendProtocol.HTTPS: "proxy_pass https://",
@@ -201,10 +203,18 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
     lines += add_headers
-    if s.custom_http_errors and s.default_backend is not None:
+    errors_to = s.errors_to
+    if errors_to is not None:
+        if not ctx.lua_routed:
+            # X-Service-Name / X-Service-Port of the error backend's request (--routing lua:
+            # the router sets them from the route)
+            backend = ctx.backend
+            name, port = (backend.service, backend.service_port) if backend else ("", "")
+            lines.append(f"set $service_name {quote_word(name) if name else _EMPTY};")
+            lines.append(f"set $service_port {quote_word(port) if port else _EMPTY};")
         lines.append(f"{prefix}_intercept_errors on;")
         for code in s.custom_http_errors:
-            name = error_location(s.default_backend, code)
+            name = error_location(errors_to, code)
             lines.append(f"error_page {int(code)} = {name};")
     if s.snippet is not None:
         lines += s.snippet.splitlines()

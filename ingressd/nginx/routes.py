@@ -185,8 +185,14 @@ def _entry(
         settings_class = _settings_class(location, server, backends, default_limit)
         classes.setdefault(settings_class.id, settings_class)
         namespace, _, name = location.ingress.partition("/")
+        service: dict[str, str] = {}
+        backend = backends.get(location.backend) if location.backend else None
+        if backend is not None and location.settings.errors_to is not None:
+            # X-Service-Name / X-Service-Port of the error backend's request
+            service = {"service": backend.service, "servicePort": backend.service_port}
         routes.append(
             {
+                **service,
                 "path": location.path,
                 "type": _TYPES[location.path_type],
                 "class": settings_class.id,

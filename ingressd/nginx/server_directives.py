@@ -52,17 +52,19 @@ def error_locations(
     servers: Sequence[Server], *, proxy_headers: Sequence[tuple[str, str]] = ()
 ) -> list[str]:
     """The internal locations that answer ``custom-http-errors`` from the ``default-backend``
-    of the locations of ``servers``, one per backend and status code."""
+    (or ``--default-backend-service``) of the locations of ``servers``, one per backend and
+    status code, with the headers ingress-nginx sends to the error backend."""
     lines: list[str] = []
     seen: set[tuple[str, int]] = set()
     for location in (loc for server in servers for loc in server.locations):
         s = location.settings
-        if s.default_backend is None or s.denied is not None:
+        errors_to = s.errors_to
+        if errors_to is None:
             continue
         for code in s.custom_http_errors:
-            if (s.default_backend, code) in seen:
+            if (errors_to, code) in seen:
                 continue
-            seen.add((s.default_backend, code))
+            seen.add((errors_to, code))
             headers = [(n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")] + [
                 ("Host", "$best_http_host"),
                 ("X-Code", str(int(code))),
@@ -70,13 +72,15 @@ def error_locations(
                 ("X-Original-URI", "$request_uri"),
                 ("X-Namespace", "$namespace"),
                 ("X-Ingress-Name", "$ingress_name"),
+                ("X-Service-Name", "$service_name"),
+                ("X-Service-Port", "$service_port"),
             ]
             lines += [
-                f"location {error_location(s.default_backend, code)} {{",
+                f"location {error_location(errors_to, code)} {{",
                 "    internal;",
                 "    proxy_intercept_errors off;",
                 *(f"    proxy_set_header {bare_header(n)} {v};" for n, v in headers),
-                f"    set $proxy_upstream_name {quote_word(s.default_backend)};",
+                f"    set $proxy_upstream_name {quote_word(errors_to)};",
                 "    rewrite (.*) / break;",
                 "    proxy_pass http://upstream_balancer;",
                 "}",

@@ -23,6 +23,7 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
+    custom-http-errors              codes sent to --default-backend-service          (none)
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -207,6 +208,8 @@ class GlobalOptions:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: Status codes answered by the default backend where no Ingress sets its own.
+    custom_http_errors: tuple[int, ...] = ()
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -231,8 +234,13 @@ class GlobalOptions:
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
-        """``base`` with the options the builder applies (``ssl-redirect``)."""
-        return dataclasses.replace(base, default_ssl_redirect=self.ssl_redirect)
+        """``base`` with the options the builder applies (``ssl-redirect``,
+        ``custom-http-errors``)."""
+        return dataclasses.replace(
+            base,
+            default_ssl_redirect=self.ssl_redirect,
+            custom_http_errors=self.custom_http_errors,
+        )
 
 
 # --- value grammars: each returns the normalized value or raises ValueError(why) -------------
@@ -350,6 +358,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
+    "custom-http-errors": ("custom_http_errors", values.http_codes),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 

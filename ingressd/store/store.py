@@ -88,6 +88,10 @@ _add_ref = keyindex.add
 _remove_ref = keyindex.discard
 
 
+#: The user of the ``--default-backend-service`` Service in the service index (no Ingress).
+DEFAULT_BACKEND_USER = ObjectKey("--default-backend-service")
+
+
 def _users(index: dict[ObjectKey, _Users], target: ObjectKey) -> frozenset[ObjectKey]:
     return frozenset(keyindex.members(index, target))
 
@@ -100,6 +104,7 @@ class Store:
         *,
         channel: EventChannel,
         configmap: ObjectKey | None = None,
+        default_backend: ObjectKey | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
@@ -122,6 +127,9 @@ class Store:
             ObjectKey, tuple[tuple[ObjectKey, ...], tuple[ObjectKey, ...]]
         ] = {}
         self._service_users: dict[ObjectKey, _Users] = {}
+        if default_backend is not None:
+            # --default-backend-service: its Service and slices matter with no Ingress naming it
+            _add_ref(self._service_users, default_backend, DEFAULT_BACKEND_USER)
         self._secret_users: dict[ObjectKey, _Users] = {}
         # Service key -> slice key -> slice; the snapshot's sorted tuples, rebuilt lazily for
         # the services in ``_stale_services``.
