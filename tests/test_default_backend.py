@@ -161,6 +161,5 @@ def test_without_the_service_unmatched_paths_answer_404_and_a_problem_names_it()
     root = result.configuration.servers[0].locations[0]
     assert (root.path, root.backend, root.status) == ("/", None, 404)
     assert [str(p) for p in result.problems] == [
-        "Service default/fallback: --default-backend-service: not found: unmatched requests "
-        "get 404"
+        "Service default/fallback: --default-backend-service: not found: unmatched requests get 404"
     ]

@@ -546,7 +546,9 @@ class Assembly:
 
     def global_default(self) -> BackendName | None:
         """The backend of ``--default-backend-service`` (its first port), looked up once per
-        assembly; a Service that is missing or has no port is a finish problem."""
+        assembly.  A Service that is missing or unusable is a problem of the controller's own
+        objects, listed with the IngressClass problems: like them it changes only with an
+        object that makes the incremental build give up (this Service)."""
         if self._global_default is not None:
             return self._global_default[0]
         found: BackendName | None = None
@@ -559,7 +561,7 @@ class Assembly:
             elif isinstance(service, kube.ParseError) or not service.ports:
                 reason = "unusable (no port): unmatched requests get 404"
             if reason:
-                self.finish_problems.append(
+                self.class_problems.append(
                     Problem(
                         "Service",
                         service_key,
@@ -576,7 +578,7 @@ class Assembly:
                 if result is None:
                     result = self.resolved[ref] = self.resolve(ref)
                 if isinstance(result[0], _Unresolved):
-                    self.finish_problems.append(
+                    self.class_problems.append(
                         Problem(
                             "Service", service_key, "--default-backend-service", result[0].reason
                         )

@@ -203,8 +203,11 @@ class BuildCache:
         secrets: set[ObjectKey],
     ) -> BuildResult | None:
         """Assemble the Ingresses a change may touch and splice them into the last result."""
-        if state.options.default_backend_service in services:
-            return None  # the default backend's Service: every server may use it
+        default = state.options.default_backend_service
+        if default is not None and (default in services or default in state.policies):
+            # the default backend's Service, or a balancing policy an Ingress sets on it: every
+            # server may use that backend
+            return None
         seeds = set(ingresses)
         for key in services:
             seeds.update(_keys(state.services, key))
@@ -315,6 +318,8 @@ class BuildCache:
                         stack.extend(_keys(state.hosts, host))
                 policy = plan.sets_policy
                 for service in plan.services:
+                    if service == state.options.default_backend_service and policy:
+                        return None  # the default backend's policy: servers of no Ingress
                     if service not in services and (policy or service in state.policies):
                         services.add(service)
                         stack.extend(_keys(state.services, service))
