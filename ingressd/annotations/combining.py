@@ -252,8 +252,30 @@ def location(vals: Values, key: str) -> LocationSettings:
         cors=cors,
         access_log=g("enable-access-log", bool),
         rewrite_log=vals.flag("enable-rewrite-log"),
+        proxy_redirect=_proxy_redirect(vals),
+        cookie_domain=g("proxy-cookie-domain", tuple) or (),
+        cookie_path=g("proxy-cookie-path", tuple) or (),
         snippet=g("configuration-snippet", str),
     )
+
+
+def _proxy_redirect(vals: Values) -> tuple[str, ...]:
+    """ingress-nginx's rule: ``off`` / ``default`` from ``proxy-redirect-from`` alone, else
+    the pair (``proxy-redirect-to: off`` writes nothing)."""
+    source = vals.get("proxy-redirect-from", str)
+    target = vals.get("proxy-redirect-to", str)
+    if source is None:
+        if target is not None:
+            vals.ignore("has no effect without proxy-redirect-from", "proxy-redirect-to")
+        return ()
+    if source in ("off", "default"):
+        if target is not None:
+            vals.ignore(f"has no effect with proxy-redirect-from: {source}", "proxy-redirect-to")
+        return (source,)
+    if target is None or target == "off":
+        vals.ignore("needs proxy-redirect-to", "proxy-redirect-from")
+        return ()
+    return (source, target)
 
 
 def auth(vals: Values) -> AuthRequest | None:

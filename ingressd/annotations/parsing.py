@@ -92,6 +92,8 @@ class IngressAnnotations:
     aliases: tuple[str, ...] = ()
     server_snippet: str | None = None
     app_root: str | None = None
+    #: ``service-upstream``: proxy to the Service's cluster IP instead of its pods.
+    service_upstream: bool = False
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
@@ -190,6 +192,7 @@ def parse_annotations(
         aliases=vals.get("server-alias", tuple) or (),
         server_snippet=vals.get("server-snippet", str),
         app_root=vals.get("app-root", str),
+        service_upstream=vals.flag("service-upstream"),
         policy=combining.policy(vals),
         canary=canary,
     )

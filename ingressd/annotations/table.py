@@ -251,11 +251,18 @@ _TABLE: tuple[Annotation, ...] = (
     _a("connection-proxy-header", _P, _S, v.token),
     _a("enable-access-log", _P, _S, v.boolean),
     _a("enable-rewrite-log", _P, _S, v.boolean),
-    _a("proxy-redirect-from", _P, _U),
-    _a("proxy-redirect-to", _P, _U),
-    _a("proxy-cookie-domain", _P, _U),
-    _a("proxy-cookie-path", _P, _U),
-    _a("service-upstream", _P, _U, difference="ingressd always balances over the pods' endpoints"),
+    _a("proxy-redirect-from", _P, _S, v.proxy_redirect_url),
+    _a("proxy-redirect-to", _P, _S, v.proxy_redirect_url),
+    _a("proxy-cookie-domain", _P, _S, v.cookie_rewrite),
+    _a("proxy-cookie-path", _P, _S, v.cookie_rewrite),
+    _a(
+        "service-upstream",
+        _P,
+        _D,
+        v.boolean,
+        "its backend is named <namespace>-<service>-<port>-cluster-ip, so Ingresses with and "
+        "without it on one Service keep their own upstreams",
+    ),
     _a("custom-headers", _P, _U),
     _a("disable-proxy-intercept-errors", _P, _U),
     # access

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -79,6 +80,7 @@ from ingressd.model import (
     Backend,
     BackendName,
     Certificate,
+    Endpoint,
     Location,
     ObjectKey,
     PathType,
@@ -363,7 +365,10 @@ class Assembly:
                 winner=winner.ingress,
             )
             return
-        backend = self.backend(key, path.backend, path.backend_issue, (rule_index, path.position))
+        at = (rule_index, path.position)
+        backend = self.backend(key, path.backend, path.backend_issue, at)
+        if backend is not None and annotations.service_upstream and path.backend is not None:
+            backend = self.cluster_ip_backend(key, path.backend, backend)
         if backend is not None:
             server.locations[location_key] = self.location(
                 key, host, location_key, backend, settings
@@ -466,6 +471,30 @@ class Assembly:
         if bucket is not None:
             self.object_problems[bucket] = slices.problems
         return backend_name, bucket
+
+    def cluster_ip_backend(self, key: ObjectKey, ref: BackendRef, pods: BackendName) -> BackendName:
+        """``service-upstream``: a backend whose one endpoint is the Service's cluster IP and
+        port, named ``<pods' backend>-cluster-ip``; the pods' backend (and a Problem) when the
+        Service has no usable cluster IP."""
+        service = self.service(ref.service_key)
+        assert isinstance(service, kube.ServiceView)  # resolved: it exists and parses
+        port = next(p[1] for p in service.ports if (p[1] == ref.number or p[0] == ref.port_name))
+        reason = cluster_ip_problem(service.cluster_ip, self.options.allow_loopback_endpoints)
+        if reason is not None:
+            self.problem(
+                key,
+                self.annotation_field("service-upstream"),
+                f"service {ref.service_key} {reason}: its pods are used",
+            )
+            return pods
+        name = BackendName(f"{pods}-cluster-ip")
+        if name not in self.backends:
+            endpoint = Endpoint(str(ipaddress.ip_address(service.cluster_ip)), port)
+            made = Backend(
+                name, ref.namespace, ref.service, ref.written, (endpoint,), cluster_ip=True
+            )
+            self.backends[name] = _reuse(made, self.memo.backends.get(name))
+        return name
 
     def service(self, service_key: ObjectKey) -> kube.ServiceView | kube.ParseError | None:
         raw = self.snapshot.services.get(service_key)
@@ -909,6 +938,21 @@ class Assembly:
                 continue
             self.problem(key, self.annotation_field("server-alias"), reason)
         return tuple(sorted(kept))
+
+
+def cluster_ip_problem(cluster_ip: str, allow_loopback: bool) -> str | None:
+    """Why a Service's ``spec.clusterIP`` cannot be proxied to, or None."""
+    if cluster_ip in ("", "None"):
+        return "has no cluster IP (headless)"
+    try:
+        ip = ipaddress.ip_address(cluster_ip)
+    except ValueError:
+        return f"has an invalid cluster IP {cluster_ip[:64]!r}"
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return f"has a cluster IP nginx must not reach ({ip})"
+    if ip.is_loopback and not allow_loopback:
+        return f"has a loopback cluster IP ({ip})"
+    return None
 
 
 def _reuse(made: _Model, previous: _Model | None) -> _Model:

@@ -624,6 +624,8 @@ def _backends_by_service(backends: Iterable[Backend]) -> dict[ObjectKey, list[Ba
     """Service key -> names of the backends made from it."""
     by_service: dict[ObjectKey, list[BackendName]] = {}
     for backend in backends:
+        if backend.cluster_ip:
+            continue  # service-upstream: the cluster IP, whatever the slices say
         key = ObjectKey(f"{backend.namespace}/{backend.service}")
         by_service.setdefault(key, []).append(backend.name)
     return by_service

@@ -67,6 +67,9 @@ class Backend:
     service_port: str
     endpoints: tuple[Endpoint, ...] = ()
     policy: BackendPolicy = DEFAULT_POLICY
+    #: ``service-upstream``: the one endpoint is the Service's cluster IP and port, not its
+    #: pods (EndpointSlice changes do not touch it).
+    cluster_ip: bool = False
 
     def structure(self) -> Backend:
         """This backend with its dynamic part blanked: what nginx.conf depends on."""

@@ -166,6 +166,11 @@ class LocationSettings:
     cors: Cors | None = None
     access_log: bool | None = None
     rewrite_log: bool = False
+    #: ``proxy-redirect-from`` / ``-to``: ``("off",)``, ``("default",)`` or ``(from, to)``.
+    proxy_redirect: tuple[str, ...] = ()
+    #: ``proxy-cookie-domain`` / ``proxy-cookie-path``: ``("off",)`` or ``(from, to)``.
+    cookie_domain: tuple[str, ...] = ()
+    cookie_path: tuple[str, ...] = ()
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
 

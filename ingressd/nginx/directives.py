@@ -198,6 +198,14 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_buffers(s)
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
+    if not grpc:
+        for directive, words in (
+            ("proxy_redirect", s.proxy_redirect),
+            ("proxy_cookie_domain", s.cookie_domain),
+            ("proxy_cookie_path", s.cookie_path),
+        ):
+            if words:
+                lines.append(f"{directive} {' '.join(quote_word(w) for w in words)};")
     lines += _upstream_headers(s, ctx, grpc)
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"

@@ -153,6 +153,14 @@ class NginxPaths:
         return str(self.work_dir / "secrets")
 
 
+#: ingress-nginx's ``ssl-ciphers`` default (TLS 1.2; TLS 1.3 suites are OpenSSL's own).
+DEFAULT_SSL_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RenderSettings:
     """Controller-wide settings written into nginx.conf (ingress-nginx's defaults)."""
@@ -181,6 +189,17 @@ class RenderSettings:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = DEFAULT_SSL_CIPHERS
+    upstream_keepalive_timeout: int = 60
+    upstream_keepalive_requests: int = 10000
+    client_header_buffer_size: str = "1k"
+    #: ``<number> <size>``.
+    large_client_header_buffers: str = "4 8k"
+    #: Pass the pods' ``Server`` header (else nginx hides it).
+    allow_backend_server_header: bool = False
+    #: ``Server: nginx/1.22.1``; off: no ``Server`` header at all (headers-more).
+    server_tokens: bool = False
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
@@ -292,7 +311,9 @@ def _render(
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
     try:
         annotation_http_lines = http_lines(
-            config if lua_routed else Configuration(servers=tuple(contributing))
+            config if lua_routed else Configuration(servers=tuple(contributing)),
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            keepalive_requests=settings.upstream_keepalive_requests,
         )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc

@@ -88,9 +88,12 @@ def error_locations(
     return lines
 
 
-def http_lines(config: Configuration) -> list[str]:
+def http_lines(
+    config: Configuration, *, keepalive_timeout: int = 60, keepalive_requests: int = 10000
+) -> list[str]:
     """http-level directives from annotations: the rate limit zones, one set per Ingress; the
-    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``)."""
+    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``), with
+    the ConfigMap's ``upstream-keepalive-timeout`` and ``-requests``."""
     zones: dict[str, list[str]] = {}
     upstreams: set[str] = set()
     for server in config.servers:
@@ -124,8 +127,8 @@ def http_lines(config: Configuration) -> list[str]:
             '        require("ingressd.balancer").balance()',
             "    }",
             "    keepalive 32;",
-            "    keepalive_timeout 60s;",
-            "    keepalive_requests 10000;",
+            f"    keepalive_timeout {int(keepalive_timeout)}s;",
+            f"    keepalive_requests {int(keepalive_requests)};",
             "}",
         ]
     return out

@@ -24,6 +24,19 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
     custom-http-errors              codes sent to --default-backend-service          (none)
+    ssl-protocols                   TLS protocols, space separated               TLSv1.2 TLSv1.3
+    ssl-ciphers                     OpenSSL cipher list (TLS 1.2)           ingress-nginx's list
+    upstream-keepalive-timeout      seconds an idle upstream connection is kept      60
+    upstream-keepalive-requests     requests per upstream keepalive connection       10000
+    client-header-buffer-size       nginx buffer size (k or m)                       1k
+    large-client-header-buffers     "<number> <size>"                                4 8k
+    http2-max-field-size            obsolete since nginx 1.19.7: refused, see below  -
+    allow-backend-server-header     bool: pass the pods' Server header               false
+    server-tokens                   bool: send "Server: nginx/<version>" (else none) false
+
+``http2-max-field-size`` is obsolete in nginx 1.19.7 and later (this is 1.22): the limit of a
+header line is ``large-client-header-buffers`` for HTTP/2 too, so the key is refused with a
+Problem saying so, rather than written as a directive nginx only warns about.
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -42,7 +55,7 @@ from typing import Any
 from ingressd.annotations import values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
-from ingressd.nginx.rendering import RenderSettings
+from ingressd.nginx.rendering import DEFAULT_SSL_CIPHERS, RenderSettings
 
 __all__ = [
     "KNOWN_LOG_VARIABLES",
@@ -210,6 +223,14 @@ class GlobalOptions:
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     #: Status codes answered by the default backend where no Ingress sets its own.
     custom_http_errors: tuple[int, ...] = ()
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = DEFAULT_SSL_CIPHERS
+    upstream_keepalive_timeout: int = 60
+    upstream_keepalive_requests: int = 10000
+    client_header_buffer_size: str = "1k"
+    large_client_header_buffers: str = "4 8k"
+    allow_backend_server_header: bool = False
+    server_tokens: bool = False
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -231,6 +252,14 @@ class GlobalOptions:
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
             no_auth_locations=self.no_auth_locations,
+            ssl_protocols=self.ssl_protocols,
+            ssl_ciphers=self.ssl_ciphers,
+            upstream_keepalive_timeout=self.upstream_keepalive_timeout,
+            upstream_keepalive_requests=self.upstream_keepalive_requests,
+            client_header_buffer_size=self.client_header_buffer_size,
+            large_client_header_buffers=self.large_client_header_buffers,
+            allow_backend_server_header=self.allow_backend_server_header,
+            server_tokens=self.server_tokens,
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
@@ -339,6 +368,24 @@ def _log_format(text: str) -> str:
     return text
 
 
+_LARGE_BUFFERS = re.compile(r"([1-9][0-9]{0,3})\s+(\S+)\Z")
+
+
+def _large_buffers(text: str) -> str:
+    """``large-client-header-buffers``: a number (1-1024) and a buffer size, ``4 8k``."""
+    match = _LARGE_BUFFERS.match(text)
+    if not match or int(match.group(1)) > 1024:
+        raise ValueError("expected a number of buffers (1-1024) and a size: 4 8k")
+    return f"{int(match.group(1))} {values.buffer_size(match.group(2))}"
+
+
+def _obsolete_http2_field_size(text: str) -> str:
+    raise ValueError(
+        "http2_max_field_size is obsolete since nginx 1.19.7: "
+        "large-client-header-buffers limits HTTP/2 header fields too; ignored"
+    )
+
+
 #: ConfigMap key -> (GlobalOptions field, parser).
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-processes": ("worker_processes", _worker_processes),
@@ -359,6 +406,15 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
     "custom-http-errors": ("custom_http_errors", values.http_codes),
+    "ssl-protocols": ("ssl_protocols", values.ssl_protocols),
+    "ssl-ciphers": ("ssl_ciphers", values.ciphers),
+    "upstream-keepalive-timeout": ("upstream_keepalive_timeout", _int(1, 86400)),
+    "upstream-keepalive-requests": ("upstream_keepalive_requests", _int(1, 10**9)),
+    "client-header-buffer-size": ("client_header_buffer_size", values.buffer_size),
+    "large-client-header-buffers": ("large_client_header_buffers", _large_buffers),
+    "http2-max-field-size": ("http2_max_field_size", _obsolete_http2_field_size),
+    "allow-backend-server-header": ("allow_backend_server_header", _bool),
+    "server-tokens": ("server_tokens", _bool),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 

@@ -7,8 +7,8 @@ Every answer is JSON: the pod's name and what it received (method, path with que
 so tests can check routing, rewriting and the forwarded headers; the ``X-Pod`` response header
 carries the name too.  Query parameters shape the answer: ``status=404`` (that status),
 ``sleep=0.5`` (answer late), ``header_bytes=8000`` (a response header that long),
-``location=``, ``cookie=``, ``server=`` (that ``Location``, ``Set-Cookie``, ``Server`` header).  With an
-``ssl_context`` the pods speak HTTPS.  Used by the test suite and the benchmarks
+``location=``, ``cookie=``, ``server=`` (that ``Location``, ``Set-Cookie``, ``Server``
+header).  With an ``ssl_context`` the pods speak HTTPS.  Used by the test suite and the benchmarks
 (``make demo`` has its own three pods, in ``ingressd.tools.demo``).
 """
 

@@ -29,7 +29,6 @@ import json
 import random
 import re
 import ssl
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
