@@ -126,6 +126,48 @@ async def test_service_upstream_proxies_to_the_cluster_ip(h: Harness) -> None:
     assert h.reloads == reloads
 
 
+async def test_from_to_www_redirect_both_directions(h: Harness) -> None:
+    await deploy(h, "web")
+    h.write(
+        "ing.yaml",
+        annotated("apex", "apex.test", "web", from_to_www_redirect="true"),
+        annotated("www", "www.other.test", "web", from_to_www_redirect="true"),
+        # both names are hosts: no redirect (a Problem says so)
+        annotated("taken", "taken.test", "web", from_to_www_redirect="true"),
+        annotated("taken-www", "www.taken.test", "web"),
+    )
+    resp = await expect(h, "/a/b?q=1", host="www.apex.test", status=308)
+    assert resp.headers["Location"] == f"http://apex.test:{h.http_port}/a/b?q=1"
+    resp = await expect(h, "/", host="other.test", status=308)
+    assert resp.headers["Location"] == f"http://www.other.test:{h.http_port}/"
+    resp = await expect(h, "/x", host="www.apex.test", status=308, https=True)
+    assert resp.headers["Location"] == f"https://apex.test:{h.https_port}/x"
+    await expect(h, "/", host="apex.test", service="web")
+    await expect(h, "/", host="www.taken.test", service="web")
+    build = h.ingressd.worker.last_build
+    assert build is not None
+    problems = [str(p) for p in build.problems]
+    assert any("www.taken.test is a host or alias of its own" in p for p in problems), problems
+
+
+async def test_ssl_ciphers_annotation_applies_to_its_host_only(h: Harness) -> None:
+    await deploy(h, "web")
+    aes256 = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+    aes128 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+    h.write(
+        "ing.yaml",
+        annotated(
+            "strict", "strict.test", "web", ssl_ciphers=aes256, ssl_prefer_server_ciphers="true"
+        ),
+        annotated("web", "web.test", "web"),
+    )
+    await expect(h, "/", host="strict.test", service="web", https=True)
+    tls12 = ssl.TLSVersion.TLSv1_2
+    assert await _handshake(h, version=tls12, ciphers=aes128, name="strict.test") is None
+    assert await _handshake(h, version=tls12, ciphers=aes256, name="strict.test") == "TLSv1.2"
+    assert await _handshake(h, version=tls12, ciphers=aes128, name="web.test") == "TLSv1.2"
+
+
 # --- ConfigMap -----------------------------------------------------------------------------
 
 
@@ -155,7 +197,7 @@ async def test_server_header_is_hidden_unless_server_tokens_or_the_backend_s_is_
 
 
 async def _handshake(
-    h: Harness, *, version: ssl.TLSVersion, ciphers: str | None = None
+    h: Harness, *, version: ssl.TLSVersion, ciphers: str | None = None, name: str = "web.test"
 ) -> str | None:
     """The protocol negotiated with nginx's HTTPS port, or None when the handshake fails."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -166,7 +208,7 @@ async def _handshake(
         context.set_ciphers(ciphers)
     try:
         _, writer = await asyncio.open_connection(
-            "127.0.0.1", h.https_port, ssl=context, server_hostname="web.test"
+            "127.0.0.1", h.https_port, ssl=context, server_hostname=name
         )
     except (ssl.SSLError, ConnectionResetError):
         return None

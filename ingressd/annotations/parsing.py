@@ -94,6 +94,10 @@ class IngressAnnotations:
     app_root: str | None = None
     #: ``service-upstream``: proxy to the Service's cluster IP instead of its pods.
     service_upstream: bool = False
+    #: Server-level: ``ssl-ciphers``, ``ssl-prefer-server-ciphers``, ``from-to-www-redirect``.
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    from_to_www_redirect: bool = False
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
@@ -193,6 +197,9 @@ def parse_annotations(
         server_snippet=vals.get("server-snippet", str),
         app_root=vals.get("app-root", str),
         service_upstream=vals.flag("service-upstream"),
+        ssl_ciphers=vals.get("ssl-ciphers", str),
+        ssl_prefer_server_ciphers=vals.get("ssl-prefer-server-ciphers", bool),
+        from_to_www_redirect=vals.flag("from-to-www-redirect"),
         policy=combining.policy(vals),
         canary=canary,
     )

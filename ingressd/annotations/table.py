@@ -187,7 +187,14 @@ _TABLE: tuple[Annotation, ...] = (
     ),
     _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),
-    _a("from-to-www-redirect", _R, _U),
+    _a(
+        "from-to-www-redirect",
+        _R,
+        _D,
+        v.boolean,
+        "the 308 keeps a final '/' of the URI (ingress-nginx drops it); with --routing lua "
+        "the redirected name is a server block of its own (a reload when it appears)",
+    ),
     _a("preserve-trailing-slash", _R, _U),
     _a("use-port-in-redirects", _R, _U),
     # TLS
@@ -230,8 +237,21 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-tls-pass-certificate-to-upstream", _T, _U),
     _a("auth-tls-match-cn", _T, _U, fail_closed=True),
     _a("ssl-passthrough", _T, _U),
-    _a("ssl-ciphers", _T, _U),
-    _a("ssl-prefer-server-ciphers", _T, _U),
+    _a(
+        "ssl-ciphers",
+        _T,
+        _D,
+        v.ciphers,
+        "with --routing lua the host gets a server block of its own (a reload when it "
+        "appears), as with server-snippet",
+    ),
+    _a(
+        "ssl-prefer-server-ciphers",
+        _T,
+        _D,
+        v.boolean,
+        "with --routing lua the host gets a server block of its own, as with ssl-ciphers",
+    ),
     # proxy tuning
     _a("proxy-body-size", _P, _S, v.size),
     _a("client-body-buffer-size", _P, _S, v.buffer_size),

@@ -126,6 +126,10 @@ class ServerDraft:
     snippet: str | None = None
     snippet_from: ObjectKey = NO_INGRESS
     app_root: str | None = None
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    #: ``from-to-www-redirect`` with the Ingress that asked for it.
+    www_redirect_from: ObjectKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +337,9 @@ class Assembly:
             annotations.aliases
             or annotations.app_root is not None
             or annotations.server_snippet is not None
+            or annotations.ssl_ciphers is not None
+            or annotations.ssl_prefer_server_ciphers is not None
+            or annotations.from_to_www_redirect
         ):
             self.server_annotations(key, hosts, annotations)
 
@@ -698,14 +705,21 @@ class Assembly:
     def server_annotations(
         self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
     ) -> None:
-        """``server-alias``, ``server-snippet`` and ``app-root`` go to every host of the
-        Ingress (the oldest Ingress of a host wins its snippet and app-root)."""
+        """``server-alias``, ``server-snippet``, ``app-root``, ``ssl-ciphers``,
+        ``ssl-prefer-server-ciphers`` and ``from-to-www-redirect`` go to every host of the
+        Ingress (the oldest Ingress of a host wins each of the others)."""
         for host in hosts:
             draft = self.servers[host]
             for alias in annotations.aliases:
                 draft.aliases.setdefault(alias, key)
             if draft.app_root is None:
                 draft.app_root = annotations.app_root
+            if draft.ssl_ciphers is None:
+                draft.ssl_ciphers = annotations.ssl_ciphers
+            if draft.ssl_prefer_server_ciphers is None:
+                draft.ssl_prefer_server_ciphers = annotations.ssl_prefer_server_ciphers
+            if annotations.from_to_www_redirect and draft.www_redirect_from is None:
+                draft.www_redirect_from = key
             if annotations.server_snippet is None:
                 continue
             if draft.snippet is None:
@@ -896,6 +910,9 @@ class Assembly:
                 aliases=self.aliases(hostname, draft) if draft.aliases else (),
                 snippet=draft.snippet,
                 app_root=draft.app_root,
+                ssl_ciphers=draft.ssl_ciphers,
+                ssl_prefer_server_ciphers=draft.ssl_prefer_server_ciphers,
+                www_redirect=self.www_redirect(hostname, draft),
             )
             servers.append(_reuse(server, previous_servers.get(hostname)))
         used: set[BackendName] = set()
@@ -923,6 +940,21 @@ class Assembly:
                 )
             backends.append(backend)
         return servers, backends
+
+    def www_redirect(self, hostname: str, draft: ServerDraft) -> str | None:
+        """``from-to-www-redirect``: ``www.<host>`` for ``<host>``, ``<host>`` for
+        ``www.<host>``, unless that name is a server or an alias (a Problem says so)."""
+        key = draft.www_redirect_from
+        if key is None or hostname == CATCH_ALL or hostname.startswith("*."):
+            return None
+        other = hostname[4:] if hostname.startswith("www.") else f"www.{hostname}"
+        if other.count(".") < 1 or len(other) > 253:
+            return None
+        if other in self.servers or any(other in d.aliases for d in self.servers.values()):
+            reason = f"{other} is a host or alias of its own: no redirect to {hostname}"
+            self.problem(key, self.annotation_field("from-to-www-redirect"), reason)
+            return None
+        return other
 
     def aliases(self, hostname: str, draft: ServerDraft) -> tuple[str, ...]:
         """``server-alias`` names that are not a server's own host name nor another's alias."""

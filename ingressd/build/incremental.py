@@ -419,7 +419,8 @@ class _LastBuild:
         if plan.sets_policy:
             for service in plan.services:
                 self.policies[service] = self.policies.get(service, 0) + 1
-        if plan.annotations.aliases:
+        if plan.annotations.aliases or plan.annotations.from_to_www_redirect:
+            # both names are checked against every server: only a full build knows them
             self.aliased.add(key)
 
     def unindex(self, plan: IngressPlan) -> None:

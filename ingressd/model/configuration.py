@@ -180,6 +180,13 @@ class Server:
     snippet: str | None = None
     #: ``app-root``: ``/`` redirects (302) here; from the oldest Ingress of the host that sets it.
     app_root: str | None = None
+    #: ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` of the oldest Ingress of the host that
+    #: sets them: TLS handshakes for this name (its server block has its own SSL context).
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    #: ``from-to-www-redirect``: the other name (``www.`` added or removed), answered with a
+    #: 308 to this host; ``None`` when off or when that name is a server or alias itself.
+    www_redirect: str | None = None
 
     @property
     def is_wildcard(self) -> bool:
@@ -256,6 +263,13 @@ class Configuration:
                     **({"aliases": list(s.aliases)} if s.aliases else {}),
                     **({"snippet": s.snippet} if s.snippet is not None else {}),
                     **({"appRoot": s.app_root} if s.app_root is not None else {}),
+                    **({"sslCiphers": s.ssl_ciphers} if s.ssl_ciphers is not None else {}),
+                    **(
+                        {"sslPreferServerCiphers": s.ssl_prefer_server_ciphers}
+                        if s.ssl_prefer_server_ciphers is not None
+                        else {}
+                    ),
+                    **({"wwwRedirect": s.www_redirect} if s.www_redirect is not None else {}),
                     "certificate": (
                         {
                             "secret": s.certificate.secret,

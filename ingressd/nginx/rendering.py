@@ -52,8 +52,10 @@ from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
     error_locations,
     http_lines,
+    own_ssl_context,
     server_lines,
     server_redirects,
+    www_redirects,
 )
 
 
@@ -223,6 +225,13 @@ def hsts_value(settings: RenderSettings) -> str:
     return value
 
 
+def _www_redirects(config: Configuration) -> list[tuple[str, str, str | None]]:
+    try:
+        return www_redirects(config.servers)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+
+
 def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
     try:
         return server_lines(server, proxy_headers=proxy_headers)
@@ -375,6 +384,8 @@ def _render(
         locations=located,
         server_lines=_server_lines,
         server_redirects=server_redirects,
+        own_ssl_context=own_ssl_context,
+        www_redirects=_www_redirects(config),
         annotation_http_lines=annotation_http_lines,
         generation=int(generation),
         worker_user=settings.worker_user,

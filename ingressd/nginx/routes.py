@@ -110,8 +110,13 @@ class RouteTable:
 
 
 def keeps_own_block(server: Server) -> bool:
-    """A server that needs server-level directives of its own (``server-snippet``)."""
-    return server.snippet is not None and not server.is_catch_all
+    """A server that needs server-level directives of its own (``server-snippet``, and
+    ``ssl-ciphers`` / ``ssl-prefer-server-ciphers``, which need an SSL context of its own)."""
+    return not server.is_catch_all and (
+        server.snippet is not None
+        or server.ssl_ciphers is not None
+        or server.ssl_prefer_server_ciphers is not None
+    )
 
 
 def route_table(config: Configuration, context: RouteContext) -> RouteTable:
@@ -137,6 +142,9 @@ def route_table(config: Configuration, context: RouteContext) -> RouteTable:
             certificates[uid] = server.certificate.pem
             for name in (server.hostname, *server.aliases):
                 certificate_hosts[name] = uid
+            if server.www_redirect is not None:
+                # from-to-www-redirect: its server block takes the host's certificate too
+                certificate_hosts[server.www_redirect] = uid
         found = cache.get(id(server))
         if found is None or found.server is not server or found.context != context:
             if backends is None:

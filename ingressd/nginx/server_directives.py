@@ -1,7 +1,8 @@
 """Server and http directives from annotations: Server / Configuration -> nginx.conf lines.  Pure.
 
-    Server (+ its locations)   --server_lines()------> lines (app-root, server-snippet,
-                                                        custom error page locations)
+    Server (+ its locations)   --server_lines()------> lines (app-root, ssl-ciphers,
+                                                        server-snippet, custom error pages)
+    Servers                    --www_redirects()-----> the from-to-www-redirect server blocks
     Server                     --server_redirects()--> whether any location redirects to HTTPS
     Configuration              --http_lines()--------> lines (rate limit zones, upstream blocks)
         -> templates/nginx.conf.j2 prints them inside the server / http blocks
@@ -19,9 +20,16 @@ from collections.abc import Sequence
 
 from ingressd.model import Configuration, Server
 from ingressd.nginx.directives import effective_ssl_redirect, error_location, upstream_name
-from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
+from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, on_off, quote_word
 
-__all__ = ["error_locations", "http_lines", "server_lines", "server_redirects"]
+__all__ = [
+    "error_locations",
+    "http_lines",
+    "own_ssl_context",
+    "server_lines",
+    "server_redirects",
+    "www_redirects",
+]
 
 
 def server_redirects(server: Server) -> bool:
@@ -42,10 +50,42 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
             f'    return 302 "$scheme://$http_host{server.app_root}";',
             "}",
         ]
+    if server.ssl_ciphers is not None:
+        lines.append(f"ssl_ciphers {quote_word(server.ssl_ciphers)};")
+    if server.ssl_prefer_server_ciphers is not None:
+        lines.append(f"ssl_prefer_server_ciphers {on_off(server.ssl_prefer_server_ciphers)};")
     if server.snippet is not None:
         lines += server.snippet.splitlines()
     lines += error_locations((server,), proxy_headers=proxy_headers)
     return lines
+
+
+def own_ssl_context(server: Server) -> bool:
+    """Whether a server without a certificate of its own needs the default one written into
+    its block: nginx applies ``ssl_ciphers`` of the server SNI chose only when that server
+    has an SSL context, and it has one only with ``ssl_certificate``."""
+    return server.certificate is None and (
+        server.ssl_ciphers is not None or server.ssl_prefer_server_ciphers is not None
+    )
+
+
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\Z")
+
+
+def www_redirects(servers: Sequence[Server]) -> list[tuple[str, str, str | None]]:
+    """``from-to-www-redirect``: ``(quoted name redirected, quoted redirect target, file name
+    of the target host's certificate or None)`` per server that has one.  The target keeps
+    the scheme, the port the client used and the URI (ingress-nginx's 308)."""
+    out: list[tuple[str, str, str | None]] = []
+    for server in servers:
+        if server.www_redirect is None:
+            continue
+        if not _HOST.match(server.hostname):
+            raise DirectiveError(f"refusing redirect host {server.hostname!r}")
+        target = f'"$scheme://{server.hostname}:$server_port$request_uri"'
+        certificate = server.certificate.file_name if server.certificate is not None else None
+        out.append((quote_word(server.www_redirect), target, certificate))
+    return out
 
 
 def error_locations(
