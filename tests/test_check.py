@@ -154,3 +154,70 @@ async def test_check_reads_a_cluster_through_kubeconfig(
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     assert statuses(by_ingress(report)["default/web"]) == {"ssl-passthrough": "unsupported"}
+
+
+def test_check_reports_the_migration_annotations_and_configmap_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    annotations = {
+        "from-to-www-redirect": "true",
+        "service-upstream": "true",
+        "proxy-redirect-from": "http://internal/",
+        "proxy-redirect-to": "https://a.test/",
+        "proxy-cookie-domain": "internal a.test",
+        "proxy-cookie-path": "off",
+        "ssl-ciphers": "ECDHE-RSA-AES256-GCM-SHA384",
+        "ssl-prefer-server-ciphers": "true",
+        "custom-http-errors": "404,503",
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ingressd", "namespace": "ingressd"},
+        "data": {
+            "custom-http-errors": "503",
+            "ssl-protocols": "TLSv1.3",
+            "server-tokens": "false",
+            "http2-max-field-size": "16k",
+            "large-client-header-buffers": "4 one",
+        },
+    }
+    (tmp_path / "app.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                configmap,
+                service("web"),
+                endpoint_slice("web", endpoints=["10.0.0.1"]),
+                ingress(
+                    "web",
+                    rules=[rule("a.test", path("/", "web", 80))],
+                    annotations={P + k: v for k, v in annotations.items()},
+                ),
+            ]
+        )
+    )
+    args = ("--manifests", str(tmp_path), "--configmap", "ingressd/ingressd", "--json")
+    code, out = run_check(capsys, *args)
+    report = json.loads(out)
+    assert code == 1  # differences remain (see the table's texts)
+    seen = statuses(by_ingress(report)["default/web"])
+    assert seen == {
+        "custom-http-errors": "supported with a difference",
+        "from-to-www-redirect": "supported with a difference",
+        "proxy-cookie-domain": "supported",
+        "proxy-cookie-path": "supported",
+        "proxy-redirect-from": "supported",
+        "proxy-redirect-to": "supported",
+        "service-upstream": "supported with a difference",
+        "ssl-ciphers": "supported with a difference",
+        "ssl-prefer-server-ciphers": "supported with a difference",
+    }
+    other = "\n".join(report["otherProblems"])
+    assert "data.http2-max-field-size" in other and "obsolete" in other
+    assert "data.large-client-header-buffers" in other
+    assert "custom-http-errors: needs --default-backend-service" in other
+    assert "data.ssl-protocols" not in other and "data.server-tokens" not in other
+    # with the flag, the keys are used and the Ingress's errors have a place to go
+    code, out = run_check(capsys, *args, "--default-backend-service", "default/web")
+    other = "\n".join(json.loads(out)["otherProblems"])
+    assert "custom-http-errors" not in other

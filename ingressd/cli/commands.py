@@ -39,7 +39,7 @@ from ingressd.logs import configure
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import NginxPaths, WorkDirError, render
 from ingressd.pipeline.channel import UpdateChannel
-from ingressd.pipeline.configmap import parse_configmap
+from ingressd.pipeline.configmap import parse_configmap, unusable_options
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
@@ -207,8 +207,10 @@ async def _check(args: argparse.Namespace) -> int:
             await api.close()
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
-    global_options, _ = parse_configmap(configmap)
-    report = check(snapshot, global_options.build_options(options_from(args).build_options()))
+    global_options, option_problems = parse_configmap(configmap)
+    build_options = global_options.build_options(options_from(args).build_options())
+    moot = unusable_options(global_options, build_options, args.configmap)
+    report = check(snapshot, build_options, (*option_problems, *moot))
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

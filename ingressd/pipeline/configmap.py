@@ -62,6 +62,7 @@ __all__ = [
     "GlobalOptions",
     "parse_configmap",
     "settings_changes",
+    "unusable_options",
 ]
 
 #: Longest ``log-format-upstream`` accepted.
@@ -472,6 +473,17 @@ def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple
         for name in sorted(binary, key=str):
             problem(f"binaryData.{name}", "binaryData is not read (ignored)")
     return GlobalOptions(**values), tuple(problems)
+
+
+def unusable_options(
+    options: GlobalOptions, build: BuildOptions, configmap: ObjectKey | None
+) -> tuple[Problem, ...]:
+    """Valid keys that the controller's flags make moot: ``custom-http-errors`` without
+    ``--default-backend-service`` (the errors would have nowhere to go)."""
+    if options.custom_http_errors and build.default_backend_service is None and configmap:
+        reason = "needs --default-backend-service (where the errors go); ignored"
+        return (Problem("ConfigMap", configmap, "data.custom-http-errors", reason),)
+    return ()
 
 
 def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...]:
