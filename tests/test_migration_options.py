@@ -128,6 +128,11 @@ async def test_service_upstream_proxies_to_the_cluster_ip(h: Harness) -> None:
 
 async def test_from_to_www_redirect_both_directions(h: Harness) -> None:
     await deploy(h, "web")
+    # first without the annotation: then adding it to a served host (an existing settings
+    # class) must still bring the redirect (--routing lua: its server block reloads nginx)
+    h.write("ing.yaml", annotated("apex", "apex.test", "web"))
+    await expect(h, "/", host="apex.test", service="web")
+    await expect(h, "/", host="www.apex.test", status=404)
     h.write(
         "ing.yaml",
         annotated("apex", "apex.test", "web", from_to_www_redirect="true"),

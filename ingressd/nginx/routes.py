@@ -103,6 +103,9 @@ class RouteTable:
     certificates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Host name or alias (exact or ``*.`` wildcard) -> the uid of its certificate.
     certificate_hosts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: ``from-to-www-redirect``: (name redirected, host), sorted; nginx.conf has a server
+    #: block for each.
+    www_redirects: tuple[tuple[str, str], ...] = ()
 
     @property
     def class_ids(self) -> frozenset[str]:
@@ -133,7 +136,10 @@ def route_table(config: Configuration, context: RouteContext) -> RouteTable:
     kept: dict[int, _Entry] = {}
     certificates: dict[str, str] = {}
     certificate_hosts: dict[str, str] = {}
+    www: list[tuple[str, str]] = []
     for server in config.servers:
+        if server.www_redirect is not None:
+            www.append((server.www_redirect, server.hostname))
         if keeps_own_block(server):
             own.append(server)
             continue
@@ -162,6 +168,7 @@ def route_table(config: Configuration, context: RouteContext) -> RouteTable:
         own_blocks=tuple(own),
         certificates=certificates,
         certificate_hosts=certificate_hosts,
+        www_redirects=tuple(sorted(www)),
     )
 
 
