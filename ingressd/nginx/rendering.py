@@ -81,7 +81,8 @@ MAX_SOCKET_PATH = 107
 
 
 class WorkDirError(ValueError):
-    """The work dir cannot hold nginx's files (its control socket path would be too long)."""
+    """The work dir cannot hold nginx's files: its control socket path would be too long, or
+    nginx's unprivileged workers could not reach it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,7 @@ class RenderSettings:
     server_tokens: bool = False
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
-    routing: str = "nginx"
+    routing: str = "lua"
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
