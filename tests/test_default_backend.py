@@ -74,6 +74,7 @@ async def test_unknown_hosts_and_unmatched_paths_reach_the_default_backend_servi
     assert resp.json()["path"] == "/exact"
     await expect(h, "/app", host="web.test", service="web")
     # the default backend's pods change without a reload
+    await h.settled()
     reloads = h.reloads
     addresses, target = await h.start_pods(1, prefix="fallback2")
     h.write(
@@ -91,9 +92,21 @@ async def test_configmap_custom_http_errors_send_the_headers_to_the_default_back
 ) -> None:
     await deploy(h, "web")
     await deploy(h, "fallback")
+    await deploy(h, "own")
     h.write("cm.yaml", config_map({"custom-http-errors": "404,503"}))
-    h.write("ing.yaml", ingress("shop", rules=[rule("shop.test", path("/", "web"))]))
+    h.write(
+        "ing.yaml",
+        ingress("shop", rules=[rule("shop.test", path("/", "web"))]),
+        # its default-backend serves when web has no endpoint; the ConfigMap's codes still go
+        # to the global default backend (ingress-nginx's http-level error_page)
+        ingress(
+            "own",
+            rules=[rule("own.test", path("/", "web"))],
+            annotations={P + "default-backend": "own"},
+        ),
+    )
     await expect(h, "/ok", host="shop.test", service="web")
+    await expect(h, "/ok", host="own.test", service="web")
     # the pod's 404 is intercepted: the default backend answers (echoing the status it got)
     resp = await expect(
         h,
@@ -130,6 +143,7 @@ async def test_configmap_custom_http_errors_send_the_headers_to_the_default_back
     }
     # codes not listed pass through from the pod
     await expect(h, "/x?status=500", host="shop.test", status=500, service="web")
+    await expect(h, "/x?status=404", host="own.test", status=404, service="fallback")
 
 
 @pytest.mark.nginx
@@ -147,6 +161,9 @@ async def test_annotation_custom_http_errors_without_default_backend_use_the_glo
         ),
         ingress("plain", rules=[rule("plain.test", path("/", "web"))]),
     )
+    # (the default backend answers unknown hosts: wait for the Ingresses first)
+    await expect(h, "/", host="api.test", service="web")
+    await expect(h, "/", host="plain.test", service="web")
     resp = await expect(h, "/tea?status=418", host="api.test", status=418, service="fallback")
     assert resp.json()["headers"]["X-Code"] == "418"
     assert resp.json()["headers"]["X-Ingress-Name"] == "api"

@@ -567,17 +567,25 @@ class Assembly:
                 s = dataclasses.replace(s, default_backend=name)
             elif s.custom_http_errors:
                 s = dataclasses.replace(s, custom_http_errors=())
-        elif s.custom_http_errors or self.options.custom_http_errors:
-            # custom-http-errors (the annotation, else the ConfigMap's) without default-backend
-            # go to --default-backend-service
-            codes = s.custom_http_errors or self.options.custom_http_errors
+        if s.custom_http_errors and s.default_backend is None:
+            # the annotation without default-backend: --default-backend-service answers
             error_backend = self.global_default()
             if error_backend is not None:
-                s = dataclasses.replace(s, custom_http_errors=codes, error_backend=error_backend)
-            elif s.custom_http_errors:
+                s = dataclasses.replace(s, error_backend=error_backend)
+            else:
                 reason = "needs default-backend or --default-backend-service; ignored"
                 self.problem(key, self.annotation_field("custom-http-errors"), reason)
                 s = dataclasses.replace(s, custom_http_errors=())
+        elif not s.custom_http_errors and self.options.custom_http_errors:
+            # the ConfigMap's codes, where the annotation sets none: --default-backend-service
+            # answers them (ingress-nginx's http-level error_page), default-backend or not
+            error_backend = self.global_default()
+            if error_backend is not None:
+                s = dataclasses.replace(
+                    s,
+                    custom_http_errors=self.options.custom_http_errors,
+                    error_backend=error_backend,
+                )
         return s
 
     def global_default(self) -> BackendName | None:

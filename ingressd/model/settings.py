@@ -146,8 +146,9 @@ class LocationSettings:
     custom_http_errors: tuple[int, ...] = ()
     #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
     default_backend: BackendName | None = None
-    #: Where ``custom_http_errors`` go when there is no ``default_backend``: the backend of
-    #: ``--default-backend-service``.
+    #: Where ``custom_http_errors`` go when not to ``default_backend``: the backend of
+    #: ``--default-backend-service`` (the annotation without ``default-backend``, or the
+    #: ConfigMap's codes).
     error_backend: BackendName | None = None
     upstream_vhost: str | None = None
     x_forwarded_prefix: str | None = None
@@ -179,7 +180,7 @@ class LocationSettings:
         """The backend that answers ``custom_http_errors`` (None: they are not intercepted)."""
         if not self.custom_http_errors or self.denied is not None:
             return None
-        return self.default_backend if self.default_backend is not None else self.error_backend
+        return self.error_backend if self.error_backend is not None else self.default_backend
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         files: list[SecretFile] = []

@@ -241,8 +241,8 @@ def _settings_class(
     limit = size_bytes(size) if size is not None else default_limit
     # What the block's text depends on, and nothing else: routes that agree share a class.
     backend = backends.get(location.backend) if location.backend else None
-    if settings.default_backend is not None and not settings.custom_http_errors:
-        # only custom-http-errors writes the default backend's name into the block
+    if settings.default_backend is not None and settings.errors_to != settings.default_backend:
+        # only custom-http-errors sent to it write the default backend's name into the block
         settings = dataclasses.replace(settings, default_backend=None)
     key = (
         settings,
