@@ -50,6 +50,7 @@ from ingressd.nginx.quoting import (
 from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
+    client_auth_lines,
     error_locations,
     http_lines,
     own_ssl_context,
@@ -363,6 +364,12 @@ def _render(
             secrets_dir=paths.secrets,
         )
 
+    def server_client_auth_lines(server: Server) -> list[str]:
+        try:
+            return client_auth_lines(server, secrets_dir=paths.secrets)
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         try:
             return error_locations(config.servers, proxy_headers=proxy_headers)
@@ -387,6 +394,7 @@ def _render(
         server_redirects=server_redirects,
         own_ssl_context=own_ssl_context,
         www_redirects=_www_redirects(config),
+        client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
         generation=int(generation),
         worker_user=settings.worker_user,
