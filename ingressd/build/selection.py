@@ -21,6 +21,7 @@ from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
 from ingressd.build import kube
 from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
 from ingressd.model import ObjectKey, Problem
+from ingressd.model.settings import ExternalAuth
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["BuildOptions", "is_ours", "our_classes"]
@@ -52,6 +53,12 @@ class BuildOptions:
     #: ``custom-http-errors`` of the ConfigMap: codes the locations without the annotation
     #: send to the default backend (needs ``default_backend_service``).
     custom_http_errors: tuple[int, ...] = ()
+    #: The ConfigMap's ``global-auth-url`` & co: external authentication for every location
+    #: whose Ingress sets no ``auth-url`` and does not say ``enable-global-auth: "false"``.
+    global_auth: ExternalAuth | None = None
+    #: A ``global-auth-*`` key of the ConfigMap was invalid: the locations global auth would
+    #: protect answer 503 (fail closed).
+    global_auth_invalid: bool = False
 
     @property
     def annotation_options(self) -> AnnotationOptions:

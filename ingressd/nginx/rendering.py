@@ -40,6 +40,7 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
+from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -204,6 +205,8 @@ class RenderSettings:
     allow_backend_server_header: bool = False
     #: ``Server: nginx/1.22.1``; off: no ``Server`` header at all (headers-more).
     server_tokens: bool = False
+    #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
+    resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
@@ -234,9 +237,21 @@ def _www_redirects(config: Configuration) -> list[tuple[str, str, str | None]]:
         raise RenderError(str(exc)) from exc
 
 
-def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+def _server_lines(
+    server: Server,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    *,
+    settings: RenderSettings,
+) -> list[str]:
+    hsts = settings.hsts and server.certificate is not None
     try:
-        return server_lines(server, proxy_headers=proxy_headers)
+        return server_lines(
+            server,
+            proxy_headers=proxy_headers,
+            no_auth_locations=settings.no_auth_locations,
+            hsts_variable="$hsts_header" if hsts else None,
+            resolvers=settings.resolvers,
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
 
@@ -320,12 +335,19 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    classes = _with_kept(table.classes, keep_classes) if table is not None else ()
+    auths = (
+        [c.location.settings.external_auth for c in classes]
+        if lua_routed
+        else configuration_auths(Configuration(servers=tuple(contributing)))
+    )
     try:
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing)),
             keepalive_timeout=settings.upstream_keepalive_timeout,
             keepalive_requests=settings.upstream_keepalive_requests,
         )
+        annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
@@ -364,6 +386,24 @@ def _render(
             secrets_dir=paths.secrets,
         )
 
+    def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
+        """The auth subrequest and sign-in locations of the settings classes (lua)."""
+        try:
+            return auth_locations(
+                (
+                    c.location.settings.external_auth
+                    for c in classes
+                    if c.location.settings.external_auth is not None
+                    and c.location.settings.denied is None
+                ),
+                proxy_headers=proxy_headers,
+                no_auth_locations=settings.no_auth_locations,
+                hsts_variable="$ingressd_hsts" if settings.hsts else None,
+                resolvers=settings.resolvers,
+            )
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     def server_client_auth_lines(server: Server) -> list[str]:
         try:
             return client_auth_lines(server, secrets_dir=paths.secrets)
@@ -379,9 +419,10 @@ def _render(
     text = compiled.render(
         servers=block_servers,
         routing=settings.routing,
-        settings_classes=_with_kept(table.classes, keep_classes) if table is not None else (),
+        settings_classes=classes,
         class_lines=class_lines,
         error_locations=all_error_locations,
+        auth_locations=class_auth_locations,
         server_blocks=server_blocks,
         settings=settings,
         paths=paths,
@@ -390,7 +431,7 @@ def _render(
         ql=quote_log_format,
         server_name=server_name,
         locations=located,
-        server_lines=_server_lines,
+        server_lines=functools.partial(_server_lines, settings=settings),
         server_redirects=server_redirects,
         own_ssl_context=own_ssl_context,
         www_redirects=_www_redirects(config),
