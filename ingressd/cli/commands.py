@@ -210,7 +210,7 @@ async def _check(args: argparse.Namespace) -> int:
     global_options, option_problems = parse_configmap(configmap)
     build_options = global_options.build_options(options_from(args).build_options())
     moot = unusable_options(global_options, build_options, args.configmap)
-    report = check(snapshot, build_options, (*option_problems, *moot))
+    report = check(snapshot, build_options, option_problems=(*option_problems, *moot))
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -80,8 +80,7 @@ class CheckReport:
     ingresses: tuple[IngressCheck, ...]
     #: Ingresses of other classes (not checked).
     not_served: tuple[ObjectKey, ...] = ()
-    #: Problems of other objects (ConfigMap keys, Secrets, EndpointSlices, IngressClasses,
-    #: the default backend's Service).
+    #: Problems of other objects (Secrets, EndpointSlices, IngressClasses, the ConfigMap).
     other: tuple[Problem, ...] = field(default=())
 
     @property
@@ -198,18 +197,17 @@ def _finding(problem: Problem) -> Finding:
 
 
 def check(
-    snapshot: Snapshot, options: BuildOptions, configmap_problems: Iterable[Problem] = ()
+    snapshot: Snapshot, options: BuildOptions, *, option_problems: Iterable[Problem] = ()
 ) -> CheckReport:
-    """What ingressd would make of the snapshot's Ingresses, as a report; the ConfigMap's
-    unknown, invalid or moot keys (``configmap_problems``) are listed with the other
-    objects' problems."""
+    """What ingressd would make of the snapshot's Ingresses, as a report; ``option_problems``
+    (the ConfigMap's unknown keys and invalid values) are listed with the other problems."""
     result = build_configuration(snapshot, options)
     annotation_options = AnnotationOptions(
         prefix=options.annotations_prefix, allow_snippets=options.allow_snippet_annotations
     )
     ignored = set(result.ignored)
     by_ingress: dict[str, list[Problem]] = {}
-    other: list[Problem] = list(configmap_problems)
+    other: list[Problem] = list(option_problems)
     for problem in result.problems:
         if problem.kind == "Ingress":
             by_ingress.setdefault(problem.key, []).append(problem)
