@@ -34,6 +34,7 @@ from ingressd.model.settings import (
     BackendProtocol,
     Cors,
     LocationSettings,
+    ModSecurity,
     ProxySSL,
     RateLimits,
     Redirect,
@@ -254,6 +255,26 @@ def location(vals: Values, key: str) -> LocationSettings:
         access_log=g("enable-access-log", bool),
         rewrite_log=vals.flag("enable-rewrite-log"),
         snippet=g("configuration-snippet", str),
+        modsecurity=_modsecurity(vals),
+    )
+
+
+def _modsecurity(vals: Values) -> ModSecurity | None:
+    """The WAF annotations; they take effect where ModSecurity is on (this Ingress's
+    ``enable-modsecurity`` or the ConfigMap's), which only the renderer knows."""
+    names = (
+        "enable-modsecurity",
+        "enable-owasp-core-rules",
+        "modsecurity-snippet",
+        "modsecurity-transaction-id",
+    )
+    if not any(vals.has(n) for n in names):
+        return None
+    return ModSecurity(
+        enable=vals.get("enable-modsecurity", bool),
+        owasp_core_rules=vals.flag("enable-owasp-core-rules"),
+        rules=vals.get("modsecurity-snippet", str),
+        transaction_id=vals.get("modsecurity-transaction-id", str),
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from ingressd.nginx import modsecurity
 from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths
 
 log = structlog.get_logger("ingressd.nginx")
@@ -98,8 +99,13 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
-        for sub in ("logs", "temp", "certs", "control"):
+        for sub in ("logs", "temp", "certs", "control", "modsecurity", "temp/modsecurity"):
             (work / sub).mkdir(parents=True, exist_ok=True)
+        waf_files = modsecurity.config_files(
+            self.paths.modsecurity, str(self.paths.logs), str(work / "temp" / "modsecurity")
+        )
+        for name, text in waf_files.items():
+            (Path(self.paths.modsecurity) / name).write_text(text)
         os.chmod(work / "certs", 0o700)
         os.chmod(self.paths.control_dir, 0o700)
         lua_target = Path(self.paths.lua)

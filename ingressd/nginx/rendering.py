@@ -40,6 +40,7 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, http_setup
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -148,6 +149,11 @@ class NginxPaths:
         return str(self.work_dir / "certs" / "default.pem")
 
     @property
+    def modsecurity(self) -> str:
+        """ModSecurity's base configuration and CRS include (``ingressd.nginx.modsecurity``)."""
+        return str(self.work_dir / "modsecurity")
+
+    @property
     def secrets(self) -> str:
         """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
         return str(self.work_dir / "secrets")
@@ -184,6 +190,8 @@ class RenderSettings:
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
+    #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
+    modsecurity: WafDefaults = NO_WAF
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
@@ -294,7 +302,8 @@ def _render(
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
-    except DirectiveError as exc:
+        waf = http_setup(config, settings.modsecurity, paths.modsecurity)
+    except (DirectiveError, ValueError) as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
         locations,
@@ -304,6 +313,7 @@ def _render(
         hsts=settings.hsts,
         secrets_dir=paths.secrets,
         bodies={},
+        modsecurity=settings.modsecurity,
     )
 
     parts: list[str] = []
@@ -330,6 +340,7 @@ def _render(
             https_port_suffix=https_suffix,
             hsts=settings.hsts,
             secrets_dir=paths.secrets,
+            modsecurity=settings.modsecurity,
         )
 
     def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
@@ -355,6 +366,7 @@ def _render(
         server_lines=_server_lines,
         server_redirects=server_redirects,
         annotation_http_lines=annotation_http_lines,
+        modsecurity=waf,
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),

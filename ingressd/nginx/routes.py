@@ -39,6 +39,7 @@ from ingressd.model import (
     Server,
 )
 from ingressd.nginx.directives import LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
 __all__ = [
@@ -250,6 +251,7 @@ def class_body(
     hsts: bool,
     secrets_dir: str,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> tuple[tuple[str, ...], str]:
     """The directives of a class's named location and its last one (``proxy_pass ...``, or
     ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
@@ -265,6 +267,7 @@ def class_body(
         proxy_headers=proxy_headers,
         lua_routed=True,
         no_auth_locations=no_auth_locations,
+        modsecurity=modsecurity,
     )
     try:
         body = location_lines(location, context)

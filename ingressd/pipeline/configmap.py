@@ -23,6 +23,9 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
+    enable-modsecurity              bool: ModSecurity on everywhere (DetectionOnly)  false
+    enable-owasp-modsecurity-crs    bool: the OWASP Core Rule Set where it is on     false
+    modsecurity-snippet             ModSecurity rules at the http level              (none)
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -38,9 +41,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import values
+from ingressd.annotations import modsecurity, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
+from ingressd.nginx.modsecurity import WafDefaults
 from ingressd.nginx.rendering import RenderSettings
 
 __all__ = [
@@ -207,6 +211,10 @@ class GlobalOptions:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    enable_modsecurity: bool = False
+    enable_owasp_modsecurity_crs: bool = False
+    #: The administrator's ModSecurity rules (``SecRuleEngine On`` turns blocking on).
+    modsecurity_snippet: str | None = None
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -228,6 +236,11 @@ class GlobalOptions:
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
             no_auth_locations=self.no_auth_locations,
+            modsecurity=WafDefaults(
+                enable=self.enable_modsecurity,
+                crs=self.enable_owasp_modsecurity_crs,
+                snippet=self.modsecurity_snippet,
+            ),
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
@@ -350,6 +363,9 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
+    "enable-modsecurity": ("enable_modsecurity", _bool),
+    "enable-owasp-modsecurity-crs": ("enable_owasp_modsecurity_crs", _bool),
+    "modsecurity-snippet": ("modsecurity_snippet", modsecurity.rules_snippet),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
