@@ -133,6 +133,31 @@ def test_check_exits_0_when_nothing_would_change(
     assert "1 Ingresses of other classes not checked (see --ingress-class): default/other" in out
 
 
+def test_check_lists_the_configmap_keys_it_does_not_know_and_accepts_the_waf_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ingressd", "namespace": "ingressd"},
+        "data": {
+            "enable-modsecurity": "true",
+            "enable-owasp-modsecurity-crs": "true",
+            "modsecurity-snippet": "SecRuleEngine On",
+            "no-such-key": "1",
+        },
+    }
+    (tmp_path / "cm.yaml").write_text(yaml.safe_dump(configmap))
+    code, out = run_check(
+        capsys, "--manifests", str(tmp_path), "--configmap", "ingressd/ingressd", "--json"
+    )
+    report = json.loads(out)
+    assert report["otherProblems"] == [
+        "ConfigMap ingressd/ingressd: data.no-such-key: unknown key (ignored)"
+    ], report["otherProblems"]
+    assert code == 0
+
+
 async def test_check_reads_a_cluster_through_kubeconfig(
     fake_api: FakeApiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
