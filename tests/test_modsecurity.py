@@ -23,7 +23,8 @@ from ingressd.model import Configuration, ObjectKey
 from ingressd.model.settings import ModSecurity
 from ingressd.nginx.modsecurity import WafDefaults, http_setup, waf_location_lines
 from ingressd.nginx.quoting import DirectiveError, quote_modsecurity_rules
-from ingressd.nginx.rendering import RenderSettings
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
+from ingressd.nginx.routes import RouteContext, route_table
 from ingressd.pipeline.configmap import parse_configmap
 from tests.support.e2e import deploy, expect
 from tests.support.harness import Harness
@@ -374,3 +375,25 @@ async def test_allowed_snippet_rules_reach_modsecurity_exactly_as_written(
     await expect(h, "/?x=evil12%27", host="custom.test", status=418)
     await expect(h, "/?x=evil12", host="custom.test", service="web")
     await expect(h, SQLI, host="custom.test", service="web")  # no CRS without the annotation
+
+
+def test_a_kept_settings_class_with_the_waf_keeps_the_module_loaded(tmp_path: Path) -> None:
+    """--routing lua renders the classes Lua's running table still names: one that turns
+    ModSecurity on needs the module even when the new configuration has no WAF left."""
+    waf_ingress = ingress(
+        "app",
+        rules=[rule("app.test", path("/", "web"))],
+        annotations={P + "enable-modsecurity": "true"},
+    )
+    before = build_configuration(snapshot(service("web"), waf_ingress), BuildOptions())
+    after = build_configuration(snapshot(service("web")), BuildOptions())
+    kept = route_table(before.configuration, RouteContext()).classes
+    settings = RenderSettings(routing="lua")
+    paths = NginxPaths(tmp_path)
+    text = render(after.configuration, settings=settings, paths=paths, generation=2)
+    assert "ngx_http_modsecurity_module" not in text
+    text = render(
+        after.configuration, settings=settings, paths=paths, generation=2, keep_classes=kept
+    )
+    assert "load_module /usr/share/nginx/modules/ngx_http_modsecurity_module.so;" in text
+    assert "modsecurity on;" in text

@@ -25,11 +25,13 @@ named location of the route's settings class (after ``ngx.exec``), with that cla
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ingressd.model import Configuration
-from ingressd.model.settings import DEFAULT_SETTINGS, ModSecurity
+from ingressd.model.settings import DEFAULT_SETTINGS, LocationSettings, ModSecurity
 from ingressd.nginx.quoting import quote_modsecurity_rules, quote_nginx_variables
 
 __all__ = [
@@ -149,19 +151,28 @@ def _active(settings: ModSecurity | None, defaults: WafDefaults) -> bool:
     return settings.enable
 
 
-def http_setup(config: Configuration, defaults: WafDefaults, modsecurity_dir: str) -> WafHttp:
-    """Whether to load the module, and the http-level lines (rules parsed once, here)."""
+def http_setup(
+    config: Configuration,
+    defaults: WafDefaults,
+    modsecurity_dir: str,
+    *,
+    also: Iterable[LocationSettings] = (),
+) -> WafHttp:
+    """Whether to load the module, and the http-level lines (rules parsed once, here).
+
+    ``also``: the settings of locations rendered besides ``config``'s (``--routing lua``'s kept
+    settings classes)."""
     module, crs = defaults.enable, defaults.crs
-    for server in config.servers:
-        for location in server.locations:
-            if location.settings is DEFAULT_SETTINGS:
-                continue
-            settings = location.settings.modsecurity
-            if settings is None or not _active(settings, defaults):
-                continue
-            module = True
-            crs = crs or settings.owasp_core_rules
-        if module and crs:
+    every = (loc.settings for server in config.servers for loc in server.locations)
+    for location_settings in itertools.chain(every, also):
+        if location_settings is DEFAULT_SETTINGS:
+            continue
+        settings = location_settings.modsecurity
+        if settings is None or not _active(settings, defaults):
+            continue
+        module = True
+        crs = crs or settings.owasp_core_rules
+        if crs:
             break
     if not module:
         return WafHttp()

@@ -302,7 +302,12 @@ def _render(
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
-        waf = http_setup(config, settings.modsecurity, paths.modsecurity)
+        waf = http_setup(
+            config,
+            settings.modsecurity,
+            paths.modsecurity,
+            also=(c.location.settings for c in keep_classes) if lua_routed else (),
+        )
     except (DirectiveError, ValueError) as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
