@@ -25,7 +25,7 @@ from ingressd.nginx.modsecurity import WafDefaults, http_setup, waf_location_lin
 from ingressd.nginx.quoting import DirectiveError, quote_modsecurity_rules
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import RouteContext, route_table
-from ingressd.pipeline.configmap import parse_configmap
+from ingressd.pipeline.configmap import parse_configmap, settings_changes
 from tests.support.e2e import deploy, expect
 from tests.support.harness import Harness
 from tests.support.objects import ingress, path, rule, service, snapshot
@@ -147,6 +147,12 @@ def test_configmap_keys_become_the_waf_defaults() -> None:
     )
     _, problems = parse_configmap(config_map({"enable-modsecurity": "maybe"}))
     assert [p.field for p in problems] == ["data.enable-modsecurity"]
+    assert settings_changes(settings, RenderSettings()) == (
+        "global options changed: enable-modsecurity False -> True",
+        "global options changed: enable-owasp-modsecurity-crs False -> True",
+        "global options changed: modsecurity-snippet (default) -> "
+        "SecRuleEngine On\nSecRequestBodyAccess On",
+    )
 
 
 def test_rules_are_quoted_so_nginx_reads_them_back_exactly() -> None:

@@ -93,7 +93,8 @@ class NginxProcess:
     # -- preparation -------------------------------------------------------------------------
 
     def prepare_work_dir(self) -> None:
-        """Create the work dir layout and copy the Lua code into it.
+        """Create the work dir layout, copy the Lua code into it and write ModSecurity's base
+        configuration and CRS include (``ingressd.nginx.modsecurity``).
 
         The copy makes the running nginx independent of the checkout (and readable by the
         unprivileged worker user when ingressd runs as root).

@@ -368,6 +368,12 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "modsecurity-snippet": ("modsecurity_snippet", modsecurity.rules_snippet),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
+#: ``RenderSettings.modsecurity`` (WafDefaults) field -> its ConfigMap key.
+_WAF_KEYS = {
+    "enable": "enable-modsecurity",
+    "crs": "enable-owasp-modsecurity-crs",
+    "snippet": "modsecurity-snippet",
+}
 
 
 def known_keys() -> list[str]:
@@ -430,7 +436,12 @@ def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...
     reasons = []
     for f in dataclasses.fields(RenderSettings):
         before, after = getattr(old, f.name), getattr(new, f.name)
-        if before != after:
+        if f.name == "modsecurity" and before != after:
+            for sub, key in _WAF_KEYS.items():
+                was, now = getattr(before, sub), getattr(after, sub)
+                if was != now:
+                    reasons.append(f"global options changed: {key} {_shown(was)} -> {_shown(now)}")
+        elif before != after:
             key = _KEY_OF_FIELD.get(f.name, f.name.replace("_", "-"))
             reasons.append(f"global options changed: {key} {_shown(before)} -> {_shown(after)}")
     return tuple(reasons)
