@@ -317,7 +317,15 @@ async def test_annotations_detect_alone_and_the_safe_snippet_blocks_without_snip
     await deploy(h, "web")
     crs = {"enable-modsecurity": "true", "enable-owasp-core-rules": "true"}
     await waf_ingress(h, "detect", crs)
-    await waf_ingress(h, "block", {**crs, "modsecurity-snippet": "SecRuleEngine On"})
+    await waf_ingress(
+        h,
+        "block",
+        {
+            **crs,
+            "modsecurity-snippet": "SecRuleEngine On",
+            "modsecurity-transaction-id": "$req_id",
+        },
+    )
     await waf_ingress(
         h, "removed", {**crs, "modsecurity-snippet": "SecRuleEngine On\nSecRuleRemoveById 942100"}
     )
@@ -330,7 +338,8 @@ async def test_annotations_detect_alone_and_the_safe_snippet_blocks_without_snip
     for host in ("detect", "block", "removed", "nocrs", "refused", "plain"):
         await expect(h, NORMAL, host=f"{host}.test", service="web")
 
-    await expect(h, SQLI, host="block.test", status=403)
+    await expect(h, SQLI, host="block.test", status=403, headers={"X-Request-ID": "wafprobe01"})
+    await logged(h, "block.test", "wafprobe01", '[id "949110"]')  # the transaction id
     if h.options.routing == "lua":
         # Lua-routed (no server block of its own): the rules ran in the class's named location.
         assert '"block.test"' not in h.options.work_dir.joinpath("nginx.conf").read_text()
@@ -381,6 +390,15 @@ async def test_allowed_snippet_rules_reach_modsecurity_exactly_as_written(
     await expect(h, "/?x=evil12%27", host="custom.test", status=418)
     await expect(h, "/?x=evil12", host="custom.test", service="web")
     await expect(h, SQLI, host="custom.test", service="web")  # no CRS without the annotation
+
+    # Rules libmodsecurity refuses fail nginx -t: that Ingress is set aside, the rest applies.
+    await waf_ingress(
+        h, "broken", {"enable-modsecurity": "true", "modsecurity-snippet": "SecRuleEngine Maybe"}
+    )
+    await waf_ingress(h, "next", {})
+    await expect(h, NORMAL, host="next.test", service="web", timeout=20)
+    await expect(h, "/?x=evil12%27", host="custom.test", status=418)
+    await expect(h, NORMAL, host="broken.test", status=404)
 
 
 def test_a_kept_settings_class_with_the_waf_keeps_the_module_loaded(tmp_path: Path) -> None:
