@@ -84,8 +84,12 @@ class WafHttp:
 
 
 def _path(value: str) -> str:
+    """A path ModSecurity's parser reads unquoted (it takes no spaces, even quoted)."""
     if not re.fullmatch(r"[A-Za-z0-9._/+@=,:-]+", value):
-        raise ValueError(f"refusing path {value!r} in the ModSecurity configuration")
+        raise ValueError(
+            f"ModSecurity cannot use {value!r}: a --work-dir of letters, digits and "
+            "'._/+@=,:-' is needed for the WAF"
+        )
     return value
 
 

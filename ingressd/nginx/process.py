@@ -102,9 +102,14 @@ class NginxProcess:
         work = self.paths.work_dir
         for sub in ("logs", "temp", "certs", "control", "modsecurity", "temp/modsecurity"):
             (work / sub).mkdir(parents=True, exist_ok=True)
-        waf_files = modsecurity.config_files(
-            self.paths.modsecurity, str(self.paths.logs), str(work / "temp" / "modsecurity")
-        )
+        try:
+            waf_files = modsecurity.config_files(
+                self.paths.modsecurity, str(self.paths.logs), str(work / "temp" / "modsecurity")
+            )
+        except ValueError as exc:
+            # Rendering refuses the WAF with the same reason when an Ingress asks for it.
+            log.warning("modsecurity unavailable", reason=str(exc))
+            waf_files = {}
         for name, text in waf_files.items():
             (Path(self.paths.modsecurity) / name).write_text(text)
         os.chmod(work / "certs", 0o700)
