@@ -22,6 +22,7 @@ from ingressd.build.building import BuildOptions, build_configuration
 from ingressd.model import Configuration, ObjectKey
 from ingressd.model.settings import ModSecurity
 from ingressd.nginx.modsecurity import WafDefaults, http_setup, waf_location_lines
+from ingressd.nginx.process import NginxProcess
 from ingressd.nginx.quoting import DirectiveError, quote_modsecurity_rules
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import RouteContext, route_table
@@ -421,3 +422,18 @@ def test_a_kept_settings_class_with_the_waf_keeps_the_module_loaded(tmp_path: Pa
     )
     assert "load_module /usr/share/nginx/modules/ngx_http_modsecurity_module.so;" in text
     assert "modsecurity on;" in text
+
+
+def test_a_work_dir_modsecurity_cannot_name_refuses_the_waf_not_the_start(
+    tmp_path: Path,
+) -> None:
+    paths = NginxPaths(tmp_path / "work dir")
+    NginxProcess(paths=paths).prepare_work_dir()  # no WAF files, no exception
+    assert not any(Path(paths.modsecurity).iterdir())
+    with pytest.raises(ValueError, match="--work-dir of letters"):
+        http_setup(Configuration(), WafDefaults(enable=True), paths.modsecurity)
+    good = NginxPaths(tmp_path / "work")
+    NginxProcess(paths=good).prepare_work_dir()
+    base = (Path(good.modsecurity) / "modsecurity.conf").read_text()
+    assert "SecRuleEngine DetectionOnly" in base
+    assert f"SecAuditLog {good.logs}/modsec_audit.log" in base
