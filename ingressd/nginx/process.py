@@ -35,7 +35,7 @@ import aiohttp
 import structlog
 
 from ingressd.nginx import modsecurity
-from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths
+from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths, WorkDirError
 
 log = structlog.get_logger("ingressd.nginx")
 
@@ -45,6 +45,22 @@ DEFAULT_LUA_DIR = PROJECT_ROOT / "lua"
 
 class NginxError(RuntimeError):
     """nginx refused a configuration or did not do what was asked in time."""
+
+
+def _check_workers_reach(work: Path, user: str) -> None:
+    """Raise ``WorkDirError`` unless every directory above ``work`` lets others through.
+
+    nginx's workers run as ``user`` and read the Lua code and the logs' directory from the work
+    dir: behind a 0700 parent every Lua-routed request would answer 500.
+    """
+    for parent in work.resolve().parents:
+        mode = parent.stat().st_mode if parent.exists() else 0o755
+        if not mode & 0o001:
+            raise WorkDirError(
+                f"the work dir {work} is out of reach of nginx's workers (user {user}): "
+                f"{parent} has mode {mode & 0o777:04o}; choose a --work-dir whose parents "
+                "others may traverse"
+            )
 
 
 class ConfigTestError(NginxError):
@@ -100,6 +116,8 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
+        if self.worker_user is not None and os.geteuid() == 0:
+            _check_workers_reach(work, self.worker_user[0])
         for sub in ("logs", "temp", "certs", "control", "modsecurity", "temp/modsecurity"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         try:

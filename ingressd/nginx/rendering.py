@@ -80,7 +80,8 @@ MAX_SOCKET_PATH = 107
 
 
 class WorkDirError(ValueError):
-    """The work dir cannot hold nginx's files (its control socket path would be too long)."""
+    """The work dir cannot hold nginx's files: its control socket path would be too long, or
+    nginx's unprivileged workers could not reach it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ class RenderSettings:
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
-    routing: str = "nginx"
+    routing: str = "lua"
     #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
     modsecurity: WafDefaults = NO_WAF
 

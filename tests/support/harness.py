@@ -87,8 +87,8 @@ class Harness:
             status_address="127.0.0.1",
             worker_processes="2",
             allow_loopback_endpoints=True,  # the pods are on 127.x addresses
-            # INGRESSD_TEST_ROUTING=lua runs every end-to-end test with Lua routing
-            routing=routing or os.environ.get("INGRESSD_TEST_ROUTING", "nginx"),
+            # INGRESSD_TEST_ROUTING=nginx runs every end-to-end test with per-host server blocks
+            routing=routing or os.environ.get("INGRESSD_TEST_ROUTING", "lua"),
         )
         self.controller: Ingressd | None = None
         self.session: aiohttp.ClientSession | None = None
