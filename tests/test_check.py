@@ -78,7 +78,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
     assert conflict["changesBehaviour"] is False
 
-    assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
+    assert statuses(ingresses["shop/api"])["auth-url"] == "supported"
+    assert statuses(ingresses["shop/api"])["auth-signin"] == "supported"
     assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "not allowed"
     assert statuses(ingresses["web/web-canary"])["proxy-body-size"] == "ignored"
     assert ingresses["web/web"]["changesBehaviour"] is False
@@ -100,8 +101,8 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
     assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
     row = next(line for line in lines if "configuration-snippet" in line)
     assert row.split() == ["configuration-snippet", "supported"]
-    assert any(line.split()[:2] == ["auth-url", "unsupported"] for line in lines)
-    assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
+    # the WAF, web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
+    assert lines[-1] == "Behaviour would change for 3 of 7 Ingresses."
     assert code == 1
 
 

@@ -4,6 +4,7 @@
         --location(vals, key)--> LocationSettings  (redirects, allow/deny, rate limits with
                                                     their zone, CORS, proxy-ssl, timeouts, ...)
         --auth(vals)-----------> AuthRequest        (auth-type basic + auth-secret), or None
+        --client_auth(vals)----> ClientAuthRequest  (auth-tls-secret + auth-tls-*), or None
         --policy(vals)---------> BackendPolicy      (cookie affinity, upstream-hash-by,
                                                     load-balance)
         --canary(vals)---------> TrafficShaping     when ``canary: "true"``, else None
@@ -33,6 +34,7 @@ from ingressd.model.policy import (
 from ingressd.model.settings import (
     BackendProtocol,
     Cors,
+    ExternalAuth,
     LocationSettings,
     ModSecurity,
     ProxySSL,
@@ -40,7 +42,16 @@ from ingressd.model.settings import (
     Redirect,
 )
 
-__all__ = ["AuthRequest", "Values", "auth", "canary", "location", "policy"]
+__all__ = [
+    "AuthRequest",
+    "ClientAuthRequest",
+    "Values",
+    "auth",
+    "canary",
+    "client_auth",
+    "location",
+    "policy",
+]
 
 T = TypeVar("T")
 
@@ -54,6 +65,21 @@ class AuthRequest:
     name: str
     secret_type: str = "auth-file"
     realm: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthRequest:
+    """``auth-tls-secret`` (CA bundle, optional CRL) and the ``auth-tls-*`` settings, with
+    ingress-nginx's defaults; the builder reads the Secret into ``model.ClientAuth``."""
+
+    #: ``None``: the Ingress's namespace.
+    namespace: str | None
+    name: str
+    verify: str = "on"
+    depth: int = 1
+    error_page: str | None = None
+    pass_certificate: bool = False
+    match_cn: str | None = None
 
 
 class Values:
@@ -245,6 +271,7 @@ def location(vals: Values, key: str) -> LocationSettings:
         x_forwarded_prefix=g("x-forwarded-prefix", str),
         ssl_redirect=g("ssl-redirect", bool),
         force_ssl_redirect=vals.flag("force-ssl-redirect"),
+        preserve_trailing_slash=vals.flag("preserve-trailing-slash"),
         backend_protocol=BackendProtocol(protocol) if protocol else BackendProtocol.HTTP,
         proxy_ssl=proxy_ssl,
         allow=tuple(dict.fromkeys(allow)),
@@ -255,7 +282,63 @@ def location(vals: Values, key: str) -> LocationSettings:
         access_log=g("enable-access-log", bool),
         rewrite_log=vals.flag("enable-rewrite-log"),
         snippet=g("configuration-snippet", str),
+        external_auth=external_auth(vals),
         modsecurity=_modsecurity(vals),
+    )
+
+
+#: The annotations that tune ``auth-url``.
+EXTERNAL_AUTH_OPTIONS = (
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "auth-always-set-cookie",
+    "auth-keepalive",
+    "auth-keepalive-share-vars",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-proxy-set-headers",
+)
+
+
+def external_auth(vals: Values) -> ExternalAuth | None:
+    """``auth-url`` and the annotations that tune it, with ingress-nginx's defaults."""
+    url = vals.get("auth-url", str)
+    if url is None:
+        vals.ignore("has no effect without auth-url", *EXTERNAL_AUTH_OPTIONS)
+        return None
+    g = vals.get
+    base = ExternalAuth(url=url)
+    if not vals.has("auth-signin"):
+        vals.ignore("has no effect without auth-signin", "auth-signin-redirect-param")
+    if not vals.has("auth-cache-key"):
+        vals.ignore("has no effect without auth-cache-key", "auth-cache-duration")
+    keepalive = g("auth-keepalive", int) or 0
+    if not keepalive:
+        vals.ignore(
+            "has no effect without auth-keepalive",
+            "auth-keepalive-share-vars",
+            "auth-keepalive-requests",
+            "auth-keepalive-timeout",
+        )
+    return ExternalAuth(
+        url=url,
+        method=g("auth-method", str),
+        signin=g("auth-signin", str),
+        signin_redirect_param=g("auth-signin-redirect-param", str) or base.signin_redirect_param,
+        response_headers=g("auth-response-headers", tuple) or (),
+        request_redirect=g("auth-request-redirect", str),
+        cache_key=g("auth-cache-key", str),
+        cache_duration=g("auth-cache-duration", tuple) or base.cache_duration,
+        always_set_cookie=vals.flag("auth-always-set-cookie"),
+        keepalive=keepalive,
+        keepalive_share_vars=vals.flag("auth-keepalive-share-vars"),
+        keepalive_requests=g("auth-keepalive-requests", int) or base.keepalive_requests,
+        keepalive_timeout=g("auth-keepalive-timeout", int) or base.keepalive_timeout,
     )
 
 
@@ -295,6 +378,31 @@ def auth(vals: Values) -> AuthRequest | None:
     )
 
 
+def client_auth(vals: Values) -> ClientAuthRequest | None:
+    names = (
+        "auth-tls-verify-client",
+        "auth-tls-verify-depth",
+        "auth-tls-error-page",
+        "auth-tls-pass-certificate-to-upstream",
+        "auth-tls-match-cn",
+    )
+    ref = vals.get("auth-tls-secret", tuple)
+    if ref is None:
+        vals.ignore("has no effect without auth-tls-secret", *names)
+        return None
+    namespace, name = ref
+    return ClientAuthRequest(
+        namespace=namespace,
+        name=name,
+        verify=vals.get("auth-tls-verify-client", str) or "on",
+        # 0 is ingress-nginx's "unset": its default depth 1
+        depth=vals.get("auth-tls-verify-depth", int) or 1,
+        error_page=vals.get("auth-tls-error-page", str),
+        pass_certificate=vals.flag("auth-tls-pass-certificate-to-upstream"),
+        match_cn=vals.get("auth-tls-match-cn", str),
+    )
+
+
 def policy(vals: Values) -> BackendPolicy:
     affinity = None
     cookie_names = (
@@ -306,6 +414,7 @@ def policy(vals: Values) -> BackendPolicy:
         "session-cookie-samesite",
         "session-cookie-secure",
         "session-cookie-change-on-failure",
+        "session-cookie-domain",
     )
     if vals.get("affinity", str) == "cookie":
         g = vals.get
@@ -318,6 +427,7 @@ def policy(vals: Values) -> BackendPolicy:
             samesite=g("session-cookie-samesite", str),
             secure=vals.flag("session-cookie-secure"),
             change_on_failure=vals.flag("session-cookie-change-on-failure"),
+            domain=g("session-cookie-domain", str),
         )
         vals.ignore("affinity takes precedence", "upstream-hash-by", "load-balance")
     else:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import modsecurity, patterns, urls
+from ingressd.annotations import extauth, modsecurity, patterns, urls
 from ingressd.annotations import values as v
 from ingressd.model.validation import validate_service_name
 
@@ -88,6 +88,14 @@ def _header_value(text: str) -> str:
     value = text.strip()
     if not re.fullmatch(r"[A-Za-z0-9_.:/=+,@!*~-]{1,256}", value):
         raise v.InvalidValue("must be 1-256 of letters, digits and '_.:/=+,@!*~-'")
+    return value
+
+
+def _error_page(text: str) -> str:
+    """``auth-tls-error-page``: an absolute http(s) URL without a fragment."""
+    value = urls.redirect_url(text)
+    if "#" in value:
+        raise v.InvalidValue("must not have a fragment ('#')")
     return value
 
 
@@ -187,7 +195,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),
     _a("from-to-www-redirect", _R, _U),
-    _a("preserve-trailing-slash", _R, _U),
+    _a("preserve-trailing-slash", _R, _S, v.boolean),
     _a("use-port-in-redirects", _R, _U),
     # TLS
     _a("ssl-redirect", _T, _S, v.boolean),
@@ -218,16 +226,25 @@ _TABLE: tuple[Annotation, ...] = (
     _a(
         "auth-tls-secret",
         _T,
-        _U,
-        difference="client certificate authentication is not implemented: the Ingress's "
-        "paths answer 503 rather than serve without it",
+        _D,
+        v.auth_secret_ref,
+        "only Secrets in the Ingress's own namespace; the Ingress needs a host (the catch-all "
+        "server cannot ask for client certificates); plain HTTP requests are refused (400) "
+        "when verification is on, except ACME challenges",
         fail_closed=True,
     ),
-    _a("auth-tls-verify-client", _T, _U, fail_closed=True),
-    _a("auth-tls-verify-depth", _T, _U),
-    _a("auth-tls-error-page", _T, _U),
-    _a("auth-tls-pass-certificate-to-upstream", _T, _U),
-    _a("auth-tls-match-cn", _T, _U, fail_closed=True),
+    # invalid: reported, and the default applies (on, depth 1: the strictest), as ingress-nginx
+    _a("auth-tls-verify-client", _T, _S, v.enumeration("on", "off", "optional", "optional_no_ca")),
+    _a("auth-tls-verify-depth", _T, _S, v.integer(0, 100)),
+    _a(
+        "auth-tls-error-page",
+        _T,
+        _D,
+        _error_page,
+        "an absolute http(s) URL only (ingress-nginx also takes a path or a named location)",
+    ),
+    _a("auth-tls-pass-certificate-to-upstream", _T, _S, v.boolean),
+    _a("auth-tls-match-cn", _T, _S, patterns.common_name, fail_closed=True),
     _a("ssl-passthrough", _T, _U),
     _a("ssl-ciphers", _T, _U),
     _a("ssl-prefer-server-ciphers", _T, _U),
@@ -285,29 +302,37 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-secret-type", _A, _S, v.enumeration("auth-file", "auth-map"), fail_closed=True),
     _a("auth-realm", _A, _S, v.realm, fail_closed=True),
     _a("satisfy", _A, _S, v.enumeration("all", "any")),
+    _a("auth-url", _A, _S, extauth.auth_url, fail_closed=True),
+    _a("auth-method", _A, _S, extauth.auth_method, fail_closed=True),
+    _a("auth-signin", _A, _S, extauth.signin_url),
+    _a("auth-signin-redirect-param", _A, _S, extauth.redirect_param),
+    _a("auth-response-headers", _A, _S, v.header_list, fail_closed=True),
     _a(
-        "auth-url",
+        "auth-proxy-set-headers",
         _A,
-        _U,
-        difference="external authentication is not implemented: the Ingress's paths answer "
-        "503 rather than serve without it",
+        _D,
+        v.auth_secret_ref,
+        "only ConfigMaps in the Ingress's own namespace; values may use allow-listed "
+        "variables only",
         fail_closed=True,
     ),
-    _a("auth-method", _A, _U),
-    _a("auth-signin", _A, _U),
-    _a("auth-signin-redirect-param", _A, _U),
-    _a("auth-response-headers", _A, _U),
-    _a("auth-proxy-set-headers", _A, _U),
-    _a("auth-request-redirect", _A, _U),
-    _a("auth-cache-key", _A, _U),
-    _a("auth-cache-duration", _A, _U),
-    _a("auth-keepalive", _A, _U),
-    _a("auth-keepalive-share-vars", _A, _U),
-    _a("auth-keepalive-requests", _A, _U),
-    _a("auth-keepalive-timeout", _A, _U),
-    _a("auth-always-set-cookie", _A, _U),
+    _a("auth-request-redirect", _A, _S, extauth.request_redirect),
+    _a("auth-cache-key", _A, _S, extauth.cache_key, fail_closed=True),
+    _a("auth-cache-duration", _A, _S, extauth.cache_durations, fail_closed=True),
+    _a("auth-keepalive", _A, _S, v.integer(0, 10000)),
+    _a(
+        "auth-keepalive-share-vars",
+        _A,
+        _D,
+        v.boolean,
+        "accepted without effect: the auth subrequest always shares the request's variables "
+        "(nginx's auth_request; ingressd's subrequest location sets none of them)",
+    ),
+    _a("auth-keepalive-requests", _A, _S, v.integer(1, 1_000_000)),
+    _a("auth-keepalive-timeout", _A, _S, v.integer(1, 86400)),
+    _a("auth-always-set-cookie", _A, _S, v.boolean),
     _a("auth-snippet", _A, _U),
-    _a("enable-global-auth", _A, _U, difference="ingressd has no global external auth"),
+    _a("enable-global-auth", _A, _S, v.boolean, fail_closed=True),
     _a("enable-cors", _A, _S, v.boolean),
     _a("cors-allow-origin", _A, _S, urls.cors_origins),
     _a("cors-allow-methods", _A, _S, v.method_list),
@@ -325,8 +350,8 @@ _TABLE: tuple[Annotation, ...] = (
     _a(
         "affinity-canary-behavior",
         _B,
-        _U,
-        difference="canaries ignore session affinity (ingress-nginx's 'legacy' behavior)",
+        _S,
+        v.enumeration("sticky", "legacy"),
         on_canary=True,
     ),
     _a("session-cookie-name", _B, _S, v.cookie_name, on_canary=True),
@@ -337,7 +362,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("session-cookie-secure", _B, _S, v.boolean, on_canary=True),
     _a("session-cookie-change-on-failure", _B, _S, v.boolean, on_canary=True),
     _a("session-cookie-conditional-samesite-none", _B, _U, on_canary=True),
-    _a("session-cookie-domain", _B, _U, on_canary=True),
+    _a("session-cookie-domain", _B, _S, v.cookie_domain, on_canary=True),
     # canary (Lua, dynamic)
     _a("canary", _C, _S, v.boolean, on_canary=True),
     _a("canary-by-header", _C, _S, v.header_name, on_canary=True),

@@ -3,6 +3,7 @@
     annotations (proxy-*, rewrite-target, *-redirect, cors-*, auth-*, limit-*, ...)
         --annotations.parse_annotations()--> LocationSettings
     Secrets named by auth-secret, proxy-ssl-secret --annotations.secrets--> SecretFile
+    auth-tls-secret + auth-tls-* --building--> ClientAuth (a Server's, not a location's)
         --building--> Location.settings (shared by the locations of one Ingress)
         --nginx.directives--> lines inside the ``location`` block of nginx.conf
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,30 @@ class SecretFile:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """``auth-tls-*``: client certificates a host asks for at the TLS handshake.  Server-level
+    in nginx (``ssl_verify_client`` and friends), so it belongs to ``Server``, not to a
+    location; the ``ssl-client-*`` headers go to the pods of every location of the host."""
+
+    #: ``ca.crt`` of ``auth-tls-secret`` (``ssl_client_certificate``).
+    ca: SecretFile
+    #: ``ca.crl`` (``ssl_crl``), checked to be signed by a certificate of ``ca``.
+    crl: SecretFile | None = None
+    #: ``on``, ``off``, ``optional`` or ``optional_no_ca``.
+    verify: str = "on"
+    depth: int = 1
+    #: ``auth-tls-error-page``: where a failed verification redirects (302).
+    error_page: str | None = None
+    #: ``auth-tls-pass-certificate-to-upstream``: the ``ssl-client-cert`` header.
+    pass_certificate: bool = False
+    #: ``auth-tls-match-cn``: ``CN=<regex>``; a subject DN that does not match answers 403.
+    match_cn: str | None = None
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        return (self.ca,) if self.crl is None else (self.ca, self.crl)
+
+
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """``permanent-redirect`` / ``temporal-redirect``: answer every request with a redirect."""
 
@@ -79,6 +105,46 @@ class BasicAuth:
 
     realm: str
     file: SecretFile
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """``auth-url`` and ``auth-*`` (or the ConfigMap's ``global-auth-*``): every request asks
+    an auth service first (nginx ``auth_request``), with ingress-nginx's defaults.
+
+    Every string is validated by ``ingressd.annotations.extauth`` and quoted again when
+    rendered.  The rendered internal location is named by ``id`` (a digest of the whole value),
+    so locations with equal settings share it, and a change is a new location (a reload).
+    """
+
+    #: ``http(s)://host[:port]/path[?query]``, no variables.
+    url: str
+    #: ``auth-method``: the method of the subrequest (``None``: the client's).
+    method: str | None = None
+    #: ``auth-signin``: where a 401 redirects (may hold allow-listed variables).
+    signin: str | None = None
+    signin_redirect_param: str = "rd"
+    #: ``auth-response-headers``: copied from the auth answer to the upstream request.
+    response_headers: tuple[str, ...] = ()
+    #: ``auth-request-redirect``: the ``X-Auth-Request-Redirect`` value (``None``: the URI).
+    request_redirect: str | None = None
+    #: ``auth-cache-key``: answers are cached by this key (text and allow-listed variables).
+    cache_key: str | None = None
+    #: ``auth-cache-duration``: ``proxy_cache_valid`` arguments, e.g. ``("200 202 401 5m",)``.
+    cache_duration: tuple[str, ...] = ("200 202 401 5m",)
+    always_set_cookie: bool = False
+    #: ``auth-proxy-set-headers``: ``(name, value)`` from the ConfigMap it names.
+    proxy_set_headers: tuple[tuple[str, str], ...] = ()
+    #: ``auth-keepalive``: idle connections kept to the auth service (0: none).
+    keepalive: int = 0
+    keepalive_share_vars: bool = False
+    keepalive_requests: int = 1000
+    keepalive_timeout: int = 60
+
+    @property
+    def id(self) -> str:
+        """Names the internal location (and upstream) of these settings: ``a<hex>``."""
+        return "a" + hashlib.sha256(repr(self).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +232,9 @@ class LocationSettings:
     #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
+    #: ``preserve-trailing-slash``: the HTTPS redirect keeps a trailing ``/`` of the URI
+    #: (by default it is stripped, as ingress-nginx does).
+    preserve_trailing_slash: bool = False
     backend_protocol: BackendProtocol = BackendProtocol.HTTP
     proxy_ssl: ProxySSL | None = None
     #: ``whitelist-source-range`` / ``allowlist-source-range`` (normalized CIDRs).
@@ -174,6 +243,8 @@ class LocationSettings:
     deny: tuple[str, ...] = ()
     limits: RateLimits | None = None
     auth: BasicAuth | None = None
+    #: ``auth-url`` (or the ConfigMap's ``global-auth-url``): external authentication.
+    external_auth: ExternalAuth | None = None
     satisfy_any: bool = False
     cors: Cors | None = None
     access_log: bool | None = None

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingressd.model import Backend, Location
-from ingressd.model.settings import BackendProtocol, LocationSettings
+from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
+from ingressd.nginx.external_auth import location_auth
 from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, waf_location_lines
 from ingressd.nginx.quoting import (
     DirectiveError,
@@ -48,6 +49,7 @@ __all__ = [
     "effective_ssl_redirect",
     "error_location",
     "location_lines",
+    "secret_path",
     "upstream_name",
 ]
 
@@ -75,6 +77,10 @@ class LocationContext:
     lua_routed: bool = False
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ()
+    #: The server's client certificate settings (``auth-tls-*``): its locations refuse plain
+    #: HTTP when verification is on, check ``auth-tls-match-cn`` and pass the ``ssl-client-*``
+    #: headers to the pods.
+    client_auth: ClientAuth | None = None
     #: The ConfigMap's WAF keys (what the http level has).
     modsecurity: WafDefaults = NO_WAF
 
@@ -133,11 +139,16 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.rewrite_log:
         lines.append("rewrite_log on;")
     if effective_ssl_redirect(s, ctx.server_ssl_redirect):
+        # $ingressd_redirect_uri: $request_uri without one trailing "/" (an http-level map),
+        # as ingress-nginx redirects unless preserve-trailing-slash
+        uri = "$request_uri" if s.preserve_trailing_slash else "$ingressd_redirect_uri"
         lines += [
             "if ($redirect_to_https) {",
-            f"    return 308 https://$host{_port_suffix(ctx)}$request_uri;",
+            f"    return 308 https://$host{_port_suffix(ctx)}{uri};",
             "}",
         ]
+    if ctx.client_auth is not None:
+        lines += _client_auth_checks(ctx.client_auth)
     if s.redirect is not None:
         lines.append(f"return {int(s.redirect.code)} {quote_word(s.redirect.url)};")
     add_headers: list[str] = []
@@ -175,6 +186,11 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         else:
             lines.append(f"auth_basic {quote_text(s.auth.realm)};")
         lines.append(f"auth_basic_user_file {_secret_path(ctx, s.auth.file.file_name)};")
+    external = None
+    if s.external_auth is not None:
+        external = location_auth(s.external_auth, ctx.no_auth_locations)
+        lines += external.lines
+        add_headers += external.add_headers
     if s.limits is not None:
         lines += _limits(s)
     # proxying
@@ -200,7 +216,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_buffers(s)
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
-    lines += _upstream_headers(s, ctx, grpc)
+    lines += _upstream_headers(s, ctx, grpc, external.upstream_headers if external else ())
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
@@ -215,6 +231,23 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     return LocationBody(tuple(lines), pass_line)
 
 
+def _client_auth_checks(auth: ClientAuth) -> list[str]:
+    """After the HTTPS redirect: what the handshake cannot check.  ``$redirect_to_https`` is
+    1 for a plain HTTP request that is not an ACME challenge (the server block sets it); such
+    a request carries no client certificate, so with verification ``on`` it is refused as
+    nginx refuses an HTTPS one without (496: 400, or the auth-tls-error-page)."""
+    lines: list[str] = []
+    if auth.verify == "on":
+        lines += ["if ($redirect_to_https) {", "    return 496;", "}"]
+    if auth.match_cn is not None:
+        lines += [
+            f"if ($ssl_client_s_dn !~ {quote_regex(auth.match_cn)}) {{",
+            '    return 403 "client certificate unauthorized";',
+            "}",
+        ]
+    return lines
+
+
 def _port_suffix(ctx: LocationContext) -> str:
     suffix = ctx.https_port_suffix
     if suffix and not re.fullmatch(r":[0-9]{1,5}", suffix):
@@ -223,10 +256,15 @@ def _port_suffix(ctx: LocationContext) -> str:
 
 
 def _secret_path(ctx: LocationContext, file_name: str) -> str:
-    unsafe_dir = re.search(r'["\\$\x00-\x1f]', ctx.secrets_dir)
+    return secret_path(ctx.secrets_dir, file_name)
+
+
+def secret_path(secrets_dir: str, file_name: str) -> str:
+    """The quoted path of a file made from a Secret (``DirectiveError`` for an unsafe one)."""
+    unsafe_dir = re.search(r'["\\$\x00-\x1f]', secrets_dir)
     if not re.fullmatch(r"[a-z0-9._-]+", file_name) or unsafe_dir:
         raise DirectiveError(f"refusing secret file {file_name!r}")
-    return f'"{ctx.secrets_dir}/{file_name}"'
+    return f'"{secrets_dir}/{file_name}"'
 
 
 def _limits(s: LocationSettings) -> list[str]:
@@ -292,8 +330,14 @@ def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[s
     return lines
 
 
-def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> list[str]:
-    """Request headers to the pods: the http-level set with this location's overrides."""
+def _upstream_headers(
+    s: LocationSettings,
+    ctx: LocationContext,
+    grpc: bool,
+    auth_headers: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """Request headers to the pods: the http-level set with this location's overrides (and
+    the headers of the auth service's answer, ``auth-response-headers``)."""
     overrides: dict[str, str] = {}
     if s.upstream_vhost is not None:
         overrides["Host"] = quote_word(s.upstream_vhost)
@@ -305,6 +349,16 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    extra += auth_headers
+    if ctx.client_auth is not None:
+        # what the handshake found out about the client certificate (as ingress-nginx)
+        if ctx.client_auth.pass_certificate:
+            extra.append(("ssl-client-cert", "$ssl_client_escaped_cert"))
+        extra += [
+            ("ssl-client-verify", "$ssl_client_verify"),
+            ("ssl-client-subject-dn", "$ssl_client_s_dn"),
+            ("ssl-client-issuer-dn", "$ssl_client_i_dn"),
+        ]
     if grpc:
         pairs = [
             ("Host", "$best_http_host"),

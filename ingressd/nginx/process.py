@@ -116,8 +116,6 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
-        if self.worker_user is not None and os.geteuid() == 0:
-            _check_workers_reach(work, self.worker_user[0])
         for sub in ("logs", "temp", "certs", "control", "modsecurity", "temp/modsecurity"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         try:
@@ -160,20 +158,32 @@ class NginxProcess:
         stamp = f"{os.getpid()}-{time.monotonic_ns()}"
         candidate = self.paths.work_dir / f"nginx.conf.candidate-{stamp}"
         candidate.write_text(text)
-        proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-t",
-            "-q",
-            "-p",
-            str(self.paths.work_dir),
-            "-c",
-            str(candidate),
-            "-e",
-            "stderr",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
+        try:
+            # A cancelled start is killed by asyncio itself; a cancelled check by us.
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-t",
+                "-q",
+                "-p",
+                str(self.paths.work_dir),
+                "-c",
+                str(candidate),
+                "-e",
+                "stderr",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                out, err = await proc.communicate()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+                raise
+        except BaseException:
+            # Cancelled (ingressd stopping): neither the check nor its candidate outlives it.
+            candidate.unlink(missing_ok=True)
+            raise
         if proc.returncode != 0:
             candidate.unlink(missing_ok=True)
             message = (err or out).decode(errors="replace").strip()
@@ -200,6 +210,8 @@ class NginxProcess:
 
     async def start(self, generation: int) -> None:
         """Start nginx on the installed nginx.conf and wait until it serves ``generation``."""
+        if self.worker_user is not None and os.geteuid() == 0:
+            _check_workers_reach(self.paths.work_dir, self.worker_user[0])
         self._stopping = False
         self._remove_stale_socket()
         self._proc = await asyncio.create_subprocess_exec(
@@ -345,7 +357,9 @@ class NginxProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGQUIT)
             try:
-                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(self.stop_timeout):
+                    await proc.wait()
             except TimeoutError:
                 log.warning("nginx did not quit in time; killing it", pid=proc.pid)
             _kill_group(proc.pid)

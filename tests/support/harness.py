@@ -171,7 +171,10 @@ class Harness:
         https: bool = False,
         headers: dict[str, str] | None = None,
         allow_redirects: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Response:
+        """``ssl_context`` (with ``https``): the client's TLS settings, e.g. a client
+        certificate (``tests.support.pki.client_context``); by default none, no checks."""
         assert self.session is not None
         scheme, port = ("https", self.https_port) if https else ("http", self.http_port)
         all_headers = dict(headers or {})
@@ -180,7 +183,7 @@ class Harness:
         async with self.session.get(
             f"{scheme}://127.0.0.1:{port}{path}",
             headers=all_headers,
-            ssl=False,
+            ssl=ssl_context if ssl_context is not None else False,
             allow_redirects=allow_redirects,
             server_hostname=host if https else None,
         ) as resp:
