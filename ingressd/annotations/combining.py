@@ -36,6 +36,7 @@ from ingressd.model.settings import (
     Cors,
     ExternalAuth,
     LocationSettings,
+    ModSecurity,
     ProxySSL,
     RateLimits,
     Redirect,
@@ -282,6 +283,7 @@ def location(vals: Values, key: str) -> LocationSettings:
         rewrite_log=vals.flag("enable-rewrite-log"),
         snippet=g("configuration-snippet", str),
         external_auth=external_auth(vals),
+        modsecurity=_modsecurity(vals),
     )
 
 
@@ -337,6 +339,25 @@ def external_auth(vals: Values) -> ExternalAuth | None:
         keepalive_share_vars=vals.flag("auth-keepalive-share-vars"),
         keepalive_requests=g("auth-keepalive-requests", int) or base.keepalive_requests,
         keepalive_timeout=g("auth-keepalive-timeout", int) or base.keepalive_timeout,
+    )
+
+
+def _modsecurity(vals: Values) -> ModSecurity | None:
+    """The WAF annotations; they take effect where ModSecurity is on (this Ingress's
+    ``enable-modsecurity`` or the ConfigMap's), which only the renderer knows."""
+    names = (
+        "enable-modsecurity",
+        "enable-owasp-core-rules",
+        "modsecurity-snippet",
+        "modsecurity-transaction-id",
+    )
+    if not any(vals.has(n) for n in names):
+        return None
+    return ModSecurity(
+        enable=vals.get("enable-modsecurity", bool),
+        owasp_core_rules=vals.flag("enable-owasp-core-rules"),
+        rules=vals.get("modsecurity-snippet", str),
+        transaction_id=vals.get("modsecurity-transaction-id", str),
     )
 
 

@@ -207,8 +207,12 @@ async def _check(args: argparse.Namespace) -> int:
             await api.close()
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
-    global_options, _ = parse_configmap(configmap)
-    report = check(snapshot, global_options.build_options(options_from(args).build_options()))
+    global_options, option_problems = parse_configmap(configmap)
+    report = check(
+        snapshot,
+        global_options.build_options(options_from(args).build_options()),
+        option_problems=option_problems,
+    )
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -41,6 +41,7 @@ from ingressd.nginx.caching import (
     block_cache,
 )
 from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, http_setup
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -157,6 +158,11 @@ class NginxPaths:
         return str(self.work_dir / "certs" / "default.pem")
 
     @property
+    def modsecurity(self) -> str:
+        """ModSecurity's base configuration and CRS include (``ingressd.nginx.modsecurity``)."""
+        return str(self.work_dir / "modsecurity")
+
+    @property
     def secrets(self) -> str:
         """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
         return str(self.work_dir / "secrets")
@@ -195,6 +201,8 @@ class RenderSettings:
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
+    #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
+    modsecurity: WafDefaults = NO_WAF
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
@@ -331,7 +339,13 @@ def _render(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
         annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
-    except DirectiveError as exc:
+        waf = http_setup(
+            config,
+            settings.modsecurity,
+            paths.modsecurity,
+            also=(c.location.settings for c in keep_classes) if lua_routed else (),
+        )
+    except (DirectiveError, ValueError) as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
         locations,
@@ -341,6 +355,7 @@ def _render(
         hsts=settings.hsts,
         secrets_dir=paths.secrets,
         bodies={},
+        modsecurity=settings.modsecurity,
     )
 
     parts: list[str] = []
@@ -367,6 +382,7 @@ def _render(
             https_port_suffix=https_suffix,
             hsts=settings.hsts,
             secrets_dir=paths.secrets,
+            modsecurity=settings.modsecurity,
         )
 
     def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
@@ -418,6 +434,7 @@ def _render(
         server_redirects=server_redirects,
         client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
+        modsecurity=waf,
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),

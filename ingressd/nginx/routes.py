@@ -52,6 +52,7 @@ from ingressd.model import (
     server_order,
 )
 from ingressd.nginx.directives import LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
 __all__ = [
@@ -509,6 +510,7 @@ def class_body(
     hsts: bool,
     secrets_dir: str,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> tuple[tuple[str, ...], str]:
     """The directives of a class's named location and its last one (``proxy_pass ...``, or
     ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
@@ -524,6 +526,7 @@ def class_body(
         proxy_headers=proxy_headers,
         lua_routed=True,
         no_auth_locations=no_auth_locations,
+        modsecurity=modsecurity,
     )
     try:
         body = location_lines(location, context)

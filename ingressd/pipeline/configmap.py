@@ -29,6 +29,9 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
                                     external authentication for every Ingress   (none)
                                     (the auth-* annotations' grammars; enable-global-auth:
                                     "false" on an Ingress opts out, its auth-url wins)
+    enable-modsecurity              bool: ModSecurity on everywhere (DetectionOnly)  false
+    enable-owasp-modsecurity-crs    bool: the OWASP Core Rule Set where it is on     false
+    modsecurity-snippet             ModSecurity rules at the http level              (none)
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -44,10 +47,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import extauth, values
+from ingressd.annotations import extauth, modsecurity, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
 from ingressd.model.settings import ExternalAuth
+from ingressd.nginx.modsecurity import WafDefaults
 from ingressd.nginx.rendering import RenderSettings
 
 __all__ = [
@@ -227,6 +231,10 @@ class GlobalOptions:
     #: A ``global-auth-*`` key was invalid: every Ingress that global auth would protect
     #: answers 503 (fails closed) rather than serve without it.
     global_auth_invalid: bool = False
+    enable_modsecurity: bool = False
+    enable_owasp_modsecurity_crs: bool = False
+    #: The administrator's ModSecurity rules (``SecRuleEngine On`` turns blocking on).
+    modsecurity_snippet: str | None = None
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -248,6 +256,11 @@ class GlobalOptions:
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
             no_auth_locations=self.no_auth_locations,
+            modsecurity=WafDefaults(
+                enable=self.enable_modsecurity,
+                crs=self.enable_owasp_modsecurity_crs,
+                snippet=self.modsecurity_snippet,
+            ),
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
@@ -418,8 +431,17 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "global-auth-cache-key": ("global_auth_cache_key", _optional(extauth.cache_key)),
     "global-auth-cache-duration": ("global_auth_cache_duration", extauth.cache_durations),
     "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
+    "enable-modsecurity": ("enable_modsecurity", _bool),
+    "enable-owasp-modsecurity-crs": ("enable_owasp_modsecurity_crs", _bool),
+    "modsecurity-snippet": ("modsecurity_snippet", modsecurity.rules_snippet),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
+#: ``RenderSettings.modsecurity`` (WafDefaults) field -> its ConfigMap key.
+_WAF_KEYS = {
+    "enable": "enable-modsecurity",
+    "crs": "enable-owasp-modsecurity-crs",
+    "snippet": "modsecurity-snippet",
+}
 
 
 def known_keys() -> list[str]:
@@ -484,7 +506,12 @@ def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...
     reasons = []
     for f in dataclasses.fields(RenderSettings):
         before, after = getattr(old, f.name), getattr(new, f.name)
-        if before != after:
+        if f.name == "modsecurity" and before != after:
+            for sub, key in _WAF_KEYS.items():
+                was, now = getattr(before, sub), getattr(after, sub)
+                if was != now:
+                    reasons.append(f"global options changed: {key} {_shown(was)} -> {_shown(now)}")
+        elif before != after:
             key = _KEY_OF_FIELD.get(f.name, f.name.replace("_", "-"))
             reasons.append(f"global options changed: {key} {_shown(before)} -> {_shown(after)}")
     return tuple(reasons)
