@@ -50,7 +50,9 @@ class RecordingDriver:
         self.dynamic += 1
         self.backends_posted += len(backends)
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         self.reloads += 1
         return ReloadOutcome(0, 0, 0.0, 0.0, 0.0)
 

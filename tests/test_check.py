@@ -69,8 +69,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
 
     legacy = ingresses["monitoring/grafana-legacy"]
     assert statuses(legacy) == {
-        "enable-modsecurity": "unsupported",
-        "enable-owasp-core-rules": "unsupported",
+        "enable-modsecurity": "supported",
+        "enable-owasp-core-rules": "supported",
         "proxy-body-size": "invalid value",
         "ssl-redirectt": "unknown",
     }
@@ -101,11 +101,7 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
     assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
     row = next(line for line in lines if "configuration-snippet" in line)
     assert row.split() == ["configuration-snippet", "supported"]
-    assert any(
-        line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
-        for line in lines
-    )
-    # web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
+    # the WAF, web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
     assert lines[-1] == "Behaviour would change for 3 of 7 Ingresses."
     assert code == 1
 
@@ -136,6 +132,31 @@ def test_check_exits_0_when_nothing_would_change(
     assert code == 0, out
     assert out.splitlines()[-1] == "No behaviour change expected."
     assert "1 Ingresses of other classes not checked (see --ingress-class): default/other" in out
+
+
+def test_check_lists_the_configmap_keys_it_does_not_know_and_accepts_the_waf_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ingressd", "namespace": "ingressd"},
+        "data": {
+            "enable-modsecurity": "true",
+            "enable-owasp-modsecurity-crs": "true",
+            "modsecurity-snippet": "SecRuleEngine On",
+            "no-such-key": "1",
+        },
+    }
+    (tmp_path / "cm.yaml").write_text(yaml.safe_dump(configmap))
+    code, out = run_check(
+        capsys, "--manifests", str(tmp_path), "--configmap", "ingressd/ingressd", "--json"
+    )
+    report = json.loads(out)
+    assert report["otherProblems"] == [
+        "ConfigMap ingressd/ingressd: data.no-such-key: unknown key (ignored)"
+    ], report["otherProblems"]
+    assert code == 0
 
 
 async def test_check_reads_a_cluster_through_kubeconfig(

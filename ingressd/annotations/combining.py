@@ -36,6 +36,7 @@ from ingressd.model.settings import (
     Cors,
     ExternalAuth,
     LocationSettings,
+    ModSecurity,
     ProxySSL,
     RateLimits,
     Redirect,
@@ -284,6 +285,7 @@ def location(vals: Values, key: str) -> LocationSettings:
         cookie_path=g("proxy-cookie-path", tuple) or (),
         snippet=g("configuration-snippet", str),
         external_auth=external_auth(vals),
+        modsecurity=_modsecurity(vals),
     )
 
 
@@ -359,6 +361,25 @@ def _proxy_redirect(vals: Values) -> tuple[str, ...]:
         vals.ignore("needs proxy-redirect-to", "proxy-redirect-from")
         return ()
     return (source, target)
+
+
+def _modsecurity(vals: Values) -> ModSecurity | None:
+    """The WAF annotations; they take effect where ModSecurity is on (this Ingress's
+    ``enable-modsecurity`` or the ConfigMap's), which only the renderer knows."""
+    names = (
+        "enable-modsecurity",
+        "enable-owasp-core-rules",
+        "modsecurity-snippet",
+        "modsecurity-transaction-id",
+    )
+    if not any(vals.has(n) for n in names):
+        return None
+    return ModSecurity(
+        enable=vals.get("enable-modsecurity", bool),
+        owasp_core_rules=vals.flag("enable-owasp-core-rules"),
+        rules=vals.get("modsecurity-snippet", str),
+        transaction_id=vals.get("modsecurity-transaction-id", str),
+    )
 
 
 def auth(vals: Values) -> AuthRequest | None:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressd.annotations import combining
+from ingressd.annotations import combining, modsecurity
 from ingressd.annotations import values as v
 from ingressd.annotations.combining import AuthRequest, ClientAuthRequest
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
@@ -142,6 +142,20 @@ def parse_annotations(
             if spec.fail_closed:
                 denied.append(f"{full} is not supported")
             continue
+        safe = _SAFE_SUBSETS.get(name)
+        if safe is not None and not options.allow_snippets and isinstance(raw, str):
+            try:
+                parsed[name] = safe(raw)
+            except v.InvalidValue as exc:
+                report[name] = AnnotationReport(
+                    full,
+                    Status.NOT_ALLOWED,
+                    f"snippets are refused unless ingressd runs with "
+                    f"--allow-snippet-annotations: {exc}",
+                )
+            else:
+                report[name] = AnnotationReport(full, Status.SUPPORTED)
+            continue
         if spec.group.value == "snippet" and not options.allow_snippets:
             report[name] = AnnotationReport(
                 full,
@@ -245,4 +259,9 @@ _NO_DIFFERENCE: dict[str, Any] = {
     # Allowed (else "not allowed"): they behave as in ingress-nginx.
     "configuration-snippet": lambda value, ns, others: True,
     "server-snippet": lambda value, ns, others: True,
+    "modsecurity-snippet": lambda value, ns, others: True,
 }
+
+#: Snippets of which a parsed subset is accepted without ``--allow-snippet-annotations``:
+#: name -> the parser of that subset (its value is re-rendered from the parsed form).
+_SAFE_SUBSETS: dict[str, Callable[[str], str]] = {"modsecurity-snippet": modsecurity.safe_rules}

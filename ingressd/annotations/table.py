@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import extauth, patterns, urls
+from ingressd.annotations import extauth, modsecurity, patterns, urls
 from ingressd.annotations import values as v
 from ingressd.model.validation import validate_service_name
 
@@ -415,11 +415,20 @@ _TABLE: tuple[Annotation, ...] = (
         "refused unless ingressd runs with --allow-snippet-annotations",
     ),
     _a("stream-snippet", _N, _U),
-    _a("modsecurity-snippet", _N, _U),
+    _a(
+        "modsecurity-snippet",
+        _N,
+        _D,
+        modsecurity.rules_snippet,
+        "without --allow-snippet-annotations only SecRuleEngine On|DetectionOnly|Off and "
+        "SecRuleRemoveById lines are accepted (ingress-nginx refuses it whole); the "
+        "recommended base configuration stays loaded beside it",
+    ),
+    # web application firewall (ModSecurity with the OWASP Core Rule Set)
+    _a("enable-modsecurity", _O, _S, v.boolean),
+    _a("enable-owasp-core-rules", _O, _S, v.boolean),
+    _a("modsecurity-transaction-id", _O, _S, modsecurity.transaction_id),
     # other modules nginx here does not have
-    _a("enable-modsecurity", _O, _U),
-    _a("enable-owasp-core-rules", _O, _U),
-    _a("modsecurity-transaction-id", _O, _U),
     _a("enable-opentracing", _O, _U),
     _a("opentracing-trust-incoming-span", _O, _U),
     _a("enable-opentelemetry", _O, _U),

@@ -63,7 +63,7 @@ from ingressd.model import (
 )
 from ingressd.store import keyindex
 from ingressd.store.events import Kind
-from ingressd.store.snapshot import Snapshot
+from ingressd.store.snapshot import Snapshot, changed_keys
 
 __all__ = ["BuildCache", "BuildResult"]
 
@@ -491,9 +491,14 @@ class _LastBuild:
 
 
 def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[ObjectKey]:
-    """Keys whose object was added, replaced or deleted between two snapshots."""
+    """Keys whose object was added, replaced or deleted between two snapshots: from the
+    Store's change log when both copies have it (``snapshot.changed_keys``), else by
+    comparing every key's object by identity."""
     if old is new:
         return set()
+    logged = changed_keys(old, new)
+    if logged is not None:
+        return logged
     get = old.get
     changed = {key for key, value in new.items() if get(key) is not value}
     added = sum(1 for key in changed if key not in old)

@@ -182,6 +182,21 @@ class ProxySSL:
 
 
 @dataclass(frozen=True, slots=True)
+class ModSecurity:
+    """``enable-modsecurity``, ``enable-owasp-core-rules``, ``modsecurity-snippet``,
+    ``modsecurity-transaction-id`` of one Ingress (the ConfigMap's keys are the defaults)."""
+
+    #: ``None``: the ConfigMap's ``enable-modsecurity`` decides.
+    enable: bool | None = None
+    #: Run the OWASP Core Rule Set here (also when the ConfigMap turns it on for all).
+    owasp_core_rules: bool = False
+    #: ModSecurity rules for these locations: the safe subset re-rendered, or the snippet as
+    #: written when snippets are allowed.
+    rules: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LocationSettings:
     """Everything annotations change in one location's nginx block.  ``None`` = the default.
 
@@ -245,6 +260,8 @@ class LocationSettings:
     cookie_path: tuple[str, ...] = ()
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
+    #: The WAF annotations; ``None``: none set (the ConfigMap decides).
+    modsecurity: ModSecurity | None = None
 
     @property
     def errors_to(self) -> BackendName | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ingressd.model import Backend, Location
 from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
 from ingressd.nginx.external_auth import location_auth
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, waf_location_lines
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -80,6 +81,8 @@ class LocationContext:
     #: HTTP when verification is on, check ``auth-tls-match-cn`` and pass the ``ssl-client-*``
     #: headers to the pods.
     client_auth: ClientAuth | None = None
+    #: The ConfigMap's WAF keys (what the http level has).
+    modsecurity: WafDefaults = NO_WAF
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         return LocationBody(("return 503;",), pass_line)
     if s.default_backend is not None and not ctx.lua_routed:
         lines.append(f"set $ingressd_default_backend {quote_word(s.default_backend)};")
+    lines += waf_location_lines(s.modsecurity, ctx.modsecurity)
     if s.access_log is not None and not s.access_log:
         lines.append("access_log off;")
     if s.rewrite_log:

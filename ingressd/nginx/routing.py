@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from ingressd.model import Backend, BackendName, PathType, Server
 from ingressd.model.settings import DEFAULT_SETTINGS, ClientAuth
 from ingressd.nginx.directives import LocationBody, LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError, quote, quote_regex
 
 __all__ = ["RenderedLocation", "locations", "server_name"]
@@ -86,6 +87,7 @@ def locations(
     secrets_dir: str = "",
     bodies: dict[tuple[bool, int, ClientAuth | None], LocationBody] | None = None,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> list[RenderedLocation]:
     """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first;
     regex paths (``use-regex``) after them, longest first, as ingress-nginx orders them.
@@ -125,6 +127,7 @@ def locations(
                 proxy_headers=proxy_headers,
                 no_auth_locations=no_auth_locations,
                 client_auth=server.client_auth,
+                modsecurity=modsecurity,
             )
             try:
                 body = location_lines(loc, context)

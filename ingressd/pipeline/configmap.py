@@ -39,6 +39,9 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
                                     external authentication for every Ingress   (none)
                                     (the auth-* annotations' grammars; enable-global-auth:
                                     "false" on an Ingress opts out, its auth-url wins)
+    enable-modsecurity              bool: ModSecurity on everywhere (DetectionOnly)  false
+    enable-owasp-modsecurity-crs    bool: the OWASP Core Rule Set where it is on     false
+    modsecurity-snippet             ModSecurity rules at the http level              (none)
 
 ``http2-max-field-size`` is obsolete in nginx 1.19.7 and later (this is 1.22): the limit of a
 header line is ``large-client-header-buffers`` for HTTP/2 too, so the key is refused with a
@@ -58,10 +61,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import extauth, values
+from ingressd.annotations import extauth, modsecurity, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
 from ingressd.model.settings import ExternalAuth
+from ingressd.nginx.modsecurity import WafDefaults
 from ingressd.nginx.rendering import DEFAULT_SSL_CIPHERS, RenderSettings
 
 __all__ = [
@@ -252,6 +256,10 @@ class GlobalOptions:
     #: A ``global-auth-*`` key was invalid: every Ingress that global auth would protect
     #: answers 503 (fails closed) rather than serve without it.
     global_auth_invalid: bool = False
+    enable_modsecurity: bool = False
+    enable_owasp_modsecurity_crs: bool = False
+    #: The administrator's ModSecurity rules (``SecRuleEngine On`` turns blocking on).
+    modsecurity_snippet: str | None = None
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -281,6 +289,11 @@ class GlobalOptions:
             large_client_header_buffers=self.large_client_header_buffers,
             allow_backend_server_header=self.allow_backend_server_header,
             server_tokens=self.server_tokens,
+            modsecurity=WafDefaults(
+                enable=self.enable_modsecurity,
+                crs=self.enable_owasp_modsecurity_crs,
+                snippet=self.modsecurity_snippet,
+            ),
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
@@ -481,8 +494,17 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "global-auth-cache-key": ("global_auth_cache_key", _optional(extauth.cache_key)),
     "global-auth-cache-duration": ("global_auth_cache_duration", extauth.cache_durations),
     "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
+    "enable-modsecurity": ("enable_modsecurity", _bool),
+    "enable-owasp-modsecurity-crs": ("enable_owasp_modsecurity_crs", _bool),
+    "modsecurity-snippet": ("modsecurity_snippet", modsecurity.rules_snippet),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
+#: ``RenderSettings.modsecurity`` (WafDefaults) field -> its ConfigMap key.
+_WAF_KEYS = {
+    "enable": "enable-modsecurity",
+    "crs": "enable-owasp-modsecurity-crs",
+    "snippet": "modsecurity-snippet",
+}
 
 
 def known_keys() -> list[str]:
@@ -558,7 +580,12 @@ def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...
     reasons = []
     for f in dataclasses.fields(RenderSettings):
         before, after = getattr(old, f.name), getattr(new, f.name)
-        if before != after:
+        if f.name == "modsecurity" and before != after:
+            for sub, key in _WAF_KEYS.items():
+                was, now = getattr(before, sub), getattr(after, sub)
+                if was != now:
+                    reasons.append(f"global options changed: {key} {_shown(was)} -> {_shown(now)}")
+        elif before != after:
             key = _KEY_OF_FIELD.get(f.name, f.name.replace("_", "-"))
             reasons.append(f"global options changed: {key} {_shown(before)} -> {_shown(after)}")
     return tuple(reasons)

@@ -212,7 +212,8 @@ class SyncWorker:
         #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
         self._rejected: Configuration | None = None
         self._known_problems: frozenset[Problem] = frozenset()
-        #: ``--routing lua``: the route table of the model being decided on.
+        #: ``--routing lua``: the route table of the model being decided on (the next one is
+        #: made from it).
         self._table: RouteTable | None = None
         #: Ingresses set aside because nginx -t refused the configuration with them.
         self._quarantine = Quarantine()
@@ -394,7 +395,8 @@ class SyncWorker:
         if not prepared.lua_routed:
             return decide(target, self._running)
         lua = LuaRouting(
-            new=route_table(target, route_context(prepared.settings)),
+            # from the last table made: only the servers the build changed make new entries
+            new=route_table(target, route_context(prepared.settings), self._table),
             held=self._nginx.routes_held,
             rendered=self._nginx.rendered_classes,
         )
@@ -444,7 +446,9 @@ class SyncWorker:
     ) -> _Applied:
         reason = decision.change.value
         try:
-            reloaded = await self._nginx.apply_reload(target, settings)
+            reloaded = await self._nginx.apply_reload(
+                target, settings, table=self._table if settings.routing == "lua" else None
+            )
         except (ConfigTestError, RenderError) as exc:
             self._metrics.reload_failed(reason=reason)
             self._rejected = target.without_endpoints()
