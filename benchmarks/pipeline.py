@@ -120,7 +120,7 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
         options=BuildOptions(),
         nginx=driver,
         metrics=Metrics(),
-        settings=RenderSettings(),
+        settings=RenderSettings(routing="nginx"),  # the driver records no route table
     )
     for i in range(services):
         store.apply(

@@ -69,6 +69,9 @@ class Backend:
     service_port: str
     endpoints: tuple[Endpoint, ...] = ()
     policy: BackendPolicy = DEFAULT_POLICY
+    #: ``service-upstream``: the one endpoint is the Service's cluster IP and port, not its
+    #: pods (EndpointSlice changes do not touch it).
+    cluster_ip: bool = False
 
     def structure(self) -> Backend:
         """This backend with its dynamic part blanked: what nginx.conf depends on."""
@@ -180,6 +183,13 @@ class Server:
     snippet: str | None = None
     #: ``app-root``: ``/`` redirects (302) here; from the oldest Ingress of the host that sets it.
     app_root: str | None = None
+    #: ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` of the oldest Ingress of the host that
+    #: sets them: TLS handshakes for this name (its server block has its own SSL context).
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    #: ``from-to-www-redirect``: the other name (``www.`` added or removed), answered with a
+    #: 308 to this host; ``None`` when off or when that name is a server or alias itself.
+    www_redirect: str | None = None
     #: ``auth-tls-*``: client certificates asked for at the handshake; from the oldest Ingress
     #: of the host that sets ``auth-tls-secret``.
     client_auth: ClientAuth | None = None
@@ -262,6 +272,13 @@ class Configuration:
                     **({"aliases": list(s.aliases)} if s.aliases else {}),
                     **({"snippet": s.snippet} if s.snippet is not None else {}),
                     **({"appRoot": s.app_root} if s.app_root is not None else {}),
+                    **({"sslCiphers": s.ssl_ciphers} if s.ssl_ciphers is not None else {}),
+                    **(
+                        {"sslPreferServerCiphers": s.ssl_prefer_server_ciphers}
+                        if s.ssl_prefer_server_ciphers is not None
+                        else {}
+                    ),
+                    **({"wwwRedirect": s.www_redirect} if s.www_redirect is not None else {}),
                     **(
                         {"clientAuth": _client_auth_json(s.client_auth)}
                         if s.client_auth is not None

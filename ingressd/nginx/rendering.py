@@ -42,6 +42,7 @@ from ingressd.nginx.caching import (
     block_cache,
 )
 from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, http_setup
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -63,8 +64,10 @@ from ingressd.nginx.server_directives import (
     client_auth_lines,
     error_locations,
     http_lines,
+    own_ssl_context,
     server_lines,
     server_redirects,
+    www_redirects,
 )
 
 
@@ -160,9 +163,22 @@ class NginxPaths:
         return str(self.work_dir / "certs" / "default.pem")
 
     @property
+    def modsecurity(self) -> str:
+        """ModSecurity's base configuration and CRS include (``ingressd.nginx.modsecurity``)."""
+        return str(self.work_dir / "modsecurity")
+
+    @property
     def secrets(self) -> str:
         """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
         return str(self.work_dir / "secrets")
+
+
+#: ingress-nginx's ``ssl-ciphers`` default (TLS 1.2; TLS 1.3 suites are OpenSSL's own).
+DEFAULT_SSL_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +215,24 @@ class RenderSettings:
     proxy_set_headers: tuple[tuple[str, HeaderValue], ...] = ()
     #: ``hide-headers``: response headers of the pods nginx does not pass on.
     hide_headers: tuple[str, ...] = ()
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = DEFAULT_SSL_CIPHERS
+    upstream_keepalive_timeout: int = 60
+    upstream_keepalive_requests: int = 10000
+    client_header_buffer_size: str = "1k"
+    #: ``<number> <size>``.
+    large_client_header_buffers: str = "4 8k"
+    #: Pass the pods' ``Server`` header (else nginx hides it).
+    allow_backend_server_header: bool = False
+    #: ``Server: nginx/1.22.1``; off: no ``Server`` header at all (headers-more).
+    server_tokens: bool = False
     #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
     resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
+    #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
+    modsecurity: WafDefaults = NO_WAF
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
@@ -252,6 +281,13 @@ def with_proxy_set_headers(
         raise RenderError(str(exc)) from exc
     pairs = [extra.pop(name.lower(), (name, value)) for name, value in builtin]
     return pairs + list(extra.values())
+
+
+def _www_redirects(config: Configuration) -> list[tuple[str, str, str | None]]:
+    try:
+        return www_redirects(config.servers)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
 
 
 def _server_lines(
@@ -367,10 +403,18 @@ def _render(
     )
     try:
         annotation_http_lines = http_lines(
-            config if lua_routed else Configuration(servers=tuple(contributing))
+            config if lua_routed else Configuration(servers=tuple(contributing)),
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            keepalive_requests=settings.upstream_keepalive_requests,
         )
         annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
-    except DirectiveError as exc:
+        waf = http_setup(
+            config,
+            settings.modsecurity,
+            paths.modsecurity,
+            also=(c.location.settings for c in keep_classes) if lua_routed else (),
+        )
+    except (DirectiveError, ValueError) as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
         locations,
@@ -380,6 +424,7 @@ def _render(
         hsts=settings.hsts,
         secrets_dir=paths.secrets,
         bodies={},
+        modsecurity=settings.modsecurity,
     )
 
     parts: list[str] = []
@@ -406,6 +451,7 @@ def _render(
             https_port_suffix=https_suffix,
             hsts=settings.hsts,
             secrets_dir=paths.secrets,
+            modsecurity=settings.modsecurity,
         )
 
     def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
@@ -455,10 +501,13 @@ def _render(
         locations=located,
         server_lines=functools.partial(_server_lines, settings=settings),
         server_redirects=server_redirects,
+        own_ssl_context=own_ssl_context,
+        www_redirects=_www_redirects(config),
         client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
         header_http_lines=header_http_lines(settings),
         with_proxy_set_headers=functools.partial(with_proxy_set_headers, settings),
+        modsecurity=waf,
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),

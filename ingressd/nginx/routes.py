@@ -52,6 +52,7 @@ from ingressd.model import (
     server_order,
 )
 from ingressd.nginx.directives import LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
 __all__ = [
@@ -118,6 +119,9 @@ class RouteTable:
     certificates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Host name or alias (exact or ``*.`` wildcard) -> the uid of its certificate.
     certificate_hosts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: ``from-to-www-redirect``: (name redirected, host), sorted; nginx.conf has a server
+    #: block for each.
+    www_redirects: tuple[tuple[str, str], ...] = ()
     #: What the table was made of: the Configuration's servers and the context (not compared;
     #: the next table and ``table_changes`` start from them).
     servers: tuple[Server, ...] = dataclasses.field(default=(), compare=False, repr=False)
@@ -144,11 +148,17 @@ class TableChanges:
 
 
 def keeps_own_block(server: Server) -> bool:
-    """A server that needs server-level directives of its own: ``server-snippet``, or client
-    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block)."""
+    """A server that needs server-level directives of its own: ``server-snippet``, client
+    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block),
+    ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` (they need an SSL context of its own)."""
     if server.is_catch_all:
         return False
-    return server.snippet is not None or server.client_auth is not None
+    return (
+        server.snippet is not None
+        or server.client_auth is not None
+        or server.ssl_ciphers is not None
+        or server.ssl_prefer_server_ciphers is not None
+    )
 
 
 def route_table(
@@ -413,6 +423,9 @@ def _table(
         own_blocks=tuple(own),
         certificates=certificates,
         certificate_hosts=certificate_hosts,
+        www_redirects=tuple(
+            sorted((s.www_redirect, s.hostname) for s in config.servers if s.www_redirect)
+        ),
         servers=config.servers,
         context=context,
         _index=index,
@@ -433,8 +446,15 @@ def _entry(
         settings_class = _settings_class(location, server, config, default_limit)
         classes.setdefault(settings_class.id, settings_class)
         namespace, _, name = location.ingress.partition("/")
+        service: dict[str, str] = {}
+        if location.backend and location.settings.errors_to is not None:
+            # X-Service-Name / X-Service-Port of the error backend's request
+            found = _backend(config, location.backend)
+            if found is not None:
+                service = {"service": found.service, "servicePort": found.service_port}
         routes.append(
             {
+                **service,
                 "path": location.path,
                 "type": _TYPES[location.path_type],
                 "class": settings_class.id,
@@ -470,8 +490,8 @@ def _settings_class(
         if location.backend and settings.proxy_ssl is not None
         else None
     )
-    if settings.default_backend is not None and not settings.custom_http_errors:
-        # only custom-http-errors writes the default backend's name into the block
+    if settings.default_backend is not None and settings.errors_to != settings.default_backend:
+        # only custom-http-errors sent to it write the default backend's name into the block
         settings = dataclasses.replace(settings, default_backend=None)
     key = (
         settings,
@@ -509,6 +529,7 @@ def class_body(
     hsts: bool,
     secrets_dir: str,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> tuple[tuple[str, ...], str]:
     """The directives of a class's named location and its last one (``proxy_pass ...``, or
     ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
@@ -524,6 +545,7 @@ def class_body(
         proxy_headers=proxy_headers,
         lua_routed=True,
         no_auth_locations=no_auth_locations,
+        modsecurity=modsecurity,
     )
     try:
         body = location_lines(location, context)

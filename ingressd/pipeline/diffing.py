@@ -190,6 +190,11 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
             for h in sorted(mine.keys() | theirs.keys())
             if mine.get(h) != theirs.get(h)
         ]
+    if lua.new.www_redirects != held.www_redirects:
+        reasons += [
+            (Change.SERVERS, f"from-to-www-redirect {name} -> {host} changed")
+            for name, host in sorted(set(lua.new.www_redirects) ^ set(held.www_redirects))
+        ]
     if reasons:
         return dataclasses.replace(
             _decision(Action.RELOAD, reasons, changed),

@@ -47,7 +47,7 @@ from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import RenderSettings, route_context
 from ingressd.nginx.routes import RouteTable, route_table
-from ingressd.pipeline.configmap import parse_configmap, settings_changes
+from ingressd.pipeline.configmap import parse_configmap, settings_changes, unusable_options
 from ingressd.pipeline.diffing import (
     Action,
     Change,
@@ -324,7 +324,8 @@ class SyncWorker:
         snapshot = self._store.snapshot()
         configmap = snapshot.config_maps.get(self._configmap) if self._configmap else None
         global_options, option_problems = parse_configmap(configmap, snapshot.config_maps)
-        self._report_option_problems(configmap, option_problems)
+        moot = unusable_options(global_options, self._options, self._configmap)
+        self._report_option_problems(configmap, (*option_problems, *moot))
         settings = global_options.render_settings(self._base_settings)
         options = global_options.build_options(self._options)
         snapshot, quarantined = self._quarantine.apply(snapshot)

@@ -96,6 +96,10 @@ _add_ref = keyindex.add
 _remove_ref = keyindex.discard
 
 
+#: The user of the ``--default-backend-service`` Service in the service index (no Ingress).
+DEFAULT_BACKEND_USER = ObjectKey("--default-backend-service")
+
+
 def _users(index: dict[ObjectKey, _Users], target: ObjectKey) -> frozenset[ObjectKey]:
     return frozenset(keyindex.members(index, target))
 
@@ -108,6 +112,7 @@ class Store:
         *,
         channel: EventChannel,
         configmap: ObjectKey | None = None,
+        default_backend: ObjectKey | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
@@ -136,6 +141,9 @@ class Store:
             ObjectKey, tuple[tuple[ObjectKey, ...], tuple[ObjectKey, ...]]
         ] = {}
         self._service_users: dict[ObjectKey, _Users] = {}
+        if default_backend is not None:
+            # --default-backend-service: its Service and slices matter with no Ingress naming it
+            _add_ref(self._service_users, default_backend, DEFAULT_BACKEND_USER)
         self._secret_users: dict[ObjectKey, _Users] = {}
         # ConfigMaps Ingresses name (auth-proxy-set-headers, custom-headers): Ingress -> keys,
         # key -> users; and those the controller's ConfigMap names (add-headers, ...).
