@@ -108,8 +108,7 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
     row = next(line for line in lines if "server-snippet" in line)
     assert row.split()[:4] == ["server-snippet", "Critical", "too", "risky"]
     assert any(
-        line.split()[:4]
-        == ["monitoring/grafana-legacy", "enable-modsecurity", "Low", "unsupported"]
+        line.split()[:4] == ["monitoring/grafana-legacy", "enable-modsecurity", "Low", "supported"]
         for line in lines
     )
     # the WAF, web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
