@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ingressd.annotations import AnnotationOptions, Status, parse_annotations
+from ingressd.annotations import AnnotationOptions, Risk, Status, parse_annotations
 from ingressd.annotations.modsecurity import safe_rules, transaction_id
 from ingressd.annotations.values import InvalidValue
 from ingressd.build.building import BuildOptions, build_configuration
@@ -95,7 +95,8 @@ def waf(annotations: dict[str, str], *, allow: bool = False) -> Any:
     return parse_annotations(
         "default/app",
         {P + k: v for k, v in annotations.items()},
-        AnnotationOptions(allow_snippets=allow),
+        # snippets are Critical: allowing them takes --annotations-risk-level Critical too
+        AnnotationOptions(allow_snippets=allow, risk_level=Risk.CRITICAL if allow else Risk.HIGH),
     )
 
 
@@ -366,7 +367,9 @@ async def test_annotations_detect_alone_and_the_safe_snippet_blocks_without_snip
 @pytest.fixture
 async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
     h = Harness(world_readable_tmp)
-    h.options = dataclasses.replace(h.options, allow_snippet_annotations=True)
+    h.options = dataclasses.replace(
+        h.options, allow_snippet_annotations=True, annotations_risk_level=Risk.CRITICAL
+    )
     await h.start()
     try:
         yield h
