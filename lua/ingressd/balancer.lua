@@ -225,7 +225,7 @@ local function full_load(view, version)
     local dict = view.dict
     local old = view.backends
     local new = {}
-    for _, name in ipairs(store.names(dict)) do
+    for _, name in ipairs(store.all_names(dict)) do
         local raw = store.get(dict, name)
         if raw ~= nil then
             new[name] = build(view, name, raw, old[name])

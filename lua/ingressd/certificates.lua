@@ -160,7 +160,7 @@ end
 -- The stored servers map {host -> uid} and the set of stored uids {uid -> true}.
 function _M.stored(dict)
     local servers, uids = {}, {}
-    for _, name in ipairs(CERTS:names(dict)) do
+    for _, name in ipairs(CERTS:all_names(dict)) do
         if sub(name, 1, SERVER_PREFIX_LEN) == SERVER_PREFIX then
             local uid = CERTS:get(dict, name)
             if uid ~= nil then
