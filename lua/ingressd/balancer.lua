@@ -3,9 +3,10 @@
 --
 -- Data flow:
 --   rewrite()  (every request; nothing to do when $proxy_upstream_name is unset, "" or "-")
---     -> one shm get of "version"; equal to this worker's version -> nothing else (hot path)
---     -> else sync(): apply store.changes(local, shm) (re-decode only the named backends), or a
---        full load (worker start, full replace, too far behind); unchanged JSON text -> kept as is
+--     -> view:refresh() (ingressd.replica): one shm get of "version", equal to this worker's ->
+--        nothing else (hot path); else the backends changed since (whole writes only),
+--        re-decoding only those whose text changed, or everything (worker start, full
+--        replace, too far behind)
 --     -> canary: a backend with "alternativeBackends" tries each alternative's
 --        "trafficShapingPolicy" (header, then cookie, then weight); the first that matches
 --        replaces $proxy_upstream_name for this request
@@ -28,6 +29,7 @@
 local cjson = require("cjson.safe")
 local ngx_balancer = require("ngx.balancer")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
 local backends_mod = require("ingressd.backends")
 
 local ngx = ngx
@@ -62,15 +64,12 @@ local IMPLEMENTATIONS = _M.IMPLEMENTATIONS
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, backends = {name -> entry}, stats}. An entry:
+-- A view: an ingressd.replica of store.backends with backends = {name -> entry}. An entry:
 --   {name, raw (JSON text), backend (decoded), endpoints, n, algorithm, impl}
+local apply
+
 function _M.new_view(dict)
-    return {
-        dict = dict,
-        version = 0,
-        backends = {},
-        stats = { full_loads = 0, incremental = 0, decoded = 0 },
-    }
+    return replica.new(store.backends, dict, apply, { backends = {}, stats = { decoded = 0 } })
 end
 
 local function endpoint_key(address, port)
@@ -221,49 +220,28 @@ function _M.canary_matches(p, vars, random)
     return p.weight > 0 and (random or math.random)(p.total) <= p.weight
 end
 
-local function full_load(view, version)
-    local dict = view.dict
+-- Apply a read of the backends (ingressd.replica): unchanged texts keep their entry and the
+-- algorithm instance survives a change of endpoints.
+apply = function(view, items, full)
     local old = view.backends
-    local new = {}
-    for _, name in ipairs(store.all_names(dict)) do
-        local raw = store.get(dict, name)
-        if raw ~= nil then
-            new[name] = build(view, name, raw, old[name])
-        end
+    local backends = old
+    if full then
+        backends = {}
     end
-    view.backends = new
-    view.version = version
-    view.stats.full_loads = view.stats.full_loads + 1
-end
-
--- Bring `view` to the shared dict's version. `version` is the shm version if already read.
-function _M.sync(view, version)
-    local dict = view.dict
-    if version == nil then
-        version = store.version(dict)
-    end
-    local from = view.version
-    if version == from then
-        return
-    end
-    local changed = store.changes(dict, from, version)
-    if changed == nil then
-        return full_load(view, version)
-    end
-    local backends = view.backends
-    for name in pairs(changed) do
-        local raw = store.get(dict, name)
-        if raw == nil then
-            backends[name] = nil
+    for name, raw in pairs(items) do
+        if raw then
+            backends[name] = build(view, name, raw, old[name])
         else
-            backends[name] = build(view, name, raw, backends[name])
+            backends[name] = nil
         end
     end
-    view.version = version
-    view.stats.incremental = view.stats.incremental + 1
+    view.backends = backends
 end
 
-local sync = _M.sync
+-- Bring `view` to the shared dict's version (whole writes only).
+function _M.sync(view)
+    return view:sync()
+end
 
 -- ----------------------------------------------------------------------------- retries
 
@@ -309,32 +287,15 @@ local parse_tried = _M.parse_tried
 
 -- ----------------------------------------------------------------------------- nginx phases
 
-local view = nil -- this worker's view of ngx.shared.ingressd_configuration
+local view = _M.new_view(replica.shared_dict()) -- this worker's view
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
-worker_view()
-
-local dict = view.dict
-local VERSION_KEY = store.VERSION_KEY
-local shm_get = dict.get
-
 function _M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-    local ok, err = pcall(sync, view)
-    if not ok then
-        ngx_log(ERR, "ingressd: initial load of backends failed: ", tostring(err))
-    end
+    view:init_worker()
 end
 
 function _M.rewrite()
@@ -342,13 +303,7 @@ function _M.rewrite()
     if name == nil or name == "" or name == "-" then
         return
     end
-    local v = shm_get(dict, VERSION_KEY) or 0
-    if v ~= view.version then
-        local ok, err = pcall(sync, view, v)
-        if not ok then
-            ngx_log(ERR, "ingressd: failed to refresh backends: ", tostring(err))
-        end
-    end
+    view:refresh()
     local backends = view.backends
     local entry = backends[name]
     if entry ~= nil and entry.alternatives ~= nil then

@@ -10,9 +10,9 @@
 --
 -- Data flow of a handshake (call()):
 --   SNI (ngx.ssl.server_name(); none -> the default certificate)
---   -> one shm get of "certificates:version"; differs -> sync() this worker's servers map
---      {host -> uid} from the change log or a full load (store.certificates:read(): whole writes
---      only)
+--   -> view:refresh() (ingressd.replica): one shm get of "certificates:version"; differs ->
+--      this worker's servers map {host -> uid} from the change log or a full load (whole
+--      writes only)
 --   -> uid of the exact host, else of "*." + the name minus its first label, else nothing
 --      (the listener's default certificate stays)
 --   -> the parsed pair {cert, key} of that uid from this worker's LRU cache (CACHE_SIZE uids),
@@ -28,6 +28,7 @@ local cjson = require("cjson.safe")
 local ssl = require("ngx.ssl")
 local lrucache = require("resty.lrucache")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
 local routes = require("ingressd.routes")
 
 local ngx = ngx
@@ -248,24 +249,21 @@ end
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, servers = {host -> uid}, cache (resty.lrucache of uid -> pair),
--- stats}.
+-- A view: an ingressd.replica of store.certificates with servers = {host -> uid} and cache
+-- (resty.lrucache of uid -> parsed pair).
+local apply
+
 function _M.new_view(dict, cache_size)
     local cache, err = lrucache.new(cache_size or _M.CACHE_SIZE)
     if cache == nil then
         error("cannot create the certificate cache: " .. tostring(err))
     end
-    return { dict = dict, version = 0, pending = nil, servers = {}, cache = cache,
-             stats = { full_loads = 0, incremental = 0, parsed = 0 } }
+    return replica.new(CERTS, dict, apply,
+                       { servers = {}, cache = cache, stats = { parsed = 0 } })
 end
 
--- Bring `view` to the shared dict's certificates version (store.certificates:read(): whole
--- writes only). A uid whose PEM changed leaves the cache.
-function _M.sync(view)
-    local version, items, full = CERTS:read(view.dict, view)
-    if version == nil then
-        return
-    end
+-- Apply a read of the certificates (ingressd.replica). A uid whose PEM changed leaves the cache.
+apply = function(view, items, full)
     local cache = view.cache
     if full then
         local servers = {}
@@ -281,7 +279,6 @@ function _M.sync(view)
             end
         end
         view.servers = servers
-        view.stats.full_loads = view.stats.full_loads + 1
     else
         local servers = view.servers
         for name, raw in pairs(items) do
@@ -291,9 +288,12 @@ function _M.sync(view)
                 cache:delete(sub(name, PEM_PREFIX_LEN + 1))
             end
         end
-        view.stats.incremental = view.stats.incremental + 1
     end
-    view.version = version
+end
+
+-- Bring `view` to the shared dict's certificates version (whole writes only).
+function _M.sync(view)
+    return view:sync()
 end
 
 local sync = _M.sync
@@ -335,20 +335,17 @@ end
 
 -- ----------------------------------------------------------------------------- nginx phase
 
-local view = nil -- this worker's view, made on the first handshake
+local view = _M.new_view(replica.shared_dict()) -- this worker's view
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
+-- init_worker_by_lua: load the servers map before the first handshake (PEMs are parsed on
+-- first use).
+function _M.init_worker()
+    view:init_worker()
+end
 
 local function normalise(name)
     if find(name, "[A-Z]") then
@@ -368,11 +365,8 @@ local function call()
         end
         return
     end
-    local v = worker_view()
-    local version = CERTS:version(v.dict)
-    if version ~= v.version then
-        sync(v)
-    end
+    local v = view
+    v:refresh()
     name = normalise(name)
     local uid = _M.find_uid(v, name)
     if uid == nil then

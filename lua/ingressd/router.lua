@@ -3,9 +3,10 @@
 --
 -- Data flow:
 --   route()  (every request of the entry location)
---     -> one shm get of "routes:version"; equal to this worker's -> nothing to refresh (hot path)
---     -> else sync(): the texts of the hosts changed since (store.routes:read(): whole writes
---        only), or of every host (worker start, too far behind); decode only changed texts
+--     -> view:refresh() (ingressd.replica): one shm get of "routes:version", equal to this
+--        worker's -> nothing (hot path); else the hosts changed since (whole writes only), or
+--        every host (too far behind, a replace); decode only changed texts (the worker loaded
+--        the table in init_worker)
 --     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
 --        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
 --     -> $ingressd_hsts (HTTPS to a host with a certificate: every answer from here on)
@@ -30,6 +31,7 @@
 
 local cjson = require("cjson.safe")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
 local routes = require("ingressd.routes")
 
 local ngx = ngx
@@ -227,18 +229,13 @@ end
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, pending (store.routes:read()'s), entries = {host -> entry},
--- claims = {name -> {host -> true}}, lookup = {name -> entry}, stats}.
+-- A view: an ingressd.replica of store.routes with entries = {host -> entry},
+-- claims = {name -> {host -> true}}, lookup = {name -> entry}.
+local apply
+
 function _M.new_view(dict)
-    return {
-        dict = dict,
-        version = 0,
-        pending = nil,
-        entries = {},
-        claims = {},
-        lookup = {},
-        stats = { full_loads = 0, incremental = 0, decoded = 0 },
-    }
+    return replica.new(ROUTES, dict, apply,
+                       { entries = {}, claims = {}, lookup = {}, stats = { decoded = 0 } })
 end
 
 local function build(view, host, raw, old)
@@ -298,13 +295,8 @@ local function unclaim(view, entry, touched)
     end
 end
 
--- Bring `view` to the shared dict's routes version: store.routes:read() hands over whole
--- writes only (or nothing yet, while a write is under way); unchanged texts keep their entry.
-function _M.sync(view)
-    local version, items, full = ROUTES:read(view.dict, view)
-    if version == nil then
-        return
-    end
+-- Apply a read of the route table (ingressd.replica): unchanged texts keep their entry.
+apply = function(view, items, full)
     local touched = {}
     if full then
         local old = view.entries
@@ -319,7 +311,6 @@ function _M.sync(view)
                 claim(view, entry, touched)
             end
         end
-        view.stats.full_loads = view.stats.full_loads + 1
     else
         local entries = view.entries
         for host, raw in pairs(items) do
@@ -335,54 +326,32 @@ function _M.sync(view)
                 end
             end
         end
-        view.stats.incremental = view.stats.incremental + 1
     end
     for name in pairs(touched) do
         resolve(view, name)
     end
-    view.version = version
 end
 
-local sync = _M.sync
+-- Bring `view` to the shared dict's routes version (whole writes only).
+function _M.sync(view)
+    return view:sync()
+end
 
 -- ----------------------------------------------------------------------------- nginx phase
 
-local view = nil -- this worker's view of the route table
+local view = _M.new_view(replica.shared_dict()) -- this worker's view of the route table
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
-worker_view()
-
-local dict = view.dict
-local shm_get = dict.get
-local VERSION_KEY = ROUTES.version_key
-
 -- init_worker_by_lua: load the table before the first request needs it.
 function _M.init_worker()
-    local ok, err = pcall(sync, view)
-    if not ok then
-        ngx_log(ERR, "ingressd: initial load of routes failed: ", tostring(err))
-    end
+    view:init_worker()
 end
 
 function _M.route()
-    local v = shm_get(dict, VERSION_KEY) or 0
-    if v ~= view.version then
-        local ok, err = pcall(sync, view)
-        if not ok then
-            ngx_log(ERR, "ingressd: failed to refresh routes: ", tostring(err))
-        end
-    end
+    view:refresh()
     local entry = find_entry(view.lookup, var.host)
     if entry == nil then
         return ngx_exit(404)
