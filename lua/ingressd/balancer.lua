@@ -4,9 +4,10 @@
 -- Data flow:
 --   rewrite()  (every request; nothing to do when $proxy_upstream_name is unset, "" or "-")
 --     -> view:refresh() (ingressd.replica): one shm get of "version", equal to this worker's ->
---        nothing else (hot path); else the backends changed since (whole writes only),
---        re-decoding only those whose text changed, or everything (worker start, full
---        replace, too far behind)
+--        nothing else (hot path); else re-decode the changed backends this worker uses (a
+--        full replace or too far behind: every one, on its next use)
+--     -> backend(): the entry, built from its JSON text on first use (lazy: a new worker
+--        starts at once whatever the number of backends)
 --     -> canary: a backend with "alternativeBackends" tries each alternative's
 --        "trafficShapingPolicy" (header, then cookie, then weight); the first that matches
 --        replaces $proxy_upstream_name for this request
@@ -43,6 +44,7 @@ local set_current_peer = ngx_balancer.set_current_peer
 local set_more_tries = ngx_balancer.set_more_tries
 local get_last_failure = ngx_balancer.get_last_failure
 local port_number = backends_mod.port_number
+local BACKEND_PREFIX = store.BACKEND_PREFIX
 
 local _M = {}
 
@@ -64,12 +66,17 @@ local IMPLEMENTATIONS = _M.IMPLEMENTATIONS
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: an ingressd.replica of store.backends with backends = {name -> entry}. An entry:
+-- A view: an ingressd.replica of store.backends, lazy: backends = {name -> entry, or false
+-- when not stored}, each built on first use (backend()), so that a worker starts at once
+-- whatever the number of backends and holds only those it serves; previous = {name -> entry}
+-- from before the last full load, reused by backend() when the text is unchanged (and their
+-- algorithm instance when not). An entry:
 --   {name, raw (JSON text), backend (decoded), endpoints, n, algorithm, impl}
 local apply
 
 function _M.new_view(dict)
-    return replica.new(store.backends, dict, apply, { backends = {}, stats = { decoded = 0 } })
+    return replica.new(store.backends, dict, apply,
+                       { backends = {}, previous = {}, lazy = true, stats = { decoded = 0 } })
 end
 
 local function endpoint_key(address, port)
@@ -220,22 +227,51 @@ function _M.canary_matches(p, vars, random)
     return p.weight > 0 and (random or math.random)(p.total) <= p.weight
 end
 
--- Apply a read of the backends (ingressd.replica): unchanged texts keep their entry and the
--- algorithm instance survives a change of endpoints.
+-- The entry of backend `name`, built from the shared dict on first use; nil when not stored.
+-- The text is read outside the write sequence: each backend stands alone.
+local function backend(view, name)
+    local backends = view.backends
+    local entry = backends[name]
+    if entry ~= nil then
+        return entry or nil
+    end
+    local raw = view.dict:get(BACKEND_PREFIX .. name)
+    if raw == nil then
+        backends[name] = false
+        return nil
+    end
+    local previous = view.previous
+    entry = build(view, name, raw, previous[name])
+    previous[name] = nil
+    backends[name] = entry or false
+    return entry
+end
+
+_M.backend = backend
+
+-- Apply a read of the backends (ingressd.replica). A full read (lazy: no texts) moves every
+-- entry to `previous`; a changed backend already built is rebuilt now (its algorithm instance
+-- survives a change of endpoints), any other changed name is forgotten until its next use.
 apply = function(view, items, full)
-    local old = view.backends
-    local backends = old
+    local backends, previous = view.backends, view.previous
     if full then
+        for name, entry in pairs(backends) do
+            if entry then
+                previous[name] = entry
+            end
+        end
         backends = {}
+        view.backends = backends
     end
     for name, raw in pairs(items) do
-        if raw then
-            backends[name] = build(view, name, raw, old[name])
+        local old = backends[name] or previous[name]
+        previous[name] = nil
+        if old and raw then
+            backends[name] = build(view, name, raw, old) or false
         else
             backends[name] = nil
         end
     end
-    view.backends = backends
 end
 
 -- Bring `view` to the shared dict's version (whole writes only).
@@ -295,7 +331,7 @@ end
 
 function _M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-    view:init_worker()
+    view:load()
 end
 
 function _M.rewrite()
@@ -304,11 +340,10 @@ function _M.rewrite()
         return
     end
     view:refresh()
-    local backends = view.backends
-    local entry = backends[name]
+    local entry = backend(view, name)
     if entry ~= nil and entry.alternatives ~= nil then
         for _, alt_name in ipairs(entry.alternatives) do
-            local alt = backends[alt_name]
+            local alt = backend(view, alt_name)
             if alt ~= nil and alt.n > 0 and alt.shaping ~= nil
                     and _M.canary_matches(alt.shaping, var) then
                 var.proxy_upstream_name = alt_name
@@ -322,7 +357,7 @@ function _M.rewrite()
         end
         local fallback = var.ingressd_default_backend
         if fallback ~= nil and fallback ~= "" then
-            local other = backends[fallback]
+            local other = backend(view, fallback)
             if other ~= nil and other.n > 0 then
                 var.proxy_upstream_name = fallback
                 return
@@ -346,7 +381,7 @@ function _M.log()
     if name == nil or name == "" or name == "-" then
         return
     end
-    local entry = view.backends[name]
+    local entry = backend(view, name)
     if entry == nil or entry.impl.after_balance == nil then
         return
     end
@@ -364,7 +399,7 @@ end
 
 local function balance()
     local name = var.proxy_upstream_name
-    local entry = name and view.backends[name]
+    local entry = name and backend(view, name)
     if not entry then
         ngx_log(ERR, "ingressd: no backend \"", tostring(name), "\" in this worker")
         return ngx_exit(NGX_ERROR)

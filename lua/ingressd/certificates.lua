@@ -341,10 +341,14 @@ function _M.worker_view()
     return view
 end
 
--- init_worker_by_lua: load the servers map before the first handshake (PEMs are parsed on
--- first use).
+-- init_by_lua: the master reads the servers map from the shared dict (it outlives a reload), so
+-- that its workers start with it (copy-on-write); init_worker_by_lua: what changed since.
+function _M.init()
+    view:load()
+end
+
 function _M.init_worker()
-    view:init_worker()
+    view:load()
 end
 
 local function normalise(name)

@@ -13,7 +13,8 @@
 --
 -- A replica is its owner's view table: `dict`, `version`, `pending` (Collection:read()'s
 -- state), `stats` {full_loads, incremental, and the owner's counters}, and the owner's fields.
--- Each worker loads its replicas in init_worker_by_lua, before its first request.
+-- The master loads the replicas in init_by_lua, each worker what changed since in
+-- init_worker_by_lua: a worker's first request finds them up to date.
 
 local ngx = ngx
 local ngx_log, ERR = ngx.log, ngx.ERR
@@ -86,9 +87,10 @@ function Replica:refresh()
     end
 end
 
--- init_worker_by_lua: load everything before the worker's first request needs it.
-function Replica:init_worker()
-    sync_logged(self, "initial load of")
+-- init_by_lua (the master: its workers fork with what it read, and the shared dict outlives a
+-- reload) and init_worker_by_lua (what changed since): load before the first request.
+function Replica:load()
+    sync_logged(self, "load of")
 end
 
 return _M

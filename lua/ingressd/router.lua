@@ -6,7 +6,7 @@
 --     -> view:refresh() (ingressd.replica): one shm get of "routes:version", equal to this
 --        worker's -> nothing (hot path); else the hosts changed since (whole writes only), or
 --        every host (too far behind, a replace); decode only changed texts (the worker loaded
---        the table in init_worker)
+--        the table in init_by_lua and init_worker)
 --     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
 --        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
 --     -> $ingressd_hsts (HTTPS to a host with a certificate: every answer from here on)
@@ -345,9 +345,14 @@ function _M.worker_view()
     return view
 end
 
--- init_worker_by_lua: load the table before the first request needs it.
+-- init_by_lua: the master reads the table from the shared dict (it outlives a reload), so
+-- that its workers start with it (copy-on-write); init_worker_by_lua: what changed since.
+function _M.init()
+    view:load()
+end
+
 function _M.init_worker()
-    view:init_worker()
+    view:load()
 end
 
 function _M.route()

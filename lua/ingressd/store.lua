@@ -196,9 +196,11 @@ local function read_items(self, dict, items, names)
 end
 
 -- Read what changed since `state.version`, consistently (see the top of this file).
--- state: the reader's {version = V, pending = (kept here between calls)}.
+-- state: the reader's {version = V, pending = (kept here between calls), lazy = true when the
+-- reader reads items on first use: a full load then reads no text}.
 -- Returns version, items, full: items = {name -> text, or false when removed}; full = true when
--- items is the whole collection (a full load: names absent from it are gone). Returns nil when
+-- items is the whole collection (a full load: names absent from it are gone; empty when lazy:
+-- anything may have changed). Returns nil when
 -- there is nothing to apply now: up to date, or a write under way (the caller keeps its view
 -- and asks again on a later request).
 function Collection:read(dict, state)
@@ -219,8 +221,10 @@ function Collection:read(dict, state)
             if changed == nil then
                 pending.full = true
                 local all = {}
-                for _, name in ipairs(self:all_names(dict)) do
-                    all[name] = true
+                if not state.lazy then
+                    for _, name in ipairs(self:all_names(dict)) do
+                        all[name] = true
+                    end
                 end
                 changed = all
             end
