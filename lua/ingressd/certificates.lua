@@ -29,6 +29,7 @@ local ssl = require("ngx.ssl")
 local lrucache = require("resty.lrucache")
 local store = require("ingressd.store")
 local replica = require("ingressd.replica")
+local pausing = require("ingressd.pausing")
 local routes = require("ingressd.routes")
 
 local ngx = ngx
@@ -111,11 +112,9 @@ function _M.parse(body, replace)
         uids[#uids + 1] = uid
     end
     sort(uids) -- the same error first whatever the hash order
-    local yield = ngx.get_phase() == "content"
-    for i, uid in ipairs(uids) do
-        if yield and i % 64 == 0 then
-            ngx.sleep(0) -- parsing keys takes a while: let this worker's other requests run
-        end
+    local pause = pausing.pauser() -- parsing keys takes a while: let other requests run
+    for _, uid in ipairs(uids) do
+        pause()
         if not valid_uid(uid) then
             return nil, format("certificates[%s]: a uid is 1 to %d characters of letters, "
                                .. "digits and ._:/-", show(uid), _M.MAX_UID_LENGTH)
