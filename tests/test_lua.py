@@ -1231,6 +1231,39 @@ async def test_sni_gets_the_hosts_certificate_the_wildcards_or_the_default(
 
 
 @pytest.mark.nginx
+async def test_a_routed_host_without_a_certificate_gets_the_default_not_the_wildcards(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    """As a server block without a certificate in --routing nginx, and as ingress-nginx (whose
+    host -> certificate map names every server): the wildcard's certificate is for names the
+    route table does not name itself (its hosts and aliases)."""
+    wildcard = rsa_pem("*.w.test")
+    default = der_of(_fixture_pems()["default.pem"])
+    reply = await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/certificates",
+        {"certificates": {"uid-w": wildcard}, "servers": {"*.w.test": "uid-w"}},
+    )
+    assert reply.status == 201, reply.body
+    assert await handshakes(nginx, "c.w.test") == {der_of(wildcard)}, "not routed yet"
+    routes_url = f"{nginx.control}/configuration/routes"
+    reply = await fetch(
+        session,
+        "POST",
+        routes_url,
+        [route("c.w.test", loc("/")), route("d.test", loc("/"), aliases=["e.w.test"])],
+    )
+    assert reply.status == 201, reply.body
+    assert await handshakes(nginx, "c.w.test", 4) == {default}, "a routed host"
+    assert await handshakes(nginx, "e.w.test", 4) == {default}, "a routed alias"
+    assert await handshakes(nginx, "x.w.test", 4) == {der_of(wildcard)}, "not routed"
+    reply = await fetch(session, "DELETE", routes_url, ["c.w.test"])
+    assert reply.status == 200, reply.body
+    assert await handshakes(nginx, "c.w.test", 4) == {der_of(wildcard)}, "no longer routed"
+
+
+@pytest.mark.nginx
 async def test_a_rotated_certificate_is_served_on_the_next_handshake(
     nginx: Nginx, session: aiohttp.ClientSession
 ) -> None:

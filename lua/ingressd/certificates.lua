@@ -13,8 +13,9 @@
 --   -> view:refresh() (ingressd.replica): one shm get of "certificates:version"; differs ->
 --      this worker's servers map {host -> uid} from the change log or a full load (whole
 --      writes only)
---   -> uid of the exact host, else of "*." + the name minus its first label, else nothing
---      (the listener's default certificate stays)
+--   -> uid of the exact host, else, unless the name is a host of the route table (routed
+--      hosts without a certificate of their own get the default, as in --routing nginx), of
+--      "*." + the name minus its first label, else nothing (the listener's default stays)
 --   -> the parsed pair {cert, key} of that uid from this worker's LRU cache (CACHE_SIZE uids),
 --      parsing the PEM from the shm on a miss (ngx.ssl.parse_pem_cert / parse_pem_priv_key)
 --   -> clear_certs(), set_cert(), set_priv_key()
@@ -29,6 +30,7 @@ local ssl = require("ngx.ssl")
 local lrucache = require("resty.lrucache")
 local store = require("ingressd.store")
 local replica = require("ingressd.replica")
+local router = require("ingressd.router")
 local pausing = require("ingressd.pausing")
 local routes = require("ingressd.routes")
 
@@ -297,18 +299,27 @@ end
 
 local sync = _M.sync
 
--- The uid for a server name (lower case, no trailing dot), or nil.
-function _M.find_uid(view, name)
+-- The uid for a server name (lower case, no trailing dot), or nil. `routed(name)` (optional)
+-- tells whether the name is a host of the route table (its own entry or an alias): such a
+-- host without a certificate of its own keeps the default certificate, as a server block
+-- without one does in --routing nginx and as in ingress-nginx (whose host -> certificate map
+-- names every server, with an empty uid when it has none); only other names fall back to the
+-- one-label wildcard's certificate.
+function _M.find_uid(view, name, routed)
     local servers = view.servers
     local uid = servers[name]
     if uid ~= nil then
         return uid
     end
     local dot = find(name, ".", 1, true)
-    if dot ~= nil then
-        return servers["*" .. sub(name, dot)]
+    if dot == nil then
+        return nil
     end
-    return nil
+    uid = servers["*" .. sub(name, dot)]
+    if uid ~= nil and routed ~= nil and routed(name) then
+        return nil
+    end
+    return uid
 end
 
 -- The parsed pair of `uid`, from the cache or parsed from the shm now; nil when not stored.
@@ -350,6 +361,15 @@ function _M.init_worker()
     view:load()
 end
 
+-- Whether `name` is a host of this worker's route table (ingressd.router), up to date.
+local function routed(name)
+    local routes_view = router.worker_view()
+    routes_view:refresh()
+    return routes_view.lookup[name] ~= nil
+end
+
+_M.routed = routed
+
 local function normalise(name)
     if find(name, "[A-Z]") then
         name = lower(name)
@@ -371,7 +391,7 @@ local function call()
     local v = view
     v:refresh()
     name = normalise(name)
-    local uid = _M.find_uid(v, name)
+    local uid = _M.find_uid(v, name, routed)
     if uid == nil then
         return
     end
@@ -380,7 +400,7 @@ local function call()
     if pair == nil and err == "not stored" then
         -- pruned by a write this worker has not seen yet: catch up once
         sync(v)
-        uid = _M.find_uid(v, name)
+        uid = _M.find_uid(v, name, routed)
         if uid == nil then
             return
         end

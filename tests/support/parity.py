@@ -14,10 +14,9 @@ whether ``Strict-Transport-Security`` was sent, and, over HTTPS, which certifica
 
 Everything random comes from one ``random.Random(seed)``, so a seed names a world and its
 requests (``World.yaml()`` and ``Mismatch.show()`` write them out for a report).  Canary weights
-are 0 or 100 only, so that every answer is deterministic.  Two known differences between the
-modes are left out, each where it is decided: requests one slash short of an Exact path ending
-in "/" (``generate_requests``) and the certificate of names a wildcard's certificate covers but
-their own server has none (``shadowed_names``).  Used by ``tests/test_routing_parity.py``.
+are 0 or 100 only, so that every answer is deterministic.  One known difference between the
+modes is left out where it is decided: requests one slash short of an Exact path ending in "/"
+(``generate_requests``).  Used by ``tests/test_routing_parity.py``.
 """
 
 from __future__ import annotations
@@ -558,30 +557,6 @@ async def send(session: aiohttp.ClientSession, h: Harness, request: Request) -> 
 # ----------------------------------------------------------------------------------- the pair
 
 
-def shadowed_names(config: Configuration) -> frozenset[str]:
-    """Exact server names without a certificate of their own under a wildcard that has one.
-
-    Known difference, left out of the comparison: --routing nginx presents the certificate of
-    the server the SNI names (none: the default certificate), --routing lua the exact name's,
-    else the wildcard's (lua/ingressd/certificates.lua), so for these names nginx presents the
-    default certificate and Lua the wildcard's.
-    """
-    named: set[str] = set()
-    with_certificate: set[str] = set()
-    for server in config.servers:
-        names = (server.hostname, *server.aliases)
-        named.update(names)
-        if server.certificate is not None:
-            with_certificate.update(names)
-    return frozenset(
-        name
-        for name in named - with_certificate
-        if not name.startswith("*.")
-        and "." in name
-        and "*." + name.partition(".")[2] in with_certificate
-    )
-
-
 class _Reader(Harness):
     """A harness whose controller reads another harness's manifests dir."""
 
@@ -619,8 +594,6 @@ class Pair:
         self.lua = _Reader(root / "lua", self.nginx.manifests, routing="lua")
         self.pods: list[EchoPods] = []
         self.session: aiohttp.ClientSession | None = None
-        #: Server names whose certificate is not compared (``shadowed_names``).
-        self.shadowed: frozenset[str] = frozenset()
 
     @property
     def harnesses(self) -> tuple[Harness, Harness]:
@@ -663,9 +636,6 @@ class Pair:
             assert build is not None and worker.running == build.configuration, (
                 f"--routing {h.options.routing} did not apply the world: {worker.records[-1]}"
             )
-        running = self.nginx.ingressd.worker.running
-        assert running is not None
-        self.shadowed = shadowed_names(running)
 
     def problems(self) -> list[str]:
         """What the last build skipped, and why (the same in both modes)."""
@@ -684,9 +654,6 @@ class Pair:
 
     async def compare(self, request: Request) -> Mismatch | None:
         nginx, lua = await self.answers(request)
-        if request.https and request.sni in self.shadowed:
-            nginx = dataclasses.replace(nginx, certificate=None)
-            lua = dataclasses.replace(lua, certificate=None)
         return None if nginx == lua else Mismatch(request, nginx, lua)
 
     async def compare_all(self, requests: Sequence[Request]) -> list[Mismatch]:
