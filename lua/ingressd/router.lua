@@ -363,11 +363,11 @@ function _M.route()
     end
     -- First, as --routing nginx adds the header at server level: every answer of a host with a
     -- certificate carries it over HTTPS, the router's own (302, 413) included.
+    -- Each ngx.var read or write costs a lookup by name: only what differs from the "" the
+    -- server's `set` lines gave the variables is written.
     local hsts = entry.hsts
     if hsts ~= nil and var.https == "on" then
         var.ingressd_hsts = hsts
-    else
-        var.ingressd_hsts = ""
     end
     local uri = var.uri
     local app_root = entry.app_root
@@ -390,10 +390,19 @@ function _M.route()
     -- A route without backend goes to its class too: the class's block runs its redirects
     -- (ssl-redirect: 308 before the status, as a location of --routing nginx does) and ends
     -- with `return <status>`.
-    var.proxy_upstream_name = loc.backend or ""
-    var.namespace = loc.namespace
-    var.ingress_name = loc.ingress
-    var.ingressd_default_backend = loc.default_backend
+    local backend = loc.backend
+    if backend ~= nil then
+        var.proxy_upstream_name = backend
+    end
+    if loc.namespace ~= "" then
+        var.namespace = loc.namespace
+    end
+    if loc.ingress ~= "" then
+        var.ingress_name = loc.ingress
+    end
+    if loc.default_backend ~= "" then
+        var.ingressd_default_backend = loc.default_backend
+    end
     return ngx_exec(loc.target)
 end
 
