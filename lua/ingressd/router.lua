@@ -18,7 +18,10 @@
 --        $ingressd_default_backend -> ngx.exec("@<class>"); a route without backend too: its
 --        class's block runs the redirects and ends with `return <status>`
 --
--- A compiled entry (per worker, built once per JSON text):
+-- A full load (worker start, a replace, too far behind: thousands of texts) makes stubs
+-- {host, raw, names = {host}, compiled = false} of texts that surely have no aliases, compiled
+-- in place on the first request for the host (the master loads in init_by_lua: its workers
+-- fork with the stubs). A compiled entry (per worker, built once per JSON text):
 --   {host, raw, names (host + aliases), hsts (value or nil), app_root (or nil),
 --    exact = {path -> loc}, prefix = {normalised path -> loc}, prefix_max (longest prefix
 --    length, 0 = no prefix), regexes = {{re, loc}, ...} longest first}
@@ -95,9 +98,29 @@ local function by_length_then_path(a, b)
     return a.re < b.re
 end
 
--- The compiled entry of `host` from its JSON text (validated by ingressd.routes when it was
--- stored). Raises on text that does not decode.
-function _M.compile(host, raw)
+-- Whether a route entry's JSON text surely has no aliases, seen without decoding it: no
+-- "aliases" at all, or one `"aliases":null` or `"aliases":[]` (the controller's texts); and no
+-- \u escape, with which a key could spell "aliases" otherwise. False: decode to know.
+local function surely_no_aliases(raw)
+    if find(raw, "\\u", 1, true) then
+        return false
+    end
+    local first = find(raw, "aliases", 1, true)
+    if first == nil then
+        return true
+    end
+    if byte(raw, first - 1) ~= 34 or sub(raw, first + 7, first + 8) ~= '":'
+            or find(raw, "aliases", first + 7, true) then
+        return false
+    end
+    return sub(raw, first + 9, first + 12) == "null" or sub(raw, first + 9, first + 10) == "[]"
+end
+
+_M.surely_no_aliases = surely_no_aliases
+
+-- Compile the JSON text `raw` of `host` (validated by ingressd.routes when it was stored) into
+-- `entry`, which gets the fields of a compiled entry. Raises on text that does not decode.
+local function compile_into(entry, host, raw)
     local e = decode(raw)
     if type(e) ~= "table" then
         error("route entry of " .. host .. " does not decode")
@@ -118,8 +141,10 @@ function _M.compile(host, raw)
     if type(app_root) ~= "string" or app_root == "" then
         app_root = nil
     end
-    local entry = { host = host, raw = raw, names = names, hsts = hsts, app_root = app_root,
-                    exact = {}, prefix = {}, prefix_max = 0, regexes = {} }
+    entry.host, entry.raw, entry.names, entry.hsts, entry.app_root = host, raw, names, hsts,
+        app_root
+    entry.exact, entry.prefix, entry.prefix_max, entry.regexes = {}, {}, 0, {}
+    entry.compiled = true
     local locations = e.locations
     if type(locations) ~= "table" or locations == null then
         locations = {}
@@ -152,6 +177,32 @@ function _M.compile(host, raw)
     end
     sort(regexes, by_length_then_path)
     return entry
+end
+
+-- The compiled entry of `host` from its JSON text. Raises on text that does not decode.
+function _M.compile(host, raw)
+    return compile_into({}, host, raw)
+end
+
+-- An entry to compile on first use (compile_lazily()): host, raw and names only, when the
+-- text surely has no aliases; else compiled now (the aliases are in the decoded text).
+local function stub(host, raw)
+    if surely_no_aliases(raw) then
+        return { host = host, raw = raw, names = { host }, compiled = false }
+    end
+    return _M.compile(host, raw)
+end
+
+-- Compile a stub in place (the same table: lookup and claims keep pointing at it). A text
+-- that does not decode leaves an entry without locations (404), logged.
+local function compile_lazily(view, entry)
+    view.stats.decoded = view.stats.decoded + 1
+    local ok, err = pcall(compile_into, entry, entry.host, entry.raw)
+    if not ok then
+        ngx_log(ERR, "ingressd: cannot use the route entry of ", entry.host, ": ", tostring(err))
+        entry.exact, entry.prefix, entry.prefix_max, entry.regexes = {}, {}, 0, {}
+        entry.compiled = true
+    end
 end
 
 -- ----------------------------------------------------------------------------- match
@@ -224,6 +275,9 @@ function _M.find(view, host, uri)
     if entry == nil then
         return nil, nil
     end
+    if not entry.compiled then
+        compile_lazily(view, entry)
+    end
     return entry, find_location(entry, uri)
 end
 
@@ -238,9 +292,20 @@ function _M.new_view(dict)
                        { entries = {}, claims = {}, lookup = {}, stats = { decoded = 0 } })
 end
 
-local function build(view, host, raw, old)
+-- The entry for `host`'s text: `old` when the text is the same, else compiled now, or, `lazy`
+-- (a full load: thousands of texts), a stub compiled on first use.
+local function build(view, host, raw, old, lazy)
     if old ~= nil and old.raw == raw then
         return old
+    end
+    if lazy then
+        local ok, entry = pcall(stub, host, raw)
+        if ok then
+            if entry.compiled then
+                view.stats.decoded = view.stats.decoded + 1
+            end
+            return entry
+        end
     end
     view.stats.decoded = view.stats.decoded + 1
     local ok, entry = pcall(_M.compile, host, raw)
@@ -305,7 +370,7 @@ apply = function(view, items, full)
         view.claims = {}
         view.lookup = {}
         for host, raw in pairs(items) do
-            local entry = raw and build(view, host, raw, old[host])
+            local entry = raw and build(view, host, raw, old[host], true)
             if entry then
                 entries[host] = entry
                 claim(view, entry, touched)
@@ -360,6 +425,9 @@ function _M.route()
     local entry = find_entry(view.lookup, var.host)
     if entry == nil then
         return ngx_exit(404)
+    end
+    if not entry.compiled then
+        compile_lazily(view, entry)
     end
     -- First, as --routing nginx adds the header at server level: every answer of a host with a
     -- certificate carries it over HTTPS, the router's own (302, 413) included.

@@ -177,7 +177,8 @@ function()
         deletes[#deletes + 1] = "n" .. i .. ".com"
         want["n" .. i .. ".com"] = nil
     end
-    routes:write(dict, "upsert", { item("n2.com", '{"host":"n2.com","v":2}') }, { delete = deletes })
+    routes:write(dict, "upsert", { item("n2.com", '{"host":"n2.com","v":2}') },
+                 { delete = deletes })
     check("every third removed")
     local replace = {}
     want = {}

@@ -1,5 +1,6 @@
 -- A worker's view (ingressd.balancer): backends built on first use, change-log application,
--- full-replace and too-far-behind rebuilds, reuse of unchanged entries; and parsing of $upstream_addr on retries.
+-- full-replace and too-far-behind rebuilds, reuse of unchanged entries; and parsing of
+-- $upstream_addr on retries.
 
 local T = require("tests.assert")
 local store = require("ingressd.store")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import random
 import re
@@ -42,7 +41,6 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from ingressd.app.runtime import Source
-from ingressd.model import Configuration
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.sources.files import ManifestsSource
 from tests.support.backends import EchoPods
