@@ -351,15 +351,12 @@ function _M.worker_view()
     return view
 end
 
--- init_by_lua: the master reads the servers map from the shared dict (it outlives a reload), so
--- that its workers start with it (copy-on-write); init_worker_by_lua: what changed since.
+-- init_by_lua: the master reads the servers map (ingressd.replica: its workers fork with it);
+-- init_worker_by_lua: what changed since.
 function _M.init()
     view:load()
 end
-
-function _M.init_worker()
-    view:load()
-end
+_M.init_worker = _M.init
 
 -- Whether `name` is a host of this worker's route table (ingressd.router), up to date.
 local function routed(name)

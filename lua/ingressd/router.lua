@@ -410,15 +410,12 @@ function _M.worker_view()
     return view
 end
 
--- init_by_lua: the master reads the table from the shared dict (it outlives a reload), so
--- that its workers start with it (copy-on-write); init_worker_by_lua: what changed since.
+-- init_by_lua: the master reads the table (ingressd.replica: its workers fork with it);
+-- init_worker_by_lua: what changed since.
 function _M.init()
     view:load()
 end
-
-function _M.init_worker()
-    view:load()
-end
+_M.init_worker = _M.init
 
 function _M.route()
     view:refresh()

@@ -126,13 +126,19 @@ cases["certificates nobody names are not stored; PUT replaces both maps"] = func
          { "pem:u2", "server:b.com", "pem:u1", "server:a.com" }, "by name")
 end
 
-cases["the worker view: exact host, one-label wildcard, else nothing"] = function()
+-- A synced view of a.foo.com -> "exact" and *.foo.com -> "wild".
+local function exact_and_wildcard_view()
     local dict = T.fresh_dict()
     write(dict, "upsert", { certificates = { exact = fixture("ec.pem"),
                                              wild = fixture("rsa.pem") },
                             servers = { ["a.foo.com"] = "exact", ["*.foo.com"] = "wild" } })
     local view = certificates.new_view(dict)
     certificates.sync(view)
+    return view
+end
+
+cases["the worker view: exact host, one-label wildcard, else nothing"] = function()
+    local view = exact_and_wildcard_view()
     T.eq(certificates.find_uid(view, "a.foo.com"), "exact")
     T.eq(certificates.find_uid(view, "b.foo.com"), "wild")
     T.is_nil(certificates.find_uid(view, "a.b.foo.com"), "one label only")
@@ -141,12 +147,7 @@ cases["the worker view: exact host, one-label wildcard, else nothing"] = functio
 end
 
 cases["a routed host without a certificate of its own gets no wildcard's"] = function()
-    local dict = T.fresh_dict()
-    write(dict, "upsert", { certificates = { exact = fixture("ec.pem"),
-                                             wild = fixture("rsa.pem") },
-                            servers = { ["a.foo.com"] = "exact", ["*.foo.com"] = "wild" } })
-    local view = certificates.new_view(dict)
-    certificates.sync(view)
+    local view = exact_and_wildcard_view()
     local routed = { ["a.foo.com"] = true, ["c.foo.com"] = true }
     local function is_routed(name)
         return routed[name] == true
