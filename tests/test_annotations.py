@@ -80,8 +80,12 @@ def problem_fields(result: BuildResult) -> list[str]:
 
 
 def conf(config: Configuration) -> str:
+    """nginx.conf with ``--routing nginx``, where each path's directives sit in its location."""
     return render(
-        config, settings=RenderSettings(), paths=NginxPaths(Path("/var/lib/ingressd")), generation=1
+        config,
+        settings=RenderSettings(routing="nginx"),
+        paths=NginxPaths(Path("/var/lib/ingressd")),
+        generation=1,
     )
 
 

@@ -36,7 +36,8 @@ from tests.support.traceobjects import config_map
 WEB = BackendName("default-web-80")
 API = BackendName("default-api-80")
 CONFIGMAP = ObjectKey("ingressd/ingressd-controller")
-BASE_SETTINGS = RenderSettings(http_port=8080)
+#: The nginx-mode renderer: these tests count reloads for hosts and paths (Lua routes them).
+BASE_SETTINGS = RenderSettings(http_port=8080, routing="nginx")
 
 
 @dataclass
@@ -424,7 +425,10 @@ async def test_lua_routing_serves_a_new_host_of_an_existing_class_without_a_relo
     assert rig.nginx.dynamic[-1] == (API,)
     held = rig.nginx.routes_held
     assert held is not None and "api.example.com" in held.entries
-    assert rig.metrics.value("ingressd_dynamic_changes_total", {"kind": "routes"}) == 1
+    assert (
+        rig.metrics.value("ingressd_dynamic_updates_total", {"kind": "routes", "result": "success"})
+        == 1
+    )
 
 
 async def test_lua_routing_removes_the_entry_of_a_host_that_is_gone() -> None:

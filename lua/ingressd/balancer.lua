@@ -8,9 +8,10 @@
 --        full replace or too far behind: every one, on its next use)
 --     -> backend(): the entry, built from its JSON text on first use (lazy: a new worker
 --        starts at once whatever the number of backends)
---     -> canary: a backend with "alternativeBackends" tries each alternative's
---        "trafficShapingPolicy" (header, then cookie, then weight); the first that matches
---        replaces $proxy_upstream_name for this request
+--     -> canary: a backend with "alternativeBackends" keeps a request whose affinity cookie
+--        names it; else each alternative takes a request whose cookie names it or that its
+--        "trafficShapingPolicy" matches (header, then cookie, then weight): the first one
+--        replaces $proxy_upstream_name for this request (ingress-nginx's order)
 --     -> unknown backend or zero endpoints -> the location's $ingressd_default_backend when it
 --        has endpoints (default-backend annotation), else 503
 --   balance()  (balancer_by_lua, each try)
@@ -190,6 +191,12 @@ function _M.shaping_of(backend)
     }
 end
 
+-- Whether the request's session cookie names this backend (cookie affinity only).
+function _M.affinitized(entry)
+    local impl = entry.impl
+    return impl.is_affinitized ~= nil and impl:is_affinitized()
+end
+
 -- Whether the current request goes to the canary with policy `p` (ingress-nginx's
 -- precedence: the header, then the cookie, then the weight). `random` is for the tests.
 function _M.canary_matches(p, vars, random)
@@ -341,11 +348,11 @@ function _M.rewrite()
     end
     view:refresh()
     local entry = backend(view, name)
-    if entry ~= nil and entry.alternatives ~= nil then
+    if entry ~= nil and entry.alternatives ~= nil and not _M.affinitized(entry) then
         for _, alt_name in ipairs(entry.alternatives) do
             local alt = backend(view, alt_name)
             if alt ~= nil and alt.n > 0 and alt.shaping ~= nil
-                    and _M.canary_matches(alt.shaping, var) then
+                    and (_M.affinitized(alt) or _M.canary_matches(alt.shaping, var)) then
                 var.proxy_upstream_name = alt_name
                 return
             end
