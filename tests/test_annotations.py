@@ -229,8 +229,13 @@ HOSTILE = [
     "'pwned'",
     "on\\",
 ]
-#: (annotation, value) pairs that are valid: hash keys are nginx variables read by Lua only.
-LEGITIMATE = {("upstream-hash-by", "$remote_addr"), ("upstream-hash-by", "/${host}")}
+#: (annotation, value) pairs that are valid: hash keys are nginx variables read by Lua only;
+#: auth cache keys are allow-listed variables (and without auth-url have no effect).
+LEGITIMATE = {
+    ("upstream-hash-by", "$remote_addr"),
+    ("upstream-hash-by", "/${host}"),
+    ("auth-cache-key", "$remote_addr"),
+}
 
 
 @functools.cache
@@ -253,7 +258,7 @@ def test_hostile_values_are_rejected_naming_the_annotation_and_leave_nginx_conf_
             assert f"metadata.annotations[{P}{name}]" in problem_fields(result), where
             assert all(p.key == "default/hostile" for p in result.problems), where
         assert "pwned" not in text and "/etc/passwd" not in text and "9999" not in text, where
-        assert text == _baseline(spec.fail_closed), where
+        assert text == _baseline(spec.fail_closed and (name, value) not in LEGITIMATE), where
 
 
 def test_a_denied_location_is_what_the_hostile_baseline_compares_with() -> None:
@@ -317,8 +322,8 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
     assert parsed.server_snippet is None
 
 
-def test_unsupported_authentication_denies_rather_than_serves_open() -> None:
-    parsed = parse_annotations("ns/x", ann(auth_url="http://auth/"), AnnotationOptions())
+def test_unusable_authentication_denies_rather_than_serves_open() -> None:
+    parsed = parse_annotations("ns/x", ann(auth_url="http://$host/auth"), AnnotationOptions())
     assert parsed.settings.denied is not None and "auth-url" in parsed.settings.denied
 
 

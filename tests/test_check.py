@@ -78,7 +78,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
     assert conflict["changesBehaviour"] is False
 
-    assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
+    assert statuses(ingresses["shop/api"])["auth-url"] == "supported"
+    assert statuses(ingresses["shop/api"])["auth-signin"] == "supported"
     assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "not allowed"
     assert statuses(ingresses["web/web-canary"])["proxy-body-size"] == "ignored"
     assert ingresses["web/web"]["changesBehaviour"] is False
@@ -104,8 +105,8 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
         line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
         for line in lines
     )
-    # web/web-canary's affinity-canary-behavior is supported: only 4 change
-    assert lines[-1] == "Behaviour would change for 4 of 7 Ingresses."
+    # web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
+    assert lines[-1] == "Behaviour would change for 3 of 7 Ingresses."
     assert code == 1
 
 

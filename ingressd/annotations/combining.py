@@ -34,6 +34,7 @@ from ingressd.model.policy import (
 from ingressd.model.settings import (
     BackendProtocol,
     Cors,
+    ExternalAuth,
     LocationSettings,
     ProxySSL,
     RateLimits,
@@ -280,6 +281,62 @@ def location(vals: Values, key: str) -> LocationSettings:
         access_log=g("enable-access-log", bool),
         rewrite_log=vals.flag("enable-rewrite-log"),
         snippet=g("configuration-snippet", str),
+        external_auth=external_auth(vals),
+    )
+
+
+#: The annotations that tune ``auth-url``.
+EXTERNAL_AUTH_OPTIONS = (
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "auth-always-set-cookie",
+    "auth-keepalive",
+    "auth-keepalive-share-vars",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-proxy-set-headers",
+)
+
+
+def external_auth(vals: Values) -> ExternalAuth | None:
+    """``auth-url`` and the annotations that tune it, with ingress-nginx's defaults."""
+    url = vals.get("auth-url", str)
+    if url is None:
+        vals.ignore("has no effect without auth-url", *EXTERNAL_AUTH_OPTIONS)
+        return None
+    g = vals.get
+    base = ExternalAuth(url=url)
+    if not vals.has("auth-signin"):
+        vals.ignore("has no effect without auth-signin", "auth-signin-redirect-param")
+    if not vals.has("auth-cache-key"):
+        vals.ignore("has no effect without auth-cache-key", "auth-cache-duration")
+    keepalive = g("auth-keepalive", int) or 0
+    if not keepalive:
+        vals.ignore(
+            "has no effect without auth-keepalive",
+            "auth-keepalive-share-vars",
+            "auth-keepalive-requests",
+            "auth-keepalive-timeout",
+        )
+    return ExternalAuth(
+        url=url,
+        method=g("auth-method", str),
+        signin=g("auth-signin", str),
+        signin_redirect_param=g("auth-signin-redirect-param", str) or base.signin_redirect_param,
+        response_headers=g("auth-response-headers", tuple) or (),
+        request_redirect=g("auth-request-redirect", str),
+        cache_key=g("auth-cache-key", str),
+        cache_duration=g("auth-cache-duration", tuple) or base.cache_duration,
+        always_set_cookie=vals.flag("auth-always-set-cookie"),
+        keepalive=keepalive,
+        keepalive_share_vars=vals.flag("auth-keepalive-share-vars"),
+        keepalive_requests=g("auth-keepalive-requests", int) or base.keepalive_requests,
+        keepalive_timeout=g("auth-keepalive-timeout", int) or base.keepalive_timeout,
     )
 
 

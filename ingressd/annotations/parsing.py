@@ -95,6 +95,10 @@ class IngressAnnotations:
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
+    #: ``(namespace or None, name)`` of the ``auth-proxy-set-headers`` ConfigMap.
+    auth_proxy_set_headers: tuple[str | None, str] | None = None
+    #: ``enable-global-auth``: the ConfigMap's ``global-auth-url`` applies (unless ``auth-url``).
+    global_auth: bool = True
     #: ``auth-tls-secret`` and the ``auth-tls-*`` settings (the Secret still unresolved).
     client_auth: ClientAuthRequest | None = None
     #: ``affinity-canary-behavior`` of a canary Ingress: ``sticky`` (its backend takes the
@@ -197,6 +201,8 @@ def parse_annotations(
         app_root=vals.get("app-root", str),
         policy=combining.policy(vals),
         canary=canary,
+        global_auth=vals.flag("enable-global-auth", default=True),
+        auth_proxy_set_headers=vals.get("auth-proxy-set-headers", tuple),
         client_auth=combining.client_auth(vals),
         canary_behavior=vals.get("affinity-canary-behavior", str) or "sticky",
     )
@@ -223,6 +229,7 @@ _NO_DIFFERENCE: dict[str, Any] = {
     "use-regex": lambda value, ns, others: value is False,
     "auth-secret": _same_namespace,
     "proxy-ssl-secret": _same_namespace,
+    "auth-proxy-set-headers": _same_namespace,
     "proxy-ssl-verify": lambda value, ns, others: value is False or "proxy-ssl-name" in others,
     "custom-http-errors": lambda value, ns, others: "default-backend" in others,
     # Allowed (else "not allowed"): they behave as in ingress-nginx.

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import patterns, urls
+from ingressd.annotations import extauth, patterns, urls
 from ingressd.annotations import values as v
 from ingressd.model.validation import validate_service_name
 
@@ -302,29 +302,37 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-secret-type", _A, _S, v.enumeration("auth-file", "auth-map"), fail_closed=True),
     _a("auth-realm", _A, _S, v.realm, fail_closed=True),
     _a("satisfy", _A, _S, v.enumeration("all", "any")),
+    _a("auth-url", _A, _S, extauth.auth_url, fail_closed=True),
+    _a("auth-method", _A, _S, extauth.auth_method, fail_closed=True),
+    _a("auth-signin", _A, _S, extauth.signin_url),
+    _a("auth-signin-redirect-param", _A, _S, extauth.redirect_param),
+    _a("auth-response-headers", _A, _S, v.header_list, fail_closed=True),
     _a(
-        "auth-url",
+        "auth-proxy-set-headers",
         _A,
-        _U,
-        difference="external authentication is not implemented: the Ingress's paths answer "
-        "503 rather than serve without it",
+        _D,
+        v.auth_secret_ref,
+        "only ConfigMaps in the Ingress's own namespace; values may use allow-listed "
+        "variables only",
         fail_closed=True,
     ),
-    _a("auth-method", _A, _U),
-    _a("auth-signin", _A, _U),
-    _a("auth-signin-redirect-param", _A, _U),
-    _a("auth-response-headers", _A, _U),
-    _a("auth-proxy-set-headers", _A, _U),
-    _a("auth-request-redirect", _A, _U),
-    _a("auth-cache-key", _A, _U),
-    _a("auth-cache-duration", _A, _U),
-    _a("auth-keepalive", _A, _U),
-    _a("auth-keepalive-share-vars", _A, _U),
-    _a("auth-keepalive-requests", _A, _U),
-    _a("auth-keepalive-timeout", _A, _U),
-    _a("auth-always-set-cookie", _A, _U),
+    _a("auth-request-redirect", _A, _S, extauth.request_redirect),
+    _a("auth-cache-key", _A, _S, extauth.cache_key, fail_closed=True),
+    _a("auth-cache-duration", _A, _S, extauth.cache_durations, fail_closed=True),
+    _a("auth-keepalive", _A, _S, v.integer(0, 10000)),
+    _a(
+        "auth-keepalive-share-vars",
+        _A,
+        _D,
+        v.boolean,
+        "accepted without effect: the auth subrequest always shares the request's variables "
+        "(nginx's auth_request; ingressd's subrequest location sets none of them)",
+    ),
+    _a("auth-keepalive-requests", _A, _S, v.integer(1, 1_000_000)),
+    _a("auth-keepalive-timeout", _A, _S, v.integer(1, 86400)),
+    _a("auth-always-set-cookie", _A, _S, v.boolean),
     _a("auth-snippet", _A, _U),
-    _a("enable-global-auth", _A, _U, difference="ingressd has no global external auth"),
+    _a("enable-global-auth", _A, _S, v.boolean, fail_closed=True),
     _a("enable-cors", _A, _S, v.boolean),
     _a("cors-allow-origin", _A, _S, urls.cors_origins),
     _a("cors-allow-methods", _A, _S, v.method_list),

@@ -31,6 +31,7 @@ from ingressd.build.building import BuildOptions
 from ingressd.cluster.duties import ClusterDuties, ClusterOptions
 from ingressd.model import ObjectKey
 from ingressd.nginx.applying import Nginx
+from ingressd.nginx.external_auth import system_resolvers
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.controller import NginxController
@@ -111,6 +112,7 @@ class Options:
             worker_processes=self.worker_processes,
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
             routing=self.routing,
+            resolvers=_resolvers(),
         )
 
     def build_options(self) -> BuildOptions:
@@ -121,6 +123,15 @@ class Options:
             allow_snippet_annotations=self.allow_snippet_annotations,
             allow_loopback_endpoints=self.allow_loopback_endpoints,
         )
+
+
+def _resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
+    """The machine's nameservers, for auth services named by host name (``auth-url``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return system_resolvers(f.read())
+    except OSError:
+        return ()
 
 
 class Ingressd:

@@ -60,7 +60,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ingressd.annotations import IngressAnnotations
+from ingressd.annotations import IngressAnnotations, extauth
+from ingressd.annotations.values import InvalidValue
 from ingressd.build import kube
 from ingressd.build.plan import (
     ROOT,
@@ -516,6 +517,20 @@ class Assembly:
         s = annotations.settings
         if s.denied is not None:
             return s
+        headers_ref = annotations.auth_proxy_set_headers
+        if headers_ref is not None and s.external_auth is not None:
+            headers = self.auth_headers(namespace, headers_ref)
+            if isinstance(headers, Refused):
+                at = self.annotation_field("auth-proxy-set-headers")
+                self.problem(key, at, headers.reason, missing=headers.missing)
+                return LocationSettings(denied=f"auth-proxy-set-headers: {headers.reason}")
+            external = dataclasses.replace(s.external_auth, proxy_set_headers=headers)
+            s = dataclasses.replace(s, external_auth=external)
+        if s.external_auth is None and annotations.global_auth:
+            if self.options.global_auth_invalid:
+                return LocationSettings(denied="the ConfigMap's global-auth-* is invalid")
+            if self.options.global_auth is not None:
+                s = dataclasses.replace(s, external_auth=self.options.global_auth)
         auth = annotations.auth_request
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
@@ -574,6 +589,22 @@ class Assembly:
             elif s.custom_http_errors:
                 s = dataclasses.replace(s, custom_http_errors=())
         return s
+
+    def auth_headers(
+        self, namespace: str, ref: tuple[str | None, str]
+    ) -> tuple[tuple[str, str], ...] | Refused:
+        """The headers of the ``auth-proxy-set-headers`` ConfigMap, or why there are none."""
+        other, name = ref
+        if other not in (None, namespace):
+            return Refused(f"ConfigMap {other}/{name} is not in the Ingress's namespace")
+        found = self.snapshot.config_maps.get(ObjectKey(f"{namespace}/{name}"))
+        if found is None:
+            what = f"ConfigMap {namespace}/{name}"
+            return Refused(f"{what} not found", missing=what)
+        try:
+            return extauth.proxy_set_headers(found.get("data"))
+        except InvalidValue as exc:
+            return Refused(f"ConfigMap {namespace}/{name} {exc}")
 
     def annotation_backend(
         self, key: ObjectKey, namespace: str, service: str

@@ -1,7 +1,8 @@
 """Incremental building: the last build, kept by one owner, and the next build made from it.
 
     BuildCache.build(snapshot, options) --> BuildResult
-        full         first build, other options or IngressClasses, a change too wide, or a
+        full         first build, other options or IngressClasses, a ConfigMap an Ingress
+                     names (auth-proxy-set-headers), a change too wide, or a
                      case below that needs the whole picture: every Ingress is assembled
                      (``ingressd.build.assembly``, from per-object plans, ``ingressd.build.plan``)
         incremental  1. diff     this snapshot against the last build's, by object identity
@@ -173,6 +174,10 @@ class BuildCache:
         old = state.snapshot
         if _changes(old.ingress_classes, snapshot.ingress_classes):
             return None
+        if state.config_maps and any(
+            key in state.config_maps for key in _changes(old.config_maps, snapshot.config_maps)
+        ):
+            return None  # an auth-proxy-set-headers ConfigMap (rare): a full build
         changed = {
             Kind.INGRESS: _changes(old.ingresses, snapshot.ingresses),
             Kind.SERVICE: _changes(old.services, snapshot.services),
@@ -386,6 +391,8 @@ class _LastBuild:
     #: Service / Secret key -> our Ingresses naming it.
     services: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     secrets: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
+    #: ConfigMap key -> our Ingresses naming it (``auth-proxy-set-headers``).
+    config_maps: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     #: Service key -> how many of our Ingresses naming it set a balancing policy.
     policies: dict[ObjectKey, int] = field(default_factory=dict)
     #: Our Ingresses with ``server-alias``.
@@ -409,6 +416,8 @@ class _LastBuild:
             _add(self.services, service, key)
         for secret in plan.secrets:
             _add(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _add(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 self.policies[service] = self.policies.get(service, 0) + 1
@@ -423,6 +432,8 @@ class _LastBuild:
             _discard(self.services, service, key)
         for secret in plan.secrets:
             _discard(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _discard(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 left = self.policies.get(service, 0) - 1

@@ -21,6 +21,7 @@ from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
 from ingressd.build import kube
 from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
 from ingressd.model import Problem
+from ingressd.model.settings import ExternalAuth
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["BuildOptions", "is_ours", "our_classes"]
@@ -46,6 +47,12 @@ class BuildOptions:
     #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
     #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.
     allow_loopback_endpoints: bool = False
+    #: The ConfigMap's ``global-auth-url`` & co: external authentication for every location
+    #: whose Ingress sets no ``auth-url`` and does not say ``enable-global-auth: "false"``.
+    global_auth: ExternalAuth | None = None
+    #: A ``global-auth-*`` key of the ConfigMap was invalid: the locations global auth would
+    #: protect answer 503 (fail closed).
+    global_auth_invalid: bool = False
 
     @property
     def annotation_options(self) -> AnnotationOptions:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,46 @@ class BasicAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """``auth-url`` and ``auth-*`` (or the ConfigMap's ``global-auth-*``): every request asks
+    an auth service first (nginx ``auth_request``), with ingress-nginx's defaults.
+
+    Every string is validated by ``ingressd.annotations.extauth`` and quoted again when
+    rendered.  The rendered internal location is named by ``id`` (a digest of the whole value),
+    so locations with equal settings share it, and a change is a new location (a reload).
+    """
+
+    #: ``http(s)://host[:port]/path[?query]``, no variables.
+    url: str
+    #: ``auth-method``: the method of the subrequest (``None``: the client's).
+    method: str | None = None
+    #: ``auth-signin``: where a 401 redirects (may hold allow-listed variables).
+    signin: str | None = None
+    signin_redirect_param: str = "rd"
+    #: ``auth-response-headers``: copied from the auth answer to the upstream request.
+    response_headers: tuple[str, ...] = ()
+    #: ``auth-request-redirect``: the ``X-Auth-Request-Redirect`` value (``None``: the URI).
+    request_redirect: str | None = None
+    #: ``auth-cache-key``: answers are cached by this key (text and allow-listed variables).
+    cache_key: str | None = None
+    #: ``auth-cache-duration``: ``proxy_cache_valid`` arguments, e.g. ``("200 202 401 5m",)``.
+    cache_duration: tuple[str, ...] = ("200 202 401 5m",)
+    always_set_cookie: bool = False
+    #: ``auth-proxy-set-headers``: ``(name, value)`` from the ConfigMap it names.
+    proxy_set_headers: tuple[tuple[str, str], ...] = ()
+    #: ``auth-keepalive``: idle connections kept to the auth service (0: none).
+    keepalive: int = 0
+    keepalive_share_vars: bool = False
+    keepalive_requests: int = 1000
+    keepalive_timeout: int = 60
+
+    @property
+    def id(self) -> str:
+        """Names the internal location (and upstream) of these settings: ``a<hex>``."""
+        return "a" + hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
 class Cors:
     """``enable-cors`` and ``cors-*``, with ingress-nginx's defaults."""
 
@@ -187,6 +228,8 @@ class LocationSettings:
     deny: tuple[str, ...] = ()
     limits: RateLimits | None = None
     auth: BasicAuth | None = None
+    #: ``auth-url`` (or the ConfigMap's ``global-auth-url``): external authentication.
+    external_auth: ExternalAuth | None = None
     satisfy_any: bool = False
     cors: Cors | None = None
     access_log: bool | None = None

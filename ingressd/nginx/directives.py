@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ingressd.model import Backend, Location
 from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
+from ingressd.nginx.external_auth import location_auth
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -181,6 +182,11 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         else:
             lines.append(f"auth_basic {quote_text(s.auth.realm)};")
         lines.append(f"auth_basic_user_file {_secret_path(ctx, s.auth.file.file_name)};")
+    external = None
+    if s.external_auth is not None:
+        external = location_auth(s.external_auth, ctx.no_auth_locations)
+        lines += external.lines
+        add_headers += external.add_headers
     if s.limits is not None:
         lines += _limits(s)
     # proxying
@@ -206,7 +212,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_buffers(s)
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
-    lines += _upstream_headers(s, ctx, grpc)
+    lines += _upstream_headers(s, ctx, grpc, external.upstream_headers if external else ())
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
@@ -320,8 +326,14 @@ def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[s
     return lines
 
 
-def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> list[str]:
-    """Request headers to the pods: the http-level set with this location's overrides."""
+def _upstream_headers(
+    s: LocationSettings,
+    ctx: LocationContext,
+    grpc: bool,
+    auth_headers: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """Request headers to the pods: the http-level set with this location's overrides (and
+    the headers of the auth service's answer, ``auth-response-headers``)."""
     overrides: dict[str, str] = {}
     if s.upstream_vhost is not None:
         overrides["Host"] = quote_word(s.upstream_vhost)
@@ -333,6 +345,7 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    extra += auth_headers
     if ctx.client_auth is not None:
         # what the handshake found out about the client certificate (as ingress-nginx)
         if ctx.client_auth.pass_certificate:

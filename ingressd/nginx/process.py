@@ -121,8 +121,6 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
-        if self.worker_user is not None and os.geteuid() == 0:
-            _check_workers_reach(work, self.worker_user[0])
         for sub in ("logs", "temp", "certs", "control"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(work / "certs", 0o700)
@@ -207,6 +205,8 @@ class NginxProcess:
 
     async def start(self, generation: int) -> None:
         """Start nginx on the installed nginx.conf and wait until it serves ``generation``."""
+        if self.worker_user is not None and os.geteuid() == 0:
+            _check_workers_reach(self.paths.work_dir, self.worker_user[0])
         self._stopping = False
         self._remove_stale_socket()
         self._proc = await asyncio.create_subprocess_exec(

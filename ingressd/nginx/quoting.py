@@ -33,6 +33,7 @@ __all__ = [
     "quote_regex",
     "quote_target",
     "quote_text",
+    "quote_variables",
     "quote_word",
 ]
 
@@ -74,6 +75,17 @@ def _check_dollars(value: str, *, captures: bool) -> None:
         if nxt in ("", ")", "|") or (captures and nxt in "123456789" and nxt):
             continue
         raise DirectiveError(f"refusing to write {value!r} into nginx.conf: '$' before {nxt!r}")
+
+
+def quote_variables(value: str) -> str:
+    """Double-quote text with nginx variables (``$name``, ``${name}``): no quote, backslash,
+    ``;``, ``#`` or control character, braces only around a variable name, ``$`` only before
+    one (which variables a value may use is its grammar's business)."""
+    bare = re.sub(r"\$(\{[a-z_][a-z0-9_]*\}|[a-z_][a-z0-9_]*)", "", value)
+    match = _TEXT_UNSAFE.search(bare)
+    if match or not value:
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
+    return f'"{value}"'
 
 
 def quote_regex(value: str) -> str:

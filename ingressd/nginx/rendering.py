@@ -40,6 +40,7 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
+from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -183,6 +184,8 @@ class RenderSettings:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
+    resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
@@ -206,9 +209,21 @@ def hsts_value(settings: RenderSettings) -> str:
     return value
 
 
-def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+def _server_lines(
+    server: Server,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    *,
+    settings: RenderSettings,
+) -> list[str]:
+    hsts = settings.hsts and server.certificate is not None
     try:
-        return server_lines(server, proxy_headers=proxy_headers)
+        return server_lines(
+            server,
+            proxy_headers=proxy_headers,
+            no_auth_locations=settings.no_auth_locations,
+            hsts_variable="$hsts_header" if hsts else None,
+            resolvers=settings.resolvers,
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
 
@@ -292,10 +307,17 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    classes = _with_kept(table.classes, keep_classes) if table is not None else ()
+    auths = (
+        [c.location.settings.external_auth for c in classes]
+        if lua_routed
+        else configuration_auths(Configuration(servers=tuple(contributing)))
+    )
     try:
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
         )
+        annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
@@ -334,6 +356,24 @@ def _render(
             secrets_dir=paths.secrets,
         )
 
+    def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
+        """The auth subrequest and sign-in locations of the settings classes (lua)."""
+        try:
+            return auth_locations(
+                (
+                    c.location.settings.external_auth
+                    for c in classes
+                    if c.location.settings.external_auth is not None
+                    and c.location.settings.denied is None
+                ),
+                proxy_headers=proxy_headers,
+                no_auth_locations=settings.no_auth_locations,
+                hsts_variable="$ingressd_hsts" if settings.hsts else None,
+                resolvers=settings.resolvers,
+            )
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     def server_client_auth_lines(server: Server) -> list[str]:
         try:
             return client_auth_lines(server, secrets_dir=paths.secrets)
@@ -349,9 +389,10 @@ def _render(
     text = compiled.render(
         servers=block_servers,
         routing=settings.routing,
-        settings_classes=_with_kept(table.classes, keep_classes) if table is not None else (),
+        settings_classes=classes,
         class_lines=class_lines,
         error_locations=all_error_locations,
+        auth_locations=class_auth_locations,
         server_blocks=server_blocks,
         settings=settings,
         paths=paths,
@@ -360,7 +401,7 @@ def _render(
         ql=quote_log_format,
         server_name=server_name,
         locations=located,
-        server_lines=_server_lines,
+        server_lines=functools.partial(_server_lines, settings=settings),
         server_redirects=server_redirects,
         client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,

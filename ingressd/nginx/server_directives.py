@@ -26,6 +26,7 @@ from ingressd.nginx.directives import (
     secret_path,
     upstream_name,
 )
+from ingressd.nginx.external_auth import auth_locations
 from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
 
 __all__ = [
@@ -44,8 +45,16 @@ def server_redirects(server: Server) -> bool:
     )
 
 
-def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """Directives of a server block from annotations: server-snippet, custom error pages."""
+def server_lines(
+    server: Server,
+    *,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    no_auth_locations: Sequence[str] = (),
+    hsts_variable: str | None = None,
+    resolvers: Sequence[str] = (),
+) -> list[str]:
+    """Directives of a server block from annotations: server-snippet, custom error pages, the
+    subrequest and sign-in locations of ``auth-url``."""
     lines: list[str] = []
     if server.app_root is not None:
         if not re.fullmatch(r"/[A-Za-z0-9._~\-/!*(),:@+=&]*", server.app_root):
@@ -58,6 +67,17 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
     if server.snippet is not None:
         lines += server.snippet.splitlines()
     lines += error_locations((server,), proxy_headers=proxy_headers)
+    lines += auth_locations(
+        (
+            loc.settings.external_auth
+            for loc in server.locations
+            if loc.settings.external_auth is not None and loc.settings.denied is None
+        ),
+        proxy_headers=proxy_headers,
+        no_auth_locations=no_auth_locations,
+        hsts_variable=hsts_variable,
+        resolvers=resolvers,
+    )
     return lines
 
 

@@ -23,6 +23,12 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
+    no-auth-locations               path prefixes no authentication applies to   /.well-known/...
+    global-auth-url (-method, -signin, -signin-redirect-param, -response-headers,
+      -request-redirect, -cache-key, -cache-duration, -always-set-cookie)
+                                    external authentication for every Ingress   (none)
+                                    (the auth-* annotations' grammars; enable-global-auth:
+                                    "false" on an Ingress opts out, its auth-url wins)
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -38,9 +44,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import values
+from ingressd.annotations import extauth, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
+from ingressd.model.settings import ExternalAuth
 from ingressd.nginx.rendering import RenderSettings
 
 __all__ = [
@@ -207,6 +214,19 @@ class GlobalOptions:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: ``global-auth-*``: external authentication for every Ingress (``enable-global-auth``).
+    global_auth_url: str | None = None
+    global_auth_method: str | None = None
+    global_auth_signin: str | None = None
+    global_auth_signin_redirect_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str | None = None
+    global_auth_cache_key: str | None = None
+    global_auth_cache_duration: tuple[str, ...] = ("200 202 401 5m",)
+    global_auth_always_set_cookie: bool = False
+    #: A ``global-auth-*`` key was invalid: every Ingress that global auth would protect
+    #: answers 503 (fails closed) rather than serve without it.
+    global_auth_invalid: bool = False
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -231,8 +251,29 @@ class GlobalOptions:
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
-        """``base`` with the options the builder applies (``ssl-redirect``)."""
-        return dataclasses.replace(base, default_ssl_redirect=self.ssl_redirect)
+        """``base`` with the options the builder applies (``ssl-redirect``, ``global-auth-*``)."""
+        return dataclasses.replace(
+            base,
+            default_ssl_redirect=self.ssl_redirect,
+            global_auth=self.global_auth(),
+            global_auth_invalid=self.global_auth_invalid,
+        )
+
+    def global_auth(self) -> ExternalAuth | None:
+        """``global-auth-url`` and the keys that tune it (nothing without the URL)."""
+        if self.global_auth_url is None:
+            return None
+        return ExternalAuth(
+            url=self.global_auth_url,
+            method=self.global_auth_method,
+            signin=self.global_auth_signin,
+            signin_redirect_param=self.global_auth_signin_redirect_param,
+            response_headers=self.global_auth_response_headers,
+            request_redirect=self.global_auth_request_redirect,
+            cache_key=self.global_auth_cache_key,
+            cache_duration=self.global_auth_cache_duration,
+            always_set_cookie=self.global_auth_always_set_cookie,
+        )
 
 
 # --- value grammars: each returns the normalized value or raises ValueError(why) -------------
@@ -248,6 +289,15 @@ def _path_prefixes(text: str) -> tuple[str, ...]:
         if not _PATH_PREFIX.match(prefix) or "//" in prefix:
             raise ValueError(f"{prefix!r} is not a path prefix starting with '/'")
     return prefixes
+
+
+def _optional(parse: Callable[[str], str]) -> Callable[[str], str | None]:
+    """An empty value is the default (unset), as ingress-nginx reads these keys."""
+
+    def parse_optional(text: str) -> str | None:
+        return parse(text) if text else None
+
+    return parse_optional
 
 
 def _bool(text: str) -> bool:
@@ -350,6 +400,24 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
+    "global-auth-url": ("global_auth_url", _optional(extauth.auth_url)),
+    "global-auth-method": ("global_auth_method", _optional(extauth.auth_method)),
+    "global-auth-signin": ("global_auth_signin", _optional(extauth.signin_url)),
+    "global-auth-signin-redirect-param": (
+        "global_auth_signin_redirect_param",
+        extauth.redirect_param,
+    ),
+    "global-auth-response-headers": (
+        "global_auth_response_headers",
+        lambda t: values.header_list(t) if t else (),
+    ),
+    "global-auth-request-redirect": (
+        "global_auth_request_redirect",
+        _optional(extauth.request_redirect),
+    ),
+    "global-auth-cache-key": ("global_auth_cache_key", _optional(extauth.cache_key)),
+    "global-auth-cache-duration": ("global_auth_cache_duration", extauth.cache_durations),
+    "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
 
@@ -402,6 +470,8 @@ def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple
             values[field] = parse(raw.strip())
         except ValueError as exc:
             problem(f"data.{name}", f"invalid value {_shown(raw)!r}: {exc}")
+            if name.startswith("global-auth-"):
+                values["global_auth_invalid"] = True
     binary = obj.get("binaryData")
     if isinstance(binary, dict):
         for name in sorted(binary, key=str):

@@ -22,8 +22,9 @@ Relevance, per kind (a MODIFIED is compared with the cached object it replaces):
   (``references.slice_content``) changed, or it moved between Services, appeared or vanished.
 - Secret: when an Ingress's ``spec.tls`` references it and it appeared, vanished or changed its
   ``data`` or ``type``.
-- ConfigMap: when it is the controller's ConfigMap and it appeared, vanished or changed its
-  ``data`` or ``binaryData``.
+- ConfigMap: when it is the controller's ConfigMap, or one an Ingress's annotations name
+  (``auth-proxy-set-headers``), and it appeared, vanished or changed its ``data`` or
+  ``binaryData``.
 
 The emitted type follows the cache, not the source: an ADDED for a cached key is a MODIFIED, a
 MODIFIED for an unknown key an ADDED; a DELETED of an unknown key emits nothing.
@@ -41,6 +42,7 @@ from ingressd.model import ObjectKey
 from ingressd.store import keyindex
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
 from ingressd.store.references import (
+    ingress_configmap_keys,
     ingress_secret_keys,
     ingress_service_keys,
     object_key,
@@ -123,6 +125,9 @@ class Store:
         ] = {}
         self._service_users: dict[ObjectKey, _Users] = {}
         self._secret_users: dict[ObjectKey, _Users] = {}
+        # ConfigMaps Ingresses name (auth-proxy-set-headers): Ingress -> keys, key -> users.
+        self._ingress_configmaps: dict[ObjectKey, frozenset[ObjectKey]] = {}
+        self._configmap_users: dict[ObjectKey, _Users] = {}
         # Service key -> slice key -> slice; the snapshot's sorted tuples, rebuilt lazily for
         # the services in ``_stale_services``.
         self._slices_by_service: dict[ObjectKey, dict[ObjectKey, KubeObject]] = {}
@@ -177,10 +182,12 @@ class Store:
             if self._ingresses.pop(key, None) is None:
                 return None
             self._set_ingress_refs(key, frozenset(), frozenset())
+            self._set_configmap_refs(key, frozenset())
             return _DELETED
         old = self._ingresses.get(key)
         self._ingresses[key] = obj
         self._set_ingress_refs(key, ingress_service_keys(obj), ingress_secret_keys(obj))
+        self._set_configmap_refs(key, ingress_configmap_keys(obj))
         if old is None:
             return _ADDED
         old_meta, new_meta = _meta(old), _meta(obj)
@@ -212,6 +219,19 @@ class Store:
             self._ingress_refs[key] = (tuple(services), tuple(secrets))
         else:
             self._ingress_refs.pop(key, None)
+
+    def _set_configmap_refs(self, key: ObjectKey, config_maps: frozenset[ObjectKey]) -> None:
+        old = self._ingress_configmaps.get(key, frozenset())
+        if old == config_maps:
+            return
+        for config_map in old - config_maps:
+            _remove_ref(self._configmap_users, config_map, key)
+        for config_map in config_maps - old:
+            _add_ref(self._configmap_users, config_map, key)
+        if config_maps:
+            self._ingress_configmaps[key] = config_maps
+        else:
+            self._ingress_configmaps.pop(key, None)
 
     def _apply_ingress_class(
         self, type_: EventType, key: ObjectKey, obj: KubeObject
@@ -300,10 +320,11 @@ class Store:
         if type_ is _DELETED:
             if self._config_maps.pop(key, None) is None:
                 return None
-            return _DELETED if key == self._configmap else None
+            used = key == self._configmap or key in self._configmap_users
+            return _DELETED if used else None
         old = self._config_maps.get(key)
         self._config_maps[key] = obj
-        if key != self._configmap:
+        if key != self._configmap and key not in self._configmap_users:
             return None
         if old is None:
             return _ADDED
