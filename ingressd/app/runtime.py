@@ -84,6 +84,8 @@ class Options:
     ingress_class: str = "ingressd"
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None
+    #: ``--default-backend-service``: what unknown hosts and unmatched paths reach.
+    default_backend_service: ObjectKey | None = None
     worker_processes: str = "auto"
     #: ``lua``: hosts and paths routed by Lua, a reload only for a new settings class;
     #: ``nginx``: a server block per host and a location per path (docs/routing.md).
@@ -122,6 +124,7 @@ class Options:
             annotations_prefix=self.annotations_prefix,
             allow_snippet_annotations=self.allow_snippet_annotations,
             allow_loopback_endpoints=self.allow_loopback_endpoints,
+            default_backend_service=self.default_backend_service,
         )
 
 
@@ -146,7 +149,11 @@ class Ingressd:
         if isinstance(source, InformerSource):
             self.metrics.follow_informers(source.stats)
         self.channel = UpdateChannel(maxsize=options.update_channel_size)
-        self.store = Store(channel=self.channel, configmap=options.configmap)
+        self.store = Store(
+            channel=self.channel,
+            configmap=options.configmap,
+            default_backend=options.default_backend_service,
+        )
         self.queue = SyncQueue(min_interval=options.min_sync_interval)
         self.controller = NginxController(channel=self.channel, queue=self.queue)
         # ``nginx``: another driver, e.g. ``DryRunNginx`` for ``ingressd replay --dry-run``.

@@ -95,6 +95,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "trace header's)",
     )
     parser.add_argument(
+        "--default-backend-service",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help="Service (its first port) that unknown hosts and unmatched paths reach, and "
+        "where custom-http-errors go, instead of the built-in 404",
+    )
+    parser.add_argument(
         "--template",
         type=Path,
         default=DEFAULT_TEMPLATE,
@@ -425,6 +432,7 @@ def options_from(args: argparse.Namespace) -> Options:
         expose_debug=getattr(args, "expose_debug_endpoints", False),
         ingress_class=args.ingress_class,
         configmap=args.configmap,
+        default_backend_service=getattr(args, "default_backend_service", None),
         worker_processes=args.worker_processes,
         routing=getattr(args, "routing", "lua"),
         min_sync_interval=args.min_sync_interval,

@@ -182,6 +182,21 @@ class ProxySSL:
 
 
 @dataclass(frozen=True, slots=True)
+class ModSecurity:
+    """``enable-modsecurity``, ``enable-owasp-core-rules``, ``modsecurity-snippet``,
+    ``modsecurity-transaction-id`` of one Ingress (the ConfigMap's keys are the defaults)."""
+
+    #: ``None``: the ConfigMap's ``enable-modsecurity`` decides.
+    enable: bool | None = None
+    #: Run the OWASP Core Rule Set here (also when the ConfigMap turns it on for all).
+    owasp_core_rules: bool = False
+    #: ModSecurity rules for these locations: the safe subset re-rendered, or the snippet as
+    #: written when snippets are allowed.
+    rules: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LocationSettings:
     """Everything annotations change in one location's nginx block.  ``None`` = the default.
 
@@ -212,6 +227,10 @@ class LocationSettings:
     custom_http_errors: tuple[int, ...] = ()
     #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
     default_backend: BackendName | None = None
+    #: Where ``custom_http_errors`` go when not to ``default_backend``: the backend of
+    #: ``--default-backend-service`` (the annotation without ``default-backend``, or the
+    #: ConfigMap's codes).
+    error_backend: BackendName | None = None
     upstream_vhost: str | None = None
     x_forwarded_prefix: str | None = None
     #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
@@ -234,8 +253,22 @@ class LocationSettings:
     cors: Cors | None = None
     access_log: bool | None = None
     rewrite_log: bool = False
+    #: ``proxy-redirect-from`` / ``-to``: ``("off",)``, ``("default",)`` or ``(from, to)``.
+    proxy_redirect: tuple[str, ...] = ()
+    #: ``proxy-cookie-domain`` / ``proxy-cookie-path``: ``("off",)`` or ``(from, to)``.
+    cookie_domain: tuple[str, ...] = ()
+    cookie_path: tuple[str, ...] = ()
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
+    #: The WAF annotations; ``None``: none set (the ConfigMap decides).
+    modsecurity: ModSecurity | None = None
+
+    @property
+    def errors_to(self) -> BackendName | None:
+        """The backend that answers ``custom_http_errors`` (None: they are not intercepted)."""
+        if not self.custom_http_errors or self.denied is not None:
+            return None
+        return self.error_backend if self.error_backend is not None else self.default_backend
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         files: list[SecretFile] = []

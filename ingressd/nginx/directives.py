@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ingressd.model import Backend, Location
 from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
 from ingressd.nginx.external_auth import location_auth
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, waf_location_lines
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -80,6 +81,8 @@ class LocationContext:
     #: HTTP when verification is on, check ``auth-tls-match-cn`` and pass the ``ssl-client-*``
     #: headers to the pods.
     client_auth: ClientAuth | None = None
+    #: The ConfigMap's WAF keys (what the http level has).
+    modsecurity: WafDefaults = NO_WAF
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,8 @@ def effective_ssl_redirect(settings: LocationSettings, server_default: bool) -> 
     """Redirect HTTP to HTTPS here: forced, or the server's default unless turned off."""
     return settings.force_ssl_redirect or (server_default and settings.ssl_redirect is not False)
 
+
+_EMPTY = '""'
 
 _PASS = {
     BackendProtocol.HTTP: "proxy_pass http://",
@@ -130,6 +135,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         return LocationBody(("return 503;",), pass_line)
     if s.default_backend is not None and not ctx.lua_routed:
         lines.append(f"set $ingressd_default_backend {quote_word(s.default_backend)};")
+    lines += waf_location_lines(s.modsecurity, ctx.modsecurity)
     if s.access_log is not None and not s.access_log:
         lines.append("access_log off;")
     if s.rewrite_log:
@@ -212,15 +218,31 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_buffers(s)
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
+    if not grpc:
+        for directive, words in (
+            ("proxy_redirect", s.proxy_redirect),
+            ("proxy_cookie_domain", s.cookie_domain),
+            ("proxy_cookie_path", s.cookie_path),
+        ):
+            if words:
+                lines.append(f"{directive} {' '.join(quote_word(w) for w in words)};")
     lines += _upstream_headers(s, ctx, grpc, external.upstream_headers if external else ())
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
     lines += add_headers
-    if s.custom_http_errors and s.default_backend is not None:
+    errors_to = s.errors_to
+    if errors_to is not None:
+        if not ctx.lua_routed:
+            # X-Service-Name / X-Service-Port of the error backend's request (--routing lua:
+            # the router sets them from the route)
+            backend = ctx.backend
+            name, port = (backend.service, backend.service_port) if backend else ("", "")
+            lines.append(f"set $service_name {quote_word(name) if name else _EMPTY};")
+            lines.append(f"set $service_port {quote_word(port) if port else _EMPTY};")
         lines.append(f"{prefix}_intercept_errors on;")
         for code in s.custom_http_errors:
-            name = error_location(s.default_backend, code)
+            name = error_location(errors_to, code)
             lines.append(f"error_page {int(code)} = {name};")
     if s.snippet is not None:
         lines += s.snippet.splitlines()
