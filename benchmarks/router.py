@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -172,6 +173,10 @@ class RouterResult:
     post_seconds: float
     first_request_after_put_ms: float
     errors: int
+    #: CPU time of the nginx worker per request (utime + stime over the requests wrk made):
+    #: what the machine's load does not change, unlike requests/s.
+    plain_proxy_cpu_us: float = 0.0
+    routed_proxy_cpu_us: float = 0.0
 
 
 async def control(root: Path, method: str, uri: str, body: Any) -> str:
@@ -203,6 +208,16 @@ async def wrk(
     )
     out, _ = await proc.communicate()
     return parse_wrk(out.decode())
+
+
+def worker_cpu_seconds(master: int) -> float:
+    """utime + stime of the nginx master's children (its workers), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{master}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(
@@ -267,10 +282,18 @@ async def measure(
                 out.append(r.requests_per_second)
                 errors += r.non_2xx + r.socket_errors
         await control(root, "PUT", "/configuration/routes", table(hosts, "c2"))
+        cpu: dict[str, list[float]] = {"plain": [], "routed": []}
         for _ in range(rounds):
-            for url, out in ((plain_proxy_url, plain_proxy), (routed, routed_proxy)):
+            for url, out, kind in (
+                (plain_proxy_url, plain_proxy, "plain"),
+                (routed, routed_proxy, "routed"),
+            ):
+                before = worker_cpu_seconds(nginx.pid)
                 r = await wrk(url, host, seconds, connections, script)
+                used = worker_cpu_seconds(nginx.pid) - before
                 out.append(r.requests_per_second)
+                if r.requests:
+                    cpu[kind].append(used / r.requests * 1e6)
                 errors += r.non_2xx + r.socket_errors
         p, r_ = statistics.median(plain), statistics.median(routed_rps)
         return RouterResult(
@@ -287,6 +310,8 @@ async def measure(
             post_seconds=post_seconds,
             first_request_after_put_ms=first_ms,
             errors=errors,
+            plain_proxy_cpu_us=statistics.median(cpu["plain"]) if cpu["plain"] else 0.0,
+            routed_proxy_cpu_us=statistics.median(cpu["routed"]) if cpu["routed"] else 0.0,
         )
     finally:
         nginx.terminate()
@@ -300,8 +325,8 @@ def report(results: list[RouterResult]) -> str:
         f"machine: {machine()}",
         "| hosts | wrk Host | plain req/s | exec only req/s | routed req/s | routed/plain "
         "| router cost | proxied: routed/plain | PUT of the table | 1st request after PUT "
-        "| errors |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| errors | proxied: nginx CPU per request, plain / routed |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
@@ -310,7 +335,7 @@ def report(results: list[RouterResult]) -> str:
             f"| {statistics.median(r.routed_rps):,.0f} "
             f"| {r.ratio:.2f} | {r.cost_us:.1f} us | {r.proxy_ratio:.2f} "
             f"| {r.post_seconds * 1000:.0f} ms | {r.first_request_after_put_ms:.0f} ms "
-            f"| {r.errors} |"
+            f"| {r.errors} | {r.plain_proxy_cpu_us:.1f} / {r.routed_proxy_cpu_us:.1f} us |"
         )
     return "\n".join(lines)
 

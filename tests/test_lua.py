@@ -925,6 +925,20 @@ async def test_routes_are_upserted_replaced_deleted_and_listed(
     assert (reply.status, reply.allow) == (405, "GET, POST, PUT, DELETE")
 
 
+@pytest.mark.nginx
+async def test_a_large_table_pauses_for_other_requests_without_sleep_0(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    """Validating thousands of entries pauses with a real timer: Debian's module warns on
+    every ngx.sleep(0) (it lacks the patch), which flooded the error log."""
+    url = f"{nginx.control}/configuration/routes"
+    many = [route(f"h{i}.many.test", loc("/"), loc("/api")) for i in range(5000)]
+    reply = await fetch(session, "PUT", url, many)
+    assert reply.status == 201, reply.body
+    assert json.loads(reply.body)["changed"] == 5000
+    assert "delayed events patch" not in nginx.error_log()
+
+
 BAD_ROUTE_BODIES = [
     ("not an array", b'{"host": "a.com"}', "body must be a JSON array of routes"),
     ("bad host", b'[{"host": "a.com"}, {"host": "A.com"}]', 'route #2: "host" "A.com" must be'),
@@ -1214,6 +1228,39 @@ async def test_sni_gets_the_hosts_certificate_the_wildcards_or_the_default(
         "certificates": ["uid-a", "uid-w"],
     }
     assert "PRIVATE" not in reply.body
+
+
+@pytest.mark.nginx
+async def test_a_routed_host_without_a_certificate_gets_the_default_not_the_wildcards(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    """As a server block without a certificate in --routing nginx, and as ingress-nginx (whose
+    host -> certificate map names every server): the wildcard's certificate is for names the
+    route table does not name itself (its hosts and aliases)."""
+    wildcard = rsa_pem("*.w.test")
+    default = der_of(_fixture_pems()["default.pem"])
+    reply = await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/certificates",
+        {"certificates": {"uid-w": wildcard}, "servers": {"*.w.test": "uid-w"}},
+    )
+    assert reply.status == 201, reply.body
+    assert await handshakes(nginx, "c.w.test") == {der_of(wildcard)}, "not routed yet"
+    routes_url = f"{nginx.control}/configuration/routes"
+    reply = await fetch(
+        session,
+        "POST",
+        routes_url,
+        [route("c.w.test", loc("/")), route("d.test", loc("/"), aliases=["e.w.test"])],
+    )
+    assert reply.status == 201, reply.body
+    assert await handshakes(nginx, "c.w.test", 4) == {default}, "a routed host"
+    assert await handshakes(nginx, "e.w.test", 4) == {default}, "a routed alias"
+    assert await handshakes(nginx, "x.w.test", 4) == {der_of(wildcard)}, "not routed"
+    reply = await fetch(session, "DELETE", routes_url, ["c.w.test"])
+    assert reply.status == 200, reply.body
+    assert await handshakes(nginx, "c.w.test", 4) == {der_of(wildcard)}, "no longer routed"
 
 
 @pytest.mark.nginx

@@ -43,6 +43,13 @@ NGINX_BINARY = "/usr/sbin/nginx"
 DEFAULT_LUA_DIR = PROJECT_ROOT / "lua"
 
 
+#: nginx's master starts the new workers of a reload, sleeps 100 ms, then tells the old ones to
+#: close their listeners: until then both answer. New workers that start at once (the Lua
+#: side builds backends on first use) answer within that window, so a reload is done only
+#: this long after the SIGHUP.
+OLD_WORKERS_CLOSE_SECONDS = 0.15
+
+
 class NginxError(RuntimeError):
     """nginx refused a configuration or did not do what was asked in time."""
 
@@ -271,10 +278,17 @@ class NginxProcess:
         if pid is None:
             raise NginxError("nginx is not running")
         os.kill(pid, signal.SIGHUP)
-        await self.wait_for_generation(generation, timeout=self.reload_timeout)
+        await self.wait_for_generation(
+            generation,
+            timeout=self.reload_timeout,
+            not_before=time.monotonic() + OLD_WORKERS_CLOSE_SECONDS,
+        )
 
-    async def wait_for_generation(self, generation: int, *, timeout: float) -> None:
-        """Poll ``/generation`` on fresh connections until it answers ``generation`` twice.
+    async def wait_for_generation(
+        self, generation: int, *, timeout: float, not_before: float = 0.0
+    ) -> None:
+        """Poll ``/generation`` on fresh connections until it answers ``generation`` twice,
+        and not before the monotonic time ``not_before``.
 
         Each poll is a new connection, so it is accepted by a worker that still listens: once
         the old workers have closed their listeners, only new ones answer.
@@ -291,10 +305,12 @@ class NginxProcess:
             got = await self._get("/generation")
             if got == wanted:
                 seen += 1
-                if seen >= 2:
+                if seen >= 2 and time.monotonic() >= not_before:
                     return
-                continue
-            seen = 0
+                if seen < 2:
+                    continue
+            else:
+                seen = 0
             if time.monotonic() > deadline:
                 raise NginxError(
                     f"nginx did not serve generation {generation} within {timeout:.0f}s "

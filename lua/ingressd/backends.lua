@@ -8,10 +8,11 @@
 -- "alternativeBackends": [] into {}. Keeping the text means GET returns exactly what was sent,
 -- extra keys included.
 --
--- Pure module but for yielding (ngx.sleep(0)) while splitting a large body in the content
+-- Pure module but for pausing (ingressd.pausing) while splitting a large body in the content
 -- phase; usable from any phase and from the Lua unit tests.
 
 local cjson = require("cjson.safe")
+local pausing = require("ingressd.pausing")
 
 local byte, find, sub, format = string.byte, string.find, string.sub, string.format
 local type, pairs, ipairs, tonumber, floor = type, pairs, ipairs, tonumber, math.floor
@@ -64,7 +65,7 @@ function _M.split_array(s, what)
     end
     local start = pos
     local depth = 0
-    local yield = ngx ~= nil and ngx.get_phase() == "content"
+    local pause = pausing.pauser() -- a large body: let this worker's other requests run
     while true do
         -- inside an element only brackets and strings matter (not its commas)
         local q = find(s, depth > 0 and '[%[%]{}"]' or '[%[%]{}",]', pos)
@@ -107,9 +108,7 @@ function _M.split_array(s, what)
             end
             n = n + 1
             items[n] = sub(s, a, b)
-            if yield and n % 256 == 0 then
-                ngx.sleep(0) -- a large body: let this worker's other requests run
-            end
+            pause()
             if c == 93 then
                 if find(s, NON_WS, q + 1) then
                     return nil, "invalid JSON: trailing data after the array"

@@ -3,9 +3,11 @@
 --
 -- Data flow:
 --   rewrite()  (every request; nothing to do when $proxy_upstream_name is unset, "" or "-")
---     -> one shm get of "version"; equal to this worker's version -> nothing else (hot path)
---     -> else sync(): apply store.changes(local, shm) (re-decode only the named backends), or a
---        full load (worker start, full replace, too far behind); unchanged JSON text -> kept as is
+--     -> view:refresh() (ingressd.replica): one shm get of "version", equal to this worker's ->
+--        nothing else (hot path); else re-decode the changed backends this worker uses (a
+--        full replace or too far behind: every one, on its next use)
+--     -> backend(): the entry, built from its JSON text on first use (lazy: a new worker
+--        starts at once whatever the number of backends)
 --     -> canary: a backend with "alternativeBackends" keeps a request whose affinity cookie
 --        names it; else each alternative takes a request whose cookie names it or that its
 --        "trafficShapingPolicy" matches (header, then cookie, then weight): the first one
@@ -29,6 +31,7 @@
 local cjson = require("cjson.safe")
 local ngx_balancer = require("ngx.balancer")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
 local backends_mod = require("ingressd.backends")
 
 local ngx = ngx
@@ -42,6 +45,7 @@ local set_current_peer = ngx_balancer.set_current_peer
 local set_more_tries = ngx_balancer.set_more_tries
 local get_last_failure = ngx_balancer.get_last_failure
 local port_number = backends_mod.port_number
+local BACKEND_PREFIX = store.BACKEND_PREFIX
 
 local _M = {}
 
@@ -63,15 +67,17 @@ local IMPLEMENTATIONS = _M.IMPLEMENTATIONS
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, backends = {name -> entry}, stats}. An entry:
+-- A view: an ingressd.replica of store.backends, lazy: backends = {name -> entry, or false
+-- when not stored}, each built on first use (backend()), so that a worker starts at once
+-- whatever the number of backends and holds only those it serves; previous = {name -> entry}
+-- from before the last full load, reused by backend() when the text is unchanged (and their
+-- algorithm instance when not). An entry:
 --   {name, raw (JSON text), backend (decoded), endpoints, n, algorithm, impl}
+local apply
+
 function _M.new_view(dict)
-    return {
-        dict = dict,
-        version = 0,
-        backends = {},
-        stats = { full_loads = 0, incremental = 0, decoded = 0 },
-    }
+    return replica.new(store.backends, dict, apply,
+                       { backends = {}, previous = {}, lazy = true, stats = { decoded = 0 } })
 end
 
 local function endpoint_key(address, port)
@@ -228,49 +234,57 @@ function _M.canary_matches(p, vars, random)
     return p.weight > 0 and (random or math.random)(p.total) <= p.weight
 end
 
-local function full_load(view, version)
-    local dict = view.dict
-    local old = view.backends
-    local new = {}
-    for _, name in ipairs(store.names(dict)) do
-        local raw = store.get(dict, name)
-        if raw ~= nil then
-            new[name] = build(view, name, raw, old[name])
-        end
-    end
-    view.backends = new
-    view.version = version
-    view.stats.full_loads = view.stats.full_loads + 1
-end
-
--- Bring `view` to the shared dict's version. `version` is the shm version if already read.
-function _M.sync(view, version)
-    local dict = view.dict
-    if version == nil then
-        version = store.version(dict)
-    end
-    local from = view.version
-    if version == from then
-        return
-    end
-    local changed = store.changes(dict, from, version)
-    if changed == nil then
-        return full_load(view, version)
-    end
+-- The entry of backend `name`, built from the shared dict on first use; nil when not stored.
+-- The text is read outside the write sequence: each backend stands alone.
+local function backend(view, name)
     local backends = view.backends
-    for name in pairs(changed) do
-        local raw = store.get(dict, name)
-        if raw == nil then
-            backends[name] = nil
-        else
-            backends[name] = build(view, name, raw, backends[name])
-        end
+    local entry = backends[name]
+    if entry ~= nil then
+        return entry or nil
     end
-    view.version = version
-    view.stats.incremental = view.stats.incremental + 1
+    local raw = view.dict:get(BACKEND_PREFIX .. name)
+    if raw == nil then
+        backends[name] = false
+        return nil
+    end
+    local previous = view.previous
+    entry = build(view, name, raw, previous[name])
+    previous[name] = nil
+    backends[name] = entry or false
+    return entry
 end
 
-local sync = _M.sync
+_M.backend = backend
+
+-- Apply a read of the backends (ingressd.replica). A full read (lazy: no texts) moves every
+-- entry to `previous`; a changed backend already built is rebuilt now (its algorithm instance
+-- survives a change of endpoints), any other changed name is forgotten until its next use.
+apply = function(view, items, full)
+    local backends, previous = view.backends, view.previous
+    if full then
+        for name, entry in pairs(backends) do
+            if entry then
+                previous[name] = entry
+            end
+        end
+        backends = {}
+        view.backends = backends
+    end
+    for name, raw in pairs(items) do
+        local old = backends[name] or previous[name]
+        previous[name] = nil
+        if old and raw then
+            backends[name] = build(view, name, raw, old) or false
+        else
+            backends[name] = nil
+        end
+    end
+end
+
+-- Bring `view` to the shared dict's version (whole writes only).
+function _M.sync(view)
+    return view:sync()
+end
 
 -- ----------------------------------------------------------------------------- retries
 
@@ -316,32 +330,15 @@ local parse_tried = _M.parse_tried
 
 -- ----------------------------------------------------------------------------- nginx phases
 
-local view = nil -- this worker's view of ngx.shared.ingressd_configuration
+local view = _M.new_view(replica.shared_dict()) -- this worker's view
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
-worker_view()
-
-local dict = view.dict
-local VERSION_KEY = store.VERSION_KEY
-local shm_get = dict.get
-
 function _M.init_worker()
     math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
-    local ok, err = pcall(sync, view)
-    if not ok then
-        ngx_log(ERR, "ingressd: initial load of backends failed: ", tostring(err))
-    end
+    view:load()
 end
 
 function _M.rewrite()
@@ -349,18 +346,11 @@ function _M.rewrite()
     if name == nil or name == "" or name == "-" then
         return
     end
-    local v = shm_get(dict, VERSION_KEY) or 0
-    if v ~= view.version then
-        local ok, err = pcall(sync, view, v)
-        if not ok then
-            ngx_log(ERR, "ingressd: failed to refresh backends: ", tostring(err))
-        end
-    end
-    local backends = view.backends
-    local entry = backends[name]
+    view:refresh()
+    local entry = backend(view, name)
     if entry ~= nil and entry.alternatives ~= nil and not _M.affinitized(entry) then
         for _, alt_name in ipairs(entry.alternatives) do
-            local alt = backends[alt_name]
+            local alt = backend(view, alt_name)
             if alt ~= nil and alt.n > 0 and alt.shaping ~= nil
                     and (_M.affinitized(alt) or _M.canary_matches(alt.shaping, var)) then
                 var.proxy_upstream_name = alt_name
@@ -374,7 +364,7 @@ function _M.rewrite()
         end
         local fallback = var.ingressd_default_backend
         if fallback ~= nil and fallback ~= "" then
-            local other = backends[fallback]
+            local other = backend(view, fallback)
             if other ~= nil and other.n > 0 then
                 var.proxy_upstream_name = fallback
                 return
@@ -398,7 +388,7 @@ function _M.log()
     if name == nil or name == "" or name == "-" then
         return
     end
-    local entry = view.backends[name]
+    local entry = backend(view, name)
     if entry == nil or entry.impl.after_balance == nil then
         return
     end
@@ -416,7 +406,7 @@ end
 
 local function balance()
     local name = var.proxy_upstream_name
-    local entry = name and view.backends[name]
+    local entry = name and backend(view, name)
     if not entry then
         ngx_log(ERR, "ingressd: no backend \"", tostring(name), "\" in this worker")
         return ngx_exit(NGX_ERROR)

@@ -10,11 +10,12 @@
 --
 -- Data flow of a handshake (call()):
 --   SNI (ngx.ssl.server_name(); none -> the default certificate)
---   -> one shm get of "certificates:version"; differs -> sync() this worker's servers map
---      {host -> uid} from the change log or a full load (store.certificates:read(): whole writes
---      only)
---   -> uid of the exact host, else of "*." + the name minus its first label, else nothing
---      (the listener's default certificate stays)
+--   -> view:refresh() (ingressd.replica): one shm get of "certificates:version"; differs ->
+--      this worker's servers map {host -> uid} from the change log or a full load (whole
+--      writes only)
+--   -> uid of the exact host, else, unless the name is a host of the route table (routed
+--      hosts without a certificate of their own get the default, as in --routing nginx), of
+--      "*." + the name minus its first label, else nothing (the listener's default stays)
 --   -> the parsed pair {cert, key} of that uid from this worker's LRU cache (CACHE_SIZE uids),
 --      parsing the PEM from the shm on a miss (ngx.ssl.parse_pem_cert / parse_pem_priv_key)
 --   -> clear_certs(), set_cert(), set_priv_key()
@@ -28,6 +29,9 @@ local cjson = require("cjson.safe")
 local ssl = require("ngx.ssl")
 local lrucache = require("resty.lrucache")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
+local router = require("ingressd.router")
+local pausing = require("ingressd.pausing")
 local routes = require("ingressd.routes")
 
 local ngx = ngx
@@ -110,11 +114,9 @@ function _M.parse(body, replace)
         uids[#uids + 1] = uid
     end
     sort(uids) -- the same error first whatever the hash order
-    local yield = ngx.get_phase() == "content"
-    for i, uid in ipairs(uids) do
-        if yield and i % 64 == 0 then
-            ngx.sleep(0) -- parsing keys takes a while: let this worker's other requests run
-        end
+    local pause = pausing.pauser() -- parsing keys takes a while: let other requests run
+    for _, uid in ipairs(uids) do
+        pause()
         if not valid_uid(uid) then
             return nil, format("certificates[%s]: a uid is 1 to %d characters of letters, "
                                .. "digits and ._:/-", show(uid), _M.MAX_UID_LENGTH)
@@ -160,7 +162,7 @@ end
 -- The stored servers map {host -> uid} and the set of stored uids {uid -> true}.
 function _M.stored(dict)
     local servers, uids = {}, {}
-    for _, name in ipairs(CERTS:names(dict)) do
+    for _, name in ipairs(CERTS:all_names(dict)) do
         if sub(name, 1, SERVER_PREFIX_LEN) == SERVER_PREFIX then
             local uid = CERTS:get(dict, name)
             if uid ~= nil then
@@ -248,24 +250,21 @@ end
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, servers = {host -> uid}, cache (resty.lrucache of uid -> pair),
--- stats}.
+-- A view: an ingressd.replica of store.certificates with servers = {host -> uid} and cache
+-- (resty.lrucache of uid -> parsed pair).
+local apply
+
 function _M.new_view(dict, cache_size)
     local cache, err = lrucache.new(cache_size or _M.CACHE_SIZE)
     if cache == nil then
         error("cannot create the certificate cache: " .. tostring(err))
     end
-    return { dict = dict, version = 0, pending = nil, servers = {}, cache = cache,
-             stats = { full_loads = 0, incremental = 0, parsed = 0 } }
+    return replica.new(CERTS, dict, apply,
+                       { servers = {}, cache = cache, stats = { parsed = 0 } })
 end
 
--- Bring `view` to the shared dict's certificates version (store.certificates:read(): whole
--- writes only). A uid whose PEM changed leaves the cache.
-function _M.sync(view)
-    local version, items, full = CERTS:read(view.dict, view)
-    if version == nil then
-        return
-    end
+-- Apply a read of the certificates (ingressd.replica). A uid whose PEM changed leaves the cache.
+apply = function(view, items, full)
     local cache = view.cache
     if full then
         local servers = {}
@@ -281,7 +280,6 @@ function _M.sync(view)
             end
         end
         view.servers = servers
-        view.stats.full_loads = view.stats.full_loads + 1
     else
         local servers = view.servers
         for name, raw in pairs(items) do
@@ -291,25 +289,37 @@ function _M.sync(view)
                 cache:delete(sub(name, PEM_PREFIX_LEN + 1))
             end
         end
-        view.stats.incremental = view.stats.incremental + 1
     end
-    view.version = version
+end
+
+-- Bring `view` to the shared dict's certificates version (whole writes only).
+function _M.sync(view)
+    return view:sync()
 end
 
 local sync = _M.sync
 
--- The uid for a server name (lower case, no trailing dot), or nil.
-function _M.find_uid(view, name)
+-- The uid for a server name (lower case, no trailing dot), or nil. `routed(name)` (optional)
+-- tells whether the name is a host of the route table (its own entry or an alias): such a
+-- host without a certificate of its own keeps the default certificate, as a server block
+-- without one does in --routing nginx and as in ingress-nginx (whose host -> certificate map
+-- names every server, with an empty uid when it has none); only other names fall back to the
+-- one-label wildcard's certificate.
+function _M.find_uid(view, name, routed)
     local servers = view.servers
     local uid = servers[name]
     if uid ~= nil then
         return uid
     end
     local dot = find(name, ".", 1, true)
-    if dot ~= nil then
-        return servers["*" .. sub(name, dot)]
+    if dot == nil then
+        return nil
     end
-    return nil
+    uid = servers["*" .. sub(name, dot)]
+    if uid ~= nil and routed ~= nil and routed(name) then
+        return nil
+    end
+    return uid
 end
 
 -- The parsed pair of `uid`, from the cache or parsed from the shm now; nil when not stored.
@@ -335,20 +345,27 @@ end
 
 -- ----------------------------------------------------------------------------- nginx phase
 
-local view = nil -- this worker's view, made on the first handshake
+local view = _M.new_view(replica.shared_dict()) -- this worker's view
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
+-- init_by_lua: the master reads the servers map (ingressd.replica: its workers fork with it);
+-- init_worker_by_lua: what changed since.
+function _M.init()
+    view:load()
+end
+_M.init_worker = _M.init
+
+-- Whether `name` is a host of this worker's route table (ingressd.router), up to date.
+local function routed(name)
+    local routes_view = router.worker_view()
+    routes_view:refresh()
+    return routes_view.lookup[name] ~= nil
+end
+
+_M.routed = routed
 
 local function normalise(name)
     if find(name, "[A-Z]") then
@@ -368,13 +385,10 @@ local function call()
         end
         return
     end
-    local v = worker_view()
-    local version = CERTS:version(v.dict)
-    if version ~= v.version then
-        sync(v)
-    end
+    local v = view
+    v:refresh()
     name = normalise(name)
-    local uid = _M.find_uid(v, name)
+    local uid = _M.find_uid(v, name, routed)
     if uid == nil then
         return
     end
@@ -383,7 +397,7 @@ local function call()
     if pair == nil and err == "not stored" then
         -- pruned by a write this worker has not seen yet: catch up once
         sync(v)
-        uid = _M.find_uid(v, name)
+        uid = _M.find_uid(v, name, routed)
         if uid == nil then
             return
         end

@@ -3,9 +3,10 @@
 --
 -- Data flow:
 --   route()  (every request of the entry location)
---     -> one shm get of "routes:version"; equal to this worker's -> nothing to refresh (hot path)
---     -> else sync(): the texts of the hosts changed since (store.routes:read(): whole writes
---        only), or of every host (worker start, too far behind); decode only changed texts
+--     -> view:refresh() (ingressd.replica): one shm get of "routes:version", equal to this
+--        worker's -> nothing (hot path); else the hosts changed since (whole writes only), or
+--        every host (too far behind, a replace); decode only changed texts (the worker loaded
+--        the table in init_by_lua and init_worker)
 --     -> host: $host (nginx lower-cases it and drops the port and a trailing dot) in `lookup`
 --        (hosts and aliases), else "*." + the host minus its first label, else "_", else 404
 --     -> $ingressd_hsts (HTTPS to a host with a certificate: every answer from here on)
@@ -17,7 +18,10 @@
 --        $ingressd_default_backend -> ngx.exec("@<class>"); a route without backend too: its
 --        class's block runs the redirects and ends with `return <status>`
 --
--- A compiled entry (per worker, built once per JSON text):
+-- A full load (worker start, a replace, too far behind: thousands of texts) makes stubs
+-- {host, raw, names = {host}, compiled = false} of texts that surely have no aliases, compiled
+-- in place on the first request for the host (the master loads in init_by_lua: its workers
+-- fork with the stubs). A compiled entry (per worker, built once per JSON text):
 --   {host, raw, names (host + aliases), hsts (value or nil), app_root (or nil),
 --    exact = {path -> loc}, prefix = {normalised path -> loc}, prefix_max (longest prefix
 --    length, 0 = no prefix), regexes = {{re, loc}, ...} longest first}
@@ -30,6 +34,7 @@
 
 local cjson = require("cjson.safe")
 local store = require("ingressd.store")
+local replica = require("ingressd.replica")
 local routes = require("ingressd.routes")
 
 local ngx = ngx
@@ -96,9 +101,29 @@ local function by_length_then_path(a, b)
     return a.re < b.re
 end
 
--- The compiled entry of `host` from its JSON text (validated by ingressd.routes when it was
--- stored). Raises on text that does not decode.
-function _M.compile(host, raw)
+-- Whether a route entry's JSON text surely has no aliases, seen without decoding it: no
+-- "aliases" at all, or one `"aliases":null` or `"aliases":[]` (the controller's texts); and no
+-- \u escape, with which a key could spell "aliases" otherwise. False: decode to know.
+local function surely_no_aliases(raw)
+    if find(raw, "\\u", 1, true) then
+        return false
+    end
+    local first = find(raw, "aliases", 1, true)
+    if first == nil then
+        return true
+    end
+    if byte(raw, first - 1) ~= 34 or sub(raw, first + 7, first + 8) ~= '":'
+            or find(raw, "aliases", first + 7, true) then
+        return false
+    end
+    return sub(raw, first + 9, first + 12) == "null" or sub(raw, first + 9, first + 10) == "[]"
+end
+
+_M.surely_no_aliases = surely_no_aliases
+
+-- Compile the JSON text `raw` of `host` (validated by ingressd.routes when it was stored) into
+-- `entry`, which gets the fields of a compiled entry. Raises on text that does not decode.
+local function compile_into(entry, host, raw)
     local e = decode(raw)
     if type(e) ~= "table" then
         error("route entry of " .. host .. " does not decode")
@@ -119,8 +144,10 @@ function _M.compile(host, raw)
     if type(app_root) ~= "string" or app_root == "" then
         app_root = nil
     end
-    local entry = { host = host, raw = raw, names = names, hsts = hsts, app_root = app_root,
-                    exact = {}, prefix = {}, prefix_max = 0, regexes = {} }
+    entry.host, entry.raw, entry.names, entry.hsts, entry.app_root = host, raw, names, hsts,
+        app_root
+    entry.exact, entry.prefix, entry.prefix_max, entry.regexes = {}, {}, 0, {}
+    entry.compiled = true
     local locations = e.locations
     if type(locations) ~= "table" or locations == null then
         locations = {}
@@ -153,6 +180,32 @@ function _M.compile(host, raw)
     end
     sort(regexes, by_length_then_path)
     return entry
+end
+
+-- The compiled entry of `host` from its JSON text. Raises on text that does not decode.
+function _M.compile(host, raw)
+    return compile_into({}, host, raw)
+end
+
+-- An entry to compile on first use (compile_lazily()): host, raw and names only, when the
+-- text surely has no aliases; else compiled now (the aliases are in the decoded text).
+local function stub(host, raw)
+    if surely_no_aliases(raw) then
+        return { host = host, raw = raw, names = { host }, compiled = false }
+    end
+    return _M.compile(host, raw)
+end
+
+-- Compile a stub in place (the same table: lookup and claims keep pointing at it). A text
+-- that does not decode leaves an entry without locations (404), logged.
+local function compile_lazily(view, entry)
+    view.stats.decoded = view.stats.decoded + 1
+    local ok, err = pcall(compile_into, entry, entry.host, entry.raw)
+    if not ok then
+        ngx_log(ERR, "ingressd: cannot use the route entry of ", entry.host, ": ", tostring(err))
+        entry.exact, entry.prefix, entry.prefix_max, entry.regexes = {}, {}, 0, {}
+        entry.compiled = true
+    end
 end
 
 -- ----------------------------------------------------------------------------- match
@@ -225,28 +278,37 @@ function _M.find(view, host, uri)
     if entry == nil then
         return nil, nil
     end
+    if not entry.compiled then
+        compile_lazily(view, entry)
+    end
     return entry, find_location(entry, uri)
 end
 
 -- ----------------------------------------------------------------------------- worker view
 
--- A view: {dict, version, pending (store.routes:read()'s), entries = {host -> entry},
--- claims = {name -> {host -> true}}, lookup = {name -> entry}, stats}.
+-- A view: an ingressd.replica of store.routes with entries = {host -> entry},
+-- claims = {name -> {host -> true}}, lookup = {name -> entry}.
+local apply
+
 function _M.new_view(dict)
-    return {
-        dict = dict,
-        version = 0,
-        pending = nil,
-        entries = {},
-        claims = {},
-        lookup = {},
-        stats = { full_loads = 0, incremental = 0, decoded = 0 },
-    }
+    return replica.new(ROUTES, dict, apply,
+                       { entries = {}, claims = {}, lookup = {}, stats = { decoded = 0 } })
 end
 
-local function build(view, host, raw, old)
+-- The entry for `host`'s text: `old` when the text is the same, else compiled now, or, `lazy`
+-- (a full load: thousands of texts), a stub compiled on first use.
+local function build(view, host, raw, old, lazy)
     if old ~= nil and old.raw == raw then
         return old
+    end
+    if lazy then
+        local ok, entry = pcall(stub, host, raw)
+        if ok then
+            if entry.compiled then
+                view.stats.decoded = view.stats.decoded + 1
+            end
+            return entry
+        end
     end
     view.stats.decoded = view.stats.decoded + 1
     local ok, entry = pcall(_M.compile, host, raw)
@@ -301,13 +363,8 @@ local function unclaim(view, entry, touched)
     end
 end
 
--- Bring `view` to the shared dict's routes version: store.routes:read() hands over whole
--- writes only (or nothing yet, while a write is under way); unchanged texts keep their entry.
-function _M.sync(view)
-    local version, items, full = ROUTES:read(view.dict, view)
-    if version == nil then
-        return
-    end
+-- Apply a read of the route table (ingressd.replica): unchanged texts keep their entry.
+apply = function(view, items, full)
     local touched = {}
     if full then
         local old = view.entries
@@ -316,13 +373,12 @@ function _M.sync(view)
         view.claims = {}
         view.lookup = {}
         for host, raw in pairs(items) do
-            local entry = raw and build(view, host, raw, old[host])
+            local entry = raw and build(view, host, raw, old[host], true)
             if entry then
                 entries[host] = entry
                 claim(view, entry, touched)
             end
         end
-        view.stats.full_loads = view.stats.full_loads + 1
     else
         local entries = view.entries
         for host, raw in pairs(items) do
@@ -338,65 +394,48 @@ function _M.sync(view)
                 end
             end
         end
-        view.stats.incremental = view.stats.incremental + 1
     end
     for name in pairs(touched) do
         resolve(view, name)
     end
-    view.version = version
 end
 
-local sync = _M.sync
+-- Bring `view` to the shared dict's routes version (whole writes only).
+function _M.sync(view)
+    return view:sync()
+end
 
 -- ----------------------------------------------------------------------------- nginx phase
 
-local view = nil -- this worker's view of the route table
+local view = _M.new_view(replica.shared_dict()) -- this worker's view of the route table
 
-local function worker_view()
-    if view == nil then
-        local dict = ngx.shared.ingressd_configuration
-        if dict == nil then
-            error("lua_shared_dict ingressd_configuration is not defined in nginx.conf")
-        end
-        view = _M.new_view(dict)
-    end
+function _M.worker_view()
     return view
 end
 
-_M.worker_view = worker_view
-worker_view()
-
-local dict = view.dict
-local shm_get = dict.get
-local VERSION_KEY = ROUTES.version_key
-
--- init_worker_by_lua: load the table before the first request needs it.
-function _M.init_worker()
-    local ok, err = pcall(sync, view)
-    if not ok then
-        ngx_log(ERR, "ingressd: initial load of routes failed: ", tostring(err))
-    end
+-- init_by_lua: the master reads the table (ingressd.replica: its workers fork with it);
+-- init_worker_by_lua: what changed since.
+function _M.init()
+    view:load()
 end
+_M.init_worker = _M.init
 
 function _M.route()
-    local v = shm_get(dict, VERSION_KEY) or 0
-    if v ~= view.version then
-        local ok, err = pcall(sync, view)
-        if not ok then
-            ngx_log(ERR, "ingressd: failed to refresh routes: ", tostring(err))
-        end
-    end
+    view:refresh()
     local entry = find_entry(view.lookup, var.host)
     if entry == nil then
         return ngx_exit(404)
     end
+    if not entry.compiled then
+        compile_lazily(view, entry)
+    end
     -- First, as --routing nginx adds the header at server level: every answer of a host with a
     -- certificate carries it over HTTPS, the router's own (302, 413) included.
+    -- Each ngx.var read or write costs a lookup by name: only what differs from the "" the
+    -- server's `set` lines gave the variables is written.
     local hsts = entry.hsts
     if hsts ~= nil and var.https == "on" then
         var.ingressd_hsts = hsts
-    else
-        var.ingressd_hsts = ""
     end
     local uri = var.uri
     local app_root = entry.app_root
@@ -419,10 +458,19 @@ function _M.route()
     -- A route without backend goes to its class too: the class's block runs its redirects
     -- (ssl-redirect: 308 before the status, as a location of --routing nginx does) and ends
     -- with `return <status>`.
-    var.proxy_upstream_name = loc.backend or ""
-    var.namespace = loc.namespace
-    var.ingress_name = loc.ingress
-    var.ingressd_default_backend = loc.default_backend
+    local backend = loc.backend
+    if backend ~= nil then
+        var.proxy_upstream_name = backend
+    end
+    if loc.namespace ~= "" then
+        var.namespace = loc.namespace
+    end
+    if loc.ingress ~= "" then
+        var.ingress_name = loc.ingress
+    end
+    if loc.default_backend ~= "" then
+        var.ingressd_default_backend = loc.default_backend
+    end
     if loc.service_name then
         var.service_name = loc.service_name
         var.service_port = loc.service_port

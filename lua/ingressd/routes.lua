@@ -12,6 +12,7 @@
 
 local cjson = require("cjson.safe")
 local backends = require("ingressd.backends")
+local pausing = require("ingressd.pausing")
 
 local ngx = ngx
 local type, ipairs, next, format, floor = type, ipairs, next, string.format, math.floor
@@ -22,7 +23,6 @@ local is_array = backends.is_array
 
 local _M = {}
 
-local YIELD_EVERY = 256 -- entries checked between two yields to the event loop
 
 _M.CATCH_ALL = "_"
 _M.TYPES = { exact = true, prefix = true, regex = true }
@@ -238,11 +238,9 @@ function _M.parse(body)
     end
     local items = {}
     local seen = {}
-    local yield = ngx.get_phase() == "content"
+    local pause = pausing.pauser() -- let this worker's other requests run during a large table
     for i, raw in ipairs(texts) do
-        if yield and i % YIELD_EVERY == 0 then
-            ngx.sleep(0) -- let this worker's other requests run during a large table
-        end
+        pause()
         local e, derr = decode(raw)
         if e == nil then
             return nil, format("route #%d: invalid JSON: %s", i, derr or "?")

@@ -6,7 +6,9 @@
 -- backends (the layout before other collections existed), ("route:", "routes:index",
 -- "routes:log:", "routes:version") for routes, ("certificate:", ...) likewise:
 --   <item><name>      verbatim text of one item
---   <index>           JSON array of every name of the collection, sorted
+--   <index>:<b>       the index of names in INDEX_BUCKETS buckets: JSON array of the names
+--                     whose crc32 % INDEX_BUCKETS is b, in no order (absent: none); a write
+--                     rewrites only the buckets of names it adds or removes
 --   <log><version>    what changed at <version>: a JSON array of names, or "*" for a full
 --                     replace (PUT) or more than LOG_MAX_NAMES changes (readers then reload
 --                     everything, re-decoding only items whose text changed); the last
@@ -20,9 +22,10 @@
 -- the balancer's "version" does not move when a route changes, nor the router's when an
 -- endpoint does (endpoint churn is the frequent change).
 --
--- Writer (configuration endpoint): seq odd -> items -> removals -> index -> log -> version ->
--- seq even, so a reader that sees version V finds all data of V. Readers (per worker) compare
--- the version with their own and read changes(from, to) or everything (names + get).
+-- Writer (configuration endpoint): seq odd -> items -> removals -> index buckets -> log ->
+-- version -> seq even, each step O(what changed) (a replace also lists the stored names), so
+-- a reader that sees version V finds all data of V. Readers (per worker) compare the version
+-- with their own and read changes(from, to) or everything (all_names + get).
 --
 -- Workers are processes: a reader may read an item while a write is under way and get the text
 -- of the next version while the other items of that write are still old. Collection:read()
@@ -58,8 +61,10 @@ _M.LOG_SIZE = 256
 _M.LOG_MAX_NAMES = 512  -- bounds a log entry: 256 entries x 512 names stays well under 64m
 _M.LOCK_TTL = 30        -- seconds: a writer that died frees the lock after this
 _M.LOCK_TIMEOUT = 5     -- seconds a writer waits for the lock
+_M.INDEX_BUCKETS = 256  -- keys the index of names is spread over (~40 names each at 10,000)
 
-local LOCK_KEY, FULL = _M.LOCK_KEY, _M.FULL
+local LOCK_KEY, FULL, INDEX_BUCKETS = _M.LOCK_KEY, _M.FULL, _M.INDEX_BUCKETS
+local crc32 = ngx.crc32_short
 
 local function encode_names(names)
     if #names == 0 then
@@ -94,9 +99,16 @@ function Collection:version(dict)
     return dict:get(self.version_key) or 0
 end
 
--- Sorted array of every name.
-function Collection:names(dict)
-    local raw = dict:get(self.index_key)
+-- The index is INDEX_BUCKETS keys <index>:<b>, each a JSON array of the names whose
+-- ngx.crc32_short(name) % INDEX_BUCKETS is b (in no order): a write rewrites the buckets of the
+-- names it adds or removes only, so its cost does not grow with the collection. A reader that
+-- reads the buckets while a write replaces some sees each bucket whole, old or new; the names
+-- it may miss or see too many are those of that write, which its log entry names.
+local function bucket_key(self, name)
+    return self.index_key .. ":" .. (crc32(name) % INDEX_BUCKETS)
+end
+
+local function decode_bucket(self, raw)
     if raw == nil then
         return {}
     end
@@ -105,6 +117,29 @@ function Collection:names(dict)
         ngx.log(ngx.ERR, "ingressd: corrupt ", self.what, " index in the shared dict")
         return {}
     end
+    return names
+end
+
+-- Array of every name, in no particular order.
+function Collection:all_names(dict)
+    local names, n = {}, 0
+    local prefix = self.index_key .. ":"
+    for b = 0, INDEX_BUCKETS - 1 do
+        local raw = dict:get(prefix .. b)
+        if raw ~= nil then
+            for _, name in ipairs(decode_bucket(self, raw)) do
+                n = n + 1
+                names[n] = name
+            end
+        end
+    end
+    return names
+end
+
+-- Sorted array of every name.
+function Collection:names(dict)
+    local names = self:all_names(dict)
+    sort(names)
     return names
 end
 
@@ -161,9 +196,11 @@ local function read_items(self, dict, items, names)
 end
 
 -- Read what changed since `state.version`, consistently (see the top of this file).
--- state: the reader's {version = V, pending = (kept here between calls)}.
+-- state: the reader's {version = V, pending = (kept here between calls), lazy = true when the
+-- reader reads items on first use: a full load then reads no text}.
 -- Returns version, items, full: items = {name -> text, or false when removed}; full = true when
--- items is the whole collection (a full load: names absent from it are gone). Returns nil when
+-- items is the whole collection (a full load: names absent from it are gone; empty when lazy:
+-- anything may have changed). Returns nil when
 -- there is nothing to apply now: up to date, or a write under way (the caller keeps its view
 -- and asks again on a later request).
 function Collection:read(dict, state)
@@ -184,8 +221,10 @@ function Collection:read(dict, state)
             if changed == nil then
                 pending.full = true
                 local all = {}
-                for _, name in ipairs(self:names(dict)) do
-                    all[name] = true
+                if not state.lazy then
+                    for _, name in ipairs(self:all_names(dict)) do
+                        all[name] = true
+                    end
                 end
                 changed = all
             end
@@ -247,15 +286,12 @@ end
 
 local function do_write(coll, dict, mode, items, deletes, log_size)
     local version = dict:get(coll.version_key) or 0
-    local old_names = coll:names(dict)
     local prefix = coll.item_prefix
     local undo, nundo = {}, 0
     local changed, nchanged = {}, 0
-    local present, added = {}, {}
-    local existing = {}
-    for _, name in ipairs(old_names) do
-        existing[name] = true
-    end
+    local present = {}
+    -- names added to / removed from the index, by bucket key: {added = {...}, removed = {}}
+    local buckets = {}
 
     local function fail(err, what)
         local restored = rollback(coll, dict, version, undo, changed, log_size)
@@ -264,6 +300,16 @@ local function do_write(coll, dict, mode, items, deletes, log_size)
             msg = msg .. " (WARNING: rollback failed, the stored set may be partial)"
         end
         return nil, msg, 500
+    end
+
+    local function touch(name)
+        local key = bucket_key(coll, name)
+        local b = buckets[key]
+        if b == nil then
+            b = { added = {}, removed = {} }
+            buckets[key] = b
+        end
+        return b
     end
 
     for _, item in ipairs(items) do
@@ -280,28 +326,31 @@ local function do_write(coll, dict, mode, items, deletes, log_size)
             if not ok then
                 return fail(err, format('%s "%s"', coll.what, name))
             end
-        end
-        if not existing[name] then
-            added[#added + 1] = name
+            if old == nil then
+                touch(name).added[name] = true
+            end
         end
     end
 
     -- removals: every other name on a replace, the names asked for on an upsert
-    local removed, nremoved = {}, 0
+    local removed = {}
     local function remove(name)
-        if existing[name] and not present[name] and not removed[name] then
+        if not present[name] and not removed[name] then
             local key = prefix .. name
-            removed[name] = true
-            nremoved = nremoved + 1
-            nundo = nundo + 1
-            undo[nundo] = { key, dict:get(key) }
-            nchanged = nchanged + 1
-            changed[nchanged] = name
-            dict:delete(key)
+            local old = dict:get(key)
+            if old ~= nil then
+                removed[name] = true
+                nundo = nundo + 1
+                undo[nundo] = { key, old }
+                nchanged = nchanged + 1
+                changed[nchanged] = name
+                dict:delete(key)
+                touch(name).removed[name] = true
+            end
         end
     end
     if mode == "replace" then
-        for _, name in ipairs(old_names) do
+        for _, name in ipairs(coll:all_names(dict)) do
             remove(name)
         end
     end
@@ -313,22 +362,28 @@ local function do_write(coll, dict, mode, items, deletes, log_size)
         return version, 0
     end
 
-    if #added > 0 or nremoved > 0 then
-        local new_names, n = {}, 0
-        for _, name in ipairs(old_names) do
-            if not removed[name] then
+    for key, b in pairs(buckets) do
+        local old = dict:get(key)
+        local names, n = {}, 0
+        for _, name in ipairs(decode_bucket(coll, old)) do
+            if not b.removed[name] and not b.added[name] then
                 n = n + 1
-                new_names[n] = name
+                names[n] = name
             end
         end
-        for _, name in ipairs(added) do
+        for name in pairs(b.added) do
             n = n + 1
-            new_names[n] = name
+            names[n] = name
         end
-        sort(new_names)
         nundo = nundo + 1
-        undo[nundo] = { coll.index_key, dict:get(coll.index_key) }
-        local ok, err = dict:safe_set(coll.index_key, encode_names(new_names))
+        undo[nundo] = { key, old }
+        local ok, err
+        if n == 0 then
+            dict:delete(key)
+            ok = true
+        else
+            ok, err = dict:safe_set(key, encode_names(names))
+        end
         if not ok then
             return fail(err, "the " .. coll.what .. " index")
         end
@@ -451,6 +506,10 @@ end
 
 function _M.names(dict)
     return backends:names(dict)
+end
+
+function _M.all_names(dict)
+    return backends:all_names(dict)
 end
 
 function _M.get(dict, name)

@@ -126,18 +126,35 @@ cases["certificates nobody names are not stored; PUT replaces both maps"] = func
          { "pem:u2", "server:b.com", "pem:u1", "server:a.com" }, "by name")
 end
 
-cases["the worker view: exact host, one-label wildcard, else nothing"] = function()
+-- A synced view of a.foo.com -> "exact" and *.foo.com -> "wild".
+local function exact_and_wildcard_view()
     local dict = T.fresh_dict()
     write(dict, "upsert", { certificates = { exact = fixture("ec.pem"),
                                              wild = fixture("rsa.pem") },
                             servers = { ["a.foo.com"] = "exact", ["*.foo.com"] = "wild" } })
     local view = certificates.new_view(dict)
     certificates.sync(view)
+    return view
+end
+
+cases["the worker view: exact host, one-label wildcard, else nothing"] = function()
+    local view = exact_and_wildcard_view()
     T.eq(certificates.find_uid(view, "a.foo.com"), "exact")
     T.eq(certificates.find_uid(view, "b.foo.com"), "wild")
     T.is_nil(certificates.find_uid(view, "a.b.foo.com"), "one label only")
     T.is_nil(certificates.find_uid(view, "foo.com"))
     T.is_nil(certificates.find_uid(view, "other.org"))
+end
+
+cases["a routed host without a certificate of its own gets no wildcard's"] = function()
+    local view = exact_and_wildcard_view()
+    local routed = { ["a.foo.com"] = true, ["c.foo.com"] = true }
+    local function is_routed(name)
+        return routed[name] == true
+    end
+    T.eq(certificates.find_uid(view, "a.foo.com", is_routed), "exact", "its own")
+    T.is_nil(certificates.find_uid(view, "c.foo.com", is_routed), "routed, none of its own")
+    T.eq(certificates.find_uid(view, "b.foo.com", is_routed), "wild", "not routed")
 end
 
 cases["each uid is parsed once per worker; a changed PEM is parsed again"] = function()

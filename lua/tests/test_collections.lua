@@ -95,6 +95,122 @@ cases["a full dict rolls back a route write and bumps only the routes' version"]
     T.eq(store.version(dict), 0)
 end
 
+-- Every index bucket's text, by key.
+local function index_texts(dict, coll)
+    local out = {}
+    for b = 0, store.INDEX_BUCKETS - 1 do
+        local key = coll.index_key .. ":" .. b
+        out[key] = dict:get(key)
+    end
+    return out
+end
+
+local function changed_keys(before, after)
+    local keys = {}
+    for key in pairs(after) do
+        if before[key] ~= after[key] then
+            keys[#keys + 1] = key
+        end
+    end
+    for key in pairs(before) do
+        if after[key] == nil and before[key] ~= nil then
+            keys[#keys + 1] = key
+        end
+    end
+    table.sort(keys)
+    return keys
+end
+
+cases["adding or removing one name rewrites one index bucket, whatever the size"] = function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    local many = {}
+    for i = 1, 2000 do
+        many[i] = item("h" .. i .. ".com")
+    end
+    routes:write(dict, "upsert", many)
+    local before = index_texts(dict, routes)
+    routes:write(dict, "upsert", { item("new.com") })
+    local after = index_texts(dict, routes)
+    local bucket = routes.index_key .. ":" .. (ngx.crc32_short("new.com") % store.INDEX_BUCKETS)
+    T.eq(changed_keys(before, after), { bucket }, "an added name")
+    routes:write(dict, "upsert", { item("h7.com", '{"host":"h7.com","x":1}') })
+    T.eq(changed_keys(after, index_texts(dict, routes)), {}, "a changed text: no bucket")
+    before = index_texts(dict, routes)
+    routes:write(dict, "upsert", {}, { delete = { "h9.com" } })
+    bucket = routes.index_key .. ":" .. (ngx.crc32_short("h9.com") % store.INDEX_BUCKETS)
+    T.eq(changed_keys(before, index_texts(dict, routes)), { bucket }, "a removed name")
+    local names = routes:names(dict)
+    T.eq(#names, 2000)
+    local seen = {}
+    for _, name in ipairs(names) do
+        seen[name] = true
+    end
+    T.truthy(seen["new.com"] and seen["h7.com"] and not seen["h9.com"])
+end
+
+cases["the index holds exactly the stored names after upserts, deletes and replaces"] =
+function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    local want = {}
+    local function check(what)
+        local expected = {}
+        for name in pairs(want) do
+            expected[#expected + 1] = name
+        end
+        table.sort(expected)
+        T.eq(routes:names(dict), expected, what)
+        for _, name in ipairs(expected) do
+            T.truthy(routes:get(dict, name), what .. ": " .. name .. " stored")
+        end
+    end
+    local batch = {}
+    for i = 1, 600 do
+        batch[#batch + 1] = item("n" .. i .. ".com")
+        want["n" .. i .. ".com"] = true
+    end
+    routes:write(dict, "upsert", batch)
+    check("600 added")
+    local deletes = {}
+    for i = 1, 600, 3 do
+        deletes[#deletes + 1] = "n" .. i .. ".com"
+        want["n" .. i .. ".com"] = nil
+    end
+    routes:write(dict, "upsert", { item("n2.com", '{"host":"n2.com","v":2}') },
+                 { delete = deletes })
+    check("every third removed")
+    local replace = {}
+    want = {}
+    for i = 500, 700 do
+        replace[#replace + 1] = item("n" .. i .. ".com")
+        want["n" .. i .. ".com"] = true
+    end
+    routes:write(dict, "replace", replace)
+    check("replaced by 500-700")
+    routes:write(dict, "replace", {})
+    want = {}
+    check("replaced by nothing")
+    for b = 0, store.INDEX_BUCKETS - 1 do
+        T.is_nil(dict:get(routes.index_key .. ":" .. b), "empty buckets are removed")
+    end
+end
+
+cases["a failed write leaves the index as it was"] = function()
+    local dict = T.fresh_dict("ingressd_small")
+    local routes = store.routes
+    routes:write(dict, "upsert", { item("keep.com"), item("other.com") })
+    local before = index_texts(dict, routes)
+    local big = { item("a.com") }
+    for i = 1, 200 do
+        big[#big + 1] = item("h" .. i .. ".com", '{"pad":"' .. string.rep("x", 400) .. '"}')
+    end
+    local v = routes:write(dict, "upsert", big, { delete = { "other.com" } })
+    T.is_nil(v)
+    T.eq(changed_keys(before, index_texts(dict, routes)), {})
+    T.eq(routes:names(dict), { "keep.com", "other.com" })
+end
+
 -- A dict for the reader that runs `interfere` (once) right after the first get of an item:
 -- what another worker's write between two of the reader's reads looks like.
 local function interfering(dict, prefix, interfere)
@@ -161,6 +277,35 @@ cases["read() waits while a write is under way and keeps what it read"] = functi
     T.eq(v, 3)
     T.truthy(not full)
     T.eq(texts(items), { ["a.com"] = "a3", ["b.com"] = "b3" })
+end
+
+cases["read() full load with names added and removed meanwhile hands over whole writes"] =
+function()
+    local dict = T.fresh_dict()
+    local routes = store.routes
+    local first = {}
+    for i = 1, 300 do
+        first[i] = item("h" .. i .. ".com", "v1")
+    end
+    routes:write(dict, "upsert", first)
+    local state = { version = 0 }
+    local reader = interfering(dict, "route:", function()
+        routes:write(dict, "upsert", { item("h1.com", "v2"), item("late.com", "v2") },
+                     { delete = { "h2.com", "h3.com" } })
+    end)
+    local v, items, full = routes:read(reader, state)
+    T.eq(v, 2)
+    T.truthy(full)
+    T.eq(items["h1.com"], "v2")
+    T.eq(items["late.com"], "v2", "a name added meanwhile")
+    T.eq(items["h2.com"], false, "a name removed meanwhile")
+    local n = 0
+    for _, raw in pairs(items) do
+        if raw then
+            n = n + 1
+        end
+    end
+    T.eq(n, 299)
 end
 
 cases["read() reports removals and every write bumps the sequence to an even number"] =

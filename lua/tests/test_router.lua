@@ -245,6 +245,44 @@ cases["a corrupt text in the dict keeps the previous entry"] = function()
     T.eq(answer(view, "a.com", "/"), "a")
 end
 
+cases["surely_no_aliases: only when the text cannot hold any"] = function()
+    local no = router.surely_no_aliases
+    T.truthy(no('{"host":"a.com","locations":[]}'), "no aliases key")
+    T.truthy(no('{"aliases":null,"host":"a.com"}'), "null")
+    T.truthy(no('{"aliases":[],"host":"a.com"}'), "empty")
+    T.truthy(not no('{"aliases":["b.com"],"host":"a.com"}'), "some")
+    T.truthy(not no('{"aliases": null,"host":"a.com"}'), "spaced: decode to know")
+    T.truthy(not no('{"aliases":null,"x":{"aliases":["b.com"]}}'), "twice")
+    T.truthy(not no('{"host":"a.com","\\u0061liases":["b.com"]}'), "an escaped key")
+    T.truthy(not no('{"host":"a.com","x":"aliases","aliases":["b.com"]}'), "first elsewhere")
+end
+
+cases["a full load compiles each host on its first request; aliases at once"] = function()
+    local view, dict = view_of({
+        entry("a.com", { loc("prefix", "/", "a") }, { aliases = cjson.null }),
+        entry("b.com", { loc("prefix", "/", "b") }, { aliases = { "bb.com" } }),
+        entry("c.com", { loc("prefix", "/", "c") }),
+    })
+    T.eq(view.stats.decoded, 1, "b.com: its aliases are in its text")
+    T.eq(view.entries["a.com"].compiled, false)
+    local a_entry = view.entries["a.com"]
+    T.eq(answer(view, "a.com", "/"), "a")
+    T.truthy(view.entries["a.com"] == a_entry and a_entry.compiled, "compiled in place")
+    T.eq(answer(view, "bb.com", "/"), "b", "the alias was claimed at load")
+    T.eq(answer(view, "c.com", "/x"), "c")
+    T.eq(view.stats.decoded, 3)
+    T.eq(answer(view, "a.com", "/y"), "a")
+    T.eq(view.stats.decoded, 3, "once per host")
+    -- a stub whose text turns out not to decode answers 404, and the next write repairs it
+    dict:set("route:a.com", "{oops")
+    local fresh = router.new_view(dict)
+    router.sync(fresh)
+    T.eq(answer(fresh, "a.com", "/"), "404")
+    store.routes:write(dict, "upsert", { entry("a.com", { loc("prefix", "/", "a2") }) })
+    router.sync(fresh)
+    T.eq(answer(fresh, "a.com", "/"), "a2")
+end
+
 cases["many hosts: the lookup is a table access, not a scan"] = function()
     local entries = {}
     for i = 1, 2000 do

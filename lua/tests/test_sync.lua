@@ -1,5 +1,6 @@
--- A worker's view (ingressd.balancer): full load, change-log application, full-replace and
--- too-far-behind rebuilds, reuse of unchanged entries; and parsing of $upstream_addr on retries.
+-- A worker's view (ingressd.balancer): backends built on first use, change-log application,
+-- full-replace and too-far-behind rebuilds, reuse of unchanged entries; and parsing of
+-- $upstream_addr on retries.
 
 local T = require("tests.assert")
 local store = require("ingressd.store")
@@ -15,7 +16,7 @@ local function b(name, addresses, extra)
 end
 
 local function addresses(view, name)
-    local entry = view.backends[name]
+    local entry = balancer.backend(view, name)
     if entry == nil then
         return nil
     end
@@ -26,18 +27,20 @@ local function addresses(view, name)
     return table.concat(out, " ")
 end
 
-local function names(view)
+-- The names among `candidates` the view finds.
+local function names(view, candidates)
     local out = {}
-    for name in pairs(view.backends) do
-        out[#out + 1] = name
+    for _, name in ipairs(candidates or { "a", "b", "c", "z" }) do
+        if balancer.backend(view, name) ~= nil then
+            out[#out + 1] = name
+        end
     end
-    table.sort(out)
     return table.concat(out, " ")
 end
 
 local cases = {}
 
-cases["a new view loads everything"] = function()
+cases["a new view finds every stored backend, building each on first use"] = function()
     local dict = T.fresh_dict()
     store.write(dict, "upsert", { b("a", { "10.0.0.1", "10.0.0.2" }), b("b") })
     store.write(dict, "upsert", { b("c", { "10.0.0.3" }) })
@@ -45,11 +48,14 @@ cases["a new view loads everything"] = function()
     balancer.sync(view)
     T.eq(view.version, 2)
     T.eq(view.stats.full_loads, 1)
-    T.eq(names(view), "a b c")
+    T.eq(view.stats.decoded, 0, "nothing built before it is used")
     T.eq(addresses(view, "a"), "10.0.0.1:80 10.0.0.2:80")
-    T.eq(view.backends.a.endpoints[1].key, "10.0.0.1:80")
-    T.eq(view.backends.b.n, 0)
-    T.eq(view.backends.a.algorithm, "round_robin")
+    T.eq(view.stats.decoded, 1)
+    T.eq(names(view), "a b c")
+    T.eq(balancer.backend(view, "a").endpoints[1].key, "10.0.0.1:80")
+    T.eq(balancer.backend(view, "b").n, 0)
+    T.eq(balancer.backend(view, "a").algorithm, "round_robin")
+    T.eq(view.stats.decoded, 3, "each built once")
 end
 
 cases["an empty dict leaves an empty view at version 0"] = function()
@@ -59,12 +65,26 @@ cases["an empty dict leaves an empty view at version 0"] = function()
     T.eq(names(view), "")
 end
 
-cases["upserts are applied from the log, re-decoding only the changed backends"] = function()
+cases["a backend not stored is remembered as missing until a write names it"] = function()
+    local dict = T.fresh_dict()
+    store.write(dict, "upsert", { b("a") })
+    local view = balancer.new_view(dict)
+    balancer.sync(view)
+    T.is_nil(balancer.backend(view, "x"))
+    T.eq(view.backends.x, false, "remembered")
+    store.write(dict, "upsert", { b("x", { "10.0.0.7" }) })
+    balancer.sync(view)
+    T.eq(addresses(view, "x"), "10.0.0.7:80")
+end
+
+cases["upserts are applied from the log, re-decoding only the changed backends in use"] =
+function()
     local dict = T.fresh_dict()
     store.write(dict, "upsert", { b("a", { "10.0.0.1" }), b("b", { "10.0.0.2" }) })
     local view = balancer.new_view(dict)
     balancer.sync(view)
-    local entry_b = view.backends.b
+    local entry_b = balancer.backend(view, "b")
+    balancer.backend(view, "a")
     local decoded = view.stats.decoded
     store.write(dict, "upsert", { b("a", { "10.0.0.9" }) })
     store.write(dict, "upsert", { b("c", { "10.0.0.3" }) })
@@ -72,10 +92,11 @@ cases["upserts are applied from the log, re-decoding only the changed backends"]
     T.eq(view.version, 3)
     T.eq(view.stats.full_loads, 1, "no full load")
     T.eq(view.stats.incremental, 1)
-    T.eq(view.stats.decoded - decoded, 2, "a and c decoded")
-    T.truthy(view.backends.b == entry_b, "b kept as is")
+    T.eq(view.stats.decoded - decoded, 1, "a rebuilt at once")
+    T.truthy(balancer.backend(view, "b") == entry_b, "b kept as is")
     T.eq(addresses(view, "a"), "10.0.0.9:80")
     T.eq(names(view), "a b c")
+    T.eq(view.stats.decoded - decoded, 2, "c on first use")
 end
 
 cases["the algorithm instance survives an endpoint change"] = function()
@@ -83,10 +104,10 @@ cases["the algorithm instance survives an endpoint change"] = function()
     store.write(dict, "upsert", { b("a", { "10.0.0.1", "10.0.0.2", "10.0.0.3" }) })
     local view = balancer.new_view(dict)
     balancer.sync(view)
-    local impl = view.backends.a.impl
+    local impl = balancer.backend(view, "a").impl
     store.write(dict, "upsert", { b("a", { "10.0.0.1", "10.0.0.2", "10.0.0.4" }) })
     balancer.sync(view)
-    T.truthy(view.backends.a.impl == impl, "same instance")
+    T.truthy(balancer.backend(view, "a").impl == impl, "same instance")
     T.eq(impl.endpoints[3].address, "10.0.0.4", "instance sees the new endpoints")
 end
 
@@ -95,13 +116,17 @@ cases["a full replace rebuilds but keeps unchanged entries"] = function()
     store.write(dict, "upsert", { b("a", { "10.0.0.1" }), b("b", { "10.0.0.2" }) })
     local view = balancer.new_view(dict)
     balancer.sync(view)
-    local entry_a = view.backends.a
-    store.write(dict, "replace", { b("a", { "10.0.0.1" }), b("z", { "10.0.0.26" }) })
+    local entry_a = balancer.backend(view, "a")
+    local impl_b = balancer.backend(view, "b").impl
+    store.write(dict, "replace", { b("a", { "10.0.0.1" }), b("b", { "10.0.0.3" }),
+                                   b("z", { "10.0.0.26" }) })
     balancer.sync(view)
     T.eq(view.version, 2)
     T.eq(view.stats.full_loads, 2)
-    T.eq(names(view), "a z")
-    T.truthy(view.backends.a == entry_a, "unchanged text -> same entry, no decode")
+    T.eq(names(view), "a b z")
+    T.truthy(balancer.backend(view, "a") == entry_a, "unchanged text -> same entry, no decode")
+    T.truthy(balancer.backend(view, "b").impl == impl_b, "changed text -> same instance")
+    T.eq(addresses(view, "b"), "10.0.0.3:80")
 end
 
 cases["removed backends disappear through the log"] = function()
@@ -109,6 +134,7 @@ cases["removed backends disappear through the log"] = function()
     store.write(dict, "upsert", { b("a"), b("b") })
     local view = balancer.new_view(dict)
     balancer.sync(view)
+    T.eq(names(view), "a b")
     -- a removal logged by name (a rollback publishes names this way)
     dict:delete(store.BACKEND_PREFIX .. "b")
     dict:set(store.LOG_PREFIX .. 2, '["b"]')
@@ -123,6 +149,7 @@ cases["a worker too far behind rebuilds everything"] = function()
     store.write(dict, "upsert", { b("a", { "10.0.0.1" }), b("b", { "10.0.0.2" }) })
     local view = balancer.new_view(dict)
     balancer.sync(view)
+    T.eq(names(view), "a b")
     for i = 1, store.LOG_SIZE + 5 do
         store.write(dict, "upsert", { b("a", { "10.0.1." .. (i % 250) }) })
     end
@@ -142,8 +169,8 @@ cases["unknown load-balance falls back to round robin, extra keys kept"] = funct
     })
     local view = balancer.new_view(dict)
     balancer.sync(view)
-    T.eq(view.backends.a.algorithm, "round_robin")
-    T.eq(view.backends.a.backend.sessionAffinityConfig.name, "c")
+    T.eq(balancer.backend(view, "a").algorithm, "round_robin")
+    T.eq(balancer.backend(view, "a").backend.sessionAffinityConfig.name, "c")
 end
 
 cases["numeric ports, IPv6 keys and endpoints that fail to parse"] = function()
@@ -152,8 +179,8 @@ cases["numeric ports, IPv6 keys and endpoints that fail to parse"] = function()
         .. '{"address":"10.0.0.1","port":8080},{"address":"::1","port":"81"}]}' } })
     local view = balancer.new_view(dict)
     balancer.sync(view)
-    T.eq(view.backends.a.endpoints[1].port, 8080)
-    T.eq(view.backends.a.endpoints[2].key, "[::1]:81")
+    T.eq(balancer.backend(view, "a").endpoints[1].port, 8080)
+    T.eq(balancer.backend(view, "a").endpoints[2].key, "[::1]:81")
 end
 
 cases["parse_tried reads the peers of the current upstream group"] = function()

@@ -14,9 +14,8 @@ whether ``Strict-Transport-Security`` was sent, and, over HTTPS, which certifica
 
 Everything random comes from one ``random.Random(seed)``, so a seed names a world and its
 requests (``World.yaml()`` and ``Mismatch.show()`` write them out for a report).  Canary weights
-are 0 or 100 only, so that every answer is deterministic.  One known difference between the
-modes is left out where it is decided: the certificate of names a wildcard's certificate covers
-but their own server has none (``shadowed_names``).  Used by ``tests/test_routing_parity.py``.
+are 0 or 100 only, so that every answer is deterministic; no request is left out of the
+comparison.  Used by ``tests/test_routing_parity.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import json
 import random
 import re
@@ -41,7 +39,6 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from ingressd.app.runtime import Source
-from ingressd.model import Configuration
 from ingressd.store.snapshot import KubeObject
 from ingressd.store.sources.files import ManifestsSource
 from tests.support.backends import EchoPods
@@ -542,30 +539,6 @@ async def send(session: aiohttp.ClientSession, h: Harness, request: Request) -> 
 # ----------------------------------------------------------------------------------- the pair
 
 
-def shadowed_names(config: Configuration) -> frozenset[str]:
-    """Exact server names without a certificate of their own under a wildcard that has one.
-
-    Known difference, left out of the comparison: --routing nginx presents the certificate of
-    the server the SNI names (none: the default certificate), --routing lua the exact name's,
-    else the wildcard's (lua/ingressd/certificates.lua), so for these names nginx presents the
-    default certificate and Lua the wildcard's.
-    """
-    named: set[str] = set()
-    with_certificate: set[str] = set()
-    for server in config.servers:
-        names = (server.hostname, *server.aliases)
-        named.update(names)
-        if server.certificate is not None:
-            with_certificate.update(names)
-    return frozenset(
-        name
-        for name in named - with_certificate
-        if not name.startswith("*.")
-        and "." in name
-        and "*." + name.partition(".")[2] in with_certificate
-    )
-
-
 class _Reader(Harness):
     """A harness whose controller reads another harness's manifests dir."""
 
@@ -603,8 +576,6 @@ class Pair:
         self.lua = _Reader(root / "lua", self.nginx.manifests, routing="lua")
         self.pods: list[EchoPods] = []
         self.session: aiohttp.ClientSession | None = None
-        #: Server names whose certificate is not compared (``shadowed_names``).
-        self.shadowed: frozenset[str] = frozenset()
 
     @property
     def harnesses(self) -> tuple[Harness, Harness]:
@@ -647,9 +618,6 @@ class Pair:
             assert build is not None and worker.running == build.configuration, (
                 f"--routing {h.options.routing} did not apply the world: {worker.records[-1]}"
             )
-        running = self.nginx.ingressd.worker.running
-        assert running is not None
-        self.shadowed = shadowed_names(running)
 
     def problems(self) -> list[str]:
         """What the last build skipped, and why (the same in both modes)."""
@@ -668,9 +636,6 @@ class Pair:
 
     async def compare(self, request: Request) -> Mismatch | None:
         nginx, lua = await self.answers(request)
-        if request.https and request.sni in self.shadowed:
-            nginx = dataclasses.replace(nginx, certificate=None)
-            lua = dataclasses.replace(lua, certificate=None)
         return None if nginx == lua else Mismatch(request, nginx, lua)
 
     async def compare_all(self, requests: Sequence[Request]) -> list[Mismatch]:
