@@ -83,6 +83,11 @@ class Options:
     ingress_class: str = "ingressd"
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None
+    #: ``--tcp-services-configmap`` / ``--udp-services-configmap`` (ingress-nginx's format).
+    tcp_services_configmap: ObjectKey | None = None
+    udp_services_configmap: ObjectKey | None = None
+    #: ``--enable-ssl-passthrough``: the HTTPS port reads SNI names first (stream front).
+    enable_ssl_passthrough: bool = False
     worker_processes: str = "auto"
     #: ``lua``: hosts and paths routed by Lua, a reload only for a new settings class;
     #: ``nginx``: a server block per host and a location per path (docs/routing.md).
@@ -111,6 +116,13 @@ class Options:
             worker_processes=self.worker_processes,
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
             routing=self.routing,
+            ssl_passthrough=self.enable_ssl_passthrough,
+        )
+
+    @property
+    def stream_configmaps(self) -> tuple[ObjectKey, ...]:
+        return tuple(
+            k for k in (self.tcp_services_configmap, self.udp_services_configmap) if k is not None
         )
 
     def build_options(self) -> BuildOptions:
@@ -120,6 +132,14 @@ class Options:
             annotations_prefix=self.annotations_prefix,
             allow_snippet_annotations=self.allow_snippet_annotations,
             allow_loopback_endpoints=self.allow_loopback_endpoints,
+            tcp_services_configmap=self.tcp_services_configmap,
+            udp_services_configmap=self.udp_services_configmap,
+            enable_ssl_passthrough=self.enable_ssl_passthrough,
+            reserved_ports=(
+                (self.http_port, "the HTTP port"),
+                (self.https_port, "the HTTPS port"),
+                (self.status_port, "the status port (/healthz, /metrics)"),
+            ),
         )
 
 
@@ -135,7 +155,11 @@ class Ingressd:
         if isinstance(source, InformerSource):
             self.metrics.follow_informers(source.stats)
         self.channel = UpdateChannel(maxsize=options.update_channel_size)
-        self.store = Store(channel=self.channel, configmap=options.configmap)
+        self.store = Store(
+            channel=self.channel,
+            configmap=options.configmap,
+            stream_configmaps=options.stream_configmaps,
+        )
         self.queue = SyncQueue(min_interval=options.min_sync_interval)
         self.controller = NginxController(channel=self.channel, queue=self.queue)
         # ``nginx``: another driver, e.g. ``DryRunNginx`` for ``ingressd replay --dry-run``.

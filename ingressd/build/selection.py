@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
 from ingressd.build import kube
 from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
-from ingressd.model import Problem
+from ingressd.model import ObjectKey, Problem
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["BuildOptions", "is_ours", "our_classes"]
@@ -46,6 +46,14 @@ class BuildOptions:
     #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
     #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.
     allow_loopback_endpoints: bool = False
+    #: ``--tcp-services-configmap`` / ``--udp-services-configmap`` (ingress-nginx format).
+    tcp_services_configmap: ObjectKey | None = None
+    udp_services_configmap: ObjectKey | None = None
+    #: ``--enable-ssl-passthrough``: Ingresses with ``ssl-passthrough`` get TLS untouched.
+    enable_ssl_passthrough: bool = False
+    #: TCP ports the controller listens on itself, and what for: a TCP service entry on one of
+    #: them is refused.
+    reserved_ports: tuple[tuple[int, str], ...] = ()
 
     @property
     def annotation_options(self) -> AnnotationOptions:

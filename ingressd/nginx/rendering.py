@@ -148,6 +148,27 @@ class NginxPaths:
         return str(self.work_dir / "certs" / "default.pem")
 
     @property
+    def stream(self) -> str:
+        """The stream block's files: one peer list per backend (``<backend>.json``, read by
+        njs per connection) and the internal sockets of TLS passthrough; 0755, read by the
+        workers."""
+        return str(self.work_dir / "stream")
+
+    def stream_peers(self, backend: str) -> str:
+        return f"{self.stream}/{backend}.json"
+
+    @property
+    def https_socket(self) -> str:
+        """``--enable-ssl-passthrough``: the HTTPS servers' listener behind the stream front
+        (PROXY protocol, so the client's address is kept)."""
+        return f"{self.stream}/https.sock"
+
+    def passthrough_socket(self, backend: str) -> str:
+        """``--enable-ssl-passthrough``: where the front hands the connections of the
+        passthrough hosts of ``backend`` (its server picks the pod)."""
+        return f"{self.stream}/pt-{backend}.sock"
+
+    @property
     def secrets(self) -> str:
         """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
         return str(self.work_dir / "secrets")
@@ -184,6 +205,9 @@ class RenderSettings:
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "nginx"
+    #: ``--enable-ssl-passthrough``: the HTTPS port is a stream listener that reads the SNI
+    #: name (ssl_preread); the HTTPS servers listen on an internal socket behind it.
+    ssl_passthrough: bool = False
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
@@ -290,6 +314,11 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    listen_https = (
+        f"{quote_path('unix:' + paths.https_socket)} proxy_protocol"
+        if settings.ssl_passthrough
+        else str(int(settings.https_port))
+    )
     try:
         annotation_http_lines = http_lines(
             config if lua_routed else Configuration(servers=tuple(contributing))
@@ -358,7 +387,11 @@ def _render(
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=int(settings.http_port),
-        listen_https=int(settings.https_port),
+        listen_https=listen_https,
+        streams=config.streams,
+        stream_block=bool(
+            config.streams.services or config.streams.passthrough or settings.ssl_passthrough
+        ),
         https_port_suffix=https_suffix,
         server_names_hash_max_size=max_size,
         server_names_hash_bucket_size=bucket,

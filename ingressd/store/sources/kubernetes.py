@@ -4,7 +4,8 @@
       --CoreV1Api / DiscoveryV1Api / NetworkingV1Api list_* (_preload_content=False)-->
     Informer per kind (``informer.py``: list, watch, 410 -> relist, backoff, resync)
       Service, EndpointSlice, Secret (not Helm's release secrets), the controller's ConfigMap
-      (``--configmap NS/NAME``: that one object, by fieldSelector metadata.name), IngressClass
+      (``--configmap NS/NAME``: that one object, by fieldSelector metadata.name; with the
+      tcp/udp services ConfigMaps: their namespace, or every one), IngressClass
       (cluster-scoped), Ingress
       --WatchEvent--> sink (``Store.apply``)
 
@@ -89,6 +90,7 @@ class KubernetesSource:
         *,
         watch_namespace: str | None = None,
         configmap: ObjectKey | None = None,
+        stream_configmaps: tuple[ObjectKey, ...] = (),
         resync_period: float = 600.0,
         page_size: int = 500,
         watch_timeout: float = 300.0,
@@ -103,6 +105,8 @@ class KubernetesSource:
         self.api = api
         self.watch_namespace = watch_namespace
         self.configmap = configmap
+        #: ``--tcp-services-configmap`` / ``--udp-services-configmap``.
+        self.stream_configmaps = stream_configmaps
         self.informers: dict[Kind, Informer] = {}
         reachability = Reachability(self._probe)
         for kind in START_ORDER:
@@ -132,10 +136,15 @@ class KubernetesSource:
         selector: dict[str, str] = {}
         namespace = self.watch_namespace
         if kind is Kind.CONFIG_MAP:
-            if self.configmap is None:
+            wanted = sorted({k for k in (self.configmap, *self.stream_configmaps) if k})
+            if not wanted:
                 return None
-            namespace, _, name = self.configmap.partition("/")
-            selector["field_selector"] = f"metadata.name={name}"
+            namespaces = {k.partition("/")[0] for k in wanted}
+            # One ConfigMap: that object alone; several in one namespace: that namespace's
+            # (the Store keeps only the ones it was told of relevant); else cluster-wide.
+            namespace = namespaces.pop() if len(namespaces) == 1 else None
+            if len(wanted) == 1:
+                selector["field_selector"] = f"metadata.name={wanted[0].partition('/')[2]}"
         elif kind is Kind.SECRET:
             selector["field_selector"] = SECRET_FIELD_SELECTOR
         if namespaced is None or namespace is None:

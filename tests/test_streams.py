@@ -1,0 +1,341 @@
+"""TCP/UDP services and TLS passthrough: the ConfigMap grammar, the build, and real traffic
+through nginx's stream module (peers picked by njs from the controller's peer files)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingressd.build import BuildOptions, build_configuration
+from ingressd.build.streams import StreamEntry, parse_entry
+from ingressd.model import ObjectKey
+from ingressd.model.streams import StreamProtocol
+from tests.support import objects as o
+from tests.support.backends import EchoPods
+from tests.support.harness import Harness, free_port, pod_addresses
+
+TCP_MAP = ObjectKey("ingress/tcp-services")
+UDP_MAP = ObjectKey("ingress/udp-services")
+
+
+def configmap(key: str, data: dict[str, Any]) -> dict[str, Any]:
+    namespace, _, name = key.partition("/")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"},
+        "data": data,
+    }
+
+
+# -- the grammar --------------------------------------------------------------------------------
+
+
+def test_entry_with_both_proxy_flags_decodes_and_sends() -> None:
+    assert parse_entry("9000", "db/postgres:5432:PROXY:PROXY") == StreamEntry(
+        9000, "db", "postgres", "5432", decode_proxy=True, send_proxy=True
+    )
+    entry = parse_entry("22", "git/gitlab-shell:ssh:PROXY")
+    assert isinstance(entry, StreamEntry)
+    assert (entry.service_port, entry.decode_proxy, entry.send_proxy) == ("ssh", True, False)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("http", "a/b:80", "must be a port number"),
+        ("70000", "a/b:80", "must be a port number"),
+        ("9000", "b:80", "must be <namespace>/<service>"),
+        ("9000", "a/b", "must be <namespace>/<service>:<port>"),
+        ("9000", "a/B_x:80", "service 'B_x'"),
+        ("9000", "a/b:80:TLS", "only PROXY may follow"),
+        ("9000", "a/b:80;evil", "service port"),
+        ("9000", "a/b:99999", "between 1 and 65535"),
+    ],
+)
+def test_bad_entries_say_why(key: str, value: str, why: str) -> None:
+    result = parse_entry(key, value)
+    assert isinstance(result, str) and why in result
+
+
+def test_bad_entry_and_taken_port_are_problems_and_the_others_apply() -> None:
+    snap = o.snapshot(
+        o.service("echo", "apps", ports=[o.service_port(7000, target_port=7000)]),
+        o.endpoint_slice("echo", "apps", endpoints=["10.0.0.1"], port=7000),
+        configmap(
+            TCP_MAP,
+            {
+                "9000": "apps/echo:7000",
+                "9001": "apps/echo:7000:PROXY",
+                "9002": "apps/missing:7000",
+                "80": "apps/echo:7000",
+                "9003": "apps/echo:7000:bogus",
+            },
+        ),
+    )
+    options = BuildOptions(
+        tcp_services_configmap=TCP_MAP, reserved_ports=((80, "the HTTP port"),)
+    )
+    result = build_configuration(snap, options)
+    services = result.configuration.streams.services
+    assert [(s.port, s.decode_proxy) for s in services] == [(9000, False), (9001, True)]
+    assert {s.protocol for s in services} == {StreamProtocol.TCP}
+    by_field = {p.field: p.reason for p in result.problems}
+    assert "taken by the HTTP port" in by_field["data[80]"]
+    assert "service apps/missing not found" in by_field["data[9002]"]
+    assert "only PROXY" in by_field["data[9003]"]
+    backend = result.configuration.backend_map()[services[0].backend]
+    assert [e.address for e in backend.endpoints] == ["10.0.0.1"]
+
+
+# -- real traffic ---------------------------------------------------------------------------------
+
+
+class TcpEchoPods:
+    """TCP servers on loopback addresses: each answers ``<name>:<what it read>`` per line."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.servers: dict[str, asyncio.Server] = {}
+
+    async def add(self, address: str, name: str) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while line := await reader.readline():
+                    writer.write(f"{name}:".encode() + line)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        self.servers[address] = await asyncio.start_server(handle, address, self.port)
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+
+class UdpEchoPods:
+    """UDP servers: each answers a datagram with ``<name>:<datagram>``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.transports: list[asyncio.DatagramTransport] = []
+
+    async def add(self, address: str, name: str) -> None:
+        class Echo(asyncio.DatagramProtocol):
+            transport: Any = None
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                self.transport.sendto(f"{name}:".encode() + data, addr)
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=(address, self.port))
+        self.transports.append(transport)
+
+    def stop(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+async def tcp_exchange(port: int, text: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(text.encode() + b"\n")
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+    finally:
+        writer.close()
+
+
+def udp_exchange(port: int, text: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(text.encode(), ("127.0.0.1", port))
+        return sock.recv(1024).decode()
+
+
+def echo_service(name: str, addresses: list[str], port: int, protocol: str = "TCP") -> list[Any]:
+    return [
+        o.service(name, "apps", ports=[o.service_port(port, protocol=protocol)]),
+        o.endpoint_slice(
+            name,
+            "apps",
+            endpoints=addresses,
+            ports=[{"port": port, "protocol": protocol}],
+        ),
+    ]
+
+
+@pytest.fixture
+async def stream_harness() -> AsyncIterator[Harness]:
+    path = Path(tempfile.mkdtemp(prefix="ingressd-test-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    h = Harness(path)
+    h.options = dataclasses.replace(
+        h.options,
+        tcp_services_configmap=TCP_MAP,
+        udp_services_configmap=UDP_MAP,
+        enable_ssl_passthrough=True,
+    )
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+
+
+@pytest.mark.nginx
+async def test_tcp_service_balances_and_scales_out_without_reload(
+    stream_harness: Harness,
+) -> None:
+    h = stream_harness
+    addresses = pod_addresses(3)
+    pod_port, listen = free_port(), free_port()
+    pods = TcpEchoPods(pod_port)
+    for i, address in enumerate(addresses):
+        await pods.add(address, f"tcp-{i}")
+    try:
+        h.write("echo.yaml", *echo_service("echo", addresses[:2], pod_port))
+        h.write("tcp.yaml", configmap(TCP_MAP, {str(listen): f"apps/echo:{pod_port}"}))
+
+        async def both_pods() -> set[str]:
+            seen = {(await tcp_exchange(listen, "hi")).split(":")[0] for _ in range(6)}
+            assert seen == {"tcp-0", "tcp-1"}, seen
+            return seen
+
+        await h.eventually(both_pods, timeout=15)
+        assert await tcp_exchange(listen, "hello") in {"tcp-0:hello", "tcp-1:hello"}
+        await h.settled()
+        reloads = h.reloads
+
+        h.write("echo.yaml", *echo_service("echo", addresses, pod_port))
+
+        async def three_pods() -> None:
+            seen = {(await tcp_exchange(listen, "hi")).split(":")[0] for _ in range(9)}
+            assert seen == {"tcp-0", "tcp-1", "tcp-2"}, seen
+
+        await h.eventually(three_pods, timeout=15)
+        await h.settled()
+        assert h.reloads == reloads
+
+        # no endpoints: the connection is closed, nothing is proxied
+        h.write("echo.yaml", *echo_service("echo", [], pod_port))
+        await h.settled()
+
+        async def closed() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listen)
+            writer.write(b"hi\n")
+            assert await asyncio.wait_for(reader.read(100), 5) == b""
+            writer.close()
+
+        await h.eventually(closed, timeout=10)
+        assert h.reloads == reloads
+    finally:
+        await pods.stop()
+
+
+@pytest.mark.nginx
+async def test_udp_service_echoes_datagrams_through_nginx(stream_harness: Harness) -> None:
+    h = stream_harness
+    addresses = pod_addresses(2)
+    pod_port, listen = free_port(), free_port()
+    pods = UdpEchoPods(pod_port)
+    for i, address in enumerate(addresses):
+        await pods.add(address, f"udp-{i}")
+    try:
+        h.write("dns.yaml", *echo_service("dns", addresses[:1], pod_port, "UDP"))
+        h.write("udp.yaml", configmap(UDP_MAP, {str(listen): f"apps/dns:{pod_port}"}))
+
+        async def answered() -> None:
+            assert await asyncio.to_thread(udp_exchange, listen, "ping") == "udp-0:ping"
+
+        await h.eventually(answered, timeout=15)
+        await h.settled()
+        reloads = h.reloads
+        h.write("dns.yaml", *echo_service("dns", addresses, pod_port, "UDP"))
+
+        async def both() -> None:
+            seen = {
+                (await asyncio.to_thread(udp_exchange, listen, "x")).split(":")[0]
+                for _ in range(6)
+            }
+            assert seen == {"udp-0", "udp-1"}, seen
+
+        await h.eventually(both, timeout=15)
+        assert h.reloads == reloads
+    finally:
+        pods.stop()
+
+
+@pytest.mark.nginx
+async def test_passthrough_host_reaches_the_pod_certificate_and_others_reach_nginx(
+    stream_harness: Harness,
+) -> None:
+    h = stream_harness
+    cert_pem, key_pem = o.self_signed_certificate(
+        "argo.example.com", not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(1)
+    )
+    directory = Path(tempfile.mkdtemp(prefix="ingressd-pod-"))
+    (directory / "pod.crt").write_text(cert_pem)
+    (directory / "pod.key").write_text(key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "pod.crt", directory / "pod.key")
+    tls_addresses = pod_addresses(1)
+    tls_pods = EchoPods({tls_addresses[0]: "tls-pod"}, free_port(), ssl_context=context)
+    await tls_pods.start()
+    http_addresses, http_port = await h.start_pods(1, prefix="web")
+    try:
+        h.write(
+            "argo.yaml",
+            *echo_service("argo", tls_addresses, tls_pods.port),
+            o.ingress(
+                "argo",
+                "apps",
+                rules=[o.rule("argo.example.com", o.path("/", "argo", tls_pods.port))],
+                annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": "true"},
+            ),
+            *echo_service("web", http_addresses, http_port),
+            o.ingress(
+                "web",
+                "apps",
+                rules=[o.rule("web.example.com", o.path("/", "web", http_port))],
+            ),
+        )
+
+        async def pod_certificate() -> None:
+            client = ssl.create_default_context(cadata=cert_pem)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", h.https_port, ssl=client, server_hostname="argo.example.com"
+            )
+            writer.write(b"GET /x HTTP/1.1\r\nHost: argo.example.com\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert b"tls-pod" in answer, answer[:200]
+
+        await h.eventually(pod_certificate, timeout=15)
+
+        async def through_nginx() -> None:
+            response = await h.get("/", host="web.example.com", https=True)
+            assert response.status == 200 and response.pod == "web-0"
+            sent = response.json()["headers"]
+            assert sent["X-Real-IP"] == "127.0.0.1"
+            assert sent["X-Forwarded-For"] == "127.0.0.1"
+
+        await h.eventually(through_nginx, timeout=15)
+    finally:
+        await tls_pods.stop()
