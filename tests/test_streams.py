@@ -4,6 +4,7 @@ through nginx's stream module (peers picked by njs from the controller's peer fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -17,11 +18,16 @@ from typing import Any
 import pytest
 
 from ingressd.build import BuildOptions, build_configuration
+from ingressd.cluster.client import api_client
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.store.store import Store
+from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.build.streams import StreamEntry, parse_entry
 from ingressd.model import ObjectKey
 from ingressd.model.streams import StreamProtocol
 from tests.support import objects as o
 from tests.support.backends import EchoPods
+from tests.support.fakeapi import FakeApiServer
 from tests.support.harness import Harness, free_port, pod_addresses
 
 TCP_MAP = ObjectKey("ingress/tcp-services")
@@ -83,9 +89,7 @@ def test_bad_entry_and_taken_port_are_problems_and_the_others_apply() -> None:
             },
         ),
     )
-    options = BuildOptions(
-        tcp_services_configmap=TCP_MAP, reserved_ports=((80, "the HTTP port"),)
-    )
+    options = BuildOptions(tcp_services_configmap=TCP_MAP, reserved_ports=((80, "the HTTP port"),))
     result = build_configuration(snap, options)
     services = result.configuration.streams.services
     assert [(s.port, s.decode_proxy) for s in services] == [(9000, False), (9001, True)]
@@ -197,8 +201,6 @@ async def stream_harness() -> AsyncIterator[Harness]:
         await h.stop()
 
 
-
-
 @pytest.mark.nginx
 async def test_tcp_service_balances_and_scales_out_without_reload(
     stream_harness: Harness,
@@ -271,8 +273,7 @@ async def test_udp_service_echoes_datagrams_through_nginx(stream_harness: Harnes
 
         async def both() -> None:
             seen = {
-                (await asyncio.to_thread(udp_exchange, listen, "x")).split(":")[0]
-                for _ in range(6)
+                (await asyncio.to_thread(udp_exchange, listen, "x")).split(":")[0] for _ in range(6)
             }
             assert seen == {"udp-0", "udp-1"}, seen
 
@@ -339,3 +340,59 @@ async def test_passthrough_host_reaches_the_pod_certificate_and_others_reach_ngi
         await h.eventually(through_nginx, timeout=15)
     finally:
         await tls_pods.stop()
+
+
+# -- the Kubernetes source -------------------------------------------------------------------------
+
+
+async def test_kubernetes_source_watches_the_services_configmaps_and_their_services(
+    fake_api: FakeApiServer, tmp_path: Path
+) -> None:
+    """A tcp-services entry added over the API, then its Service's endpoints scaled out:
+    both reach the Store as events, through real list and watch calls."""
+    controller = ObjectKey("ingress/controller")
+    fake_api.create(configmap(controller, {}))
+    fake_api.create(configmap(TCP_MAP, {}))
+    fake_api.create(configmap(ObjectKey("ingress/unrelated"), {"a": "b"}))
+    for obj in echo_service("db", ["10.0.0.1"], 5432):
+        fake_api.create(obj)
+    client = await api_client(fake_api.write_kubeconfig(tmp_path / "kubeconfig"))
+    channel = UpdateChannel()
+    store = Store(channel=channel, configmap=controller, stream_configmaps=(TCP_MAP,))
+    source = KubernetesSource(client, configmap=controller, stream_configmaps=(TCP_MAP,))
+    task: asyncio.Task[None] | None = None
+    try:
+        await source.load_once(store.apply)
+        task = asyncio.create_task(source.run(store.apply))
+        await fake_api.wait_for_watches(len(source.informers))
+        channel.get_nowait_all()
+        options = BuildOptions(tcp_services_configmap=TCP_MAP)
+
+        async def endpoints(count: int) -> None:
+            while True:
+                config = build_configuration(store.snapshot(), options).configuration
+                services = config.streams.services
+                if services:
+                    backend = config.backend_map()[services[0].backend]
+                    if len(backend.endpoints) == count:
+                        return
+                await asyncio.sleep(0.05)
+
+        fake_api.update(configmap(TCP_MAP, {"5432": "apps/db:5432"}))
+        fake_api.update(configmap(ObjectKey("ingress/unrelated"), {"a": "c"}))
+        async with asyncio.timeout(10):
+            await endpoints(1)
+        await asyncio.sleep(0.2)  # the unrelated ConfigMap's change arrived too
+        kinds = {(event.kind.value, event.key) for event in channel.get_nowait_all()}
+        assert kinds == {("ConfigMap", TCP_MAP)}
+        fake_api.update(echo_service("db", ["10.0.0.1", "10.0.0.2"], 5432)[1])
+        async with asyncio.timeout(10):
+            await endpoints(2)
+        kinds = {(event.kind.value, event.key) for event in channel.get_nowait_all()}
+        assert kinds == {("EndpointSlice", "apps/db-abcde")}
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await client.close()
