@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from ingressd.build import BuildOptions, build_configuration
-from ingressd.cluster.client import api_client
-from ingressd.pipeline.channel import UpdateChannel
-from ingressd.store.store import Store
-from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.build.streams import StreamEntry, parse_entry
+from ingressd.cluster.client import api_client
 from ingressd.model import ObjectKey
 from ingressd.model.streams import StreamProtocol
+from ingressd.pipeline.channel import UpdateChannel
+from ingressd.store.sources.kubernetes import KubernetesSource
+from ingressd.store.store import Store
 from tests.support import objects as o
 from tests.support.backends import EchoPods
 from tests.support.fakeapi import FakeApiServer
@@ -32,6 +32,7 @@ from tests.support.harness import Harness, free_port, pod_addresses
 
 TCP_MAP = ObjectKey("ingress/tcp-services")
 UDP_MAP = ObjectKey("ingress/udp-services")
+CONTROLLER_MAP = ObjectKey("ingress/controller")
 
 
 def configmap(key: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +194,7 @@ async def stream_harness() -> AsyncIterator[Harness]:
         tcp_services_configmap=TCP_MAP,
         udp_services_configmap=UDP_MAP,
         enable_ssl_passthrough=True,
+        configmap=CONTROLLER_MAP,
     )
     await h.start()
     try:
@@ -396,3 +398,108 @@ async def test_kubernetes_source_watches_the_services_configmaps_and_their_servi
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await client.close()
+
+
+# -- PROXY protocol -------------------------------------------------------------------------------
+
+
+def proxy_v2(source: str, port: int) -> bytes:
+    """A PROXY protocol v2 header (TCP over IPv4) from ``source``:``port``."""
+    body = socket.inet_aton(source) + socket.inet_aton("127.0.0.1")
+    body += port.to_bytes(2, "big") + (80).to_bytes(2, "big")
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+async def raw_request(
+    port: int, header: bytes, request: bytes, *, tls_host: str | None = None
+) -> str:
+    """Send ``header`` then ``request`` (over TLS to ``tls_host`` when given); the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(header)
+    await writer.drain()
+    if tls_host is not None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        await writer.start_tls(context, server_hostname=tls_host)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer.decode(errors="replace")
+
+
+def pod_headers(answer: str) -> dict[str, str]:
+    import json
+
+    status, _, body = answer.partition("\r\n\r\n")
+    assert " 200 " in status.split("\r\n")[0], answer[:300]
+    headers: dict[str, str] = json.loads(body)["headers"]
+    return headers
+
+
+@pytest.mark.nginx
+async def test_use_proxy_protocol_takes_the_client_address_from_v1_and_v2_headers(
+    stream_harness: Harness,
+) -> None:
+    h = stream_harness
+    addresses, port = await h.start_pods(1, prefix="web")
+    h.write(
+        "web.yaml",
+        *echo_service("web", addresses, port),
+        o.ingress("web", "apps", rules=[o.rule("web.example.com", o.path("/", "web", port))]),
+    )
+    h.write(
+        "cm.yaml",
+        configmap(
+            CONTROLLER_MAP,
+            {"use-proxy-protocol": "true", "compute-full-forwarded-for": "true"},
+        ),
+    )
+    request = (
+        b"GET / HTTP/1.0\r\nHost: web.example.com\r\nX-Forwarded-For: 198.51.100.9\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n"
+
+    async def via_v1() -> None:
+        headers = pod_headers(await raw_request(h.http_port, v1, request))
+        assert headers["X-Real-IP"] == "203.0.113.7"
+        assert headers["X-Forwarded-For"] == "198.51.100.9, 203.0.113.7"
+
+    await h.eventually(via_v1, timeout=15)
+    headers = pod_headers(await raw_request(h.http_port, proxy_v2("203.0.113.8", 4000), request))
+    assert headers["X-Real-IP"] == "203.0.113.8"
+    # HTTPS: the stream front takes the header, passes the address on to the HTTPS servers
+    headers = pod_headers(await raw_request(h.https_port, v1, request, tls_host="web.example.com"))
+    assert headers["X-Real-IP"] == "203.0.113.7"
+    assert headers["X-Forwarded-Proto"] == "https"
+    # without a header the connection is refused: the listeners require one
+    with pytest.raises((ConnectionError, AssertionError, IndexError, asyncio.IncompleteReadError)):
+        pod_headers(await raw_request(h.http_port, b"", request))
+
+
+@pytest.mark.nginx
+async def test_tcp_entry_with_two_proxy_flags_decodes_and_sends_the_client_address(
+    stream_harness: Harness,
+) -> None:
+    h = stream_harness
+    addresses = pod_addresses(1)
+    pod_port, listen = free_port(), free_port()
+    pods = TcpEchoPods(pod_port)
+    await pods.add(addresses[0], "tcp-0")
+    try:
+        h.write("echo.yaml", *echo_service("echo", addresses, pod_port))
+        h.write("tcp.yaml", configmap(TCP_MAP, {str(listen): f"apps/echo:{pod_port}:PROXY:PROXY"}))
+
+        async def forwarded() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listen)
+            writer.write(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 9000\r\nhello\n")
+            first = (await asyncio.wait_for(reader.readline(), 5)).decode()
+            second = (await asyncio.wait_for(reader.readline(), 5)).decode()
+            writer.close()
+            assert first.startswith("tcp-0:PROXY TCP4 203.0.113.9 "), first
+            assert second == "tcp-0:hello\n"
+
+        await h.eventually(forwarded, timeout=15)
+    finally:
+        await pods.stop()

@@ -198,6 +198,13 @@ class RenderSettings:
     use_forwarded_headers: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    #: The client address from ``forwarded_for_header`` (without the other X-Forwarded-*).
+    enable_real_ip: bool = False
+    #: The HTTP/HTTPS listeners take a PROXY protocol header; the client address from it.
+    use_proxy_protocol: bool = False
+    proxy_protocol_header_timeout: str = "5s"
+    #: X-Forwarded-For: the header received, then the peer (instead of the client alone).
+    compute_full_forwarded_for: bool = False
     #: ``None``: the template's built-in ``upstreaminfo`` format.
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
@@ -314,10 +321,12 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    proxy_protocol = " proxy_protocol" if settings.use_proxy_protocol else ""
+    listen_http = f"{int(settings.http_port)}{proxy_protocol}"
     listen_https = (
         f"{quote_path('unix:' + paths.https_socket)} proxy_protocol"
         if settings.ssl_passthrough
-        else str(int(settings.https_port))
+        else f"{int(settings.https_port)}{proxy_protocol}"
     )
     try:
         annotation_http_lines = http_lines(
@@ -386,7 +395,7 @@ def _render(
         annotation_http_lines=annotation_http_lines,
         generation=int(generation),
         worker_user=settings.worker_user,
-        listen_http=int(settings.http_port),
+        listen_http=listen_http,
         listen_https=listen_https,
         streams=config.streams,
         stream_block=bool(
