@@ -144,7 +144,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
         ingress(
             "web",
             rules=[rule("a.test", path("/", "web", 80))],
-            annotations={P + "ssl-passthrough": "true"},
+            annotations={P + "auth-tls-error-page": "http://x/", P + "ssl-passthrough": "true"},
         )
     )
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
@@ -153,4 +153,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
     code = await cli._check(args)
     report = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert statuses(by_ingress(report)["default/web"]) == {"ssl-passthrough": "unsupported"}
+    assert statuses(by_ingress(report)["default/web"]) == {
+        "auth-tls-error-page": "unsupported",
+        "ssl-passthrough": "supported with a difference",
+    }
