@@ -20,9 +20,10 @@ import pytest
 from ingressd.build import BuildOptions, build_configuration
 from ingressd.build.streams import StreamEntry, parse_entry
 from ingressd.cluster.client import api_client
-from ingressd.model import ObjectKey
+from ingressd.model import Configuration, ObjectKey
 from ingressd.model.streams import StreamProtocol
 from ingressd.pipeline.channel import UpdateChannel
+from ingressd.pipeline.diffing import Action, Change, decide
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
 from tests.support import objects as o
@@ -101,6 +102,50 @@ def test_bad_entry_and_taken_port_are_problems_and_the_others_apply() -> None:
     assert "only PROXY" in by_field["data[9003]"]
     backend = result.configuration.backend_map()[services[0].backend]
     assert [e.address for e in backend.endpoints] == ["10.0.0.1"]
+
+
+def test_passthrough_hosts_oldest_ingress_wins_and_false_or_no_flag_means_none() -> None:
+    def passthrough_ingress(name: str, created: str, value: str = "true") -> dict[str, Any]:
+        obj = o.ingress(
+            name,
+            "apps",
+            rules=[o.rule("argo.example.com", o.path("/", "argo", 443))],
+            annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": value},
+        )
+        obj["metadata"]["creationTimestamp"] = created
+        return obj
+
+    objects = [
+        o.service("argo", "apps", ports=[o.service_port(443, target_port=8443)]),
+        o.endpoint_slice("argo", "apps", endpoints=["10.0.0.5"], port=8443),
+        passthrough_ingress("newer", "2024-02-01T00:00:00Z"),
+        passthrough_ingress("older", "2024-01-01T00:00:00Z"),
+        passthrough_ingress("off", "2023-01-01T00:00:00Z", "false"),
+    ]
+    result = build_configuration(o.snapshot(*objects), BuildOptions(enable_ssl_passthrough=True))
+    (entry,) = result.configuration.streams.passthrough
+    assert (entry.hostname, entry.ingress) == ("argo.example.com", "apps/older")
+    losers = [p for p in result.problems if "already taken" in p.reason]
+    assert [(p.key, p.winner) for p in losers] == [("apps/newer", "apps/older")]
+    backend = result.configuration.backend_map()[entry.backend]
+    assert [(e.address, e.port) for e in backend.endpoints] == [("10.0.0.5", 8443)]
+    without_flag = build_configuration(o.snapshot(*objects), BuildOptions())
+    assert without_flag.configuration.streams.passthrough == ()
+
+
+def test_stream_listener_change_reloads_and_its_endpoints_change_dynamically() -> None:
+    def build(data: dict[str, str], addresses: list[str]) -> Configuration:
+        snap = o.snapshot(*echo_service("echo", addresses, 7000), configmap(TCP_MAP, data))
+        return build_configuration(snap, BuildOptions(tcp_services_configmap=TCP_MAP)).configuration
+
+    running = build({"9000": "apps/echo:7000"}, ["10.0.0.1"])
+    scaled = decide(build({"9000": "apps/echo:7000"}, ["10.0.0.1", "10.0.0.2"]), running)
+    assert scaled.action is Action.DYNAMIC
+    assert scaled.changed_backends == ("apps-echo-7000",)
+    moved = decide(build({"9001": "apps/echo:7000"}, ["10.0.0.1"]), running)
+    assert moved.action is Action.RELOAD
+    assert set(moved.reasons) == {"TCP service 9000 removed", "TCP service 9001 added"}
+    assert moved.change is Change.STREAMS
 
 
 # -- real traffic ---------------------------------------------------------------------------------

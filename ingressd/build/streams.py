@@ -188,7 +188,7 @@ def _passthrough(
     """Hosts of our Ingresses with ``ssl-passthrough: "true"``; the oldest Ingress wins a host."""
     ours, have_default, _ = our_classes(snapshot, options)
     annotation = f"{options.annotations_prefix}/{PASSTHROUGH_ANNOTATION}"
-    by_host: dict[str, tuple[str, Passthrough]] = {}
+    claims: dict[str, list[tuple[str, ObjectKey, int, Passthrough]]] = {}
     for key in sorted(snapshot.ingresses):
         raw = snapshot.ingresses[key]
         meta = raw.get("metadata")
@@ -196,15 +196,8 @@ def _passthrough(
         value = annotations.get(annotation) if isinstance(annotations, dict) else None
         if value is None or not is_ours(raw, options, ours, have_default):
             continue
-        if value not in ("true", "false"):
-            problems.append(
-                Problem(
-                    "Ingress", key, f"metadata.annotations[{annotation}]", "must be true or false"
-                )
-            )
-            continue
-        if value == "false":
-            continue
+        if not isinstance(value, str) or value.strip().lower() != "true":
+            continue  # "false"; a value that is not a boolean is the annotation parser's Problem
         created = str(meta.get("creationTimestamp") or "") if isinstance(meta, dict) else ""
         for host, at, ref in _rule_targets(raw):
             field = f"spec.rules[{at}]"
@@ -230,21 +223,22 @@ def _passthrough(
                     )
                 )
                 continue
-            taken = by_host.get(host)
-            entry = Passthrough(host, backend, key)
-            if taken is not None and taken[0] <= created:
-                problems.append(
-                    Problem(
-                        "Ingress",
-                        key,
-                        f"{field}.host",
-                        f"passthrough host {host} is already taken",
-                        winner=taken[1].ingress,
-                    )
-                )
-                continue
-            by_host[host] = (created, entry)
-    return [entry for _, entry in by_host.values()]
+            claims.setdefault(host, []).append((created, key, at, Passthrough(host, backend, key)))
+    found: list[Passthrough] = []
+    for host in sorted(claims):
+        winner, *losers = sorted(claims[host], key=lambda c: (c[0], c[1]))
+        found.append(winner[3])
+        problems.extend(
+            Problem(
+                "Ingress",
+                key,
+                f"spec.rules[{at}].host",
+                f"passthrough host {host} is already taken",
+                winner=winner[1],
+            )
+            for _, key, at, _ in losers
+        )
+    return found
 
 
 def _rule_targets(raw: Mapping[str, object]) -> Iterable[tuple[str, int, tuple[str, str] | None]]:
