@@ -221,8 +221,10 @@ async def _check(args: argparse.Namespace) -> int:
             await api.close()
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
-    global_options, _ = parse_configmap(configmap)
+    global_options, option_problems = parse_configmap(configmap)
     report = check(snapshot, global_options.build_options(options_from(args).build_options()))
+    # ConfigMap keys ingressd does not read (or values it refuses) are listed with the rest.
+    report = dataclasses.replace(report, other=(*option_problems, *report.other))
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
