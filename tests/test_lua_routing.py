@@ -56,7 +56,7 @@ async def test_new_hosts_and_paths_are_served_without_a_reload(lua_harness: Harn
     await expect(h, "/", host="unknown.test", status=404)
     await h.settled()
     assert h.reloads == reloads
-    assert h.metric("ingressd_dynamic_changes_total", kind="routes") >= 1
+    assert h.metric("ingressd_dynamic_updates_total", result="success", kind="routes") >= 1
     assert h.session is not None
     debug = f"http://127.0.0.1:{h.options.status_port}/debug/routes"
     async with h.session.get(debug) as resp:
@@ -146,4 +146,4 @@ async def test_certificates_are_served_by_sni_and_rotate_without_a_reload(
     await h.eventually(rotated)
     await h.settled()
     assert h.reloads == reloads
-    assert h.metric("ingressd_dynamic_changes_total", kind="certificates") >= 1
+    assert h.metric("ingressd_dynamic_updates_total", result="success", kind="certificates") >= 1

@@ -424,7 +424,10 @@ async def test_lua_routing_serves_a_new_host_of_an_existing_class_without_a_relo
     assert rig.nginx.dynamic[-1] == (API,)
     held = rig.nginx.routes_held
     assert held is not None and "api.example.com" in held.entries
-    assert rig.metrics.value("ingressd_dynamic_changes_total", {"kind": "routes"}) == 1
+    assert (
+        rig.metrics.value("ingressd_dynamic_updates_total", {"kind": "routes", "result": "success"})
+        == 1
+    )
 
 
 async def test_lua_routing_removes_the_entry_of_a_host_that_is_gone() -> None:

@@ -163,14 +163,9 @@ class Metrics:
         )
         self.dynamic_updates = Counter(
             "ingressd_dynamic_updates",
-            "Backend sets POSTed to the Lua endpoint without a reload, by result",
-            ["result"],
-            registry=r,
-        )
-        self.dynamic_changes = Counter(
-            "ingressd_dynamic_changes",
-            "Kinds of change applied without a reload: backends, routes, certificates",
-            ["kind"],
+            "Updates applied through the Lua endpoint without a reload, by what they carried "
+            "(backends, routes, certificates; one update may carry several) and result",
+            ["kind", "result"],
             registry=r,
         )
         self.syncs = Counter(
@@ -280,8 +275,9 @@ class Metrics:
         self.nginx_reloads.labels(reason="other")
         for decision in ("nothing", "dynamic", "reload", "error"):
             self.syncs.labels(decision=decision)
-        self.dynamic_updates.labels(result="success")
-        self.dynamic_updates.labels(result="error")
+        for kind in ("backends", "routes", "certificates"):
+            for result in ("success", "error"):
+                self.dynamic_updates.labels(kind=kind, result=result)
 
     def follow_informers(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Expose ``stats()`` (kind -> ``InformerStats``) on every scrape."""
@@ -330,7 +326,8 @@ class Metrics:
         return generate_latest(self.registry) + self._exact.text().encode()
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """A sample's current value (0 when absent): for tests and the replay summary.
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 when none):
+        for tests and the replay summary.
 
         The identity labels of the ingress-nginx names are added when not given.
         """
@@ -339,8 +336,12 @@ class Metrics:
         wanted = dict(labels or {})
         if name.startswith(_IDENTIFIED):
             wanted = {**self.identity, **wanted}
-        got = self.registry.get_sample_value(name, wanted)
-        return float(got) if got is not None else 0.0
+        total = 0.0
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == name and wanted.items() <= sample.labels.items():
+                    total += sample.value
+        return total
 
 
 #: The ingress-nginx families that carry the identity labels.

@@ -148,7 +148,7 @@ class _Times:
     applied: float
 
 
-#: The kinds a dynamic update applies, counted in ``ingressd_dynamic_changes_total{kind}``.
+#: The kinds a dynamic update applies, the ``kind`` of ``ingressd_dynamic_updates_total``.
 _DYNAMIC_KINDS = frozenset({Change.BACKENDS, Change.ROUTES, Change.CERTIFICATES})
 
 
@@ -429,12 +429,14 @@ class SyncWorker:
                 await self._nginx.apply_dynamic(changed)
                 posted = len(changed)
         except DynamicUpdateError as exc:
-            self._metrics.dynamic_updates.labels(result="error").inc()
+            self._count_dynamic(decision, result="error")
             raise RetryableSyncError(str(exc)) from exc
-        self._metrics.dynamic_updates.labels(result="success").inc()
-        for change in decision.changes & _DYNAMIC_KINDS:
-            self._metrics.dynamic_changes.labels(kind=change.value).inc()
+        self._count_dynamic(decision, result="success")
         return _Applied(backends_posted=posted)
+
+    def _count_dynamic(self, decision: Decision, *, result: str) -> None:
+        for change in decision.changes & _DYNAMIC_KINDS:
+            self._metrics.dynamic_updates.labels(kind=change.value, result=result).inc()
 
     async def _apply_reload(
         self, target: Configuration, decision: Decision, settings: RenderSettings
