@@ -74,6 +74,9 @@ PROJECT_ROOT = resource_root(Path(__file__), Path(sys.prefix))
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx.conf.j2"
 
 
+#: More passthrough backends than this are not rendered (a socket path each, ``p<i>.sock``).
+MAX_PASSTHROUGH_BACKENDS = 9999
+
 #: Longest path a Unix socket takes (``sun_path`` is 108 bytes with the terminating NUL).
 MAX_SOCKET_PATH = 107
 
@@ -92,13 +95,15 @@ class NginxPaths:
     work_dir: Path
 
     def __post_init__(self) -> None:
-        size = len(os.fsencode(self.control_socket))
-        if size > MAX_SOCKET_PATH:
-            raise WorkDirError(
-                f"work dir {str(self.work_dir)!r} is too long: the control socket "
-                f"{self.control_socket} would be {size} bytes, a Unix socket path takes at "
-                f"most {MAX_SOCKET_PATH}; choose a shorter --work-dir"
-            )
+        # The longest socket path: the control socket's, or a passthrough backend's.
+        for socket in (self.control_socket, self.passthrough_socket(MAX_PASSTHROUGH_BACKENDS)):
+            size = len(os.fsencode(socket))
+            if size > MAX_SOCKET_PATH:
+                raise WorkDirError(
+                    f"work dir {str(self.work_dir)!r} is too long: the socket {socket} would "
+                    f"be {size} bytes, a Unix socket path takes at most {MAX_SOCKET_PATH}; "
+                    "choose a shorter --work-dir"
+                )
 
     @property
     def control_dir(self) -> Path:
@@ -163,10 +168,11 @@ class NginxPaths:
         (PROXY protocol, so the client's address is kept)."""
         return f"{self.stream}/https.sock"
 
-    def passthrough_socket(self, backend: str) -> str:
+    def passthrough_socket(self, index: int) -> str:
         """``--enable-ssl-passthrough``: where the front hands the connections of the
-        passthrough hosts of ``backend`` (its server picks the pod)."""
-        return f"{self.stream}/pt-{backend}.sock"
+        passthrough hosts of the ``index``-th passthrough backend (its server picks the pod);
+        numbered, since a backend name can be longer than a Unix socket path may be."""
+        return f"{self.stream}/p{int(index)}.sock"
 
     @property
     def secrets(self) -> str:
@@ -398,6 +404,12 @@ def _render(
         listen_http=listen_http,
         listen_https=listen_https,
         streams=config.streams,
+        passthrough_sockets={
+            backend: quote_path("unix:" + paths.passthrough_socket(i))
+            for i, backend in enumerate(
+                sorted({p.backend for p in config.streams.passthrough})[:MAX_PASSTHROUGH_BACKENDS]
+            )
+        },
         stream_block=bool(
             config.streams.services or config.streams.passthrough or settings.ssl_passthrough
         ),
