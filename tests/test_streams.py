@@ -548,3 +548,28 @@ async def test_tcp_entry_with_two_proxy_flags_decodes_and_sends_the_client_addre
         await h.eventually(forwarded, timeout=15)
     finally:
         await pods.stop()
+
+
+@pytest.mark.nginx
+async def test_enable_real_ip_believes_the_forwarded_address_but_not_the_scheme(
+    stream_harness: Harness,
+) -> None:
+    h = stream_harness
+    addresses, port = await h.start_pods(1, prefix="web")
+    h.write(
+        "web.yaml",
+        *echo_service("web", addresses, port),
+        o.ingress("web", "apps", rules=[o.rule("web.example.com", o.path("/", "web", port))]),
+    )
+    h.write("cm.yaml", configmap(CONTROLLER_MAP, {"enable-real-ip": "true"}))
+    forwarded = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"}
+
+    async def believed() -> None:
+        response = await h.get("/", host="web.example.com", headers=forwarded)
+        assert response.status == 200
+        sent = response.json()["headers"]
+        assert sent["X-Real-IP"] == "203.0.113.5"
+        assert sent["X-Forwarded-For"] == "203.0.113.5"
+        assert sent["X-Forwarded-Proto"] == "http"
+
+    await h.eventually(believed, timeout=15)
