@@ -46,11 +46,11 @@ lint: install
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# Every test; then the end-to-end tests (those that start nginx) again with --routing lua, so
-# both routing modes answer every request test the same way.
+# Every test (--routing lua, the default); then the end-to-end tests (those that start nginx)
+# again with --routing nginx, so both routing modes answer every request test the same way.
 unit: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	INGRESSD_TEST_ROUTING=lua $(VENV)/bin/pytest -m nginx $(PYTEST_ARGS)
+	INGRESSD_TEST_ROUTING=nginx $(VENV)/bin/pytest -m nginx $(PYTEST_ARGS)
 
 lua: install
 	$(VENV)/bin/pytest tests/test_lua.py $(PYTEST_ARGS)

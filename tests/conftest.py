@@ -47,7 +47,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     """A started ingressd with an empty manifests dir; write manifests to make it do things.
 
-    Its routing mode is ``INGRESSD_TEST_ROUTING`` (nginx by default), or the test's
+    Its routing mode is ``INGRESSD_TEST_ROUTING`` (lua by default), or the test's
     ``@pytest.mark.routing("nginx")`` when what it checks belongs to one mode.
     """
     marker = request.node.get_closest_marker("routing")

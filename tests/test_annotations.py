@@ -80,8 +80,12 @@ def problem_fields(result: BuildResult) -> list[str]:
 
 
 def conf(config: Configuration) -> str:
+    """nginx.conf with ``--routing nginx``, where each path's directives sit in its location."""
     return render(
-        config, settings=RenderSettings(), paths=NginxPaths(Path("/var/lib/ingressd")), generation=1
+        config,
+        settings=RenderSettings(routing="nginx"),
+        paths=NginxPaths(Path("/var/lib/ingressd")),
+        generation=1,
     )
 
 
@@ -294,7 +298,7 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
         "ns/x",
         {
             P + "proxy-body-sise": "1m",
-            P + "auth-tls-error-page": "http://x/",
+            P + "global-rate-limit": "10",
             P + "ssl-passthrough": "true",
             P + "use-regex": "true",
             P + "server-snippet": "return 200;",
@@ -306,7 +310,7 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
     statuses = {r.key: r.status for r in parsed.report}
     assert statuses == {
         P + "proxy-body-sise": Status.UNKNOWN,
-        P + "auth-tls-error-page": Status.UNSUPPORTED,
+        P + "global-rate-limit": Status.UNSUPPORTED,
         P + "ssl-passthrough": Status.DIFFERENT,
         P + "use-regex": Status.DIFFERENT,
         P + "server-snippet": Status.NOT_ALLOWED,

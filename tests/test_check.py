@@ -104,7 +104,8 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
         line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
         for line in lines
     )
-    assert lines[-1] == "Behaviour would change for 5 of 7 Ingresses."
+    # web/web-canary's affinity-canary-behavior is supported: only 4 change
+    assert lines[-1] == "Behaviour would change for 4 of 7 Ingresses."
     assert code == 1
 
 
@@ -144,7 +145,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
         ingress(
             "web",
             rules=[rule("a.test", path("/", "web", 80))],
-            annotations={P + "auth-tls-error-page": "http://x/", P + "ssl-passthrough": "true"},
+            annotations={P + "global-rate-limit": "10", P + "ssl-passthrough": "true"},
         )
     )
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
@@ -154,7 +155,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     assert statuses(by_ingress(report)["default/web"]) == {
-        "auth-tls-error-page": "unsupported",
+        "global-rate-limit": "unsupported",
         "ssl-passthrough": "supported with a difference",
     }
 

@@ -27,7 +27,7 @@ from ingressd.nginx.rendering import (
     render,
 )
 from tests.support import objects as o
-from tests.support.harness import Harness
+from tests.support.harness import Harness, free_port
 from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 
 UPSTREAM_VHOST = "nginx.ingress.kubernetes.io/upstream-vhost"
@@ -204,3 +204,33 @@ async def test_no_tcp_port_of_nginx_answers_the_control_api_through_loopback_end
             assert resp.status in (400, 404), f"{where}: {resp.status} {resp.body[:200]}"
             assert "default-p" not in resp.body, where
             assert resp.headers.get("X-Pod") is None, where
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workers change user only when nginx starts as root")
+async def test_run_with_a_work_dir_behind_a_private_directory_says_so_and_does_not_start(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private"  # pytest's tmp_path is 0700 itself
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ingressd.cli",
+        "run",
+        "--manifests",
+        str(PROJECT_ROOT / "manifests" / "demo"),
+        "--work-dir",
+        str(private / "work"),
+        "--status-port",
+        str(free_port()),
+        "--http-port",
+        str(free_port()),
+        "--https-port",
+        str(free_port()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, err.decode()
+    assert "could not start" in err.decode()
+    assert "out of reach of nginx's workers (user nobody)" in err.decode()
+    assert "has mode 0700" in err.decode()

@@ -277,7 +277,7 @@ def test_redact_replaces_secret_values_only() -> None:
     assert redact(config, key) is config
 
 
-async def test_a_recorded_certificate_rotation_replays_as_a_reload(
+async def test_a_recorded_certificate_rotation_replays_as_a_certificate_update(
     fake_api: FakeApiServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "trace.jsonl"
@@ -311,6 +311,6 @@ async def test_a_recorded_certificate_rotation_replays_as_a_reload(
     )
     first, rotation = result.syncs
     assert first.reasons == ("first sync",)
-    assert (rotation.decision, rotation.result) == ("reload", "ok")
+    assert (rotation.decision, rotation.result) == ("dynamic", "ok")  # --routing lua: no reload
     assert any("certificate" in reason for reason in rotation.reasons), rotation.reasons
     assert result.summary()["placeholder_certificates"] == 2

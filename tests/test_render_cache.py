@@ -30,7 +30,8 @@ from ingressd.store.snapshot import KubeObject
 from ingressd.store.store import Store
 from tests.support import objects as o
 
-SETTINGS = RenderSettings()
+#: The per-server render cache belongs to --routing nginx (server blocks per host).
+SETTINGS = RenderSettings(routing="nginx")
 PATHS = NginxPaths(Path("/var/lib/ingressd"))
 
 
@@ -104,7 +105,7 @@ def test_other_settings_render_every_block_again(rendered: list[str]) -> None:
     config = build_configuration(cluster(3).snapshot(), BuildOptions()).configuration
     render(config, settings=SETTINGS, paths=PATHS, generation=1)
     rendered.clear()
-    other = RenderSettings(http_port=8080, https_port=8443)
+    other = RenderSettings(http_port=8080, https_port=8443, routing="nginx")
     text = render(config, settings=other, paths=PATHS, generation=1)
     assert len(rendered) == len(config.servers)
     assert "listen 8443 ssl http2" in text and "listen 443 " not in text

@@ -48,8 +48,8 @@ HEADER = TraceHeader(
 )
 
 
-def dry_run_options(work_dir: Path) -> Options:
-    return Options(work_dir=work_dir, status_port=0, status_address="127.0.0.1")
+def dry_run_options(work_dir: Path, routing: str = "lua") -> Options:
+    return Options(work_dir=work_dir, status_port=0, status_address="127.0.0.1", routing=routing)
 
 
 def small_trace(path: Path) -> Path:
@@ -131,8 +131,8 @@ async def test_timeline_names_each_syncs_events_decision_and_reasons(tmp_path: P
     result = await replay(small_trace(tmp_path / "t.jsonl"), dry_run_options(tmp_path / "w"))
     rows = [(s.t, s.decision, s.result, s.reasons) for s in result.syncs]
     assert rows[0] == (0.0, "reload", "ok", ("first sync",))
-    assert rows[1][:3] == (1.0, "reload", "ok")
-    assert "server b.example.com added" in rows[1][3]
+    # A new Ingress whose settings class nginx.conf already has is a route update (--routing lua).
+    assert rows[1] == (1.0, "dynamic", "ok", ("routes of b.example.com added",))
     # The new pod first appears not ready (nothing to do), then ready (dynamic, no reload).
     assert [r[1] for r in rows[2:]] == ["nothing", "dynamic"]
     assert rows[3][3] == ("backend shop-web-80 endpoints 2 -> 3",)
@@ -140,12 +140,26 @@ async def test_timeline_names_each_syncs_events_decision_and_reasons(tmp_path: P
 
     lines = replay_report.timeline_lines(result)
     assert len(lines) == 1 + len(result.syncs)
-    assert "Ingress shop/b ADDED" in lines[2] and "server b.example.com added" in lines[2]
+    assert "Ingress shop/b ADDED" in lines[2] and "routes of b.example.com added" in lines[2]
     assert "dynamic" in lines[4] and "endpoints 2 -> 3" in lines[4]
 
 
+async def test_a_new_host_reloads_with_nginx_routing_and_not_with_lua_routing(
+    tmp_path: Path,
+) -> None:
+    trace = small_trace(tmp_path / "t.jsonl")
+    nginx = await replay(trace, dry_run_options(tmp_path / "n", routing="nginx"))
+    assert nginx.syncs[1].decision == "reload"
+    assert "server b.example.com added" in nginx.syncs[1].reasons
+    lua = await replay(trace, dry_run_options(tmp_path / "l", routing="lua"))
+    assert lua.syncs[1].decision == "dynamic"
+    assert [s.decision for s in nginx.syncs[2:]] == [s.decision for s in lua.syncs[2:]]
+
+
 async def test_summary_counts_decisions_and_gives_latency_percentiles(tmp_path: Path) -> None:
-    result = await replay(small_trace(tmp_path / "t.jsonl"), dry_run_options(tmp_path / "w"))
+    result = await replay(
+        small_trace(tmp_path / "t.jsonl"), dry_run_options(tmp_path / "w", routing="nginx")
+    )
     summary = result.summary()
     assert summary["syncs"] == 4
     assert summary["decisions"] == {
@@ -204,7 +218,7 @@ async def test_a_line_that_does_not_parse_stops_the_replay_with_its_line_number(
     assert "invalid JSON" in result.error.reason
     assert [e.line for e in result.events] == [1, 2, 4]
     assert result.summary()["stopped_at"] == {"line": 5, "reason": result.error.reason}
-    assert any("server a.test added" in s.reasons for s in result.syncs)
+    assert [s.t for s in result.syncs] == [0.0, 0.5]  # line 4 applied before the stop
 
 
 def test_the_command_exits_1_and_prints_the_bad_line(
@@ -383,7 +397,7 @@ def test_report_json_has_the_documented_keys(tmp_path: Path) -> None:
         "latency",
         "reason",
     }
-    assert [s["decision"] for s in data["timeline"]] == ["reload", "reload", "nothing", "dynamic"]
+    assert [s["decision"] for s in data["timeline"]] == ["reload", "dynamic", "nothing", "dynamic"]
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
@@ -505,7 +519,7 @@ async def test_rejected_lines_are_named_with_line_number_and_reason_and_the_repl
         },
     ]
     assert result.error is None
-    assert any("server b.test added" in s.reasons for s in result.syncs)  # it went on
+    assert any("routes of b.test added" in s.reasons for s in result.syncs)  # it went on
     text = "\n".join(replay_report.summary_lines(result))
     assert "rejected           line 2 (Ingress ?): metadata: missing" in text
     assert "line 4 (Service default/None): metadata.name" in text
@@ -680,7 +694,7 @@ async def test_a_rotation_redacted_to_digests_replays_as_a_new_certificate(tmp_p
     )
     result = await replay(trace, dry_run_options(tmp_path / "w"))
     rotation = result.syncs[1]
-    assert (rotation.decision, rotation.result) == ("reload", "ok")
+    assert (rotation.decision, rotation.result) == ("dynamic", "ok")  # --routing lua
     assert any("certificate" in reason for reason in rotation.reasons), rotation.reasons
     assert [e.outcome for e in result.events][-1] == "unchanged"  # same digests: same cert
     assert result.summary()["placeholder_certificates"] == 3

@@ -47,7 +47,7 @@ pytestmark = [
     pytest.mark.nginx,
     # it runs both modes itself: `make test`'s second pass (every nginx test in Lua mode) skips it
     pytest.mark.skipif(
-        os.environ.get("INGRESSD_TEST_ROUTING") == "lua", reason="runs both routing modes itself"
+        os.environ.get("INGRESSD_TEST_ROUTING") == "nginx", reason="runs both routing modes itself"
     ),
 ]
 

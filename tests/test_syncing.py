@@ -36,7 +36,8 @@ from tests.support.traceobjects import config_map
 WEB = BackendName("default-web-80")
 API = BackendName("default-api-80")
 CONFIGMAP = ObjectKey("ingressd/ingressd-controller")
-BASE_SETTINGS = RenderSettings(http_port=8080)
+#: The nginx-mode renderer: these tests count reloads for hosts and paths (Lua routes them).
+BASE_SETTINGS = RenderSettings(http_port=8080, routing="nginx")
 
 
 @dataclass

@@ -4,6 +4,7 @@
         --location(vals, key)--> LocationSettings  (redirects, allow/deny, rate limits with
                                                     their zone, CORS, proxy-ssl, timeouts, ...)
         --auth(vals)-----------> AuthRequest        (auth-type basic + auth-secret), or None
+        --client_auth(vals)----> ClientAuthRequest  (auth-tls-secret + auth-tls-*), or None
         --policy(vals)---------> BackendPolicy      (cookie affinity, upstream-hash-by,
                                                     load-balance)
         --canary(vals)---------> TrafficShaping     when ``canary: "true"``, else None
@@ -39,7 +40,16 @@ from ingressd.model.settings import (
     Redirect,
 )
 
-__all__ = ["AuthRequest", "Values", "auth", "canary", "location", "policy"]
+__all__ = [
+    "AuthRequest",
+    "ClientAuthRequest",
+    "Values",
+    "auth",
+    "canary",
+    "client_auth",
+    "location",
+    "policy",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +63,21 @@ class AuthRequest:
     name: str
     secret_type: str = "auth-file"
     realm: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthRequest:
+    """``auth-tls-secret`` (CA bundle, optional CRL) and the ``auth-tls-*`` settings, with
+    ingress-nginx's defaults; the builder reads the Secret into ``model.ClientAuth``."""
+
+    #: ``None``: the Ingress's namespace.
+    namespace: str | None
+    name: str
+    verify: str = "on"
+    depth: int = 1
+    error_page: str | None = None
+    pass_certificate: bool = False
+    match_cn: str | None = None
 
 
 class Values:
@@ -244,6 +269,7 @@ def location(vals: Values, key: str) -> LocationSettings:
         x_forwarded_prefix=g("x-forwarded-prefix", str),
         ssl_redirect=g("ssl-redirect", bool),
         force_ssl_redirect=vals.flag("force-ssl-redirect"),
+        preserve_trailing_slash=vals.flag("preserve-trailing-slash"),
         backend_protocol=BackendProtocol(protocol) if protocol else BackendProtocol.HTTP,
         proxy_ssl=proxy_ssl,
         allow=tuple(dict.fromkeys(allow)),
@@ -274,6 +300,31 @@ def auth(vals: Values) -> AuthRequest | None:
     )
 
 
+def client_auth(vals: Values) -> ClientAuthRequest | None:
+    names = (
+        "auth-tls-verify-client",
+        "auth-tls-verify-depth",
+        "auth-tls-error-page",
+        "auth-tls-pass-certificate-to-upstream",
+        "auth-tls-match-cn",
+    )
+    ref = vals.get("auth-tls-secret", tuple)
+    if ref is None:
+        vals.ignore("has no effect without auth-tls-secret", *names)
+        return None
+    namespace, name = ref
+    return ClientAuthRequest(
+        namespace=namespace,
+        name=name,
+        verify=vals.get("auth-tls-verify-client", str) or "on",
+        # 0 is ingress-nginx's "unset": its default depth 1
+        depth=vals.get("auth-tls-verify-depth", int) or 1,
+        error_page=vals.get("auth-tls-error-page", str),
+        pass_certificate=vals.flag("auth-tls-pass-certificate-to-upstream"),
+        match_cn=vals.get("auth-tls-match-cn", str),
+    )
+
+
 def policy(vals: Values) -> BackendPolicy:
     affinity = None
     cookie_names = (
@@ -285,6 +336,7 @@ def policy(vals: Values) -> BackendPolicy:
         "session-cookie-samesite",
         "session-cookie-secure",
         "session-cookie-change-on-failure",
+        "session-cookie-domain",
     )
     if vals.get("affinity", str) == "cookie":
         g = vals.get
@@ -297,6 +349,7 @@ def policy(vals: Values) -> BackendPolicy:
             samesite=g("session-cookie-samesite", str),
             secure=vals.flag("session-cookie-secure"),
             change_on_failure=vals.flag("session-cookie-change-on-failure"),
+            domain=g("session-cookie-domain", str),
         )
         vals.ignore("affinity takes precedence", "upstream-hash-by", "load-balance")
     else:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ingressd.annotations import combining
 from ingressd.annotations import values as v
-from ingressd.annotations.combining import AuthRequest
+from ingressd.annotations.combining import AuthRequest, ClientAuthRequest
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
 from ingressd.model.policy import BackendPolicy, TrafficShaping
 from ingressd.model.settings import LocationSettings
@@ -95,6 +95,11 @@ class IngressAnnotations:
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
+    #: ``auth-tls-secret`` and the ``auth-tls-*`` settings (the Secret still unresolved).
+    client_auth: ClientAuthRequest | None = None
+    #: ``affinity-canary-behavior`` of a canary Ingress: ``sticky`` (its backend takes the
+    #: main backend's cookie affinity) or ``legacy`` (its own).
+    canary_behavior: str = "sticky"
     report: tuple[AnnotationReport, ...] = ()
 
     @property
@@ -192,6 +197,8 @@ def parse_annotations(
         app_root=vals.get("app-root", str),
         policy=combining.policy(vals),
         canary=canary,
+        client_auth=combining.client_auth(vals),
+        canary_behavior=vals.get("affinity-canary-behavior", str) or "sticky",
     )
     for name, because in vals.ignored.items():
         report[name] = AnnotationReport(keys[name], Status.IGNORED, because)

@@ -21,7 +21,7 @@ import warnings
 from ingressd.annotations.pcre import pcre_available, pcre_error
 from ingressd.annotations.values import InvalidValue, clean
 
-__all__ = ["hash_key", "regex", "regex_path", "rewrite_target"]
+__all__ = ["common_name", "hash_key", "regex", "regex_path", "rewrite_target"]
 
 _HASH_KEY = re.compile(
     r"(?:\$[a-z_][a-z0-9_]{0,63}|\$\{[a-z_][a-z0-9_]{0,63}\}|[A-Za-z0-9_.:/-])+\Z"
@@ -148,6 +148,20 @@ def _python_error(value: str) -> str | None:
         except re.error as exc:
             return str(exc)
     return None
+
+
+def common_name(text: str) -> str:
+    """``auth-tls-match-cn``: ``CN=`` and a regular expression matched (by nginx, PCRE2)
+    against the client certificate's subject DN, e.g. ``CN=(client-a|client-b)``.
+
+    A space becomes ``\\x20`` (the same pattern for PCRE) so that the value stays one word;
+    the rest is ``regex()``'s grammar: no quotes, braces or ``;`` can reach nginx.conf
+    (CVE-2025-1097 was an injection through this annotation).
+    """
+    value = clean(text, max_length=512)
+    if not value.startswith("CN="):
+        raise InvalidValue("must start with 'CN=' followed by a regular expression")
+    return regex(value.replace(" ", "\\x20"))
 
 
 def regex_path(text: str) -> str:

@@ -2,6 +2,8 @@
 
     auth-secret       Secret --htpasswd_file()-->  SecretFile("auth")   (auth_basic_user_file)
     proxy-ssl-secret  Secret --proxy_ssl_files()--> SecretFile("ca") [+ SecretFile("client")]
+    auth-tls-secret   Secret --client_auth_files()--> SecretFile("client-ca")
+                                                      [+ SecretFile("client-crl")]
 
 Each reader returns the file(s) or ``(field, reason)`` naming what is wrong.  Contents are
 checked line by line (htpasswd) or parsed (PEM), so a Secret cannot smuggle anything into nginx
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from ingressd.model import ObjectKey
 from ingressd.model.settings import SecretFile
 
-__all__ = ["htpasswd_file", "proxy_ssl_files"]
+__all__ = ["client_auth_files", "htpasswd_file", "proxy_ssl_files"]
 
 #: ``user:hash``: a user name without ``:`` or spaces; a hash of printable characters.
 _HTPASSWD_LINE = re.compile(r"[^:\s#][^:\s]{0,255}:[\x21-\x7e]{1,512}\Z")
@@ -132,3 +134,58 @@ def proxy_ssl_files(
     if ca_file is None and client is None:
         return ("data", "must hold ca.crt or tls.crt and tls.key")
     return ca_file, client
+
+
+_CRL_BLOCK = re.compile(r"-----BEGIN X509 CRL-----\r?\n.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def client_auth_files(
+    key: ObjectKey, raw: object
+) -> tuple[SecretFile, SecretFile | None] | tuple[str, str]:
+    """``(CA bundle, CRL or None)`` of an ``auth-tls-secret``: ``ca.crt`` (PEM certificates,
+    required) and ``ca.crl`` (PEM CRLs, optional), each CRL signed by a certificate of
+    ``ca.crt`` (a CRL nobody can check would make nginx refuse every client, or worse, one
+    forged by anybody would be trusted)."""
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or "ca.crt" not in data:
+        return ("data.ca.crt", "missing: client certificate authentication needs the CA")
+    text = _decode(raw, "ca.crt")
+    if isinstance(text, tuple):
+        return text
+    try:
+        cas = x509.load_pem_x509_certificates(text.encode())
+    except Exception as exc:  # untrusted input: any parser failure is a reason
+        return ("data.ca.crt", f"is not PEM certificates: {exc}")
+    ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+    crl_file = None
+    if "ca.crl" in data:
+        crl_text = _decode(raw, "ca.crl")
+        if isinstance(crl_text, tuple):
+            return crl_text
+        blocks = _CRL_BLOCK.findall(crl_text)
+        if not blocks:
+            return ("data.ca.crl", "holds no PEM CRL (-----BEGIN X509 CRL-----)")
+        pems: list[str] = []
+        for index, block in enumerate(blocks):
+            try:
+                crl = x509.load_pem_x509_crl(block.encode())
+            except Exception as exc:  # untrusted input
+                return ("data.ca.crl", f"CRL {index + 1} does not parse: {exc}")
+            if not any(_signed_by(crl, ca) for ca in cas):
+                return (
+                    "data.ca.crl",
+                    f"CRL {index + 1} (issuer {crl.issuer.rfc4514_string()}) is not signed by "
+                    "a certificate of ca.crt",
+                )
+            pems.append(crl.public_bytes(serialization.Encoding.PEM).decode())
+        crl_file = _file(key, "client-crl", "".join(pems))
+    return _file(key, "client-ca", ca_pem), crl_file
+
+
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    if crl.issuer != ca.subject:
+        return False
+    try:
+        return bool(crl.is_signature_valid(ca.public_key()))  # type: ignore[arg-type]
+    except Exception:  # an unsupported key type cannot have signed it for nginx either
+        return False

@@ -91,6 +91,14 @@ def _header_value(text: str) -> str:
     return value
 
 
+def _error_page(text: str) -> str:
+    """``auth-tls-error-page``: an absolute http(s) URL without a fragment."""
+    value = urls.redirect_url(text)
+    if "#" in value:
+        raise v.InvalidValue("must not have a fragment ('#')")
+    return value
+
+
 def _snippet(text: str) -> str:
     """nginx directives; only the block structure is checked (the whole text must stay inside
     the block it is written into), ``nginx -t`` checks the rest."""
@@ -187,7 +195,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),
     _a("from-to-www-redirect", _R, _U),
-    _a("preserve-trailing-slash", _R, _U),
+    _a("preserve-trailing-slash", _R, _S, v.boolean),
     _a("use-port-in-redirects", _R, _U),
     # TLS
     _a("ssl-redirect", _T, _S, v.boolean),
@@ -218,16 +226,25 @@ _TABLE: tuple[Annotation, ...] = (
     _a(
         "auth-tls-secret",
         _T,
-        _U,
-        difference="client certificate authentication is not implemented: the Ingress's "
-        "paths answer 503 rather than serve without it",
+        _D,
+        v.auth_secret_ref,
+        "only Secrets in the Ingress's own namespace; the Ingress needs a host (the catch-all "
+        "server cannot ask for client certificates); plain HTTP requests are refused (400) "
+        "when verification is on, except ACME challenges",
         fail_closed=True,
     ),
-    _a("auth-tls-verify-client", _T, _U, fail_closed=True),
-    _a("auth-tls-verify-depth", _T, _U),
-    _a("auth-tls-error-page", _T, _U),
-    _a("auth-tls-pass-certificate-to-upstream", _T, _U),
-    _a("auth-tls-match-cn", _T, _U, fail_closed=True),
+    # invalid: reported, and the default applies (on, depth 1: the strictest), as ingress-nginx
+    _a("auth-tls-verify-client", _T, _S, v.enumeration("on", "off", "optional", "optional_no_ca")),
+    _a("auth-tls-verify-depth", _T, _S, v.integer(0, 100)),
+    _a(
+        "auth-tls-error-page",
+        _T,
+        _D,
+        _error_page,
+        "an absolute http(s) URL only (ingress-nginx also takes a path or a named location)",
+    ),
+    _a("auth-tls-pass-certificate-to-upstream", _T, _S, v.boolean),
+    _a("auth-tls-match-cn", _T, _S, patterns.common_name, fail_closed=True),
     _a(
         "ssl-passthrough",
         _T,
@@ -333,8 +350,8 @@ _TABLE: tuple[Annotation, ...] = (
     _a(
         "affinity-canary-behavior",
         _B,
-        _U,
-        difference="canaries ignore session affinity (ingress-nginx's 'legacy' behavior)",
+        _S,
+        v.enumeration("sticky", "legacy"),
         on_canary=True,
     ),
     _a("session-cookie-name", _B, _S, v.cookie_name, on_canary=True),
@@ -345,7 +362,7 @@ _TABLE: tuple[Annotation, ...] = (
     _a("session-cookie-secure", _B, _S, v.boolean, on_canary=True),
     _a("session-cookie-change-on-failure", _B, _S, v.boolean, on_canary=True),
     _a("session-cookie-conditional-samesite-none", _B, _U, on_canary=True),
-    _a("session-cookie-domain", _B, _U, on_canary=True),
+    _a("session-cookie-domain", _B, _S, v.cookie_domain, on_canary=True),
     # canary (Lua, dynamic)
     _a("canary", _C, _S, v.boolean, on_canary=True),
     _a("canary-by-header", _C, _S, v.header_name, on_canary=True),

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from ingressd.model.validation import (
     validate_host,
+    validate_hostname,
     validate_namespace,
     validate_object_name,
     validate_path,
@@ -39,6 +40,7 @@ __all__ = [
     "ciphers",
     "clean",
     "comma_list",
+    "cookie_domain",
     "cookie_name",
     "enumeration",
     "header_list",
@@ -262,6 +264,16 @@ def cookie_name(text: str) -> str:
     value = clean(text)
     if not _COOKIE.match(value):
         raise InvalidValue("must be a cookie name (letters, digits, '_', '.' and '-')")
+    return value
+
+
+def cookie_domain(text: str) -> str:
+    """A cookie's ``Domain`` attribute: a DNS name, optionally with a leading ``.``,
+    lower-cased."""
+    value = clean(text).lower()
+    reason = validate_hostname(value[1:] if value.startswith(".") else value)
+    if reason is not None:
+        raise InvalidValue(f"must be a domain name: {reason}")
     return value
 
 

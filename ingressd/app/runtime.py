@@ -91,7 +91,7 @@ class Options:
     worker_processes: str = "auto"
     #: ``lua``: hosts and paths routed by Lua, a reload only for a new settings class;
     #: ``nginx``: a server block per host and a location per path (docs/routing.md).
-    routing: str = "nginx"
+    routing: str = "lua"
     update_channel_size: int = 1024
     min_sync_interval: float = DEFAULT_MIN_SYNC_INTERVAL
     reload_always: bool = False

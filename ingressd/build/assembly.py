@@ -11,11 +11,13 @@
                        number or name -> the Service's EndpointSlices -> Backend
                        ``<namespace>-<service>-<port>``, each reference resolved once
         3a. annotations LocationSettings on every Location of the Ingress, with the Secrets
-                       (``auth-secret``, ``proxy-ssl-secret``) and the Service
-                       (``default-backend``) they name resolved: a missing or unusable Secret
-                       denies the locations (503); the BackendPolicy of its backends and the
-                       ``server-alias`` / ``server-snippet`` / ``app-root`` of its hosts: the
-                       oldest Ingress that sets one wins
+                       (``auth-secret``, ``proxy-ssl-secret``, ``auth-tls-secret``) and the
+                       Service (``default-backend``) they name resolved: a missing or unusable
+                       Secret denies the locations (503); the BackendPolicy of its backends and
+                       the ``server-alias`` / ``server-snippet`` / ``app-root`` / client
+                       certificates (``auth-tls-*``) of its hosts: the oldest Ingress that sets
+                       one wins; a canary backend takes its main backend's cookie affinity
+                       (``affinity-canary-behavior: sticky``) in 5a
         4. tls         ``spec.tls`` hosts that this Ingress has rules for -> certificate from
                        the Secret + ssl redirect
         5. defaults    ``spec.defaultBackend`` -> ``/`` of the catch-all (oldest wins) and of
@@ -85,7 +87,13 @@ from ingressd.model import (
     Server,
 )
 from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy
-from ingressd.model.settings import DEFAULT_SETTINGS, BasicAuth, LocationSettings, SecretFile
+from ingressd.model.settings import (
+    DEFAULT_SETTINGS,
+    BasicAuth,
+    ClientAuth,
+    LocationSettings,
+    SecretFile,
+)
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["NO_INGRESS", "Assembled", "Assembly", "ObjectBucket", "Phase", "ServerDraft"]
@@ -123,6 +131,8 @@ class ServerDraft:
     snippet: str | None = None
     snippet_from: ObjectKey = NO_INGRESS
     app_root: str | None = None
+    client_auth: ClientAuth | None = None
+    client_auth_from: ObjectKey = NO_INGRESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +206,8 @@ class Assembly:
         self.ingress_settings: dict[ObjectKey, LocationSettings] = {}
         #: Those resolved from Secrets and Services.
         self.resolved_settings: dict[ObjectKey, LocationSettings] = {}
+        #: ``auth-tls-*`` of each (non-canary) Ingress, its Secret read.
+        self.client_auths: dict[ObjectKey, ClientAuth] = {}
         self.collided = False
         # problems, in buckets
         self.current: ObjectKey = NO_INGRESS
@@ -306,6 +318,7 @@ class Assembly:
         namespace = key.partition("/")[0]
         annotations = plan.annotations
         settings = self.ingress_settings[key] = self.settings(key, namespace, annotations)
+        client_auth = self.client_auths.get(key)
         hosts: list[str] = []
         servers = self.servers
         for rule in plan.rules:
@@ -313,13 +326,24 @@ class Assembly:
                 self.issue(key, rule.host_issue)
                 continue
             host = rule.host or CATCH_ALL
+            rule_settings = settings
             if rule.host:
                 if host not in servers:
                     servers[host] = ServerDraft(host)
                 if host not in hosts:
                     hosts.append(host)
+            elif client_auth is not None:
+                reason = (
+                    "auth-tls-secret needs a host: the catch-all server cannot ask for client "
+                    "certificates without asking every other host's clients too; this rule's "
+                    "paths answer 503"
+                )
+                self.problem(key, f"spec.rules[{rule.position}].host", reason)
+                rule_settings = LocationSettings(denied=reason)
             for path in rule.paths:
-                self.path(key, host, rule.position, path, annotations, settings)
+                self.path(key, host, rule.position, path, annotations, rule_settings)
+        if client_auth is not None:
+            self.server_client_auth(key, hosts, client_auth)
         for tls in plan.tls:
             self.tls(key, namespace, tls)
         if plan.has_default_backend:
@@ -518,6 +542,27 @@ class Assembly:
             s = dataclasses.replace(
                 s, proxy_ssl=dataclasses.replace(s.proxy_ssl, ca=ca, client_certificate=client)
             )
+        wanted = annotations.client_auth
+        if wanted is not None:
+            read = self.secret_file(namespace, wanted.namespace, wanted.name, "client-auth")
+            if isinstance(read, Refused):
+                self.problem(
+                    key,
+                    self.annotation_field("auth-tls-secret"),
+                    read.reason,
+                    missing=read.missing,
+                )
+                return LocationSettings(denied=f"auth-tls-secret: {read.reason}")
+            assert isinstance(read, tuple) and read[0] is not None
+            self.client_auths[key] = ClientAuth(
+                ca=read[0],
+                crl=read[1],
+                verify=wanted.verify,
+                depth=wanted.depth,
+                error_page=wanted.error_page,
+                pass_certificate=wanted.pass_certificate,
+                match_cn=wanted.match_cn,
+            )
         if s.proxy_ssl is not None and s.proxy_ssl.verify and s.proxy_ssl.ca is None:
             reason = "proxy-ssl-verify needs a proxy-ssl-secret holding ca.crt"
             self.problem(key, self.annotation_field("proxy-ssl-verify"), reason)
@@ -600,6 +645,21 @@ class Assembly:
                 f" of Ingress {taken[1]}; these are ignored for it"
             )
             self.problem(key, "metadata.annotations", reason)
+
+    def server_client_auth(self, key: ObjectKey, hosts: list[str], client_auth: ClientAuth) -> None:
+        """``auth-tls-*`` go to every host of the Ingress (the oldest Ingress of a host that
+        sets them wins, as in ingress-nginx: they are server-level in nginx)."""
+        for host in hosts:
+            draft = self.servers[host]
+            if draft.client_auth is None:
+                draft.client_auth, draft.client_auth_from = client_auth, key
+            elif draft.client_auth_from != key and draft.client_auth != client_auth:
+                reason = (
+                    f"host {host} already uses the client certificate settings of Ingress "
+                    f"{draft.client_auth_from} (one per host); those apply to this Ingress's "
+                    "paths on it"
+                )
+                self.problem(key, self.annotation_field("auth-tls-secret"), reason)
 
     def server_annotations(
         self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
@@ -762,6 +822,15 @@ class Assembly:
             return None
         source = self.backends[base]
         policy = annotations.policy
+        main_policy = self.policies.get(BackendName(main.backend or ""))
+        if (
+            annotations.canary_behavior == "sticky"
+            and main_policy is not None
+            and main_policy[0].affinity is not None
+        ):
+            # affinity-canary-behavior sticky (the default): the canary shares the main
+            # backend's cookie, so a session served by the canary stays on it
+            policy = dataclasses.replace(policy, affinity=main_policy[0].affinity)
         if policy.affinity is not None and policy.affinity.path is None:
             path = "/" if main.path_type is PathType.REGEX else main.path
             policy = dataclasses.replace(
@@ -802,6 +871,7 @@ class Assembly:
                 aliases=self.aliases(hostname, draft) if draft.aliases else (),
                 snippet=draft.snippet,
                 app_root=draft.app_root,
+                client_auth=draft.client_auth,
             )
             servers.append(_reuse(server, previous_servers.get(hostname)))
         used: set[BackendName] = set()

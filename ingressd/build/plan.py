@@ -325,6 +325,9 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
     ssl_ref = annotations.proxy_ssl_secret
     if ssl_ref is not None and ssl_ref[0] in (None, namespace):
         secrets[ObjectKey(f"{namespace}/{ssl_ref[1]}")] = None
+    client_auth = annotations.client_auth
+    if client_auth is not None and client_auth.namespace in (None, namespace):
+        secrets[ObjectKey(f"{namespace}/{client_auth.name}")] = None
     return IngressPlan(
         raw,
         key,

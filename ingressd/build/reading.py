@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ingressd.annotations import AnnotationOptions
-from ingressd.annotations.secrets import htpasswd_file, proxy_ssl_files
+from ingressd.annotations.secrets import client_auth_files, htpasswd_file, proxy_ssl_files
 from ingressd.build import kube
 from ingressd.build.plan import IngressPlan, Issue, plan_ingress
 from ingressd.model import (
@@ -249,7 +249,8 @@ class Memo:
         self.tls_contents = {k: v for k, v in self.tls_contents.items() if k in kept}
 
     def secret_file(self, key: ObjectKey, raw: KubeObject, kind: str) -> SecretFiles | Issue:
-        """The file(s) ``kind`` (``auth-file``, ``auth-map``, ``proxy-ssl``) made from Secret
+        """The file(s) ``kind`` (``auth-file``, ``auth-map``, ``proxy-ssl``, ``client-auth``)
+        made from Secret
         ``key``, or ``(field, reason)``."""
         found = self.secret_files.get((key, kind))
         if found is None or found[0] is not raw:
@@ -260,6 +261,8 @@ class Memo:
                 read: SecretFiles | Issue
                 if kind == "proxy-ssl":
                     read = proxy_ssl_files(key, raw)
+                elif kind == "client-auth":
+                    read = client_auth_files(key, raw)
                 else:
                     read = htpasswd_file(key, raw, kind)
                 found = (raw, read)
@@ -290,7 +293,7 @@ class Memo:
 
 
 #: What a Secret is read for besides TLS (``Memo.secret_file``'s ``kind``).
-_SECRET_PURPOSES = ("auth-file", "auth-map", "proxy-ssl")
+_SECRET_PURPOSES = ("auth-file", "auth-map", "proxy-ssl", "client-auth")
 
 
 def _endpoints(views: tuple[_SliceView, ...], port_name: str) -> tuple[Endpoint, ...]:

@@ -127,10 +127,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--routing",
         choices=("nginx", "lua"),
-        default="nginx",
+        default="lua",
         help="nginx: a server block per host and a location per path, every new host or path "
         "reloads; lua: Lua routes each request to a named location per settings class, a new "
-        "host, path or certificate needs no reload (docs/routing.md; default: nginx)",
+        "host, path or certificate needs no reload (docs/routing.md; default: lua)",
     )
     parser.add_argument(
         "--min-sync-interval",
@@ -447,7 +447,7 @@ def options_from(args: argparse.Namespace) -> Options:
         udp_services_configmap=getattr(args, "udp_services_configmap", None),
         enable_ssl_passthrough=getattr(args, "enable_ssl_passthrough", False),
         worker_processes=args.worker_processes,
-        routing=getattr(args, "routing", "nginx"),
+        routing=getattr(args, "routing", "lua"),
         min_sync_interval=args.min_sync_interval,
         reload_always=getattr(args, "reload_always", False),
         sync_stall_timeout=getattr(args, "sync_stall_timeout", 300.0),

@@ -31,7 +31,7 @@ from typing import Any
 
 from ingressd.model.keys import CATCH_ALL, BackendName, ObjectKey
 from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy, TrafficShaping
-from ingressd.model.settings import DEFAULT_SETTINGS, LocationSettings, SecretFile
+from ingressd.model.settings import DEFAULT_SETTINGS, ClientAuth, LocationSettings, SecretFile
 from ingressd.model.streams import NO_STREAMS, Streams
 
 
@@ -107,6 +107,7 @@ class Backend:
                         "samesite": affinity.samesite or "",
                         "secure": affinity.secure,
                         "changeonfailure": affinity.change_on_failure,
+                        "domain": affinity.domain or "",
                     }
                     if affinity
                     else {"name": ""}
@@ -178,6 +179,9 @@ class Server:
     snippet: str | None = None
     #: ``app-root``: ``/`` redirects (302) here; from the oldest Ingress of the host that sets it.
     app_root: str | None = None
+    #: ``auth-tls-*``: client certificates asked for at the handshake; from the oldest Ingress
+    #: of the host that sets ``auth-tls-secret``.
+    client_auth: ClientAuth | None = None
 
     @property
     def is_wildcard(self) -> bool:
@@ -244,6 +248,9 @@ class Configuration:
             for location in server.locations:
                 for f in location.settings.secret_files():
                     seen.setdefault(f.file_name, f)
+            if server.client_auth is not None:
+                for f in server.client_auth.secret_files():
+                    seen.setdefault(f.file_name, f)
         return tuple(seen[name] for name in sorted(seen))
 
     def to_json(self) -> dict[str, Any]:
@@ -256,6 +263,11 @@ class Configuration:
                     **({"aliases": list(s.aliases)} if s.aliases else {}),
                     **({"snippet": s.snippet} if s.snippet is not None else {}),
                     **({"appRoot": s.app_root} if s.app_root is not None else {}),
+                    **(
+                        {"clientAuth": _client_auth_json(s.client_auth)}
+                        if s.client_auth is not None
+                        else {}
+                    ),
                     "certificate": (
                         {
                             "secret": s.certificate.secret,
@@ -291,6 +303,18 @@ class Configuration:
         """sha256 of the whole model, endpoints included."""
         raw = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _client_auth_json(auth: ClientAuth) -> dict[str, Any]:
+    return {
+        "ca": {"secret": auth.ca.secret, "file": auth.ca.file_name},
+        "crl": {"secret": auth.crl.secret, "file": auth.crl.file_name} if auth.crl else None,
+        "verify": auth.verify,
+        "depth": auth.depth,
+        "errorPage": auth.error_page,
+        "passCertificate": auth.pass_certificate,
+        "matchCN": auth.match_cn,
+    }
 
 
 def backend_order(backend: Backend) -> BackendName:

@@ -45,8 +45,11 @@ class CookieAffinity:
     #: Seconds from now for the ``Expires`` attribute.
     expires: int | None = None
     samesite: str | None = None
+    #: ``Secure`` always; without it the cookie is ``Secure`` on HTTPS requests only.
     secure: bool = False
     change_on_failure: bool = False
+    #: ``session-cookie-domain``: the ``Domain`` attribute.
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

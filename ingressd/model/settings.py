@@ -3,6 +3,7 @@
     annotations (proxy-*, rewrite-target, *-redirect, cors-*, auth-*, limit-*, ...)
         --annotations.parse_annotations()--> LocationSettings
     Secrets named by auth-secret, proxy-ssl-secret --annotations.secrets--> SecretFile
+    auth-tls-secret + auth-tls-* --building--> ClientAuth (a Server's, not a location's)
         --building--> Location.settings (shared by the locations of one Ingress)
         --nginx.directives--> lines inside the ``location`` block of nginx.conf
 
@@ -46,6 +47,30 @@ class SecretFile:
     def file_name(self) -> str:
         namespace, _, name = self.secret.partition("/")
         return f"{namespace}_{name}-{self.purpose}-{self.sha256[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """``auth-tls-*``: client certificates a host asks for at the TLS handshake.  Server-level
+    in nginx (``ssl_verify_client`` and friends), so it belongs to ``Server``, not to a
+    location; the ``ssl-client-*`` headers go to the pods of every location of the host."""
+
+    #: ``ca.crt`` of ``auth-tls-secret`` (``ssl_client_certificate``).
+    ca: SecretFile
+    #: ``ca.crl`` (``ssl_crl``), checked to be signed by a certificate of ``ca``.
+    crl: SecretFile | None = None
+    #: ``on``, ``off``, ``optional`` or ``optional_no_ca``.
+    verify: str = "on"
+    depth: int = 1
+    #: ``auth-tls-error-page``: where a failed verification redirects (302).
+    error_page: str | None = None
+    #: ``auth-tls-pass-certificate-to-upstream``: the ``ssl-client-cert`` header.
+    pass_certificate: bool = False
+    #: ``auth-tls-match-cn``: ``CN=<regex>``; a subject DN that does not match answers 403.
+    match_cn: str | None = None
+
+    def secret_files(self) -> tuple[SecretFile, ...]:
+        return (self.ca,) if self.crl is None else (self.ca, self.crl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +176,9 @@ class LocationSettings:
     #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
     ssl_redirect: bool | None = None
     force_ssl_redirect: bool = False
+    #: ``preserve-trailing-slash``: the HTTPS redirect keeps a trailing ``/`` of the URI
+    #: (by default it is stripped, as ingress-nginx does).
+    preserve_trailing_slash: bool = False
     backend_protocol: BackendProtocol = BackendProtocol.HTTP
     proxy_ssl: ProxySSL | None = None
     #: ``whitelist-source-range`` / ``allowlist-source-range`` (normalized CIDRs).

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingressd.model import Backend, Location
-from ingressd.model.settings import BackendProtocol, LocationSettings
+from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -47,6 +47,7 @@ __all__ = [
     "effective_ssl_redirect",
     "error_location",
     "location_lines",
+    "secret_path",
     "upstream_name",
 ]
 
@@ -74,6 +75,10 @@ class LocationContext:
     lua_routed: bool = False
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ()
+    #: The server's client certificate settings (``auth-tls-*``): its locations refuse plain
+    #: HTTP when verification is on, check ``auth-tls-match-cn`` and pass the ``ssl-client-*``
+    #: headers to the pods.
+    client_auth: ClientAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +134,16 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     if s.rewrite_log:
         lines.append("rewrite_log on;")
     if effective_ssl_redirect(s, ctx.server_ssl_redirect):
+        # $ingressd_redirect_uri: $request_uri without one trailing "/" (an http-level map),
+        # as ingress-nginx redirects unless preserve-trailing-slash
+        uri = "$request_uri" if s.preserve_trailing_slash else "$ingressd_redirect_uri"
         lines += [
             "if ($redirect_to_https) {",
-            f"    return 308 https://$host{_port_suffix(ctx)}$request_uri;",
+            f"    return 308 https://$host{_port_suffix(ctx)}{uri};",
             "}",
         ]
+    if ctx.client_auth is not None:
+        lines += _client_auth_checks(ctx.client_auth)
     if s.redirect is not None:
         lines.append(f"return {int(s.redirect.code)} {quote_word(s.redirect.url)};")
     add_headers: list[str] = []
@@ -211,6 +221,23 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
     return LocationBody(tuple(lines), pass_line)
 
 
+def _client_auth_checks(auth: ClientAuth) -> list[str]:
+    """After the HTTPS redirect: what the handshake cannot check.  ``$redirect_to_https`` is
+    1 for a plain HTTP request that is not an ACME challenge (the server block sets it); such
+    a request carries no client certificate, so with verification ``on`` it is refused as
+    nginx refuses an HTTPS one without (496: 400, or the auth-tls-error-page)."""
+    lines: list[str] = []
+    if auth.verify == "on":
+        lines += ["if ($redirect_to_https) {", "    return 496;", "}"]
+    if auth.match_cn is not None:
+        lines += [
+            f"if ($ssl_client_s_dn !~ {quote_regex(auth.match_cn)}) {{",
+            '    return 403 "client certificate unauthorized";',
+            "}",
+        ]
+    return lines
+
+
 def _port_suffix(ctx: LocationContext) -> str:
     suffix = ctx.https_port_suffix
     if suffix and not re.fullmatch(r":[0-9]{1,5}", suffix):
@@ -219,10 +246,15 @@ def _port_suffix(ctx: LocationContext) -> str:
 
 
 def _secret_path(ctx: LocationContext, file_name: str) -> str:
-    unsafe_dir = re.search(r'["\\$\x00-\x1f]', ctx.secrets_dir)
+    return secret_path(ctx.secrets_dir, file_name)
+
+
+def secret_path(secrets_dir: str, file_name: str) -> str:
+    """The quoted path of a file made from a Secret (``DirectiveError`` for an unsafe one)."""
+    unsafe_dir = re.search(r'["\\$\x00-\x1f]', secrets_dir)
     if not re.fullmatch(r"[a-z0-9._-]+", file_name) or unsafe_dir:
         raise DirectiveError(f"refusing secret file {file_name!r}")
-    return f'"{ctx.secrets_dir}/{file_name}"'
+    return f'"{secrets_dir}/{file_name}"'
 
 
 def _limits(s: LocationSettings) -> list[str]:
@@ -301,6 +333,15 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    if ctx.client_auth is not None:
+        # what the handshake found out about the client certificate (as ingress-nginx)
+        if ctx.client_auth.pass_certificate:
+            extra.append(("ssl-client-cert", "$ssl_client_escaped_cert"))
+        extra += [
+            ("ssl-client-verify", "$ssl_client_verify"),
+            ("ssl-client-subject-dn", "$ssl_client_s_dn"),
+            ("ssl-client-issuer-dn", "$ssl_client_i_dn"),
+        ]
     if grpc:
         pairs = [
             ("Host", "$best_http_host"),

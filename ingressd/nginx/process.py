@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths
+from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths, WorkDirError
 
 log = structlog.get_logger("ingressd.nginx")
 
@@ -44,6 +44,22 @@ DEFAULT_LUA_DIR = PROJECT_ROOT / "lua"
 
 class NginxError(RuntimeError):
     """nginx refused a configuration or did not do what was asked in time."""
+
+
+def _check_workers_reach(work: Path, user: str) -> None:
+    """Raise ``WorkDirError`` unless every directory above ``work`` lets others through.
+
+    nginx's workers run as ``user`` and read the Lua code and the logs' directory from the work
+    dir: behind a 0700 parent every Lua-routed request would answer 500.
+    """
+    for parent in work.resolve().parents:
+        mode = parent.stat().st_mode if parent.exists() else 0o755
+        if not mode & 0o001:
+            raise WorkDirError(
+                f"the work dir {work} is out of reach of nginx's workers (user {user}): "
+                f"{parent} has mode {mode & 0o777:04o}; choose a --work-dir whose parents "
+                "others may traverse"
+            )
 
 
 class ConfigTestError(NginxError):
@@ -98,6 +114,8 @@ class NginxProcess:
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
+        if self.worker_user is not None and os.geteuid() == 0:
+            _check_workers_reach(work, self.worker_user[0])
         for sub in ("logs", "temp", "certs", "control"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(work / "certs", 0o700)
@@ -130,20 +148,32 @@ class NginxProcess:
         stamp = f"{os.getpid()}-{time.monotonic_ns()}"
         candidate = self.paths.work_dir / f"nginx.conf.candidate-{stamp}"
         candidate.write_text(text)
-        proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "-t",
-            "-q",
-            "-p",
-            str(self.paths.work_dir),
-            "-c",
-            str(candidate),
-            "-e",
-            "stderr",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
+        try:
+            # A cancelled start is killed by asyncio itself; a cancelled check by us.
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                "-t",
+                "-q",
+                "-p",
+                str(self.paths.work_dir),
+                "-c",
+                str(candidate),
+                "-e",
+                "stderr",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                out, err = await proc.communicate()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+                raise
+        except BaseException:
+            # Cancelled (ingressd stopping): neither the check nor its candidate outlives it.
+            candidate.unlink(missing_ok=True)
+            raise
         if proc.returncode != 0:
             candidate.unlink(missing_ok=True)
             message = (err or out).decode(errors="replace").strip()
@@ -315,7 +345,9 @@ class NginxProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGQUIT)
             try:
-                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(self.stop_timeout):
+                    await proc.wait()
             except TimeoutError:
                 log.warning("nginx did not quit in time; killing it", pid=proc.pid)
             _kill_group(proc.pid)

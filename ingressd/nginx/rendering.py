@@ -50,6 +50,7 @@ from ingressd.nginx.quoting import (
 from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
+    client_auth_lines,
     error_locations,
     http_lines,
     server_lines,
@@ -82,7 +83,8 @@ MAX_SOCKET_PATH = 107
 
 
 class WorkDirError(ValueError):
-    """The work dir cannot hold nginx's files (its control socket path would be too long)."""
+    """The work dir cannot hold nginx's files: its control socket path would be too long, or
+    nginx's unprivileged workers could not reach it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,7 @@ class RenderSettings:
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
-    routing: str = "nginx"
+    routing: str = "lua"
     #: ``--enable-ssl-passthrough``: the HTTPS port is a stream listener that reads the SNI
     #: name (ssl_preread); the HTTPS servers listen on an internal socket behind it.
     ssl_passthrough: bool = False
@@ -376,6 +378,12 @@ def _render(
             secrets_dir=paths.secrets,
         )
 
+    def server_client_auth_lines(server: Server) -> list[str]:
+        try:
+            return client_auth_lines(server, secrets_dir=paths.secrets)
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
+
     def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         try:
             return error_locations(config.servers, proxy_headers=proxy_headers)
@@ -398,6 +406,7 @@ def _render(
         locations=located,
         server_lines=_server_lines,
         server_redirects=server_redirects,
+        client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
         generation=int(generation),
         worker_user=settings.worker_user,

@@ -4,7 +4,8 @@ Pure.  Used by ``--routing lua`` (docs/routing.md).
     Configuration + RouteContext --route_table()--> RouteTable
         entries      host -> its entry's JSON text (POST /configuration/routes)
         classes      one SettingsClass per distinct set of location settings
-        own_blocks   servers that keep a server block of their own (``server-snippet``)
+        own_blocks   servers that keep a server block of their own (``server-snippet``,
+                     client certificates: ``auth-tls-*``)
     SettingsClass + the template's proxy headers --class_body()--> the ``location @c<id>``
         block's directives (the template renders them)
 
@@ -110,8 +111,11 @@ class RouteTable:
 
 
 def keeps_own_block(server: Server) -> bool:
-    """A server that needs server-level directives of its own (``server-snippet``)."""
-    return server.snippet is not None and not server.is_catch_all
+    """A server that needs server-level directives of its own: ``server-snippet``, or client
+    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block)."""
+    if server.is_catch_all:
+        return False
+    return server.snippet is not None or server.client_auth is not None
 
 
 def route_table(config: Configuration, context: RouteContext) -> RouteTable:

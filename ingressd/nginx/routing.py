@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ingressd.model import Backend, BackendName, PathType, Server
-from ingressd.model.settings import DEFAULT_SETTINGS
+from ingressd.model.settings import DEFAULT_SETTINGS, ClientAuth
 from ingressd.nginx.directives import LocationBody, LocationContext, location_lines
 from ingressd.nginx.quoting import DirectiveError, RenderError, quote, quote_regex
 
@@ -80,18 +80,19 @@ def locations(
     https_port_suffix: str = "",
     hsts: bool = False,
     secrets_dir: str = "",
-    bodies: dict[tuple[bool, int], LocationBody] | None = None,
+    bodies: dict[tuple[bool, int, ClientAuth | None], LocationBody] | None = None,
     no_auth_locations: tuple[str, ...] = (),
 ) -> list[RenderedLocation]:
     """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first;
     regex paths (``use-regex``) after them, longest first, as ingress-nginx orders them.
 
     ``bodies``: where to keep the directives of locations with default settings (they depend
-    only on the server's ssl redirect and the proxy headers), across the calls of one render
-    (which keeps ``proxy_headers`` alive: its ``id()`` is its own).
+    only on the server's ssl redirect, client certificate settings and the proxy headers),
+    across the calls of one render (which keeps ``proxy_headers`` alive: its ``id()`` is its
+    own).
     """
     exact_paths = {loc.path for loc in server.locations if loc.path_type is PathType.EXACT}
-    memo_key = (server.ssl_redirect, id(proxy_headers))
+    memo_key = (server.ssl_redirect, id(proxy_headers), server.client_auth)
     out: list[RenderedLocation] = []
     regexes: list[RenderedLocation] = []
     for loc in server.locations:
@@ -117,6 +118,7 @@ def locations(
                 secrets_dir=secrets_dir,
                 proxy_headers=proxy_headers,
                 no_auth_locations=no_auth_locations,
+                client_auth=server.client_auth,
             )
             try:
                 body = location_lines(loc, context)

@@ -3,6 +3,8 @@
     Server (+ its locations)   --server_lines()------> lines (app-root, server-snippet,
                                                         custom error page locations)
     Server                     --server_redirects()--> whether any location redirects to HTTPS
+    Server                     --client_auth_lines()-> ssl_client_certificate, ssl_verify_client,
+                                                        ssl_crl, ... (``auth-tls-*``)
     Configuration              --http_lines()--------> lines (rate limit zones, upstream blocks)
         -> templates/nginx.conf.j2 prints them inside the server / http blocks
 
@@ -18,10 +20,21 @@ import re
 from collections.abc import Sequence
 
 from ingressd.model import Configuration, Server
-from ingressd.nginx.directives import effective_ssl_redirect, error_location, upstream_name
+from ingressd.nginx.directives import (
+    effective_ssl_redirect,
+    error_location,
+    secret_path,
+    upstream_name,
+)
 from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
 
-__all__ = ["error_locations", "http_lines", "server_lines", "server_redirects"]
+__all__ = [
+    "client_auth_lines",
+    "error_locations",
+    "http_lines",
+    "server_lines",
+    "server_redirects",
+]
 
 
 def server_redirects(server: Server) -> bool:
@@ -45,6 +58,31 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
     if server.snippet is not None:
         lines += server.snippet.splitlines()
     lines += error_locations((server,), proxy_headers=proxy_headers)
+    return lines
+
+
+_VERIFY_MODES = frozenset({"on", "off", "optional", "optional_no_ca"})
+
+
+def client_auth_lines(server: Server, *, secrets_dir: str) -> list[str]:
+    """A server's client certificate directives (``auth-tls-*``), server-level in nginx: the
+    handshake of this server's SNI asks for a certificate and verifies it against the CA (and
+    CRL) files; nginx answers a failed or missing one (``on``) with 400, or redirects to the
+    ``auth-tls-error-page``.  The location-level part is in ``ingressd.nginx.directives``."""
+    auth = server.client_auth
+    if auth is None:
+        return []
+    if auth.verify not in _VERIFY_MODES:
+        raise DirectiveError(f"refusing ssl_verify_client {auth.verify!r}")
+    lines = [
+        f"ssl_client_certificate {secret_path(secrets_dir, auth.ca.file_name)};",
+        f"ssl_verify_client {auth.verify};",
+        f"ssl_verify_depth {int(auth.depth)};",
+    ]
+    if auth.crl is not None:
+        lines.append(f"ssl_crl {secret_path(secrets_dir, auth.crl.file_name)};")
+    if auth.error_page is not None:
+        lines.append(f"error_page 495 496 = {quote_word(auth.error_page)};")
     return lines
 
 

@@ -6,9 +6,10 @@
 --     -> one shm get of "version"; equal to this worker's version -> nothing else (hot path)
 --     -> else sync(): apply store.changes(local, shm) (re-decode only the named backends), or a
 --        full load (worker start, full replace, too far behind); unchanged JSON text -> kept as is
---     -> canary: a backend with "alternativeBackends" tries each alternative's
---        "trafficShapingPolicy" (header, then cookie, then weight); the first that matches
---        replaces $proxy_upstream_name for this request
+--     -> canary: a backend with "alternativeBackends" keeps a request whose affinity cookie
+--        names it; else each alternative takes a request whose cookie names it or that its
+--        "trafficShapingPolicy" matches (header, then cookie, then weight): the first one
+--        replaces $proxy_upstream_name for this request (ingress-nginx's order)
 --     -> unknown backend or zero endpoints -> the location's $ingressd_default_backend when it
 --        has endpoints (default-backend annotation), else 503
 --   balance()  (balancer_by_lua, each try)
@@ -184,6 +185,12 @@ function _M.shaping_of(backend)
     }
 end
 
+-- Whether the request's session cookie names this backend (cookie affinity only).
+function _M.affinitized(entry)
+    local impl = entry.impl
+    return impl.is_affinitized ~= nil and impl:is_affinitized()
+end
+
 -- Whether the current request goes to the canary with policy `p` (ingress-nginx's
 -- precedence: the header, then the cookie, then the weight). `random` is for the tests.
 function _M.canary_matches(p, vars, random)
@@ -351,11 +358,11 @@ function _M.rewrite()
     end
     local backends = view.backends
     local entry = backends[name]
-    if entry ~= nil and entry.alternatives ~= nil then
+    if entry ~= nil and entry.alternatives ~= nil and not _M.affinitized(entry) then
         for _, alt_name in ipairs(entry.alternatives) do
             local alt = backends[alt_name]
             if alt ~= nil and alt.n > 0 and alt.shaping ~= nil
-                    and _M.canary_matches(alt.shaping, var) then
+                    and (_M.affinitized(alt) or _M.canary_matches(alt.shaping, var)) then
                 var.proxy_upstream_name = alt_name
                 return
             end

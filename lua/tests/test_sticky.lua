@@ -87,6 +87,27 @@ cases["the cookie carries the session-cookie attributes"] = function()
     T.contains(inst:cookie("abc"), "; Expires=")
 end
 
+cases["Secure on HTTPS without session-cookie-secure; Domain when set"] = function()
+    local inst = sticky.new(entry(1, { name = "S", domain = ".example.com" }), "balanced")
+    T.eq(inst:cookie("abc", false), "S=abc; Path=/; Domain=.example.com; HttpOnly")
+    T.eq(inst:cookie("abc", true), "S=abc; Path=/; Domain=.example.com; Secure; HttpOnly")
+    inst = sticky.new(entry(1, { name = "S", domain = "evil.com; Secure=no" }), "balanced")
+    T.eq(inst:cookie("abc", false), "S=abc; Path=/; HttpOnly")
+end
+
+cases["a cookie names its backend: split gives the key and the backend key"] = function()
+    T.eq(select(1, sticky.split("k1|b2")), "k1")
+    T.eq(select(2, sticky.split("k1|b2")), "b2")
+    T.eq(select(1, sticky.split("k1")), "k1")
+    T.is_nil(select(2, sticky.split("k1")))
+    T.is_nil(sticky.split(nil))
+    local a = sticky.new(entry(1), "balanced")
+    local other = entry(1)
+    other.name = "c"
+    local b = sticky.new(other, "balanced")
+    T.truthy(a.backend_key ~= b.backend_key, "backends have distinct keys")
+end
+
 cases["a hostile cookie name or path falls back to safe defaults"] = function()
     local inst = sticky.new(entry(1, { name = "a;b", path = "/x; Domain=evil" }), "balanced")
     T.eq(inst:cookie("v"), "INGRESSCOOKIE=v; Path=/; HttpOnly")

@@ -87,8 +87,8 @@ class Harness:
             status_address="127.0.0.1",
             worker_processes="2",
             allow_loopback_endpoints=True,  # the pods are on 127.x addresses
-            # INGRESSD_TEST_ROUTING=lua runs every end-to-end test with Lua routing
-            routing=routing or os.environ.get("INGRESSD_TEST_ROUTING", "nginx"),
+            # INGRESSD_TEST_ROUTING=nginx runs every end-to-end test with per-host server blocks
+            routing=routing or os.environ.get("INGRESSD_TEST_ROUTING", "lua"),
         )
         self.controller: Ingressd | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -171,7 +171,10 @@ class Harness:
         https: bool = False,
         headers: dict[str, str] | None = None,
         allow_redirects: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Response:
+        """``ssl_context`` (with ``https``): the client's TLS settings, e.g. a client
+        certificate (``tests.support.pki.client_context``); by default none, no checks."""
         assert self.session is not None
         scheme, port = ("https", self.https_port) if https else ("http", self.http_port)
         all_headers = dict(headers or {})
@@ -180,7 +183,7 @@ class Harness:
         async with self.session.get(
             f"{scheme}://127.0.0.1:{port}{path}",
             headers=all_headers,
-            ssl=False,
+            ssl=ssl_context if ssl_context is not None else False,
             allow_redirects=allow_redirects,
             server_hostname=host if https else None,
         ) as resp:

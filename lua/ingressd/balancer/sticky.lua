@@ -8,15 +8,20 @@
 -- -> no cookie (or its endpoint is gone, or this is a retry): pick a new endpoint (balanced:
 -- a fresh random key; persistent: round robin) and Set-Cookie with the session-cookie-*
 -- attributes (on a retry only with session-cookie-change-on-failure).
+-- The cookie is "<key>|<backend key>" (ingress-nginx's form; the backend key is a digest of
+-- the backend's name): is_affinitized() tells whether the request's session belongs to this
+-- backend, so that a canary sharing the main backend's cookie (affinity-canary-behavior
+-- sticky) keeps the sessions it started. Secure when session-cookie-secure, or on HTTPS.
 --
--- new(entry, mode) with mode "balanced" or "persistent"; sync(entry); balance(tried).
--- lookup(value) and new_session(tried) are separate for the unit tests.
+-- new(entry, mode) with mode "balanced" or "persistent"; sync(entry); balance(tried);
+-- is_affinitized(). lookup(key), split(value) and new_session(tried) are separate for the
+-- unit tests.
 
 local chash = require("ingressd.balancer.chash")
 local round_robin = require("ingressd.balancer.round_robin")
 
 local setmetatable, type, tostring, format = setmetatable, type, tostring, string.format
-local find, concat = string.find, table.concat
+local find, sub, concat = string.find, string.sub, table.concat
 
 local _M = {}
 local mt = { __index = _M }
@@ -39,6 +44,10 @@ local function config_of(entry)
     if samesite ~= "None" and samesite ~= "Lax" and samesite ~= "Strict" then
         samesite = nil
     end
+    local domain = cookie.domain
+    if type(domain) ~= "string" or #domain > 254 or not find(domain, "^%.?[%w][%w.-]*$") then
+        domain = nil
+    end
     return {
         name = name,
         var = "cookie_" .. name,
@@ -47,6 +56,7 @@ local function config_of(entry)
         expires = type(cookie.expires) == "number" and cookie.expires or nil,
         samesite = samesite,
         secure = cookie.secure == true,
+        domain = domain,
         change_on_failure = cookie.changeonfailure == true,
     }
 end
@@ -61,6 +71,7 @@ end
 
 function _M.sync(self, entry)
     self.config = config_of(entry)
+    self.backend_key = ngx.md5(ngx.md5(entry.name) .. entry.name)
     self.ring:sync(entry)
     self.rr:sync(entry)
     local by_digest = {}
@@ -71,7 +82,25 @@ function _M.sync(self, entry)
     self.n = entry.n
 end
 
--- The endpoint a cookie value points at, or nil.
+-- "<key>|<backend key>" -> key, backend key (nil for a cookie without one).
+function _M.split(value)
+    if type(value) ~= "string" then
+        return nil, nil
+    end
+    local bar = find(value, "|", 1, true)
+    if bar == nil then
+        return value, nil
+    end
+    return sub(value, 1, bar - 1), sub(value, bar + 1)
+end
+
+-- Whether the request's affinity cookie names this backend.
+function _M.is_affinitized(self)
+    local _, backend_key = _M.split(ngx.var[self.config.var])
+    return backend_key ~= nil and backend_key == self.backend_key
+end
+
+-- The endpoint a cookie's key points at, or nil.
 function _M.lookup(self, value)
     if type(value) ~= "string" or value == "" then
         return nil
@@ -93,9 +122,14 @@ function _M.new_session(self, tried)
     return self.ring:find(key, tried), key
 end
 
-function _M.cookie(self, value)
+-- The Set-Cookie value; `https`: the request came over HTTPS (Secure without
+-- session-cookie-secure, as ingress-nginx).
+function _M.cookie(self, value, https)
     local c = self.config
     local parts = { c.name .. "=" .. value, "Path=" .. c.path }
+    if c.domain then
+        parts[#parts + 1] = "Domain=" .. c.domain
+    end
     if c.max_age then
         parts[#parts + 1] = "Max-Age=" .. tostring(c.max_age)
     end
@@ -105,7 +139,7 @@ function _M.cookie(self, value)
     if c.samesite then
         parts[#parts + 1] = "SameSite=" .. c.samesite
     end
-    if c.secure then
+    if c.secure or https then
         parts[#parts + 1] = "Secure"
     end
     parts[#parts + 1] = "HttpOnly"
@@ -117,14 +151,15 @@ function _M.balance(self, tried)
         return nil
     end
     if tried == nil then
-        local ep = self:lookup(ngx.var[self.config.var])
+        local ep = self:lookup((_M.split(ngx.var[self.config.var])))
         if ep ~= nil then
             return ep
         end
     end
     local ep, value = self:new_session(tried)
     if ep ~= nil and (tried == nil or self.config.change_on_failure) then
-        ngx.header["Set-Cookie"] = self:cookie(value)
+        ngx.header["Set-Cookie"] = self:cookie(value .. "|" .. self.backend_key,
+                                               ngx.var.https == "on")
     end
     return ep
 end
