@@ -50,7 +50,9 @@ class RecordingDriver:
         self.dynamic += 1
         self.backends_posted += len(backends)
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         self.reloads += 1
         return ReloadOutcome(0, 0, 0.0, 0.0, 0.0)
 
@@ -118,7 +120,7 @@ async def run(services: int, events: int, batch: int) -> PipelineResult:
         options=BuildOptions(),
         nginx=driver,
         metrics=Metrics(),
-        settings=RenderSettings(),
+        settings=RenderSettings(routing="nginx"),  # the driver records no route table
     )
     for i in range(services):
         store.apply(

@@ -81,6 +81,7 @@ from ingressd.nginx.applying import Nginx, ReloadOutcome
 from ingressd.nginx.dynamic import LuaEndpoint
 from ingressd.nginx.process import NginxProcess
 from ingressd.nginx.rendering import NginxPaths, RenderSettings
+from ingressd.nginx.routes import RouteTable
 from ingressd.pipeline.syncing import SyncRecord
 from ingressd.store.sources.memory import MemorySource
 from tests.support.objects import (
@@ -277,9 +278,11 @@ class TimedNginx(Nginx):
         )
         self.stages = stages
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         t = time.monotonic()
-        outcome = await super().apply_reload(config, settings)
+        outcome = await super().apply_reload(config, settings, table=table)
         self.stages.add("render", t, outcome.conf_bytes, seconds=outcome.render_seconds)
         return outcome
 

@@ -125,7 +125,10 @@ async def measure(n: int) -> ScaleResult:
         t0 = time.perf_counter()
         result = build_configuration(store.snapshot(), options, cache=cache)
         t1 = time.perf_counter()
+        # A server block per host: the mode whose nginx.conf grows with the cluster
+        # (benchmarks/routing.py puts --routing lua beside it).
         settings = RenderSettings(
+            routing="nginx",
             http_port=free_port(),
             https_port=free_port(),
             worker_processes="2",

@@ -229,8 +229,13 @@ HOSTILE = [
     "'pwned'",
     "on\\",
 ]
-#: (annotation, value) pairs that are valid: hash keys are nginx variables read by Lua only.
-LEGITIMATE = {("upstream-hash-by", "$remote_addr"), ("upstream-hash-by", "/${host}")}
+#: (annotation, value) pairs that are valid: hash keys are nginx variables read by Lua only;
+#: auth cache keys are allow-listed variables (and without auth-url have no effect).
+LEGITIMATE = {
+    ("upstream-hash-by", "$remote_addr"),
+    ("upstream-hash-by", "/${host}"),
+    ("auth-cache-key", "$remote_addr"),
+}
 
 
 @functools.cache
@@ -253,7 +258,7 @@ def test_hostile_values_are_rejected_naming_the_annotation_and_leave_nginx_conf_
             assert f"metadata.annotations[{P}{name}]" in problem_fields(result), where
             assert all(p.key == "default/hostile" for p in result.problems), where
         assert "pwned" not in text and "/etc/passwd" not in text and "9999" not in text, where
-        assert text == _baseline(spec.fail_closed), where
+        assert text == _baseline(spec.fail_closed and (name, value) not in LEGITIMATE), where
 
 
 def test_a_denied_location_is_what_the_hostile_baseline_compares_with() -> None:
@@ -319,8 +324,8 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
     assert parsed.server_snippet is None
 
 
-def test_unsupported_authentication_denies_rather_than_serves_open() -> None:
-    parsed = parse_annotations("ns/x", ann(auth_url="http://auth/"), AnnotationOptions())
+def test_unusable_authentication_denies_rather_than_serves_open() -> None:
+    parsed = parse_annotations("ns/x", ann(auth_url="http://$host/auth"), AnnotationOptions())
     assert parsed.settings.denied is not None and "auth-url" in parsed.settings.denied
 
 
@@ -624,3 +629,91 @@ def test_a_default_backend_ingress_reports_its_secret_problem_once_and_keeps_its
     assert problem_fields(result) == [f"metadata.annotations[{P}auth-secret]"]
     assert location(result, host="d.test").settings.denied is not None
     assert location(result, host="_").settings.denied is None
+
+
+# --- issue 12: migration annotations -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["~^http://(.*)$ https://$1", "http://a b", 'http://a";', "http://a/$uri", "x{y}", ""],
+)
+def test_proxy_redirect_refuses_regexes_variables_spaces_and_quotes(value: str) -> None:
+    with pytest.raises(v.InvalidValue):
+        v.proxy_redirect_url(value)
+
+
+@pytest.mark.parametrize("value", ["a.test", "a b c", "~a b", "a $host", 'a "b"', "a b;"])
+def test_cookie_rewrites_take_off_or_a_plain_pair(value: str) -> None:
+    with pytest.raises(v.InvalidValue):
+        v.cookie_rewrite(value)
+
+
+def test_proxy_redirect_and_cookie_annotations_are_written_quoted() -> None:
+    result = build(
+        one(
+            "a",
+            ann(
+                proxy_redirect_from="http://internal:8080/",
+                proxy_redirect_to="https://a.test/",
+                proxy_cookie_domain="internal a.test",
+                proxy_cookie_path="off",
+            ),
+        ),
+        one("b", ann(proxy_redirect_from="default", proxy_redirect_to="/x"), host="b.test"),
+        one("c", ann(proxy_redirect_to="/x"), host="c.test"),
+    )
+    assert location(result).settings.proxy_redirect == ("http://internal:8080/", "https://a.test/")
+    assert location(result, "b.test").settings.proxy_redirect == ("default",)
+    assert location(result, "c.test").settings.proxy_redirect == ()
+    text = conf(result.configuration)
+    assert 'proxy_redirect "http://internal:8080/" "https://a.test/";' in text
+    assert 'proxy_cookie_domain "internal" "a.test";' in text
+    assert 'proxy_cookie_path "off";' in text
+    assert 'proxy_redirect "default";' in text
+
+
+def test_service_upstream_needs_a_cluster_ip() -> None:
+    headless = o.service("headless")
+    headless["spec"]["clusterIP"] = "None"
+    result = build(
+        headless,
+        o.endpoint_slice("headless", endpoints=["10.0.2.1"]),
+        one("mesh", ann(service_upstream="true")),
+        one("hl", ann(service_upstream="true"), host="b.test", svc="headless"),
+    )
+    loc = location(result)
+    backends = result.configuration.backend_map()
+    assert loc.backend == "default-web-80-cluster-ip"
+    assert [(e.address, e.port) for e in backends[BackendName(loc.backend)].endpoints] == [
+        ("10.96.0.10", 80)
+    ]
+    # a headless Service: a Problem, and its pods
+    assert location(result, "b.test").backend == "default-headless-80"
+    assert any("has no cluster IP (headless)" in p.reason for p in result.problems)
+
+
+def test_ssl_ciphers_and_www_redirect_are_server_level() -> None:
+    result = build(
+        one(
+            "a",
+            ann(
+                ssl_ciphers="ECDHE-RSA-AES256-GCM-SHA384",
+                ssl_prefer_server_ciphers="false",
+                from_to_www_redirect="true",
+            ),
+        ),
+    )
+    server = next(s for s in result.configuration.servers if s.hostname == "a.test")
+    assert (server.ssl_ciphers, server.ssl_prefer_server_ciphers, server.www_redirect) == (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        False,
+        "www.a.test",
+    )
+    text = conf(result.configuration)
+    assert 'ssl_ciphers "ECDHE-RSA-AES256-GCM-SHA384";' in text
+    assert "ssl_prefer_server_ciphers off;" in text
+    assert 'server_name "www.a.test";' in text
+    assert 'return 308 "$scheme://a.test:$server_port$request_uri";' in text
+    with pytest.raises(v.InvalidValue):
+        v.ciphers("NOT-A-CIPHER")

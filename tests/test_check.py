@@ -69,8 +69,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
 
     legacy = ingresses["monitoring/grafana-legacy"]
     assert statuses(legacy) == {
-        "enable-modsecurity": "unsupported",
-        "enable-owasp-core-rules": "unsupported",
+        "enable-modsecurity": "supported",
+        "enable-owasp-core-rules": "supported",
         "proxy-body-size": "invalid value",
         "ssl-redirectt": "unknown",
     }
@@ -78,7 +78,8 @@ def test_check_reports_every_annotation_missing_objects_and_conflicts_as_json(
     assert (conflict["kind"], conflict["winner"]) == ("conflict", "monitoring/grafana")
     assert conflict["changesBehaviour"] is False
 
-    assert statuses(ingresses["shop/api"])["auth-url"] == "unsupported"
+    assert statuses(ingresses["shop/api"])["auth-url"] == "supported"
+    assert statuses(ingresses["shop/api"])["auth-signin"] == "supported"
     assert statuses(ingresses["monitoring/grafana"])["configuration-snippet"] == "not allowed"
     assert statuses(ingresses["web/web-canary"])["proxy-body-size"] == "ignored"
     assert ingresses["web/web"]["changesBehaviour"] is False
@@ -100,12 +101,8 @@ def test_check_prints_a_table_and_snippets_pass_when_allowed(
     assert lines[0].split() == ["INGRESS", "ANNOTATION", "STATUS", "DETAIL"]
     row = next(line for line in lines if "configuration-snippet" in line)
     assert row.split() == ["configuration-snippet", "supported"]
-    assert any(
-        line.split()[:3] == ["monitoring/grafana-legacy", "enable-modsecurity", "unsupported"]
-        for line in lines
-    )
-    # web/web-canary's affinity-canary-behavior is supported: only 4 change
-    assert lines[-1] == "Behaviour would change for 4 of 7 Ingresses."
+    # the WAF, web/web-canary's affinity-canary-behavior and shop/api's auth-url are supported
+    assert lines[-1] == "Behaviour would change for 3 of 7 Ingresses."
     assert code == 1
 
 
@@ -135,6 +132,31 @@ def test_check_exits_0_when_nothing_would_change(
     assert code == 0, out
     assert out.splitlines()[-1] == "No behaviour change expected."
     assert "1 Ingresses of other classes not checked (see --ingress-class): default/other" in out
+
+
+def test_check_lists_the_configmap_keys_it_does_not_know_and_accepts_the_waf_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ingressd", "namespace": "ingressd"},
+        "data": {
+            "enable-modsecurity": "true",
+            "enable-owasp-modsecurity-crs": "true",
+            "modsecurity-snippet": "SecRuleEngine On",
+            "no-such-key": "1",
+        },
+    }
+    (tmp_path / "cm.yaml").write_text(yaml.safe_dump(configmap))
+    code, out = run_check(
+        capsys, "--manifests", str(tmp_path), "--configmap", "ingressd/ingressd", "--json"
+    )
+    report = json.loads(out)
+    assert report["otherProblems"] == [
+        "ConfigMap ingressd/ingressd: data.no-such-key: unknown key (ignored)"
+    ], report["otherProblems"]
+    assert code == 0
 
 
 async def test_check_reads_a_cluster_through_kubeconfig(
@@ -198,3 +220,70 @@ def test_check_lists_configmap_keys_it_does_not_read_and_bad_tcp_services_entrie
         "also: ConfigMap ingress/controller: data.bogus-key: unknown key (ignored)",
         "also: ConfigMap ingress/tcp: data[80]: port 80 is already taken by the HTTP port",
     ], out
+
+
+def test_check_reports_the_migration_annotations_and_configmap_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    annotations = {
+        "from-to-www-redirect": "true",
+        "service-upstream": "true",
+        "proxy-redirect-from": "http://internal/",
+        "proxy-redirect-to": "https://a.test/",
+        "proxy-cookie-domain": "internal a.test",
+        "proxy-cookie-path": "off",
+        "ssl-ciphers": "ECDHE-RSA-AES256-GCM-SHA384",
+        "ssl-prefer-server-ciphers": "true",
+        "custom-http-errors": "404,503",
+    }
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ingressd", "namespace": "ingressd"},
+        "data": {
+            "custom-http-errors": "503",
+            "ssl-protocols": "TLSv1.3",
+            "server-tokens": "false",
+            "http2-max-field-size": "16k",
+            "large-client-header-buffers": "4 one",
+        },
+    }
+    (tmp_path / "app.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                configmap,
+                service("web"),
+                endpoint_slice("web", endpoints=["10.0.0.1"]),
+                ingress(
+                    "web",
+                    rules=[rule("a.test", path("/", "web", 80))],
+                    annotations={P + k: v for k, v in annotations.items()},
+                ),
+            ]
+        )
+    )
+    args = ("--manifests", str(tmp_path), "--configmap", "ingressd/ingressd", "--json")
+    code, out = run_check(capsys, *args)
+    report = json.loads(out)
+    assert code == 1  # differences remain (see the table's texts)
+    seen = statuses(by_ingress(report)["default/web"])
+    assert seen == {
+        "custom-http-errors": "supported with a difference",
+        "from-to-www-redirect": "supported with a difference",
+        "proxy-cookie-domain": "supported",
+        "proxy-cookie-path": "supported",
+        "proxy-redirect-from": "supported",
+        "proxy-redirect-to": "supported",
+        "service-upstream": "supported with a difference",
+        "ssl-ciphers": "supported with a difference",
+        "ssl-prefer-server-ciphers": "supported with a difference",
+    }
+    other = "\n".join(report["otherProblems"])
+    assert "data.http2-max-field-size" in other and "obsolete" in other
+    assert "data.large-client-header-buffers" in other
+    assert "custom-http-errors: needs --default-backend-service" in other
+    assert "data.ssl-protocols" not in other and "data.server-tokens" not in other
+    # with the flag, the keys are used and the Ingress's errors have a place to go
+    code, out = run_check(capsys, *args, "--default-backend-service", "default/web")
+    other = "\n".join(json.loads(out)["otherProblems"])
+    assert "custom-http-errors" not in other

@@ -4,6 +4,7 @@ and what the parser accepts (global options after the command, each command's ow
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -88,8 +89,22 @@ async def render_demo(*flags: str) -> tuple[str, str]:
 
 
 @pytest.mark.nginx
-async def test_render_prints_the_demo_configuration() -> None:
+async def test_render_prints_the_demo_configuration_and_the_route_table_lua_holds() -> None:
     text, err = await render_demo("--allow-loopback-endpoints")
+    assert 'server_name "www.zkj.com";' not in text  # one catch-all server
+    conf, _, table = text.partition("# --routing lua: the route table ingressd sends to Lua")
+    assert 'require("ingressd.router").route()' in conf
+    entry = next(line for line in table.splitlines() if line.startswith("# www.zkj.com: "))
+    route = json.loads(entry.removeprefix("# www.zkj.com: "))
+    backend = next(loc for loc in route["locations"] if loc["path"] == "/backend")
+    assert (backend["backend"], backend["type"]) == ("default-nginx-svc-80", "prefix")
+    assert f"location @{backend['class']} {{" in conf
+    assert "skipped" not in err
+
+
+@pytest.mark.nginx
+async def test_render_prints_the_demo_configuration_with_nginx_routing() -> None:
+    text, err = await render_demo("--allow-loopback-endpoints", "--routing", "nginx")
     assert 'server_name "www.zkj.com";' in text
     assert 'location = "/backend"' in text and 'location "/backend/"' in text
     assert '"default-nginx-svc-80"' in text

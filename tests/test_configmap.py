@@ -414,3 +414,62 @@ def test_no_auth_locations_are_path_prefixes_and_empty_means_none() -> None:
     options, problems = parse_configmap(config_map({"no-auth-locations": "/a;b"}))
     assert options.no_auth_locations == ("/.well-known/acme-challenge",)
     assert [p.field for p in problems] == ["data.no-auth-locations"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"ssl-protocols": "TLSv1.2 TLSv9"}, "data.ssl-protocols"),
+        ({"ssl-ciphers": "HIGH;daemon on"}, "data.ssl-ciphers"),
+        ({"ssl-ciphers": "NOT-A-CIPHER"}, "data.ssl-ciphers"),
+        ({"upstream-keepalive-timeout": "0"}, "data.upstream-keepalive-timeout"),
+        ({"upstream-keepalive-requests": "many"}, "data.upstream-keepalive-requests"),
+        ({"client-header-buffer-size": "1g"}, "data.client-header-buffer-size"),
+        ({"large-client-header-buffers": "4"}, "data.large-client-header-buffers"),
+        ({"large-client-header-buffers": "0 8k"}, "data.large-client-header-buffers"),
+        ({"large-client-header-buffers": "4 8k; x"}, "data.large-client-header-buffers"),
+        ({"http2-max-field-size": "16k"}, "data.http2-max-field-size"),
+        ({"server-tokens": "yes please"}, "data.server-tokens"),
+        ({"custom-http-errors": "200"}, "data.custom-http-errors"),
+    ],
+)
+def test_migration_keys_refuse_what_their_grammar_does_not_take(
+    data: dict[str, str], field: str
+) -> None:
+    options, problems = parse(**data)
+    assert options == GlobalOptions()
+    assert [p.split(":")[0] for p in problems] == [field]
+
+
+def test_migration_keys_reach_nginx_conf() -> None:
+    options, problems = parse(
+        **{
+            "ssl-protocols": "TLSv1.3",
+            "ssl-ciphers": "ECDHE-RSA-AES256-GCM-SHA384",
+            "upstream-keepalive-timeout": "30",
+            "upstream-keepalive-requests": "500",
+            "client-header-buffer-size": "2k",
+            "large-client-header-buffers": "8  16k",
+            "server-tokens": "true",
+            "allow-backend-server-header": "true",
+        }
+    )
+    assert problems == []
+    text = render(
+        Configuration(),
+        settings=options.render_settings(RenderSettings()),
+        paths=NginxPaths(Path("/w")),
+        generation=1,
+    )
+    for line in (
+        'ssl_protocols "TLSv1.3";',
+        'ssl_ciphers "ECDHE-RSA-AES256-GCM-SHA384";',
+        "keepalive_timeout 30s;",
+        "keepalive_requests 500;",
+        'client_header_buffer_size "2k";',
+        'large_client_header_buffers 8 "16k";',
+        "server_tokens on;",
+        "proxy_pass_header Server;",
+    ):
+        assert line in text, line
+    assert "more_clear_headers Server;" not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
@@ -17,6 +18,8 @@ from ingressd.model import (
     ObjectKey,
     PathType,
     Server,
+    backend_order,
+    differing,
 )
 from ingressd.pipeline.diffing import (
     MAX_REASONS,
@@ -416,3 +419,27 @@ def test_kinds_are_the_reload_metric_labels() -> None:
         "routes",
         "other",
     ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_differing_names_the_items_that_are_not_the_other_sides_very_objects(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        names = sorted(rng.sample(range(400), rng.randint(0, 120)))
+        old = tuple(Backend(BackendName(f"b{n:03}"), "default", "web", "80") for n in names)
+        new = list(old)
+        for _ in range(rng.choice((0, 1, 2, 7, 60))):
+            roll = rng.random()
+            if roll < 0.3 and new:
+                new.pop(rng.randrange(len(new)))
+            elif roll < 0.6 and new:  # another object, equal or not
+                at = rng.randrange(len(new))
+                new[at] = dataclasses.replace(new[at], service_port=rng.choice(("80", "81")))
+            else:
+                name = f"b{rng.randrange(400):03}"
+                if all(b.name != name for b in new):
+                    new.append(Backend(BackendName(name), "default", "web", "80"))
+                    new.sort(key=backend_order)
+        fresh, stale = differing(tuple(new), old, key=backend_order)
+        assert fresh == [b for b in new if not any(b is o for o in old)]
+        assert stale == [o for o in old if not any(o is b for b in new)]

@@ -27,6 +27,7 @@ from ingressd.model import Configuration
 from ingressd.nginx.applying import ReloadOutcome, conf_diff
 from ingressd.nginx.dryrun import DryRunNginx
 from ingressd.nginx.rendering import NginxPaths, RenderSettings
+from ingressd.nginx.routes import RouteTable
 from ingressd.pipeline.metrics import Metrics
 from ingressd.pipeline.queueing import SyncBatch
 from ingressd.store.events import EventType, WatchEvent
@@ -269,7 +270,9 @@ def test_conf_diff_is_capped_and_says_so() -> None:
 class _UncheckedNginx(DryRunNginx):
     """Takes every configuration without rendering or testing it: no nginx involved."""
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         return ReloadOutcome(0, 0, 0.0, 0.0, 0.0)
 
 

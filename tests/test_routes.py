@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,14 +17,24 @@ from ingressd.model import (
     BackendName,
     Certificate,
     Configuration,
+    Endpoint,
     Location,
     ObjectKey,
     PathType,
     Server,
+    server_order,
 )
-from ingressd.model.settings import LocationSettings, Redirect
+from ingressd.model.settings import LocationSettings, ProxySSL, Redirect
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
-from ingressd.nginx.routes import RouteContext, RouteTable, class_body, route_table, size_bytes
+from ingressd.nginx.routes import (
+    RouteContext,
+    RouteTable,
+    TableChanges,
+    class_body,
+    route_table,
+    size_bytes,
+    table_changes,
+)
 
 CONTEXT = RouteContext()
 
@@ -200,3 +212,113 @@ def _default_certificate(path: Path) -> None:
 
     cert_pem, key_pem = self_signed_certificate("default.invalid")
     path.write_text(cert_pem + key_pem)
+
+
+# -- tables made from earlier ones --------------------------------------------------------------
+
+_MENU = (
+    LocationSettings(),
+    LocationSettings(body_size="8m"),
+    LocationSettings(redirect=Redirect(301, "https://a.test/")),
+    LocationSettings(proxy_ssl=ProxySSL(verify=True)),
+)
+_CERTS = tuple(
+    Certificate(ObjectKey(f"default/tls{i}"), f"{i:02x}" * 32, f"PEM {i}") for i in range(4)
+)
+
+
+def _random_server(rng: random.Random, host: str, serial: int) -> Server:
+    locations = tuple(
+        loc(
+            path,
+            rng.choice(("default-web-80", "default-api-80", None)),
+            ingress=f"default/i{serial}",
+            settings=rng.choice(_MENU),
+        )
+        for path in sorted(rng.sample(("/", "/api", "/b", "/c"), rng.randint(1, 3)))
+    )
+    roll = rng.random()
+    return Server(
+        host,
+        locations,
+        certificate=rng.choice(_CERTS) if roll < 0.4 else None,
+        ssl_redirect=rng.random() < 0.3,
+        snippet="add_header X-A 1;" if roll > 0.92 else None,
+        aliases=(f"alias-{host}",) if 0.88 < roll <= 0.9 else (),
+    )
+
+
+def _random_config(servers: dict[str, Server]) -> Configuration:
+    names = sorted({x.backend for s in servers.values() for x in s.locations if x.backend})
+    catch_all = servers.get(CATCH_ALL) or Server(
+        CATCH_ALL, (loc("/", None, ingress="", status=404),)
+    )
+    backends = tuple(
+        Backend(
+            name=BackendName(n), namespace="default", service=n.split("-")[1], service_port="80"
+        )
+        for n in names
+    )
+    ordered = sorted((s for h, s in servers.items() if h != CATCH_ALL), key=server_order)
+    return Configuration(servers=(catch_all, *ordered), backends=backends)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_table_made_from_an_earlier_one_equals_the_table_made_from_scratch(seed: int) -> None:
+    rng = random.Random(seed)
+    servers = {f"h{i:02}.test": _random_server(rng, f"h{i:02}.test", i) for i in range(30)}
+    held: RouteTable | None = None
+    previous: RouteTable | None = None
+    context = CONTEXT
+    for step in range(60):
+        for _ in range(rng.choice((0, 1, 1, 2, 5, 40))):
+            host = f"h{rng.randrange(40):02}.test"
+            if host in servers and rng.random() < 0.3:
+                del servers[host]
+            else:  # a new server, or a new object in place of the old one (maybe equal)
+                servers[host] = _random_server(rng, host, rng.randrange(3) + step)
+        if rng.random() < 0.05:
+            context = RouteContext(hsts=None) if context.hsts else CONTEXT
+        cfg = _random_config(servers)
+        table = route_table(cfg, context, previous)
+        fresh = route_table(cfg, context)
+        assert table == fresh
+        assert table.entries.keys() == fresh.entries.keys()
+        assert [c.location for c in table.classes] == [c.location for c in fresh.classes]
+        assert table_changes(table, held) == _changes_by_comparing_everything(table, held)
+        previous = held = table
+
+
+def _changes_by_comparing_everything(new: RouteTable, old: RouteTable | None) -> TableChanges:
+    before = old or RouteTable({}, (), ())
+    hosts = {
+        h: new.certificate_hosts.get(h)
+        for h in sorted(new.certificate_hosts.keys() | before.certificate_hosts.keys())
+        if new.certificate_hosts.get(h) != before.certificate_hosts.get(h)
+    }
+    uids = sorted({u for u in hosts.values() if u and u not in before.certificates})
+    return TableChanges(
+        routes=tuple(sorted(h for h in new.entries if before.entries.get(h) != new.entries[h])),
+        removed=tuple(sorted(before.entries.keys() - new.entries.keys())),
+        certificates={u: new.certificates[u] for u in uids},
+        certificate_hosts=hosts,
+    )
+
+
+def test_a_table_of_the_same_servers_is_the_earlier_table() -> None:
+    cfg = config(Server("a.test", (loc("/"),)), Server("b.test", (loc("/"),)))
+    table = route_table(cfg, CONTEXT)
+    assert route_table(cfg, CONTEXT, table) is table
+    assert table_changes(table, table) == TableChanges()
+
+
+def test_a_class_reached_over_tls_does_not_follow_the_backends_pods() -> None:
+    settings = LocationSettings(proxy_ssl=ProxySSL(verify=True))
+    cfg = config(Server("a.test", (loc("/", settings=settings),)))
+    moved = dataclasses.replace(
+        cfg,
+        backends=tuple(
+            dataclasses.replace(b, endpoints=(Endpoint("10.0.0.1", 80),)) for b in cfg.backends
+        ),
+    )
+    assert route_table(cfg, CONTEXT).class_ids == route_table(moved, CONTEXT).class_ids

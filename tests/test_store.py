@@ -9,12 +9,14 @@ import pytest
 from ingressd.model import ObjectKey
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store import EventType, Kind, Store, StoreEvent, WatchEvent
+from ingressd.store.compacting import LAST_APPLIED, Compactor
 from ingressd.store.references import (
     ingress_secret_keys,
     ingress_service_keys,
     slice_content,
     slice_service_key,
 )
+from ingressd.store.snapshot import ChangeLog, LoggedMap, changed_keys
 
 K = ObjectKey
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
@@ -516,3 +518,66 @@ def test_malformed_slices_are_tolerated(h: Harness) -> None:
     assert slice_content(bad) == (None, ((None, 1, None),), (((), None, None, None),))
     assert not h.emitted(ADDED, bad)
     assert h.store.counts()[Kind.ENDPOINT_SLICE] == 1
+
+
+# -- the change log between snapshots ------------------------------------------------------------
+
+
+def test_the_keys_changed_between_two_snapshots_come_from_the_log(h: Harness) -> None:
+    for i in range(5):
+        h.apply(ADDED, ingress(f"i{i}"))
+        h.apply(ADDED, service(f"s{i}"))
+    before = h.store.snapshot()
+    h.apply(MODIFIED, ingress("i1", annotations={"a": "b"}))
+    h.apply(DELETED, ingress("i2"))
+    h.apply(ADDED, ingress("i9"))
+    h.apply(ADDED, ingress("i8"))
+    h.apply(DELETED, ingress("i8"))  # came and went: the same in both snapshots
+    h.apply(MODIFIED, service("s3", port=81))
+    after = h.store.snapshot()
+    assert changed_keys(before.ingresses, after.ingresses) == {
+        K("default/i1"),
+        K("default/i2"),
+        K("default/i9"),
+    }
+    assert changed_keys(before.services, after.services) == {K("default/s3")}
+    assert changed_keys(before.secrets, after.secrets) == set()
+
+
+def test_without_the_log_or_past_what_it_keeps_the_keys_are_not_known() -> None:
+    log = ChangeLog(limit=4)
+    old = LoggedMap({K("a"): 1}, log)
+    for n in range(6):
+        log.note(K(f"k{n}"))
+    assert changed_keys(old, LoggedMap({K("a"): 1}, log)) is None  # forgotten
+    assert changed_keys(dict(old), LoggedMap({K("a"): 1}, log)) is None  # a plain copy
+    assert changed_keys(LoggedMap({}, ChangeLog()), LoggedMap({}, log)) is None  # another log
+
+
+# -- compacting --------------------------------------------------------------------------------
+
+
+def test_the_store_drops_bookkeeping_and_shares_recurring_parts(h: Harness) -> None:
+    first = ingress("a", annotations={LAST_APPLIED: "{...}", "x/y": "1"}, status={"a": {}})
+    first["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    second = ingress("b", status={"a": {}})
+    h.apply(ADDED, first)
+    h.apply(ADDED, second)
+    h.apply(ADDED, service("s1"))
+    h.apply(ADDED, service("s2"))
+    snapshot = h.store.snapshot()
+    a, b = snapshot.ingresses[K("default/a")], snapshot.ingresses[K("default/b")]
+    assert a["metadata"]["annotations"] == {"x/y": "1"}
+    assert "managedFields" not in a["metadata"]
+    assert a["status"] is b["status"] == {"a": {}}
+    s1, s2 = snapshot.services[K("default/s1")], snapshot.services[K("default/s2")]
+    assert s1["spec"]["ports"] is s2["spec"]["ports"]
+
+
+def test_values_that_are_equal_but_of_other_types_are_not_shared() -> None:
+    compactor = Compactor()
+    one = {"status": {"x": 1}}
+    true = {"status": {"x": True}}
+    compactor.compact(Kind.INGRESS, one)
+    compactor.compact(Kind.INGRESS, true)
+    assert true["status"]["x"] is True

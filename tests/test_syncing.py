@@ -71,7 +71,9 @@ class RecordingNginx:
             raise self.fail_reload  # it refuses every configuration, as nginx -t would
         self._refuse(config)
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         if self.fail_reload is not None:
             raise self.fail_reload
         self._refuse(config)

@@ -34,7 +34,9 @@ from ingressd.model.policy import (
 from ingressd.model.settings import (
     BackendProtocol,
     Cors,
+    ExternalAuth,
     LocationSettings,
+    ModSecurity,
     ProxySSL,
     RateLimits,
     Redirect,
@@ -242,9 +244,8 @@ def location(vals: Values, key: str) -> LocationSettings:
 
     _check_buffers(vals)
     protocol = g("backend-protocol", str)
+    # without default-backend the build sends them to --default-backend-service (or drops them)
     codes = g("custom-http-errors", tuple) or ()
-    if codes and not vals.has("default-backend"):
-        codes = ()
     return LocationSettings(
         body_size=g("proxy-body-size", str),
         client_body_buffer_size=g("client-body-buffer-size", str),
@@ -279,7 +280,105 @@ def location(vals: Values, key: str) -> LocationSettings:
         cors=cors,
         access_log=g("enable-access-log", bool),
         rewrite_log=vals.flag("enable-rewrite-log"),
+        proxy_redirect=_proxy_redirect(vals),
+        cookie_domain=g("proxy-cookie-domain", tuple) or (),
+        cookie_path=g("proxy-cookie-path", tuple) or (),
         snippet=g("configuration-snippet", str),
+        external_auth=external_auth(vals),
+        modsecurity=_modsecurity(vals),
+    )
+
+
+#: The annotations that tune ``auth-url``.
+EXTERNAL_AUTH_OPTIONS = (
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "auth-always-set-cookie",
+    "auth-keepalive",
+    "auth-keepalive-share-vars",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-proxy-set-headers",
+)
+
+
+def external_auth(vals: Values) -> ExternalAuth | None:
+    """``auth-url`` and the annotations that tune it, with ingress-nginx's defaults."""
+    url = vals.get("auth-url", str)
+    if url is None:
+        vals.ignore("has no effect without auth-url", *EXTERNAL_AUTH_OPTIONS)
+        return None
+    g = vals.get
+    base = ExternalAuth(url=url)
+    if not vals.has("auth-signin"):
+        vals.ignore("has no effect without auth-signin", "auth-signin-redirect-param")
+    if not vals.has("auth-cache-key"):
+        vals.ignore("has no effect without auth-cache-key", "auth-cache-duration")
+    keepalive = g("auth-keepalive", int) or 0
+    if not keepalive:
+        vals.ignore(
+            "has no effect without auth-keepalive",
+            "auth-keepalive-share-vars",
+            "auth-keepalive-requests",
+            "auth-keepalive-timeout",
+        )
+    return ExternalAuth(
+        url=url,
+        method=g("auth-method", str),
+        signin=g("auth-signin", str),
+        signin_redirect_param=g("auth-signin-redirect-param", str) or base.signin_redirect_param,
+        response_headers=g("auth-response-headers", tuple) or (),
+        request_redirect=g("auth-request-redirect", str),
+        cache_key=g("auth-cache-key", str),
+        cache_duration=g("auth-cache-duration", tuple) or base.cache_duration,
+        always_set_cookie=vals.flag("auth-always-set-cookie"),
+        keepalive=keepalive,
+        keepalive_share_vars=vals.flag("auth-keepalive-share-vars"),
+        keepalive_requests=g("auth-keepalive-requests", int) or base.keepalive_requests,
+        keepalive_timeout=g("auth-keepalive-timeout", int) or base.keepalive_timeout,
+    )
+
+
+def _proxy_redirect(vals: Values) -> tuple[str, ...]:
+    """ingress-nginx's rule: ``off`` / ``default`` from ``proxy-redirect-from`` alone, else
+    the pair (``proxy-redirect-to: off`` writes nothing)."""
+    source = vals.get("proxy-redirect-from", str)
+    target = vals.get("proxy-redirect-to", str)
+    if source is None:
+        if target is not None:
+            vals.ignore("has no effect without proxy-redirect-from", "proxy-redirect-to")
+        return ()
+    if source in ("off", "default"):
+        if target is not None:
+            vals.ignore(f"has no effect with proxy-redirect-from: {source}", "proxy-redirect-to")
+        return (source,)
+    if target is None or target == "off":
+        vals.ignore("needs proxy-redirect-to", "proxy-redirect-from")
+        return ()
+    return (source, target)
+
+
+def _modsecurity(vals: Values) -> ModSecurity | None:
+    """The WAF annotations; they take effect where ModSecurity is on (this Ingress's
+    ``enable-modsecurity`` or the ConfigMap's), which only the renderer knows."""
+    names = (
+        "enable-modsecurity",
+        "enable-owasp-core-rules",
+        "modsecurity-snippet",
+        "modsecurity-transaction-id",
+    )
+    if not any(vals.has(n) for n in names):
+        return None
+    return ModSecurity(
+        enable=vals.get("enable-modsecurity", bool),
+        owasp_core_rules=vals.flag("enable-owasp-core-rules"),
+        rules=vals.get("modsecurity-snippet", str),
+        transaction_id=vals.get("modsecurity-transaction-id", str),
     )
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingressd.annotations import combining
+from ingressd.annotations import combining, modsecurity
 from ingressd.annotations import values as v
 from ingressd.annotations.combining import AuthRequest, ClientAuthRequest
 from ingressd.annotations.table import ANNOTATIONS, DEFAULT_PREFIX, Annotation, Support
@@ -92,9 +92,19 @@ class IngressAnnotations:
     aliases: tuple[str, ...] = ()
     server_snippet: str | None = None
     app_root: str | None = None
+    #: ``service-upstream``: proxy to the Service's cluster IP instead of its pods.
+    service_upstream: bool = False
+    #: Server-level: ``ssl-ciphers``, ``ssl-prefer-server-ciphers``, ``from-to-www-redirect``.
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    from_to_www_redirect: bool = False
     policy: BackendPolicy = field(default_factory=BackendPolicy)
     #: Set on a canary Ingress (``canary: "true"``).
     canary: TrafficShaping | None = None
+    #: ``(namespace or None, name)`` of the ``auth-proxy-set-headers`` ConfigMap.
+    auth_proxy_set_headers: tuple[str | None, str] | None = None
+    #: ``enable-global-auth``: the ConfigMap's ``global-auth-url`` applies (unless ``auth-url``).
+    global_auth: bool = True
     #: ``auth-tls-secret`` and the ``auth-tls-*`` settings (the Secret still unresolved).
     client_auth: ClientAuthRequest | None = None
     #: ``affinity-canary-behavior`` of a canary Ingress: ``sticky`` (its backend takes the
@@ -131,6 +141,20 @@ def parse_annotations(
             report[name] = AnnotationReport(full, Status.UNSUPPORTED, detail)
             if spec.fail_closed:
                 denied.append(f"{full} is not supported")
+            continue
+        safe = _SAFE_SUBSETS.get(name)
+        if safe is not None and not options.allow_snippets and isinstance(raw, str):
+            try:
+                parsed[name] = safe(raw)
+            except v.InvalidValue as exc:
+                report[name] = AnnotationReport(
+                    full,
+                    Status.NOT_ALLOWED,
+                    f"snippets are refused unless ingressd runs with "
+                    f"--allow-snippet-annotations: {exc}",
+                )
+            else:
+                report[name] = AnnotationReport(full, Status.SUPPORTED)
             continue
         if spec.group.value == "snippet" and not options.allow_snippets:
             report[name] = AnnotationReport(
@@ -195,8 +219,14 @@ def parse_annotations(
         aliases=vals.get("server-alias", tuple) or (),
         server_snippet=vals.get("server-snippet", str),
         app_root=vals.get("app-root", str),
+        service_upstream=vals.flag("service-upstream"),
+        ssl_ciphers=vals.get("ssl-ciphers", str),
+        ssl_prefer_server_ciphers=vals.get("ssl-prefer-server-ciphers", bool),
+        from_to_www_redirect=vals.flag("from-to-www-redirect"),
         policy=combining.policy(vals),
         canary=canary,
+        global_auth=vals.flag("enable-global-auth", default=True),
+        auth_proxy_set_headers=vals.get("auth-proxy-set-headers", tuple),
         client_auth=combining.client_auth(vals),
         canary_behavior=vals.get("affinity-canary-behavior", str) or "sticky",
     )
@@ -223,9 +253,15 @@ _NO_DIFFERENCE: dict[str, Any] = {
     "use-regex": lambda value, ns, others: value is False,
     "auth-secret": _same_namespace,
     "proxy-ssl-secret": _same_namespace,
+    "auth-proxy-set-headers": _same_namespace,
     "proxy-ssl-verify": lambda value, ns, others: value is False or "proxy-ssl-name" in others,
     "custom-http-errors": lambda value, ns, others: "default-backend" in others,
     # Allowed (else "not allowed"): they behave as in ingress-nginx.
     "configuration-snippet": lambda value, ns, others: True,
     "server-snippet": lambda value, ns, others: True,
+    "modsecurity-snippet": lambda value, ns, others: True,
 }
+
+#: Snippets of which a parsed subset is accepted without ``--allow-snippet-annotations``:
+#: name -> the parser of that subset (its value is re-rendered from the parsed form).
+_SAFE_SUBSETS: dict[str, Callable[[str], str]] = {"modsecurity-snippet": modsecurity.safe_rules}

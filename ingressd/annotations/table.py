@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import patterns, urls
+from ingressd.annotations import extauth, modsecurity, patterns, urls
 from ingressd.annotations import values as v
 from ingressd.model.validation import validate_service_name
 
@@ -190,11 +190,19 @@ _TABLE: tuple[Annotation, ...] = (
         _R,
         _D,
         v.http_codes,
-        "needs default-backend on the same Ingress: ingressd has no global default backend",
+        "without default-backend on the same Ingress it needs --default-backend-service "
+        "(ingress-nginx then sends the errors to its built-in 404 server)",
     ),
     _a("upstream-vhost", _R, _S, urls.upstream_vhost),
     _a("x-forwarded-prefix", _R, _S, v.path),
-    _a("from-to-www-redirect", _R, _U),
+    _a(
+        "from-to-www-redirect",
+        _R,
+        _D,
+        v.boolean,
+        "the 308 keeps a final '/' of the URI (ingress-nginx drops it); with --routing lua "
+        "the redirected name is a server block of its own (a reload when it appears)",
+    ),
     _a("preserve-trailing-slash", _R, _S, v.boolean),
     _a("use-port-in-redirects", _R, _U),
     # TLS
@@ -254,8 +262,21 @@ _TABLE: tuple[Annotation, ...] = (
         "nginx's stream module reading the SNI name (no proxy in the controller process), and "
         "the host's rule's / path (else its first path) names the Service",
     ),
-    _a("ssl-ciphers", _T, _U),
-    _a("ssl-prefer-server-ciphers", _T, _U),
+    _a(
+        "ssl-ciphers",
+        _T,
+        _D,
+        v.ciphers,
+        "with --routing lua the host gets a server block of its own (a reload when it "
+        "appears), as with server-snippet",
+    ),
+    _a(
+        "ssl-prefer-server-ciphers",
+        _T,
+        _D,
+        v.boolean,
+        "with --routing lua the host gets a server block of its own, as with ssl-ciphers",
+    ),
     # proxy tuning
     _a("proxy-body-size", _P, _S, v.size),
     _a("client-body-buffer-size", _P, _S, v.buffer_size),
@@ -275,11 +296,18 @@ _TABLE: tuple[Annotation, ...] = (
     _a("connection-proxy-header", _P, _S, v.token),
     _a("enable-access-log", _P, _S, v.boolean),
     _a("enable-rewrite-log", _P, _S, v.boolean),
-    _a("proxy-redirect-from", _P, _U),
-    _a("proxy-redirect-to", _P, _U),
-    _a("proxy-cookie-domain", _P, _U),
-    _a("proxy-cookie-path", _P, _U),
-    _a("service-upstream", _P, _U, difference="ingressd always balances over the pods' endpoints"),
+    _a("proxy-redirect-from", _P, _S, v.proxy_redirect_url),
+    _a("proxy-redirect-to", _P, _S, v.proxy_redirect_url),
+    _a("proxy-cookie-domain", _P, _S, v.cookie_rewrite),
+    _a("proxy-cookie-path", _P, _S, v.cookie_rewrite),
+    _a(
+        "service-upstream",
+        _P,
+        _D,
+        v.boolean,
+        "its backend is named <namespace>-<service>-<port>-cluster-ip, so Ingresses with and "
+        "without it on one Service keep their own upstreams",
+    ),
     _a("custom-headers", _P, _U),
     _a("disable-proxy-intercept-errors", _P, _U),
     # access
@@ -310,29 +338,37 @@ _TABLE: tuple[Annotation, ...] = (
     _a("auth-secret-type", _A, _S, v.enumeration("auth-file", "auth-map"), fail_closed=True),
     _a("auth-realm", _A, _S, v.realm, fail_closed=True),
     _a("satisfy", _A, _S, v.enumeration("all", "any")),
+    _a("auth-url", _A, _S, extauth.auth_url, fail_closed=True),
+    _a("auth-method", _A, _S, extauth.auth_method, fail_closed=True),
+    _a("auth-signin", _A, _S, extauth.signin_url),
+    _a("auth-signin-redirect-param", _A, _S, extauth.redirect_param),
+    _a("auth-response-headers", _A, _S, v.header_list, fail_closed=True),
     _a(
-        "auth-url",
+        "auth-proxy-set-headers",
         _A,
-        _U,
-        difference="external authentication is not implemented: the Ingress's paths answer "
-        "503 rather than serve without it",
+        _D,
+        v.auth_secret_ref,
+        "only ConfigMaps in the Ingress's own namespace; values may use allow-listed "
+        "variables only",
         fail_closed=True,
     ),
-    _a("auth-method", _A, _U),
-    _a("auth-signin", _A, _U),
-    _a("auth-signin-redirect-param", _A, _U),
-    _a("auth-response-headers", _A, _U),
-    _a("auth-proxy-set-headers", _A, _U),
-    _a("auth-request-redirect", _A, _U),
-    _a("auth-cache-key", _A, _U),
-    _a("auth-cache-duration", _A, _U),
-    _a("auth-keepalive", _A, _U),
-    _a("auth-keepalive-share-vars", _A, _U),
-    _a("auth-keepalive-requests", _A, _U),
-    _a("auth-keepalive-timeout", _A, _U),
-    _a("auth-always-set-cookie", _A, _U),
+    _a("auth-request-redirect", _A, _S, extauth.request_redirect),
+    _a("auth-cache-key", _A, _S, extauth.cache_key, fail_closed=True),
+    _a("auth-cache-duration", _A, _S, extauth.cache_durations, fail_closed=True),
+    _a("auth-keepalive", _A, _S, v.integer(0, 10000)),
+    _a(
+        "auth-keepalive-share-vars",
+        _A,
+        _D,
+        v.boolean,
+        "accepted without effect: the auth subrequest always shares the request's variables "
+        "(nginx's auth_request; ingressd's subrequest location sets none of them)",
+    ),
+    _a("auth-keepalive-requests", _A, _S, v.integer(1, 1_000_000)),
+    _a("auth-keepalive-timeout", _A, _S, v.integer(1, 86400)),
+    _a("auth-always-set-cookie", _A, _S, v.boolean),
     _a("auth-snippet", _A, _U),
-    _a("enable-global-auth", _A, _U, difference="ingressd has no global external auth"),
+    _a("enable-global-auth", _A, _S, v.boolean, fail_closed=True),
     _a("enable-cors", _A, _S, v.boolean),
     _a("cors-allow-origin", _A, _S, urls.cors_origins),
     _a("cors-allow-methods", _A, _S, v.method_list),
@@ -387,11 +423,20 @@ _TABLE: tuple[Annotation, ...] = (
         "refused unless ingressd runs with --allow-snippet-annotations",
     ),
     _a("stream-snippet", _N, _U),
-    _a("modsecurity-snippet", _N, _U),
+    _a(
+        "modsecurity-snippet",
+        _N,
+        _D,
+        modsecurity.rules_snippet,
+        "without --allow-snippet-annotations only SecRuleEngine On|DetectionOnly|Off and "
+        "SecRuleRemoveById lines are accepted (ingress-nginx refuses it whole); the "
+        "recommended base configuration stays loaded beside it",
+    ),
+    # web application firewall (ModSecurity with the OWASP Core Rule Set)
+    _a("enable-modsecurity", _O, _S, v.boolean),
+    _a("enable-owasp-core-rules", _O, _S, v.boolean),
+    _a("modsecurity-transaction-id", _O, _S, modsecurity.transaction_id),
     # other modules nginx here does not have
-    _a("enable-modsecurity", _O, _U),
-    _a("enable-owasp-core-rules", _O, _U),
-    _a("modsecurity-transaction-id", _O, _U),
     _a("enable-opentracing", _O, _U),
     _a("opentracing-trust-incoming-span", _O, _U),
     _a("enable-opentelemetry", _O, _U),

@@ -353,6 +353,33 @@ def ciphers(text: str) -> str:
     return value
 
 
+_REDIRECT_URL = re.compile(r"[A-Za-z0-9._~:/?&=%+@!*(),-]{1,512}\Z")
+_COOKIE_PART = re.compile(r"[A-Za-z0-9._~/:-]{1,253}\Z")
+
+
+def proxy_redirect_url(text: str) -> str:
+    """``proxy-redirect-from`` / ``-to``: ``off``, ``default`` or a URL or path prefix of the
+    ``Location`` header (no regex: no leading ``~``; no ``$``, spaces or quotes)."""
+    value = clean(text)
+    if not _REDIRECT_URL.match(value):
+        raise InvalidValue("must be off, default or a URL or path without spaces, '$' or quotes")
+    return value
+
+
+def cookie_rewrite(text: str) -> tuple[str, ...]:
+    """``proxy-cookie-domain`` / ``-path``: ``off`` or ``<from> <to>`` (letters, digits and
+    ``._~/:-``; no regex, no variables)."""
+    value = clean(text)
+    if value == "off":
+        return ("off",)
+    parts = value.split()
+    if len(parts) != 2 or not all(_COOKIE_PART.match(p) for p in parts):
+        raise InvalidValue("must be off or '<from> <to>' (letters, digits and '._~/:-')")
+    if parts[0].startswith("~"):
+        raise InvalidValue("regular expressions are not accepted")
+    return (parts[0], parts[1])
+
+
 def token(text: str) -> str:
     """A short word: letters, digits, ``_``, ``.``, ``-``."""
     value = clean(text)

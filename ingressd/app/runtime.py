@@ -31,6 +31,7 @@ from ingressd.build.building import BuildOptions
 from ingressd.cluster.duties import ClusterDuties, ClusterOptions
 from ingressd.model import ObjectKey
 from ingressd.nginx.applying import Nginx
+from ingressd.nginx.external_auth import system_resolvers
 from ingressd.nginx.rendering import DEFAULT_TEMPLATE, NginxPaths, RenderSettings
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.pipeline.controller import NginxController
@@ -88,6 +89,8 @@ class Options:
     udp_services_configmap: ObjectKey | None = None
     #: ``--enable-ssl-passthrough``: the HTTPS port reads SNI names first (stream front).
     enable_ssl_passthrough: bool = False
+    #: ``--default-backend-service``: what unknown hosts and unmatched paths reach.
+    default_backend_service: ObjectKey | None = None
     worker_processes: str = "auto"
     #: ``lua``: hosts and paths routed by Lua, a reload only for a new settings class;
     #: ``nginx``: a server block per host and a location per path (docs/routing.md).
@@ -117,6 +120,7 @@ class Options:
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
             routing=self.routing,
             ssl_passthrough=self.enable_ssl_passthrough,
+            resolvers=_resolvers(),
         )
 
     @property
@@ -140,7 +144,17 @@ class Options:
                 (self.https_port, "the HTTPS port"),
                 (self.status_port, "the status port (/healthz, /metrics)"),
             ),
+            default_backend_service=self.default_backend_service,
         )
+
+
+def _resolvers(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
+    """The machine's nameservers, for auth services named by host name (``auth-url``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return system_resolvers(f.read())
+    except OSError:
+        return ()
 
 
 class Ingressd:
@@ -159,6 +173,7 @@ class Ingressd:
             channel=self.channel,
             configmap=options.configmap,
             stream_configmaps=options.stream_configmaps,
+            default_backend=options.default_backend_service,
         )
         self.queue = SyncQueue(min_interval=options.min_sync_interval)
         self.controller = NginxController(channel=self.channel, queue=self.queue)

@@ -26,7 +26,8 @@
                        copied as ``canary-<ingress>-<backend>`` with its ``trafficShapingPolicy``,
                        becomes an alternative (``alternativeBackends``) of the backend a main
                        Ingress serves the same host + path with; a canary adds no location
-        6. finish      every server without Prefix ``/`` answers it with 404; servers sorted
+        6. finish      every server without Prefix ``/`` answers it with 404, or sends it to
+                       the backend of ``--default-backend-service`` (its first port); servers sorted
                        (catch-all first), locations by (path, pathType); ``server-alias`` names
                        kept unless a server's host or another's alias; the backends the
                        locations use (and their canaries) by name, with policy and alternatives
@@ -56,11 +57,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ingressd.annotations import IngressAnnotations
+from ingressd.annotations import IngressAnnotations, extauth
+from ingressd.annotations.values import InvalidValue
 from ingressd.build import kube
 from ingressd.build.plan import (
     ROOT,
@@ -80,6 +83,7 @@ from ingressd.model import (
     Backend,
     BackendName,
     Certificate,
+    Endpoint,
     Location,
     ObjectKey,
     PathType,
@@ -131,6 +135,10 @@ class ServerDraft:
     snippet: str | None = None
     snippet_from: ObjectKey = NO_INGRESS
     app_root: str | None = None
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    #: ``from-to-www-redirect`` with the Ingress that asked for it.
+    www_redirect_from: ObjectKey | None = None
     client_auth: ClientAuth | None = None
     client_auth_from: ObjectKey = NO_INGRESS
 
@@ -209,6 +217,8 @@ class Assembly:
         #: ``auth-tls-*`` of each (non-canary) Ingress, its Secret read.
         self.client_auths: dict[ObjectKey, ClientAuth] = {}
         self.collided = False
+        #: The backend of ``--default-backend-service`` once looked up (None: none usable).
+        self._global_default: tuple[BackendName | None] | None = None
         # problems, in buckets
         self.current: ObjectKey = NO_INGRESS
         self.phase: Phase | None = Phase.RULES
@@ -352,6 +362,9 @@ class Assembly:
             annotations.aliases
             or annotations.app_root is not None
             or annotations.server_snippet is not None
+            or annotations.ssl_ciphers is not None
+            or annotations.ssl_prefer_server_ciphers is not None
+            or annotations.from_to_www_redirect
         ):
             self.server_annotations(key, hosts, annotations)
 
@@ -384,7 +397,10 @@ class Assembly:
                 winner=winner.ingress,
             )
             return
-        backend = self.backend(key, path.backend, path.backend_issue, (rule_index, path.position))
+        at = (rule_index, path.position)
+        backend = self.backend(key, path.backend, path.backend_issue, at)
+        if backend is not None and annotations.service_upstream and path.backend is not None:
+            backend = self.cluster_ip_backend(key, path.backend, backend)
         if backend is not None:
             server.locations[location_key] = self.location(
                 key, host, location_key, backend, settings
@@ -488,6 +504,30 @@ class Assembly:
             self.object_problems[bucket] = slices.problems
         return backend_name, bucket
 
+    def cluster_ip_backend(self, key: ObjectKey, ref: BackendRef, pods: BackendName) -> BackendName:
+        """``service-upstream``: a backend whose one endpoint is the Service's cluster IP and
+        port, named ``<pods' backend>-cluster-ip``; the pods' backend (and a Problem) when the
+        Service has no usable cluster IP."""
+        service = self.service(ref.service_key)
+        assert isinstance(service, kube.ServiceView)  # resolved: it exists and parses
+        port = next(p[1] for p in service.ports if (p[1] == ref.number or p[0] == ref.port_name))
+        reason = cluster_ip_problem(service.cluster_ip, self.options.allow_loopback_endpoints)
+        if reason is not None:
+            self.problem(
+                key,
+                self.annotation_field("service-upstream"),
+                f"service {ref.service_key} {reason}: its pods are used",
+            )
+            return pods
+        name = BackendName(f"{pods}-cluster-ip")
+        if name not in self.backends:
+            endpoint = Endpoint(str(ipaddress.ip_address(service.cluster_ip)), port)
+            made = Backend(
+                name, ref.namespace, ref.service, ref.written, (endpoint,), cluster_ip=True
+            )
+            self.backends[name] = _reuse(made, self.memo.backends.get(name))
+        return name
+
     def service(self, service_key: ObjectKey) -> kube.ServiceView | kube.ParseError | None:
         raw = self.snapshot.services.get(service_key)
         return None if raw is None else kube.read_service(raw)
@@ -516,6 +556,20 @@ class Assembly:
         s = annotations.settings
         if s.denied is not None:
             return s
+        headers_ref = annotations.auth_proxy_set_headers
+        if headers_ref is not None and s.external_auth is not None:
+            headers = self.auth_headers(namespace, headers_ref)
+            if isinstance(headers, Refused):
+                at = self.annotation_field("auth-proxy-set-headers")
+                self.problem(key, at, headers.reason, missing=headers.missing)
+                return LocationSettings(denied=f"auth-proxy-set-headers: {headers.reason}")
+            external = dataclasses.replace(s.external_auth, proxy_set_headers=headers)
+            s = dataclasses.replace(s, external_auth=external)
+        if s.external_auth is None and annotations.global_auth:
+            if self.options.global_auth_invalid:
+                return LocationSettings(denied="the ConfigMap's global-auth-* is invalid")
+            if self.options.global_auth is not None:
+                s = dataclasses.replace(s, external_auth=self.options.global_auth)
         auth = annotations.auth_request
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
@@ -573,7 +627,93 @@ class Assembly:
                 s = dataclasses.replace(s, default_backend=name)
             elif s.custom_http_errors:
                 s = dataclasses.replace(s, custom_http_errors=())
+        if s.custom_http_errors and s.default_backend is None:
+            # the annotation without default-backend: --default-backend-service answers
+            error_backend = self.global_default()
+            if error_backend is not None:
+                s = dataclasses.replace(s, error_backend=error_backend)
+            else:
+                reason = "needs default-backend or --default-backend-service; ignored"
+                self.problem(key, self.annotation_field("custom-http-errors"), reason)
+                s = dataclasses.replace(s, custom_http_errors=())
+        elif not s.custom_http_errors and self.options.custom_http_errors:
+            # the ConfigMap's codes, where the annotation sets none: --default-backend-service
+            # answers them (ingress-nginx's http-level error_page), default-backend or not
+            error_backend = self.global_default()
+            if error_backend is not None:
+                s = dataclasses.replace(
+                    s,
+                    custom_http_errors=self.options.custom_http_errors,
+                    error_backend=error_backend,
+                )
         return s
+
+    def global_default(self) -> BackendName | None:
+        """The backend of ``--default-backend-service`` (its first port), looked up once per
+        assembly.  A Service that is missing or unusable is a problem of the controller's own
+        objects, listed with the IngressClass problems: like them it changes only with an
+        object that makes the incremental build give up (this Service)."""
+        if self._global_default is not None:
+            return self._global_default[0]
+        found: BackendName | None = None
+        service_key = self.options.default_backend_service
+        if service_key is not None:
+            service = self.service(service_key)
+            reason = ""
+            if service is None:
+                reason = "not found: unmatched requests get 404"
+            elif isinstance(service, kube.ParseError) or not service.ports:
+                reason = "unusable (no port): unmatched requests get 404"
+            if reason:
+                self.class_problems.append(
+                    Problem(
+                        "Service",
+                        service_key,
+                        "--default-backend-service",
+                        reason,
+                        missing=f"Service {service_key}" if service is None else "",
+                    )
+                )
+            else:
+                assert isinstance(service, kube.ServiceView)
+                namespace, _, name = service_key.partition("/")
+                ref = BackendRef(namespace, name, service.ports[0][1], None)
+                result = self.resolved.get(ref)
+                if result is None:
+                    result = self.resolved[ref] = self.resolve(ref)
+                if isinstance(result[0], _Unresolved):
+                    self.class_problems.append(
+                        Problem(
+                            "Service", service_key, "--default-backend-service", result[0].reason
+                        )
+                    )
+                else:
+                    found = result[0]
+        self._global_default = (found,)
+        return found
+
+    def default_root(self) -> Location:
+        """``/`` of a server no Ingress gives one: the default backend, or 404."""
+        backend = self.global_default()
+        if backend is None:
+            return _NOT_FOUND
+        return Location("/", PathType.PREFIX, backend=backend, ingress=NO_INGRESS, status=404)
+
+    def auth_headers(
+        self, namespace: str, ref: tuple[str | None, str]
+    ) -> tuple[tuple[str, str], ...] | Refused:
+        """The headers of the ``auth-proxy-set-headers`` ConfigMap, or why there are none."""
+        other, name = ref
+        if other not in (None, namespace):
+            return Refused(f"ConfigMap {other}/{name} is not in the Ingress's namespace")
+        found = self.snapshot.config_maps.get(ObjectKey(f"{namespace}/{name}"))
+        if found is None:
+            what = f"ConfigMap {namespace}/{name}"
+            return Refused(f"{what} not found", missing=what)
+        try:
+            return extauth.proxy_set_headers(found.get("data"))
+        except InvalidValue as exc:
+            return Refused(f"ConfigMap {namespace}/{name} {exc}")
 
     def annotation_backend(
         self, key: ObjectKey, namespace: str, service: str
@@ -664,14 +804,21 @@ class Assembly:
     def server_annotations(
         self, key: ObjectKey, hosts: list[str], annotations: IngressAnnotations
     ) -> None:
-        """``server-alias``, ``server-snippet`` and ``app-root`` go to every host of the
-        Ingress (the oldest Ingress of a host wins its snippet and app-root)."""
+        """``server-alias``, ``server-snippet``, ``app-root``, ``ssl-ciphers``,
+        ``ssl-prefer-server-ciphers`` and ``from-to-www-redirect`` go to every host of the
+        Ingress (the oldest Ingress of a host wins each of the others)."""
         for host in hosts:
             draft = self.servers[host]
             for alias in annotations.aliases:
                 draft.aliases.setdefault(alias, key)
             if draft.app_root is None:
                 draft.app_root = annotations.app_root
+            if draft.ssl_ciphers is None:
+                draft.ssl_ciphers = annotations.ssl_ciphers
+            if draft.ssl_prefer_server_ciphers is None:
+                draft.ssl_prefer_server_ciphers = annotations.ssl_prefer_server_ciphers
+            if annotations.from_to_www_redirect and draft.www_redirect_from is None:
+                draft.www_redirect_from = key
             if annotations.server_snippet is None:
                 continue
             if draft.snippet is None:
@@ -853,7 +1000,7 @@ class Assembly:
             draft = self.servers[hostname]
             locations = draft.locations
             if ROOT not in locations:
-                locations[ROOT] = _NOT_FOUND
+                locations[ROOT] = self.default_root()
             ordered = (
                 tuple(sorted(locations.values(), key=_location_order))
                 if len(locations) > 1
@@ -871,6 +1018,9 @@ class Assembly:
                 aliases=self.aliases(hostname, draft) if draft.aliases else (),
                 snippet=draft.snippet,
                 app_root=draft.app_root,
+                ssl_ciphers=draft.ssl_ciphers,
+                ssl_prefer_server_ciphers=draft.ssl_prefer_server_ciphers,
+                www_redirect=self.www_redirect(hostname, draft),
                 client_auth=draft.client_auth,
             )
             servers.append(_reuse(server, previous_servers.get(hostname)))
@@ -881,6 +1031,8 @@ class Assembly:
                     used.add(loc.backend)
                 if loc.settings.default_backend and loc.settings.denied is None:
                     used.add(loc.settings.default_backend)
+                if loc.settings.errors_to:
+                    used.add(loc.settings.errors_to)
         for main in sorted(used):
             used.update(self.alternatives.get(main, ()))
         backends: list[Backend] = []
@@ -898,6 +1050,21 @@ class Assembly:
             backends.append(backend)
         return servers, backends
 
+    def www_redirect(self, hostname: str, draft: ServerDraft) -> str | None:
+        """``from-to-www-redirect``: ``www.<host>`` for ``<host>``, ``<host>`` for
+        ``www.<host>``, unless that name is a server or an alias (a Problem says so)."""
+        key = draft.www_redirect_from
+        if key is None or hostname == CATCH_ALL or hostname.startswith("*."):
+            return None
+        other = hostname[4:] if hostname.startswith("www.") else f"www.{hostname}"
+        if other.count(".") < 1 or len(other) > 253:
+            return None
+        if other in self.servers or any(other in d.aliases for d in self.servers.values()):
+            reason = f"{other} is a host or alias of its own: no redirect to {hostname}"
+            self.problem(key, self.annotation_field("from-to-www-redirect"), reason)
+            return None
+        return other
+
     def aliases(self, hostname: str, draft: ServerDraft) -> tuple[str, ...]:
         """``server-alias`` names that are not a server's own host name nor another's alias."""
         kept: list[str] = []
@@ -912,6 +1079,21 @@ class Assembly:
                 continue
             self.problem(key, self.annotation_field("server-alias"), reason)
         return tuple(sorted(kept))
+
+
+def cluster_ip_problem(cluster_ip: str, allow_loopback: bool) -> str | None:
+    """Why a Service's ``spec.clusterIP`` cannot be proxied to, or None."""
+    if cluster_ip in ("", "None"):
+        return "has no cluster IP (headless)"
+    try:
+        ip = ipaddress.ip_address(cluster_ip)
+    except ValueError:
+        return f"has an invalid cluster IP {cluster_ip[:64]!r}"
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return f"has a cluster IP nginx must not reach ({ip})"
+    if ip.is_loopback and not allow_loopback:
+        return f"has a loopback cluster IP ({ip})"
+    return None
 
 
 def _reuse(made: _Model, previous: _Model | None) -> _Model:

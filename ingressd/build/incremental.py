@@ -1,7 +1,8 @@
 """Incremental building: the last build, kept by one owner, and the next build made from it.
 
     BuildCache.build(snapshot, options) --> BuildResult
-        full         first build, other options or IngressClasses, a change too wide, or a
+        full         first build, other options or IngressClasses, a ConfigMap an Ingress
+                     names (auth-proxy-set-headers), a change too wide, or a
                      case below that needs the whole picture: every Ingress is assembled
                      (``ingressd.build.assembly``, from per-object plans, ``ingressd.build.plan``)
         incremental  1. diff     this snapshot against the last build's, by object identity
@@ -62,7 +63,7 @@ from ingressd.model import (
 )
 from ingressd.store import keyindex
 from ingressd.store.events import Kind
-from ingressd.store.snapshot import Snapshot
+from ingressd.store.snapshot import Snapshot, changed_keys
 
 __all__ = ["BuildCache", "BuildResult"]
 
@@ -173,6 +174,10 @@ class BuildCache:
         old = state.snapshot
         if _changes(old.ingress_classes, snapshot.ingress_classes):
             return None
+        if state.config_maps and any(
+            key in state.config_maps for key in _changes(old.config_maps, snapshot.config_maps)
+        ):
+            return None  # an auth-proxy-set-headers ConfigMap (rare): a full build
         changed = {
             Kind.INGRESS: _changes(old.ingresses, snapshot.ingresses),
             Kind.SERVICE: _changes(old.services, snapshot.services),
@@ -203,6 +208,11 @@ class BuildCache:
         secrets: set[ObjectKey],
     ) -> BuildResult | None:
         """Assemble the Ingresses a change may touch and splice them into the last result."""
+        default = state.options.default_backend_service
+        if default is not None and (default in services or default in state.policies):
+            # the default backend's Service, or a balancing policy an Ingress sets on it: every
+            # server may use that backend
+            return None
         seeds = set(ingresses)
         for key in services:
             seeds.update(_keys(state.services, key))
@@ -313,6 +323,8 @@ class BuildCache:
                         stack.extend(_keys(state.hosts, host))
                 policy = plan.sets_policy
                 for service in plan.services:
+                    if service == state.options.default_backend_service and policy:
+                        return None  # the default backend's policy: servers of no Ingress
                     if service not in services and (policy or service in state.policies):
                         services.add(service)
                         stack.extend(_keys(state.services, service))
@@ -386,6 +398,8 @@ class _LastBuild:
     #: Service / Secret key -> our Ingresses naming it.
     services: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     secrets: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
+    #: ConfigMap key -> our Ingresses naming it (``auth-proxy-set-headers``).
+    config_maps: dict[ObjectKey, keyindex.Entry] = field(default_factory=dict)
     #: Service key -> how many of our Ingresses naming it set a balancing policy.
     policies: dict[ObjectKey, int] = field(default_factory=dict)
     #: Our Ingresses with ``server-alias``.
@@ -409,10 +423,13 @@ class _LastBuild:
             _add(self.services, service, key)
         for secret in plan.secrets:
             _add(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _add(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 self.policies[service] = self.policies.get(service, 0) + 1
-        if plan.annotations.aliases:
+        if plan.annotations.aliases or plan.annotations.from_to_www_redirect:
+            # both names are checked against every server: only a full build knows them
             self.aliased.add(key)
 
     def unindex(self, plan: IngressPlan) -> None:
@@ -423,6 +440,8 @@ class _LastBuild:
             _discard(self.services, service, key)
         for secret in plan.secrets:
             _discard(self.secrets, secret, key)
+        for config_map in plan.config_maps:
+            _discard(self.config_maps, config_map, key)
         if plan.sets_policy:
             for service in plan.services:
                 left = self.policies.get(service, 0) - 1
@@ -472,9 +491,14 @@ class _LastBuild:
 
 
 def _changes(old: Mapping[ObjectKey, Any], new: Mapping[ObjectKey, Any]) -> set[ObjectKey]:
-    """Keys whose object was added, replaced or deleted between two snapshots."""
+    """Keys whose object was added, replaced or deleted between two snapshots: from the
+    Store's change log when both copies have it (``snapshot.changed_keys``), else by
+    comparing every key's object by identity."""
     if old is new:
         return set()
+    logged = changed_keys(old, new)
+    if logged is not None:
+        return logged
     get = old.get
     changed = {key for key, value in new.items() if get(key) is not value}
     added = sum(1 for key in changed if key not in old)
@@ -521,6 +545,8 @@ def _used_backends(server: Server | None) -> set[BackendName]:
             settings = location.settings
             if settings.default_backend and settings.denied is None:
                 found.add(settings.default_backend)
+            if settings.errors_to:
+                found.add(settings.errors_to)
     return found
 
 
@@ -590,6 +616,13 @@ def _used_elsewhere(
     """Whether a server outside ``hosts`` uses ``backend`` (only Ingresses naming its
     Service can)."""
     service = ObjectKey(f"{backend.namespace}/{backend.service}")
+    if service == state.options.default_backend_service:
+        # the ``/`` of servers no Ingress gives one, and the custom errors of any location
+        return any(
+            backend.name in _used_backends(server)
+            for host, server in by_host.items()
+            if host not in hosts
+        )
     for key in _keys(state.services, service):
         for host in state.ours[key].hosts:
             if host not in hosts and backend.name in _used_backends(by_host.get(host)):
@@ -608,6 +641,8 @@ def _backends_by_service(backends: Iterable[Backend]) -> dict[ObjectKey, list[Ba
     """Service key -> names of the backends made from it."""
     by_service: dict[ObjectKey, list[BackendName]] = {}
     for backend in backends:
+        if backend.cluster_ip:
+            continue  # service-upstream: the cluster IP, whatever the slices say
         key = ObjectKey(f"{backend.namespace}/{backend.service}")
         by_service.setdefault(key, []).append(backend.name)
     return by_service

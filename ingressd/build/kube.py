@@ -146,6 +146,8 @@ class ServiceView(NamedTuple):
     type: str
     #: ``(name, port)`` of each ``spec.ports[]`` entry; an unnamed port has name ``""``.
     ports: tuple[tuple[str, int], ...]
+    #: ``spec.clusterIP`` as written (``""`` when absent; ``None`` is headless), unchecked.
+    cluster_ip: str = ""
 
 
 class SliceEndpointView(NamedTuple):
@@ -218,7 +220,10 @@ def read_service(raw: object) -> ServiceView | ParseError:
         if service_type is not None and not isinstance(service_type, str):
             raise _Malformed("spec.type", _STR)
         ports = _read_ports(spec.get("ports"), "spec.ports", required=True)
-        return ServiceView(service_type or "ClusterIP", ports)
+        cluster_ip = spec.get("clusterIP")
+        if cluster_ip is not None and not isinstance(cluster_ip, str):
+            raise _Malformed("spec.clusterIP", _STR)
+        return ServiceView(service_type or "ClusterIP", ports, cluster_ip or "")
     except _Malformed as exc:
         return exc.error
 

@@ -165,6 +165,8 @@ class IngressPlan:
     #: (TLS, ``auth-secret``, ``proxy-ssl-secret``), own namespace.
     services: tuple[ObjectKey, ...] = ()
     secrets: tuple[ObjectKey, ...] = ()
+    #: ConfigMaps (``auth-proxy-set-headers``), own namespace.
+    config_maps: tuple[ObjectKey, ...] = ()
 
     @property
     def canary(self) -> bool:
@@ -325,6 +327,10 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
     ssl_ref = annotations.proxy_ssl_secret
     if ssl_ref is not None and ssl_ref[0] in (None, namespace):
         secrets[ObjectKey(f"{namespace}/{ssl_ref[1]}")] = None
+    headers_ref = annotations.auth_proxy_set_headers
+    config_maps: tuple[ObjectKey, ...] = ()
+    if headers_ref is not None and headers_ref[0] in (None, namespace):
+        config_maps = (ObjectKey(f"{namespace}/{headers_ref[1]}"),)
     client_auth = annotations.client_auth
     if client_auth is not None and client_auth.namespace in (None, namespace):
         secrets[ObjectKey(f"{namespace}/{client_auth.name}")] = None
@@ -343,6 +349,7 @@ def plan_ingress(key: ObjectKey, raw: Any, options: AnnotationOptions) -> Ingres
         tuple(servers),
         tuple(services),
         tuple(secrets),
+        config_maps,
     )
 
 

@@ -10,7 +10,7 @@
 Stage 1 of the assembly (``ingressd.build.assembly``); the incremental build
 (``ingressd.build.incremental``) asks again for the Ingresses one change touches.
 ``BuildOptions`` lives here because it says first what makes an Ingress ours; the rest of it
-(ssl redirect, annotation options, loopback endpoints) is read by the later stages.
+(ssl redirect, annotation options, loopback endpoints, default backend) is read by the later stages.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ingressd.annotations import DEFAULT_PREFIX, AnnotationOptions
 from ingressd.build import kube
 from ingressd.build.plan import LEGACY_CLASS_ANNOTATION
 from ingressd.model import ObjectKey, Problem
+from ingressd.model.settings import ExternalAuth
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["BuildOptions", "is_ours", "our_classes"]
@@ -54,6 +55,18 @@ class BuildOptions:
     #: TCP ports the controller listens on itself, and what for: a TCP service entry on one of
     #: them is refused.
     reserved_ports: tuple[tuple[int, str], ...] = ()
+    #: ``--default-backend-service``: the Service (its first port) that unknown hosts and
+    #: unmatched paths reach instead of the built-in 404, and where custom errors go.
+    default_backend_service: ObjectKey | None = None
+    #: ``custom-http-errors`` of the ConfigMap: codes the locations without the annotation
+    #: send to the default backend (needs ``default_backend_service``).
+    custom_http_errors: tuple[int, ...] = ()
+    #: The ConfigMap's ``global-auth-url`` & co: external authentication for every location
+    #: whose Ingress sets no ``auth-url`` and does not say ``enable-global-auth: "false"``.
+    global_auth: ExternalAuth | None = None
+    #: A ``global-auth-*`` key of the ConfigMap was invalid: the locations global auth would
+    #: protect answer 503 (fail closed).
+    global_auth_invalid: bool = False
 
     @property
     def annotation_options(self) -> AnnotationOptions:

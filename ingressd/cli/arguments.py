@@ -113,6 +113,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "those hosts' TLS connections to their pods untouched",
     )
     parser.add_argument(
+        "--default-backend-service",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help="Service (its first port) that unknown hosts and unmatched paths reach, and "
+        "where custom-http-errors go, instead of the built-in 404",
+    )
+    parser.add_argument(
         "--template",
         type=Path,
         default=DEFAULT_TEMPLATE,
@@ -446,6 +453,7 @@ def options_from(args: argparse.Namespace) -> Options:
         tcp_services_configmap=getattr(args, "tcp_services_configmap", None),
         udp_services_configmap=getattr(args, "udp_services_configmap", None),
         enable_ssl_passthrough=getattr(args, "enable_ssl_passthrough", False),
+        default_backend_service=getattr(args, "default_backend_service", None),
         worker_processes=args.worker_processes,
         routing=getattr(args, "routing", "lua"),
         min_sync_interval=args.min_sync_interval,

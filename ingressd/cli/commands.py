@@ -38,9 +38,10 @@ from ingressd.cluster.client import api_client, in_cluster
 from ingressd.logs import configure
 from ingressd.model import ObjectKey
 from ingressd.nginx.quoting import RenderError
-from ingressd.nginx.rendering import NginxPaths, WorkDirError, render
+from ingressd.nginx.rendering import NginxPaths, WorkDirError, render, route_context
+from ingressd.nginx.routes import RouteTable, route_table
 from ingressd.pipeline.channel import UpdateChannel
-from ingressd.pipeline.configmap import parse_configmap
+from ingressd.pipeline.configmap import parse_configmap, unusable_options
 from ingressd.store.sources.files import ManifestsSource
 from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.store import Store
@@ -181,10 +182,11 @@ def _render(args: argparse.Namespace) -> int:
     result = build_configuration(snapshot, global_options.build_options(options.build_options()))
     for problem in (*option_problems, *result.problems):
         print(f"# skipped: {problem}", file=sys.stderr)
+    settings = global_options.render_settings(options.render_settings())
     try:
         text = render(
             result.configuration,
-            settings=global_options.render_settings(options.render_settings()),
+            settings=settings,
             paths=paths,
             generation=1,
             template=args.template,
@@ -193,7 +195,22 @@ def _render(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(text)
+    if settings.routing == "lua":
+        sys.stdout.write(
+            _route_table_comment(route_table(result.configuration, route_context(settings)))
+        )
     return 0
+
+
+def _route_table_comment(table: RouteTable) -> str:
+    """The hosts Lua routes (``--routing lua``), as comments after nginx.conf: what
+    ``/debug/routes`` would show once ingressd sent them."""
+    lines = ["", "# --routing lua: the route table ingressd sends to Lua (GET /debug/routes)"]
+    lines += [f"# {host}: {entry}" for host, entry in sorted(table.entries.items())]
+    lines += [
+        f"# certificate of {host}: {uid}" for host, uid in sorted(table.certificate_hosts.items())
+    ]
+    return "\n".join(lines) + "\n"
 
 
 async def _check(args: argparse.Namespace) -> int:
@@ -222,9 +239,9 @@ async def _check(args: argparse.Namespace) -> int:
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
     global_options, option_problems = parse_configmap(configmap)
-    report = check(snapshot, global_options.build_options(options_from(args).build_options()))
-    # ConfigMap keys ingressd does not read (or values it refuses) are listed with the rest.
-    report = dataclasses.replace(report, other=(*option_problems, *report.other))
+    build_options = global_options.build_options(options_from(args).build_options())
+    moot = unusable_options(global_options, build_options, args.configmap)
+    report = check(snapshot, build_options, option_problems=(*option_problems, *moot))
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -20,6 +20,8 @@ from ingressd.model.configuration import (
     Problem,
     Server,
     backend_order,
+    differing,
+    server_order,
 )
 from ingressd.model.keys import CATCH_ALL, BackendName, ObjectKey
 
@@ -36,4 +38,6 @@ __all__ = [
     "Problem",
     "Server",
     "backend_order",
+    "differing",
+    "server_order",
 ]

@@ -25,9 +25,11 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import compress, count
+from operator import is_not
+from typing import Any, TypeVar
 
 from ingressd.model.keys import CATCH_ALL, BackendName, ObjectKey
 from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy, TrafficShaping
@@ -68,6 +70,9 @@ class Backend:
     service_port: str
     endpoints: tuple[Endpoint, ...] = ()
     policy: BackendPolicy = DEFAULT_POLICY
+    #: ``service-upstream``: the one endpoint is the Service's cluster IP and port, not its
+    #: pods (EndpointSlice changes do not touch it).
+    cluster_ip: bool = False
 
     def structure(self) -> Backend:
         """This backend with its dynamic part blanked: what nginx.conf depends on."""
@@ -179,6 +184,13 @@ class Server:
     snippet: str | None = None
     #: ``app-root``: ``/`` redirects (302) here; from the oldest Ingress of the host that sets it.
     app_root: str | None = None
+    #: ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` of the oldest Ingress of the host that
+    #: sets them: TLS handshakes for this name (its server block has its own SSL context).
+    ssl_ciphers: str | None = None
+    ssl_prefer_server_ciphers: bool | None = None
+    #: ``from-to-www-redirect``: the other name (``www.`` added or removed), answered with a
+    #: 308 to this host; ``None`` when off or when that name is a server or alias itself.
+    www_redirect: str | None = None
     #: ``auth-tls-*``: client certificates asked for at the handshake; from the oldest Ingress
     #: of the host that sets ``auth-tls-secret``.
     client_auth: ClientAuth | None = None
@@ -263,6 +275,13 @@ class Configuration:
                     **({"aliases": list(s.aliases)} if s.aliases else {}),
                     **({"snippet": s.snippet} if s.snippet is not None else {}),
                     **({"appRoot": s.app_root} if s.app_root is not None else {}),
+                    **({"sslCiphers": s.ssl_ciphers} if s.ssl_ciphers is not None else {}),
+                    **(
+                        {"sslPreferServerCiphers": s.ssl_prefer_server_ciphers}
+                        if s.ssl_prefer_server_ciphers is not None
+                        else {}
+                    ),
+                    **({"wwwRedirect": s.www_redirect} if s.www_redirect is not None else {}),
                     **(
                         {"clientAuth": _client_auth_json(s.client_auth)}
                         if s.client_auth is not None
@@ -320,3 +339,94 @@ def _client_auth_json(auth: ClientAuth) -> dict[str, Any]:
 def backend_order(backend: Backend) -> BackendName:
     """The sort key of ``Configuration.backends`` (for bisection)."""
     return backend.name
+
+
+def server_order(server: Server) -> tuple[bool, str]:
+    """The sort key of ``Configuration.servers`` (the catch-all first, then by host name)."""
+    return (server.hostname != CATCH_ALL, server.hostname)
+
+
+_T = TypeVar("_T")
+
+#: Below this many items on both sides together, ``differing`` merges by key.
+_SMALL = 16
+
+
+def differing(
+    new: Sequence[_T], old: Sequence[_T], *, key: Callable[[_T], Any]
+) -> tuple[list[_T], list[_T]]:
+    """The items of ``new`` that are not ``old``'s very objects, and those of ``old`` that are
+    not ``new``'s, each in order: what a build changed (ARCHITECTURE.md, invariant 2).
+
+    Both sequences are sorted by ``key``, unique within each.  Runs of identical objects are
+    skipped at C speed (``map(is_not, ...)``) and what is left is split by bisection on the
+    key, so the Python work grows with the change, not with the length: one server of 10,000
+    changed costs a few comparisons.
+    """
+    fresh: list[_T] = []
+    stale: list[_T] = []
+    if new is not old:
+        _differing(tuple(new), tuple(old), key, fresh, stale)
+    return fresh, stale
+
+
+def _differing(
+    new: tuple[_T, ...],
+    old: tuple[_T, ...],
+    key: Callable[[_T], Any],
+    fresh: list[_T],
+    stale: list[_T],
+) -> None:
+    while True:
+        shorter = min(len(new), len(old))
+        head = next(compress(count(), map(is_not, new, old)), shorter)
+        if head:
+            new, old = new[head:], old[head:]
+            shorter -= head
+        tail = next(compress(count(), map(is_not, reversed(new), reversed(old))), shorter)
+        if tail:
+            new, old = new[: len(new) - tail], old[: len(old) - tail]
+        if not new or not old:
+            fresh.extend(new)
+            stale.extend(old)
+            return
+        if len(new) + len(old) <= _SMALL:
+            _merge(new, old, key, fresh, stale)
+            return
+        # split both at the middle item of the longer one: each half is shorter than the whole
+        if len(new) >= len(old):
+            at_new = len(new) // 2
+            at_old = bisect.bisect_left(old, key(new[at_new]), key=key)
+        else:
+            at_old = len(old) // 2
+            at_new = bisect.bisect_left(new, key(old[at_old]), key=key)
+        _differing(new[:at_new], old[:at_old], key, fresh, stale)
+        new, old = new[at_new:], old[at_old:]
+
+
+def _merge(
+    new: Sequence[_T],
+    old: Sequence[_T],
+    key: Callable[[_T], Any],
+    fresh: list[_T],
+    stale: list[_T],
+) -> None:
+    i = j = 0
+    while i < len(new) and j < len(old):
+        a, b = new[i], old[j]
+        if a is b:
+            i, j = i + 1, j + 1
+            continue
+        ka, kb = key(a), key(b)
+        if ka == kb:
+            fresh.append(a)
+            stale.append(b)
+            i, j = i + 1, j + 1
+        elif ka < kb:
+            fresh.append(a)
+            i += 1
+        else:
+            stale.append(b)
+            j += 1
+    fresh.extend(new[i:])
+    stale.extend(old[j:])

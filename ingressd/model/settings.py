@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,46 @@ class BasicAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalAuth:
+    """``auth-url`` and ``auth-*`` (or the ConfigMap's ``global-auth-*``): every request asks
+    an auth service first (nginx ``auth_request``), with ingress-nginx's defaults.
+
+    Every string is validated by ``ingressd.annotations.extauth`` and quoted again when
+    rendered.  The rendered internal location is named by ``id`` (a digest of the whole value),
+    so locations with equal settings share it, and a change is a new location (a reload).
+    """
+
+    #: ``http(s)://host[:port]/path[?query]``, no variables.
+    url: str
+    #: ``auth-method``: the method of the subrequest (``None``: the client's).
+    method: str | None = None
+    #: ``auth-signin``: where a 401 redirects (may hold allow-listed variables).
+    signin: str | None = None
+    signin_redirect_param: str = "rd"
+    #: ``auth-response-headers``: copied from the auth answer to the upstream request.
+    response_headers: tuple[str, ...] = ()
+    #: ``auth-request-redirect``: the ``X-Auth-Request-Redirect`` value (``None``: the URI).
+    request_redirect: str | None = None
+    #: ``auth-cache-key``: answers are cached by this key (text and allow-listed variables).
+    cache_key: str | None = None
+    #: ``auth-cache-duration``: ``proxy_cache_valid`` arguments, e.g. ``("200 202 401 5m",)``.
+    cache_duration: tuple[str, ...] = ("200 202 401 5m",)
+    always_set_cookie: bool = False
+    #: ``auth-proxy-set-headers``: ``(name, value)`` from the ConfigMap it names.
+    proxy_set_headers: tuple[tuple[str, str], ...] = ()
+    #: ``auth-keepalive``: idle connections kept to the auth service (0: none).
+    keepalive: int = 0
+    keepalive_share_vars: bool = False
+    keepalive_requests: int = 1000
+    keepalive_timeout: int = 60
+
+    @property
+    def id(self) -> str:
+        """Names the internal location (and upstream) of these settings: ``a<hex>``."""
+        return "a" + hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
 class Cors:
     """``enable-cors`` and ``cors-*``, with ingress-nginx's defaults."""
 
@@ -141,6 +182,21 @@ class ProxySSL:
 
 
 @dataclass(frozen=True, slots=True)
+class ModSecurity:
+    """``enable-modsecurity``, ``enable-owasp-core-rules``, ``modsecurity-snippet``,
+    ``modsecurity-transaction-id`` of one Ingress (the ConfigMap's keys are the defaults)."""
+
+    #: ``None``: the ConfigMap's ``enable-modsecurity`` decides.
+    enable: bool | None = None
+    #: Run the OWASP Core Rule Set here (also when the ConfigMap turns it on for all).
+    owasp_core_rules: bool = False
+    #: ModSecurity rules for these locations: the safe subset re-rendered, or the snippet as
+    #: written when snippets are allowed.
+    rules: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LocationSettings:
     """Everything annotations change in one location's nginx block.  ``None`` = the default.
 
@@ -171,6 +227,10 @@ class LocationSettings:
     custom_http_errors: tuple[int, ...] = ()
     #: ``default-backend``: serves when the backend has no endpoint, and the custom errors.
     default_backend: BackendName | None = None
+    #: Where ``custom_http_errors`` go when not to ``default_backend``: the backend of
+    #: ``--default-backend-service`` (the annotation without ``default-backend``, or the
+    #: ConfigMap's codes).
+    error_backend: BackendName | None = None
     upstream_vhost: str | None = None
     x_forwarded_prefix: str | None = None
     #: ``ssl-redirect``: ``None`` follows the server (redirect when it has TLS).
@@ -187,12 +247,28 @@ class LocationSettings:
     deny: tuple[str, ...] = ()
     limits: RateLimits | None = None
     auth: BasicAuth | None = None
+    #: ``auth-url`` (or the ConfigMap's ``global-auth-url``): external authentication.
+    external_auth: ExternalAuth | None = None
     satisfy_any: bool = False
     cors: Cors | None = None
     access_log: bool | None = None
     rewrite_log: bool = False
+    #: ``proxy-redirect-from`` / ``-to``: ``("off",)``, ``("default",)`` or ``(from, to)``.
+    proxy_redirect: tuple[str, ...] = ()
+    #: ``proxy-cookie-domain`` / ``proxy-cookie-path``: ``("off",)`` or ``(from, to)``.
+    cookie_domain: tuple[str, ...] = ()
+    cookie_path: tuple[str, ...] = ()
     #: ``configuration-snippet`` (only with ``--allow-snippet-annotations``).
     snippet: str | None = None
+    #: The WAF annotations; ``None``: none set (the ConfigMap decides).
+    modsecurity: ModSecurity | None = None
+
+    @property
+    def errors_to(self) -> BackendName | None:
+        """The backend that answers ``custom_http_errors`` (None: they are not intercepted)."""
+        if not self.custom_http_errors or self.denied is not None:
+            return None
+        return self.error_backend if self.error_backend is not None else self.default_backend
 
     def secret_files(self) -> tuple[SecretFile, ...]:
         files: list[SecretFile] = []

@@ -8,6 +8,9 @@
                     it, so new workers find their backends on their first request)
                 SIGHUP --> wait for the new generation --> PUT the whole backend set (prunes
                     backends that no location uses any more)
+                --routing lua: then the route entries and certificates that changed (the
+                    shared dict kept the rest); everything again after nginx restarted or a
+                    send to Lua failed (what Lua holds is not known then)
 
 ``Nginx`` owns the process, the Lua endpoint client and the files of one work dir.  The sync
 worker only sees the ``NginxDriver`` protocol, so a dry run can check configurations without
@@ -45,7 +48,13 @@ from ingressd.nginx.rendering import (
     render,
     route_context,
 )
-from ingressd.nginx.routes import RouteTable, keeps_own_block, route_table
+from ingressd.nginx.routes import (
+    RouteTable,
+    TableChanges,
+    keeps_own_block,
+    route_table,
+    table_changes,
+)
 
 log = structlog.get_logger("ingressd.nginx")
 
@@ -66,9 +75,12 @@ class NginxDriver(Protocol):
 
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None: ...
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         """Render ``config`` with ``settings`` (the command line's, the ConfigMap's on top),
-        test it, make it what nginx serves."""
+        test it, make it what nginx serves.  ``table`` (``--routing lua``): a route table the
+        caller made lately (``config``'s is made from it)."""
         ...
 
     async def reapply(self, config: Configuration | None) -> None: ...
@@ -205,6 +217,10 @@ class Nginx:
         self._rendered: frozenset[str] = frozenset()
         #: The backends whose peer files the stream block reads (the running nginx.conf's).
         self._stream_backends: frozenset[BackendName] = frozenset()
+        #: A send to Lua failed part way: what it holds is unknown until everything is sent.
+        self._lua_in_doubt = False
+        #: The last route table made (the next one is made from it).
+        self._made: RouteTable | None = None
         #: The last configuration ``check`` tested: (config, settings, generation, candidate).
         self._checked: tuple[Configuration, RenderSettings, int, Path] | None = None
 
@@ -232,7 +248,14 @@ class Nginx:
             generation=self.generation,
             template=self.template,
             keep_classes=kept,
+            table=self._table_of(config, self.settings) if self.lua_routed else None,
         )
+
+    def _table_of(self, config: Configuration, settings: RenderSettings) -> RouteTable:
+        """``config``'s route table, made from the last one made."""
+        table = route_table(config, route_context(settings), self._made or self._held)
+        self._made = table
+        return table
 
     async def prepare(self) -> Path:
         """Lay out the work dir and check an empty configuration (404 for all) with nginx -t.
@@ -288,18 +311,58 @@ class Nginx:
         changed = config.backends_named(backends)
         if changed:
             await self.apply_dynamic(changed)
-        if certificates:
-            await self._send_certificate_changes(table)
-        if routes:
-            await self._send_routes(table, routes)
-        if removed:
-            await self._delete_routes(removed)
-        self._held = table
-        wanted = config.backend_map()
-        if self._sent.keys() - wanted.keys():
+        if self._lua_in_doubt:
+            await self._send_table(table)
+        elif routes or removed or certificates:
+            await self._send_table_changes(table, routes=routes, removed=removed)
+        else:
+            self._held = table
+        if self._unused_backends_sent(config):
             await self._put_backends(config)
             return len(changed) + len(config.backends)
         return len(changed)
+
+    def _unused_backends_sent(self, config: Configuration) -> bool:
+        """Whether Lua holds backends ``config`` does not use.  Lua holds every backend of
+        ``config`` by now (the running model's, and the changed ones just sent), so only a
+        count above ``config``'s says so; then the names are compared."""
+        if len(self._sent) <= len(config.backends):
+            return False
+        return bool(self._sent.keys() - config.backend_map().keys())
+
+    async def _send_table(self, table: RouteTable) -> None:
+        """Make Lua hold ``table`` whatever it held: every certificate, the whole route table."""
+        self._lua_in_doubt = True
+        await self._send_certificates(table)
+        await self._send_routes(table, None)
+        self._held, self._lua_in_doubt = table, False
+
+    async def _send_table_changes(
+        self,
+        table: RouteTable,
+        *,
+        routes: Sequence[str] | None = None,
+        removed: Sequence[str] | None = None,
+    ) -> None:
+        """Make Lua, holding ``self._held``, hold ``table``: POST only the certificates Lua lacks
+        and the host names whose certificate changed (a rotation sends one PEM, not every
+        one), POST the changed route entries and DELETE the removed ones (``routes`` and
+        ``removed`` when the caller knows them already)."""
+        held = self._held
+        if held is None:
+            await self._send_table(table)
+            return
+        changes = table_changes(table, held)
+        self._lua_in_doubt = True
+        if changes.certificate_hosts:
+            await self._send_certificate_changes(changes)
+        hosts = changes.routes if routes is None else routes
+        if hosts:
+            await self._send_routes(table, hosts)
+        gone = changes.removed if removed is None else removed
+        if gone:
+            await self._delete_routes(gone)
+        self._held, self._lua_in_doubt = table, False
 
     async def _send_routes(self, table: RouteTable, hosts: Sequence[str] | None) -> None:
         """POST the entries of ``hosts``, or PUT the whole table when ``hosts`` is None."""
@@ -316,21 +379,10 @@ class Nginx:
             dict(table.certificates), dict(table.certificate_hosts), whole=True
         )
 
-    async def _send_certificate_changes(self, table: RouteTable) -> None:
-        """POST only the certificates Lua lacks and the hosts whose certificate changed (a
-        rotation sends one PEM, not every one); the whole set when Lua holds none yet."""
-        held = self._held
-        if held is None:
-            await self._send_certificates(table)
-            return
-        fresh = {u: pem for u, pem in table.certificates.items() if u not in held.certificates}
-        hosts: dict[str, str | None] = {
-            h: u for h, u in table.certificate_hosts.items() if held.certificate_hosts.get(h) != u
-        }
-        hosts.update(
-            (h, None) for h in held.certificate_hosts.keys() - table.certificate_hosts.keys()
+    async def _send_certificate_changes(self, changes: TableChanges) -> None:
+        await self.endpoint.send_certificates(
+            dict(changes.certificates), changes.certificate_hosts, whole=False
         )
-        await self.endpoint.send_certificates(fresh, hosts, whole=False)
 
     async def _put_backends(self, config: Configuration) -> None:
         await self.endpoint.put_backends(config.backends)
@@ -365,8 +417,12 @@ class Nginx:
         self._checked = None
         return checked[3]
 
-    async def apply_reload(self, config: Configuration, settings: RenderSettings) -> ReloadOutcome:
+    async def apply_reload(
+        self, config: Configuration, settings: RenderSettings, *, table: RouteTable | None = None
+    ) -> ReloadOutcome:
         self.settings = settings
+        if table is not None:
+            self._made = table  # the tables to come share its entries
         t0 = time.monotonic()
         self._write_certificates(config)
         candidate = self._checked_candidate(config, settings)
@@ -383,11 +439,14 @@ class Nginx:
         previous = read_text(self.paths.conf) if debug_enabled() else ""
         sent = await self._switch_to(candidate, config)
         if self.lua_routed:
-            table = route_table(config, route_context(settings))
+            # the shared dict survived the SIGHUP: Lua still holds ``_held``
+            table = self._table_of(config, settings)
             kept = self._held.class_ids if self._held is not None else frozenset()
-            await self._send_certificates(table)
-            await self._send_routes(table, None)
-            self._held, self._rendered = table, table.class_ids | kept
+            if self._lua_in_doubt:
+                await self._send_table(table)
+            else:
+                await self._send_table_changes(table)
+            self._rendered = table.class_ids | kept
         t3 = time.monotonic()
         self._remove_unused_certificates(config)
         if previous and debug_enabled():
@@ -414,13 +473,13 @@ class Nginx:
         # The new workers read their peer files from their first connection on.
         self._stream_backends = config.streams.backend_names()
         self._write_stream_peers(b for b in config.backends if b.name in self._stream_backends)
-        wanted = config.backend_map()
-        changed = [b for b in config.backends if self._sent.get(b.name) != b]
+        sent = self._sent.get
+        changed = [b for b in config.backends if sent(b.name) is not b and sent(b.name) != b]
         if changed:
             await self.apply_dynamic(changed)
         await self.process.reload(self.generation)
         self._remove_unused_peers()
-        if self._sent.keys() - wanted.keys():
+        if self._unused_backends_sent(config):
             await self._put_backends(config)
             return len(changed) + len(config.backends)
         return len(changed)
@@ -430,8 +489,7 @@ class Nginx:
         with ``--routing lua`` the route table and certificates) again."""
         await self._put_backends(config or Configuration())
         if self._held is not None:
-            await self._send_certificates(self._held)
-            await self._send_routes(self._held, None)
+            await self._send_table(self._held)
 
     async def stop(self) -> None:
         """Graceful: nginx gets ``worker_shutdown_timeout`` (+5 s) to finish its requests."""

@@ -21,6 +21,7 @@ import jinja2
 
 from ingressd.model import Backend, BackendName, Configuration, Server
 from ingressd.model.settings import DEFAULT_SETTINGS
+from ingressd.nginx.external_auth import configuration_auths
 from ingressd.nginx.quoting import DirectiveError, RenderError
 from ingressd.nginx.server_directives import http_lines
 
@@ -90,11 +91,16 @@ def backend_facts(
 
 
 def adds_http_lines(server: Server) -> bool:
-    """Whether ``http_lines`` has anything for this server (never with default settings)."""
+    """Whether ``http_lines`` or ``auth_http_lines`` has anything for this server (never with
+    default settings)."""
     if all(loc.settings is DEFAULT_SETTINGS for loc in server.locations):
         return False
+    alone = Configuration(servers=(server,))
     try:
-        return bool(http_lines(Configuration(servers=(server,))))
+        return bool(http_lines(alone)) or any(
+            a is not None and (a.cache_key is not None or a.keepalive > 0)
+            for a in configuration_auths(alone)
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
 

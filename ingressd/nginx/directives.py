@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from ingressd.model import Backend, Location
 from ingressd.model.settings import BackendProtocol, ClientAuth, LocationSettings
+from ingressd.nginx.external_auth import location_auth
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, waf_location_lines
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
@@ -79,6 +81,8 @@ class LocationContext:
     #: HTTP when verification is on, check ``auth-tls-match-cn`` and pass the ``ssl-client-*``
     #: headers to the pods.
     client_auth: ClientAuth | None = None
+    #: The ConfigMap's WAF keys (what the http level has).
+    modsecurity: WafDefaults = NO_WAF
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ def effective_ssl_redirect(settings: LocationSettings, server_default: bool) -> 
     """Redirect HTTP to HTTPS here: forced, or the server's default unless turned off."""
     return settings.force_ssl_redirect or (server_default and settings.ssl_redirect is not False)
 
+
+_EMPTY = '""'
 
 _PASS = {
     BackendProtocol.HTTP: "proxy_pass http://",
@@ -129,6 +135,7 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         return LocationBody(("return 503;",), pass_line)
     if s.default_backend is not None and not ctx.lua_routed:
         lines.append(f"set $ingressd_default_backend {quote_word(s.default_backend)};")
+    lines += waf_location_lines(s.modsecurity, ctx.modsecurity)
     if s.access_log is not None and not s.access_log:
         lines.append("access_log off;")
     if s.rewrite_log:
@@ -181,6 +188,11 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         else:
             lines.append(f"auth_basic {quote_text(s.auth.realm)};")
         lines.append(f"auth_basic_user_file {_secret_path(ctx, s.auth.file.file_name)};")
+    external = None
+    if s.external_auth is not None:
+        external = location_auth(s.external_auth, ctx.no_auth_locations)
+        lines += external.lines
+        add_headers += external.add_headers
     if s.limits is not None:
         lines += _limits(s)
     # proxying
@@ -206,15 +218,31 @@ def location_lines(location: Location, ctx: LocationContext) -> LocationBody:
         lines += _proxy_buffers(s)
     if s.proxy_ssl is not None:
         lines += _proxy_ssl(s, ctx, prefix)
-    lines += _upstream_headers(s, ctx, grpc)
+    if not grpc:
+        for directive, words in (
+            ("proxy_redirect", s.proxy_redirect),
+            ("proxy_cookie_domain", s.cookie_domain),
+            ("proxy_cookie_path", s.cookie_path),
+        ):
+            if words:
+                lines.append(f"{directive} {' '.join(quote_word(w) for w in words)};")
+    lines += _upstream_headers(s, ctx, grpc, external.upstream_headers if external else ())
     if add_headers and ctx.hsts:
         header = "$ingressd_hsts" if ctx.lua_routed else "$hsts_header"
         add_headers.append(f"add_header Strict-Transport-Security {header} always;")
     lines += add_headers
-    if s.custom_http_errors and s.default_backend is not None:
+    errors_to = s.errors_to
+    if errors_to is not None:
+        if not ctx.lua_routed:
+            # X-Service-Name / X-Service-Port of the error backend's request (--routing lua:
+            # the router sets them from the route)
+            backend = ctx.backend
+            name, port = (backend.service, backend.service_port) if backend else ("", "")
+            lines.append(f"set $service_name {quote_word(name) if name else _EMPTY};")
+            lines.append(f"set $service_port {quote_word(port) if port else _EMPTY};")
         lines.append(f"{prefix}_intercept_errors on;")
         for code in s.custom_http_errors:
-            name = error_location(s.default_backend, code)
+            name = error_location(errors_to, code)
             lines.append(f"error_page {int(code)} = {name};")
     if s.snippet is not None:
         lines += s.snippet.splitlines()
@@ -320,8 +348,14 @@ def _proxy_ssl(s: LocationSettings, ctx: LocationContext, prefix: str) -> list[s
     return lines
 
 
-def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> list[str]:
-    """Request headers to the pods: the http-level set with this location's overrides."""
+def _upstream_headers(
+    s: LocationSettings,
+    ctx: LocationContext,
+    grpc: bool,
+    auth_headers: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """Request headers to the pods: the http-level set with this location's overrides (and
+    the headers of the auth service's answer, ``auth-response-headers``)."""
     overrides: dict[str, str] = {}
     if s.upstream_vhost is not None:
         overrides["Host"] = quote_word(s.upstream_vhost)
@@ -333,6 +367,7 @@ def _upstream_headers(s: LocationSettings, ctx: LocationContext, grpc: bool) -> 
         extra.append(("Authorization", '""'))
     if s.x_forwarded_prefix is not None:
         extra.append(("X-Forwarded-Prefix", quote_word(s.x_forwarded_prefix)))
+    extra += auth_headers
     if ctx.client_auth is not None:
         # what the handshake found out about the client certificate (as ingress-nginx)
         if ctx.client_auth.pass_certificate:

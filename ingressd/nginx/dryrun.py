@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ingressd.model import Backend, Configuration
 from ingressd.nginx.applying import Nginx
-from ingressd.nginx.routes import RouteTable
+from ingressd.nginx.routes import RouteTable, TableChanges
 
 
 class DryRunNginx(Nginx):
@@ -46,7 +46,7 @@ class DryRunNginx(Nginx):
     async def _send_certificates(self, table: RouteTable) -> None:
         return None
 
-    async def _send_certificate_changes(self, table: RouteTable) -> None:
+    async def _send_certificate_changes(self, changes: TableChanges) -> None:
         return None
 
     async def _delete_routes(self, hosts: Sequence[str]) -> None:

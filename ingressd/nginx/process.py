@@ -34,6 +34,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
+from ingressd.nginx import modsecurity
 from ingressd.nginx.rendering import PROJECT_ROOT, NginxPaths, WorkDirError
 
 log = structlog.get_logger("ingressd.nginx")
@@ -108,16 +109,25 @@ class NginxProcess:
     # -- preparation -------------------------------------------------------------------------
 
     def prepare_work_dir(self) -> None:
-        """Create the work dir layout and copy the Lua code into it.
+        """Create the work dir layout, copy the Lua code into it and write ModSecurity's base
+        configuration and CRS include (``ingressd.nginx.modsecurity``).
 
         The copy makes the running nginx independent of the checkout (and readable by the
         unprivileged worker user when ingressd runs as root).
         """
         work = self.paths.work_dir
-        if self.worker_user is not None and os.geteuid() == 0:
-            _check_workers_reach(work, self.worker_user[0])
-        for sub in ("logs", "temp", "certs", "control"):
+        for sub in ("logs", "temp", "certs", "control", "modsecurity", "temp/modsecurity"):
             (work / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            waf_files = modsecurity.config_files(
+                self.paths.modsecurity, str(self.paths.logs), str(work / "temp" / "modsecurity")
+            )
+        except ValueError as exc:
+            # Rendering refuses the WAF with the same reason when an Ingress asks for it.
+            log.warning("modsecurity unavailable", reason=str(exc))
+            waf_files = {}
+        for name, text in waf_files.items():
+            (Path(self.paths.modsecurity) / name).write_text(text)
         os.chmod(work / "certs", 0o700)
         os.chmod(self.paths.control_dir, 0o700)
         lua_target = Path(self.paths.lua)
@@ -200,6 +210,8 @@ class NginxProcess:
 
     async def start(self, generation: int) -> None:
         """Start nginx on the installed nginx.conf and wait until it serves ``generation``."""
+        if self.worker_user is not None and os.geteuid() == 0:
+            _check_workers_reach(self.paths.work_dir, self.worker_user[0])
         self._stopping = False
         self._remove_stale_socket()
         self._proc = await asyncio.create_subprocess_exec(

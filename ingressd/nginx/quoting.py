@@ -29,10 +29,13 @@ __all__ = [
     "on_off",
     "quote",
     "quote_log_format",
+    "quote_modsecurity_rules",
+    "quote_nginx_variables",
     "quote_path",
     "quote_regex",
     "quote_target",
     "quote_text",
+    "quote_variables",
     "quote_word",
 ]
 
@@ -74,6 +77,17 @@ def _check_dollars(value: str, *, captures: bool) -> None:
         if nxt in ("", ")", "|") or (captures and nxt in "123456789" and nxt):
             continue
         raise DirectiveError(f"refusing to write {value!r} into nginx.conf: '$' before {nxt!r}")
+
+
+def quote_variables(value: str) -> str:
+    """Double-quote text with nginx variables (``$name``, ``${name}``): no quote, backslash,
+    ``;``, ``#`` or control character, braces only around a variable name, ``$`` only before
+    one (which variables a value may use is its grammar's business)."""
+    bare = re.sub(r"\$(\{[a-z_][a-z0-9_]*\}|[a-z_][a-z0-9_]*)", "", value)
+    match = _TEXT_UNSAFE.search(bare)
+    if match or not value:
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
+    return f'"{value}"'
 
 
 def quote_regex(value: str) -> str:
@@ -138,6 +152,36 @@ def bare_cidr(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", value):
         raise DirectiveError(f"refusing to write CIDR {value!r} into nginx.conf")
     return value
+
+
+#: Longest token nginx reads (its configuration buffer is 4096 bytes; a longer parameter fails
+#: ``nginx -t``).
+MAX_TOKEN_BYTES = 4000
+_RULES_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def quote_modsecurity_rules(text: str) -> str:
+    """Single-quote ModSecurity rules for ``modsecurity_rules``: every backslash and quote
+    escaped, line breaks and tabs as ``\\n``, ``\\r``, ``\\t`` (nginx turns them back), so the
+    text comes out of nginx's parser exactly as written and cannot end the directive.  Other
+    control characters and texts longer than nginx reads are refused."""
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text):
+        raise DirectiveError("refusing ModSecurity rules with control characters")
+    quoted = "'" + text.translate(_RULES_ESCAPES) + "'"
+    if len(quoted.encode()) > MAX_TOKEN_BYTES:
+        raise DirectiveError(
+            f"refusing ModSecurity rules of {len(quoted.encode())} bytes once quoted: nginx "
+            f"reads at most {MAX_TOKEN_BYTES}"
+        )
+    return quoted
+
+
+def quote_nginx_variables(value: str) -> str:
+    """Double-quote text made of nginx variables (``$request_id``, ``${http_x_id}``) and
+    ``[A-Za-z0-9_.-]``; nginx evaluates the variables per request."""
+    if not re.fullmatch(r"(\$\{[a-z0-9_]+\}|\$[a-z0-9_]+|[A-Za-z0-9_.-])+", value):
+        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
+    return f'"{value}"'
 
 
 # --- names from objects, our own paths, log formats: refused with RenderError ---------------

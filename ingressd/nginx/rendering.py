@@ -40,6 +40,8 @@ from ingressd.nginx.caching import (
     backend_facts,
     block_cache,
 )
+from ingressd.nginx.external_auth import auth_http_lines, auth_locations, configuration_auths
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, http_setup
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
@@ -47,14 +49,22 @@ from ingressd.nginx.quoting import (
     quote_log_format,
     quote_path,
 )
-from ingressd.nginx.routes import RouteContext, SettingsClass, class_body, route_table
+from ingressd.nginx.routes import (
+    RouteContext,
+    RouteTable,
+    SettingsClass,
+    class_body,
+    route_table,
+)
 from ingressd.nginx.routing import locations, server_name
 from ingressd.nginx.server_directives import (
     client_auth_lines,
     error_locations,
     http_lines,
+    own_ssl_context,
     server_lines,
     server_redirects,
+    www_redirects,
 )
 
 
@@ -177,9 +187,22 @@ class NginxPaths:
         return f"{self.stream}/p{int(index)}.sock"
 
     @property
+    def modsecurity(self) -> str:
+        """ModSecurity's base configuration and CRS include (``ingressd.nginx.modsecurity``)."""
+        return str(self.work_dir / "modsecurity")
+
+    @property
     def secrets(self) -> str:
         """Files made from Secrets that annotations name (htpasswd, CA bundles), 0600."""
         return str(self.work_dir / "secrets")
+
+
+#: ingress-nginx's ``ssl-ciphers`` default (TLS 1.2; TLS 1.3 suites are OpenSSL's own).
+DEFAULT_SSL_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,12 +240,27 @@ class RenderSettings:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = DEFAULT_SSL_CIPHERS
+    upstream_keepalive_timeout: int = 60
+    upstream_keepalive_requests: int = 10000
+    client_header_buffer_size: str = "1k"
+    #: ``<number> <size>``.
+    large_client_header_buffers: str = "4 8k"
+    #: Pass the pods' ``Server`` header (else nginx hides it).
+    allow_backend_server_header: bool = False
+    #: ``Server: nginx/1.22.1``; off: no ``Server`` header at all (headers-more).
+    server_tokens: bool = False
+    #: Nameservers (``/etc/resolv.conf``'s) for auth services given by name (``auth-url``).
+    resolvers: tuple[str, ...] = ()
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
     #: ``--enable-ssl-passthrough``: the HTTPS port is a stream listener that reads the SNI
     #: name (ssl_preread); the HTTPS servers listen on an internal socket behind it.
     ssl_passthrough: bool = False
+    #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
+    modsecurity: WafDefaults = NO_WAF
 
 
 def route_context(settings: RenderSettings) -> RouteContext:
@@ -243,9 +281,28 @@ def hsts_value(settings: RenderSettings) -> str:
     return value
 
 
-def _server_lines(server: Server, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
+def _www_redirects(config: Configuration) -> list[tuple[str, str, str | None]]:
     try:
-        return server_lines(server, proxy_headers=proxy_headers)
+        return www_redirects(config.servers)
+    except DirectiveError as exc:
+        raise RenderError(str(exc)) from exc
+
+
+def _server_lines(
+    server: Server,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    *,
+    settings: RenderSettings,
+) -> list[str]:
+    hsts = settings.hsts and server.certificate is not None
+    try:
+        return server_lines(
+            server,
+            proxy_headers=proxy_headers,
+            no_auth_locations=settings.no_auth_locations,
+            hsts_variable="$hsts_header" if hsts else None,
+            resolvers=settings.resolvers,
+        )
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
 
@@ -282,11 +339,14 @@ def render(
     generation: int,
     template: Path = DEFAULT_TEMPLATE,
     keep_classes: Sequence[SettingsClass] = (),
+    table: RouteTable | None = None,
 ) -> str:
     """The whole nginx.conf for ``config``; raises ``RenderError`` for an unsafe value.
 
     ``keep_classes`` (``--routing lua``): settings classes to render besides ``config``'s own,
     those the route table Lua holds still names until the new table is sent after the reload.
+    ``table`` (``--routing lua``): ``config``'s route table with these settings, when the
+    caller has it (else it is made here).
 
     The template gets ``servers`` and ``server_blocks(macro)``: that renders each server with
     the template's ``macro(server)`` and joins the blocks, reusing the text made for the same
@@ -295,7 +355,7 @@ def render(
     server and the render's settings and paths, never on ``generation`` or other servers.
     """
     with gc_paused():
-        return _render(config, settings, paths, generation, template, keep_classes)
+        return _render(config, settings, paths, generation, template, keep_classes, table)
 
 
 def _render(
@@ -305,6 +365,7 @@ def _render(
     generation: int,
     template: Path,
     keep_classes: Sequence[SettingsClass],
+    table: RouteTable | None,
 ) -> str:
     compiled = _environment(template)
     cache = block_cache(compiled, settings, paths)
@@ -312,7 +373,10 @@ def _render(
     blocks: dict[int, ServerBlock] = {}
     contributing: list[Server] = []
     lua_routed = settings.routing == "lua"
-    table = route_table(config, route_context(settings)) if lua_routed else None
+    if lua_routed and table is None:
+        table = route_table(config, route_context(settings))
+    elif not lua_routed:
+        table = None
     block_servers = table.own_blocks if table is not None else config.servers
     for server in block_servers:
         block = cache.get(server)
@@ -336,11 +400,26 @@ def _render(
         if settings.ssl_passthrough
         else f"{int(settings.https_port)}{proxy_protocol}"
     )
+    classes = _with_kept(table.classes, keep_classes) if table is not None else ()
+    auths = (
+        [c.location.settings.external_auth for c in classes]
+        if lua_routed
+        else configuration_auths(Configuration(servers=tuple(contributing)))
+    )
     try:
         annotation_http_lines = http_lines(
-            config if lua_routed else Configuration(servers=tuple(contributing))
+            config if lua_routed else Configuration(servers=tuple(contributing)),
+            keepalive_timeout=settings.upstream_keepalive_timeout,
+            keepalive_requests=settings.upstream_keepalive_requests,
         )
-    except DirectiveError as exc:
+        annotation_http_lines += auth_http_lines(auths, paths.temp + "/auth_cache")
+        waf = http_setup(
+            config,
+            settings.modsecurity,
+            paths.modsecurity,
+            also=(c.location.settings for c in keep_classes) if lua_routed else (),
+        )
+    except (DirectiveError, ValueError) as exc:
         raise RenderError(str(exc)) from exc
     located = functools.partial(
         locations,
@@ -350,6 +429,7 @@ def _render(
         hsts=settings.hsts,
         secrets_dir=paths.secrets,
         bodies={},
+        modsecurity=settings.modsecurity,
     )
 
     parts: list[str] = []
@@ -376,7 +456,26 @@ def _render(
             https_port_suffix=https_suffix,
             hsts=settings.hsts,
             secrets_dir=paths.secrets,
+            modsecurity=settings.modsecurity,
         )
+
+    def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
+        """The auth subrequest and sign-in locations of the settings classes (lua)."""
+        try:
+            return auth_locations(
+                (
+                    c.location.settings.external_auth
+                    for c in classes
+                    if c.location.settings.external_auth is not None
+                    and c.location.settings.denied is None
+                ),
+                proxy_headers=proxy_headers,
+                no_auth_locations=settings.no_auth_locations,
+                hsts_variable="$ingressd_hsts" if settings.hsts else None,
+                resolvers=settings.resolvers,
+            )
+        except DirectiveError as exc:
+            raise RenderError(str(exc)) from exc
 
     def server_client_auth_lines(server: Server) -> list[str]:
         try:
@@ -393,9 +492,10 @@ def _render(
     text = compiled.render(
         servers=block_servers,
         routing=settings.routing,
-        settings_classes=_with_kept(table.classes, keep_classes) if table is not None else (),
+        settings_classes=classes,
         class_lines=class_lines,
         error_locations=all_error_locations,
+        auth_locations=class_auth_locations,
         server_blocks=server_blocks,
         settings=settings,
         paths=paths,
@@ -404,10 +504,13 @@ def _render(
         ql=quote_log_format,
         server_name=server_name,
         locations=located,
-        server_lines=_server_lines,
+        server_lines=functools.partial(_server_lines, settings=settings),
         server_redirects=server_redirects,
+        own_ssl_context=own_ssl_context,
+        www_redirects=_www_redirects(config),
         client_auth_lines=server_client_auth_lines,
         annotation_http_lines=annotation_http_lines,
+        modsecurity=waf,
         generation=int(generation),
         worker_user=settings.worker_user,
         listen_http=listen_http,

@@ -1,20 +1,28 @@
 """Routes: Configuration -> the route table Lua matches and the settings classes nginx.conf keeps.
 Pure.  Used by ``--routing lua`` (docs/routing.md).
 
-    Configuration + RouteContext --route_table()--> RouteTable
+    Configuration + RouteContext (+ an earlier RouteTable) --route_table()--> RouteTable
         entries      host -> its entry's JSON text (POST /configuration/routes)
         classes      one SettingsClass per distinct set of location settings
         own_blocks   servers that keep a server block of their own (``server-snippet``,
                      client certificates: ``auth-tls-*``)
+        certificates uid -> PEM, and host -> uid (POST /configuration/certificates)
+    RouteTable (new) + RouteTable (what Lua holds) --table_changes()--> TableChanges
+        the hosts to POST and DELETE, the certificates and host names to POST
     SettingsClass + the template's proxy headers --class_body()--> the ``location @c<id>``
         block's directives (the template renders them)
+
+``route_table`` and ``table_changes`` look only at the servers that are not the earlier
+table's very objects (ARCHITECTURE.md, invariant 2): an entry depends on its server and the
+context alone, so a change of one Ingress among 10,000 makes one entry and compares one.
 
 A settings class is what a location's block depends on once the route's own values are taken
 out: the backend, the Ingress's namespace and name and the ``default-backend`` name go to Lua
 as variables, so every location with the same annotations (and the same HTTPS redirect) shares
 one named location.  A new Ingress of an existing class changes only the route table.  The id is
 a digest of what the block depends on (settings, the server's redirect default, the status of a
-route without backend, the path of a rewrite), so the same class has the same id in any build.
+route without backend, the path of a rewrite, the Service of a backend reached over TLS), so
+the same class has the same id in any build.
 
 Each location's directives come from ``ingressd.nginx.directives``, as for ``--routing nginx``,
 with two differences: ``$ingressd_hsts_header`` (set from the route's ``hsts``) replaces the
@@ -23,10 +31,11 @@ per-server HSTS header, and ``default-backend`` is not ``set`` in the block.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ingressd.annotations.values import InvalidValue, size_in_bytes
@@ -38,19 +47,25 @@ from ingressd.model import (
     Location,
     PathType,
     Server,
+    backend_order,
+    differing,
+    server_order,
 )
 from ingressd.nginx.directives import LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
 __all__ = [
     "RouteContext",
     "RouteTable",
     "SettingsClass",
+    "TableChanges",
     "certificate_uid",
     "class_body",
     "keeps_own_block",
     "route_table",
     "size_bytes",
+    "table_changes",
 ]
 
 _TYPES = {PathType.EXACT: "exact", PathType.PREFIX: "prefix", PathType.REGEX: "regex"}
@@ -104,60 +119,316 @@ class RouteTable:
     certificates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Host name or alias (exact or ``*.`` wildcard) -> the uid of its certificate.
     certificate_hosts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: ``from-to-www-redirect``: (name redirected, host), sorted; nginx.conf has a server
+    #: block for each.
+    www_redirects: tuple[tuple[str, str], ...] = ()
+    #: What the table was made of: the Configuration's servers and the context (not compared;
+    #: the next table and ``table_changes`` start from them).
+    servers: tuple[Server, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    context: RouteContext | None = dataclasses.field(default=None, compare=False, repr=False)
+    _index: _Index | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def class_ids(self) -> frozenset[str]:
         return frozenset(c.id for c in self.classes)
 
 
+@dataclass(frozen=True, slots=True)
+class TableChanges:
+    """What Lua must be sent to go from one table to another."""
+
+    #: Hosts whose entry is new or differs (POST them), sorted.
+    routes: tuple[str, ...] = ()
+    #: Hosts whose entry is gone (DELETE them), sorted.
+    removed: tuple[str, ...] = ()
+    #: Certificates the old table lacks, by uid.
+    certificates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Host names whose certificate changed -> the new uid, or None when it has none any more.
+    certificate_hosts: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+
+
 def keeps_own_block(server: Server) -> bool:
-    """A server that needs server-level directives of its own: ``server-snippet``, or client
-    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block)."""
+    """A server that needs server-level directives of its own: ``server-snippet``, client
+    certificates (``auth-tls-*``: ``ssl_verify_client`` is chosen by the SNI's server block),
+    ``ssl-ciphers`` / ``ssl-prefer-server-ciphers`` (they need an SSL context of its own)."""
     if server.is_catch_all:
         return False
-    return server.snippet is not None or server.client_auth is not None
+    return (
+        server.snippet is not None
+        or server.client_auth is not None
+        or server.ssl_ciphers is not None
+        or server.ssl_prefer_server_ciphers is not None
+    )
 
 
-def route_table(config: Configuration, context: RouteContext) -> RouteTable:
+def route_table(
+    config: Configuration, context: RouteContext, previous: RouteTable | None = None
+) -> RouteTable:
     """The route table and settings classes of ``config``.
 
-    A server's entry and classes are kept while the builder hands on the same Server object
-    (and the context is the same), so a sync after a one-Ingress change reads one server.
+    ``previous`` (any earlier table, or None) only makes it cheaper: the servers that are
+    ``previous``'s very objects keep their entries (an entry depends on its server and the
+    context alone), so a sync after a one-Ingress change makes one entry.  The result is the
+    table made from scratch (``tests/test_routes.py`` checks it on random changes).
     """
-    backends: dict[BackendName, Backend] | None = None
-    classes: dict[str, SettingsClass] = {}
+    if previous is None or previous._index is None or previous.context != context:
+        return _full_table(config, context)
+    fresh, stale = differing(config.servers, previous.servers, key=server_order)
+    if not fresh and not stale:
+        return (
+            previous
+            if config.servers is previous.servers
+            else dataclasses.replace(previous, servers=config.servers)
+        )
+    # Aliases may claim names of other servers (the later one wins): only a full walk knows.
+    if (
+        previous._index.aliased
+        or any(s.aliases for s in fresh)
+        or len(fresh) + len(stale) > 64 + len(config.servers) // 8
+    ):
+        return _full_table(config, context)
+    return _patched_table(config, context, previous, previous._index, fresh, stale)
+
+
+def table_changes(new: RouteTable, old: RouteTable | None) -> TableChanges:
+    """What Lua, holding ``old`` (None: nothing), must be sent to hold ``new``.
+
+    Looks only at the servers that are not ``old``'s very objects when both tables were made
+    with the same context; else at every host.
+    """
+    if old is None:
+        return TableChanges(
+            routes=tuple(sorted(new.entries)),
+            certificates=dict(new.certificates),
+            certificate_hosts=dict(new.certificate_hosts),
+        )
+    if new is old:
+        return TableChanges()
+    names: Iterable[str]
+    if new.context is not None and new.context == old.context:
+        fresh, stale = differing(new.servers, old.servers, key=server_order)
+        names = {n for s in (*fresh, *stale) for n in (s.hostname, *s.aliases)}
+    else:
+        names = (
+            new.entries.keys()
+            | old.entries.keys()
+            | new.certificate_hosts.keys()
+            | old.certificate_hosts.keys()
+        )
+    routes = sorted(h for h in names if h in new.entries and old.entries.get(h) != new.entries[h])
+    removed = sorted(h for h in names if h in old.entries and h not in new.entries)
+    hosts = {
+        h: new.certificate_hosts.get(h)
+        for h in names
+        if new.certificate_hosts.get(h) != old.certificate_hosts.get(h)
+    }
+    fresh_uids = {u for u in hosts.values() if u is not None and u not in old.certificates}
+    return TableChanges(
+        routes=tuple(routes),
+        removed=tuple(removed),
+        certificates={u: new.certificates[u] for u in sorted(fresh_uids)},
+        certificate_hosts={h: hosts[h] for h in sorted(hosts)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One Lua-routed server's part of a table."""
+
+    text: str
+    #: The classes its routes name, each once, in the order of its locations.
+    classes: tuple[SettingsClass, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassUse:
+    #: How many servers' entries name the class.
+    servers: int
+    #: The class as made for the first of those servers (``server_order``): what a table
+    #: made from scratch keeps.
+    first: SettingsClass
+    first_at: tuple[bool, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What a table was made of, for the next one; never changed once made."""
+
+    #: Host -> its entry, for the Lua-routed servers.
+    entries: Mapping[str, _Entry]
+    #: Class id -> who uses it.
+    classes: Mapping[str, _ClassUse]
+    #: Certificate uid -> how many servers serve it.
+    certificate_servers: Mapping[str, int]
+    #: Lua-routed servers with aliases (a table with any is made from scratch).
+    aliased: int
+
+
+def _full_table(config: Configuration, context: RouteContext) -> RouteTable:
+    """The table made from scratch."""
+    default_limit = size_bytes(context.proxy_body_size)
     entries: dict[str, str] = {}
+    made: dict[str, _Entry] = {}
+    classes: dict[str, _ClassUse] = {}
     own: list[Server] = []
-    cache = _CACHE
-    kept: dict[int, _Entry] = {}
     certificates: dict[str, str] = {}
     certificate_hosts: dict[str, str] = {}
+    users: dict[str, int] = {}
+    aliased = 0
     for server in config.servers:
         if keeps_own_block(server):
             own.append(server)
             continue
+        aliased += bool(server.aliases)
+        entry = _entry(server, config, context, default_limit)
+        made[server.hostname] = entry
+        entries[server.hostname] = entry.text
+        at = server_order(server)
+        for settings_class in entry.classes:
+            use = classes.get(settings_class.id)
+            classes[settings_class.id] = (
+                _ClassUse(1, settings_class, at)
+                if use is None
+                else _ClassUse(use.servers + 1, use.first, use.first_at)
+            )
         if server.certificate is not None:
             uid = certificate_uid(server.certificate)
             certificates[uid] = server.certificate.pem
+            users[uid] = users.get(uid, 0) + 1
             for name in (server.hostname, *server.aliases):
                 certificate_hosts[name] = uid
-        found = cache.get(id(server))
-        if found is None or found.server is not server or found.context != context:
-            if backends is None:
-                backends = {b.name: b for b in config.backends}
-            found = _entry(server, backends, context)
-        kept[id(server)] = found
-        entries[server.hostname] = found.text
-        for settings_class in found.classes:
-            classes.setdefault(settings_class.id, settings_class)
-    cache.clear()
-    cache.update(kept)
+    return _table(
+        config,
+        context,
+        entries,
+        own,
+        certificates,
+        certificate_hosts,
+        _Index(made, classes, users, aliased),
+    )
+
+
+def _patched_table(
+    config: Configuration,
+    context: RouteContext,
+    previous: RouteTable,
+    index: _Index,
+    fresh: Sequence[Server],
+    stale: Sequence[Server],
+) -> RouteTable:
+    """``previous`` with the entries of ``stale`` servers taken out and those of ``fresh``
+    ones put in (no server has aliases)."""
+    default_limit = size_bytes(context.proxy_body_size)
+    entries = dict(previous.entries)
+    made = dict(index.entries)
+    classes = dict(index.classes)
+    certificates = dict(previous.certificates)
+    certificate_hosts = dict(previous.certificate_hosts)
+    users = dict(index.certificate_servers)
+    own = list(previous.own_blocks)
+    lost: set[str] = set()  # classes whose first server went: found again below
+    for server in stale:
+        host = server.hostname
+        if keeps_own_block(server):
+            own = [s for s in own if s is not server]
+            continue
+        entry = made.pop(host)
+        del entries[host]
+        for settings_class in entry.classes:
+            use = classes[settings_class.id]
+            if use.servers == 1:
+                del classes[settings_class.id]
+                lost.discard(settings_class.id)
+            else:
+                classes[settings_class.id] = dataclasses.replace(use, servers=use.servers - 1)
+                if use.first_at == server_order(server):
+                    lost.add(settings_class.id)
+        if server.certificate is not None:
+            uid = certificate_uid(server.certificate)
+            del certificate_hosts[host]
+            if users[uid] == 1:
+                del users[uid]
+                del certificates[uid]
+            else:
+                users[uid] -= 1
+    for server in fresh:
+        if keeps_own_block(server):
+            own.append(server)
+            continue
+        entry = _entry(server, config, context, default_limit)
+        made[server.hostname] = entry
+        entries[server.hostname] = entry.text
+        at = server_order(server)
+        for settings_class in entry.classes:
+            found = classes.get(settings_class.id)
+            if found is None:
+                classes[settings_class.id] = _ClassUse(1, settings_class, at)
+            elif at < found.first_at and settings_class.id not in lost:
+                classes[settings_class.id] = _ClassUse(found.servers + 1, settings_class, at)
+            else:
+                classes[settings_class.id] = dataclasses.replace(found, servers=found.servers + 1)
+        if server.certificate is not None:
+            uid = certificate_uid(server.certificate)
+            certificates[uid] = server.certificate.pem
+            certificate_hosts[server.hostname] = uid
+            users[uid] = users.get(uid, 0) + 1
+    if lost:
+        _find_first_users(config.servers, made, classes, lost)
+    own.sort(key=server_order)
+    return _table(
+        config,
+        context,
+        entries,
+        own,
+        certificates,
+        certificate_hosts,
+        _Index(made, classes, users, 0),
+    )
+
+
+def _find_first_users(
+    servers: Sequence[Server],
+    made: Mapping[str, _Entry],
+    classes: dict[str, _ClassUse],
+    lost: set[str],
+) -> None:
+    """Give each class of ``lost`` its first server again, walking the servers in order."""
+    for server in servers:
+        entry = made.get(server.hostname)
+        if entry is None:
+            continue
+        for settings_class in entry.classes:
+            if settings_class.id in lost:
+                lost.discard(settings_class.id)
+                use = classes[settings_class.id]
+                classes[settings_class.id] = _ClassUse(
+                    use.servers, settings_class, server_order(server)
+                )
+        if not lost:
+            return
+
+
+def _table(
+    config: Configuration,
+    context: RouteContext,
+    entries: dict[str, str],
+    own: list[Server],
+    certificates: dict[str, str],
+    certificate_hosts: dict[str, str],
+    index: _Index,
+) -> RouteTable:
     return RouteTable(
         entries=entries,
-        classes=tuple(classes[k] for k in sorted(classes)),
+        classes=tuple(index.classes[k].first for k in sorted(index.classes)),
         own_blocks=tuple(own),
         certificates=certificates,
         certificate_hosts=certificate_hosts,
+        www_redirects=tuple(
+            sorted((s.www_redirect, s.hostname) for s in config.servers if s.www_redirect)
+        ),
+        servers=config.servers,
+        context=context,
+        _index=index,
     )
 
 
@@ -166,31 +437,24 @@ def certificate_uid(certificate: Certificate) -> str:
     return certificate.sha256[:32]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    server: Server
-    context: RouteContext
-    text: str
-    classes: tuple[SettingsClass, ...]
-
-
-#: id(Server) -> its entry, for the servers of the last table made (one controller per process
-#: builds tables; a second table of other servers only costs the entries again).
-_CACHE: dict[int, _Entry] = {}
-
-
 def _entry(
-    server: Server, backends: Mapping[BackendName, Backend], context: RouteContext
+    server: Server, config: Configuration, context: RouteContext, default_limit: int
 ) -> _Entry:
-    default_limit = size_bytes(context.proxy_body_size)
     routes = []
     classes: dict[str, SettingsClass] = {}
     for location in server.locations:
-        settings_class = _settings_class(location, server, backends, default_limit)
+        settings_class = _settings_class(location, server, config, default_limit)
         classes.setdefault(settings_class.id, settings_class)
         namespace, _, name = location.ingress.partition("/")
+        service: dict[str, str] = {}
+        if location.backend and location.settings.errors_to is not None:
+            # X-Service-Name / X-Service-Port of the error backend's request
+            found = _backend(config, location.backend)
+            if found is not None:
+                service = {"service": found.service, "servicePort": found.service_port}
         routes.append(
             {
+                **service,
                 "path": location.path,
                 "type": _TYPES[location.path_type],
                 "class": settings_class.id,
@@ -210,28 +474,30 @@ def _entry(
         "locations": routes,
     }
     text = json.dumps(entry, separators=(",", ":"), sort_keys=True)
-    return _Entry(server, context, text, tuple(classes.values()))
+    return _Entry(text, tuple(classes.values()))
 
 
 def _settings_class(
-    location: Location,
-    server: Server,
-    backends: Mapping[BackendName, Backend],
-    default_limit: int,
+    location: Location, server: Server, config: Configuration, default_limit: int
 ) -> SettingsClass:
     settings = location.settings
     size = settings.body_size
     limit = size_bytes(size) if size is not None else default_limit
     # What the block's text depends on, and nothing else: routes that agree share a class.
-    backend = backends.get(location.backend) if location.backend else None
-    if settings.default_backend is not None and not settings.custom_http_errors:
-        # only custom-http-errors writes the default backend's name into the block
+    # A backend matters for the default ``proxy_ssl_name`` alone: its Service, not its pods.
+    backend = (
+        _backend(config, location.backend)
+        if location.backend and settings.proxy_ssl is not None
+        else None
+    )
+    if settings.default_backend is not None and settings.errors_to != settings.default_backend:
+        # only custom-http-errors sent to it write the default backend's name into the block
         settings = dataclasses.replace(settings, default_backend=None)
     key = (
         settings,
         server.ssl_redirect,
         location.backend is None and location.status,
-        backend if settings.proxy_ssl is not None else None,
+        (backend.namespace, backend.service) if backend is not None else None,
         location.path if settings.rewrite_target is not None else None,
         location.path_type if settings.rewrite_target is not None else None,
         limit,
@@ -246,6 +512,15 @@ def _settings_class(
     )
 
 
+def _backend(config: Configuration, name: BackendName) -> Backend | None:
+    """The backend called ``name`` without its endpoints and policy, found by bisection."""
+    backends = config.backends
+    at = bisect.bisect_left(backends, name, key=backend_order)
+    if at < len(backends) and backends[at].name == name:
+        return backends[at].structure()
+    return None
+
+
 def class_body(
     settings_class: SettingsClass,
     *,
@@ -254,6 +529,7 @@ def class_body(
     hsts: bool,
     secrets_dir: str,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> tuple[tuple[str, ...], str]:
     """The directives of a class's named location and its last one (``proxy_pass ...``, or
     ``return <status>`` for routes without a backend); ``RenderError`` for a refused value."""
@@ -269,6 +545,7 @@ def class_body(
         proxy_headers=proxy_headers,
         lua_routed=True,
         no_auth_locations=no_auth_locations,
+        modsecurity=modsecurity,
     )
     try:
         body = location_lines(location, context)

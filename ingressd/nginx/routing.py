@@ -16,6 +16,10 @@ Kubernetes Ingress semantics that nginx does not have natively are translated he
   ``~^[^.]+\\.foo\\.com$`` rather than nginx's own ``*.foo.com`` (which matches any depth).
 - Regex paths (``use-regex``, ``rewrite-target``) become ``location ~*`` after all the others,
   longest first, as ingress-nginx orders them.
+- An Exact path ending in ``/`` (``/foo/``) becomes the regex ``location ~ ^/foo/\\z``, first of
+  the regexes: ``location = /foo/`` with ``proxy_pass`` would make nginx answer ``/foo`` with a
+  301 to ``/foo/`` (auto_redirect), while Exact ``/foo/`` does not match ``/foo``.  As the first
+  regex it still beats every prefix, and ``/foo`` gets what the other locations give it.
 
 Every string from an object goes through ``ingressd.nginx.quoting`` (``RenderError`` for what it
 refuses).
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from ingressd.model import Backend, BackendName, PathType, Server
 from ingressd.model.settings import DEFAULT_SETTINGS, ClientAuth
 from ingressd.nginx.directives import LocationBody, LocationContext, location_lines
+from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError, quote, quote_regex
 
 __all__ = ["RenderedLocation", "locations", "server_name"]
@@ -82,6 +87,7 @@ def locations(
     secrets_dir: str = "",
     bodies: dict[tuple[bool, int, ClientAuth | None], LocationBody] | None = None,
     no_auth_locations: tuple[str, ...] = (),
+    modsecurity: WafDefaults = NO_WAF,
 ) -> list[RenderedLocation]:
     """nginx locations for a server's Ingress paths, element-wise prefix and Exact-first;
     regex paths (``use-regex``) after them, longest first, as ingress-nginx orders them.
@@ -99,6 +105,8 @@ def locations(
         namespace, _, name = loc.ingress.partition("/")
         if loc.path_type is PathType.REGEX:
             forms = [("~* ", "^" + loc.path)]
+        elif loc.path_type is PathType.EXACT and _auto_redirects(loc.path):
+            forms = [("~ ", _exact_regex(loc.path))]
         elif loc.path_type is PathType.EXACT:
             forms = [("= ", loc.path)]
         elif loc.path == "/":
@@ -119,6 +127,7 @@ def locations(
                 proxy_headers=proxy_headers,
                 no_auth_locations=no_auth_locations,
                 client_auth=server.client_auth,
+                modsecurity=modsecurity,
             )
             try:
                 body = location_lines(loc, context)
@@ -129,7 +138,7 @@ def locations(
         quoted = ("", "", "")
         if loc.backend:
             quoted = (quote(namespace), quote(name), quote(loc.backend))
-        regex = loc.path_type is PathType.REGEX
+        regex = loc.path_type is PathType.REGEX or forms[0][0] == "~ "
         for modifier, path in forms:
             rendered = RenderedLocation(
                 modifier,
@@ -144,8 +153,20 @@ def locations(
                 *quoted,
             )
             (regexes if regex else out).append(rendered)
-    regexes.sort(key=lambda r: (-len(r.path), r.path))
+    # the exact ones (case-sensitive ``~``) first, then longest first
+    regexes.sort(key=lambda r: (r.modifier != "~ ", -len(r.path), r.path))
     return out + regexes
+
+
+def _auto_redirects(path: str) -> bool:
+    """``location = <path>`` with ``proxy_pass`` would redirect ``path`` without its slash."""
+    return len(path) > 1 and path.endswith("/")
+
+
+def _exact_regex(path: str) -> str:
+    """A case-sensitive regex matching ``path`` alone (``\\z``: not before a final newline,
+    which a decoded ``%0A`` can put into the URI)."""
+    return "^" + re.sub(r"([.^$*+?()\[\]{}|\\-])", r"\\\1", path) + "\\z"
 
 
 def _quote_location(path: str, *, regex: bool) -> str:

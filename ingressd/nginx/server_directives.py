@@ -1,7 +1,8 @@
 """Server and http directives from annotations: Server / Configuration -> nginx.conf lines.  Pure.
 
-    Server (+ its locations)   --server_lines()------> lines (app-root, server-snippet,
-                                                        custom error page locations)
+    Server (+ its locations)   --server_lines()------> lines (app-root, ssl-ciphers,
+                                                        server-snippet, custom error pages)
+    Servers                    --www_redirects()-----> the from-to-www-redirect server blocks
     Server                     --server_redirects()--> whether any location redirects to HTTPS
     Server                     --client_auth_lines()-> ssl_client_certificate, ssl_verify_client,
                                                         ssl_crl, ... (``auth-tls-*``)
@@ -26,14 +27,17 @@ from ingressd.nginx.directives import (
     secret_path,
     upstream_name,
 )
-from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, quote_word
+from ingressd.nginx.external_auth import auth_locations
+from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, on_off, quote_word
 
 __all__ = [
     "client_auth_lines",
     "error_locations",
     "http_lines",
+    "own_ssl_context",
     "server_lines",
     "server_redirects",
+    "www_redirects",
 ]
 
 
@@ -44,8 +48,16 @@ def server_redirects(server: Server) -> bool:
     )
 
 
-def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """Directives of a server block from annotations: server-snippet, custom error pages."""
+def server_lines(
+    server: Server,
+    *,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    no_auth_locations: Sequence[str] = (),
+    hsts_variable: str | None = None,
+    resolvers: Sequence[str] = (),
+) -> list[str]:
+    """Directives of a server block from annotations: server-snippet, custom error pages, the
+    subrequest and sign-in locations of ``auth-url``."""
     lines: list[str] = []
     if server.app_root is not None:
         if not re.fullmatch(r"/[A-Za-z0-9._~\-/!*(),:@+=&]*", server.app_root):
@@ -55,10 +67,53 @@ def server_lines(server: Server, *, proxy_headers: Sequence[tuple[str, str]] = (
             f'    return 302 "$scheme://$http_host{server.app_root}";',
             "}",
         ]
+    if server.ssl_ciphers is not None:
+        lines.append(f"ssl_ciphers {quote_word(server.ssl_ciphers)};")
+    if server.ssl_prefer_server_ciphers is not None:
+        lines.append(f"ssl_prefer_server_ciphers {on_off(server.ssl_prefer_server_ciphers)};")
     if server.snippet is not None:
         lines += server.snippet.splitlines()
     lines += error_locations((server,), proxy_headers=proxy_headers)
+    lines += auth_locations(
+        (
+            loc.settings.external_auth
+            for loc in server.locations
+            if loc.settings.external_auth is not None and loc.settings.denied is None
+        ),
+        proxy_headers=proxy_headers,
+        no_auth_locations=no_auth_locations,
+        hsts_variable=hsts_variable,
+        resolvers=resolvers,
+    )
     return lines
+
+
+def own_ssl_context(server: Server) -> bool:
+    """Whether a server without a certificate of its own needs the default one written into
+    its block: nginx applies ``ssl_ciphers`` of the server SNI chose only when that server
+    has an SSL context, and it has one only with ``ssl_certificate``."""
+    return server.certificate is None and (
+        server.ssl_ciphers is not None or server.ssl_prefer_server_ciphers is not None
+    )
+
+
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\Z")
+
+
+def www_redirects(servers: Sequence[Server]) -> list[tuple[str, str, str | None]]:
+    """``from-to-www-redirect``: ``(quoted name redirected, quoted redirect target, file name
+    of the target host's certificate or None)`` per server that has one.  The target keeps
+    the scheme, the port the client used and the URI (ingress-nginx's 308)."""
+    out: list[tuple[str, str, str | None]] = []
+    for server in servers:
+        if server.www_redirect is None:
+            continue
+        if not _HOST.match(server.hostname):
+            raise DirectiveError(f"refusing redirect host {server.hostname!r}")
+        target = f'"$scheme://{server.hostname}:$server_port$request_uri"'
+        certificate = server.certificate.file_name if server.certificate is not None else None
+        out.append((quote_word(server.www_redirect), target, certificate))
+    return out
 
 
 _VERIFY_MODES = frozenset({"on", "off", "optional", "optional_no_ca"})
@@ -90,17 +145,19 @@ def error_locations(
     servers: Sequence[Server], *, proxy_headers: Sequence[tuple[str, str]] = ()
 ) -> list[str]:
     """The internal locations that answer ``custom-http-errors`` from the ``default-backend``
-    of the locations of ``servers``, one per backend and status code."""
+    (or ``--default-backend-service``) of the locations of ``servers``, one per backend and
+    status code, with the headers ingress-nginx sends to the error backend."""
     lines: list[str] = []
     seen: set[tuple[str, int]] = set()
     for location in (loc for server in servers for loc in server.locations):
         s = location.settings
-        if s.default_backend is None or s.denied is not None:
+        errors_to = s.errors_to
+        if errors_to is None:
             continue
         for code in s.custom_http_errors:
-            if (s.default_backend, code) in seen:
+            if (errors_to, code) in seen:
                 continue
-            seen.add((s.default_backend, code))
+            seen.add((errors_to, code))
             headers = [(n, v) for n, v in proxy_headers if n not in ("X-Original-URI", "Host")] + [
                 ("Host", "$best_http_host"),
                 ("X-Code", str(int(code))),
@@ -108,13 +165,15 @@ def error_locations(
                 ("X-Original-URI", "$request_uri"),
                 ("X-Namespace", "$namespace"),
                 ("X-Ingress-Name", "$ingress_name"),
+                ("X-Service-Name", "$service_name"),
+                ("X-Service-Port", "$service_port"),
             ]
             lines += [
-                f"location {error_location(s.default_backend, code)} {{",
+                f"location {error_location(errors_to, code)} {{",
                 "    internal;",
                 "    proxy_intercept_errors off;",
                 *(f"    proxy_set_header {bare_header(n)} {v};" for n, v in headers),
-                f"    set $proxy_upstream_name {quote_word(s.default_backend)};",
+                f"    set $proxy_upstream_name {quote_word(errors_to)};",
                 "    rewrite (.*) / break;",
                 "    proxy_pass http://upstream_balancer;",
                 "}",
@@ -122,9 +181,12 @@ def error_locations(
     return lines
 
 
-def http_lines(config: Configuration) -> list[str]:
+def http_lines(
+    config: Configuration, *, keepalive_timeout: int = 60, keepalive_requests: int = 10000
+) -> list[str]:
     """http-level directives from annotations: the rate limit zones, one set per Ingress; the
-    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``)."""
+    upstream blocks of backend protocols other than plain HTTP (see ``upstream_name``), with
+    the ConfigMap's ``upstream-keepalive-timeout`` and ``-requests``."""
     zones: dict[str, list[str]] = {}
     upstreams: set[str] = set()
     for server in config.servers:
@@ -158,8 +220,8 @@ def http_lines(config: Configuration) -> list[str]:
             '        require("ingressd.balancer").balance()',
             "    }",
             "    keepalive 32;",
-            "    keepalive_timeout 60s;",
-            "    keepalive_requests 10000;",
+            f"    keepalive_timeout {int(keepalive_timeout)}s;",
+            f"    keepalive_requests {int(keepalive_requests)};",
             "}",
         ]
     return out

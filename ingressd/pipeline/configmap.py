@@ -32,6 +32,29 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
+    custom-http-errors              codes sent to --default-backend-service          (none)
+    ssl-protocols                   TLS protocols, space separated               TLSv1.2 TLSv1.3
+    ssl-ciphers                     OpenSSL cipher list (TLS 1.2)           ingress-nginx's list
+    upstream-keepalive-timeout      seconds an idle upstream connection is kept      60
+    upstream-keepalive-requests     requests per upstream keepalive connection       10000
+    client-header-buffer-size       nginx buffer size (k or m)                       1k
+    large-client-header-buffers     "<number> <size>"                                4 8k
+    http2-max-field-size            obsolete since nginx 1.19.7: refused, see below  -
+    allow-backend-server-header     bool: pass the pods' Server header               false
+    server-tokens                   bool: send "Server: nginx/<version>" (else none) false
+    no-auth-locations               path prefixes no authentication applies to   /.well-known/...
+    global-auth-url (-method, -signin, -signin-redirect-param, -response-headers,
+      -request-redirect, -cache-key, -cache-duration, -always-set-cookie)
+                                    external authentication for every Ingress   (none)
+                                    (the auth-* annotations' grammars; enable-global-auth:
+                                    "false" on an Ingress opts out, its auth-url wins)
+    enable-modsecurity              bool: ModSecurity on everywhere (DetectionOnly)  false
+    enable-owasp-modsecurity-crs    bool: the OWASP Core Rule Set where it is on     false
+    modsecurity-snippet             ModSecurity rules at the http level              (none)
+
+``http2-max-field-size`` is obsolete in nginx 1.19.7 and later (this is 1.22): the limit of a
+header line is ``large-client-header-buffers`` for HTTP/2 too, so the key is refused with a
+Problem saying so, rather than written as a directive nginx only warns about.
 
 Every value is checked here against a grammar narrower than nginx's, because it is written into
 nginx.conf unquoted (numbers, sizes, times) or inside a single-quoted string (the log format).
@@ -47,16 +70,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingressd.annotations import values
+from ingressd.annotations import extauth, modsecurity, values
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
-from ingressd.nginx.rendering import RenderSettings
+from ingressd.model.settings import ExternalAuth
+from ingressd.nginx.modsecurity import WafDefaults
+from ingressd.nginx.rendering import DEFAULT_SSL_CIPHERS, RenderSettings
 
 __all__ = [
     "KNOWN_LOG_VARIABLES",
     "GlobalOptions",
     "parse_configmap",
     "settings_changes",
+    "unusable_options",
 ]
 
 #: Longest ``log-format-upstream`` accepted.
@@ -220,6 +246,33 @@ class GlobalOptions:
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (cert-manager's HTTP-01 solver).
     no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
+    #: Status codes answered by the default backend where no Ingress sets its own.
+    custom_http_errors: tuple[int, ...] = ()
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = DEFAULT_SSL_CIPHERS
+    upstream_keepalive_timeout: int = 60
+    upstream_keepalive_requests: int = 10000
+    client_header_buffer_size: str = "1k"
+    large_client_header_buffers: str = "4 8k"
+    allow_backend_server_header: bool = False
+    server_tokens: bool = False
+    #: ``global-auth-*``: external authentication for every Ingress (``enable-global-auth``).
+    global_auth_url: str | None = None
+    global_auth_method: str | None = None
+    global_auth_signin: str | None = None
+    global_auth_signin_redirect_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str | None = None
+    global_auth_cache_key: str | None = None
+    global_auth_cache_duration: tuple[str, ...] = ("200 202 401 5m",)
+    global_auth_always_set_cookie: bool = False
+    #: A ``global-auth-*`` key was invalid: every Ingress that global auth would protect
+    #: answers 503 (fails closed) rather than serve without it.
+    global_auth_invalid: bool = False
+    enable_modsecurity: bool = False
+    enable_owasp_modsecurity_crs: bool = False
+    #: The administrator's ModSecurity rules (``SecRuleEngine On`` turns blocking on).
+    modsecurity_snippet: str | None = None
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` (from the command line) with every nginx.conf option of this ConfigMap."""
@@ -245,11 +298,47 @@ class GlobalOptions:
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
             no_auth_locations=self.no_auth_locations,
+            ssl_protocols=self.ssl_protocols,
+            ssl_ciphers=self.ssl_ciphers,
+            upstream_keepalive_timeout=self.upstream_keepalive_timeout,
+            upstream_keepalive_requests=self.upstream_keepalive_requests,
+            client_header_buffer_size=self.client_header_buffer_size,
+            large_client_header_buffers=self.large_client_header_buffers,
+            allow_backend_server_header=self.allow_backend_server_header,
+            server_tokens=self.server_tokens,
+            modsecurity=WafDefaults(
+                enable=self.enable_modsecurity,
+                crs=self.enable_owasp_modsecurity_crs,
+                snippet=self.modsecurity_snippet,
+            ),
         )
 
     def build_options(self, base: BuildOptions) -> BuildOptions:
-        """``base`` with the options the builder applies (``ssl-redirect``)."""
-        return dataclasses.replace(base, default_ssl_redirect=self.ssl_redirect)
+        """``base`` with the options the builder applies (``ssl-redirect``, ``global-auth-*``,
+        ``custom-http-errors``)."""
+        return dataclasses.replace(
+            base,
+            default_ssl_redirect=self.ssl_redirect,
+            custom_http_errors=self.custom_http_errors,
+            global_auth=self.global_auth(),
+            global_auth_invalid=self.global_auth_invalid,
+        )
+
+    def global_auth(self) -> ExternalAuth | None:
+        """``global-auth-url`` and the keys that tune it (nothing without the URL)."""
+        if self.global_auth_url is None:
+            return None
+        return ExternalAuth(
+            url=self.global_auth_url,
+            method=self.global_auth_method,
+            signin=self.global_auth_signin,
+            signin_redirect_param=self.global_auth_signin_redirect_param,
+            response_headers=self.global_auth_response_headers,
+            request_redirect=self.global_auth_request_redirect,
+            cache_key=self.global_auth_cache_key,
+            cache_duration=self.global_auth_cache_duration,
+            always_set_cookie=self.global_auth_always_set_cookie,
+        )
 
 
 # --- value grammars: each returns the normalized value or raises ValueError(why) -------------
@@ -265,6 +354,15 @@ def _path_prefixes(text: str) -> tuple[str, ...]:
         if not _PATH_PREFIX.match(prefix) or "//" in prefix:
             raise ValueError(f"{prefix!r} is not a path prefix starting with '/'")
     return prefixes
+
+
+def _optional(parse: Callable[[str], str]) -> Callable[[str], str | None]:
+    """An empty value is the default (unset), as ingress-nginx reads these keys."""
+
+    def parse_optional(text: str) -> str | None:
+        return parse(text) if text else None
+
+    return parse_optional
 
 
 def _bool(text: str) -> bool:
@@ -348,6 +446,24 @@ def _log_format(text: str) -> str:
     return text
 
 
+_LARGE_BUFFERS = re.compile(r"([1-9][0-9]{0,3})\s+(\S+)\Z")
+
+
+def _large_buffers(text: str) -> str:
+    """``large-client-header-buffers``: a number (1-1024) and a buffer size, ``4 8k``."""
+    match = _LARGE_BUFFERS.match(text)
+    if not match or int(match.group(1)) > 1024:
+        raise ValueError("expected a number of buffers (1-1024) and a size: 4 8k")
+    return f"{int(match.group(1))} {values.buffer_size(match.group(2))}"
+
+
+def _obsolete_http2_field_size(text: str) -> str:
+    raise ValueError(
+        "http2_max_field_size is obsolete since nginx 1.19.7: "
+        "large-client-header-buffers limits HTTP/2 header fields too; ignored"
+    )
+
+
 #: ConfigMap key -> (GlobalOptions field, parser).
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-processes": ("worker_processes", _worker_processes),
@@ -371,8 +487,45 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "no-auth-locations": ("no_auth_locations", _path_prefixes),
+    "custom-http-errors": ("custom_http_errors", values.http_codes),
+    "ssl-protocols": ("ssl_protocols", values.ssl_protocols),
+    "ssl-ciphers": ("ssl_ciphers", values.ciphers),
+    "upstream-keepalive-timeout": ("upstream_keepalive_timeout", _int(1, 86400)),
+    "upstream-keepalive-requests": ("upstream_keepalive_requests", _int(1, 10**9)),
+    "client-header-buffer-size": ("client_header_buffer_size", values.buffer_size),
+    "large-client-header-buffers": ("large_client_header_buffers", _large_buffers),
+    "http2-max-field-size": ("http2_max_field_size", _obsolete_http2_field_size),
+    "allow-backend-server-header": ("allow_backend_server_header", _bool),
+    "server-tokens": ("server_tokens", _bool),
+    "global-auth-url": ("global_auth_url", _optional(extauth.auth_url)),
+    "global-auth-method": ("global_auth_method", _optional(extauth.auth_method)),
+    "global-auth-signin": ("global_auth_signin", _optional(extauth.signin_url)),
+    "global-auth-signin-redirect-param": (
+        "global_auth_signin_redirect_param",
+        extauth.redirect_param,
+    ),
+    "global-auth-response-headers": (
+        "global_auth_response_headers",
+        lambda t: values.header_list(t) if t else (),
+    ),
+    "global-auth-request-redirect": (
+        "global_auth_request_redirect",
+        _optional(extauth.request_redirect),
+    ),
+    "global-auth-cache-key": ("global_auth_cache_key", _optional(extauth.cache_key)),
+    "global-auth-cache-duration": ("global_auth_cache_duration", extauth.cache_durations),
+    "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
+    "enable-modsecurity": ("enable_modsecurity", _bool),
+    "enable-owasp-modsecurity-crs": ("enable_owasp_modsecurity_crs", _bool),
+    "modsecurity-snippet": ("modsecurity_snippet", modsecurity.rules_snippet),
 }
 _KEY_OF_FIELD = {field: key for key, (field, _) in _KEYS.items()}
+#: ``RenderSettings.modsecurity`` (WafDefaults) field -> its ConfigMap key.
+_WAF_KEYS = {
+    "enable": "enable-modsecurity",
+    "crs": "enable-owasp-modsecurity-crs",
+    "snippet": "modsecurity-snippet",
+}
 
 
 def known_keys() -> list[str]:
@@ -423,6 +576,8 @@ def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple
             values[field] = parse(raw.strip())
         except ValueError as exc:
             problem(f"data.{name}", f"invalid value {_shown(raw)!r}: {exc}")
+            if name.startswith("global-auth-"):
+                values["global_auth_invalid"] = True
     binary = obj.get("binaryData")
     if isinstance(binary, dict):
         for name in sorted(binary, key=str):
@@ -430,12 +585,28 @@ def parse_configmap(obj: Mapping[str, Any] | None) -> tuple[GlobalOptions, tuple
     return GlobalOptions(**values), tuple(problems)
 
 
+def unusable_options(
+    options: GlobalOptions, build: BuildOptions, configmap: ObjectKey | None
+) -> tuple[Problem, ...]:
+    """Valid keys that the controller's flags make moot: ``custom-http-errors`` without
+    ``--default-backend-service`` (the errors would have nowhere to go)."""
+    if options.custom_http_errors and build.default_backend_service is None and configmap:
+        reason = "needs --default-backend-service (where the errors go); ignored"
+        return (Problem("ConfigMap", configmap, "data.custom-http-errors", reason),)
+    return ()
+
+
 def settings_changes(new: RenderSettings, old: RenderSettings) -> tuple[str, ...]:
     """Why nginx.conf must change: ``global options changed: proxy-body-size 1m -> 8m``."""
     reasons = []
     for f in dataclasses.fields(RenderSettings):
         before, after = getattr(old, f.name), getattr(new, f.name)
-        if before != after:
+        if f.name == "modsecurity" and before != after:
+            for sub, key in _WAF_KEYS.items():
+                was, now = getattr(before, sub), getattr(after, sub)
+                if was != now:
+                    reasons.append(f"global options changed: {key} {_shown(was)} -> {_shown(now)}")
+        elif before != after:
             key = _KEY_OF_FIELD.get(f.name, f.name.replace("_", "-"))
             reasons.append(f"global options changed: {key} {_shown(before)} -> {_shown(after)}")
     return tuple(reasons)

@@ -25,10 +25,19 @@ import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
-from ingressd.model import Backend, BackendName, Configuration, Location, PathType, Server
-from ingressd.nginx.routes import RouteTable
+from ingressd.model import (
+    Backend,
+    BackendName,
+    Configuration,
+    Location,
+    PathType,
+    Server,
+    differing,
+    server_order,
+)
+from ingressd.nginx.routes import RouteTable, table_changes
 
 __all__ = [
     "MAX_REASONS",
@@ -184,28 +193,25 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
             for h in sorted(mine.keys() | theirs.keys())
             if mine.get(h) != theirs.get(h)
         ]
+    if lua.new.www_redirects != held.www_redirects:
+        reasons += [
+            (Change.SERVERS, f"from-to-www-redirect {name} -> {host} changed")
+            for name, host in sorted(set(lua.new.www_redirects) ^ set(held.www_redirects))
+        ]
     if reasons:
         return dataclasses.replace(
             _decision(Action.RELOAD, reasons, changed),
             changed_routes=tuple(sorted(lua.new.entries)),
             certificates_changed=True,
         )
-    routes = tuple(sorted(h for h, text in lua.new.entries.items() if held.entries.get(h) != text))
-    gone = sorted(held.entries.keys() - lua.new.entries.keys())
+    table = table_changes(lua.new, held)
+    routes, gone = table.routes, table.removed
     reasons += [(Change.ROUTES, f"routes of {h} changed") for h in routes if h in held.entries]
     reasons += [(Change.ROUTES, f"routes of {h} added") for h in routes if h not in held.entries]
     reasons += [(Change.ROUTES, f"routes of {h} removed") for h in gone]
-    certificates = (
-        lua.new.certificate_hosts != held.certificate_hosts
-        or lua.new.certificates.keys() != held.certificates.keys()
-    )
-    if certificates:
-        hosts = lua.new.certificate_hosts
-        reasons += [
-            (Change.CERTIFICATES, f"certificate of {h} changed")
-            for h in sorted(hosts.keys() | held.certificate_hosts.keys())
-            if hosts.get(h) != held.certificate_hosts.get(h)
-        ]
+    reasons += [
+        (Change.CERTIFICATES, f"certificate of {h} changed") for h in table.certificate_hosts
+    ]
     reasons += [
         (Change.BACKENDS, _endpoint_reason(backends.old.get(n), backends.new[n])) for n in changed
     ]
@@ -215,43 +221,28 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
     return dataclasses.replace(
         _decision(Action.DYNAMIC, reasons, changed),
         changed_routes=routes,
-        removed_routes=tuple(gone),
-        certificates_changed=certificates,
+        removed_routes=gone,
+        certificates_changed=bool(table.certificate_hosts),
     )
 
 
 class _Differing(Generic[_N]):
-    """The items of two sorted sequences that are not the other's very objects, by name.
-
-    The builder hands on what did not change as the same object, so this is the cheap way to
-    find the few servers or backends of 10,000 that a change touched: a walk comparing
-    identities when the lengths match (an item reported there may still be in the other
-    sequence at another place: harmless, it compares equal), sets of ``id()`` otherwise.
-    Names (host names, backend names) are unique within a model.
+    """The items of two sorted sequences that are not the other's very objects, by name
+    (``model.differing``): the builder hands on what did not change as the same object, so
+    this finds the few servers or backends of 10,000 that a change touched.  Names (host
+    names, backend names) are unique within a model.
     """
 
     __slots__ = ("new", "old")
 
     def __init__(self, new: Sequence[_N], old: Sequence[_N]) -> None:
-        fresh: list[_N]
-        stale: list[_N]
-        if new is old:
-            fresh, stale = [], []
-        else:
-            pairs = (
-                [(a, b) for a, b in zip(new, old, strict=True) if a is not b]
-                if len(new) == len(old)
-                else None
-            )
-            if pairs is not None and len(pairs) <= 64:
-                fresh, stale = [a for a, _ in pairs], [b for _, b in pairs]
-            else:
-                known_old = {id(item) for item in old}
-                known_new = {id(item) for item in new}
-                fresh = [item for item in new if id(item) not in known_old]
-                stale = [item for item in old if id(item) not in known_new]
+        fresh, stale = differing(new, old, key=_order)
         self.new: dict[str, _N] = {_name(item): item for item in fresh}
         self.old: dict[str, _N] = {_name(item): item for item in stale}
+
+
+def _order(item: Server | Backend) -> Any:
+    return server_order(item) if isinstance(item, Server) else item.name
 
 
 def _name(item: Server | Backend) -> str:

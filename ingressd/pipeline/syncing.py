@@ -47,7 +47,7 @@ from ingressd.nginx.process import ConfigTestError, NginxError
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import RenderSettings, route_context
 from ingressd.nginx.routes import RouteTable, route_table
-from ingressd.pipeline.configmap import parse_configmap, settings_changes
+from ingressd.pipeline.configmap import parse_configmap, settings_changes, unusable_options
 from ingressd.pipeline.diffing import (
     Action,
     Change,
@@ -212,7 +212,8 @@ class SyncWorker:
         #: The structure nginx -t rejected last, endpoints blanked; None once a build succeeds.
         self._rejected: Configuration | None = None
         self._known_problems: frozenset[Problem] = frozenset()
-        #: ``--routing lua``: the route table of the model being decided on.
+        #: ``--routing lua``: the route table of the model being decided on (the next one is
+        #: made from it).
         self._table: RouteTable | None = None
         #: Ingresses set aside because nginx -t refused the configuration with them.
         self._quarantine = Quarantine()
@@ -323,7 +324,8 @@ class SyncWorker:
         snapshot = self._store.snapshot()
         configmap = snapshot.config_maps.get(self._configmap) if self._configmap else None
         global_options, option_problems = parse_configmap(configmap)
-        self._report_option_problems(configmap, option_problems)
+        moot = unusable_options(global_options, self._options, self._configmap)
+        self._report_option_problems(configmap, (*option_problems, *moot))
         settings = global_options.render_settings(self._base_settings)
         options = global_options.build_options(self._options)
         snapshot, quarantined = self._quarantine.apply(snapshot)
@@ -393,7 +395,8 @@ class SyncWorker:
         if not prepared.lua_routed:
             return decide(target, self._running)
         lua = LuaRouting(
-            new=route_table(target, route_context(prepared.settings)),
+            # from the last table made: only the servers the build changed make new entries
+            new=route_table(target, route_context(prepared.settings), self._table),
             held=self._nginx.routes_held,
             rendered=self._nginx.rendered_classes,
         )
@@ -443,7 +446,9 @@ class SyncWorker:
     ) -> _Applied:
         reason = decision.change.value
         try:
-            reloaded = await self._nginx.apply_reload(target, settings)
+            reloaded = await self._nginx.apply_reload(
+                target, settings, table=self._table if settings.routing == "lua" else None
+            )
         except (ConfigTestError, RenderError) as exc:
             self._metrics.reload_failed(reason=reason)
             self._rejected = target.without_endpoints()

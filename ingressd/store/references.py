@@ -3,6 +3,7 @@
     raw object    --object_key()-----------> ObjectKey  (cache key: ``namespace/name`` or ``name``)
     Ingress       --ingress_service_keys()--> Service keys  (index service -> ingresses)
     Ingress       --ingress_secret_keys()---> Secret keys   (index secret -> ingresses)
+    Ingress       --ingress_configmap_keys()-> ConfigMap keys (index configmap -> ingresses)
     EndpointSlice --slice_service_key()-----> Service key   (index service -> slices)
     EndpointSlice --slice_content()---------> SliceContent  (is this update worth a sync?)
 
@@ -108,6 +109,7 @@ def _backend_service(backend: Any, namespace: str) -> ObjectKey | None:
 #: does not depend on ``--annotations-prefix`` (a spare entry costs at most a spare sync).
 SECRET_ANNOTATIONS = ("/auth-secret", "/proxy-ssl-secret", "/auth-tls-secret")
 SERVICE_ANNOTATIONS = ("/default-backend",)
+CONFIGMAP_ANNOTATIONS = ("/auth-proxy-set-headers",)
 
 
 def _annotation_refs(
@@ -173,6 +175,11 @@ def ingress_secret_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
             if isinstance(name, str) and name:
                 keys.add(ObjectKey(f"{namespace}/{name}"))
     return frozenset(keys)
+
+
+def ingress_configmap_keys(ingress: Mapping[str, Any]) -> frozenset[ObjectKey]:
+    """ConfigMaps an Ingress's annotations name (``auth-proxy-set-headers``)."""
+    return frozenset(_annotation_refs(ingress, CONFIGMAP_ANNOTATIONS, namespace_of(ingress)))
 
 
 def slice_service_key(endpoint_slice: Mapping[str, Any]) -> ObjectKey | None:

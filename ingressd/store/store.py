@@ -1,7 +1,8 @@
 """The Store: one cache per kind, the indexes between them, and the filter deciding what matters.
 
     source --WatchEvent--> Store.apply()
-        1. kind from ``object["kind"]`` (other kinds: counted in ``ignored``, dropped)
+        1. kind from ``object["kind"]`` (other kinds: counted in ``ignored``, dropped);
+           the object compacted (``ingressd.store.compacting``)
         2. cache update: ADDED / MODIFIED replace the object under its key, DELETED removes it
         3. index update: service -> ingresses, secret -> ingresses (from each Ingress),
                          service -> EndpointSlices (from each slice's service-name label)
@@ -10,7 +11,9 @@
     sync worker --Store.snapshot()--> Snapshot (shallow copies, cheap)
 
 Objects are stored as given, never copied: the caller hands the object over and must not mutate
-it afterwards.  The Store never mutates one either; it replaces it, so a Snapshot stays valid.
+it afterwards.  On arrival the Store compacts it in place (``compacting``: bookkeeping dropped,
+recurring small parts shared); once stored it never mutates one; it replaces it, so a Snapshot
+stays valid.
 
 Relevance, per kind (a MODIFIED is compared with the cached object it replaces):
 
@@ -23,8 +26,9 @@ Relevance, per kind (a MODIFIED is compared with the cached object it replaces):
 - Secret: when an Ingress's ``spec.tls`` references it and it appeared, vanished or changed its
   ``data`` or ``type``.
 - Service and EndpointSlice: likewise when a tcp/udp services ConfigMap entry names it.
-- ConfigMap: when it is the controller's ConfigMap or a tcp/udp services one and it appeared,
-  vanished or changed its ``data`` or ``binaryData``.
+- ConfigMap: when it is the controller's ConfigMap, a tcp/udp services one, or one an
+  Ingress's annotations name (``auth-proxy-set-headers``), and it appeared, vanished or
+  changed its ``data`` or ``binaryData``.
 
 The emitted type follows the cache, not the source: an ADDED for a cached key is a MODIFIED, a
 MODIFIED for an unknown key an ADDED; a DELETED of an unknown key emits nothing.
@@ -40,8 +44,10 @@ from typing import Any, Protocol
 
 from ingressd.model import ObjectKey
 from ingressd.store import keyindex
+from ingressd.store.compacting import Compactor
 from ingressd.store.events import EventType, Kind, StoreEvent, WatchEvent
 from ingressd.store.references import (
+    ingress_configmap_keys,
     ingress_secret_keys,
     ingress_service_keys,
     object_key,
@@ -49,7 +55,7 @@ from ingressd.store.references import (
     slice_service_key,
     stream_service_keys,
 )
-from ingressd.store.snapshot import KubeObject, Snapshot
+from ingressd.store.snapshot import ChangeLog, KubeObject, LoggedMap, Snapshot
 
 _ADDED = EventType.ADDED
 _MODIFIED = EventType.MODIFIED
@@ -102,6 +108,10 @@ class _Either:
         return key in self.a or key in self.b
 
 
+#: The user of the ``--default-backend-service`` Service in the service index (no Ingress).
+DEFAULT_BACKEND_USER = ObjectKey("--default-backend-service")
+
+
 def _users(index: dict[ObjectKey, _Users], target: ObjectKey) -> frozenset[ObjectKey]:
     return frozenset(keyindex.members(index, target))
 
@@ -115,6 +125,7 @@ class Store:
         channel: EventChannel,
         configmap: ObjectKey | None = None,
         stream_configmaps: tuple[ObjectKey, ...] = (),
+        default_backend: ObjectKey | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
@@ -135,13 +146,25 @@ class Store:
         self._slices: dict[ObjectKey, _CachedSlice] = {}
         self._secrets: dict[ObjectKey, KubeObject] = {}
         self._config_maps: dict[ObjectKey, KubeObject] = {}
+        self._compactor = Compactor()
+        #: What changed in each mapping a snapshot copies (``snapshot.LoggedMap``).
+        self._ingresses_log = ChangeLog()
+        self._services_log = ChangeLog()
+        self._slice_tuples_log = ChangeLog()
+        self._secrets_log = ChangeLog()
         # Ingress key -> (Service keys, Secret keys) it referenced when last applied (tuples:
         # a tenth of the memory of frozensets, and most hold one key).
         self._ingress_refs: dict[
             ObjectKey, tuple[tuple[ObjectKey, ...], tuple[ObjectKey, ...]]
         ] = {}
         self._service_users: dict[ObjectKey, _Users] = {}
+        if default_backend is not None:
+            # --default-backend-service: its Service and slices matter with no Ingress naming it
+            _add_ref(self._service_users, default_backend, DEFAULT_BACKEND_USER)
         self._secret_users: dict[ObjectKey, _Users] = {}
+        # ConfigMaps Ingresses name (auth-proxy-set-headers): Ingress -> keys, key -> users.
+        self._ingress_configmaps: dict[ObjectKey, frozenset[ObjectKey]] = {}
+        self._configmap_users: dict[ObjectKey, _Users] = {}
         # Service key -> slice key -> slice; the snapshot's sorted tuples, rebuilt lazily for
         # the services in ``_stale_services``.
         self._slices_by_service: dict[ObjectKey, dict[ObjectKey, KubeObject]] = {}
@@ -180,6 +203,8 @@ class Store:
         if key is None:
             self.rejected += 1
             return None
+        if event.type is not _DELETED:
+            self._compactor.compact(kind, obj)
         emitted = self._appliers[kind](event.type, key, obj)
         if emitted is None:
             return None
@@ -195,11 +220,15 @@ class Store:
         if type_ is _DELETED:
             if self._ingresses.pop(key, None) is None:
                 return None
+            self._ingresses_log.note(key)
             self._set_ingress_refs(key, frozenset(), frozenset())
+            self._set_configmap_refs(key, frozenset())
             return _DELETED
         old = self._ingresses.get(key)
         self._ingresses[key] = obj
+        self._ingresses_log.note(key)
         self._set_ingress_refs(key, ingress_service_keys(obj), ingress_secret_keys(obj))
+        self._set_configmap_refs(key, ingress_configmap_keys(obj))
         if old is None:
             return _ADDED
         old_meta, new_meta = _meta(old), _meta(obj)
@@ -232,6 +261,19 @@ class Store:
         else:
             self._ingress_refs.pop(key, None)
 
+    def _set_configmap_refs(self, key: ObjectKey, config_maps: frozenset[ObjectKey]) -> None:
+        old = self._ingress_configmaps.get(key, frozenset())
+        if old == config_maps:
+            return
+        for config_map in old - config_maps:
+            _remove_ref(self._configmap_users, config_map, key)
+        for config_map in config_maps - old:
+            _add_ref(self._configmap_users, config_map, key)
+        if config_maps:
+            self._ingress_configmaps[key] = config_maps
+        else:
+            self._ingress_configmaps.pop(key, None)
+
     def _apply_ingress_class(
         self, type_: EventType, key: ObjectKey, obj: KubeObject
     ) -> EventType | None:
@@ -251,9 +293,11 @@ class Store:
         if type_ is _DELETED:
             if self._services.pop(key, None) is None:
                 return None
+            self._services_log.note(key)
             return _DELETED if self._service_used(key) else None
         old = self._services.get(key)
         self._services[key] = obj
+        self._services_log.note(key)
         if not self._service_used(key):
             return None
         if old is None:
@@ -309,9 +353,11 @@ class Store:
         if type_ is _DELETED:
             if self._secrets.pop(key, None) is None:
                 return None
+            self._secrets_log.note(key)
             return _DELETED if key in self._secret_users else None
         old = self._secrets.get(key)
         self._secrets[key] = obj
+        self._secrets_log.note(key)
         if key not in self._secret_users:
             return None
         if old is None:
@@ -329,12 +375,13 @@ class Store:
                 return None
             if streams:
                 self._set_stream_refs(key, frozenset())
-            return _DELETED if key == self._configmap or streams else None
+            used = key == self._configmap or key in self._configmap_users or streams
+            return _DELETED if used else None
         old = self._config_maps.get(key)
         self._config_maps[key] = obj
         if streams:
             self._set_stream_refs(key, stream_service_keys(obj))
-        if key != self._configmap and not streams:
+        if key != self._configmap and key not in self._configmap_users and not streams:
             return None
         if old is None:
             return _ADDED
@@ -362,13 +409,14 @@ class Store:
                     )
                 else:
                     self._slice_tuples.pop(service, None)
+                self._slice_tuples_log.note(service)
             self._stale_services.clear()
         return Snapshot(
-            ingresses=dict(self._ingresses),
+            ingresses=LoggedMap(self._ingresses, self._ingresses_log),
             ingress_classes=dict(self._ingress_classes),
-            services=dict(self._services),
-            endpoint_slices=dict(self._slice_tuples),
-            secrets=dict(self._secrets),
+            services=LoggedMap(self._services, self._services_log),
+            endpoint_slices=LoggedMap(self._slice_tuples, self._slice_tuples_log),
+            secrets=LoggedMap(self._secrets, self._secrets_log),
             config_maps=dict(self._config_maps),
         )
 

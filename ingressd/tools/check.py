@@ -80,7 +80,7 @@ class CheckReport:
     ingresses: tuple[IngressCheck, ...]
     #: Ingresses of other classes (not checked).
     not_served: tuple[ObjectKey, ...] = ()
-    #: Problems of other objects (Secrets, EndpointSlices, IngressClasses).
+    #: Problems of other objects (Secrets, EndpointSlices, IngressClasses, the ConfigMap).
     other: tuple[Problem, ...] = field(default=())
 
     @property
@@ -196,15 +196,18 @@ def _finding(problem: Problem) -> Finding:
     return Finding("problem", problem.field, problem.reason)
 
 
-def check(snapshot: Snapshot, options: BuildOptions) -> CheckReport:
-    """What ingressd would make of the snapshot's Ingresses, as a report."""
+def check(
+    snapshot: Snapshot, options: BuildOptions, *, option_problems: Iterable[Problem] = ()
+) -> CheckReport:
+    """What ingressd would make of the snapshot's Ingresses, as a report; ``option_problems``
+    (the ConfigMap's unknown keys and invalid values) are listed with the other problems."""
     result = build_configuration(snapshot, options)
     annotation_options = AnnotationOptions(
         prefix=options.annotations_prefix, allow_snippets=options.allow_snippet_annotations
     )
     ignored = set(result.ignored)
     by_ingress: dict[str, list[Problem]] = {}
-    other: list[Problem] = []
+    other: list[Problem] = list(option_problems)
     for problem in result.problems:
         if problem.kind == "Ingress":
             by_ingress.setdefault(problem.key, []).append(problem)

@@ -22,7 +22,7 @@
 --    exact = {path -> loc}, prefix = {normalised path -> loc}, prefix_max (longest prefix
 --    length, 0 = no prefix), regexes = {{re, loc}, ...} longest first}
 -- a compiled location: {target = "@c..", backend (or nil), status, namespace, ingress,
---    default_backend, max_body (0 = no limit), type, path}
+--    default_backend, service_name (or nil), service_port, max_body (0 = no limit), type, path}
 --
 -- Two entries may name the same host (an alias of one, the host of the other): the entry
 -- whose own host it is wins, else the smallest host; the same in every worker whatever the
@@ -80,6 +80,9 @@ local function compile_location(loc)
         namespace = str(loc.namespace, ""),
         ingress = str(loc.ingress, ""),
         default_backend = str(loc.defaultBackend, ""),
+        -- only routes whose errors go to an error backend carry them (X-Service-Name/-Port)
+        service_name = type(loc.service) == "string" and loc.service or nil,
+        service_port = str(loc.servicePort, ""),
         max_body = max_body,
         type = loc.type,
         path = loc.path,
@@ -420,6 +423,10 @@ function _M.route()
     var.namespace = loc.namespace
     var.ingress_name = loc.ingress
     var.ingressd_default_backend = loc.default_backend
+    if loc.service_name then
+        var.service_name = loc.service_name
+        var.service_port = loc.service_port
+    end
     return ngx_exec(loc.target)
 end
 

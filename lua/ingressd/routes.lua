@@ -98,7 +98,7 @@ local function integer(v, min, max)
     return type(v) == "number" and v >= min and v <= max and floor(v) == v
 end
 
-local OPTIONAL_STRINGS = { "namespace", "ingress", "defaultBackend" }
+local OPTIONAL_STRINGS = { "namespace", "ingress", "defaultBackend", "service", "servicePort" }
 
 -- Check one location. Returns nil, or the end of an error message (after "locations[i]").
 -- Messages are formatted only on errors: a table of 10,000 hosts is checked in one request.

@@ -159,6 +159,17 @@ cases["locations without backend, defaults of status and maxBody"] = function()
          { 1048576, "", "", "" })
 end
 
+cases["service and servicePort are kept only for routes that carry them"] = function()
+    local view = view_of({ entry("a.com", {
+        loc("prefix", "/err", "web", { service = "web", servicePort = "80" }),
+        loc("prefix", "/plain", "web"),
+    }) })
+    local _, err = router.find(view, "a.com", "/err")
+    T.eq({ err.service_name, err.service_port }, { "web", "80" })
+    local _, plain = router.find(view, "a.com", "/plain")
+    T.eq({ plain.service_name, plain.service_port }, { nil, "" })
+end
+
 cases["hsts and appRoot are compiled per entry"] = function()
     local view = view_of({
         entry("a.com", {}, { hsts = "max-age=1", appRoot = "/app" }),

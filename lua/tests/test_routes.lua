@@ -100,6 +100,8 @@ cases["refusals name the entry and the field"] = function()
             'locations[1]: "namespace" must be a string')
     refused(second({ host = "a.com", locations = { loc({ defaultBackend = {} }) } }),
             '"defaultBackend" must be a string')
+    refused(second({ host = "a.com", locations = { loc({ servicePort = 80 }) } }),
+            '"servicePort" must be a string')
 end
 
 cases["a regex that does not compile is refused with PCRE's message"] = function()

@@ -6,8 +6,9 @@ Loopback is a whole /8, so each pod gets its own address on the same port, as in
 Every answer is JSON: the pod's name and what it received (method, path with query, headers),
 so tests can check routing, rewriting and the forwarded headers; the ``X-Pod`` response header
 carries the name too.  Query parameters shape the answer: ``status=404`` (that status),
-``sleep=0.5`` (answer late), ``header_bytes=8000`` (a response header that long).  With an
-``ssl_context`` the pods speak HTTPS.  Used by the test suite and the benchmarks
+``sleep=0.5`` (answer late), ``header_bytes=8000`` (a response header that long),
+``location=``, ``cookie=``, ``server=`` (that ``Location``, ``Set-Cookie``, ``Server``
+header).  With an ``ssl_context`` the pods speak HTTPS.  Used by the test suite and the benchmarks
 (``make demo`` has its own three pods, in ``ingressd.tools.demo``).
 """
 
@@ -33,6 +34,11 @@ async def _echo(request: web.Request) -> web.StreamResponse:
     header_bytes = request.query.get("header_bytes")
     if header_bytes:
         headers["X-Padding"] = "x" * min(int(header_bytes), 60000)
+    # response headers a test asks for: redirects, cookies, the Server header
+    for query, header in (("location", "Location"), ("cookie", "Set-Cookie"), ("server", "Server")):
+        value = request.query.get(query)
+        if value:
+            headers[header] = value
     payload = {
         "pod": name,
         "method": request.method,

@@ -14,10 +14,9 @@ whether ``Strict-Transport-Security`` was sent, and, over HTTPS, which certifica
 
 Everything random comes from one ``random.Random(seed)``, so a seed names a world and its
 requests (``World.yaml()`` and ``Mismatch.show()`` write them out for a report).  Canary weights
-are 0 or 100 only, so that every answer is deterministic.  Two known differences between the
-modes are left out, each where it is decided: requests one slash short of an Exact path ending
-in "/" (``generate_requests``) and the certificate of names a wildcard's certificate covers but
-their own server has none (``shadowed_names``).  Used by ``tests/test_routing_parity.py``.
+are 0 or 100 only, so that every answer is deterministic.  One known difference between the
+modes is left out where it is decided: the certificate of names a wildcard's certificate covers
+but their own server has none (``shadowed_names``).  Used by ``tests/test_routing_parity.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import json
 import random
 import re
 import ssl
-import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,13 +416,6 @@ def generate_requests(rng: random.Random, world: World, count: int) -> list[Requ
     extra = ["/", "/nothing", "/.well-known/acme-challenge/token", "/aaa//bbb", "/aaa/%62bb"]
     extra += ["/aaa/./bbb", "/x/../aaa/bbb"]
     uris = _uri_variants(world.paths) + extra
-    # Known difference, left out: nginx answers a URI one slash short of an Exact path that
-    # ends with "/" (Exact /aaa/, GET /aaa) with its own 301 to the slashed URI when no
-    # location = /aaa exists (auto_redirect of a location ending in "/" with proxy_pass), in
-    # --routing nginx; --routing lua routes /aaa as Kubernetes says (Exact /aaa/ does not
-    # match it: the longest Prefix or regex does, or 404).
-    slashed = {text for text, path_type, _ in world.paths if path_type == "Exact"}
-    slashed = {text for text in slashed if len(text) > 1 and text.endswith("/")}
     out: list[Request] = []
     while len(out) < count:
         if world.routes and rng.random() < 0.5:
@@ -456,15 +447,8 @@ def generate_requests(rng: random.Random, world: World, count: int) -> list[Requ
         if rng.random() < 0.3:
             headers.append(("Cookie", f"{CANARY_COOKIE}={rng.choice(('always', 'never'))}"))
         https = rng.random() < 0.4
-        if _normalised_path(target) + "/" in slashed:
-            continue
         out.append(Request(method, https, host, target, tuple(headers), body_bytes=body))
     return out
-
-
-def _normalised_path(target: str) -> str:
-    """The path of ``target`` as nginx matches it: decoded, slashes merged."""
-    return re.sub("/+", "/", urllib.parse.unquote(target.partition("?")[0]))
 
 
 # ----------------------------------------------------------------------------------- answers
