@@ -303,6 +303,7 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
         "ns/x",
         {
             P + "proxy-body-sise": "1m",
+            P + "global-rate-limit": "10",
             P + "ssl-passthrough": "true",
             P + "use-regex": "true",
             P + "server-snippet": "return 200;",
@@ -314,7 +315,8 @@ def test_report_distinguishes_unknown_unsupported_different_and_not_allowed() ->
     statuses = {r.key: r.status for r in parsed.report}
     assert statuses == {
         P + "proxy-body-sise": Status.UNKNOWN,
-        P + "ssl-passthrough": Status.UNSUPPORTED,
+        P + "global-rate-limit": Status.UNSUPPORTED,
+        P + "ssl-passthrough": Status.DIFFERENT,
         P + "use-regex": Status.DIFFERENT,
         P + "server-snippet": Status.NOT_ALLOWED,
         P + "proxy-body-size": Status.SUPPORTED,

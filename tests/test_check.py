@@ -247,7 +247,7 @@ async def test_check_reads_a_cluster_through_kubeconfig(
         ingress(
             "web",
             rules=[rule("a.test", path("/", "web", 80))],
-            annotations={P + "ssl-passthrough": "true"},
+            annotations={P + "global-rate-limit": "10", P + "ssl-passthrough": "true"},
         )
     )
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
@@ -256,7 +256,50 @@ async def test_check_reads_a_cluster_through_kubeconfig(
     code = await cli._check(args)
     report = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert statuses(by_ingress(report)["default/web"]) == {"ssl-passthrough": "unsupported"}
+    assert statuses(by_ingress(report)["default/web"]) == {
+        "global-rate-limit": "unsupported",
+        "ssl-passthrough": "supported with a difference",
+    }
+
+
+def test_check_lists_configmap_keys_it_does_not_read_and_bad_tcp_services_entries(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def config_map(name: str, data: dict[str, str]) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ingress"},
+            "data": data,
+        }
+
+    (tmp_path / "app.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                service("web"),
+                config_map(
+                    "controller",
+                    {"use-proxy-protocol": "true", "enable-real-ip": "true", "bogus-key": "1"},
+                ),
+                config_map("tcp", {"9000": "default/web:80", "80": "default/web:80"}),
+            ]
+        )
+    )
+    code, out = run_check(
+        capsys,
+        "--manifests",
+        str(tmp_path),
+        "--configmap",
+        "ingress/controller",
+        "--tcp-services-configmap",
+        "ingress/tcp",
+    )
+    assert code == 0  # no Ingress behaves differently; the keys are listed
+    also = [line for line in out.splitlines() if line.startswith("also: ")]
+    assert also == [
+        "also: ConfigMap ingress/controller: data.bogus-key: unknown key (ignored)",
+        "also: ConfigMap ingress/tcp: data[80]: port 80 is already taken by the HTTP port",
+    ], out
 
 
 def test_check_reports_the_migration_annotations_and_configmap_keys(

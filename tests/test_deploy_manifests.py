@@ -88,6 +88,8 @@ def test_deploy_has_every_part_in_the_ingressd_namespace() -> None:
         ("RoleBinding", "ingressd"),
         ("IngressClass", "ingressd"),
         ("ConfigMap", "ingressd-controller"),
+        ("ConfigMap", "ingressd-tcp-services"),
+        ("ConfigMap", "ingressd-udp-services"),
         ("Service", "ingressd-controller"),
         ("Deployment", "ingressd-controller"),
     }

@@ -414,6 +414,7 @@ def test_kinds_are_the_reload_metric_labels() -> None:
         "locations",
         "certificates",
         "backends",
+        "streams",
         "options",
         "routes",
         "other",

@@ -425,7 +425,15 @@ _TABLE: tuple[Annotation, ...] = (
     ),
     _a("auth-tls-pass-certificate-to-upstream", _T, _S, v.boolean),
     _a("auth-tls-match-cn", _T, _S, patterns.common_name, fail_closed=True),
-    _a("ssl-passthrough", _T, _U),
+    _a(
+        "ssl-passthrough",
+        _T,
+        _D,
+        v.boolean,
+        difference="needs --enable-ssl-passthrough, as in ingress-nginx; the HTTPS port is then "
+        "nginx's stream module reading the SNI name (no proxy in the controller process), and "
+        "the host's rule's / path (else its first path) names the Service",
+    ),
     _a(
         "ssl-ciphers",
         _T,

@@ -84,6 +84,11 @@ class Options:
     ingress_class: str = "ingressd"
     controller: str = CONTROLLER_NAME
     configmap: ObjectKey | None = None
+    #: ``--tcp-services-configmap`` / ``--udp-services-configmap`` (ingress-nginx's format).
+    tcp_services_configmap: ObjectKey | None = None
+    udp_services_configmap: ObjectKey | None = None
+    #: ``--enable-ssl-passthrough``: the HTTPS port reads SNI names first (stream front).
+    enable_ssl_passthrough: bool = False
     #: ``--default-backend-service``: what unknown hosts and unmatched paths reach.
     default_backend_service: ObjectKey | None = None
     worker_processes: str = "auto"
@@ -116,7 +121,14 @@ class Options:
             worker_processes=self.worker_processes,
             worker_user="nobody nogroup" if os.geteuid() == 0 else None,
             routing=self.routing,
+            ssl_passthrough=self.enable_ssl_passthrough,
             resolvers=_resolvers(),
+        )
+
+    @property
+    def stream_configmaps(self) -> tuple[ObjectKey, ...]:
+        return tuple(
+            k for k in (self.tcp_services_configmap, self.udp_services_configmap) if k is not None
         )
 
     def build_options(self) -> BuildOptions:
@@ -127,6 +139,14 @@ class Options:
             allow_snippet_annotations=self.allow_snippet_annotations,
             annotations_risk_level=self.annotations_risk_level,
             allow_loopback_endpoints=self.allow_loopback_endpoints,
+            tcp_services_configmap=self.tcp_services_configmap,
+            udp_services_configmap=self.udp_services_configmap,
+            enable_ssl_passthrough=self.enable_ssl_passthrough,
+            reserved_ports=(
+                (self.http_port, "the HTTP port"),
+                (self.https_port, "the HTTPS port"),
+                (self.status_port, "the status port (/healthz, /metrics)"),
+            ),
             default_backend_service=self.default_backend_service,
         )
 
@@ -155,6 +175,7 @@ class Ingressd:
         self.store = Store(
             channel=self.channel,
             configmap=options.configmap,
+            stream_configmaps=options.stream_configmaps,
             default_backend=options.default_backend_service,
         )
         self.queue = SyncQueue(min_interval=options.min_sync_interval)

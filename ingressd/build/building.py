@@ -18,9 +18,13 @@ Results depend only on the snapshot's content, never on dict order.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ingressd.build.incremental import BuildCache, BuildResult
 from ingressd.build.selection import BuildOptions
+from ingressd.build.streams import build_streams
 from ingressd.memory import gc_paused
+from ingressd.model import backend_order
 from ingressd.store.snapshot import Snapshot
 
 __all__ = ["BuildCache", "BuildOptions", "BuildResult", "build_configuration"]
@@ -37,4 +41,26 @@ def build_configuration(
     if cache is None:
         cache = BuildCache()
     with gc_paused():
-        return cache.build(snapshot, options)
+        result = cache.build(snapshot, options)
+        return with_streams(result, snapshot, options)
+
+
+def with_streams(result: BuildResult, snapshot: Snapshot, options: BuildOptions) -> BuildResult:
+    """``result`` with the stream listeners and the backends only they use
+    (``ingressd.build.streams``); ``result`` itself when there are none."""
+    if not (
+        options.tcp_services_configmap
+        or options.udp_services_configmap
+        or options.enable_ssl_passthrough
+    ):
+        return result
+    streams, backends, problems = build_streams(snapshot, options, result.configuration)
+    config = result.configuration
+    if backends:
+        merged = sorted((*config.backends, *backends), key=backend_order)
+        config = dataclasses.replace(config, backends=tuple(merged))
+    return dataclasses.replace(
+        result,
+        configuration=dataclasses.replace(config, streams=streams),
+        problems=(*result.problems, *problems),
+    )

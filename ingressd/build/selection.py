@@ -52,6 +52,14 @@ class BuildOptions:
     #: for pods on loopback in a local demo or tests; in a cluster such an endpoint points
     #: nginx at its own host.  Link-local and unspecified addresses are refused regardless.
     allow_loopback_endpoints: bool = False
+    #: ``--tcp-services-configmap`` / ``--udp-services-configmap`` (ingress-nginx format).
+    tcp_services_configmap: ObjectKey | None = None
+    udp_services_configmap: ObjectKey | None = None
+    #: ``--enable-ssl-passthrough``: Ingresses with ``ssl-passthrough`` get TLS untouched.
+    enable_ssl_passthrough: bool = False
+    #: TCP ports the controller listens on itself, and what for: a TCP service entry on one of
+    #: them is refused.
+    reserved_ports: tuple[tuple[int, str], ...] = ()
     #: ``--default-backend-service``: the Service (its first port) that unknown hosts and
     #: unmatched paths reach instead of the built-in 404, and where custom errors go.
     default_backend_service: ObjectKey | None = None

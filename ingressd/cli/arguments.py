@@ -95,6 +95,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "trace header's)",
     )
     parser.add_argument(
+        "--tcp-services-configmap",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help='ConfigMap of TCP services: "<port>": "<namespace>/<service>:<port>[:PROXY][:PROXY]"',
+    )
+    parser.add_argument(
+        "--udp-services-configmap",
+        type=_namespaced_name,
+        metavar="NAMESPACE/NAME",
+        help='ConfigMap of UDP services: "<port>": "<namespace>/<service>:<port>"',
+    )
+    parser.add_argument(
+        "--enable-ssl-passthrough",
+        action="store_true",
+        help="serve the ssl-passthrough annotation: the HTTPS port reads the SNI name and sends "
+        "those hosts' TLS connections to their pods untouched",
+    )
+    parser.add_argument(
         "--default-backend-service",
         type=_namespaced_name,
         metavar="NAMESPACE/NAME",
@@ -449,6 +467,9 @@ def options_from(args: argparse.Namespace) -> Options:
         expose_debug=getattr(args, "expose_debug_endpoints", False),
         ingress_class=args.ingress_class,
         configmap=args.configmap,
+        tcp_services_configmap=getattr(args, "tcp_services_configmap", None),
+        udp_services_configmap=getattr(args, "udp_services_configmap", None),
+        enable_ssl_passthrough=getattr(args, "enable_ssl_passthrough", False),
         default_backend_service=getattr(args, "default_backend_service", None),
         worker_processes=args.worker_processes,
         routing=getattr(args, "routing", "lua"),

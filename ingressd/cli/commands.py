@@ -36,6 +36,7 @@ from ingressd.build.building import build_configuration
 from ingressd.cli.arguments import options_from, parser
 from ingressd.cluster.client import api_client, in_cluster
 from ingressd.logs import configure
+from ingressd.model import ObjectKey
 from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import NginxPaths, WorkDirError, render, route_context
 from ingressd.nginx.routes import RouteTable, route_table
@@ -70,6 +71,11 @@ def _kube_source(args: argparse.Namespace, api: Any, *, as_sent: bool = False) -
         api,
         watch_namespace=args.watch_namespace,
         configmap=args.configmap,
+        stream_configmaps=tuple(
+            ObjectKey(getattr(args, name))
+            for name in ("tcp_services_configmap", "udp_services_configmap")
+            if getattr(args, name, None)
+        ),
         resync_period=args.resync_period,
         keep_managed_fields=as_sent,
     )
@@ -164,7 +170,11 @@ def _render(args: argparse.Namespace) -> int:
         return 2
     options = options_from(args)
     paths = NginxPaths(options.work_dir)  # first: a work dir it refuses wastes no build
-    store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
+    store = Store(
+        channel=UpdateChannel(maxsize=1 << 30),
+        configmap=args.configmap,
+        stream_configmaps=options_from(args).stream_configmaps,
+    )
     ManifestsSource(args.manifests).load_once(store.apply)
     snapshot = store.snapshot()
     configmap = snapshot.config_maps.get(args.configmap) if args.configmap else None
@@ -205,7 +215,11 @@ def _route_table_comment(table: RouteTable) -> str:
 
 async def _check(args: argparse.Namespace) -> int:
     """``ingressd check``: load every object once, build, report; 1 when behaviour changes."""
-    store = Store(channel=UpdateChannel(maxsize=1 << 30), configmap=args.configmap)
+    store = Store(
+        channel=UpdateChannel(maxsize=1 << 30),
+        configmap=args.configmap,
+        stream_configmaps=options_from(args).stream_configmaps,
+    )
     if args.manifests is not None:
         if args.kubeconfig is not None:
             print("error: give one source: --manifests or --kubeconfig", file=sys.stderr)

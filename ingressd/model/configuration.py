@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from ingressd.model.keys import CATCH_ALL, BackendName, ObjectKey
 from ingressd.model.policy import DEFAULT_POLICY, BackendPolicy, TrafficShaping
 from ingressd.model.settings import DEFAULT_SETTINGS, ClientAuth, LocationSettings, SecretFile
+from ingressd.model.streams import NO_STREAMS, Streams
 
 
 class PathType(enum.Enum):
@@ -230,6 +231,8 @@ class Configuration:
 
     servers: tuple[Server, ...] = ()
     backends: tuple[Backend, ...] = ()
+    #: TCP/UDP services and TLS passthrough hosts (the ``stream {}`` block; structural).
+    streams: Streams = NO_STREAMS
 
     def backend_map(self) -> dict[BackendName, Backend]:
         return {b.name: b for b in self.backends}
@@ -312,6 +315,7 @@ class Configuration:
                 for s in self.servers
             ],
             "backends": [b.to_lua() for b in self.backends],
+            **({"streams": self.streams.to_json()} if self.streams != NO_STREAMS else {}),
         }
 
     def digest(self) -> str:

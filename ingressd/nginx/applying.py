@@ -22,10 +22,11 @@ from __future__ import annotations
 import datetime
 import difflib
 import hashlib
+import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -214,6 +215,8 @@ class Nginx:
         #: ``--routing lua``: the route table Lua holds, and the classes nginx.conf has.
         self._held: RouteTable | None = None
         self._rendered: frozenset[str] = frozenset()
+        #: The backends whose peer files the stream block reads (the running nginx.conf's).
+        self._stream_backends: frozenset[BackendName] = frozenset()
         #: A send to Lua failed part way: what it holds is unknown until everything is sent.
         self._lua_in_doubt = False
         #: The last route table made (the next one is made from it).
@@ -260,6 +263,7 @@ class Nginx:
         Returns the tested candidate.
         """
         self.process.prepare_work_dir()
+        Path(self.paths.stream).mkdir(mode=0o755, exist_ok=True)
         default_cert = Path(self.paths.default_certificate)
         if not default_cert.exists():
             write_default_certificate(default_cert)
@@ -274,6 +278,25 @@ class Nginx:
     async def apply_dynamic(self, backends: Sequence[Backend]) -> None:
         await self.endpoint.post_backends(backends)
         self._sent.update((b.name, b) for b in backends)
+        self._write_stream_peers(b for b in backends if b.name in self._stream_backends)
+
+    def _write_stream_peers(self, backends: Iterable[Backend]) -> None:
+        """The peer file of each backend the stream block reads: its endpoints as a JSON list
+        of ``address:port``, replaced atomically (njs reads it per connection: no reload)."""
+        directory = Path(self.paths.stream)
+        for backend in backends:
+            peers = [_peer(e.address, e.port) for e in backend.endpoints]
+            path = Path(self.paths.stream_peers(backend.name))
+            tmp = directory / f".{backend.name}.tmp"
+            tmp.write_text(json.dumps(peers, separators=(",", ":")))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+
+    def _remove_unused_peers(self) -> None:
+        directory = Path(self.paths.stream)
+        for path in directory.glob("*.json"):
+            if path.name[: -len(".json")] not in self._stream_backends:
+                path.unlink(missing_ok=True)
 
     async def apply_lua(
         self,
@@ -447,11 +470,15 @@ class Nginx:
         backend is gone (to prune it). Returns how many backends were sent.
         """
         self.process.install(candidate, self.generation)
+        # The new workers read their peer files from their first connection on.
+        self._stream_backends = config.streams.backend_names()
+        self._write_stream_peers(b for b in config.backends if b.name in self._stream_backends)
         sent = self._sent.get
         changed = [b for b in config.backends if sent(b.name) is not b and sent(b.name) != b]
         if changed:
             await self.apply_dynamic(changed)
         await self.process.reload(self.generation)
+        self._remove_unused_peers()
         if self._unused_backends_sent(config):
             await self._put_backends(config)
             return len(changed) + len(config.backends)
@@ -520,6 +547,10 @@ class Nginx:
             for path in secrets.iterdir():
                 if path.name not in kept:
                     path.unlink(missing_ok=True)
+
+
+def _peer(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def read_text(path: Path) -> str:

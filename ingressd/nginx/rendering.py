@@ -88,6 +88,9 @@ PROJECT_ROOT = resource_root(Path(__file__), Path(sys.prefix))
 DEFAULT_TEMPLATE = PROJECT_ROOT / "templates" / "nginx.conf.j2"
 
 
+#: More passthrough backends than this are not rendered (a socket path each, ``p<i>.sock``).
+MAX_PASSTHROUGH_BACKENDS = 9999
+
 #: Longest path a Unix socket takes (``sun_path`` is 108 bytes with the terminating NUL).
 MAX_SOCKET_PATH = 107
 
@@ -107,13 +110,15 @@ class NginxPaths:
     work_dir: Path
 
     def __post_init__(self) -> None:
-        size = len(os.fsencode(self.control_socket))
-        if size > MAX_SOCKET_PATH:
-            raise WorkDirError(
-                f"work dir {str(self.work_dir)!r} is too long: the control socket "
-                f"{self.control_socket} would be {size} bytes, a Unix socket path takes at "
-                f"most {MAX_SOCKET_PATH}; choose a shorter --work-dir"
-            )
+        # The longest socket path: the control socket's, or a passthrough backend's.
+        for socket in (self.control_socket, self.passthrough_socket(MAX_PASSTHROUGH_BACKENDS)):
+            size = len(os.fsencode(socket))
+            if size > MAX_SOCKET_PATH:
+                raise WorkDirError(
+                    f"work dir {str(self.work_dir)!r} is too long: the socket {socket} would "
+                    f"be {size} bytes, a Unix socket path takes at most {MAX_SOCKET_PATH}; "
+                    "choose a shorter --work-dir"
+                )
 
     @property
     def control_dir(self) -> Path:
@@ -163,6 +168,28 @@ class NginxPaths:
         return str(self.work_dir / "certs" / "default.pem")
 
     @property
+    def stream(self) -> str:
+        """The stream block's files: one peer list per backend (``<backend>.json``, read by
+        njs per connection) and the internal sockets of TLS passthrough; 0755, read by the
+        workers."""
+        return str(self.work_dir / "stream")
+
+    def stream_peers(self, backend: str) -> str:
+        return f"{self.stream}/{backend}.json"
+
+    @property
+    def https_socket(self) -> str:
+        """``--enable-ssl-passthrough``: the HTTPS servers' listener behind the stream front
+        (PROXY protocol, so the client's address is kept)."""
+        return f"{self.stream}/https.sock"
+
+    def passthrough_socket(self, index: int) -> str:
+        """``--enable-ssl-passthrough``: where the front hands the connections of the
+        passthrough hosts of the ``index``-th passthrough backend (its server picks the pod);
+        numbered, since a backend name can be longer than a Unix socket path may be."""
+        return f"{self.stream}/p{int(index)}.sock"
+
+    @property
     def modsecurity(self) -> str:
         """ModSecurity's base configuration and CRS include (``ingressd.nginx.modsecurity``)."""
         return str(self.work_dir / "modsecurity")
@@ -205,6 +232,13 @@ class RenderSettings:
     use_forwarded_headers: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    #: The client address from ``forwarded_for_header`` (without the other X-Forwarded-*).
+    enable_real_ip: bool = False
+    #: The HTTP/HTTPS listeners take a PROXY protocol header; the client address from it.
+    use_proxy_protocol: bool = False
+    proxy_protocol_header_timeout: str = "5s"
+    #: X-Forwarded-For: the header received, then the peer (instead of the client alone).
+    compute_full_forwarded_for: bool = False
     #: ``None``: the template's built-in ``upstreaminfo`` format.
     log_format_upstream: str | None = None
     #: Path prefixes where authentication does not apply (``no-auth-locations``).
@@ -231,6 +265,9 @@ class RenderSettings:
     #: ``lua``: one catch-all server, routes decided by Lua, a named location per settings
     #: class (docs/routing.md); ``nginx``: a server block per host, locations per path.
     routing: str = "lua"
+    #: ``--enable-ssl-passthrough``: the HTTPS port is a stream listener that reads the SNI
+    #: name (ssl_preread); the HTTPS servers listen on an internal socket behind it.
+    ssl_passthrough: bool = False
     #: ``enable-modsecurity``, ``enable-owasp-modsecurity-crs``, ``modsecurity-snippet``.
     modsecurity: WafDefaults = NO_WAF
 
@@ -395,6 +432,13 @@ def _render(
             contributing.append(server)
     max_size, bucket = _hash_sizes(Configuration(servers=tuple(block_servers)))
     https_suffix = "" if settings.https_port == 443 else f":{settings.https_port}"
+    proxy_protocol = " proxy_protocol" if settings.use_proxy_protocol else ""
+    listen_http = f"{int(settings.http_port)}{proxy_protocol}"
+    listen_https = (
+        f"{quote_path('unix:' + paths.https_socket)} proxy_protocol"
+        if settings.ssl_passthrough
+        else f"{int(settings.https_port)}{proxy_protocol}"
+    )
     classes = _with_kept(table.classes, keep_classes) if table is not None else ()
     auths = (
         [c.location.settings.external_auth for c in classes]
@@ -510,8 +554,18 @@ def _render(
         modsecurity=waf,
         generation=int(generation),
         worker_user=settings.worker_user,
-        listen_http=int(settings.http_port),
-        listen_https=int(settings.https_port),
+        listen_http=listen_http,
+        listen_https=listen_https,
+        streams=config.streams,
+        passthrough_sockets={
+            backend: quote_path("unix:" + paths.passthrough_socket(i))
+            for i, backend in enumerate(
+                sorted({p.backend for p in config.streams.passthrough})[:MAX_PASSTHROUGH_BACKENDS]
+            )
+        },
+        stream_block=bool(
+            config.streams.services or config.streams.passthrough or settings.ssl_passthrough
+        ),
         https_port_suffix=https_suffix,
         server_names_hash_max_size=max_size,
         server_names_hash_bucket_size=bucket,

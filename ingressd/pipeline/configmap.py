@@ -19,7 +19,16 @@ Key names and defaults are ingress-nginx's, so an existing ConfigMap keeps its m
     use-forwarded-headers           bool: trust X-Forwarded-* from the client        false
     forwarded-for-header            the header with the client's address             X-Forwarded-For
     proxy-real-ip-cidr              CIDRs (comma-separated) whose forwarded address  0.0.0.0/0
-                                    is believed (both: with use-forwarded-headers)
+                                    is believed (use-forwarded-headers, enable-real-ip,
+                                    use-proxy-protocol)
+    enable-real-ip                  bool: the client address from forwarded-for-     false
+                                    header (without trusting X-Forwarded-Proto/-Host)
+    use-proxy-protocol              bool: the HTTP/HTTPS listeners take a PROXY      false
+                                    protocol header (v1/v2), the client address
+                                    from it
+    proxy-protocol-header-timeout   nginx time to wait for it (stream listeners)     5s
+    compute-full-forwarded-for      bool: X-Forwarded-For appends the peer to the    false
+                                    header received instead of replacing it
     upstream-keepalive-connections  idle keepalive connections per worker, 0 = off   320
     worker-shutdown-timeout         nginx time                                       240s
     log-format-upstream             the access log format                            (built in)
@@ -241,6 +250,10 @@ class GlobalOptions:
     use_forwarded_headers: bool = False
     forwarded_for_header: str = "X-Forwarded-For"
     proxy_real_ip_cidr: tuple[str, ...] = ("0.0.0.0/0",)
+    enable_real_ip: bool = False
+    use_proxy_protocol: bool = False
+    proxy_protocol_header_timeout: str = "5s"
+    compute_full_forwarded_for: bool = False
     upstream_keepalive_connections: int = 320
     worker_shutdown_timeout: str = "240s"
     #: ``None``: the template's built-in format (ingress-nginx's ``upstreaminfo``).
@@ -299,6 +312,10 @@ class GlobalOptions:
             use_forwarded_headers=self.use_forwarded_headers,
             forwarded_for_header=self.forwarded_for_header,
             proxy_real_ip_cidr=self.proxy_real_ip_cidr,
+            enable_real_ip=self.enable_real_ip,
+            use_proxy_protocol=self.use_proxy_protocol,
+            proxy_protocol_header_timeout=self.proxy_protocol_header_timeout,
+            compute_full_forwarded_for=self.compute_full_forwarded_for,
             upstream_keepalive_connections=self.upstream_keepalive_connections,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             log_format_upstream=self.log_format_upstream,
@@ -512,6 +529,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "use-forwarded-headers": ("use_forwarded_headers", _bool),
     "forwarded-for-header": ("forwarded_for_header", values.header_name),
     "proxy-real-ip-cidr": ("proxy_real_ip_cidr", values.cidr_list),
+    "enable-real-ip": ("enable_real_ip", _bool),
+    "use-proxy-protocol": ("use_proxy_protocol", _bool),
+    "proxy-protocol-header-timeout": ("proxy_protocol_header_timeout", _time),
+    "compute-full-forwarded-for": ("compute_full_forwarded_for", _bool),
     "upstream-keepalive-connections": ("upstream_keepalive_connections", _int(0, 100000)),
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _time),
     "log-format-upstream": ("log_format_upstream", _log_format),

@@ -72,6 +72,8 @@ class Change(enum.Enum):
     LOCATIONS = "locations"
     CERTIFICATES = "certificates"
     BACKENDS = "backends"
+    #: TCP/UDP listeners or TLS passthrough hosts (the ``stream {}`` block).
+    STREAMS = "streams"
     #: The controller's ConfigMap changed nginx.conf settings (``with_options_changes``).
     OPTIONS = "options"
     #: Hosts, paths or their targets changed in the route table Lua holds (``--routing lua``).
@@ -182,6 +184,7 @@ def decide_lua(new: Configuration, running: Configuration | None, lua: LuaRoutin
         (Change.LOCATIONS, f"settings class {c} added")
         for c in sorted(lua.new.class_ids - lua.rendered)
     ]
+    reasons += _stream_reasons(new, running)
     if lua.new.own_blocks != held.own_blocks:
         mine = {s.hostname: s for s in lua.new.own_blocks}
         theirs = {s.hostname: s for s in held.own_blocks}
@@ -255,12 +258,38 @@ def _same_structure(new: Configuration, running: Configuration) -> bool:
     """
     if new.servers is not running.servers and new.servers != running.servers:
         return False
+    if new.streams != running.streams:
+        return False
     if len(new.backends) != len(running.backends):
         return False
     return all(
         a is b or a == b or a.structure() == b.structure()
         for a, b in zip(new.backends, running.backends, strict=True)
     )
+
+
+def _stream_reasons(new: Configuration, running: Configuration) -> list[_Reason]:
+    """What changed in the stream block: listeners, passthrough hosts (their endpoints are
+    the backends' and change dynamically)."""
+    a, b = new.streams, running.streams
+    if a == b:
+        return []
+    reasons: list[_Reason] = []
+    mine = {(s.protocol.value, s.port): s for s in a.services}
+    theirs = {(s.protocol.value, s.port): s for s in b.services}
+    for proto, port in sorted(mine.keys() | theirs.keys()):
+        old, fresh = theirs.get((proto, port)), mine.get((proto, port))
+        if old != fresh:
+            what = "added" if old is None else "removed" if fresh is None else "changed"
+            reasons.append((Change.STREAMS, f"{proto} service {port} {what}"))
+    hosts = {p.hostname: p for p in a.passthrough}
+    held = {p.hostname: p for p in b.passthrough}
+    for host in sorted(hosts.keys() | held.keys()):
+        if hosts.get(host) != held.get(host):
+            reasons.append((Change.STREAMS, f"passthrough host {host} changed"))
+    if a.passthrough_enabled != b.passthrough_enabled:
+        reasons.append((Change.STREAMS, "ssl passthrough switched"))
+    return reasons or [(Change.STREAMS, "stream block changed")]
 
 
 def _decision(action: Action, reasons: list[_Reason], changed: tuple[BackendName, ...]) -> Decision:
@@ -301,7 +330,7 @@ def _structural_reasons(
 ) -> list[_Reason]:
     """Why the structures differ; only the servers and backends that are not the running
     model's very objects are looked at."""
-    reasons: list[_Reason] = []
+    reasons = _stream_reasons(new, running)
     servers = _Differing(new.servers, running.servers)
     new_servers, old_servers = servers.new, servers.old
     for hostname in new_servers.keys() - old_servers.keys():

@@ -251,3 +251,19 @@ def slice_content(endpoint_slice: Mapping[str, Any]) -> SliceContent:
             else:
                 endpoints.append((addresses, None, None, None))
     return (endpoint_slice.get("addressType"), ports, tuple(endpoints))
+
+
+def stream_service_keys(configmap: Mapping[str, Any]) -> frozenset[ObjectKey]:
+    """The Services a tcp/udp services ConfigMap's entries name (``"<port>": "<ns>/<svc>:..."``);
+    malformed entries name none (the builder reports them)."""
+    data = configmap.get("data")
+    if not isinstance(data, dict):
+        return frozenset()
+    keys = set()
+    for value in data.values():
+        if isinstance(value, str):
+            target = value.partition(":")[0]
+            namespace, slash, name = target.partition("/")
+            if slash and namespace and name:
+                keys.add(ObjectKey(target))
+    return frozenset(keys)

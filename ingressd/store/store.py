@@ -25,10 +25,11 @@ Relevance, per kind (a MODIFIED is compared with the cached object it replaces):
   (``references.slice_content``) changed, or it moved between Services, appeared or vanished.
 - Secret: when an Ingress's ``spec.tls`` references it and it appeared, vanished or changed its
   ``data`` or ``type``.
-- ConfigMap: when it is the controller's ConfigMap, one that the controller's ConfigMap names
-  (``add-headers``, ``proxy-set-headers``) or one an Ingress's annotations name
-  (``auth-proxy-set-headers``, ``custom-headers``), and it appeared, vanished or changed its
-  ``data`` or ``binaryData``.
+- Service and EndpointSlice: likewise when a tcp/udp services ConfigMap entry names it.
+- ConfigMap: when it is the controller's ConfigMap, a tcp/udp services one, one that the
+  controller's ConfigMap names (``add-headers``, ``proxy-set-headers``) or one an Ingress's
+  annotations name (``auth-proxy-set-headers``, ``custom-headers``), and it appeared, vanished
+  or changed its ``data`` or ``binaryData``.
 
 The emitted type follows the cache, not the source: an ADDED for a cached key is a MODIFIED, a
 MODIFIED for an unknown key an ADDED; a DELETED of an unknown key emits nothing.
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +55,7 @@ from ingressd.store.references import (
     object_key,
     slice_content,
     slice_service_key,
+    stream_service_keys,
 )
 from ingressd.store.snapshot import ChangeLog, KubeObject, LoggedMap, Snapshot
 
@@ -96,6 +98,18 @@ _add_ref = keyindex.add
 _remove_ref = keyindex.discard
 
 
+class _Either:
+    """Membership in either of two containers (Services Ingresses use, stream entries use)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Container[ObjectKey], b: Container[ObjectKey]) -> None:
+        self.a, self.b = a, b
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.a or key in self.b
+
+
 #: The user of the ``--default-backend-service`` Service in the service index (no Ingress).
 DEFAULT_BACKEND_USER = ObjectKey("--default-backend-service")
 
@@ -112,11 +126,16 @@ class Store:
         *,
         channel: EventChannel,
         configmap: ObjectKey | None = None,
+        stream_configmaps: tuple[ObjectKey, ...] = (),
         default_backend: ObjectKey | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
         self._configmap = configmap
+        #: The tcp/udp services ConfigMaps, and the Services their entries name (by ConfigMap).
+        self._stream_configmaps = frozenset(stream_configmaps)
+        self._stream_refs: dict[ObjectKey, frozenset[ObjectKey]] = {}
+        self._stream_services: frozenset[ObjectKey] = frozenset()
         self._clock = clock
         #: Objects of kinds the Store does not cache, by ``kind`` (``Kind (apiVersion)`` for a
         #: cached kind in an apiVersion the Store does not understand).
@@ -286,18 +305,25 @@ class Store:
             if self._services.pop(key, None) is None:
                 return None
             self._services_log.note(key)
-            return _DELETED if key in self._service_users else None
+            return _DELETED if self._service_used(key) else None
         old = self._services.get(key)
         self._services[key] = obj
         self._services_log.note(key)
-        if key not in self._service_users:
+        if not self._service_used(key):
             return None
         if old is None:
             return _ADDED
         return None if old.get("spec") == obj.get("spec") else _MODIFIED
 
+    def _service_used(self, key: ObjectKey) -> bool:
+        return key in self._service_users or key in self._stream_services
+
     def _apply_slice(self, type_: EventType, key: ObjectKey, obj: KubeObject) -> EventType | None:
-        users = self._service_users
+        users: Container[ObjectKey] = (
+            _Either(self._service_users, self._stream_services)
+            if self._stream_services
+            else self._service_users
+        )
         if type_ is _DELETED:
             gone = self._slices.pop(key, None)
             if gone is None:
@@ -354,10 +380,13 @@ class Store:
     def _apply_config_map(
         self, type_: EventType, key: ObjectKey, obj: KubeObject
     ) -> EventType | None:
+        streams = key in self._stream_configmaps
         if type_ is _DELETED:
             if self._config_maps.pop(key, None) is None:
                 return None
-            used = self._config_map_used(key)
+            if streams:
+                self._set_stream_refs(key, frozenset())
+            used = self._config_map_used(key) or streams
             if key == self._configmap:
                 self._global_config_maps = frozenset()
             return _DELETED if used else None
@@ -365,13 +394,22 @@ class Store:
         self._config_maps[key] = obj
         if key == self._configmap:
             self._global_config_maps = configmap_header_refs(obj)
-        if not self._config_map_used(key):
+        if streams:
+            self._set_stream_refs(key, stream_service_keys(obj))
+        if not self._config_map_used(key) and not streams:
             return None
         if old is None:
             return _ADDED
         if old.get("data") == obj.get("data") and old.get("binaryData") == obj.get("binaryData"):
             return None
         return _MODIFIED
+
+    def _set_stream_refs(self, key: ObjectKey, services: frozenset[ObjectKey]) -> None:
+        if services:
+            self._stream_refs[key] = services
+        else:
+            self._stream_refs.pop(key, None)
+        self._stream_services = frozenset().union(*self._stream_refs.values())
 
     # -- reading ---------------------------------------------------------------------------------
 

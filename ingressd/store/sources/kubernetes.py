@@ -3,10 +3,11 @@
     ApiClient (``ingressd.cluster.client.api_client``)
       --CoreV1Api / DiscoveryV1Api / NetworkingV1Api list_* (_preload_content=False)-->
     Informer per kind (``informer.py``: list, watch, 410 -> relist, backoff, resync)
-      Service, EndpointSlice, Secret (not Helm's release secrets), ConfigMap (the controller's
-      and those ``custom-headers``, ``add-headers``, ``proxy-set-headers`` name: every one in
-      scope; with ``--watch-namespace`` and the controller's ConfigMap in another namespace,
-      that one alone, by fieldSelector metadata.name), IngressClass (cluster-scoped), Ingress
+      Service, EndpointSlice, Secret (not Helm's release secrets), ConfigMap (the controller's,
+      the tcp/udp services ones and those ``custom-headers``, ``add-headers``,
+      ``proxy-set-headers`` name: every one in scope; with ``--watch-namespace`` and one of the
+      named ConfigMaps in another namespace, that namespace's, or that one alone by
+      fieldSelector metadata.name), IngressClass (cluster-scoped), Ingress
       --WatchEvent--> sink (``Store.apply``)
 
 ``load_once(sink)`` lists every kind at once, then hands the events over in ingress-nginx's start
@@ -90,6 +91,7 @@ class KubernetesSource:
         *,
         watch_namespace: str | None = None,
         configmap: ObjectKey | None = None,
+        stream_configmaps: tuple[ObjectKey, ...] = (),
         resync_period: float = 600.0,
         page_size: int = 500,
         watch_timeout: float = 300.0,
@@ -104,6 +106,8 @@ class KubernetesSource:
         self.api = api
         self.watch_namespace = watch_namespace
         self.configmap = configmap
+        #: ``--tcp-services-configmap`` / ``--udp-services-configmap``.
+        self.stream_configmaps = stream_configmaps
         self.informers: dict[Kind, Informer] = {}
         reachability = Reachability(self._probe)
         for kind in START_ORDER:
@@ -132,13 +136,17 @@ class KubernetesSource:
         api = getattr(client, api_class)(self.api)
         selector: dict[str, str] = {}
         namespace = self.watch_namespace
-        if kind is Kind.CONFIG_MAP and self.configmap is not None and namespace is not None:
-            # Every ConfigMap of the watched namespace (custom-headers names them), unless the
-            # controller's own is elsewhere: then that one alone, by name.
-            own_namespace, _, name = self.configmap.partition("/")
-            if own_namespace != namespace:
-                namespace = own_namespace
-                selector["field_selector"] = f"metadata.name={name}"
+        if kind is Kind.CONFIG_MAP and namespace is not None:
+            # Every ConfigMap of the watched namespace (custom-headers names them), unless one
+            # the controller needs lies elsewhere: then that namespace's, that one alone by
+            # name, or (named ConfigMaps in several namespaces) every one.
+            wanted = sorted({k for k in (self.configmap, *self.stream_configmaps) if k})
+            elsewhere = [k for k in wanted if k.partition("/")[0] != namespace]
+            if elsewhere:
+                namespaces = {k.partition("/")[0] for k in wanted}
+                namespace = namespaces.pop() if len(namespaces) == 1 else None
+                if len(wanted) == 1:
+                    selector["field_selector"] = f"metadata.name={wanted[0].partition('/')[2]}"
         elif kind is Kind.SECRET:
             selector["field_selector"] = SECRET_FIELD_SELECTOR
         if namespaced is None or namespace is None:
