@@ -147,6 +147,7 @@ async def test_load_balance_hash_and_affinity_keep_requests_on_pods_and_change_w
     spread = Counter([(await h.get("/", host="web.test")).pod for _ in range(40)])
     assert len(spread) == 4, spread
 
+    await h.settled()  # new workers may serve before the reload's sync has counted it
     reloads, updates = h.reloads, h.dynamic_updates
     h.write(
         "ing.yaml", web_ingress("web", "web.test", "web", **{"upstream-hash-by": "$http_x_user"})

@@ -38,7 +38,9 @@ async def expect(
     timeout: float = 5.0,
     **kwargs: Any,
 ) -> Response:
-    """Wait until ``path`` on ``host`` answers ``status`` (from a pod of ``service``)."""
+    """Wait until ``path`` on ``host`` answers ``status`` (from a pod of ``service``), then
+    until the pipeline is idle: a reload's new workers may answer before its sync has ended
+    and been counted."""
 
     async def check() -> Response:
         resp = await h.get(path, host=host, https=https, **kwargs)
@@ -50,4 +52,6 @@ async def expect(
             )
         return resp
 
-    return await h.eventually(check, timeout=timeout)
+    resp = await h.eventually(check, timeout=timeout)
+    await h.settled()
+    return resp
