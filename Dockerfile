@@ -13,7 +13,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         nginx libnginx-mod-http-lua lua-resty-core lua-cjson \
-        libnginx-mod-http-headers-more-filter \
+        libnginx-mod-http-headers-more-filter libnginx-mod-stream libnginx-mod-stream-js \
         libnginx-mod-http-modsecurity modsecurity-crs \
         python3 python3-venv ca-certificates tini libcap2-bin \
     && setcap cap_net_bind_service=+ep /usr/sbin/nginx \
