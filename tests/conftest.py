@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakeapi import FakeApiServer
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 
 #: Fixtures that start a real nginx: a test using one is marked ``nginx`` (``make test-fast``
 #: runs the others).
@@ -50,13 +50,8 @@ async def harness(
     Its routing mode is ``INGRESSD_TEST_ROUTING`` (lua by default), or the test's
     ``@pytest.mark.routing("nginx")`` when what it checks belongs to one mode.
     """
-    marker = request.node.get_closest_marker("routing")
-    h = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
-    await h.start()
-    try:
+    async with running_harness(world_readable_tmp, request) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from ingressd.nginx.quoting import RenderError
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.pipeline.configmap import GlobalOptions, parse_configmap, settings_changes
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 from tests.support.objects import (
     ingress,
     path,
@@ -230,14 +230,8 @@ def test_renderer_refuses_a_log_format_that_skipped_validation() -> None:
 @pytest.fixture
 async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A running ingressd reading its options from ConfigMap ingressd/ingressd-controller."""
-    marker = request.node.get_closest_marker("routing")
-    harness = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
-    harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
-    await harness.start()
-    try:
+    async with running_harness(world_readable_tmp, request, configmap=CONFIGMAP) as harness:
         yield harness
-    finally:
-        await harness.stop()
 
 
 async def post(h: Harness, host: str, size: int) -> int:
@@ -512,3 +506,4 @@ def test_migration_keys_reach_nginx_conf() -> None:
     ):
         assert line in text, line
     assert "more_clear_headers Server;" not in text
+

@@ -7,7 +7,6 @@ sends those codes to it with the X-* headers ingress-nginx sends.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from ingressd.build import BuildOptions, build_configuration
 from ingressd.model import ObjectKey
 from ingressd.store.snapshot import Snapshot
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 from tests.support.objects import (
     endpoint_slice,
     ingress,
@@ -33,17 +32,12 @@ FALLBACK = ObjectKey("default/fallback")
 
 
 @pytest.fixture
-async def h(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """ingressd with ``--default-backend-service default/fallback`` and its ConfigMap."""
-    harness = Harness(world_readable_tmp)
-    harness.options = dataclasses.replace(
-        harness.options, configmap=CONFIGMAP, default_backend_service=FALLBACK
-    )
-    await harness.start()
-    try:
+    async with running_harness(
+        world_readable_tmp, request, configmap=CONFIGMAP, default_backend_service=FALLBACK
+    ) as harness:
         yield harness
-    finally:
-        await harness.stop()
 
 
 @pytest.mark.nginx

@@ -5,7 +5,6 @@ through a real nginx against a small auth service with oauth2-proxy's contract
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from ingressd.nginx.quoting import DirectiveError, quote_variables
 from ingressd.pipeline.configmap import parse_configmap
 from tests.support.authservice import COOKIE, AuthService
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness, Response, free_port, pod_addresses
+from tests.support.harness import Harness, Response, free_port, pod_addresses, running_harness
 from tests.support.objects import ingress, path, rule, self_signed_certificate
 
 P = "nginx.ingress.kubernetes.io/"
@@ -192,14 +191,8 @@ def test_global_auth_keys_parse_and_an_invalid_one_fails_closed() -> None:
 @pytest.fixture
 async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A running ingressd that reads ConfigMap ingressd/ingressd-controller."""
-    marker = request.node.get_closest_marker("routing")
-    harness = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
-    harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
-    await harness.start()
-    try:
+    async with running_harness(world_readable_tmp, request, configmap=CONFIGMAP) as harness:
         yield harness
-    finally:
-        await harness.stop()
 
 
 @pytest.fixture

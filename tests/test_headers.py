@@ -14,7 +14,7 @@ import structlog
 from ingressd.annotations import Risk
 from ingressd.model import ObjectKey
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 from tests.support.objects import ingress, path, rule
 
 pytestmark = pytest.mark.nginx
@@ -49,14 +49,8 @@ def problems(h: Harness) -> dict[tuple[str, str], str]:
 @pytest.fixture
 async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A running ingressd reading its options from ConfigMap ingressd/ingressd-controller."""
-    marker = request.node.get_closest_marker("routing")
-    harness = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
-    harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
-    await harness.start()
-    try:
+    async with running_harness(world_readable_tmp, request, configmap=CONFIGMAP) as harness:
         yield harness
-    finally:
-        await harness.stop()
 
 
 SNIPPET = """

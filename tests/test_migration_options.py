@@ -8,7 +8,6 @@ allow-backend-server-header, ssl-protocols, ssl-ciphers, large-client-header-buf
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from tests.support.backends import EchoPods
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness, free_port, pod_addresses
+from tests.support.harness import Harness, free_port, pod_addresses, running_harness
 from tests.support.objects import endpoint_slice, ingress, path, rule, service, service_port
 from tests.test_configmap import CONFIGMAP, config_map
 
@@ -36,15 +35,10 @@ def annotated(name: str, host: str, svc: str, port: int = 80, **annotations: str
 
 
 @pytest.fixture
-async def h(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+async def h(world_readable_tmp: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """ingressd reading the ConfigMap ingressd/ingressd-controller."""
-    harness = Harness(world_readable_tmp)
-    harness.options = dataclasses.replace(harness.options, configmap=CONFIGMAP)
-    await harness.start()
-    try:
+    async with running_harness(world_readable_tmp, request, configmap=CONFIGMAP) as harness:
         yield harness
-    finally:
-        await harness.stop()
 
 
 # --- annotations ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import RouteContext, route_table
 from ingressd.pipeline.configmap import parse_configmap, settings_changes
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 from tests.support.objects import ingress, path, rule, service, snapshot
 
 P = "nginx.ingress.kubernetes.io/"
@@ -263,14 +263,8 @@ async def configured(
     world_readable_tmp: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Harness]:
     """A running ingressd reading its ConfigMap, snippets not allowed."""
-    marker = request.node.get_closest_marker("routing")
-    h = Harness(world_readable_tmp, routing=marker.args[0] if marker else None)
-    h.options = dataclasses.replace(h.options, configmap=CONFIGMAP)
-    await h.start()
-    try:
+    async with running_harness(world_readable_tmp, request, configmap=CONFIGMAP) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 @pytest.mark.nginx

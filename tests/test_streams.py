@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
-import os
 import socket
 import ssl
 import tempfile
@@ -29,7 +27,7 @@ from ingressd.store.store import Store
 from tests.support import objects as o
 from tests.support.backends import EchoPods
 from tests.support.fakeapi import FakeApiServer
-from tests.support.harness import Harness, free_port, pod_addresses
+from tests.support.harness import Harness, free_port, pod_addresses, running_harness
 
 TCP_MAP = ObjectKey("ingress/tcp-services")
 UDP_MAP = ObjectKey("ingress/udp-services")
@@ -230,22 +228,18 @@ def echo_service(name: str, addresses: list[str], port: int, protocol: str = "TC
 
 
 @pytest.fixture
-async def stream_harness() -> AsyncIterator[Harness]:
-    path = Path(tempfile.mkdtemp(prefix="ingressd-test-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    h = Harness(path)
-    h.options = dataclasses.replace(
-        h.options,
+async def stream_harness(
+    world_readable_tmp: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    async with running_harness(
+        world_readable_tmp,
+        request,
         tcp_services_configmap=TCP_MAP,
         udp_services_configmap=UDP_MAP,
         enable_ssl_passthrough=True,
         configmap=CONTROLLER_MAP,
-    )
-    await h.start()
-    try:
+    ) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 @pytest.mark.nginx

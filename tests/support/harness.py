@@ -11,15 +11,18 @@ process holds; ``peer_certificate`` shows which certificate nginx presents for a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 import yaml
 from cryptography import x509
 
@@ -68,6 +71,26 @@ class Response:
     @property
     def pod(self) -> str | None:
         return self.headers.get("X-Pod")
+
+
+@contextlib.asynccontextmanager
+async def running_harness(
+    root: Path, request: pytest.FixtureRequest | None = None, **options: Any
+) -> AsyncIterator[Harness]:
+    """A started ``Harness`` in ``root`` with ``options`` set, stopped on exit.
+
+    Its routing mode is the test's ``@pytest.mark.routing(...)`` when ``request`` has one, else
+    ``INGRESSD_TEST_ROUTING`` (lua by default).
+    """
+    marker = request.node.get_closest_marker("routing") if request is not None else None
+    h = Harness(root, routing=marker.args[0] if marker else None)
+    if options:
+        h.options = dataclasses.replace(h.options, **options)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
 
 
 class Harness:
