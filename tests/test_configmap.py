@@ -507,3 +507,32 @@ def test_migration_keys_reach_nginx_conf() -> None:
         assert line in text, line
     assert "more_clear_headers Server;" not in text
 
+
+@pytest.mark.parametrize("routing", ["lua", "nginx"])
+def test_proxy_set_headers_with_token_names_and_its_own_forwarded_proto_render_everywhere(
+    routing: str,
+) -> None:
+    """Names any HTTP token allows reach every proxy_set_header, the error pages' too, quoted;
+    an X-Forwarded-Proto of the ConfigMap leaves the sign-in redirect on the request's scheme."""
+    from tests.test_annotations import ann, build, one
+
+    others = {
+        ObjectKey("ingressd/req"): config_map(
+            {"X-Trace.Id": "${request_id}", "x-forwarded-proto": "https"}, "req"
+        )
+    }
+    options, problems = parse_configmap(
+        config_map({"proxy-set-headers": "ingressd/req", "custom-http-errors": "503"}), others
+    )
+    assert problems == ()
+    auth = ann(auth_url="http://auth.test/check", auth_signin="http://auth.test/start")
+    result = build(one("app", auth), options=options.build_options(BuildOptions()))
+    assert result.problems == ()
+    text = render(
+        result.configuration,
+        settings=options.render_settings(RenderSettings(routing=routing)),
+        paths=NginxPaths(Path("/var/lib/ingressd")),
+        generation=1,
+    )
+    assert 'proxy_set_header "X-Trace.Id" "${request_id}";' in text
+    assert "rd=$scheme://$http_host$escaped_request_uri" in text

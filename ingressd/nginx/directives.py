@@ -38,10 +38,10 @@ from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, waf_location_lines
 from ingressd.nginx.quoting import (
     DirectiveError,
     bare_cidr,
-    bare_header,
     bare_size,
     bare_time,
     bare_word,
+    header_word,
     on_off,
     quote_header,
     quote_header_name,
@@ -407,11 +407,11 @@ def _upstream_headers(
         listed = {n.lower() for n, _ in pairs} | {n.lower() for n in rules}
         kept = {k: v for k, v in overrides.items() if k.lower() in listed}
         pairs = _overridden(pairs, kept) + extra
-        return [f"grpc_set_header {_header_word(n)} {value};" for n, value in pairs]
+        return [f"grpc_set_header {header_word(n)} {value};" for n, value in pairs]
     if not overrides and not extra:
         return []
     pairs = _overridden(list(ctx.proxy_headers), overrides) + extra
-    return [f"proxy_set_header {_header_word(n)} {value};" for n, value in pairs]
+    return [f"proxy_set_header {header_word(n)} {value};" for n, value in pairs]
 
 
 def _overridden(pairs: list[tuple[str, str]], overrides: dict[str, str]) -> list[tuple[str, str]]:
@@ -420,14 +420,6 @@ def _overridden(pairs: list[tuple[str, str]], overrides: dict[str, str]) -> list
     by_lower = {n.lower(): (n, v) for n, v in overrides.items()}
     out = [by_lower.pop(n.lower(), (n, value)) for n, value in pairs]
     return out + list(by_lower.values())
-
-
-def _header_word(name: str) -> str:
-    """A header name as a directive's argument: bare when plain, else quoted."""
-    try:
-        return bare_header(name)
-    except DirectiveError:
-        return quote_header_name(name)
 
 
 def _header_rules(s: LocationSettings) -> tuple[list[str], list[str]]:

@@ -44,6 +44,7 @@ from ingressd.nginx.quoting import (
     DirectiveError,
     bare_header,
     bare_word,
+    header_word,
     quote_regex,
     quote_variables,
     quote_word,
@@ -225,7 +226,7 @@ def _subrequest_location(
         "proxy_intercept_errors off;",
         "proxy_ssl_server_name on;",
     ]
-    body += [f"proxy_set_header {bare_header(n)} {v};" for n, v in headers]
+    body += [f"proxy_set_header {header_word(n)} {v};" for n, v in headers]
     if auth.cache_key is not None:
         key = f"$host{auth_path(auth)}{auth.cache_key}"
         body += [
@@ -276,9 +277,10 @@ def _signin_location(
     auth: ExternalAuth, proxy_headers: Sequence[tuple[str, str]], hsts_variable: str | None
 ) -> list[str]:
     assert auth.signin is not None
-    scheme = dict(proxy_headers).get("X-Forwarded-Proto", "$scheme")
-    if scheme not in ("$scheme", "$pass_access_scheme"):
-        raise DirectiveError(f"refusing scheme variable {scheme!r}")
+    # The scheme the template forwards, unless proxy-set-headers gave X-Forwarded-Proto a value
+    # of its own: the original URL then keeps the request's scheme.
+    forwarded = {n.lower(): v for n, v in proxy_headers}.get("x-forwarded-proto", "$scheme")
+    scheme = forwarded if forwarded in ("$scheme", "$pass_access_scheme") else "$scheme"
     query = urllib.parse.urlsplit(auth.signin.replace("$", "_")).query
     param = auth.signin_redirect_param
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", param):

@@ -27,6 +27,7 @@ __all__ = [
     "bare_size",
     "bare_time",
     "bare_word",
+    "header_word",
     "on_off",
     "quote",
     "quote_header",
@@ -178,6 +179,15 @@ def bare_header(name: str) -> str:
     if not _HEADER.match(name):
         raise DirectiveError(f"refusing to write header name {name!r} into nginx.conf")
     return name
+
+
+def header_word(name: str) -> str:
+    """A header name as a directive's argument: bare when plain, else double-quoted (any HTTP
+    token but ``$``)."""
+    try:
+        return bare_header(name)
+    except DirectiveError:
+        return quote_header_name(name)
 
 
 def on_off(flag: bool) -> str:

@@ -46,6 +46,7 @@ from ingressd.nginx.modsecurity import NO_WAF, WafDefaults, http_setup
 from ingressd.nginx.quoting import (
     DirectiveError,
     RenderError,
+    header_word,
     quote,
     quote_header,
     quote_header_name,
@@ -307,13 +308,12 @@ def with_proxy_set_headers(
     settings: RenderSettings, builtin: Sequence[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """The template's ``proxy_set_header`` pairs with ``proxy-set-headers``: a name the
-    template sets gets the ConfigMap's value, the others follow (values quoted)."""
+    template sets gets the ConfigMap's value, the others follow (names and values quoted)."""
     try:
         extra = {
-            name.lower(): (name, quote_header(v.parts)) for name, v in settings.proxy_set_headers
+            name.lower(): (header_word(name), quote_header(v.parts))
+            for name, v in settings.proxy_set_headers
         }
-        for name, _ in extra.values():
-            quote_header_name(name)
     except DirectiveError as exc:
         raise RenderError(str(exc)) from exc
     pairs = [extra.pop(name.lower(), (name, value)) for name, value in builtin]

@@ -28,7 +28,7 @@ from ingressd.nginx.directives import (
     upstream_name,
 )
 from ingressd.nginx.external_auth import auth_locations
-from ingressd.nginx.quoting import DirectiveError, bare_header, bare_word, on_off, quote_word
+from ingressd.nginx.quoting import DirectiveError, bare_word, header_word, on_off, quote_word
 
 __all__ = [
     "client_auth_lines",
@@ -172,7 +172,7 @@ def error_locations(
                 f"location {error_location(errors_to, code)} {{",
                 "    internal;",
                 "    proxy_intercept_errors off;",
-                *(f"    proxy_set_header {bare_header(n)} {v};" for n, v in headers),
+                *(f"    proxy_set_header {header_word(n)} {v};" for n, v in headers),
                 f"    set $proxy_upstream_name {quote_word(errors_to)};",
                 "    rewrite (.*) / break;",
                 "    proxy_pass http://upstream_balancer;",
