@@ -717,3 +717,23 @@ def test_ssl_ciphers_and_www_redirect_are_server_level() -> None:
     assert 'return 308 "$scheme://a.test:$server_port$request_uri";' in text
     with pytest.raises(v.InvalidValue):
         v.ciphers("NOT-A-CIPHER")
+
+
+@pytest.mark.parametrize("cluster_ip", ["127.0.0.1", "::ffff:127.0.0.1", "169.254.169.254"])
+def test_service_upstream_refuses_cluster_ips_an_endpoint_may_not_have(cluster_ip: str) -> None:
+    inner = o.service("inner")
+    inner["spec"]["clusterIP"] = cluster_ip
+    result = build(
+        inner,
+        o.endpoint_slice("inner", endpoints=["10.0.2.1"]),
+        one("in", ann(service_upstream="true"), svc="inner"),
+    )
+    assert location(result).backend == "default-inner-80"  # its pods, not the cluster IP
+    why = (
+        "may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+        if cluster_ip.startswith("169")
+        else "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+    )
+    assert [p.reason for p in result.problems if "cluster IP" in p.reason] == [
+        f"service default/inner has a cluster IP {cluster_ip} that {why}: its pods are used"
+    ]

@@ -76,7 +76,7 @@ from ingressd.build.plan import (
     at_field,
     backend_ref,
 )
-from ingressd.build.reading import Memo, SecretFiles, ServiceSlices
+from ingressd.build.reading import Memo, SecretFiles, ServiceSlices, cluster_ip_problem
 from ingressd.build.selection import BuildOptions, is_ours, our_classes
 from ingressd.model import (
     CATCH_ALL,
@@ -1127,21 +1127,6 @@ class Assembly:
                 continue
             self.problem(key, self.annotation_field("server-alias"), reason)
         return tuple(sorted(kept))
-
-
-def cluster_ip_problem(cluster_ip: str, allow_loopback: bool) -> str | None:
-    """Why a Service's ``spec.clusterIP`` cannot be proxied to, or None."""
-    if cluster_ip in ("", "None"):
-        return "has no cluster IP (headless)"
-    try:
-        ip = ipaddress.ip_address(cluster_ip)
-    except ValueError:
-        return f"has an invalid cluster IP {cluster_ip[:64]!r}"
-    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
-        return f"has a cluster IP nginx must not reach ({ip})"
-    if ip.is_loopback and not allow_loopback:
-        return f"has a loopback cluster IP ({ip})"
-    return None
 
 
 def _reuse(made: _Model, previous: _Model | None) -> _Model:

@@ -446,6 +446,19 @@ _LINK_LOCAL_MULTICAST = "may not be in the link-local multicast range (224.0.0.0
 _V4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")
 
 
+def cluster_ip_problem(cluster_ip: str, allow_loopback: bool) -> str | None:
+    """Why a Service's ``spec.clusterIP`` cannot be proxied to (``service-upstream``), or None:
+    the ranges refused for endpoints (``allow_loopback`` as ``--allow-loopback-endpoints``)."""
+    if cluster_ip in ("", "None"):
+        return "has no cluster IP (headless)"
+    if not any(check(cluster_ip) for check in _ADDRESS_CHECKS.values()):
+        return f"has an invalid cluster IP {cluster_ip[:64]!r}"
+    refused = _refused_range(cluster_ip)
+    if refused is None or (refused == _LOOPBACK and allow_loopback):
+        return None
+    return f"has a cluster IP {cluster_ip} that {refused}"
+
+
 def _refused_range(address: str) -> str | None:
     """Why a valid IP address may not be an endpoint, in the words of the API server's
     validation (which refuses these in every EndpointSlice it stores), or ``None``.
