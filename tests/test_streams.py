@@ -8,7 +8,6 @@ import contextlib
 import datetime
 import socket
 import ssl
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -326,25 +325,29 @@ async def test_udp_service_echoes_datagrams_through_nginx(stream_harness: Harnes
 
 @pytest.mark.nginx
 async def test_passthrough_host_reaches_the_pod_certificate_and_others_reach_nginx(
-    stream_harness: Harness,
+    stream_harness: Harness, tmp_path: Path
 ) -> None:
     h = stream_harness
     cert_pem, key_pem = o.self_signed_certificate(
         "argo.example.com", not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(1)
     )
-    directory = Path(tempfile.mkdtemp(prefix="ingressd-pod-"))
+    directory = tmp_path
     (directory / "pod.crt").write_text(cert_pem)
     (directory / "pod.key").write_text(key_pem)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(directory / "pod.crt", directory / "pod.key")
-    tls_addresses = pod_addresses(1)
-    tls_pods = EchoPods({tls_addresses[0]: "tls-pod"}, free_port(), ssl_context=context)
+    tls_addresses = pod_addresses(2)
+    tls_pods = EchoPods(
+        {tls_addresses[0]: "tls-pod-0", tls_addresses[1]: "tls-pod-1"},
+        free_port(),
+        ssl_context=context,
+    )
     await tls_pods.start()
     http_addresses, http_port = await h.start_pods(1, prefix="web")
     try:
+        h.write("argo-pods.yaml", *echo_service("argo", tls_addresses[:1], tls_pods.port))
         h.write(
             "argo.yaml",
-            *echo_service("argo", tls_addresses, tls_pods.port),
             o.ingress(
                 "argo",
                 "apps",
@@ -359,7 +362,7 @@ async def test_passthrough_host_reaches_the_pod_certificate_and_others_reach_ngi
             ),
         )
 
-        async def pod_certificate() -> None:
+        async def pod_answer() -> bytes:
             client = ssl.create_default_context(cadata=cert_pem)
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", h.https_port, ssl=client, server_hostname="argo.example.com"
@@ -367,9 +370,27 @@ async def test_passthrough_host_reaches_the_pod_certificate_and_others_reach_ngi
             writer.write(b"GET /x HTTP/1.1\r\nHost: argo.example.com\r\nConnection: close\r\n\r\n")
             answer = await asyncio.wait_for(reader.read(), 5)
             writer.close()
-            assert b"tls-pod" in answer, answer[:200]
+            return answer
+
+        async def pod_certificate() -> None:
+            answer = await pod_answer()
+            assert b'"pod": "tls-pod-0"' in answer, answer[:200]
 
         await h.eventually(pod_certificate, timeout=15)
+        await h.settled()
+        reloads = h.reloads
+
+        # A second pod: connections spread over both, and the endpoint change needs no reload.
+        h.write("argo-pods.yaml", *echo_service("argo", tls_addresses, tls_pods.port))
+
+        async def both_pods() -> None:
+            answers = [await pod_answer() for _ in range(10)]
+            seen = {pod for pod in ("tls-pod-0", "tls-pod-1") for a in answers if pod.encode() in a}
+            assert seen == {"tls-pod-0", "tls-pod-1"}, seen
+
+        await h.eventually(both_pods, timeout=15)
+        await h.settled()
+        assert h.reloads == reloads
 
         async def through_nginx() -> None:
             response = await h.get("/", host="web.example.com", https=True)

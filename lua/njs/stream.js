@@ -8,8 +8,8 @@
 //
 // Debian's njs (0.7.9) has no shared dict and clones its VM per connection, so nothing
 // survives between connections: the file is read each time (a few hundred bytes), and the
-// rotation comes from nginx's connection serial ($connection, shared by all workers; every
-// proxied session takes two numbers, its accepted and its upstream connection).
+// peer is drawn at random. (nginx's connection serial is no rotation: every worker and every
+// listener draws from it, and a passthrough session takes four numbers, a TCP service two.)
 var fs = require('fs');
 
 function endpoints(path) {
@@ -31,8 +31,7 @@ function pick(s, path) {
         s.deny();
         return;
     }
-    var serial = Math.floor(Number(s.variables.connection) / 2);
-    s.variables.ingressd_peer = String(list[serial % list.length]);
+    s.variables.ingressd_peer = String(list[Math.floor(Math.random() * list.length)]);
     s.done();
 }
 
