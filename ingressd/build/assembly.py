@@ -58,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -1044,6 +1044,8 @@ class Assembly:
         servers: list[Server] = []
         previous_servers = self.memo.servers
         redirect_default = self.options.default_ssl_redirect
+        # Every alias any server asks for (a www redirect may not take one), collected once.
+        aliased = {a for d in self.servers.values() for a in d.aliases}
         for hostname in sorted(self.servers, key=_server_order):
             draft = self.servers[hostname]
             locations = draft.locations
@@ -1068,7 +1070,7 @@ class Assembly:
                 app_root=draft.app_root,
                 ssl_ciphers=draft.ssl_ciphers,
                 ssl_prefer_server_ciphers=draft.ssl_prefer_server_ciphers,
-                www_redirect=self.www_redirect(hostname, draft),
+                www_redirect=self.www_redirect(hostname, draft, aliased),
                 client_auth=draft.client_auth,
             )
             servers.append(_reuse(server, previous_servers.get(hostname)))
@@ -1098,16 +1100,17 @@ class Assembly:
             backends.append(backend)
         return servers, backends
 
-    def www_redirect(self, hostname: str, draft: ServerDraft) -> str | None:
+    def www_redirect(self, hostname: str, draft: ServerDraft, aliased: Set[str]) -> str | None:
         """``from-to-www-redirect``: ``www.<host>`` for ``<host>``, ``<host>`` for
-        ``www.<host>``, unless that name is a server or an alias (a Problem says so)."""
+        ``www.<host>``, unless that name is a server or one of the ``aliased`` names (a
+        Problem says so)."""
         key = draft.www_redirect_from
         if key is None or hostname == CATCH_ALL or hostname.startswith("*."):
             return None
         other = hostname[4:] if hostname.startswith("www.") else f"www.{hostname}"
         if other.count(".") < 1 or len(other) > 253:
             return None
-        if other in self.servers or any(other in d.aliases for d in self.servers.values()):
+        if other in self.servers or other in aliased:
             reason = f"{other} is a host or alias of its own: no redirect to {hostname}"
             self.problem(key, self.annotation_field("from-to-www-redirect"), reason)
             return None
