@@ -245,6 +245,7 @@ local function backend(view, name)
     local raw = view.dict:get(BACKEND_PREFIX .. name)
     if raw == nil then
         backends[name] = false
+        view.previous[name] = nil
         return nil
     end
     local previous = view.previous
@@ -257,16 +258,21 @@ end
 _M.backend = backend
 
 -- Apply a read of the backends (ingressd.replica). A full read (lazy: no texts) moves every
--- entry to `previous`; a changed backend already built is rebuilt now (its algorithm instance
--- survives a change of endpoints), any other changed name is forgotten until its next use.
+-- built entry to a new `previous`; a changed backend already built is rebuilt now (its
+-- algorithm instance survives a change of endpoints), any other changed name is forgotten
+-- until its next use.
 apply = function(view, items, full)
     local backends, previous = view.backends, view.previous
     if full then
+        -- Only what was built since the last full read is kept: a name no request asked for
+        -- since then is dropped, so `previous` never outgrows the backends in use.
+        previous = {}
         for name, entry in pairs(backends) do
             if entry then
                 previous[name] = entry
             end
         end
+        view.previous = previous
         backends = {}
         view.backends = backends
     end

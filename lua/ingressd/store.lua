@@ -508,10 +508,6 @@ function _M.names(dict)
     return backends:names(dict)
 end
 
-function _M.all_names(dict)
-    return backends:all_names(dict)
-end
-
 function _M.get(dict, name)
     return backends:get(dict, name)
 end

@@ -63,6 +63,8 @@ end
 
 function _M.new(entry, mode)
     local self = setmetatable({ mode = mode or "balanced" }, mt)
+    -- The backend's half of the cookie value: its name alone decides it.
+    self.backend_key = ngx.md5(ngx.md5(entry.name) .. entry.name)
     self.ring = chash.new(entry)
     self.rr = round_robin.new(entry)
     self:sync(entry)
@@ -71,7 +73,6 @@ end
 
 function _M.sync(self, entry)
     self.config = config_of(entry)
-    self.backend_key = ngx.md5(ngx.md5(entry.name) .. entry.name)
     self.ring:sync(entry)
     self.rr:sync(entry)
     local by_digest = {}
