@@ -57,12 +57,8 @@ async def harness(
 @pytest.fixture
 async def lua_harness(world_readable_tmp: Path) -> AsyncIterator[Harness]:
     """Like ``harness``, with ``--routing lua``."""
-    h = Harness(world_readable_tmp, routing="lua")
-    await h.start()
-    try:
+    async with running_harness(world_readable_tmp, routing="lua") as h:
         yield h
-    finally:
-        await h.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ hide-headers, the parsed safe subset of configuration-snippet, and annotation ri
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -185,13 +184,9 @@ async def test_configmap_add_proxy_set_and_hide_headers(h: Harness) -> None:
 
 
 async def test_critical_annotations_are_refused_below_critical(world_readable_tmp: Path) -> None:
-    harness = Harness(world_readable_tmp)
-    harness.options = dataclasses.replace(
-        harness.options, allow_snippet_annotations=True, annotations_risk_level=Risk.HIGH
-    )
-    await harness.start()
-    try:
-        h = harness
+    async with running_harness(
+        world_readable_tmp, allow_snippet_annotations=True, annotations_risk_level=Risk.HIGH
+    ) as h:
         await deploy(h, "web")
         h.write(
             "ing.yaml",
@@ -203,8 +198,6 @@ async def test_critical_annotations_are_refused_below_critical(world_readable_tm
         reason = problems(h)["default/risky", f"metadata.annotations[{P}configuration-snippet]"]
         assert reason == "too risky: risk level Critical is above --annotations-risk-level High"
         await expect(h, "/", host="b.test", service="web")  # server-alias is High: accepted
-    finally:
-        await harness.stop()
 
 
 @pytest.mark.routing("lua")

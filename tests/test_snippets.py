@@ -5,7 +5,6 @@ tests/test_headers.py's.)"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from ingressd.annotations import Risk
 from tests.support.e2e import deploy, expect
-from tests.support.harness import Harness
+from tests.support.harness import Harness, running_harness
 from tests.support.objects import ingress, path, rule
 
 pytestmark = pytest.mark.nginx
@@ -31,17 +30,17 @@ def snippets(name: str, host: str, configuration: str, server: str | None = None
 
 
 @pytest.fixture
-async def permissive(world_readable_tmp: Path) -> AsyncIterator[Harness]:
+async def permissive(
+    world_readable_tmp: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
     """A harness whose ingressd runs with --allow-snippet-annotations (snippets are Critical)."""
-    h = Harness(world_readable_tmp)
-    h.options = dataclasses.replace(
-        h.options, allow_snippet_annotations=True, annotations_risk_level=Risk.CRITICAL
-    )
-    await h.start()
-    try:
+    async with running_harness(
+        world_readable_tmp,
+        request,
+        allow_snippet_annotations=True,
+        annotations_risk_level=Risk.CRITICAL,
+    ) as h:
         yield h
-    finally:
-        await h.stop()
 
 
 async def test_snippets_are_refused_by_default(harness: Harness) -> None:
