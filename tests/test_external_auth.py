@@ -21,6 +21,7 @@ from ingressd.model import ObjectKey
 from ingressd.model.settings import ExternalAuth
 from ingressd.nginx.external_auth import auth_locations, location_auth, system_resolvers
 from ingressd.nginx.quoting import DirectiveError, quote_variables
+from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.pipeline.configmap import parse_configmap
 from tests.support.authservice import COOKIE, AuthService
 from tests.support.e2e import deploy, expect
@@ -604,3 +605,27 @@ async def test_lua_routing_a_new_auth_setting_reloads_once_and_a_known_one_does_
     assert a.checks[-1][0] == "/oauth2/auth?tenant=3"
     await h.settled()
     assert h.reloads == reloads + 1
+
+
+@pytest.mark.parametrize("routing", ["lua", "nginx"])
+def test_auth_signin_redirect_param_names_the_original_url_parameter(routing: str) -> None:
+    from tests.test_annotations import ann, build, one
+
+    for bad in ("a&b", "a b", "$x", "rd;"):
+        with pytest.raises(InvalidValue):
+            extauth.redirect_param(bad)
+    auth = ann(
+        auth_url="http://auth.test/check",
+        auth_signin="http://auth.test/start",
+        auth_signin_redirect_param="return_to",
+    )
+    result = build(one("app", auth))
+    assert result.problems == ()
+    text = render(
+        result.configuration,
+        settings=RenderSettings(routing=routing),
+        paths=NginxPaths(Path("/var/lib/ingressd")),
+        generation=1,
+    )
+    assert "/start?return_to=$scheme://$http_host$escaped_request_uri" in text
+    assert "?rd=" not in text
