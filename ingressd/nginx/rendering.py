@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ from ingressd.nginx.quoting import (
     quote_path,
 )
 from ingressd.nginx.routes import (
+    BALANCER_REWRITE,
     RouteContext,
     RouteTable,
     SettingsClass,
+    balances_in_router,
     class_body,
     route_table,
 )
@@ -485,7 +488,7 @@ def _render(
                 parts.append(block.text)
         return _BLOCKS_PLACEHOLDER
 
-    def class_lines(
+    def body_of(
         settings_class: SettingsClass, proxy_headers: Sequence[tuple[str, str]]
     ) -> tuple[tuple[str, ...], str]:
         return class_body(
@@ -497,6 +500,30 @@ def _render(
             secrets_dir=paths.secrets,
             modsecurity=settings.modsecurity,
         )
+
+    # The classes whose routes the router balances (``balances_in_router``; what it says does
+    # not depend on the proxy headers, all content-phase lines): one decision for both the
+    # init_by_lua list and the blocks.
+    balanced = frozenset(
+        c.id for c in classes if lua_routed and balances_in_router(*body_of(c, ()))
+    )
+
+    def class_lines(
+        settings_class: SettingsClass, proxy_headers: Sequence[tuple[str, str]]
+    ) -> tuple[tuple[str, ...], str]:
+        """A class's directives; the balancer's rewrite step first unless the router runs it."""
+        lines, tail = body_of(settings_class, proxy_headers)
+        if settings_class.id not in balanced:
+            lines = (BALANCER_REWRITE, *lines)
+        return lines, tail
+
+    def router_balanced() -> str:
+        """``balanced`` as a Lua array of strings, for init_by_lua."""
+        ids = sorted(balanced)
+        for class_id in ids:
+            if not _CLASS_ID.fullmatch(class_id):
+                raise RenderError(f"refusing settings class id {class_id!r}")
+        return "{" + ", ".join(f'"{class_id}"' for class_id in ids) + "}"
 
     def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         """The auth subrequest and sign-in locations of the settings classes (lua)."""
@@ -524,7 +551,9 @@ def _render(
 
     def all_error_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         try:
-            return error_locations(config.servers, proxy_headers=proxy_headers)
+            return error_locations(
+                config.servers, proxy_headers=proxy_headers, balancer_rewrite=BALANCER_REWRITE
+            )
         except DirectiveError as exc:
             raise RenderError(str(exc)) from exc
 
@@ -533,6 +562,8 @@ def _render(
         routing=settings.routing,
         settings_classes=classes,
         class_lines=class_lines,
+        router_balanced=router_balanced,
+        balancer_rewrite=BALANCER_REWRITE,
         error_locations=all_error_locations,
         auth_locations=class_auth_locations,
         server_blocks=server_blocks,
@@ -591,3 +622,5 @@ def _with_kept(
 
 #: What ``server_blocks()`` returns inside the template (no template writes NUL).
 _BLOCKS_PLACEHOLDER = "\x00ingressd server blocks\x00"
+#: A settings class id as ``ingressd.nginx.routes`` makes it (and Lua's validation takes it).
+_CLASS_ID = re.compile(r"c[0-9a-f]{1,63}")

@@ -10,7 +10,8 @@ Pure.  Used by ``--routing lua`` (docs/routing.md).
     RouteTable (new) + RouteTable (what Lua holds) --table_changes()--> TableChanges
         the hosts to POST and DELETE, the certificates and host names to POST
     SettingsClass + the template's proxy headers --class_body()--> the ``location @c<id>``
-        block's directives (the template renders them)
+        block's directives (the template renders them); balances_in_router() says whether
+        the router runs the balancer's rewrite step for its routes
 
 ``route_table`` and ``table_changes`` look only at the servers that are not the earlier
 table's very objects (ARCHITECTURE.md, invariant 2): an entry depends on its server and the
@@ -35,6 +36,7 @@ import bisect
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +58,12 @@ from ingressd.nginx.modsecurity import NO_WAF, WafDefaults
 from ingressd.nginx.quoting import DirectiveError, RenderError
 
 __all__ = [
+    "BALANCER_REWRITE",
     "RouteContext",
     "RouteTable",
     "SettingsClass",
     "TableChanges",
+    "balances_in_router",
     "certificate_uid",
     "class_body",
     "keeps_own_block",
@@ -519,6 +523,29 @@ def _backend(config: Configuration, name: BackendName) -> Backend | None:
     if at < len(backends) and backends[at].name == name:
         return backends[at].structure()
     return None
+
+
+#: The balancer's rewrite step (``ingressd.balancer``): http level in ``--routing nginx``; in
+#: ``--routing lua`` written where a location needs it (``balances_in_router``).
+BALANCER_REWRITE = 'rewrite_by_lua_block { require("ingressd.balancer").rewrite() }'
+
+#: What a class's block may hold for the router to run the balancer's rewrite step itself:
+#: directives that act only in the content phase and on no answer of the router's own (503).
+_CONTENT_ONLY = re.compile(
+    r"(?:proxy|grpc)_[a-z_]+ |client_body_buffer_size |client_max_body_size "
+)
+
+
+def balances_in_router(lines: Sequence[str], tail: str) -> bool:
+    """Whether the router runs the balancer's rewrite step (canary, default backend, 503) for
+    the routes of a class whose named location holds ``lines`` and ``tail``: it proxies, and
+    nothing in it could act before that step in a location (rewrite-phase directives, a
+    snippet, WAF rules) or change the router's 503 (``error_page``, ``add_header``).  Such a
+    named location then runs no Lua before the content phase (a handler fewer per request);
+    any other gets ``BALANCER_REWRITE``, as every location had it from the http level."""
+    return tail.startswith(("proxy_pass ", "grpc_pass ")) and all(
+        line == "modsecurity off;" or _CONTENT_ONLY.match(line) for line in lines
+    )
 
 
 def class_body(

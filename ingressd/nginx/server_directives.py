@@ -142,11 +142,16 @@ def client_auth_lines(server: Server, *, secrets_dir: str) -> list[str]:
 
 
 def error_locations(
-    servers: Sequence[Server], *, proxy_headers: Sequence[tuple[str, str]] = ()
+    servers: Sequence[Server],
+    *,
+    proxy_headers: Sequence[tuple[str, str]] = (),
+    balancer_rewrite: str | None = None,
 ) -> list[str]:
     """The internal locations that answer ``custom-http-errors`` from the ``default-backend``
     (or ``--default-backend-service``) of the locations of ``servers``, one per backend and
-    status code, with the headers ingress-nginx sends to the error backend."""
+    status code, with the headers ingress-nginx sends to the error backend.
+    ``balancer_rewrite``: the balancer's rewrite step, written in each (``--routing lua``
+    has none at http level)."""
     lines: list[str] = []
     seen: set[tuple[str, int]] = set()
     for location in (loc for server in servers for loc in server.locations):
@@ -175,6 +180,7 @@ def error_locations(
                 *(f"    proxy_set_header {header_word(n)} {v};" for n, v in headers),
                 f"    set $proxy_upstream_name {quote_word(errors_to)};",
                 "    rewrite (.*) / break;",
+                *([f"    {balancer_rewrite}"] if balancer_rewrite else []),
                 "    proxy_pass http://upstream_balancer;",
                 "}",
             ]

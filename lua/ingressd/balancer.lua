@@ -2,7 +2,9 @@
 -- balancer_by_lua entry point.
 --
 -- Data flow:
---   rewrite()  (every request; nothing to do when $proxy_upstream_name is unset, "" or "-")
+--   rewrite()  (every request; nothing to do when $proxy_upstream_name is unset, "" or "-"),
+--   or settle() from the router (--routing lua, a class whose block has no rewrite-phase
+--   directives: its named location then runs no Lua before the content phase)
 --     -> view:refresh() (ingressd.replica): one shm get of "version", equal to this worker's ->
 --        nothing else (hot path); else re-decode the changed backends this worker uses (a
 --        full replace or too far behind: every one, on its next use)
@@ -347,11 +349,11 @@ function _M.init_worker()
     view:load()
 end
 
-function _M.rewrite()
-    local name = var.proxy_upstream_name
-    if name == nil or name == "" or name == "-" then
-        return
-    end
+-- The rewrite step for backend `name` (non-empty), whose request already has
+-- $proxy_upstream_name = name: an alternative or the default backend replaces it, or 503.
+-- `fallback`: the default backend's name ("" for none), or nil to read it from
+-- $ingressd_default_backend when needed.
+local function settle(name, fallback)
     view:refresh()
     local entry = backend(view, name)
     if entry ~= nil and entry.alternatives ~= nil and not _M.affinitized(entry) then
@@ -368,7 +370,9 @@ function _M.rewrite()
         if entry == nil then
             ngx_log(INFO, "ingressd: unknown backend ", name)
         end
-        local fallback = var.ingressd_default_backend
+        if fallback == nil then
+            fallback = var.ingressd_default_backend
+        end
         if fallback ~= nil and fallback ~= "" then
             local other = backend(view, fallback)
             if other ~= nil and other.n > 0 then
@@ -379,6 +383,20 @@ function _M.rewrite()
         return ngx_exit(503)
     end
 end
+
+-- rewrite_by_lua of a proxying location (http level in --routing nginx).
+function _M.rewrite()
+    local name = var.proxy_upstream_name
+    if name == nil or name == "" or name == "-" then
+        return
+    end
+    return settle(name, nil)
+end
+
+-- The same step run by the router (ingressd.router) for a route whose class's named location
+-- has no rewrite-phase directives (so none could run before it): the router has set
+-- $proxy_upstream_name to `name` and hands over the route's default backend ("" for none).
+_M.settle = settle
 
 -- Last number of a "$upstream_*_time" value ("0.004, 0.012" after a retry), or nil ("-").
 local function last_time(value)

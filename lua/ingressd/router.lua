@@ -15,8 +15,11 @@
 --        at each "/" from the longest candidate down; regexes longest first; the prefix; 404
 --     -> Content-Length over maxBody -> 413
 --     -> $proxy_upstream_name ("" without backend), $namespace, $ingress_name,
---        $ingressd_default_backend -> ngx.exec("@<class>"); a route without backend too: its
---        class's block runs the redirects and ends with `return <status>`
+--        $ingressd_default_backend -> a class listed in init() (its block has only
+--        content-phase directives): the balancer's rewrite step here (ingressd.balancer
+--        settle(): canary, default backend, 503), its named location runs no Lua; any other
+--        class runs that step in its block -> ngx.exec("@<class>"); a route without backend
+--        too: its class's block runs the redirects and ends with `return <status>`
 --
 -- A full load (worker start, a replace, too far behind: thousands of texts) makes stubs
 -- {host, raw, names = {host}, compiled = false} of texts that surely have no aliases, compiled
@@ -25,7 +28,8 @@
 --   {host, raw, names (host + aliases), hsts (value or nil), app_root (or nil),
 --    exact = {path -> loc}, prefix = {normalised path -> loc}, prefix_max (longest prefix
 --    length, 0 = no prefix), regexes = {{re, loc}, ...} longest first}
--- a compiled location: {target = "@c..", backend (or nil), status, namespace, ingress,
+-- a compiled location: {target = "@c..", balance (the router runs the balancer's rewrite
+--    step), backend (or nil), status, namespace, ingress,
 --    default_backend, service_name (or nil), service_port, max_body (0 = no limit), type, path}
 --
 -- Two entries may name the same host (an alias of one, the host of the other): the entry
@@ -36,6 +40,7 @@ local cjson = require("cjson.safe")
 local store = require("ingressd.store")
 local replica = require("ingressd.replica")
 local routes = require("ingressd.routes")
+local balancer = require("ingressd.balancer")
 
 local ngx = ngx
 local var = ngx.var
@@ -53,6 +58,12 @@ local ROUTES = store.routes
 local CATCH_ALL = routes.CATCH_ALL
 local REGEX_OPTIONS = routes.REGEX_OPTIONS
 local normalize_prefix = routes.normalize_prefix
+local settle = balancer.settle
+
+-- Class id -> true: the router runs the balancer's rewrite step for the routes of these
+-- classes (their named locations run no Lua); set by init() from nginx.conf, so a worker's
+-- list and its named locations come from the same configuration.
+local balanced = {}
 
 local _M = {}
 
@@ -80,6 +91,7 @@ local function compile_location(loc)
     end
     return {
         target = "@" .. loc.class,
+        balance = backend ~= nil and balanced[loc.class] == true,
         backend = backend,
         status = status,
         namespace = str(loc.namespace, ""),
@@ -413,12 +425,20 @@ function _M.worker_view()
     return view
 end
 
--- init_by_lua: the master reads the table (ingressd.replica: its workers fork with it);
+-- init_by_lua: `classes` (the ids of the classes whose routes the router balances, from
+-- nginx.conf), then the master reads the table (ingressd.replica: its workers fork with it);
 -- init_worker_by_lua: what changed since.
-function _M.init()
+function _M.init(classes)
+    balanced = {}
+    for _, id in ipairs(classes or {}) do
+        balanced[id] = true
+    end
     view:load()
 end
-_M.init_worker = _M.init
+
+function _M.init_worker()
+    view:load()
+end
 
 function _M.route()
     view:refresh()
@@ -474,6 +494,11 @@ function _M.route()
     if loc.service_name then
         var.service_name = loc.service_name
         var.service_port = loc.service_port
+    end
+    if loc.balance then
+        -- canary, default backend or 503 (ngx.exit: no return), as the named location's own
+        -- rewrite_by_lua would have done with nothing before it
+        settle(backend, loc.default_backend)
     end
     return ngx_exec(loc.target)
 end
