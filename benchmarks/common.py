@@ -45,6 +45,19 @@ def machine() -> str:
     )
 
 
+def nginx_workers_cpu_seconds(master: int) -> float:
+    """utime + stime of the nginx master's children (its workers), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{master}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a worker that exited meanwhile
+                continue
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def temp_root(prefix: str) -> Path:
     """A temp dir nginx's unprivileged workers can traverse."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

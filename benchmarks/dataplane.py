@@ -12,8 +12,8 @@ rounds and compared by the ratio of their median requests/s: Lua round robin / s
 robin (target >= 0.97), Lua EWMA / static round robin (nginx has no EWMA), Lua consistent hash /
 static consistent hash.  wrk asks one URI, so both hashing setups send every request to one pod.
 The static server is added through a derived template (``--template`` is a real option of
-``ingressd run``); it inherits the http-level ``rewrite_by_lua`` like every server, which returns
-at once there because no backend is set.
+``ingressd run``); in ``--routing lua`` (the default) no ``rewrite_by_lua`` is inherited from
+the http level, so it runs no Lua before proxying.
 
     python -m benchmarks.dataplane [--pods 10] [--seconds 5] [--rounds 3] [--connections 32]
 """

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,15 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import PodNginx, WrkResult, free_port, machine, parse_wrk, temp_root
+from benchmarks.common import (
+    PodNginx,
+    WrkResult,
+    free_port,
+    machine,
+    nginx_workers_cpu_seconds,
+    parse_wrk,
+    temp_root,
+)
 
 LUA_SRC = Path(__file__).resolve().parent.parent / "lua"
 
@@ -58,11 +65,14 @@ http {
     scgi_temp_path @ROOT@/tmp/scgi;
     lua_package_path "@ROOT@/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_shared_dict ingressd_configuration 256m;
-    init_by_lua_block { require("ingressd.configuration"); require("ingressd.router") }
+    # as templates/nginx.conf.j2 in --routing lua: the router balances @c2's routes, no
+    # rewrite_by_lua at http level
+    init_by_lua_block {
+        require("ingressd.configuration"); require("ingressd.router").init({"c2"})
+    }
     init_worker_by_lua_block {
         require("ingressd.balancer").init_worker(); require("ingressd.router").init_worker()
     }
-    rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
     upstream upstream_balancer {
         server 0.0.0.1;
         balancer_by_lua_block { require("ingressd.balancer").balance() }
@@ -84,7 +94,10 @@ http {
         set $ingressd_hsts "";
         client_max_body_size 0;
         location / { rewrite_by_lua_block { require("ingressd.router").route() } }
-        location @c1 { return 200 "ok\\n"; }
+        location @c1 {
+            rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
+            return 200 "ok\\n";
+        }
         location @c2 { proxy_pass http://upstream_balancer; }
     }
     server {
@@ -94,6 +107,7 @@ http {
     }
     server {
         listen 127.0.0.1:@PLAIN_PROXY@ backlog=4096;
+        rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
         set $proxy_upstream_name "";
         location / { set $proxy_upstream_name "@BACKEND@"; proxy_pass http://upstream_balancer; }
     }
@@ -210,16 +224,6 @@ async def wrk(
     return parse_wrk(out.decode())
 
 
-def worker_cpu_seconds(master: int) -> float:
-    """utime + stime of the nginx master's children (its workers), in seconds."""
-    total = 0
-    for task in Path(f"/proc/{master}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(
     hosts: int, *, seconds: float, rounds: int, connections: int, rotate: bool
 ) -> RouterResult:
@@ -288,9 +292,9 @@ async def measure(
                 (plain_proxy_url, plain_proxy, "plain"),
                 (routed, routed_proxy, "routed"),
             ):
-                before = worker_cpu_seconds(nginx.pid)
+                before = nginx_workers_cpu_seconds(nginx.pid)
                 r = await wrk(url, host, seconds, connections, script)
-                used = worker_cpu_seconds(nginx.pid) - before
+                used = nginx_workers_cpu_seconds(nginx.pid) - before
                 out.append(r.requests_per_second)
                 if r.requests:
                     cpu[kind].append(used / r.requests * 1e6)

@@ -13,7 +13,10 @@
       4. nginx.conf size; nginx -t and reload at N: medians over the reloads after the first
          sync (lua: that of an Ingress with a new settings class; nginx: those of 1 to 3)
     5. data plane: wrk through the lua controller's nginx and the nginx controller's, same
-       pods, alternating rounds, at N hosts (the controllers above) and at 10 hosts
+       pods, at N hosts (the controllers above) and at 10 hosts: pairs of rounds, the order
+       swapped from pair to pair; per pair the lua / nginx ratio of requests/s and of the
+       nginx workers' CPU time per request (/proc utime + stime / wrk's requests); medians
+       and spread of the pairs' ratios
     6. controller RSS (VmHWM) in a fresh process after its first sync at N, each mode (lua
        only: --rss-modes lua), as benchmarks/scale.py measures it
 
@@ -40,6 +43,8 @@ after that is reported apart, not counted in the percentiles.
                                  [--changes 1000] [--rounds 10] [--seconds 1]
                                  [--rss-modes lua,nginx] [--profile FILE] [--json FILE]
     python -m benchmarks.routing --rss-of lua --ingresses N   (one RSS figure, JSON on stdout)
+    python -m benchmarks.routing --dataplane-only [--small-hosts 10] [--ingresses 10000]
+                                 [--rounds 10] [--seconds 1]   (5 alone; --ingresses 0: not)
 """
 
 from __future__ import annotations
@@ -71,7 +76,14 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import PodNginx, free_port, machine, run_wrk, temp_root
+from benchmarks.common import (
+    PodNginx,
+    free_port,
+    machine,
+    nginx_workers_cpu_seconds,
+    run_wrk,
+    temp_root,
+)
 from benchmarks.scale import proc_rss_mb
 from ingressd.annotations import DEFAULT_PREFIX
 from ingressd.app.runtime import Ingressd, Options
@@ -683,29 +695,62 @@ class DataplaneFigures:
     lua_p99_ms: list[float]
     nginx_p99_ms: list[float]
     errors: int
-    #: Median of the rounds' lua / nginx ratios (each round runs both, one after the other).
+    #: Median of the pairs' lua / nginx requests/s (a pair: both modes back to back, the
+    #: order swapped from one pair to the next).
     ratio: float
     ratios: list[float] = field(default_factory=list)
+    #: The nginx workers' CPU time (utime + stime) per request in each round, microseconds.
+    lua_cpu_us: list[float] = field(default_factory=list)
+    nginx_cpu_us: list[float] = field(default_factory=list)
+    #: Median of the pairs' nginx / lua CPU time per request: lua's requests/s against nginx
+    #: mode's when nginx is the bottleneck.
+    cpu_ratio: float = 0.0
+    cpu_ratios: list[float] = field(default_factory=list)
+    #: 1-minute load average before and after the rounds.
+    load: list[float] = field(default_factory=list)
+
+
+def _master_pid(pid_file: Path) -> int:
+    return int(pid_file.read_text().split()[0])
 
 
 async def dataplane(
-    hosts: int, urls: dict[str, str], host_name: str, rounds: int, seconds: float
+    hosts: int,
+    targets: Mapping[str, tuple[str, Path]],
+    host_name: str,
+    rounds: int,
+    seconds: float,
 ) -> DataplaneFigures:
-    """wrk (1 thread, 32 connections) through each mode's nginx, alternating rounds; the
-    ratio is the median of each round's (the machine is shared: the load moves between
-    rounds more than within one)."""
-    for url in urls.values():  # warm-up: connections, Lua caches, the worker's route table
-        await run_wrk(url, host=host_name, seconds=1)
-    rps: dict[str, list[float]] = {m: [] for m in urls}
-    p99: dict[str, list[float]] = {m: [] for m in urls}
+    """wrk (1 thread, 32 connections) through each mode's nginx (``targets``: mode -> URL and
+    nginx.pid), in pairs of rounds: lua then nginx, then nginx then lua, and so on (the
+    machine is shared: its load drifts within a pair less than across pairs, and the swapped
+    order cancels what drifts within one). Per pair the lua / nginx ratio of requests/s and
+    of the workers' CPU time per request (/proc/<pid>/stat utime + stime over the round,
+    divided by wrk's requests); the figures are the medians of the pairs'."""
+    modes = ("lua", "nginx")
+    for mode in modes:  # warm-up: connections, Lua caches, JIT traces, the route table
+        await run_wrk(targets[mode][0], host=host_name, seconds=2)
+    rps: dict[str, list[float]] = {m: [] for m in modes}
+    p99: dict[str, list[float]] = {m: [] for m in modes}
+    cpu_us: dict[str, list[float]] = {m: [] for m in modes}
     errors = 0
-    for _ in range(rounds):
-        for mode, url in urls.items():
+    load = [round(os.getloadavg()[0], 2)]
+    for i in range(rounds):
+        for mode in modes if i % 2 == 0 else modes[::-1]:
+            url, pid_file = targets[mode]
+            master = _master_pid(pid_file)
+            before = nginx_workers_cpu_seconds(master)
             r = await run_wrk(url, host=host_name, seconds=seconds)
+            used = nginx_workers_cpu_seconds(master) - before
             rps[mode].append(r.requests_per_second)
             p99[mode].append(r.latency_p99_ms)
+            cpu_us[mode].append(round(used / r.requests * 1e6, 2) if r.requests else math.nan)
             errors += r.non_2xx + r.socket_errors
+    load.append(round(os.getloadavg()[0], 2))
     ratios = [round(a / b, 3) for a, b in zip(rps["lua"], rps["nginx"], strict=True) if b]
+    cpu_ratios = [
+        round(b / a, 3) for a, b in zip(cpu_us["lua"], cpu_us["nginx"], strict=True) if a > 0
+    ]
     return DataplaneFigures(
         hosts=hosts,
         lua_rps=rps["lua"],
@@ -715,6 +760,11 @@ async def dataplane(
         errors=errors,
         ratio=round(statistics.median(ratios), 3),
         ratios=ratios,
+        lua_cpu_us=cpu_us["lua"],
+        nginx_cpu_us=cpu_us["nginx"],
+        cpu_ratio=round(statistics.median(cpu_ratios), 3) if cpu_ratios else 0.0,
+        cpu_ratios=cpu_ratios,
+        load=load,
     )
 
 
@@ -869,6 +919,11 @@ async def measure_mode(
     return result, run
 
 
+def _targets(runs: Iterable[Run]) -> dict[str, tuple[str, Path]]:
+    """mode -> the data plane's URL and the nginx.pid of that mode's controller."""
+    return {r.mode: (f"{r.url}/api/users", r.options.work_dir / "nginx.pid") for r in runs}
+
+
 async def small_dataplane(
     root: Path, pod_port: int, hosts: int, rounds: int, seconds: float
 ) -> DataplaneFigures:
@@ -886,11 +941,48 @@ async def small_dataplane(
     try:
         for r in runs:
             await r.start(timeout=60)
-        urls = {r.mode: f"{r.url}/api/users" for r in runs}
-        return await dataplane(hosts, urls, host(middle_host(hosts, 0)), rounds, seconds)
+        return await dataplane(hosts, _targets(runs), host(middle_host(hosts, 0)), rounds, seconds)
     finally:
         for r in runs:
             await r.stop()
+
+
+async def dataplane_only(
+    *, ingresses: int, small_hosts: int, tls_every: int, rounds: int, seconds: float
+) -> list[DataplaneFigures]:
+    """Scenario 5 alone (``--dataplane-only``): at ``small_hosts`` and at ``ingresses`` hosts
+    (0: not), both modes' controllers started for it over the world of the whole run."""
+    root = temp_root("ingressd-routing-")
+    pod_port = free_port()
+    pods = PodNginx([pod(0, 0)], pod_port, root, wildcard=True)
+    pods.start()
+    planes: list[DataplaneFigures] = []
+    try:
+        if small_hosts:
+            _progress(f"data plane at {small_hosts} hosts ...")
+            planes.append(await small_dataplane(root, pod_port, small_hosts, rounds, seconds))
+        if ingresses:
+            _progress(f"data plane at {ingresses:,} hosts: starting both modes ...")
+            certs = certificates(len(tls_hosts(ingresses, tls_every)))
+            runs: list[Run] = []
+            try:
+                for mode in MODES:
+                    objects = world(
+                        ingresses, port=pod_port, tls_every=tls_every, spare=0, certs=certs
+                    )
+                    runs.append(Run(mode, ingresses, root, objects, pod_port, tls_every))
+                    await runs[-1].start(timeout=900)
+                _progress(f"data plane at {ingresses:,} hosts ...")
+                mid = host(middle_host(ingresses, tls_every))
+                planes.append(await dataplane(ingresses, _targets(runs), mid, rounds, seconds))
+            finally:
+                for r in runs:
+                    await r.stop()
+    finally:
+        _kill_leftover_tests(root)
+        pods.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return planes
 
 
 def rss_in_fresh_process(mode: str, n: int, tls_every: int) -> dict[str, float]:
@@ -1022,9 +1114,10 @@ async def measure(
 
     async def big_dataplane(nginx_run: Run) -> None:
         _progress(f"data plane at {ingresses:,} hosts ...")
-        urls = {r.mode: f"{r.url}/api/users" for r in (*runs, nginx_run)}
         mid = host(middle_host(ingresses, tls_every))
-        planes.append(await dataplane(ingresses, urls, mid, rounds, seconds))
+        planes.append(
+            await dataplane(ingresses, _targets((*runs, nginx_run)), mid, rounds, seconds)
+        )
 
     common: dict[str, Any] = dict(
         pod_port=pod_port, tls_every=tls_every, certs=certs, changes=changes, rate=rate
@@ -1179,7 +1272,7 @@ def rows(result: RoutingResult) -> list[Row]:
     for plane in result.dataplane:
         out.append(
             Row(
-                f"5. data plane req/s, lua / nginx, at {plane.hosts:,} hosts",
+                f"5. data plane req/s, lua / nginx, at {plane.hosts:,} hosts (median of pairs)",
                 plane.ratio,
                 1.0,
                 0.95,
@@ -1187,6 +1280,18 @@ def rows(result: RoutingResult) -> list[Row]:
                 at_least=True,
             )
         )
+        if plane.cpu_ratios:
+            out.append(
+                Row(
+                    f"5. data plane nginx CPU per request, nginx / lua, at {plane.hosts:,} "
+                    "hosts (median of pairs)",
+                    plane.cpu_ratio,
+                    1.0,
+                    0.95,
+                    "x",
+                    at_least=True,
+                )
+            )
     if "lua" in result.rss:
         out.append(
             Row(
@@ -1337,15 +1442,7 @@ def describe(result: RoutingResult) -> str:
                 f"over {c.wrk_seconds} s: {c.requests:,} requests, {c.non_2xx} non-2xx, "
                 f"{c.socket_errors} socket errors; last changes served: {c.final_state_served}"
             )
-    for plane in result.dataplane:
-        lines.append(
-            f"- data plane at {plane.hosts:,} hosts: lua {statistics.median(plane.lua_rps):,.0f} "
-            f"req/s (p99 {statistics.median(plane.lua_p99_ms):.2f} ms), nginx "
-            f"{statistics.median(plane.nginx_rps):,.0f} req/s (p99 "
-            f"{statistics.median(plane.nginx_p99_ms):.2f} ms), medians of "
-            f"{len(plane.lua_rps)} alternating rounds; ratio per round "
-            f"{', '.join(f'{r:.2f}' for r in plane.ratios)}; errors {plane.errors}"
-        )
+    lines += [describe_dataplane(plane) for plane in result.dataplane]
     for mode, figures in result.rss.items():
         lines.append(
             f"- RSS, {mode} mode, fresh process: peak {figures['rss_mb']:.0f} MB; "
@@ -1358,6 +1455,36 @@ def describe(result: RoutingResult) -> str:
         lines += result.profile
         lines += ["```"]
     return "\n".join(lines)
+
+
+def _spread(values: Sequence[float]) -> str:
+    """Lowest, quartiles, highest."""
+    if len(values) < 2:
+        return ", ".join(f"{v:.2f}" for v in values)
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return f"{min(values):.2f} / {q1:.2f} / {q3:.2f} / {max(values):.2f}"
+
+
+def describe_dataplane(plane: DataplaneFigures) -> str:
+    """One line: medians, the pairs' ratios with their spread, CPU per request, the load."""
+    text = (
+        f"- data plane at {plane.hosts:,} hosts, {len(plane.lua_rps)} pairs of rounds (order "
+        f"swapped each pair): lua {statistics.median(plane.lua_rps):,.0f} req/s (p99 "
+        f"{statistics.median(plane.lua_p99_ms):.2f} ms), nginx "
+        f"{statistics.median(plane.nginx_rps):,.0f} req/s (p99 "
+        f"{statistics.median(plane.nginx_p99_ms):.2f} ms); req/s lua / nginx per pair: median "
+        f"{plane.ratio:.3f}, min / q1 / q3 / max {_spread(plane.ratios)}"
+    )
+    if plane.cpu_ratios:
+        text += (
+            f"; nginx workers' CPU per request (utime + stime): lua "
+            f"{statistics.median(plane.lua_cpu_us):.1f} us, nginx "
+            f"{statistics.median(plane.nginx_cpu_us):.1f} us, nginx / lua per pair: median "
+            f"{plane.cpu_ratio:.3f}, min / q1 / q3 / max {_spread(plane.cpu_ratios)}"
+        )
+    if plane.load:
+        text += f"; load {' -> '.join(f'{v:.2f}' for v in plane.load)}"
+    return text + f"; errors {plane.errors}"
 
 
 def top_of(profile: cProfile.Profile, limit: int = 25) -> list[str]:
@@ -1392,8 +1519,12 @@ def main() -> None:
     parser.add_argument("--rss-modes", default="lua,nginx")
     parser.add_argument("--profile", type=Path, help="cProfile of lua mode's new Ingresses")
     parser.add_argument(
-        "--json", type=Path, default=Path(__file__).resolve().parent / "results" / "routing.json"
+        "--dataplane-only",
+        action="store_true",
+        help="only the data plane (5): at --small-hosts and at --ingresses hosts (0: not); "
+        "JSON to results/routing-dataplane.json unless --json",
     )
+    parser.add_argument("--json", type=Path, help="default: results/routing.json")
     parser.add_argument("--rss-of", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level="error")
@@ -1401,6 +1532,22 @@ def main() -> None:
         print(json.dumps(asyncio.run(rss_of(args.rss_of, args.ingresses, args.tls_every))))
         return
     print(f"machine: {machine()}", flush=True)
+    results = Path(__file__).resolve().parent / "results"
+    if args.dataplane_only:
+        planes = asyncio.run(
+            dataplane_only(
+                ingresses=args.ingresses,
+                small_hosts=args.small_hosts,
+                tls_every=args.tls_every,
+                rounds=args.rounds,
+                seconds=args.seconds,
+            )
+        )
+        print("\n".join(describe_dataplane(plane) for plane in planes))
+        target = args.json or results / "routing-dataplane.json"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps([asdict(plane) for plane in planes], indent=2))
+        return
     profile = cProfile.Profile() if args.profile else None
     result = asyncio.run(
         measure(
@@ -1424,8 +1571,9 @@ def main() -> None:
         profile.dump_stats(args.profile)
         result.profile = top_of(profile)
     print(describe(result))
-    args.json.parent.mkdir(exist_ok=True)
-    args.json.write_text(json.dumps(asdict(result), indent=2))
+    target = args.json or results / "routing.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(asdict(result), indent=2))
 
 
 if __name__ == "__main__":

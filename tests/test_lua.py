@@ -21,7 +21,8 @@ Servers in the harness conf (the /configuration ones on Unix sockets, as in prod
   router_port        the routing contract of docs/routing.md: `location /` runs ingressd.router,
   tls_port           which hands requests to `@ca0` (echoes the class and the variables it got,
                      as JSON; client_max_body_size 1k), `@cb1` (proxies through the balancer,
-                     X-Class: cb1) or `@c403` / `@c404` (the classes of routes without
+                     X-Class: cb1), `@cb2` (the same, its routes balanced by the router: no
+                     Lua of its own) or `@c403` / `@c404` (the classes of routes without
                      backend: their status); tls_port serves HTTPS with ssl_certificate_by_lua
                      (ingressd.certificates) over a self-signed default certificate
 """
@@ -99,12 +100,11 @@ http {
     lua_shared_dict ingressd_small 32k;
     init_by_lua_block {
         require("ingressd.configuration"); require("ingressd.balancer")
-        require("ingressd.router"); require("ingressd.certificates")
+        require("ingressd.router").init({"cb2"}); require("ingressd.certificates")
     }
     init_worker_by_lua_block {
         require("ingressd.balancer").init_worker(); require("ingressd.router").init_worker()
     }
-    rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
 
     upstream upstream_balancer {
         server 0.0.0.1;
@@ -120,6 +120,7 @@ http {
 
     server {
         listen 127.0.0.1:@HTTP_PORT@ reuseport;
+        rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
         set $proxy_upstream_name "";
         add_header X-Worker-Pid $pid always;
         location / { set $proxy_upstream_name "svc-a"; proxy_pass http://upstream_balancer; }
@@ -169,8 +170,14 @@ http {
             }
         }
         location @cb1 {
+            rewrite_by_lua_block { require("ingressd.balancer").rewrite() }
             add_header X-Worker-Pid $pid always;
             add_header X-Class cb1 always;
+            proxy_pass http://upstream_balancer;
+        }
+        # a class the router balances (listed in init_by_lua): no Lua of its own
+        location @cb2 {
+            add_header X-Class cb2 always;
             proxy_pass http://upstream_balancer;
         }
         # classes of routes without backend end with their status (ingressd.nginx.routes)
@@ -1165,6 +1172,43 @@ async def test_a_class_proxies_through_the_balancer(
         served.add(body)
     assert served == set(backends.addresses[:2])
     assert (await get(session, f"{nginx.router}/none", "p.com"))[0] == 503
+
+
+@pytest.mark.nginx
+async def test_the_router_balances_the_routes_of_a_listed_class_before_handing_them_over(
+    nginx: Nginx, backends: Backends, session: aiohttp.ClientSession
+) -> None:
+    """@cb2 runs no Lua: the router picks the endpoints' backend, falls back to the route's
+    default backend, or answers 503 itself (no X-Class: the class never saw the request)."""
+    await fetch(
+        session,
+        "POST",
+        f"{nginx.control}/configuration/backends",
+        [
+            backends.backend("svc-a", backends.addresses[:1]),
+            backends.backend("svc-b", backends.addresses[1:2]),
+            backends.backend("svc-empty", []),
+        ],
+    )
+    await post_routes(
+        nginx,
+        [
+            route(
+                "q.com",
+                loc("/", "svc-a", class_="cb2"),
+                loc("/empty", "svc-empty", class_="cb2"),
+                loc("/unknown", "svc-unknown", class_="cb2"),
+                loc("/fallback", "svc-empty", class_="cb2", defaultBackend="svc-b"),
+            )
+        ],
+    )
+    status, body, headers = await get(session, f"{nginx.router}/x", "q.com")
+    assert (status, body, headers["X-Class"]) == (200, backends.addresses[0], "cb2")
+    for path in ("/empty", "/unknown"):
+        status, _, headers = await get(session, f"{nginx.router}{path}", "q.com")
+        assert (status, headers.get("X-Class")) == (503, None), path
+    status, body, headers = await get(session, f"{nginx.router}/fallback", "q.com")
+    assert (status, body, headers["X-Class"]) == (200, backends.addresses[1], "cb2")
 
 
 # ============================================================================ certificates

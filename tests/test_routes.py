@@ -27,9 +27,11 @@ from ingressd.model import (
 from ingressd.model.settings import LocationSettings, ProxySSL, Redirect
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.nginx.routes import (
+    BALANCER_REWRITE,
     RouteContext,
     RouteTable,
     TableChanges,
+    balances_in_router,
     class_body,
     route_table,
     size_bytes,
@@ -169,6 +171,80 @@ def test_a_denied_route_answers_503_from_its_class() -> None:
         (),
         "return 503",
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "tail", "balanced"),
+    [
+        ((), "proxy_pass http://upstream_balancer", True),
+        (("proxy_read_timeout 120s;", "client_max_body_size 8m;"), "proxy_pass http://u", True),
+        (("modsecurity off;",), "grpc_pass grpc://upstream_balancer", True),
+        # anything that could act before the balancer's step or on the router's 503
+        (
+            ("if ($redirect_to_https) {", "    return 308 https://$host;", "}"),
+            "proxy_pass x",
+            False,
+        ),
+        (("rewrite (?i)/a /b break;",), "proxy_pass http://upstream_balancer", False),
+        (("error_page 503 = @custom_x_503;",), "proxy_pass http://upstream_balancer", False),
+        (("add_header X-A b always;",), "proxy_pass http://upstream_balancer", False),
+        (("modsecurity on;",), "proxy_pass http://upstream_balancer", False),
+        (("more_set_input_headers 'X-A: b';",), "proxy_pass http://upstream_balancer", False),
+        ((), "return 404", False),
+    ],
+)
+def test_the_router_balances_only_classes_whose_block_acts_in_the_content_phase_alone(
+    lines: tuple[str, ...], tail: str, balanced: bool
+) -> None:
+    assert balances_in_router(lines, tail) is balanced
+
+
+def test_lua_routed_conf_runs_the_balancer_step_in_the_router_or_in_the_block(
+    tmp_path: Path,
+) -> None:
+    """No rewrite_by_lua at http level in lua mode: the plain class is in the router's list
+    and its block has no Lua; the redirecting class and the catch-all's 404 say the step."""
+    redirect = LocationSettings(redirect=Redirect(301, "https://a.test/"))
+    slow = LocationSettings(read_timeout="120s")
+    servers = [
+        Server("plain.test", (loc("/"),)),
+        Server("slow.test", (loc("/", settings=slow),)),
+        Server("moved.test", (loc("/", settings=redirect),)),
+        Server("own.test", (loc("/"),), snippet="add_header X-Own 1;"),
+    ]
+    configuration = config(*servers)
+    table = route_table(configuration, CONTEXT)
+    ids = {h: entry(table, h)["locations"][0]["class"] for h in ("plain.test", "slow.test")}
+    moved = entry(table, "moved.test")["locations"][0]["class"]
+    text = render(
+        configuration,
+        settings=RenderSettings(routing="lua", http_port=18080, https_port=18443),
+        paths=NginxPaths(tmp_path),
+        generation=1,
+    )
+    http_level = text[: text.index("server {")]
+    assert "rewrite_by_lua" not in http_level
+    assert (
+        f'require("ingressd.router").init({{"{min(ids.values())}", "{max(ids.values())}"}})' in text
+    )
+
+    def block(class_id: str) -> str:
+        start = text.index(f"location @{class_id} {{")
+        return text[start : text.index("\n        }", start)]
+
+    for class_id in ids.values():
+        assert "rewrite_by_lua" not in block(class_id)
+    assert BALANCER_REWRITE in block(moved)
+    own = text[text.index("# server own.test") :]
+    assert BALANCER_REWRITE in own[: own.index("location ")]
+    nginx_mode = render(
+        configuration,
+        settings=RenderSettings(routing="nginx", http_port=18080, https_port=18443),
+        paths=NginxPaths(tmp_path),
+        generation=1,
+    )
+    assert "rewrite_by_lua_block {" in nginx_mode[: nginx_mode.index("server {")]
+    assert BALANCER_REWRITE not in nginx_mode
 
 
 @pytest.mark.parametrize(
