@@ -205,16 +205,22 @@ class TimedEndpoint(LuaEndpoint):
         super().__init__(socket_path=socket_path)
         self.stages = stages
 
-    async def post_backends(self, backends: Iterable[Backend]) -> int:
+    async def post_backends(self, backends: Sequence[Backend]) -> int:
         t = time.monotonic()
         count = await super().post_backends(backends)
         self.stages.add("POST backends", t, count)
         return count
 
-    async def put_backends(self, backends: Iterable[Backend]) -> int:
+    async def put_backends(self, backends: Sequence[Backend]) -> int:
         t = time.monotonic()
         count = await super().put_backends(backends)
         self.stages.add("PUT backends", t, count)
+        return count
+
+    async def delete_backends(self, names: Iterable[str]) -> int:
+        t = time.monotonic()
+        count = await super().delete_backends(names)
+        self.stages.add("DELETE backends", t, count)
         return count
 
     async def post_routes(self, entries: Iterable[str]) -> int:
