@@ -1274,26 +1274,17 @@ def rows(result: RoutingResult) -> list[Row]:
                 at_least=True,
             )
         )
-    if "lua" in result.rss:
-        out.append(
-            Row(
-                f"6. controller RSS (peak) at {result.ingresses:,}",
-                result.rss["lua"]["rss_mb"],
-                result.rss.get("nginx", {}).get("rss_mb"),
-                200,
-                "MB",
+    for source, how in (("", ""), (", kubernetes", ", through kubernetes-asyncio")):
+        if f"lua{source}" in result.rss:
+            out.append(
+                Row(
+                    f"6. controller RSS (peak) at {result.ingresses:,}{how}",
+                    result.rss[f"lua{source}"]["rss_mb"],
+                    result.rss.get(f"nginx{source}", {}).get("rss_mb"),
+                    200,
+                    "MB",
+                )
             )
-        )
-    if "lua, kubernetes" in result.rss:
-        out.append(
-            Row(
-                f"6. controller RSS (peak) at {result.ingresses:,}, through kubernetes-asyncio",
-                result.rss["lua, kubernetes"]["rss_mb"],
-                result.rss.get("nginx, kubernetes", {}).get("rss_mb"),
-                200,
-                "MB",
-            )
-        )
     return out
 
 
