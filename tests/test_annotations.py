@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,15 @@ from ingressd.annotations import (
     AnnotationOptions,
     Status,
     Support,
+    extauth,
+    headers,
+    modsecurity,
     parse_annotations,
 )
 from ingressd.annotations import patterns as rx
 from ingressd.annotations import urls as u
 from ingressd.annotations import values as v
+from ingressd.annotations import variables as var
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import BackendName, Configuration, Location, PathType
 from ingressd.model.policy import AffinityMode, LoadBalance, TrafficShaping
@@ -737,3 +742,81 @@ def test_service_upstream_refuses_cluster_ips_an_endpoint_may_not_have(cluster_i
     assert [p.reason for p in result.problems if "cluster IP" in p.reason] == [
         f"service default/inner has a cluster IP {cluster_ip} that {why}: its pods are used"
     ]
+
+
+# --- nginx variables in values: the one grammar (annotations/variables.py) -------------------
+
+_KEYS = var.AllowList(frozenset({"host", "request_id"}), prefixes=("http_",))
+_KEY_TEXT = re.compile(r"[a-z0-9.-]*")
+
+
+def key_parts(text: str) -> tuple[tuple[str, str], ...]:
+    return var.parts(text, _KEYS, literal=_KEY_TEXT, what="a test key")
+
+
+def test_an_allow_list_takes_its_names_and_names_longer_than_a_prefix() -> None:
+    assert _KEYS.allows("host") and _KEYS.allows("http_x_user") and _KEYS.allows("http_a")
+    for name in ("http_", "http", "hostname", "remote_addr", "HOST", ""):
+        assert not _KEYS.allows(name), name
+    assert _KEYS.shown() == "$host, $request_id, $http_*"
+    with pytest.raises(ValueError, match="not a variable name"):
+        var.AllowList(frozenset({"Host"}))
+
+
+def test_a_value_splits_into_text_and_variables_in_both_forms() -> None:
+    assert key_parts("v1-${host}.$http_x_user$request_id") == (
+        ("text", "v1-"),
+        ("var", "host"),
+        ("text", "."),
+        ("var", "http_x_user"),
+        ("var", "request_id"),
+    )
+    assert key_parts("") == ()
+    assert key_parts("${host}x") == (("var", "host"), ("text", "x"))
+    assert var.checked("a.$host", _KEYS, literal=_KEY_TEXT, what="a test key") == "a.$host"
+
+
+@pytest.mark.parametrize("value", ["$remote_addr", "a.${request_body}", "$http_", "$hostname"])
+def test_a_variable_outside_the_allow_list_is_refused_naming_it_and_the_allowed(
+    value: str,
+) -> None:
+    name = value[value.index("$") :].strip("${}")
+    with pytest.raises(v.InvalidValue) as refused:
+        key_parts(value)
+    assert str(refused.value) == (
+        f"${name} is not allowed in a test key (allowed: $host, $request_id, $http_*)"
+    )
+
+
+@pytest.mark.parametrize(("value", "bad"), [("a;b", "';'"), ("$host b", "' '"), ("A", "'A'")])
+def test_a_literal_character_outside_the_use_s_pattern_is_refused_naming_it(
+    value: str, bad: str
+) -> None:
+    with pytest.raises(v.InvalidValue, match=f"^{bad} is not allowed in a test key$"):
+        key_parts(value)
+    with pytest.raises(v.InvalidValue, match=r"\(only a-z, 0-9, '.-' and variables\)$"):
+        var.parts(value, _KEYS, literal=_KEY_TEXT, what="a test key", shown="a-z, 0-9, '.-'")
+
+
+@pytest.mark.parametrize("value", ["$", "a$", "${host", "${}", "$ host", "${HOST}", "$-", "$$host"])
+def test_a_dollar_that_starts_no_variable_is_refused(value: str) -> None:
+    with pytest.raises(v.InvalidValue, match=r"^'\$' must start a variable: \$name or \$\{name\}"):
+        key_parts(value)
+    # even where the use's text takes any printable character, '$' is the grammar's
+    with pytest.raises(v.InvalidValue, match="must start a variable"):
+        var.parts(value, _KEYS, literal=re.compile(r"[\x20-\x7e]*"), what="a test key")
+
+
+def test_a_name_running_into_capitals_is_refused_as_nginx_would_read_it() -> None:
+    # nginx reads "$hostX" as the variable "hostx" (unknown: nginx -t fails), "$HOST" as "host"
+    with pytest.raises(v.InvalidValue, match=r"nginx would read the variable \$hostx.*\$\{host\}X"):
+        key_parts("$hostX")
+    with pytest.raises(v.InvalidValue, match=r"\$HOST: nginx would read the variable \$host;"):
+        key_parts("$HOST")
+    assert headers.header_value("${host}X").parts == (("var", "host"), ("text", "X"))
+    with pytest.raises(v.InvalidValue, match="request_ida"):
+        modsecurity.transaction_id("$request_idA")
+    with pytest.raises(v.InvalidValue, match="http_x_usera"):
+        headers.header_value("$http_x_userA")
+    with pytest.raises(v.InvalidValue, match="msecz"):
+        extauth.cache_key("$msecZ")

@@ -1,0 +1,108 @@
+"""nginx variables in annotation values: one grammar, an allow list per use.  Pure.
+
+    "t=${msec} $http_x", AllowList, literal pattern
+        --parts()--> (("text", "t="), ("var", "msec"), ("text", " "), ("var", "http_x"))
+        --checked()--> the text as written
+    anything else --> raise InvalidValue naming the first refused variable or character
+
+A reference is ``$name`` or ``${name}`` with a lowercase name of ``a-z``, ``0-9`` and ``_``;
+any other ``$`` is refused.  nginx reads every letter, digit and ``_`` after an unbraced ``$``
+as the name, case-insensitively, so ``$hostX`` is its ``$hostx``: refused too (``${host}X`` is
+the variable and text).  Which names a use takes is its ``AllowList``, kept by the module that
+owns the annotation (``extauth``, ``headers``, ``modsecurity``); which literal characters, the
+pattern it passes.  Nothing here knows an annotation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingressd.annotations.values import InvalidValue
+
+__all__ = ["AllowList", "checked", "parts"]
+
+_NAME = re.compile(r"[a-z0-9_]+")
+#: As nginx reads a reference: ``${...}``, or ``$`` and every letter, digit and ``_`` after it.
+_REFERENCE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """The variables one use may name: ``names``, and the families ``prefixes`` start
+    (``http_`` takes ``$http_x_user``, never ``$http_`` alone)."""
+
+    names: frozenset[str]
+    prefixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (*self.names, *self.prefixes):
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a variable name")
+
+    def allows(self, name: str) -> bool:
+        return name in self.names or any(
+            name.startswith(p) and len(name) > len(p) for p in self.prefixes
+        )
+
+    def shown(self) -> str:
+        """``$a, $b, $http_*``: what is allowed, for a message."""
+        shown = [*(f"${n}" for n in sorted(self.names)), *(f"${p}*" for p in self.prefixes)]
+        return ", ".join(shown) or "no variable"
+
+
+def parts(
+    text: str, allowed: AllowList, *, literal: re.Pattern[str], what: str, shown: str = ""
+) -> tuple[tuple[str, str], ...]:
+    """``text`` as ``("text", run)`` and ``("var", name)`` parts, in order: literal runs that
+    ``literal`` fullmatches (a ``$`` never reaches it) and references to names ``allowed``
+    takes.  ``what`` ("a header value") ends the messages; ``shown`` says which literal
+    characters are allowed ("letters, digits and '_.-'"), if that is short."""
+    out: list[tuple[str, str]] = []
+    at = 0
+    while True:
+        dollar = text.find("$", at)
+        run = text[at:] if dollar < 0 else text[at:dollar]
+        if run:
+            if not literal.fullmatch(run):
+                bad = next((c for c in run if not literal.fullmatch(c)), run)
+                also = f" (only {shown} and variables)" if shown else ""
+                raise InvalidValue(f"{bad!r} is not allowed in {what}{also}")
+            out.append(("text", run))
+        if dollar < 0:
+            return tuple(out)
+        match = _REFERENCE.match(text, dollar)
+        if match is None:
+            raise InvalidValue(
+                "'$' must start a variable: $name or ${name}, a name of a-z, 0-9 and _ "
+                f"({text[dollar : dollar + 16]!r} is not one)"
+            )
+        name = match.group(1) or match.group(2)
+        if not _NAME.fullmatch(name):
+            raise InvalidValue(_not_lowercase(name))
+        if not allowed.allows(name):
+            raise InvalidValue(f"${name} is not allowed in {what} (allowed: {allowed.shown()})")
+        out.append(("var", name))
+        at = match.end()
+
+
+def checked(
+    text: str, allowed: AllowList, *, literal: re.Pattern[str], what: str, shown: str = ""
+) -> str:
+    """``text`` as written, once ``parts`` accepts it."""
+    parts(text, allowed, literal=literal, what=what, shown=shown)
+    return text
+
+
+def _not_lowercase(name: str) -> str:
+    head = re.match(r"[a-z0-9_]*", name)
+    assert head is not None
+    hint = (
+        f" (the variable, then text: ${{{head.group()}}}{name[head.end() :]})"
+        if head.group()
+        else ""
+    )
+    return (
+        f"${name}: nginx would read the variable ${name.lower()}; variable names are lowercase "
+        f"a-z, 0-9 and _{hint}"
+    )
