@@ -758,7 +758,7 @@ def test_an_allow_list_takes_its_names_and_names_longer_than_a_prefix() -> None:
     assert _KEYS.allows("host") and _KEYS.allows("http_x_user") and _KEYS.allows("http_a")
     for name in ("http_", "http", "hostname", "remote_addr", "HOST", ""):
         assert not _KEYS.allows(name), name
-    assert _KEYS.shown() == "$host, $request_id, $http_*"
+    assert _KEYS.shown() == "$host, $request_id, $http_<name>"
     with pytest.raises(ValueError, match="not a variable name"):
         var.AllowList(frozenset({"Host"}))
 
@@ -784,7 +784,7 @@ def test_a_variable_outside_the_allow_list_is_refused_naming_it_and_the_allowed(
     with pytest.raises(v.InvalidValue) as refused:
         key_parts(value)
     assert str(refused.value) == (
-        f"${name} is not allowed in a test key (allowed: $host, $request_id, $http_*)"
+        f"${name} is not allowed in a test key (allowed: $host, $request_id, $http_<name>)"
     )
 
 
@@ -805,6 +805,20 @@ def test_a_dollar_that_starts_no_variable_is_refused(value: str) -> None:
     # even where the use's text takes any printable character, '$' is the grammar's
     with pytest.raises(v.InvalidValue, match="must start a variable"):
         var.parts(value, _KEYS, literal=re.compile(r"[\x20-\x7e]*"), what="a test key")
+
+
+def test_a_use_without_braces_refuses_the_braced_form() -> None:
+    def unbraced(text: str) -> tuple[tuple[str, str], ...]:
+        return var.parts(text, _KEYS, literal=_KEY_TEXT, what="a test key", braces=False)
+
+    assert unbraced("a.$host") == (("text", "a."), ("var", "host"))
+    with pytest.raises(
+        v.InvalidValue, match=r"^'\$' must start a variable: \$name, .*'\$\{host\}'"
+    ):
+        unbraced("${host}")
+    with pytest.raises(v.InvalidValue) as refused:
+        unbraced("$hostX")
+    assert "${host}X" not in str(refused.value)  # no hint at a form the use refuses
 
 
 def test_a_name_running_into_capitals_is_refused_as_nginx_would_read_it() -> None:

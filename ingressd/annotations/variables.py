@@ -9,8 +9,8 @@ A reference is ``$name`` or ``${name}`` with a lowercase name of ``a-z``, ``0-9`
 any other ``$`` is refused.  nginx reads every letter, digit and ``_`` after an unbraced ``$``
 as the name, case-insensitively, so ``$hostX`` is its ``$hostx``: refused too (``${host}X`` is
 the variable and text).  Which names a use takes is its ``AllowList``, kept by the module that
-owns the annotation (``extauth``, ``headers``, ``modsecurity``); which literal characters, the
-pattern it passes.  Nothing here knows an annotation.
+owns the value (``extauth``, ``headers``, ``modsecurity``, ``ingressd.pipeline.configmap``'s
+log format); which literal characters, the pattern it passes; whether ``${name}`` is a form.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["AllowList", "checked", "parts"]
 _NAME = re.compile(r"[a-z0-9_]+")
 #: As nginx reads a reference: ``${...}``, or ``$`` and every letter, digit and ``_`` after it.
 _REFERENCE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([A-Za-z0-9_]+))")
+_UNBRACED = re.compile(r"\$()([A-Za-z0-9_]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class AllowList:
 
     names: frozenset[str]
     prefixes: tuple[str, ...] = ()
+    #: Said of ``names`` in messages instead of listing them, when they are too many to read.
+    summary: str = ""
 
     def __post_init__(self) -> None:
         for name in (*self.names, *self.prefixes):
@@ -46,18 +49,27 @@ class AllowList:
         )
 
     def shown(self) -> str:
-        """``$a, $b, $http_*``: what is allowed, for a message."""
-        shown = [*(f"${n}" for n in sorted(self.names)), *(f"${p}*" for p in self.prefixes)]
-        return ", ".join(shown) or "no variable"
+        """``$a, $b, $http_<name>``: what is allowed, for a message."""
+        names = [self.summary] if self.summary else [f"${n}" for n in sorted(self.names)]
+        return ", ".join([*names, *(f"${p}<name>" for p in self.prefixes)]) or "no variable"
 
 
 def parts(
-    text: str, allowed: AllowList, *, literal: re.Pattern[str], what: str, shown: str = ""
+    text: str,
+    allowed: AllowList,
+    *,
+    literal: re.Pattern[str],
+    what: str,
+    shown: str = "",
+    braces: bool = True,
 ) -> tuple[tuple[str, str], ...]:
     """``text`` as ``("text", run)`` and ``("var", name)`` parts, in order: literal runs that
     ``literal`` fullmatches (a ``$`` never reaches it) and references to names ``allowed``
-    takes.  ``what`` ("a header value") ends the messages; ``shown`` says which literal
-    characters are allowed ("letters, digits and '_.-'"), if that is short."""
+    takes, ``${name}`` too unless not ``braces``.  ``what`` ("a header value") ends the
+    messages; ``shown`` says which literal characters are allowed ("letters, digits, '_.-'"),
+    if that is short."""
+    reference = _REFERENCE if braces else _UNBRACED
+    forms = "$name or ${name}" if braces else "$name"
     out: list[tuple[str, str]] = []
     at = 0
     while True:
@@ -71,15 +83,15 @@ def parts(
             out.append(("text", run))
         if dollar < 0:
             return tuple(out)
-        match = _REFERENCE.match(text, dollar)
+        match = reference.match(text, dollar)
         if match is None:
             raise InvalidValue(
-                "'$' must start a variable: $name or ${name}, a name of a-z, 0-9 and _ "
+                f"'$' must start a variable: {forms}, a name of a-z, 0-9 and _ "
                 f"({text[dollar : dollar + 16]!r} is not one)"
             )
         name = match.group(1) or match.group(2)
         if not _NAME.fullmatch(name):
-            raise InvalidValue(_not_lowercase(name))
+            raise InvalidValue(_not_lowercase(name, braces))
         if not allowed.allows(name):
             raise InvalidValue(f"${name} is not allowed in {what} (allowed: {allowed.shown()})")
         out.append(("var", name))
@@ -87,19 +99,25 @@ def parts(
 
 
 def checked(
-    text: str, allowed: AllowList, *, literal: re.Pattern[str], what: str, shown: str = ""
+    text: str,
+    allowed: AllowList,
+    *,
+    literal: re.Pattern[str],
+    what: str,
+    shown: str = "",
+    braces: bool = True,
 ) -> str:
     """``text`` as written, once ``parts`` accepts it."""
-    parts(text, allowed, literal=literal, what=what, shown=shown)
+    parts(text, allowed, literal=literal, what=what, shown=shown, braces=braces)
     return text
 
 
-def _not_lowercase(name: str) -> str:
+def _not_lowercase(name: str, braces: bool) -> str:
     head = re.match(r"[a-z0-9_]*", name)
     assert head is not None
     hint = (
         f" (the variable, then text: ${{{head.group()}}}{name[head.end() :]})"
-        if head.group()
+        if head.group() and braces
         else ""
     )
     return (
