@@ -4,6 +4,7 @@ and diffing make of them."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import re
 from pathlib import Path
@@ -747,11 +748,11 @@ def test_service_upstream_refuses_cluster_ips_an_endpoint_may_not_have(cluster_i
 # --- nginx variables in values: the one grammar (annotations/variables.py) -------------------
 
 _KEYS = var.AllowList(frozenset({"host", "request_id"}), prefixes=("http_",))
-_KEY_TEXT = re.compile(r"[a-z0-9.-]*")
+_KEY = var.Grammar(_KEYS, re.compile(r"[a-z0-9.-]*"), "a test key")
 
 
 def key_parts(text: str) -> tuple[tuple[str, str], ...]:
-    return var.parts(text, _KEYS, literal=_KEY_TEXT, what="a test key")
+    return _KEY.parts(text)
 
 
 def test_an_allow_list_takes_its_names_and_names_longer_than_a_prefix() -> None:
@@ -773,7 +774,7 @@ def test_a_value_splits_into_text_and_variables_in_both_forms() -> None:
     )
     assert key_parts("") == ()
     assert key_parts("${host}x") == (("var", "host"), ("text", "x"))
-    assert var.checked("a.$host", _KEYS, literal=_KEY_TEXT, what="a test key") == "a.$host"
+    assert _KEY.checked("a.$host") == "a.$host"
 
 
 @pytest.mark.parametrize("value", ["$remote_addr", "a.${request_body}", "$http_", "$hostname"])
@@ -795,7 +796,7 @@ def test_a_literal_character_outside_the_use_s_pattern_is_refused_naming_it(
     with pytest.raises(v.InvalidValue, match=f"^{bad} is not allowed in a test key$"):
         key_parts(value)
     with pytest.raises(v.InvalidValue, match=r"\(only a-z, 0-9, '.-' and variables\)$"):
-        var.parts(value, _KEYS, literal=_KEY_TEXT, what="a test key", shown="a-z, 0-9, '.-'")
+        dataclasses.replace(_KEY, shown="a-z, 0-9, '.-'").parts(value)
 
 
 @pytest.mark.parametrize("value", ["$", "a$", "${host", "${}", "$ host", "${HOST}", "$-", "$$host"])
@@ -804,12 +805,12 @@ def test_a_dollar_that_starts_no_variable_is_refused(value: str) -> None:
         key_parts(value)
     # even where the use's text takes any printable character, '$' is the grammar's
     with pytest.raises(v.InvalidValue, match="must start a variable"):
-        var.parts(value, _KEYS, literal=re.compile(r"[\x20-\x7e]*"), what="a test key")
+        dataclasses.replace(_KEY, literal=re.compile(r"[\x20-\x7e]*")).parts(value)
 
 
 def test_a_use_without_braces_refuses_the_braced_form() -> None:
     def unbraced(text: str) -> tuple[tuple[str, str], ...]:
-        return var.parts(text, _KEYS, literal=_KEY_TEXT, what="a test key", braces=False)
+        return dataclasses.replace(_KEY, braces=False).parts(text)
 
     assert unbraced("a.$host") == (("text", "a."), ("var", "host"))
     with pytest.raises(

@@ -22,7 +22,7 @@ import urllib.parse
 
 from ingressd.annotations import urls
 from ingressd.annotations.values import InvalidValue, clean, comma_list, header_name
-from ingressd.annotations.variables import AllowList, checked
+from ingressd.annotations.variables import AllowList, Grammar
 
 __all__ = [
     "AUTH_METHODS",
@@ -79,6 +79,9 @@ _CODE = re.compile(r"[1-5][0-9][0-9]\Z")
 _TIME = re.compile(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|M|y)\Z")
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:/-]*\Z")
 _HEADER_TEXT = re.compile(r"[A-Za-z0-9 _.,:=/+*!?@%&()~<>\[\]|^-]*\Z")
+_SIGNIN_REST = Grammar(SIGNIN_VARIABLES, _URL_CHARS, "a URL")
+_CACHE_KEY = Grammar(VALUE_VARIABLES, _KEY_TEXT, "a cache key")
+_HEADER_VALUE = Grammar(VALUE_VARIABLES, _HEADER_TEXT, "a header value")
 _MAX_KEY = 256
 _MAX_HEADER_VALUE = 1024
 
@@ -118,7 +121,7 @@ def signin_url(text: str) -> str:
         raise InvalidValue("may only use $host, $http_host or $best_http_host as its host")
     else:
         host = urls.redirect_url(f"{scheme}://{authority}/").removeprefix(f"{scheme}://")[:-1]
-    checked(rest, SIGNIN_VARIABLES, literal=_URL_CHARS, what="a URL")
+    _SIGNIN_REST.checked(rest)
     return f"{scheme}://{host}{rest}"
 
 
@@ -145,7 +148,7 @@ def cache_key(text: str) -> str:
     value = clean(text, max_length=_MAX_KEY)
     if not value:
         raise InvalidValue("must not be empty")
-    return checked(value, VALUE_VARIABLES, literal=_KEY_TEXT, what="a cache key")
+    return _CACHE_KEY.checked(value)
 
 
 def cache_durations(text: str) -> tuple[str, ...]:
@@ -170,7 +173,7 @@ def header_value(text: str) -> str:
     if len(text) > _MAX_HEADER_VALUE:
         raise InvalidValue(f"must be at most {_MAX_HEADER_VALUE} characters")
     value = text.strip()
-    return checked(value, VALUE_VARIABLES, literal=_HEADER_TEXT, what="a header value")
+    return _HEADER_VALUE.checked(value)
 
 
 #: Most entries read from an ``auth-proxy-set-headers`` ConfigMap.

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 
 from ingressd.annotations.values import InvalidValue
-from ingressd.annotations.variables import AllowList, parts
+from ingressd.annotations.variables import AllowList, Grammar
 from ingressd.model.settings import HeaderAction, HeaderRule, HeaderValue
 
 __all__ = [
@@ -83,11 +83,12 @@ ALLOWED_VARIABLES = AllowList(
     prefixes=("http_", "cookie_", "arg_", "sent_http_", "upstream_http_"),
 )
 
+#: Literal text of a header value: printable ASCII but ``"`` and ``\\`` (nginx unescapes them).
+_VALUE = Grammar(ALLOWED_VARIABLES, re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*"), "a header value")
+
 #: A token that starts with a letter or digit (headers-more takes a leading ``-`` for an option).
 _NAME = re.compile(r"[0-9A-Za-z][!#%&'*+.^_`|~0-9A-Za-z-]*\Z")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
-#: Literal text of a header value: printable ASCII but ``"`` and ``\\`` (nginx unescapes them).
-_HEADER_TEXT = re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*")
 _WORD = re.compile(r"[^\s;{}\"'#]+")
 _STATUS = re.compile(r"[1-5][0-9][0-9]\Z")
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#&^_.+-]+/[a-z0-9!#&^_.+-]+\Z", re.IGNORECASE)
@@ -122,7 +123,7 @@ def header_value(text: str) -> HeaderValue:
         raise InvalidValue("a header value must be printable ASCII (no control characters)")
     if '"' in text or "\\" in text:
         raise InvalidValue("a header value must not contain '\"' or '\\'")
-    return HeaderValue(parts(text, ALLOWED_VARIABLES, literal=_HEADER_TEXT, what="a header value"))
+    return HeaderValue(_VALUE.parts(text))
 
 
 def literal_value(text: str) -> HeaderValue:

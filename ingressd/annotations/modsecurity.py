@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from ingressd.annotations.values import InvalidValue
-from ingressd.annotations.variables import AllowList, checked
+from ingressd.annotations.variables import AllowList, Grammar
 
 __all__ = [
     "MAX_RULES_LENGTH",
@@ -121,7 +121,12 @@ TRANSACTION_VARIABLES = AllowList(
     frozenset({"request_id", "req_id", "connection", "msec", "pid"}),
     prefixes=("http_", "cookie_", "arg_"),
 )
-_TRANSACTION_TEXT = re.compile(r"[A-Za-z0-9_.-]*")
+_TRANSACTION_ID = Grammar(
+    TRANSACTION_VARIABLES,
+    re.compile(r"[A-Za-z0-9_.-]*"),
+    "a transaction id",
+    shown="letters, digits, '_.-'",
+)
 
 
 def transaction_id(text: str) -> str:
@@ -130,10 +135,4 @@ def transaction_id(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 128:
         raise InvalidValue("must be 1-128 characters")
-    return checked(
-        value,
-        TRANSACTION_VARIABLES,
-        literal=_TRANSACTION_TEXT,
-        what="a transaction id",
-        shown="letters, digits, '_.-'",
-    )
+    return _TRANSACTION_ID.checked(value)

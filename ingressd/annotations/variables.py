@@ -1,16 +1,16 @@
-"""nginx variables in annotation values: one grammar, an allow list per use.  Pure.
+"""nginx variables in annotation and ConfigMap values: one grammar, an allow list per use.  Pure.
 
-    "t=${msec} $http_x", AllowList, literal pattern
-        --parts()--> (("text", "t="), ("var", "msec"), ("text", " "), ("var", "http_x"))
-        --checked()--> the text as written
+    "t=${msec} $http_x" --Grammar(AllowList, literal pattern, ...)
+        .parts()--> (("text", "t="), ("var", "msec"), ("text", " "), ("var", "http_x"))
+        .checked()--> the text as written
     anything else --> raise InvalidValue naming the first refused variable or character
 
 A reference is ``$name`` or ``${name}`` with a lowercase name of ``a-z``, ``0-9`` and ``_``;
 any other ``$`` is refused.  nginx reads every letter, digit and ``_`` after an unbraced ``$``
 as the name, case-insensitively, so ``$hostX`` is its ``$hostx``: refused too (``${host}X`` is
-the variable and text).  Which names a use takes is its ``AllowList``, kept by the module that
-owns the value (``extauth``, ``headers``, ``modsecurity``, ``ingressd.pipeline.configmap``'s
-log format); which literal characters, the pattern it passes; whether ``${name}`` is a form.
+the variable and text).  Each use has its ``Grammar``, kept by the module that owns the value
+(``extauth``, ``headers``, ``modsecurity``, ``ingressd.pipeline.configmap``'s log format):
+which names (its ``AllowList``), which literal characters, whether ``${name}`` is a form.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from ingressd.annotations.values import InvalidValue
 
-__all__ = ["AllowList", "checked", "parts"]
+__all__ = ["AllowList", "Grammar"]
 
 _NAME = re.compile(r"[a-z0-9_]+")
 #: As nginx reads a reference: ``${...}``, or ``$`` and every letter, digit and ``_`` after it.
 _REFERENCE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([A-Za-z0-9_]+))")
+#: The same without ``${...}`` (an empty first group, so the name is group 2 in both).
 _UNBRACED = re.compile(r"\$()([A-Za-z0-9_]+)")
 
 
@@ -54,62 +55,56 @@ class AllowList:
         return ", ".join([*names, *(f"${p}<name>" for p in self.prefixes)]) or "no variable"
 
 
-def parts(
-    text: str,
-    allowed: AllowList,
-    *,
-    literal: re.Pattern[str],
-    what: str,
-    shown: str = "",
-    braces: bool = True,
-) -> tuple[tuple[str, str], ...]:
-    """``text`` as ``("text", run)`` and ``("var", name)`` parts, in order: literal runs that
-    ``literal`` fullmatches (a ``$`` never reaches it) and references to names ``allowed``
-    takes, ``${name}`` too unless not ``braces``.  ``what`` ("a header value") ends the
-    messages; ``shown`` says which literal characters are allowed ("letters, digits, '_.-'"),
-    if that is short."""
-    reference = _REFERENCE if braces else _UNBRACED
-    forms = "$name or ${name}" if braces else "$name"
-    out: list[tuple[str, str]] = []
-    at = 0
-    while True:
-        dollar = text.find("$", at)
-        run = text[at:] if dollar < 0 else text[at:dollar]
-        if run:
-            if not literal.fullmatch(run):
-                bad = next((c for c in run if not literal.fullmatch(c)), run)
-                also = f" (only {shown} and variables)" if shown else ""
-                raise InvalidValue(f"{bad!r} is not allowed in {what}{also}")
-            out.append(("text", run))
-        if dollar < 0:
-            return tuple(out)
-        match = reference.match(text, dollar)
-        if match is None:
-            raise InvalidValue(
-                f"'$' must start a variable: {forms}, a name of a-z, 0-9 and _ "
-                f"({text[dollar : dollar + 16]!r} is not one)"
-            )
-        name = match.group(1) or match.group(2)
-        if not _NAME.fullmatch(name):
-            raise InvalidValue(_not_lowercase(name, braces))
-        if not allowed.allows(name):
-            raise InvalidValue(f"${name} is not allowed in {what} (allowed: {allowed.shown()})")
-        out.append(("var", name))
-        at = match.end()
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """One use's text with variables: the names ``allowed`` takes, literal runs that
+    ``literal`` fullmatches (a ``$`` never reaches it), ``${name}`` too unless not ``braces``.
+    ``what`` ("a header value") ends the messages; ``shown`` says which literal characters are
+    allowed ("letters, digits, '_.-'"), if that is short."""
 
+    allowed: AllowList
+    literal: re.Pattern[str]
+    what: str
+    shown: str = ""
+    braces: bool = True
 
-def checked(
-    text: str,
-    allowed: AllowList,
-    *,
-    literal: re.Pattern[str],
-    what: str,
-    shown: str = "",
-    braces: bool = True,
-) -> str:
-    """``text`` as written, once ``parts`` accepts it."""
-    parts(text, allowed, literal=literal, what=what, shown=shown, braces=braces)
-    return text
+    def parts(self, text: str) -> tuple[tuple[str, str], ...]:
+        """``text`` as ``("text", run)`` and ``("var", name)`` parts, in order."""
+        reference = _REFERENCE if self.braces else _UNBRACED
+        out: list[tuple[str, str]] = []
+        at = 0
+        while True:
+            dollar = text.find("$", at)
+            run = text[at:] if dollar < 0 else text[at:dollar]
+            if run:
+                if not self.literal.fullmatch(run):
+                    bad = next((c for c in run if not self.literal.fullmatch(c)), run)
+                    also = f" (only {self.shown} and variables)" if self.shown else ""
+                    raise InvalidValue(f"{bad!r} is not allowed in {self.what}{also}")
+                out.append(("text", run))
+            if dollar < 0:
+                return tuple(out)
+            match = reference.match(text, dollar)
+            if match is None:
+                forms = "$name or ${name}" if self.braces else "$name"
+                raise InvalidValue(
+                    f"'$' must start a variable: {forms}, a name of a-z, 0-9 and _ "
+                    f"({text[dollar : dollar + 16]!r} is not one)"
+                )
+            name = match.group(1) or match.group(2)
+            if not _NAME.fullmatch(name):
+                raise InvalidValue(_not_lowercase(name, self.braces))
+            if not self.allowed.allows(name):
+                raise InvalidValue(
+                    f"${name} is not allowed in {self.what} (allowed: {self.allowed.shown()})"
+                )
+            out.append(("var", name))
+            at = match.end()
+
+    def checked(self, text: str) -> str:
+        """``text`` as written, once ``parts`` accepts it."""
+        self.parts(text)
+        return text
 
 
 def _not_lowercase(name: str, braces: bool) -> str:

@@ -85,7 +85,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingressd.annotations import Risk, extauth, headers, modsecurity, values
-from ingressd.annotations.variables import AllowList, checked
+from ingressd.annotations.variables import AllowList, Grammar
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
 from ingressd.model.settings import ExternalAuth, HeaderValue
@@ -122,8 +122,6 @@ _TIME_UNITS_MS = {
 _UNIT_ORDER = list(_TIME_UNITS_MS)
 _INT = re.compile(r"(0|[1-9][0-9]{0,9})\Z")
 _LOG_FORMAT_REFUSED = re.compile(r"""['"\\{};\x00-\x1f\x7f]""")
-#: What the checks above leave: printable ASCII (``$`` is the variables' grammar).
-_LOG_TEXT = re.compile(r"[\x20-\x7e]*")
 
 #: Variables a log format may use: nginx's own (core, upstream, proxy, ssl, realip, gzip) and
 #: the ones ingressd's template sets.  An unknown variable would make ``nginx -t`` fail and so
@@ -235,6 +233,11 @@ KNOWN_LOG_VARIABLES = AllowList(
         "upstream_trailer_",
     ),
     summary="the variables of nginx's modules and ingressd's template",
+)
+#: Text of a log format once ``_LOG_FORMAT_REFUSED`` passed it: printable ASCII (``$`` is the
+#: variables' grammar); no ``${name}``, as braces are refused.
+_LOG_FORMAT = Grammar(
+    KNOWN_LOG_VARIABLES, re.compile(r"[\x20-\x7e]*"), "a log format", braces=False
 )
 
 
@@ -490,7 +493,7 @@ def _log_format(text: str) -> str:
         )
     if not text.isascii():
         raise ValueError("must be ASCII")
-    return checked(text, KNOWN_LOG_VARIABLES, literal=_LOG_TEXT, what="a log format", braces=False)
+    return _LOG_FORMAT.checked(text)
 
 
 _LARGE_BUFFERS = re.compile(r"([1-9][0-9]{0,3})\s+(\S+)\Z")
