@@ -155,6 +155,7 @@ def test_the_table_says_how_every_annotation_differs() -> None:
         (rx.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
         (rx.hash_key, "$request_uri", "$request_uri"),
         (rx.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
+        (rx.hash_key, "${host}X", "${host}X"),
         (v.host_list, "a.com, *.b.com", ("a.com", "*.b.com")),
         (v.http_codes, "503,404, 404", (404, 503)),
         (v.next_upstream, "error timeout http_502", ("error", "timeout", "http_502")),
@@ -198,6 +199,7 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
         (rx.regex_path, "a/b", "start with '/'"),
         (rx.hash_key, "static-text", "nginx variables"),
         (rx.hash_key, "$a;b", "nginx variables"),
+        (rx.hash_key, "$hostX", "nginx variables"),  # Lua would hash the variable hostX
         (v.host_list, "a..com", "empty label"),
         (v.http_codes, "200", "between 300 and 599"),
         (v.next_upstream, "error off", "alone"),
