@@ -18,7 +18,9 @@
        nginx workers' CPU time per request (/proc utime + stime / wrk's requests); medians
        and spread of the pairs' ratios
     6. controller RSS (VmHWM) in a fresh process after its first sync at N, each mode (lua
-       only: --rss-modes lua), as benchmarks/scale.py measures it
+       only: --rss-modes lua), as benchmarks/scale.py measures it: with the objects built in
+       that process, and (--rss-sources) listed through kubernetes-asyncio from a fake API
+       server in a process of its own, as in a cluster
 
 Both modes run in this one process, one after the other (the nginx controller is started
 after the lua one's figures are taken; both stay up for the data plane's alternating rounds).
@@ -41,7 +43,8 @@ after that is reported apart, not counted in the percentiles.
                                  [--rotations 10] [--nginx-apart [--nginx-samples 1]
                                  [--nginx-rotations 1]]
                                  [--changes 1000] [--rounds 10] [--seconds 1]
-                                 [--rss-modes lua,nginx] [--profile FILE] [--json FILE]
+                                 [--rss-modes lua,nginx] [--rss-sources memory,kubernetes]
+                                 [--profile FILE] [--json FILE]
     python -m benchmarks.routing --rss-of lua --ingresses N   (one RSS figure, JSON on stdout)
     python -m benchmarks.routing --dataplane-only [--small-hosts 10] [--ingresses 10000]
                                  [--rounds 10] [--seconds 1]   (5 alone; --ingresses 0: not)
@@ -69,7 +72,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +89,8 @@ from benchmarks.common import (
 )
 from benchmarks.scale import proc_rss_mb
 from ingressd.annotations import DEFAULT_PREFIX
-from ingressd.app.runtime import Ingressd, Options
+from ingressd.app.runtime import Ingressd, Options, Source
+from ingressd.cluster.client import api_client
 from ingressd.logs import configure
 from ingressd.model import Backend, Configuration
 from ingressd.nginx.applying import Nginx, ReloadOutcome
@@ -95,6 +99,7 @@ from ingressd.nginx.process import NginxProcess
 from ingressd.nginx.rendering import NginxPaths, RenderSettings
 from ingressd.nginx.routes import RouteTable
 from ingressd.pipeline.syncing import SyncRecord
+from ingressd.store.sources.kubernetes import KubernetesSource
 from ingressd.store.sources.memory import MemorySource
 from tests.support.objects import (
     endpoint_slice,
@@ -217,16 +222,22 @@ class TimedEndpoint(LuaEndpoint):
         super().__init__(socket_path=socket_path)
         self.stages = stages
 
-    async def post_backends(self, backends: Iterable[Backend]) -> int:
+    async def post_backends(self, backends: Sequence[Backend]) -> int:
         t = time.monotonic()
         count = await super().post_backends(backends)
         self.stages.add("POST backends", t, count)
         return count
 
-    async def put_backends(self, backends: Iterable[Backend]) -> int:
+    async def put_backends(self, backends: Sequence[Backend]) -> int:
         t = time.monotonic()
         count = await super().put_backends(backends)
         self.stages.add("PUT backends", t, count)
+        return count
+
+    async def delete_backends(self, names: Iterable[str]) -> int:
+        t = time.monotonic()
+        count = await super().delete_backends(names)
+        self.stages.add("DELETE backends", t, count)
         return count
 
     async def post_routes(self, entries: Iterable[str]) -> int:
@@ -324,7 +335,10 @@ class Run:
         objects: list[dict[str, Any]],
         pod_port: int,
         tls_every: int = 0,
+        source: Source | None = None,
     ) -> None:
+        """``source``: where the objects come from instead of ``objects`` (a Kubernetes source
+        for the RSS through the API client)."""
         self.mode = mode
         self.n = n
         self.pod_port = pod_port
@@ -347,7 +361,7 @@ class Run:
             paths=NginxPaths(self.options.work_dir),
             stages=self.stages,
         )
-        self.controller = Ingressd(self.options, source=self.source, nginx=self.nginx)
+        self.controller = Ingressd(self.options, source=source or self.source, nginx=self.nginx)
         self.url = f"http://127.0.0.1:{self.options.http_port}"
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True),
@@ -806,7 +820,8 @@ class RoutingResult:
     tls_hosts: int
     modes: dict[str, ModeResult]
     dataplane: list[DataplaneFigures]
-    #: mode -> {"rss_mb": peak, "rss_code_mb": before any object}
+    #: mode (objects built in the process) or "<mode>, kubernetes" (listed through
+    #: kubernetes-asyncio) -> {"rss_mb": peak, "rss_code_mb": before any object, ...}
     rss: dict[str, dict[str, float]]
     seconds: float = 0.0
     profile: list[str] = field(default_factory=list)
@@ -985,7 +1000,9 @@ async def dataplane_only(
     return planes
 
 
-def rss_in_fresh_process(mode: str, n: int, tls_every: int) -> dict[str, float]:
+def rss_in_fresh_process(
+    mode: str, n: int, tls_every: int, source: str = "memory"
+) -> dict[str, float]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -993,6 +1010,8 @@ def rss_in_fresh_process(mode: str, n: int, tls_every: int) -> dict[str, float]:
             "benchmarks.routing",
             "--rss-of",
             mode,
+            "--rss-source",
+            source,
             "--ingresses",
             str(n),
             "--tls-every",
@@ -1006,31 +1025,95 @@ def rss_in_fresh_process(mode: str, n: int, tls_every: int) -> dict[str, float]:
     return figures
 
 
-async def rss_of(mode: str, n: int, tls_every: int) -> dict[str, float]:
-    """Peak RSS of a controller that loaded ``n`` Ingresses and applied its first sync."""
+async def rss_of(mode: str, n: int, tls_every: int, source: str = "memory") -> dict[str, float]:
+    """Peak RSS of a controller that loaded ``n`` Ingresses and applied its first sync.
+
+    ``source`` "memory": the objects are built here and handed over (``rss_objects_mb`` is
+    RSS with them built); "kubernetes": they come through kubernetes-asyncio, listed page by
+    page from a fake API server in another process (``serve_api``), as in a cluster.
+    """
     importlib.import_module("ingressd.cli.commands")  # what ``ingressd run`` loads
     code = proc_rss_mb()
     root = temp_root("ingressd-rss-")
+    port = free_port()
     try:
+        if source == "kubernetes":
+            async with _fake_api(root, n, port, tls_every) as kubeconfig:
+                client = await api_client(kubeconfig)
+                try:
+                    kube = KubernetesSource(client)
+                    return {"rss_code_mb": round(code, 1), **await _peak(mode, n, root, port, kube)}
+                finally:
+                    await client.close()
         certs = certificates(len(tls_hosts(n, tls_every)))
-        port = free_port()
         objects = world(n, port=port, tls_every=tls_every, spare=0, certs=certs)
         del certs
         loaded = proc_rss_mb()  # the objects as parsed JSON: the Store will hold these dicts
         run = Run(mode, n, root, objects, port)
         del objects
-        await run.start(timeout=300)
-        synced = proc_rss_mb()
-        peak = proc_rss_mb("VmHWM")
-        await run.stop()
-        return {
-            "rss_mb": round(peak, 1),
-            "rss_code_mb": round(code, 1),
-            "rss_objects_mb": round(loaded, 1),
-            "rss_synced_mb": round(synced, 1),
-        }
+        figures = await _peak(mode, n, root, port, None, run)
+        return {"rss_code_mb": round(code, 1), "rss_objects_mb": round(loaded, 1), **figures}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def _peak(
+    mode: str, n: int, root: Path, port: int, source: Source | None, run: Run | None = None
+) -> dict[str, float]:
+    run = run or Run(mode, n, root, [], port, source=source)
+    await run.start(timeout=300)
+    synced = proc_rss_mb()
+    peak = proc_rss_mb("VmHWM")
+    await run.stop()
+    return {"rss_mb": round(peak, 1), "rss_synced_mb": round(synced, 1)}
+
+
+@contextlib.asynccontextmanager
+async def _fake_api(root: Path, n: int, port: int, tls_every: int) -> AsyncIterator[Path]:
+    """A fake API server in a process of its own holding the benchmark's world; yields the
+    kubeconfig for it."""
+    kubeconfig = root / "kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.routing",
+        "--serve-api",
+        str(kubeconfig),
+        "--ingresses",
+        str(n),
+        "--tls-every",
+        str(tls_every),
+        "--pod-port",
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=300)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the fake API server did not start: {line!r}")
+        yield kubeconfig
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+
+
+async def serve_api(kubeconfig: Path, n: int, tls_every: int, pod_port: int) -> None:
+    """The world of ``n`` Ingresses in a fake API server, until stdin closes or SIGTERM."""
+    from tests.support.fakeapi import FakeApiServer  # only this process needs it
+
+    certs = certificates(len(tls_hosts(n, tls_every)))
+    api = FakeApiServer(history_size=100)
+    for obj in world(n, port=pod_port, tls_every=tls_every, spare=0, certs=certs):
+        api.apply(obj)
+    async with api:
+        api.write_kubeconfig(kubeconfig)
+        print("ready", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
 
 
 def _commit() -> str:
@@ -1090,6 +1173,7 @@ async def measure(
     seconds: float = 1.0,
     small_hosts: int = 10,
     rss_modes: Sequence[str] = MODES,
+    rss_sources: Sequence[str] = ("memory", "kubernetes"),
     profile: cProfile.Profile | None = None,
     nginx_together: bool = True,
 ) -> RoutingResult:
@@ -1138,9 +1222,12 @@ async def measure(
         if small_hosts:
             _progress(f"data plane at {small_hosts} hosts ...")
             planes.append(await small_dataplane(root, pod_port, small_hosts, rounds, seconds))
-        for mode in rss_modes:
-            _progress(f"RSS of {mode} mode at {ingresses:,} (a fresh process) ...")
-            rss[mode] = await asyncio.to_thread(rss_in_fresh_process, mode, ingresses, tls_every)
+        for mode, source in itertools.product(rss_modes, rss_sources):
+            _progress(f"RSS of {mode} mode at {ingresses:,} from {source} (a fresh process) ...")
+            name = mode if source == "memory" else f"{mode}, {source}"
+            rss[name] = await asyncio.to_thread(
+                rss_in_fresh_process, mode, ingresses, tls_every, source
+            )
         _progress(f"nginx mode at {ingresses:,} ...")
         result, r = await measure_mode(
             "nginx",
@@ -1292,16 +1379,17 @@ def rows(result: RoutingResult) -> list[Row]:
                     at_least=True,
                 )
             )
-    if "lua" in result.rss:
-        out.append(
-            Row(
-                f"6. controller RSS (peak) at {result.ingresses:,}",
-                result.rss["lua"]["rss_mb"],
-                result.rss.get("nginx", {}).get("rss_mb"),
-                200,
-                "MB",
+    for source, how in (("", ""), (", kubernetes", ", through kubernetes-asyncio")):
+        if f"lua{source}" in result.rss:
+            out.append(
+                Row(
+                    f"6. controller RSS (peak) at {result.ingresses:,}{how}",
+                    result.rss[f"lua{source}"]["rss_mb"],
+                    result.rss.get(f"nginx{source}", {}).get("rss_mb"),
+                    200,
+                    "MB",
+                )
             )
-        )
     return out
 
 
@@ -1443,12 +1531,17 @@ def describe(result: RoutingResult) -> str:
                 f"{c.socket_errors} socket errors; last changes served: {c.final_state_served}"
             )
     lines += [describe_dataplane(plane) for plane in result.dataplane]
-    for mode, figures in result.rss.items():
+    for name, figures in result.rss.items():
+        mode, _, source = name.partition(", ")
+        built = (
+            f"{figures['rss_objects_mb']:.0f} MB with the objects built (the Store holds these), "
+            if "rss_objects_mb" in figures
+            else "objects listed through kubernetes-asyncio from a fake API server process, "
+        )
         lines.append(
-            f"- RSS, {mode} mode, fresh process: peak {figures['rss_mb']:.0f} MB; "
-            f"{figures['rss_code_mb']:.0f} MB before any object, "
-            f"{figures.get('rss_objects_mb', 0):.0f} MB with the objects built (the Store holds "
-            f"these), {figures.get('rss_synced_mb', 0):.0f} MB after the first sync"
+            f"- RSS, {mode} mode{', ' + source if source else ''}, fresh process: peak "
+            f"{figures['rss_mb']:.0f} MB; {figures['rss_code_mb']:.0f} MB before any object, "
+            f"{built}{figures.get('rss_synced_mb', 0):.0f} MB after the first sync"
         )
     if result.profile:
         lines += ["", "cProfile of the lua controller over the new Ingresses:", "", "```"]
@@ -1524,12 +1617,25 @@ def main() -> None:
         help="only the data plane (5): at --small-hosts and at --ingresses hosts (0: not); "
         "JSON to results/routing-dataplane.json unless --json",
     )
+    parser.add_argument(
+        "--rss-sources",
+        default="memory,kubernetes",
+        help="where the RSS figure's objects come from: memory (built in the process) and/or "
+        "kubernetes (listed through kubernetes-asyncio from a fake API server process)",
+    )
     parser.add_argument("--json", type=Path, help="default: results/routing.json")
     parser.add_argument("--rss-of", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-source", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-api", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pod-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level="error")
+    if args.serve_api:
+        asyncio.run(serve_api(args.serve_api, args.ingresses, args.tls_every, args.pod_port))
+        return
     if args.rss_of:
-        print(json.dumps(asyncio.run(rss_of(args.rss_of, args.ingresses, args.tls_every))))
+        figures = rss_of(args.rss_of, args.ingresses, args.tls_every, args.rss_source)
+        print(json.dumps(asyncio.run(figures)))
         return
     print(f"machine: {machine()}", flush=True)
     results = Path(__file__).resolve().parent / "results"
@@ -1564,6 +1670,7 @@ def main() -> None:
             seconds=args.seconds,
             small_hosts=args.small_hosts,
             rss_modes=[m for m in args.rss_modes.split(",") if m],
+            rss_sources=[m for m in args.rss_sources.split(",") if m],
             profile=profile,
         )
     )

@@ -13,3 +13,7 @@ The data flow, one module per stage:
 """
 
 __version__ = "0.1.0"
+
+from ingressd import kubelib as _kubelib
+
+_kubelib.install()  # before any module of ours imports kubernetes-asyncio

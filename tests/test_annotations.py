@@ -4,7 +4,9 @@ and diffing make of them."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,15 @@ from ingressd.annotations import (
     AnnotationOptions,
     Status,
     Support,
+    extauth,
+    headers,
+    modsecurity,
     parse_annotations,
 )
 from ingressd.annotations import patterns as rx
 from ingressd.annotations import urls as u
 from ingressd.annotations import values as v
+from ingressd.annotations import variables as var
 from ingressd.build.building import BuildOptions, BuildResult, build_configuration
 from ingressd.model import BackendName, Configuration, Location, PathType
 from ingressd.model.policy import AffinityMode, LoadBalance, TrafficShaping
@@ -149,6 +155,7 @@ def test_the_table_says_how_every_annotation_differs() -> None:
         (rx.regex_path, "/api/v[0-9]+/(.*)", "/api/v[0-9]+/(.*)"),
         (rx.hash_key, "$request_uri", "$request_uri"),
         (rx.hash_key, "${http_x_user}-a", "${http_x_user}-a"),
+        (rx.hash_key, "${host}X", "${host}X"),
         (v.host_list, "a.com, *.b.com", ("a.com", "*.b.com")),
         (v.http_codes, "503,404, 404", (404, 503)),
         (v.next_upstream, "error timeout http_502", ("error", "timeout", "http_502")),
@@ -192,6 +199,7 @@ def test_valid_values_are_normalized(parser: Any, text: str, expected: object) -
         (rx.regex_path, "a/b", "start with '/'"),
         (rx.hash_key, "static-text", "nginx variables"),
         (rx.hash_key, "$a;b", "nginx variables"),
+        (rx.hash_key, "$hostX", "nginx variables"),  # Lua would hash the variable hostX
         (v.host_list, "a..com", "empty label"),
         (v.http_codes, "200", "between 300 and 599"),
         (v.next_upstream, "error off", "alone"),
@@ -737,3 +745,95 @@ def test_service_upstream_refuses_cluster_ips_an_endpoint_may_not_have(cluster_i
     assert [p.reason for p in result.problems if "cluster IP" in p.reason] == [
         f"service default/inner has a cluster IP {cluster_ip} that {why}: its pods are used"
     ]
+
+
+# --- nginx variables in values: the one grammar (annotations/variables.py) -------------------
+
+_KEYS = var.AllowList(frozenset({"host", "request_id"}), prefixes=("http_",))
+_KEY = var.Grammar(_KEYS, re.compile(r"[a-z0-9.-]*"), "a test key")
+
+
+def key_parts(text: str) -> tuple[tuple[str, str], ...]:
+    return _KEY.parts(text)
+
+
+def test_an_allow_list_takes_its_names_and_names_longer_than_a_prefix() -> None:
+    assert _KEYS.allows("host") and _KEYS.allows("http_x_user") and _KEYS.allows("http_a")
+    for name in ("http_", "http", "hostname", "remote_addr", "HOST", ""):
+        assert not _KEYS.allows(name), name
+    assert _KEYS.shown() == "$host, $request_id, $http_<name>"
+    with pytest.raises(ValueError, match="not a variable name"):
+        var.AllowList(frozenset({"Host"}))
+
+
+def test_a_value_splits_into_text_and_variables_in_both_forms() -> None:
+    assert key_parts("v1-${host}.$http_x_user$request_id") == (
+        ("text", "v1-"),
+        ("var", "host"),
+        ("text", "."),
+        ("var", "http_x_user"),
+        ("var", "request_id"),
+    )
+    assert key_parts("") == ()
+    assert key_parts("${host}x") == (("var", "host"), ("text", "x"))
+    assert _KEY.checked("a.$host") == "a.$host"
+
+
+@pytest.mark.parametrize("value", ["$remote_addr", "a.${request_body}", "$http_", "$hostname"])
+def test_a_variable_outside_the_allow_list_is_refused_naming_it_and_the_allowed(
+    value: str,
+) -> None:
+    name = value[value.index("$") :].strip("${}")
+    with pytest.raises(v.InvalidValue) as refused:
+        key_parts(value)
+    assert str(refused.value) == (
+        f"${name} is not allowed in a test key (allowed: $host, $request_id, $http_<name>)"
+    )
+
+
+@pytest.mark.parametrize(("value", "bad"), [("a;b", "';'"), ("$host b", "' '"), ("A", "'A'")])
+def test_a_literal_character_outside_the_use_s_pattern_is_refused_naming_it(
+    value: str, bad: str
+) -> None:
+    with pytest.raises(v.InvalidValue, match=f"^{bad} is not allowed in a test key$"):
+        key_parts(value)
+    with pytest.raises(v.InvalidValue, match=r"\(only a-z, 0-9, '.-' and variables\)$"):
+        dataclasses.replace(_KEY, shown="a-z, 0-9, '.-'").parts(value)
+
+
+@pytest.mark.parametrize("value", ["$", "a$", "${host", "${}", "$ host", "${HOST}", "$-", "$$host"])
+def test_a_dollar_that_starts_no_variable_is_refused(value: str) -> None:
+    with pytest.raises(v.InvalidValue, match=r"^'\$' must start a variable: \$name or \$\{name\}"):
+        key_parts(value)
+    # even where the use's text takes any printable character, '$' is the grammar's
+    with pytest.raises(v.InvalidValue, match="must start a variable"):
+        dataclasses.replace(_KEY, literal=re.compile(r"[\x20-\x7e]*")).parts(value)
+
+
+def test_a_use_without_braces_refuses_the_braced_form() -> None:
+    def unbraced(text: str) -> tuple[tuple[str, str], ...]:
+        return dataclasses.replace(_KEY, braces=False).parts(text)
+
+    assert unbraced("a.$host") == (("text", "a."), ("var", "host"))
+    with pytest.raises(
+        v.InvalidValue, match=r"^'\$' must start a variable: \$name, .*'\$\{host\}'"
+    ):
+        unbraced("${host}")
+    with pytest.raises(v.InvalidValue) as refused:
+        unbraced("$hostX")
+    assert "${host}X" not in str(refused.value)  # no hint at a form the use refuses
+
+
+def test_a_name_running_into_capitals_is_refused_as_nginx_would_read_it() -> None:
+    # nginx reads "$hostX" as the variable "hostx" (unknown: nginx -t fails), "$HOST" as "host"
+    with pytest.raises(v.InvalidValue, match=r"nginx would read the variable \$hostx.*\$\{host\}X"):
+        key_parts("$hostX")
+    with pytest.raises(v.InvalidValue, match=r"\$HOST: nginx would read the variable \$host;"):
+        key_parts("$HOST")
+    assert headers.header_value("${host}X").parts == (("var", "host"), ("text", "X"))
+    with pytest.raises(v.InvalidValue, match="request_ida"):
+        modsecurity.transaction_id("$request_idA")
+    with pytest.raises(v.InvalidValue, match="http_x_usera"):
+        headers.header_value("$http_x_userA")
+    with pytest.raises(v.InvalidValue, match="msecz"):
+        extauth.cache_key("$msecZ")

@@ -97,8 +97,9 @@ async def test_routing_smoke_reloads_only_where_each_mode_must() -> None:
     assert "| figure |" in routing.describe(result)
 
 
-def test_routing_rss_is_measured_in_a_fresh_process() -> None:
-    figures = routing.rss_in_fresh_process("lua", 10, 5)
+@pytest.mark.parametrize("source", ["memory", "kubernetes"])
+def test_routing_rss_is_measured_in_a_fresh_process(source: str) -> None:
+    figures = routing.rss_in_fresh_process("lua", 10, 5, source)
     assert figures["rss_mb"] >= figures["rss_code_mb"] > 0
 
 

@@ -108,6 +108,8 @@ async def test_deleting_an_ingress_stops_serving_it(harness: Harness) -> None:
     await h.settled()
     held = await h.ingressd.nginx.endpoint.get_backends()
     assert {b["name"] for b in held} == {"default-keep-80"}
+    # by name: the backend that stays is not sent again
+    assert h.ingressd.worker.records[-1].backends_posted == 0
 
 
 async def test_broken_manifest_leaves_everything_else_serving(harness: Harness) -> None:

@@ -660,6 +660,28 @@ async def test_put_replaces_the_whole_set(nginx: Nginx, session: aiohttp.ClientS
     assert (await fetch(session, "GET", url)).body == "[]"
 
 
+@pytest.mark.nginx
+async def test_delete_removes_the_named_backends_and_only_them(
+    nginx: Nginx, session: aiohttp.ClientSession
+) -> None:
+    url = f"{nginx.control}/configuration/backends"
+    await fetch(session, "POST", url, [{"name": n} for n in ("a", "b", "c")])
+    reply = await fetch(session, "DELETE", url, ["a", "c", "never-sent"])
+    assert reply.status == 200
+    assert json.loads(reply.body) == {"version": 2, "changed": 2}
+    assert json.loads((await fetch(session, "GET", url)).body) == [{"name": "b"}]
+    for body, message in [
+        (b'{"name": "b"}', "must be a JSON array of backend names"),
+        (b'["b", 7]', "names[2] must be a string"),
+        (b'[""]', "names[1] must be a string"),
+        (b"", "empty body"),
+    ]:
+        reply = await fetch(session, "DELETE", url, data=body)
+        assert (reply.status, message in reply.body) == (400, True), body
+    assert json.loads((await fetch(session, "GET", url)).body) == [{"name": "b"}]
+    assert (await fetch(session, "GET", f"{nginx.control}/configuration/version")).body == "2"
+
+
 BAD_BODIES = [
     ("not json", b"{oops", "must be a JSON array"),
     ("empty", b"", "empty body"),
@@ -702,10 +724,9 @@ async def test_bad_bodies_are_rejected_and_nothing_is_stored(
 
 @pytest.mark.nginx
 async def test_other_methods_and_paths(nginx: Nginx, session: aiohttp.ClientSession) -> None:
-    for method in ("DELETE", "PATCH"):
-        reply = await fetch(session, method, f"{nginx.control}/configuration/backends")
-        assert reply.status == 405
-        assert reply.allow == "GET, POST, PUT"
+    reply = await fetch(session, "PATCH", f"{nginx.control}/configuration/backends")
+    assert reply.status == 405
+    assert reply.allow == "GET, POST, PUT, DELETE"
     reply = await fetch(session, "POST", f"{nginx.control}/configuration/version", [])
     assert reply.status == 405
     reply = await fetch(session, "GET", f"{nginx.control}/configuration/nope")

@@ -22,7 +22,7 @@ from ingressd.model import (
 from ingressd.model.settings import LocationSettings, ProxySSL
 from ingressd.nginx import rendering, routing
 from ingressd.nginx.caching import clear_render_cache
-from ingressd.nginx.dynamic import _BackendTexts
+from ingressd.nginx.dynamic import CHUNK_ITEMS, Body, backends_body, certificates_body
 from ingressd.nginx.rendering import NginxPaths, RenderSettings, render
 from ingressd.pipeline.channel import UpdateChannel
 from ingressd.store.events import EventType, WatchEvent
@@ -145,13 +145,23 @@ def test_a_template_that_loops_over_servers_itself_still_works(tmp_path: Path) -
     )
 
 
-def test_backend_bodies_are_the_json_of_every_backend() -> None:
-    config = build_configuration(cluster(3).snapshot(), BuildOptions()).configuration
-    texts = _BackendTexts()
-    expected = json.dumps([b.to_lua() for b in config.backends], separators=(",", ":")).encode()
-    assert texts.body(config.backends, whole=True) == (3, expected)
-    assert texts.body(config.backends[:1]) == (
-        1,
-        json.dumps([config.backends[0].to_lua()], separators=(",", ":")).encode(),
-    )
-    assert texts.body(()) == (0, b"[]")
+async def test_backend_and_certificate_bodies_are_their_json_whether_sent_whole_or_in_chunks() -> (
+    None
+):
+    async def joined(body: Body) -> bytes:
+        if isinstance(body, bytes):
+            return body
+        return b"".join([chunk async for chunk in body])
+
+    for count in (0, 3, CHUNK_ITEMS, CHUNK_ITEMS + 1, 2 * CHUNK_ITEMS + 5):
+        config = build_configuration(cluster(count).snapshot(), BuildOptions()).configuration
+        body = backends_body(config.backends)
+        assert isinstance(body, bytes) == (count <= CHUNK_ITEMS)
+        lua = [b.to_lua() for b in config.backends]
+        assert await joined(body) == json.dumps(lua, separators=(",", ":")).encode()
+        certificates = {f"uid-{i}": f'-----PEM {i}\n"é' for i in range(count)}
+        servers = {f"h{i}.test": (f"uid-{i}" if i % 2 else None) for i in range(count)}
+        body = certificates_body(certificates, servers)
+        assert isinstance(body, bytes) == (count <= CHUNK_ITEMS)
+        sent = json.loads(await joined(body))
+        assert sent == {"certificates": certificates, "servers": servers}

@@ -602,3 +602,52 @@ def test_values_that_are_equal_but_of_other_types_are_not_shared() -> None:
     compactor.compact(Kind.INGRESS, one)
     compactor.compact(Kind.INGRESS, true)
     assert true["status"]["x"] is True
+
+
+def test_an_endpoint_slice_is_kept_with_what_the_build_reads_and_its_recurring_parts_shared(
+    h: Harness,
+) -> None:
+    def real_slice(name: str, address: str) -> dict[str, Any]:
+        """A slice as the EndpointSlice controller writes one."""
+        made = endpoint_slice(name, "web", addresses=(address,))
+        meta = made["metadata"]
+        meta["namespace"] = "".join(["def", "ault"])  # a string of its own, as JSON gives
+        meta["labels"]["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller"
+        meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": "2026-01-01"}
+        meta["ownerReferences"] = [{"kind": "Service", "name": "web", "uid": "u-1"}]
+        meta["uid"], meta["generation"] = f"uid-{name}", 3
+        made["endpoints"][0].update(zone="z1", hints={"forZones": [{"name": "z1"}]})
+        return made
+
+    h.apply(ADDED, real_slice("web-1", "10.0.0.1"))
+    h.apply(ADDED, real_slice("web-2", "10.0.0.2"))
+    slices = h.store.snapshot().endpoint_slices[K("default/web")]
+    a, b = sorted(slices, key=lambda s: str(s["metadata"]["name"]))
+    assert a["metadata"] == {
+        "name": "web-1",
+        "namespace": "default",
+        "resourceVersion": "1",
+        "labels": {"kubernetes.io/service-name": "web"},
+    }
+    ready = {"ready": True, "serving": True, "terminating": False}
+    assert a["endpoints"] == [{"addresses": ["10.0.0.1"], "conditions": ready}]
+    assert a["endpoints"][0]["conditions"] is b["endpoints"][0]["conditions"]
+    assert a["ports"] is b["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+
+
+def test_owner_references_are_dropped_and_identity_and_age_kept_for_ingresses_only(
+    h: Harness,
+) -> None:
+    identity = {"uid": "u-1", "creationTimestamp": "2026-01-01T00:00:00Z", "generation": 2}
+    owner = {"ownerReferences": [{"kind": "HelmRelease", "name": "web"}]}
+    owned_service, owned_ingress = service("web"), ingress("web")
+    owned_service["metadata"].update(identity, **owner)
+    owned_ingress["metadata"].update(identity, **owner)
+    h.apply(ADDED, owned_service)
+    h.apply(ADDED, owned_ingress)
+    snapshot = h.store.snapshot()
+    meta = snapshot.services[K("default/web")]["metadata"]
+    assert meta == {"name": "web", "namespace": "default", "resourceVersion": "1"}
+    meta = snapshot.ingresses[K("default/web")]["metadata"]
+    assert meta == {"name": "web", "namespace": "default", "resourceVersion": "1", **identity}

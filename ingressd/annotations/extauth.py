@@ -10,9 +10,9 @@
 ingress-nginx took ``auth-url`` and the headers of ``auth-proxy-set-headers`` nearly as they
 came and spliced them into nginx.conf (CVE-2025-24514, CVE-2025-15566).  Here every value has a
 grammar narrower than nginx's: no quote, backslash, ``;``, brace, ``#``, whitespace inside a
-URL, and ``$`` only before a variable of an allow list (so ``nginx -t`` never meets an unknown
-one and nothing reads a variable ingressd does not expect).  ``auth-url`` takes no variable at
-all: nginx resolves its host when it loads the configuration.
+URL, and ``$`` only before a variable of an allow list (``variables.py``'s grammar; so
+``nginx -t`` never meets an unknown one and nothing reads a variable ingressd does not expect).
+``auth-url`` takes no variable at all: nginx resolves its host when it loads the configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import urllib.parse
 
 from ingressd.annotations import urls
 from ingressd.annotations.values import InvalidValue, clean, comma_list, header_name
+from ingressd.annotations.variables import AllowList, Grammar
 
 __all__ = [
     "AUTH_METHODS",
@@ -40,77 +41,49 @@ AUTH_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPT
 
 #: Variables a sign-in URL may name (``$escaped_request_uri`` is set by ingressd's sign-in
 #: location, as ingress-nginx's is).
-SIGNIN_VARIABLES = frozenset(
-    {"host", "http_host", "best_http_host", "scheme", "request_uri", "escaped_request_uri"}
+SIGNIN_VARIABLES = AllowList(
+    frozenset(
+        {"host", "http_host", "best_http_host", "scheme", "request_uri", "escaped_request_uri"}
+    )
 )
 #: Variables of cache keys and header values; and the families (``$http_x``, ``$cookie_x``).
-VALUE_VARIABLES = frozenset(
-    {
-        "host",
-        "http_host",
-        "best_http_host",
-        "scheme",
-        "request_uri",
-        "uri",
-        "args",
-        "request_method",
-        "remote_addr",
-        "remote_user",
-        "server_name",
-        "server_port",
-        "request_id",
-        "req_id",
-        "msec",
-        "time_iso8601",
-        "ssl_client_s_dn",
-        "ssl_client_verify",
-    }
+VALUE_VARIABLES = AllowList(
+    frozenset(
+        {
+            "host",
+            "http_host",
+            "best_http_host",
+            "scheme",
+            "request_uri",
+            "uri",
+            "args",
+            "request_method",
+            "remote_addr",
+            "remote_user",
+            "server_name",
+            "server_port",
+            "request_id",
+            "req_id",
+            "msec",
+            "time_iso8601",
+            "ssl_client_s_dn",
+            "ssl_client_verify",
+        }
+    ),
+    prefixes=("http_", "cookie_", "arg_"),
 )
-VALUE_VARIABLE_PREFIXES = ("http_", "cookie_", "arg_")
 
-_VARIABLE = re.compile(r"\$(?:\{([a-z_][a-z0-9_]*)\}|([a-z_][a-z0-9_]*))")
 _URL_CHARS = re.compile(r"[A-Za-z0-9._~!*(),:@+=&%/?-]*\Z")
 _PARAM = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _CODE = re.compile(r"[1-5][0-9][0-9]\Z")
 _TIME = re.compile(r"[1-9][0-9]{0,8}(ms|s|m|h|d|w|M|y)\Z")
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:/-]*\Z")
 _HEADER_TEXT = re.compile(r"[A-Za-z0-9 _.,:=/+*!?@%&()~<>\[\]|^-]*\Z")
+_SIGNIN_REST = Grammar(SIGNIN_VARIABLES, _URL_CHARS, "a URL")
+_CACHE_KEY = Grammar(VALUE_VARIABLES, _KEY_TEXT, "a cache key")
+_HEADER_VALUE = Grammar(VALUE_VARIABLES, _HEADER_TEXT, "a header value")
 _MAX_KEY = 256
 _MAX_HEADER_VALUE = 1024
-
-
-def _variables(
-    text: str,
-    *,
-    allowed: frozenset[str],
-    prefixes: tuple[str, ...],
-    literal: re.Pattern[str],
-    what: str,
-) -> str:
-    """``text`` made of literal runs matching ``literal`` and allow-listed ``$variables``."""
-    at = 0
-    for match in _VARIABLE.finditer(text):
-        _literal(text[at : match.start()], literal, what)
-        name = match.group(1) or match.group(2)
-        if name not in allowed and not any(
-            name.startswith(p) and len(name) > len(p) for p in prefixes
-        ):
-            raise InvalidValue(f"must not use the variable ${name} (allowed: {_shown(allowed)})")
-        at = match.end()
-    _literal(text[at:], literal, what)
-    return text
-
-
-def _literal(part: str, literal: re.Pattern[str], what: str) -> None:
-    if "$" in part:
-        raise InvalidValue("'$' must start a variable name of a-z, 0-9 and _")
-    if not literal.match(part):
-        bad = next((c for c in part if not literal.match(c)), part)
-        raise InvalidValue(f"must not contain {bad!r} in {what}")
-
-
-def _shown(names: frozenset[str]) -> str:
-    return ", ".join(f"${n}" for n in sorted(names))
 
 
 def auth_url(text: str) -> str:
@@ -148,13 +121,7 @@ def signin_url(text: str) -> str:
         raise InvalidValue("may only use $host, $http_host or $best_http_host as its host")
     else:
         host = urls.redirect_url(f"{scheme}://{authority}/").removeprefix(f"{scheme}://")[:-1]
-    _variables(
-        rest,
-        allowed=SIGNIN_VARIABLES,
-        prefixes=(),
-        literal=_URL_CHARS,
-        what="a URL",
-    )
+    _SIGNIN_REST.checked(rest)
     return f"{scheme}://{host}{rest}"
 
 
@@ -181,13 +148,7 @@ def cache_key(text: str) -> str:
     value = clean(text, max_length=_MAX_KEY)
     if not value:
         raise InvalidValue("must not be empty")
-    return _variables(
-        value,
-        allowed=VALUE_VARIABLES,
-        prefixes=VALUE_VARIABLE_PREFIXES,
-        literal=_KEY_TEXT,
-        what="a cache key",
-    )
+    return _CACHE_KEY.checked(value)
 
 
 def cache_durations(text: str) -> tuple[str, ...]:
@@ -212,13 +173,7 @@ def header_value(text: str) -> str:
     if len(text) > _MAX_HEADER_VALUE:
         raise InvalidValue(f"must be at most {_MAX_HEADER_VALUE} characters")
     value = text.strip()
-    return _variables(
-        value,
-        allowed=VALUE_VARIABLES,
-        prefixes=VALUE_VARIABLE_PREFIXES,
-        literal=_HEADER_TEXT,
-        what="a header value",
-    )
+    return _HEADER_VALUE.checked(value)
 
 
 #: Most entries read from an ``auth-proxy-set-headers`` ConfigMap.

@@ -12,9 +12,9 @@ Pure.
 
 Names follow the HTTP token grammar (RFC 9110) without ``$``, starting with a letter or digit
 (headers-more takes a leading ``-`` for an option).  Values are printable ASCII: literal text
-and the variables of ``ALLOWED_VARIABLES`` or ``ALLOWED_VARIABLE_PREFIXES`` (``$host``,
-``${remote_addr}``, ``$http_x_user``); a ``"`` or ``\\`` is refused, since nginx would unescape
-it, and so is any other ``$``.  Values of ``custom-headers`` are literal text,
+and the variables ``ALLOWED_VARIABLES`` takes (``$host``, ``${remote_addr}``, ``$http_x_user``;
+the grammar of a reference is ``variables.py``'s); a ``"`` or ``\\`` is refused, since nginx
+would unescape it, and so is any other ``$``.  Values of ``custom-headers`` are literal text,
 ``$`` included (``literal_value``), as ingress-nginx writes them.
 """
 
@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping
 
 from ingressd.annotations.values import InvalidValue
+from ingressd.annotations.variables import AllowList, Grammar
 from ingressd.model.settings import HeaderAction, HeaderRule, HeaderValue
 
 __all__ = [
     "ALLOWED_VARIABLES",
-    "ALLOWED_VARIABLE_PREFIXES",
     "RefusedLine",
     "header_entries",
     "header_name",
@@ -41,49 +41,53 @@ __all__ = [
 MAX_NAME = 256
 MAX_VALUE = 4096
 
-#: Variables a header value may use: what the request and the connection are.
-ALLOWED_VARIABLES = frozenset(
-    {
-        "args",
-        "best_http_host",
-        "content_length",
-        "content_type",
-        "host",
-        "hostname",
-        "https",
-        "is_args",
-        "msec",
-        "query_string",
-        "remote_addr",
-        "remote_port",
-        "remote_user",
-        "req_id",
-        "request_id",
-        "request_method",
-        "request_uri",
-        "scheme",
-        "server_addr",
-        "server_name",
-        "server_port",
-        "server_protocol",
-        "ssl_protocol",
-        "ssl_cipher",
-        "time_iso8601",
-        "time_local",
-        "uri",
-        "namespace",
-        "ingress_name",
-        "proxy_upstream_name",
-        "proxy_add_x_forwarded_for",
-    }
+#: Variables a header value may use: what the request and the connection are; and the families
+#: ``$http_<header>``, ``$cookie_<name>``, ``$arg_<name>``, and the response's
+#: (``$sent_http_<header>``, ``$upstream_http_<header>``).
+ALLOWED_VARIABLES = AllowList(
+    frozenset(
+        {
+            "args",
+            "best_http_host",
+            "content_length",
+            "content_type",
+            "host",
+            "hostname",
+            "https",
+            "is_args",
+            "msec",
+            "query_string",
+            "remote_addr",
+            "remote_port",
+            "remote_user",
+            "req_id",
+            "request_id",
+            "request_method",
+            "request_uri",
+            "scheme",
+            "server_addr",
+            "server_name",
+            "server_port",
+            "server_protocol",
+            "ssl_protocol",
+            "ssl_cipher",
+            "time_iso8601",
+            "time_local",
+            "uri",
+            "namespace",
+            "ingress_name",
+            "proxy_upstream_name",
+            "proxy_add_x_forwarded_for",
+        }
+    ),
+    prefixes=("http_", "cookie_", "arg_", "sent_http_", "upstream_http_"),
 )
-#: Variable families: ``$http_<header>``, ``$cookie_<name>``, ``$arg_<name>``, and the
-#: response's (``$sent_http_<header>``, ``$upstream_http_<header>``).
-ALLOWED_VARIABLE_PREFIXES = ("http_", "cookie_", "arg_", "sent_http_", "upstream_http_")
+
+#: Literal text of a header value: printable ASCII but ``"`` and ``\\`` (nginx unescapes them).
+_VALUE = Grammar(ALLOWED_VARIABLES, re.compile(r"[\x20-\x21\x23-\x5b\x5d-\x7e]*"), "a header value")
 
 #: A token that starts with a letter or digit (headers-more takes a leading ``-`` for an option).
 _NAME = re.compile(r"[0-9A-Za-z][!#%&'*+.^_`|~0-9A-Za-z-]*\Z")
-_VARIABLE = re.compile(r"\$(?:\{([a-z0-9_]+)\}|([a-z0-9_]+))")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 _WORD = re.compile(r"[^\s;{}\"'#]+")
 _STATUS = re.compile(r"[1-5][0-9][0-9]\Z")
@@ -111,12 +115,6 @@ def header_name(text: str, *, wildcard: bool = False) -> str:
     return text
 
 
-def _variable_allowed(name: str) -> bool:
-    return name in ALLOWED_VARIABLES or any(
-        name.startswith(p) and len(name) > len(p) for p in ALLOWED_VARIABLE_PREFIXES
-    )
-
-
 def header_value(text: str) -> HeaderValue:
     """Literal text and allowed variables (``$host``, ``${http_x_user}``)."""
     if len(text) > MAX_VALUE:
@@ -125,25 +123,7 @@ def header_value(text: str) -> HeaderValue:
         raise InvalidValue("a header value must be printable ASCII (no control characters)")
     if '"' in text or "\\" in text:
         raise InvalidValue("a header value must not contain '\"' or '\\'")
-    parts: list[tuple[str, str]] = []
-    at = 0
-    for match in _VARIABLE.finditer(text):
-        literal = text[at : match.start()]
-        if "$" in literal:
-            raise InvalidValue("'$' must start a variable: $name or ${name}")
-        name = match.group(1) or match.group(2)
-        if not _variable_allowed(name):
-            raise InvalidValue(f"variable ${name} is not allowed in a header value")
-        if literal:
-            parts.append(("text", literal))
-        parts.append(("var", name))
-        at = match.end()
-    rest = text[at:]
-    if "$" in rest:
-        raise InvalidValue("'$' must start a variable: $name or ${name}")
-    if rest:
-        parts.append(("text", rest))
-    return HeaderValue(tuple(parts))
+    return HeaderValue(_VALUE.parts(text))
 
 
 def literal_value(text: str) -> HeaderValue:

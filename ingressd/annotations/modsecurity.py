@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 
 from ingressd.annotations.values import InvalidValue
+from ingressd.annotations.variables import AllowList, Grammar
 
 __all__ = [
     "MAX_RULES_LENGTH",
     "RULE_ENGINE_MODES",
+    "TRANSACTION_VARIABLES",
     "rules_snippet",
     "safe_rules",
     "transaction_id",
@@ -115,9 +117,16 @@ def _shown(line: str, limit: int = 40) -> str:
 
 #: Variables a transaction id may use: the request id and the request's own headers, cookies
 #: and arguments (a variable nginx does not know would fail ``nginx -t``).
-_TRANSACTION_VARIABLES = frozenset({"request_id", "req_id", "connection", "msec", "pid"})
-_TRANSACTION_PREFIXES = ("http_", "cookie_", "arg_")
-_TRANSACTION_PART = re.compile(r"\$\{([a-z0-9_]+)\}|\$([a-z0-9_]+)|[A-Za-z0-9_.-]+")
+TRANSACTION_VARIABLES = AllowList(
+    frozenset({"request_id", "req_id", "connection", "msec", "pid"}),
+    prefixes=("http_", "cookie_", "arg_"),
+)
+_TRANSACTION_ID = Grammar(
+    TRANSACTION_VARIABLES,
+    re.compile(r"[A-Za-z0-9_.-]*"),
+    "a transaction id",
+    shown="letters, digits, '_.-'",
+)
 
 
 def transaction_id(text: str) -> str:
@@ -126,23 +135,4 @@ def transaction_id(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 128:
         raise InvalidValue("must be 1-128 characters")
-    at = 0
-    for match in _TRANSACTION_PART.finditer(value):
-        if match.start() != at:
-            break
-        at = match.end()
-        name = match.group(1) or match.group(2)
-        if name is not None and not _known_variable(name):
-            raise InvalidValue(
-                f"${name}: only $request_id, $req_id, $connection, $msec, $pid and "
-                "$http_*, $cookie_*, $arg_* variables"
-            )
-    if at != len(value):
-        raise InvalidValue("must be nginx variables ($request_id) and letters, digits, '_.-'")
-    return value
-
-
-def _known_variable(name: str) -> bool:
-    if name in _TRANSACTION_VARIABLES:
-        return True
-    return any(name.startswith(p) and len(name) > len(p) for p in _TRANSACTION_PREFIXES)
+    return _TRANSACTION_ID.checked(value)

@@ -23,8 +23,10 @@ from ingressd.annotations.values import InvalidValue, clean
 
 __all__ = ["common_name", "hash_key", "regex", "regex_path", "rewrite_target"]
 
+#: ``$name`` runs to the first character that cannot be in a name, as Lua (``chash.parse_key``)
+#: and nginx read it: ``$hostX`` is not ``$host`` and ``X`` (``${host}X`` is).
 _HASH_KEY = re.compile(
-    r"(?:\$[a-z_][a-z0-9_]{0,63}|\$\{[a-z_][a-z0-9_]{0,63}\}|[A-Za-z0-9_.:/-])+\Z"
+    r"(?:\$[a-z_][a-z0-9_]{0,63}(?![A-Za-z0-9_])|\$\{[a-z_][a-z0-9_]{0,63}\}|[A-Za-z0-9_.:/-])+\Z"
 )
 _HAS_VARIABLE = re.compile(r"\$")
 _REWRITE = re.compile(r"/(?:[A-Za-z0-9._~!*(),:@+=&%/?-]|\$[1-9])*\Z")

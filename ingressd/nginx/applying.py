@@ -317,18 +317,23 @@ class Nginx:
             await self._send_table_changes(table, routes=routes, removed=removed)
         else:
             self._held = table
-        if self._unused_backends_sent(config):
-            await self._put_backends(config)
-            return len(changed) + len(config.backends)
+        await self._delete_unused_backends(config)
         return len(changed)
 
-    def _unused_backends_sent(self, config: Configuration) -> bool:
-        """Whether Lua holds backends ``config`` does not use.  Lua holds every backend of
+    async def _delete_unused_backends(self, config: Configuration) -> None:
+        """DELETE from Lua the backends ``config`` does not use.  Lua holds every backend of
         ``config`` by now (the running model's, and the changed ones just sent), so only a
-        count above ``config``'s says so; then the names are compared."""
+        count above ``config``'s says there are any; then the names are compared."""
         if len(self._sent) <= len(config.backends):
-            return False
-        return bool(self._sent.keys() - config.backend_map().keys())
+            return
+        gone = sorted(self._sent.keys() - config.backend_map().keys())
+        if gone:
+            await self._delete_backends(gone)
+            for name in gone:
+                del self._sent[name]
+
+    async def _delete_backends(self, names: Sequence[BackendName]) -> None:
+        await self.endpoint.delete_backends(names)
 
     async def _send_table(self, table: RouteTable) -> None:
         """Make Lua hold ``table`` whatever it held: every certificate, the whole route table."""
@@ -466,8 +471,8 @@ class Nginx:
 
         New and changed backends go first: the shared dict outlives the reload, so the new
         workers serve their first request with endpoints already in place. Only what Lua
-        does not hold yet is sent; the whole set is PUT after the reload only when some
-        backend is gone (to prune it). Returns how many backends were sent.
+        does not hold yet is sent; backends gone are deleted after the reload (the old
+        workers may still use them until then). Returns how many backends were sent.
         """
         self.process.install(candidate, self.generation)
         # The new workers read their peer files from their first connection on.
@@ -479,9 +484,7 @@ class Nginx:
             await self.apply_dynamic(changed)
         await self.process.reload(self.generation)
         self._remove_unused_peers()
-        if self._unused_backends_sent(config):
-            await self._put_backends(config)
-            return len(changed) + len(config.backends)
+        await self._delete_unused_backends(config)
         return len(changed)
 
     async def reapply(self, config: Configuration | None) -> None:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingressd.model import Backend, Configuration
+from ingressd.model import Backend, BackendName, Configuration
 from ingressd.nginx.applying import Nginx
 from ingressd.nginx.routes import RouteTable, TableChanges
 
@@ -53,4 +53,7 @@ class DryRunNginx(Nginx):
         return None
 
     async def _put_backends(self, config: Configuration) -> None:
+        return None
+
+    async def _delete_backends(self, names: Sequence[BackendName]) -> None:
         return None

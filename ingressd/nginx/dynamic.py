@@ -2,6 +2,7 @@
 
     sync worker --changed backends--> POST /configuration/backends   (upsert, answer 201)
                 --whole set--------> PUT  /configuration/backends   (replace, answer 201)
+                --backends gone----> DELETE /configuration/backends (by name, answer 200)
                 --changed routes---> POST /configuration/routes     (--routing lua, by host)
                 --whole table------> PUT  /configuration/routes
                 --hosts gone-------> DELETE /configuration/routes
@@ -12,15 +13,16 @@ The endpoint listens on a Unix socket only (``NginxPaths.control_socket``): no r
 proxies can reach it.  Workers pick a new set up on their next request: the Lua side bumps a
 version in the shared dict that every request checks.
 
-Bodies are made one backend at a time from JSON texts kept per Backend object (the builder hands
-on an unchanged backend as the same object): sending every backend after a reload costs a
-join, not an encoding of each and their dicts all at once.
+The whole set is PUT only when Lua holds nothing the controller knows of (nginx started or
+restarted); after that, changed backends are POSTed and those gone are DELETEd by name, so no
+encoded copy of every backend is kept between syncs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -32,41 +34,54 @@ class DynamicUpdateError(RuntimeError):
     """The Lua endpoint refused or did not answer."""
 
 
-class _BackendTexts:
-    """``json.dumps(backend.to_lua())`` of each Backend object sent lately, by identity.
+#: A body of more items than this is streamed (chunked transfer encoding), this many items
+#: encoded at a time: the JSON of a whole set (10,000 backends: ~5 MB, once as text and once
+#: as bytes) is never held at once, and the event loop is never held for the whole encoding.
+CHUNK_ITEMS = 256
 
-    The whole set sent last (``whole``) is what is kept; backends posted since come on top,
-    up to as many again before the rest is dropped.
-    """
-
-    def __init__(self) -> None:
-        self._texts: dict[int, tuple[Backend, bytes]] = {}
-        self._whole = 0
-
-    def body(self, backends: Iterable[Backend], *, whole: bool = False) -> tuple[int, bytes]:
-        """The number of backends and the JSON array of them (as ``json.dumps`` writes it
-        with ``separators=(",", ":")``, ASCII)."""
-        texts = self._texts
-        used: dict[int, tuple[Backend, bytes]] = {}
-        parts: list[bytes] = []
-        for backend in backends:
-            found = texts.get(id(backend))
-            if found is None or found[0] is not backend:
-                text = json.dumps(backend.to_lua(), separators=(",", ":"))
-                found = (backend, text.encode("ascii"))
-            used[id(backend)] = found
-            parts.append(found[1])
-        if whole:
-            self._texts, self._whole = used, len(used)
-        else:
-            if len(texts) + len(used) > 2 * self._whole + 1000:
-                texts.clear()
-            texts.update(used)
-        return len(parts), b"[" + b",".join(parts) + b"]"
+#: A request body: bytes, or chunks made as they are sent.
+Body = bytes | AsyncIterator[bytes]
 
 
-def _array(texts: list[str]) -> bytes:
-    return ("[" + ",".join(texts) + "]").encode()
+def backends_body(backends: Sequence[Backend]) -> Body:
+    """The JSON array of ``backends``, as ``json.dumps`` writes it with
+    ``separators=(",", ":")``."""
+    return _array((json.dumps(b.to_lua(), separators=(",", ":")) for b in backends), len(backends))
+
+
+def _array(texts: Iterable[str], count: int) -> Body:
+    """The JSON array of ``count`` JSON ``texts``."""
+    if count <= CHUNK_ITEMS:
+        return ("[" + ",".join(texts) + "]").encode()
+    return _chunked_array(iter(texts))
+
+
+async def _chunked_array(texts: Iterator[str]) -> AsyncIterator[bytes]:
+    opening = "["
+    while batch := list(itertools.islice(texts, CHUNK_ITEMS)):
+        yield (opening + ",".join(batch)).encode()
+        opening = ","
+    yield b"[]" if opening == "[" else b"]"
+
+
+def certificates_body(certificates: Mapping[str, str], servers: Mapping[str, str | None]) -> Body:
+    """``{"certificates": certificates, "servers": servers}`` as JSON."""
+    if len(certificates) <= CHUNK_ITEMS:
+        return json.dumps({"certificates": certificates, "servers": servers}).encode()
+    return _chunked_certificates(certificates, servers)
+
+
+async def _chunked_certificates(
+    certificates: Mapping[str, str], servers: Mapping[str, str | None]
+) -> AsyncIterator[bytes]:
+    entries = (f"{json.dumps(uid)}:{json.dumps(pem)}" for uid, pem in certificates.items())
+    opening = '{"certificates":{'
+    while batch := list(itertools.islice(entries, CHUNK_ITEMS)):
+        yield (opening + ",".join(batch)).encode()
+        opening = ","
+    yield (
+        ("" if opening == "," else opening) + '},"servers":' + json.dumps(servers) + "}"
+    ).encode()
 
 
 class LuaEndpoint:
@@ -77,7 +92,6 @@ class LuaEndpoint:
         self.base = "http://localhost/configuration"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
-        self._texts = _BackendTexts()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -86,29 +100,33 @@ class LuaEndpoint:
             )
         return self._session
 
-    async def post_backends(self, backends: Iterable[Backend]) -> int:
+    async def post_backends(self, backends: Sequence[Backend]) -> int:
         """Upsert ``backends``; returns the number sent."""
-        count, data = self._texts.body(backends)
-        await self._send("POST", data)
-        return count
+        await self._send("POST", backends_body(backends))
+        return len(backends)
 
-    async def put_backends(self, backends: Iterable[Backend]) -> int:
+    async def put_backends(self, backends: Sequence[Backend]) -> int:
         """Replace the whole backend set with ``backends``; returns the number sent."""
-        count, data = self._texts.body(backends, whole=True)
-        await self._send("PUT", data)
-        return count
+        await self._send("PUT", backends_body(backends))
+        return len(backends)
+
+    async def delete_backends(self, names: Iterable[str]) -> int:
+        """Remove the backends named ``names``; returns how many were named."""
+        listed = list(names)
+        await self._send("DELETE", json.dumps(listed).encode(), ok=(200,))
+        return len(listed)
 
     async def post_routes(self, entries: Iterable[str]) -> int:
         """Upsert route entries (their JSON texts, ``ingressd.nginx.routes``) by host; returns
         the number sent."""
         texts = list(entries)
-        await self._send("POST", _array(texts), "routes")
+        await self._send("POST", _array(texts, len(texts)), "routes")
         return len(texts)
 
     async def put_routes(self, entries: Iterable[str]) -> int:
         """Replace the whole route table with ``entries``; returns the number sent."""
         texts = list(entries)
-        await self._send("PUT", _array(texts), "routes")
+        await self._send("PUT", _array(texts, len(texts)), "routes")
         return len(texts)
 
     async def delete_routes(self, hosts: Iterable[str]) -> int:
@@ -126,11 +144,11 @@ class LuaEndpoint:
     ) -> None:
         """``certificates`` (uid -> PEM chain and key) and ``servers`` (host -> uid, or None to
         remove the host): upserted, or replacing what Lua holds when ``whole``."""
-        data = json.dumps({"certificates": certificates, "servers": servers}).encode()
-        await self._send("PUT" if whole else "POST", data, "certificates")
+        body = certificates_body(certificates, servers)
+        await self._send("PUT" if whole else "POST", body, "certificates")
 
     async def _send(
-        self, method: str, data: bytes, what: str = "backends", ok: tuple[int, ...] = (201,)
+        self, method: str, data: Body, what: str = "backends", ok: tuple[int, ...] = (201,)
     ) -> None:
         path = f"/configuration/{what}"
         try:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ingressd.model import Configuration
 from ingressd.model.settings import DEFAULT_SETTINGS, LocationSettings, ModSecurity
-from ingressd.nginx.quoting import quote_modsecurity_rules, quote_nginx_variables
+from ingressd.nginx.quoting import quote_modsecurity_rules, quote_variables
 
 __all__ = [
     "CRS_RULE_IDS",
@@ -204,7 +204,5 @@ def waf_location_lines(settings: ModSecurity | None, defaults: WafDefaults) -> l
     if rules:
         lines.append(f"modsecurity_rules {quote_modsecurity_rules(chr(10).join(rules))};")
     if settings is not None and settings.transaction_id is not None:
-        lines.append(
-            f"modsecurity_transaction_id {quote_nginx_variables(settings.transaction_id)};"
-        )
+        lines.append(f"modsecurity_transaction_id {quote_variables(settings.transaction_id)};")
     return lines

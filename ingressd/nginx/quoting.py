@@ -34,7 +34,6 @@ __all__ = [
     "quote_header_name",
     "quote_log_format",
     "quote_modsecurity_rules",
-    "quote_nginx_variables",
     "quote_path",
     "quote_regex",
     "quote_target",
@@ -229,14 +228,6 @@ def quote_modsecurity_rules(text: str) -> str:
             f"reads at most {MAX_TOKEN_BYTES}"
         )
     return quoted
-
-
-def quote_nginx_variables(value: str) -> str:
-    """Double-quote text made of nginx variables (``$request_id``, ``${http_x_id}``) and
-    ``[A-Za-z0-9_.-]``; nginx evaluates the variables per request."""
-    if not re.fullmatch(r"(\$\{[a-z0-9_]+\}|\$[a-z0-9_]+|[A-Za-z0-9_.-])+", value):
-        raise DirectiveError(f"refusing to write {value!r} into nginx.conf")
-    return f'"{value}"'
 
 
 # --- names from objects, our own paths, log formats: refused with RenderError ---------------

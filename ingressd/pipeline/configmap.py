@@ -85,6 +85,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingressd.annotations import Risk, extauth, headers, modsecurity, values
+from ingressd.annotations.variables import AllowList, Grammar
 from ingressd.build.building import BuildOptions
 from ingressd.model import ObjectKey, Problem
 from ingressd.model.settings import ExternalAuth, HeaderValue
@@ -121,12 +122,11 @@ _TIME_UNITS_MS = {
 _UNIT_ORDER = list(_TIME_UNITS_MS)
 _INT = re.compile(r"(0|[1-9][0-9]{0,9})\Z")
 _LOG_FORMAT_REFUSED = re.compile(r"""['"\\{};\x00-\x1f\x7f]""")
-_LOG_VARIABLE = re.compile(r"\$([a-z_0-9]*)")
 
 #: Variables a log format may use: nginx's own (core, upstream, proxy, ssl, realip, gzip) and
 #: the ones ingressd's template sets.  An unknown variable would make ``nginx -t`` fail and so
 #: block every later reload; it is refused here instead.
-KNOWN_LOG_VARIABLES = frozenset(
+_KNOWN_LOG_NAMES = frozenset(
     {
         # ngx_http_core_module
         "args",
@@ -219,16 +219,25 @@ KNOWN_LOG_VARIABLES = frozenset(
         "best_http_host",
     }
 )
-#: Variable families: ``$http_x_request_id``, ``$cookie_session``, ...
-KNOWN_LOG_VARIABLE_PREFIXES = (
-    "arg_",
-    "cookie_",
-    "http_",
-    "sent_http_",
-    "sent_trailer_",
-    "upstream_http_",
-    "upstream_cookie_",
-    "upstream_trailer_",
+#: ... and the families (``$http_x_request_id``, ``$cookie_session``, ...).
+KNOWN_LOG_VARIABLES = AllowList(
+    _KNOWN_LOG_NAMES,
+    prefixes=(
+        "arg_",
+        "cookie_",
+        "http_",
+        "sent_http_",
+        "sent_trailer_",
+        "upstream_http_",
+        "upstream_cookie_",
+        "upstream_trailer_",
+    ),
+    summary="the variables of nginx's modules and ingressd's template",
+)
+#: Text of a log format once ``_LOG_FORMAT_REFUSED`` passed it: printable ASCII (``$`` is the
+#: variables' grammar); no ``${name}``, as braces are refused.
+_LOG_FORMAT = Grammar(
+    KNOWN_LOG_VARIABLES, re.compile(r"[\x20-\x7e]*"), "a log format", braces=False
 )
 
 
@@ -484,16 +493,7 @@ def _log_format(text: str) -> str:
         )
     if not text.isascii():
         raise ValueError("must be ASCII")
-    for match in _LOG_VARIABLE.finditer(text):
-        name = match.group(1)
-        if not name:
-            raise ValueError("'$' must start a variable name of a-z, 0-9 and _")
-        if name not in KNOWN_LOG_VARIABLES and not any(
-            name.startswith(prefix) and len(name) > len(prefix)
-            for prefix in KNOWN_LOG_VARIABLE_PREFIXES
-        ):
-            raise ValueError(f"unknown variable ${name}")
-    return text
+    return _LOG_FORMAT.checked(text)
 
 
 _LARGE_BUFFERS = re.compile(r"([1-9][0-9]{0,3})\s+(\S+)\Z")

@@ -188,6 +188,22 @@ function _M.validate(index, b)
     return nil
 end
 
+-- Parse the body of a DELETE: a JSON array of backend names, each as `validate` takes them.
+-- Returns the names, or nil and an error message.
+function _M.parse_names(body)
+    local names = decode(body or "")
+    if type(names) ~= "table" or not _M.is_array(names) then
+        return nil, "body must be a JSON array of backend names"
+    end
+    for i, name in ipairs(names) do
+        if type(name) ~= "string" or name == "" or #name > _M.MAX_NAME_LENGTH then
+            return nil, format("names[%d] must be a string of 1 to %d bytes", i,
+                               _M.MAX_NAME_LENGTH)
+        end
+    end
+    return names
+end
+
 -- Parse a request body into an array of {name = string, raw = string (verbatim JSON)}.
 -- Returns items, or nil and an error message (nothing partial is ever returned).
 function _M.parse(body)

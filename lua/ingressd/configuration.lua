@@ -2,6 +2,7 @@
 --
 --   POST   /configuration/backends      JSON array: upsert by name            -> 201
 --   PUT    /configuration/backends      JSON array: replace the whole set     -> 201
+--   DELETE /configuration/backends      JSON array of names: remove them      -> 200
 --   GET    /configuration/backends      every backend, sorted by name         -> 200 (JSON array)
 --   POST   /configuration/routes        JSON array of host entries: upsert    -> 201
 --   PUT    /configuration/routes        JSON array: replace the whole table   -> 201
@@ -114,8 +115,14 @@ local function handle_backends(dict)
     if method == "GET" then
         return respond(200, store.list(dict), "application/json")
     end
+    if method == "DELETE" then
+        local names = parsed_body(backends.parse_names,
+                                  "empty body: expected a JSON array of backend names")
+        local version, changed, status = store.write(dict, "upsert", {}, { delete = names })
+        return written("/configuration/backends", method, version, changed, status, 200)
+    end
     if method ~= "POST" and method ~= "PUT" then
-        return method_not_allowed(method, "GET, POST, PUT")
+        return method_not_allowed(method, "GET, POST, PUT, DELETE")
     end
     local items = parsed_body(backends.parse, "empty body: expected a JSON array of backends")
     local mode = (method == "PUT") and "replace" or "upsert"

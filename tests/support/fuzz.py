@@ -101,7 +101,15 @@ class Fuzzer:
         rng = self.rng
         base = rng.choice(("a.test", "/x", "web", "80", "8m", "https://a.test/", "", "é-ü"))
         breaker = rng.choice(_BREAKERS)
-        tail = rng.choice((f"{INJECTED} on;", f"{INJECTED} {{", f"$host{INJECTED}", INJECTED))
+        tail = rng.choice(
+            (
+                f"{INJECTED} on;",
+                f"{INJECTED} {{",
+                f"$host{INJECTED}",
+                f"$host{INJECTED.upper()}",
+                INJECTED,
+            )
+        )
         value = base + breaker + tail
         if rng.random() < 0.05:
             value *= rng.randint(100, 3000)  # huge
