@@ -1,7 +1,8 @@
 """``make bench``: every benchmark at its full size, figures to ``benchmarks/RESULTS.md``.
 
     burst -> churn (dynamic vs --reload-always, wrk) -> scale (1k/5k/10k) -> dataplane
-    -> pipeline -> routing (--routing lua vs --routing nginx at 10k) -> manifests (edit to
+    -> pipeline -> routing (--routing lua vs --routing nginx at 10k) -> instructions per
+    request of each routing mode's nginx (callgrind) -> manifests (edit to
     served, idle CPU: watching vs polling); each result also as JSON under
     ``benchmarks/results/``
 
@@ -23,7 +24,17 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import burst, churn, dataplane, manifests, pipeline, plots, routing, scale
+from benchmarks import (
+    burst,
+    churn,
+    dataplane,
+    instructions,
+    manifests,
+    pipeline,
+    plots,
+    routing,
+    scale,
+)
 from benchmarks.common import machine, temp_root
 from ingressd.logs import configure
 
@@ -140,6 +151,16 @@ def main() -> None:
         f"## 6. `--routing lua` against `--routing nginx` ({rt.ingresses:,} Ingresses)",
         "",
         routing.describe(rt),
+        "",
+    ]
+    print("instructions ...", flush=True)
+    ins = asyncio.run(instructions.measure(10, 2000))
+    (out / "instructions.json").write_text(json.dumps(asdict(ins), indent=2))
+    lines += [
+        "Instructions per request, the data plane's cost without the machine's noise "
+        "(`benchmarks/instructions.py`):",
+        "",
+        instructions.describe(ins),
         "",
     ]
     print("manifests ...", flush=True)
