@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core lua-cjson lua-check wrk openssl curl \
   libnginx-mod-http-headers-more-filter libnginx-mod-stream libnginx-mod-stream-js \
-  libnginx-mod-http-modsecurity modsecurity-crs valgrind
+  libnginx-mod-http-modsecurity modsecurity-crs
 PYTEST_ARGS ?=
 
 .PHONY: install apt venv demo test test-fast fuzz lint typecheck unit lua bench clean
