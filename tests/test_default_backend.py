@@ -7,6 +7,7 @@ sends those codes to it with the X-* headers ingress-nginx sends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -174,3 +175,26 @@ def test_without_the_service_unmatched_paths_answer_404_and_a_problem_names_it()
     assert [str(p) for p in result.problems] == [
         "Service default/fallback: --default-backend-service: not found: unmatched requests get 404"
     ]
+
+
+@pytest.mark.nginx
+async def test_a_log_format_reading_the_route_variables_logs_them(h: Harness) -> None:
+    """The router writes $namespace and $ingress_name only when nginx.conf reads them: a
+    log-format-upstream that does gets them (and one that does not costs no write)."""
+    await deploy(h, "web")
+    h.write(
+        "cm.yaml",
+        config_map(
+            {"log-format-upstream": "route $namespace/$ingress_name [$proxy_upstream_name]"}
+        ),
+    )
+    h.write("ing.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
+    await expect(h, "/", host="web.test", service="web")
+    await h.settled()
+    await expect(h, "/logged", host="web.test", service="web")
+    log = Path(h.ingressd.nginx.paths.access_log)
+    for _ in range(100):  # the access log is written in buffers, flushed every second
+        if "route default/web [default-web-80]" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    assert "route default/web [default-web-80]" in log.read_text()

@@ -224,9 +224,9 @@ def test_lua_routed_conf_runs_the_balancer_step_in_the_router_or_in_the_block(
     )
     http_level = text[: text.index("server {")]
     assert "rewrite_by_lua" not in http_level
-    assert (
-        f'require("ingressd.router").init({{"{min(ids.values())}", "{max(ids.values())}"}})' in text
-    )
+    balanced = f'{{"{min(ids.values())}", "{max(ids.values())}"}}'
+    home = ids["plain.test"]  # the class of default settings
+    assert f'require("ingressd.router").init({balanced}, "{home}",\n' in text
 
     def block(class_id: str) -> str:
         start = text.index(f"location @{class_id} {{")
@@ -235,6 +235,13 @@ def test_lua_routed_conf_runs_the_balancer_step_in_the_router_or_in_the_block(
     for class_id in ids.values():
         assert "rewrite_by_lua" not in block(class_id)
     assert BALANCER_REWRITE in block(moved)
+    # the entry location is the home class's block too, but for the body size (the router's)
+    entry_location = text[text.index("        location / {") :]
+    entry_location = entry_location[: entry_location.index("\n        }")]
+    kept = [line for line in block(home).splitlines()[1:] if "client_max_body_size" not in line]
+    assert kept[-1].endswith("proxy_pass http://upstream_balancer;")
+    assert entry_location.splitlines()[-len(kept) :] == kept
+    assert entry_location.count("client_max_body_size") == 1
     own = text[text.index("# server own.test") :]
     assert BALANCER_REWRITE in own[: own.index("location ")]
     nginx_mode = render(

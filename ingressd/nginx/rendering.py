@@ -34,7 +34,7 @@ import jinja2
 
 from ingressd.memory import gc_paused
 from ingressd.model import Configuration, Server
-from ingressd.model.settings import HeaderValue
+from ingressd.model.settings import DEFAULT_SETTINGS, HeaderValue
 from ingressd.nginx.caching import (
     LazyBackends,
     ServerBlock,
@@ -525,6 +525,35 @@ def _render(
                 raise RenderError(f"refusing settings class id {class_id!r}")
         return "{" + ", ".join(f'"{class_id}"' for class_id in ids) + "}"
 
+    # The home class: one balanced class whose routes the catch-all's ``location /`` serves
+    # itself, with no ``ngx.exec`` into its named location (a second pass through the
+    # handlers per request). The one of default settings if routes use it, else the first
+    # balanced one; it changes only with the set of classes, which a reload applies anyway.
+    # None while the ModSecurity module is loaded: ``location /`` keeps it off then, so that
+    # a request is inspected once, by its class's rules in the named location.
+    home = min(
+        (c for c in classes if c.id in balanced and not waf.module),
+        key=lambda c: (c.location.settings != DEFAULT_SETTINGS, c.id),
+        default=None,
+    )
+
+    def home_lines(proxy_headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, ...], str]:
+        """The home class's directives for ``location /``, but those it sets already (the
+        router answers 413, ModSecurity off); ``((), "")`` without a home class."""
+        if home is None:
+            return (), ""
+        lines, tail = body_of(home, proxy_headers)
+        kept = tuple(line for line in lines if not line.startswith(_SET_BY_CATCH_ALL))
+        return kept, tail
+
+    def router_home() -> str:
+        """The home class's id as a Lua string, or ``nil``."""
+        return "nil" if home is None else f'"{home.id}"'
+
+    def router_writes() -> str:
+        """Replaced once the whole text is known: the route variables it reads."""
+        return _WRITES_PLACEHOLDER
+
     def class_auth_locations(proxy_headers: Sequence[tuple[str, str]]) -> list[str]:
         """The auth subrequest and sign-in locations of the settings classes (lua)."""
         try:
@@ -563,6 +592,9 @@ def _render(
         settings_classes=classes,
         class_lines=class_lines,
         router_balanced=router_balanced,
+        router_home=router_home,
+        router_writes=router_writes,
+        home_lines=home_lines,
         balancer_rewrite=BALANCER_REWRITE,
         error_locations=all_error_locations,
         auth_locations=class_auth_locations,
@@ -603,13 +635,28 @@ def _render(
     )
     cache.commit({key: block for key, block in blocks.items() if block.text is not None})
     pieces = text.split(_BLOCKS_PLACEHOLDER)
-    if len(pieces) == 1:
-        return text
-    out: list[str] = [pieces[0]]
-    for piece in pieces[1:]:
-        out += parts
-        out.append(piece)
-    return "".join(out)
+    if len(pieces) > 1:
+        out: list[str] = [pieces[0]]
+        for piece in pieces[1:]:
+            out += parts
+            out.append(piece)
+        text = "".join(out)
+    if _WRITES_PLACEHOLDER in text:
+        read = [name for name in ROUTER_VARIABLES if _reads(text, name)]
+        text = text.replace(_WRITES_PLACEHOLDER, "{" + ", ".join(f'"{n}"' for n in read) + "}")
+    return text
+
+
+#: The route's variables the router writes only when nginx.conf reads them (a log format,
+#: a header, the custom error locations): each write costs a lookup by name per request.
+#: ``$proxy_upstream_name`` and ``$ingressd_default_backend`` are always written (the
+#: balancer reads them).
+ROUTER_VARIABLES = ("namespace", "ingress_name", "service_name", "service_port")
+
+
+def _reads(text: str, name: str) -> bool:
+    """Whether ``text`` reads the variable ``name`` anywhere but as ``set``'s target."""
+    return re.search(rf"(?<!set )\$(?:{name}(?![A-Za-z0-9_])|\{{{name}\}})", text) is not None
 
 
 def _with_kept(
@@ -622,5 +669,10 @@ def _with_kept(
 
 #: What ``server_blocks()`` returns inside the template (no template writes NUL).
 _BLOCKS_PLACEHOLDER = "\x00ingressd server blocks\x00"
+#: What ``router_writes()`` returns inside the template.
+_WRITES_PLACEHOLDER = "\x00ingressd router writes\x00"
 #: A settings class id as ``ingressd.nginx.routes`` makes it (and Lua's validation takes it).
+#: Directives ``location /`` of the catch-all sets itself: a home class's own are left out.
+_SET_BY_CATCH_ALL = ("client_max_body_size ",)
+
 _CLASS_ID = re.compile(r"c[0-9a-f]{1,63}")

@@ -64,6 +64,12 @@ local settle = balancer.settle
 -- classes (their named locations run no Lua); set by init() from nginx.conf, so a worker's
 -- list and its named locations come from the same configuration.
 local balanced = {}
+-- "@<class id>" of the home class (init()), whose routes stay in the entry location: its block
+-- is the home class's, so they are served there without ngx.exec; nil when there is none.
+local home
+-- Whether nginx.conf reads $namespace, $ingress_name, $service_name / $service_port (init()):
+-- the router writes them only then (a write is a lookup by name per request).
+local write_namespace, write_ingress, write_service = true, true, true
 
 local _M = {}
 
@@ -426,12 +432,23 @@ function _M.worker_view()
 end
 
 -- init_by_lua: `classes` (the ids of the classes whose routes the router balances, from
--- nginx.conf), then the master reads the table (ingressd.replica: its workers fork with it);
--- init_worker_by_lua: what changed since.
-function _M.init(classes)
+-- nginx.conf), `home_class` (the id of the class whose block is the entry location, or nil)
+-- and `written` (the route variables nginx.conf reads: "namespace", "ingress_name",
+-- "service_name", "service_port"; nil: all), then the master reads the table
+-- (ingressd.replica: its workers fork with it); init_worker_by_lua: what changed since.
+function _M.init(classes, home_class, written)
     balanced = {}
     for _, id in ipairs(classes or {}) do
         balanced[id] = true
+    end
+    home = home_class and ("@" .. home_class) or nil
+    if written ~= nil then
+        local read = {}
+        for _, name in ipairs(written) do
+            read[name] = true
+        end
+        write_namespace, write_ingress = read.namespace, read.ingress_name
+        write_service = read.service_name or read.service_port
     end
     view:load()
 end
@@ -482,16 +499,16 @@ function _M.route()
     if backend ~= nil then
         var.proxy_upstream_name = backend
     end
-    if loc.namespace ~= "" then
+    if write_namespace and loc.namespace ~= "" then
         var.namespace = loc.namespace
     end
-    if loc.ingress ~= "" then
+    if write_ingress and loc.ingress ~= "" then
         var.ingress_name = loc.ingress
     end
     if loc.default_backend ~= "" then
         var.ingressd_default_backend = loc.default_backend
     end
-    if loc.service_name then
+    if write_service and loc.service_name then
         var.service_name = loc.service_name
         var.service_port = loc.service_port
     end
@@ -500,7 +517,11 @@ function _M.route()
         -- rewrite_by_lua would have done with nothing before it
         settle(backend, loc.default_backend)
     end
-    return ngx_exec(loc.target)
+    local target = loc.target
+    if target == home then
+        return -- the entry location is the home class's block
+    end
+    return ngx_exec(target)
 end
 
 return _M
