@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -147,3 +149,38 @@ async def test_certificates_are_served_by_sni_and_rotate_without_a_reload(
     await h.settled()
     assert h.reloads == reloads
     assert h.metric("ingressd_dynamic_updates_total", result="success", kind="certificates") >= 1
+
+
+async def test_body_limits_hold_for_the_home_class_whatever_the_largest_limit(
+    lua_harness: Harness,
+) -> None:
+    """The catch-all's location / serves the home class (default settings, 1m) with the
+    largest limit of all classes, which nginx checks first: the router refuses a body over the
+    route's own limit, and one of unknown length (chunked) goes to the class's named location,
+    whose limit nginx counts as it reads."""
+    h = lua_harness
+    await deploy(h, "web")
+    h.write("web.yaml", ingress("web", rules=[rule("web.test", path("/", "web"))]))
+    big = {P + "proxy-body-size": "8m"}
+    h.write("big.yaml", ingress("big", rules=[rule("big.test", path("/", "web"))], annotations=big))
+    await expect(h, "/", host="web.test", service="web")
+    await expect(h, "/", host="big.test", service="web")
+    await h.settled()
+    assert h.session is not None
+    url = f"http://127.0.0.1:{h.http_port}/upload"
+
+    async def chunked(size: int) -> AsyncIterator[bytes]:
+        for _ in range(size // 65536):
+            yield b"x" * 65536
+
+    async def status(host: str, data: object) -> int:
+        assert h.session is not None
+        async with h.session.post(url, data=data, headers={"Host": host}) as resp:
+            return resp.status
+
+    assert await status("web.test", io.BytesIO(b"x" * (2 << 20))) == 413
+    assert await status("web.test", chunked(2 << 20)) == 413
+    assert await status("web.test", chunked(512 << 10)) == 200
+    assert await status("big.test", io.BytesIO(b"x" * (2 << 20))) == 200
+    assert await status("big.test", chunked(2 << 20)) == 200
+    assert await status("big.test", io.BytesIO(b"x" * (9 << 20))) == 413

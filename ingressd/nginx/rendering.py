@@ -550,6 +550,15 @@ def _render(
         """The home class's id as a Lua string, or ``nil``."""
         return "nil" if home is None else f'"{home.id}"'
 
+    # location /'s client_max_body_size: the largest limit of the classes (none if one has
+    # none), so that nginx's own check there refuses no route's body; the router checks the
+    # routes of a smaller limit.
+    limits = [c.max_body for c in classes]
+    body_limit = 0 if not limits or 0 in limits else max(limits)
+
+    def entry_body_limit() -> int:
+        return body_limit
+
     def router_writes() -> str:
         """Replaced once the whole text is known: the route variables it reads."""
         return _WRITES_PLACEHOLDER
@@ -594,6 +603,7 @@ def _render(
         router_balanced=router_balanced,
         router_home=router_home,
         router_writes=router_writes,
+        entry_body_limit=entry_body_limit,
         home_lines=home_lines,
         balancer_rewrite=BALANCER_REWRITE,
         error_locations=all_error_locations,

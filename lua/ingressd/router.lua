@@ -70,6 +70,9 @@ local home
 -- Whether nginx.conf reads $namespace, $ingress_name, $service_name / $service_port (init()):
 -- the router writes them only then (a write is a lookup by name per request).
 local write_namespace, write_ingress, write_service = true, true, true
+-- location /'s client_max_body_size in bytes (init(); 0: none): nginx checks Content-Length
+-- against it before the router runs; the router checks the routes of another limit.
+local entry_body_limit = 0
 
 local _M = {}
 
@@ -434,14 +437,16 @@ end
 -- init_by_lua: `classes` (the ids of the classes whose routes the router balances, from
 -- nginx.conf), `home_class` (the id of the class whose block is the entry location, or nil)
 -- and `written` (the route variables nginx.conf reads: "namespace", "ingress_name",
--- "service_name", "service_port"; nil: all), then the master reads the table
+-- "service_name", "service_port"; nil: all) and `body_limit` (location /'s
+-- client_max_body_size in bytes, 0: none), then the master reads the table
 -- (ingressd.replica: its workers fork with it); init_worker_by_lua: what changed since.
-function _M.init(classes, home_class, written)
+function _M.init(classes, home_class, written, body_limit)
     balanced = {}
     for _, id in ipairs(classes or {}) do
         balanced[id] = true
     end
     home = home_class and ("@" .. home_class) or nil
+    entry_body_limit = tonumber(body_limit) or 0
     if written ~= nil then
         local read = {}
         for _, name in ipairs(written) do
@@ -484,12 +489,22 @@ function _M.route()
     if loc == nil then
         return ngx_exit(404)
     end
+    local target = loc.target
+    local stay = target == home
     local max_body = loc.max_body
-    if max_body > 0 then
-        -- $content_length: the header nginx parsed (a third of $http_content_length's cost)
+    if max_body ~= entry_body_limit then
+        -- nginx checked Content-Length against location /'s limit (the largest of the
+        -- classes'), which is not this route's. $content_length: the header nginx parsed (a
+        -- third of $http_content_length's cost)
         local length = var.content_length
-        if length ~= nil and (tonumber(length) or 0) > max_body then
-            return ngx_exit(413)
+        if length ~= nil then
+            if max_body > 0 and (tonumber(length) or 0) > max_body then
+                return ngx_exit(413)
+            end
+        elseif stay and var.http_transfer_encoding ~= nil then
+            -- a body of unknown length is counted as it is read, against the limit of the
+            -- location reading it: the class's named location has the class's
+            stay = false
         end
     end
     -- A route without backend goes to its class too: the class's block runs its redirects
@@ -517,8 +532,7 @@ function _M.route()
         -- rewrite_by_lua would have done with nothing before it
         settle(backend, loc.default_backend)
     end
-    local target = loc.target
-    if target == home then
+    if stay then
         return -- the entry location is the home class's block
     end
     return ngx_exec(target)
