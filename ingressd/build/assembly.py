@@ -274,6 +274,13 @@ class Assembly:
         else:
             self.ingress_problems[self.phase].setdefault(ObjectKey(key), []).append(found)
 
+    def denied(self, key: str, annotation: str, refused: Refused) -> LocationSettings:
+        """A location that answers 503 because what ``annotation`` names is unusable (failing
+        closed), and the Problem saying so."""
+        at = self.annotation_field(annotation)
+        self.problem(key, at, refused.reason, missing=refused.missing)
+        return LocationSettings(denied=f"{annotation}: {refused.reason}")
+
     def issue(self, key: str, issue: Issue) -> None:
         self.problem(key, issue[0], issue[1])
 
@@ -562,9 +569,7 @@ class Assembly:
         if headers_ref is not None and s.external_auth is not None:
             headers = self.auth_headers(namespace, headers_ref)
             if isinstance(headers, Refused):
-                at = self.annotation_field("auth-proxy-set-headers")
-                self.problem(key, at, headers.reason, missing=headers.missing)
-                return LocationSettings(denied=f"auth-proxy-set-headers: {headers.reason}")
+                return self.denied(key, "auth-proxy-set-headers", headers)
             external = dataclasses.replace(s.external_auth, proxy_set_headers=headers)
             s = dataclasses.replace(s, external_auth=external)
         if s.external_auth is None and annotations.global_auth:
@@ -576,23 +581,14 @@ class Assembly:
         if auth is not None:
             found = self.secret_file(namespace, auth.namespace, auth.name, auth.secret_type)
             if isinstance(found, Refused):
-                self.problem(
-                    key, self.annotation_field("auth-secret"), found.reason, missing=found.missing
-                )
-                return LocationSettings(denied=f"auth-secret: {found.reason}")
+                return self.denied(key, "auth-secret", found)
             assert isinstance(found, SecretFile)
             s = dataclasses.replace(s, auth=BasicAuth(auth.realm, found))
         ssl_ref = annotations.proxy_ssl_secret
         if ssl_ref is not None and s.proxy_ssl is not None:
             files = self.secret_file(namespace, ssl_ref[0], ssl_ref[1], "proxy-ssl")
             if isinstance(files, Refused):
-                self.problem(
-                    key,
-                    self.annotation_field("proxy-ssl-secret"),
-                    files.reason,
-                    missing=files.missing,
-                )
-                return LocationSettings(denied=f"proxy-ssl-secret: {files.reason}")
+                return self.denied(key, "proxy-ssl-secret", files)
             assert isinstance(files, tuple)
             ca, client = files
             s = dataclasses.replace(
@@ -602,13 +598,7 @@ class Assembly:
         if wanted is not None:
             read = self.secret_file(namespace, wanted.namespace, wanted.name, "client-auth")
             if isinstance(read, Refused):
-                self.problem(
-                    key,
-                    self.annotation_field("auth-tls-secret"),
-                    read.reason,
-                    missing=read.missing,
-                )
-                return LocationSettings(denied=f"auth-tls-secret: {read.reason}")
+                return self.denied(key, "auth-tls-secret", read)
             assert isinstance(read, tuple) and read[0] is not None
             self.client_auths[key] = ClientAuth(
                 ca=read[0],
@@ -626,9 +616,7 @@ class Assembly:
         if annotations.custom_headers is not None:
             rules = self.custom_headers(namespace, annotations.custom_headers)
             if isinstance(rules, Refused):
-                at = self.annotation_field("custom-headers")
-                self.problem(key, at, rules.reason, missing=rules.missing)
-                return LocationSettings(denied=f"custom-headers: {rules.reason}")
+                return self.denied(key, "custom-headers", rules)
             s = dataclasses.replace(s, custom_headers=rules)
         if annotations.default_backend is not None:
             name = self.annotation_backend(key, namespace, annotations.default_backend)
