@@ -115,25 +115,25 @@ def header_name(text: str, *, wildcard: bool = False) -> str:
     return text
 
 
-def header_value(text: str) -> HeaderValue:
-    """Literal text and allowed variables (``$host``, ``${http_x_user}``)."""
+def _check_value(text: str) -> None:
+    """What every header value must be, with or without variables."""
     if len(text) > MAX_VALUE:
         raise InvalidValue(f"a header value must be at most {MAX_VALUE} characters")
     if not _PRINTABLE.match(text):
         raise InvalidValue("a header value must be printable ASCII (no control characters)")
     if '"' in text or "\\" in text:
         raise InvalidValue("a header value must not contain '\"' or '\\'")
+
+
+def header_value(text: str) -> HeaderValue:
+    """Literal text and allowed variables (``$host``, ``${http_x_user}``)."""
+    _check_value(text)
     return HeaderValue(_VALUE.parts(text))
 
 
 def literal_value(text: str) -> HeaderValue:
     """Literal text only: a ``$`` is a dollar sign (``custom-headers``, as ingress-nginx)."""
-    if len(text) > MAX_VALUE:
-        raise InvalidValue(f"a header value must be at most {MAX_VALUE} characters")
-    if not _PRINTABLE.match(text):
-        raise InvalidValue("a header value must be printable ASCII (no control characters)")
-    if '"' in text or "\\" in text:
-        raise InvalidValue("a header value must not contain '\"' or '\\'")
+    _check_value(text)
     return HeaderValue((("text", text),) if text else ())
 
 
