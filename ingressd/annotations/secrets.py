@@ -47,6 +47,21 @@ def _decode(raw: object, name: str) -> str | tuple[str, str]:
         return (f"data.{name}", "is not base64 of UTF-8 text")
 
 
+def _ca_certificates(raw: object) -> list[x509.Certificate] | tuple[str, str]:
+    """The certificates of ``data["ca.crt"]``, or (field, reason)."""
+    text = _decode(raw, "ca.crt")
+    if isinstance(text, tuple):
+        return text
+    try:
+        return x509.load_pem_x509_certificates(text.encode())
+    except Exception as exc:  # untrusted input: any parser failure is a reason
+        return ("data.ca.crt", f"is not PEM certificates: {exc}")
+
+
+def _pem(certificates: list[x509.Certificate]) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certificates)
+
+
 def _file(key: ObjectKey, purpose: str, content: str) -> SecretFile:
     return SecretFile(
         secret=key,
@@ -98,15 +113,10 @@ def proxy_ssl_files(
     if not isinstance(data, dict):
         return ("data", "must be a mapping holding ca.crt (and tls.crt, tls.key)")
     if "ca.crt" in data:
-        text = _decode(raw, "ca.crt")
-        if isinstance(text, tuple):
-            return text
-        try:
-            certs = x509.load_pem_x509_certificates(text.encode())
-        except Exception as exc:  # untrusted input: any parser failure is a reason
-            return ("data.ca.crt", f"is not PEM certificates: {exc}")
-        pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
-        ca_file = _file(key, "ca", pem)
+        cas = _ca_certificates(raw)
+        if isinstance(cas, tuple):
+            return cas
+        ca_file = _file(key, "ca", _pem(cas))
     if "tls.crt" in data or "tls.key" in data:
         crt = _decode(raw, "tls.crt")
         if isinstance(crt, tuple):
@@ -149,14 +159,10 @@ def client_auth_files(
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, dict) or "ca.crt" not in data:
         return ("data.ca.crt", "missing: client certificate authentication needs the CA")
-    text = _decode(raw, "ca.crt")
-    if isinstance(text, tuple):
-        return text
-    try:
-        cas = x509.load_pem_x509_certificates(text.encode())
-    except Exception as exc:  # untrusted input: any parser failure is a reason
-        return ("data.ca.crt", f"is not PEM certificates: {exc}")
-    ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+    cas = _ca_certificates(raw)
+    if isinstance(cas, tuple):
+        return cas
+    ca_pem = _pem(cas)
     crl_file = None
     if "ca.crl" in data:
         crl_text = _decode(raw, "ca.crl")
