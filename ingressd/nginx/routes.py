@@ -296,11 +296,7 @@ def _full_table(config: Configuration, context: RouteContext) -> RouteTable:
                 else _ClassUse(use.servers + 1, use.first, use.first_at)
             )
         if server.certificate is not None:
-            uid = certificate_uid(server.certificate)
-            certificates[uid] = server.certificate.pem
-            users[uid] = users.get(uid, 0) + 1
-            for name in (server.hostname, *server.aliases):
-                certificate_hosts[name] = uid
+            _add_certificate(server, certificates, certificate_hosts, users)
     return _table(
         config,
         context,
@@ -310,6 +306,22 @@ def _full_table(config: Configuration, context: RouteContext) -> RouteTable:
         certificate_hosts,
         _Index(made, classes, users, aliased),
     )
+
+
+def _add_certificate(
+    server: Server,
+    certificates: dict[str, str],
+    certificate_hosts: dict[str, str],
+    users: dict[str, int],
+) -> None:
+    """``server``'s certificate into a table being made: its PEM by uid, the server's names
+    (host and aliases) to the uid, one more server using it."""
+    assert server.certificate is not None
+    uid = certificate_uid(server.certificate)
+    certificates[uid] = server.certificate.pem
+    users[uid] = users.get(uid, 0) + 1
+    for name in (server.hostname, *server.aliases):
+        certificate_hosts[name] = uid
 
 
 def _patched_table(
@@ -372,10 +384,7 @@ def _patched_table(
             else:
                 classes[settings_class.id] = dataclasses.replace(found, servers=found.servers + 1)
         if server.certificate is not None:
-            uid = certificate_uid(server.certificate)
-            certificates[uid] = server.certificate.pem
-            certificate_hosts[server.hostname] = uid
-            users[uid] = users.get(uid, 0) + 1
+            _add_certificate(server, certificates, certificate_hosts, users)
     if lost:
         _find_first_users(config.servers, made, classes, lost)
     own.sort(key=server_order)
