@@ -57,6 +57,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ingressd.model import Backend, BackendName, Endpoint
+from ingressd.nginx.dynamic import CHUNK_ITEMS, LuaEndpoint
 from tests.support.objects import self_signed_certificate
 
 # ============================================================================ harness
@@ -1395,3 +1397,26 @@ async def test_hsts_is_sent_on_https_only(nginx: Nginx, session: aiohttp.ClientS
     _, body, headers = await get(session, f"{nginx.router}/x", "h.test")
     assert isinstance(body, dict) and body["hsts"] == ""
     assert "Strict-Transport-Security" not in headers
+
+
+@pytest.mark.nginx
+async def test_a_whole_set_sent_in_chunks_arrives_whole(nginx: Nginx) -> None:
+    """The controller streams a body of more than CHUNK_ITEMS backends (chunked transfer
+    encoding); the endpoint reads it as one array, and a DELETE by name prunes some."""
+    count = 2 * CHUNK_ITEMS + 7
+    sent = [
+        Backend(
+            BackendName(f"b{i:04d}"), "default", f"svc{i}", "80", (Endpoint("10.0.0.1", i + 1),)
+        )
+        for i in range(count)
+    ]
+    endpoint = LuaEndpoint(socket_path=str(nginx.root / "control.sock"))
+    try:
+        assert await endpoint.put_backends(sent) == count
+        held = await endpoint.get_backends()
+        assert [b["name"] for b in held] == [b.name for b in sent]
+        assert held[-1] == json.loads(json.dumps(sent[-1].to_lua()))
+        assert await endpoint.delete_backends([b.name for b in sent[1:]]) == count - 1
+        assert [b["name"] for b in await endpoint.get_backends()] == ["b0000"]
+    finally:
+        await endpoint.close()
